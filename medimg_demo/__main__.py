@@ -1,0 +1,5 @@
+"""``python -m medimg_demo``."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,19 @@
+"""Typed errors whose messages tell the user what to do."""
+
+from __future__ import annotations
+
+
+class MedimgError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InputError(MedimgError):
+    """The uploaded or named file cannot be used as an image; the message says why and what is accepted."""
+
+
+class ModelError(MedimgError):
+    """A model is missing, corrupt or inconsistent with its config."""
+
+
+class DataError(MedimgError):
+    """A data set folder or manifest is missing or malformed."""

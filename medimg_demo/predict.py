@@ -1,0 +1,136 @@
+"""Predictor: loads a model once and turns a Study into a Prediction (type, stage, pathway, heatmap)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .explain import gradcam
+from .io import Study
+from .model import TumorNet, load_model
+from .preprocess import to_tensor
+from .registry import ModelConfig, get_model
+from .treatment import Pathway, pathway
+
+log = logging.getLogger(__name__)
+
+STAGE_NOTES = {
+    "lung_ct": (
+        "In the training data every image of one cancer type carries the same TNM stage, so this stage is "
+        "learned through the type; it is not an independent staging of the scan."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    model_id: str
+    task: str
+    type_label: str
+    type_probs: dict[str, float]
+    stage_label: str | None
+    stage_probs: dict[str, float] | None
+    stage_note: str | None
+    treatment: Pathway
+    image: np.ndarray  # the displayed grey image, (H, W) in [0, 1]
+    heatmap: np.ndarray | None  # Grad-CAM for the shown type class, (H, W) in [0, 1]
+    heatmap_class: str | None
+    image_sha256: str
+    modality: str | None
+    pixel_spacing_mm: tuple[float, float] | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape of ``predict --json``: no pixels, no identifiers."""
+        return {
+            "model": self.model_id,
+            "task": self.task,
+            "type": {"label": self.type_label, "probabilities": self.type_probs},
+            "stage": None
+            if self.stage_label is None
+            else {"label": self.stage_label, "probabilities": self.stage_probs, "note": self.stage_note},
+            "treatment": {
+                "summary": self.treatment.summary,
+                "options": self.treatment.options,
+                "source": self.treatment.source,
+                "notice": self.treatment.to_dict()["notice"],
+            },
+            "heatmap_class": self.heatmap_class,
+            "image_sha256": self.image_sha256,
+            "modality": self.modality,
+            "pixel_spacing_mm": list(self.pixel_spacing_mm) if self.pixel_spacing_mm else None,
+        }
+
+
+def _probs(logits: torch.Tensor, labels: list[str], temperature: float) -> dict[str, float]:
+    p = torch.softmax(logits[0].float() / max(temperature, 1e-3), dim=0)
+    return {label: float(v) for label, v in zip(labels, p.tolist())}
+
+
+class Predictor:
+    """One loaded model; ``run`` is thread-safe (one inference at a time per model)."""
+
+    def __init__(self, cfg: ModelConfig, model: TumorNet | None = None) -> None:
+        self.cfg = cfg
+        self.model = model if model is not None else load_model(cfg)
+        self.model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)  # Grad-CAM needs gradients of activations only, not of weights
+        self._lock = threading.Lock()
+
+    def run(self, study: Study, explain: bool = True, target: str | None = None) -> Prediction:
+        """Predict type (and stage), look up the pathway, and explain the shown type class with Grad-CAM."""
+        cfg = self.cfg
+        x = to_tensor(study.pixels, cfg.input)
+        target_idx = None if target is None else cfg.type_labels.index(target)
+        with self._lock:
+            if explain:
+                ex = gradcam(self.model, x, "type", cfg.target_layer, (study.height, study.width), target_idx)
+                logits, heatmap = ex.logits, ex.cam
+            else:
+                with torch.inference_mode():
+                    logits = self.model(x)
+                heatmap = None
+        type_probs = _probs(logits["type"], cfg.type_labels, cfg.temperature.get("type", 1.0))
+        type_label = max(type_probs, key=type_probs.__getitem__)
+        stage_label = stage_probs = None
+        if cfg.stage_labels and "stage" in logits:
+            stage_probs = _probs(logits["stage"], cfg.stage_labels, cfg.temperature.get("stage", 1.0))
+            stage_label = max(stage_probs, key=stage_probs.__getitem__)
+        heat_cls = None if heatmap is None else (target or type_label)
+        return Prediction(
+            model_id=cfg.id,
+            task=cfg.task,
+            type_label=type_label,
+            type_probs=type_probs,
+            stage_label=stage_label,
+            stage_probs=stage_probs,
+            stage_note=STAGE_NOTES.get(cfg.task) if stage_label is not None else None,
+            treatment=pathway(cfg.task, type_label, stage_label),
+            image=study.pixels,
+            heatmap=heatmap,
+            heatmap_class=heat_cls,
+            image_sha256=study.sha256,
+            modality=study.modality,
+            pixel_spacing_mm=study.pixel_spacing_mm,
+        )
+
+
+_PREDICTORS: dict[str, Predictor] = {}
+_PREDICTORS_LOCK = threading.Lock()
+
+
+def get_predictor(model_id: str | None = None) -> Predictor:
+    """A shared Predictor per model id: models are loaded once per process and never copied per request."""
+    cfg = get_model(model_id)
+    with _PREDICTORS_LOCK:
+        pred = _PREDICTORS.get(cfg.id)
+        if pred is None:
+            log.info("Loading model %s (weights sha256 %s)", cfg.id, (cfg.weights_sha256 or "unpinned")[:12])
+            pred = Predictor(cfg)
+            _PREDICTORS[cfg.id] = pred
+        return pred

@@ -1,0 +1,131 @@
+"""Shared fixtures: synthetic images, DICOM builders and a tiny random model in a temporary registry."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_ROOT = Path(os.environ.get("MEDIMG_DATA_DIR", REPO.parent / "shared" / "data"))
+LUNG = DATA_ROOT / "lung_ct"
+
+
+def png_bytes(arr: np.ndarray, mode: str | None = None) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode=mode).save(buf, format="PNG") if mode else Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def gradient(h: int = 64, w: int = 80) -> np.ndarray:
+    """A smooth test image in [0, 1] with a bright blob (something for a model to look at)."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = 0.2 + 0.3 * xx / w + 0.5 * np.exp(-(((yy - h * 0.4) ** 2) + ((xx - w * 0.6) ** 2)) / (2 * (h * 0.12) ** 2))
+    return np.clip(img, 0, 1)
+
+
+def dicom_bytes(
+    pixels: np.ndarray,
+    *,
+    photometric: str = "MONOCHROME2",
+    slope: float | None = None,
+    intercept: float | None = None,
+    window: tuple[float, float] | None = None,
+    modality: str = "CT",
+    preamble: bool = True,
+    phi: bool = True,
+    spacing: tuple[float, float] | None = (0.7, 0.7),
+    signed: bool = False,
+) -> bytes:
+    """A minimal but valid DICOM file with ``pixels`` as stored values, optionally carrying fake PHI."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = modality
+    if phi:
+        ds.PatientName = "Doe^Jane^Secret"
+        ds.PatientID = "PID-998877"
+        ds.PatientBirthDate = "19600101"
+        ds.PatientAddress = "1 Hidden Road, Nowhere"
+        ds.InstitutionName = "Confidential Hospital"
+    arr = np.asarray(pixels)
+    ds.Rows, ds.Columns = arr.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    bits = 8 if arr.dtype.itemsize == 1 else 16
+    ds.BitsAllocated = bits
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    if slope is not None:
+        ds.RescaleSlope = slope
+        ds.RescaleIntercept = intercept or 0
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    if spacing is not None:
+        ds.PixelSpacing = list(spacing)
+    ds.PixelData = arr.tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    data = buf.getvalue()
+    return data if preamble else data[132:]
+
+
+@pytest.fixture(scope="session")
+def tiny_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry folder with one random-weight model at 64 px (for fast tests of the machinery)."""
+    import torch
+
+    from medimg_demo.model import TumorNet
+    from medimg_demo.weights import save_checkpoint
+
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    heads = {"type": ["adenocarcinoma", "large_cell_carcinoma", "normal", "squamous_cell_carcinoma"], "stage": ["IIIa", "Ib", "none"]}
+    model = TumorNet("tf_efficientnet_lite0", heads, pretrained="none")
+    folder = root / "lung_ct.tiny_v0"
+    sha = save_checkpoint(model, folder / "weights.safetensors", fp16=True)
+    cfg = {
+        "id": "lung_ct.tiny_v0",
+        "task": "lung_ct",
+        "task_title": "Lung CT",
+        "arch": "tf_efficientnet_lite0",
+        "heads": heads,
+        "input": {"size": [64, 64], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+        "target_layer": "backbone.bn2",
+        "temperature": {"type": 1.5, "stage": 1.0},
+        "weights": {"file": "weights.safetensors", "sha256": sha},
+        "default": True,
+    }
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return root
+
+
+def lung_test_image() -> Path:
+    """A real lung CT image from the test split of the shared data (skips if the data is absent)."""
+    import csv
+
+    manifest = LUNG / "manifest.csv"
+    if not manifest.is_file():
+        pytest.skip(f"shared data not found at {LUNG}")
+    with open(manifest, newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["split"] == "test" and row["label"] == "adenocarcinoma":
+                return LUNG / row["image"]
+    pytest.skip("no adenocarcinoma test image in the manifest")

@@ -1,0 +1,46 @@
+"""The Gradio app's predict function, without a browser: a real image works, a bad file is a gr.Error."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+import pytest
+
+from conftest import lung_test_image
+
+import app
+
+
+def test_app_predict_on_real_lung_ct() -> None:
+    img = lung_test_image()
+    type_scores, stage_scores, stage_md, pathway_md, original, overlay, info, raw, state = app.predict(str(img), None, 0.5)
+    assert abs(sum(type_scores.values()) - 1) < 1e-4
+    assert stage_scores and set(stage_scores) == {"Ib", "IIIa", "none"}
+    assert "learned through the type" in stage_md
+    assert "Source:" in pathway_md and "not a treatment order" in pathway_md
+    assert original.shape == overlay.shape and original.ndim == 3
+    assert not np.array_equal(original, overlay)
+    assert raw["type"]["label"] in type_scores
+    image, heat = state
+    redrawn = app.update_opacity(state, 0.0)
+    np.testing.assert_array_equal(redrawn, original)
+
+
+@pytest.mark.parametrize("content", [b"", b"just some text\n" * 20, b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"])
+def test_app_bad_file_is_gradio_error(tmp_path, content: bytes) -> None:
+    bad = tmp_path / "upload.png"
+    bad.write_bytes(content)
+    with pytest.raises(gr.Error):
+        app.predict(str(bad), None, 0.5)
+
+
+def test_app_no_file_is_gradio_error() -> None:
+    with pytest.raises(gr.Error, match="Upload a scan"):
+        app.predict(None, None, 0.5)
+
+
+def test_app_has_banner_and_predict_api() -> None:
+    cfg = app.demo.config
+    assert "not a medical device" in str(cfg).lower()
+    names = [d.get("api_name") for d in cfg["dependencies"]]
+    assert "predict" in names

@@ -1,0 +1,112 @@
+"""Command line: models --json, predict --json on a real lung CT test image, evaluate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, dicom_bytes, gradient, lung_test_image
+from medimg_demo.cli import main
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "medimg_demo", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_models_json() -> None:
+    r = _run("models", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert rows and {"id", "task", "labels", "default"} <= set(rows[0])
+    assert sum(r["default"] for r in rows) == 1
+    lung = [r for r in rows if r["task"] == "lung_ct"]
+    assert lung and "stage" in lung[0]["labels"]
+
+
+def test_predict_json_on_real_lung_ct(tmp_path) -> None:
+    img = lung_test_image()
+    out_png = tmp_path / "overlay.png"
+    r = _run("predict", str(img), "--heatmap-out", str(out_png), "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert {"model", "type", "stage", "treatment"} <= set(d)
+    probs = d["type"]["probabilities"]
+    assert set(probs) == {"adenocarcinoma", "large_cell_carcinoma", "normal", "squamous_cell_carcinoma"}
+    assert abs(sum(probs.values()) - 1) < 1e-4 and d["type"]["label"] == max(probs, key=probs.get)
+    assert d["stage"]["label"] in {"Ib", "IIIa", "none"}
+    assert d["treatment"]["summary"] and d["treatment"]["options"] and d["treatment"]["source"]
+    # the CLI gives exactly what the in-process predictor gives for the same file
+    from medimg_demo.io import read_file
+    from medimg_demo.predict import get_predictor
+
+    pred = get_predictor(d["model"]).run(read_file(img), explain=False)
+    assert pred.type_label == d["type"]["label"]
+    assert abs(pred.type_probs[pred.type_label] - probs[pred.type_label]) < 1e-5
+    overlay = np.asarray(Image.open(out_png))
+    src = Image.open(img)
+    assert overlay.shape == (src.height, src.width, 3)
+
+
+def test_predict_dicom_keeps_phi_out_of_output(tmp_path, capsys, caplog) -> None:
+    path = tmp_path / "scan"
+    path.write_bytes(dicom_bytes((gradient(128, 128) * 1500).astype(np.uint16), slope=1, intercept=-1024, window=(-600, 1500)))
+    assert main(["predict", str(path), "--json"]) == 0
+    out = capsys.readouterr().out + caplog.text
+    d = json.loads(out[: out.rindex("}") + 1])
+    assert d["modality"] == "CT" and d["pixel_spacing_mm"] == [0.7, 0.7]
+    for secret in ("Doe", "Jane", "PID-998877", "19600101", "Hidden Road", "Confidential"):
+        assert secret not in out
+
+
+def test_predict_bad_file_exits_2_with_message(tmp_path) -> None:
+    bad = tmp_path / "notes.dcm"
+    bad.write_text("not an image at all")
+    r = _run("predict", str(bad), "--json")
+    assert r.returncode == 2
+    assert "Accepted" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_evaluate_writes_tidy_csv(tmp_path, tiny_registry, monkeypatch) -> None:
+    """evaluate on a small synthetic data set: one row per metric with 95% intervals."""
+    import pandas as pd
+
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tiny_registry))
+    data = tmp_path / "set"
+    (data / "images").mkdir(parents=True)
+    rows = []
+    rng = np.random.default_rng(0)
+    labels = ["adenocarcinoma", "large_cell_carcinoma", "normal", "squamous_cell_carcinoma"]
+    for i in range(16):
+        arr = (rng.random((48, 48)) * 255).astype(np.uint8)
+        Image.fromarray(arr).save(data / "images" / f"i{i}.png")
+        rows.append({"image": f"images/i{i}.png", "label": labels[i % 4], "split": "holdout", "stage": ["Ib", "IIIa", "none", "IIIa"][i % 4]})
+    pd.DataFrame(rows).to_csv(data / "manifest.csv", index=False)
+    out = tmp_path / "m.csv"
+    assert main(["evaluate", "--data", str(data), "--split", "holdout", "--out", str(out), "--bootstrap", "50"]) == 0
+    m = pd.read_csv(out, keep_default_na=False)
+    assert list(m.columns) == ["metric", "class", "value", "ci_low", "ci_high"]
+    assert {"accuracy", "macro_auc", "ece", "sensitivity", "specificity", "precision", "f1", "stage_accuracy"} <= set(m["metric"])
+    acc = m[(m.metric == "accuracy")].iloc[0]
+    assert 0 <= float(acc.ci_low) <= float(acc.value) <= float(acc.ci_high) <= 1
+
+
+def test_default_lung_model_is_accurate_on_test_cases() -> None:
+    """The committed model, through the same reader and preprocessing as the app, on 40 test-split images."""
+    import csv
+
+    from conftest import LUNG
+    from medimg_demo.io import read_file
+    from medimg_demo.predict import get_predictor
+
+    if not (LUNG / "manifest.csv").is_file():
+        pytest.skip("shared data not found")
+    with open(LUNG / "manifest.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "test"][:40]
+    predictor = get_predictor("lung_ct.tf_efficientnet_lite0_v1")
+    hits = sum(predictor.run(read_file(LUNG / r["image"]), explain=False).type_label == r["label"] for r in rows)
+    assert hits / len(rows) >= 0.8, f"{hits}/{len(rows)}"

@@ -1,0 +1,50 @@
+"""The treatment table covers every (type, stage) output of every model and reads as options, not orders."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+
+from medimg_demo.registry import list_models
+from medimg_demo.treatment import pathway, table
+
+TASK_LABELS = {
+    "lung_ct": (["adenocarcinoma", "large_cell_carcinoma", "normal", "squamous_cell_carcinoma"], ["Ib", "IIIa", "none"]),
+    "breast_us": (["benign", "malignant", "normal"], [None]),
+    "brain_mri": (["glioma", "meningioma", "pituitary", "no_tumor"], [None]),
+}
+
+
+@pytest.mark.parametrize("task", sorted(TASK_LABELS))
+def test_every_output_pair_of_each_task_has_a_row(task: str) -> None:
+    types, stages = TASK_LABELS[task]
+    for t, s in itertools.product(types, stages):
+        p = pathway(task, t, s)
+        assert p.summary and p.options and p.source
+        assert re.search(r"(19|20)\d\d", p.source), "source names a year"
+
+
+def test_committed_models_outputs_are_covered() -> None:
+    for cfg in list_models():
+        stages = cfg.stage_labels or [None]
+        for t, s in itertools.product(cfg.type_labels, stages):
+            pathway(cfg.task, t, s)
+
+
+def test_normal_rows_say_no_treatment() -> None:
+    assert "no oncological treatment" in pathway("lung_ct", "normal", "none").summary.lower()
+    assert "no oncological treatment" in pathway("breast_us", "normal").summary.lower()
+    assert "no oncological treatment" in pathway("brain_mri", "no_tumor").summary.lower()
+
+
+def test_rows_are_options_not_orders() -> None:
+    for p in table().values():
+        text = (p.summary + " " + " ".join(p.options)).lower()
+        assert not re.search(r"\b(must|prescribe|administer immediately)\b", text), p
+
+
+def test_missing_row_raises() -> None:
+    with pytest.raises(KeyError):
+        pathway("lung_ct", "unknown", "Ib")
