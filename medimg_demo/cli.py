@@ -81,6 +81,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         lr_head=args.lr_head,
         lr_backbone=args.lr_backbone,
         patience=args.patience,
+        min_epochs=args.min_epochs,
+        freeze_bn=args.freeze_bn,
+        label_smoothing=args.label_smoothing,
         seed=args.seed,
         bf16=not args.no_bf16,
         max_train=args.max_train,
@@ -118,6 +121,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_feedback(args: argparse.Namespace) -> int:
+    from . import feedback
+    from .paths import feedback_db
+
+    db = Path(args.db) if args.db else feedback_db()
+    if args.action == "export":
+        if not args.out:
+            log.error("feedback export needs --out FILE.csv")
+            return 2
+        n = feedback.export_csv(db, Path(args.out))
+        log.info("Exported %d rows to %s", n, args.out)
+        return 0
+    summary = feedback.summarise(feedback.read_all(db))
+    if args.out:
+        summary.to_csv(args.out, index=False)
+    print(summary.round(3).set_index("session_id").T.to_string() if len(summary) else "no feedback yet")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m medimg_demo", description=f"medimg_demo command line. {DISCLAIMER}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -148,7 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr-head", type=float, default=1e-3)
     t.add_argument("--lr-backbone", type=float, default=3e-4)
-    t.add_argument("--patience", type=int, default=5)
+    t.add_argument("--patience", type=int, default=5, help="early stop after this many epochs without val improvement")
+    t.add_argument("--min-epochs", type=int, default=4, help="fine-tuning epochs before early stopping may count")
+    t.add_argument("--label-smoothing", type=float, default=0.05)
+    t.add_argument("--freeze-bn", action="store_true", help="keep ImageNet BatchNorm statistics during fine-tuning")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-bf16", action="store_true", help="train in fp32 (slower) instead of bf16 autocast")
     t.add_argument("--no-stage", action="store_true", help="do not add a stage head even if the manifest has one")
@@ -165,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--card", action="store_true", help="also write models/<id>/metrics/<split>.csv and MODEL_CARD.md")
     e.set_defaults(func=_cmd_evaluate)
+    f = sub.add_parser("feedback", help="export or summarise the clinician feedback store")
+    f.add_argument("action", choices=["export", "summary"])
+    f.add_argument("--db", default=None, help="SQLite file (default: $MEDIMG_FEEDBACK_DB or var/feedback.sqlite)")
+    f.add_argument("--out", default=None, help="CSV to write (required for export)")
+    f.set_defaults(func=_cmd_feedback)
     return p
 
 

@@ -83,7 +83,9 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         f"--epochs {training.get('epochs')} --warmup-epochs {training.get('warmup_epochs')} "
         f"--batch-size {training.get('batch_size')} --lr-head {training.get('lr_head')} "
         f"--lr-backbone {training.get('lr_backbone')} --patience {training.get('patience')} "
+        f"--min-epochs {training.get('min_epochs', 0)} --label-smoothing {training.get('label_smoothing')} "
         f"--seed {training.get('seed')} --id {cfg.id}" + ("" if training.get("bf16", True) else " --no-bf16")
+        + (" --freeze-bn" if training.get("freeze_bn") else "")
     )
     lines += [
         "",

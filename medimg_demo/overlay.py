@@ -33,3 +33,37 @@ def overlay(gray: np.ndarray, heatmap: np.ndarray, opacity: float = 0.45, cmap: 
     color = _lut(cmap)[idx]
     base = np.repeat(np.clip(gray, 0.0, 1.0)[..., None] * 255.0, 3, axis=2)
     return (base * (1.0 - a) + color * a + 0.5).clip(0, 255).astype(np.uint8)
+
+
+def _nice_length(mm: float) -> float:
+    for step in (1, 2, 5, 10, 20, 50, 100, 200, 500):
+        if step >= mm:
+            return float(step)
+    return 1000.0
+
+
+def add_scale_bar(rgb: np.ndarray, spacing_mm: tuple[float, float] | None) -> np.ndarray:
+    """Draw a labelled scale bar (bottom right) from the column pixel spacing; unchanged if spacing is unknown."""
+    if not spacing_mm:
+        return rgb
+    from PIL import Image, ImageDraw, ImageFont
+
+    h, w = rgb.shape[:2]
+    col_mm = float(spacing_mm[1])
+    length_mm = _nice_length(w * col_mm / 6.0)
+    if length_mm / col_mm > w * 0.5:
+        length_mm = max(length_mm / 2, 1.0)
+    bar = int(round(length_mm / col_mm))
+    img = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(img)
+    thick = max(2, h // 100)
+    margin = max(4, w // 40)
+    x1, y1 = w - margin, h - margin
+    x0 = x1 - bar
+    draw.rectangle([x0 - 1, y1 - thick - 1, x1 + 1, y1 + 1], fill=(0, 0, 0))
+    draw.rectangle([x0, y1 - thick, x1, y1], fill=(255, 255, 255))
+    font = ImageFont.load_default(size=max(10, h // 30))
+    label = f"{length_mm:g} mm"
+    tw = draw.textlength(label, font=font)
+    draw.text((x1 - tw, y1 - thick - 4 - max(10, h // 30)), label, fill=(255, 255, 255), font=font, stroke_width=1, stroke_fill=(0, 0, 0))
+    return np.asarray(img)

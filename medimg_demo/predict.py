@@ -13,7 +13,7 @@ import torch
 from .explain import gradcam
 from .io import Study
 from .model import TumorNet, load_model
-from .preprocess import to_tensor
+from .preprocess import model_pixels, to_tensor
 from .registry import ModelConfig, get_model
 from .treatment import Pathway, pathway
 
@@ -85,7 +85,7 @@ class Predictor:
     def run(self, study: Study, explain: bool = True, target: str | None = None) -> Prediction:
         """Predict type (and stage), look up the pathway, and explain the shown type class with Grad-CAM."""
         cfg = self.cfg
-        x = to_tensor(study.pixels, cfg.input)
+        x = to_tensor(model_pixels(study, cfg.input), cfg.input)
         target_idx = None if target is None else cfg.type_labels.index(target)
         with self._lock:
             if explain:

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .io import Study
 from .registry import InputConfig
 
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC, "nearest": Image.Resampling.NEAREST}
@@ -35,3 +36,14 @@ def to_tensor(pixels: np.ndarray, cfg: InputConfig) -> torch.Tensor:
     """2-D image in [0, 1] -> (1, 3, H, W) float tensor the model expects."""
     small = resize_gray(pixels, cfg.size, cfg.interpolation)
     return normalize(torch.from_numpy(small)[None, None], cfg).contiguous()
+
+
+def model_pixels(study: Study, cfg: InputConfig) -> np.ndarray:
+    """The grey image the model sees: the config's window for this DICOM modality, else the file's default view.
+
+    Independent of any window the user picks for display.
+    """
+    window = cfg.dicom_windows.get(study.modality or "") if study.values is not None else None
+    if window is None:
+        return study.pixels
+    return study.display(*window)

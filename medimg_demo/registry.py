@@ -31,6 +31,9 @@ class InputConfig:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     interpolation: str = "bilinear"
+    #: Window (centre, width) per DICOM modality that the model sees, whatever the display shows; a modality
+    #: not listed is shown to the model with the file's own window.
+    dicom_windows: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class ModelConfig:
                     mean=tuple(float(x) for x in inp["mean"]),  # type: ignore[arg-type]
                     std=tuple(float(x) for x in inp["std"]),  # type: ignore[arg-type]
                     interpolation=str(inp.get("interpolation", "bilinear")),
+                    dicom_windows={str(k): (float(v[0]), float(v[1])) for k, v in inp.get("dicom_windows", {}).items()},
                 ),
                 target_layer=str(d["target_layer"]),
                 weights_file=str(weights.get("file", "weights.safetensors")),

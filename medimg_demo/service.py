@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from .io import Study, read_file
-from .overlay import gray_to_rgb, overlay
+from .overlay import add_scale_bar, gray_to_rgb, overlay
+from .windowing import CT_PRESETS
 from .predict import Prediction, get_predictor
 from .registry import ModelConfig, get_model, list_models
 from .treatment import PATHWAY_NOTICE
@@ -22,6 +23,46 @@ from .treatment import PATHWAY_NOTICE
 log = logging.getLogger(__name__)
 
 STAGE_NOT_ASSESSED = "Stage: not assessed by this model (its training data carry no stage labels)."
+
+
+WINDOW_CHOICES = ["File default", *[k.capitalize() for k in CT_PRESETS], "Manual"]
+
+
+@dataclass(frozen=True)
+class View:
+    """What redrawing the display needs (kept in the browser session, never sent to the client)."""
+
+    pixels: np.ndarray  # default display, [0, 1]
+    values: np.ndarray | None  # modality values (HU for CT) for other windows; None for PNG/JPEG
+    invert: bool
+    heatmap: np.ndarray
+    spacing_mm: tuple[float, float] | None
+    default_window: tuple[float, float] | None
+    modality: str | None
+
+    def window_for(self, choice: str | None, center: float | None, width: float | None) -> tuple[float, float] | None:
+        """(centre, width) for a window choice, or None for the file's default view."""
+        if self.values is None or not choice or choice == "File default":
+            return None
+        if choice == "Manual":
+            if center is None or width is None or not width > 0:
+                return None
+            return float(center), float(width)
+        return CT_PRESETS.get(choice.lower())
+
+    def render(self, choice: str | None = None, center: float | None = None, width: float | None = None,
+               opacity: float = 0.45) -> tuple[np.ndarray, np.ndarray]:
+        """(image, overlay) as RGB uint8 under the chosen display window, with a scale bar where spacing is known."""
+        window = self.window_for(choice, center, width)
+        if window is None or self.values is None:
+            gray = self.pixels
+        else:
+            from .windowing import apply_window
+
+            gray = apply_window(self.values, window[0], window[1], invert=self.invert)
+        image = add_scale_bar(gray_to_rgb(gray), self.spacing_mm)
+        over = add_scale_bar(overlay(gray, self.heatmap, opacity), self.spacing_mm)
+        return image, over
 
 
 @dataclass(frozen=True)
@@ -35,6 +76,10 @@ class Analysis:
     overlay_rgb: np.ndarray
     info_markdown: str
     seconds: float
+    view: View
+    warnings: tuple[str, ...]
+    n_frames: int
+    frame_index: int
 
 
 def model_choices() -> list[tuple[str, str]]:
@@ -106,6 +151,8 @@ def info_markdown(study: Study, cfg: ModelConfig, pred: Prediction, seconds: flo
         parts.append(f"modality {study.modality}")
     if study.pixel_spacing_mm:
         parts.append(f"pixel spacing {study.pixel_spacing_mm[0]:.3g} x {study.pixel_spacing_mm[1]:.3g} mm")
+    if study.window is not None and study.values is not None:
+        parts.append(f"file window C {study.window[0]:g} / W {study.window[1]:g}")
     if study.n_frames > 1:
         parts.append(f"frame {study.frame_index + 1} of {study.n_frames} shown")
     parts.append(f"heatmap: Grad-CAM for '{pred.heatmap_class}'")
@@ -113,14 +160,35 @@ def info_markdown(study: Study, cfg: ModelConfig, pred: Prediction, seconds: flo
     return " · ".join(parts)
 
 
-def analyse(path: str | Path, model_id: str | None = None, opacity: float = 0.45) -> Analysis:
-    """Decode, predict, explain and render one upload. Raises InputError for files it cannot use."""
+def analyse(
+    path: str | Path,
+    model_id: str | None = None,
+    opacity: float = 0.45,
+    frame: int | None = None,
+    window: str | None = None,
+    center: float | None = None,
+    width: float | None = None,
+) -> Analysis:
+    """Decode, predict, explain and render one upload. Raises InputError for files it cannot use.
+
+    ``frame`` is 0-based (default: the middle frame); ``window``/``center``/``width`` change only the display,
+    never what the model sees.
+    """
     t0 = time.perf_counter()
-    study = read_file(path)
+    study = read_file(path, frame)
     predictor = get_predictor(model_id)
     pred = predictor.run(study, explain=True)
     assert pred.heatmap is not None
-    over = overlay(pred.image, pred.heatmap, opacity)
+    view = View(
+        pixels=study.pixels,
+        values=study.values,
+        invert=study.invert,
+        heatmap=pred.heatmap,
+        spacing_mm=study.pixel_spacing_mm,
+        default_window=study.window,
+        modality=study.modality,
+    )
+    original, over = view.render(window, center, width, opacity)
     seconds = time.perf_counter() - t0
     log.info("Predicted %s with %s in %.0f ms", pred.type_label, predictor.cfg.id, seconds * 1000)
     return Analysis(
@@ -129,19 +197,197 @@ def analyse(path: str | Path, model_id: str | None = None, opacity: float = 0.45
         stage_scores=pred.stage_probs,
         stage_text=stage_text(pred),
         pathway_markdown=pathway_markdown(pred),
-        original_rgb=gray_to_rgb(pred.image),
+        original_rgb=original,
         overlay_rgb=over,
         info_markdown=info_markdown(study, predictor.cfg, pred, seconds),
         seconds=seconds,
+        view=view,
+        warnings=study.warnings,
+        n_frames=study.n_frames,
+        frame_index=study.frame_index,
     )
 
 
-def reblend(image: np.ndarray | None, heatmap: np.ndarray | None, opacity: float) -> np.ndarray | None:
-    """Redraw the overlay at a new opacity without running the model again."""
-    if image is None or heatmap is None:
-        return None
-    return overlay(np.asarray(image, dtype=np.float32), np.asarray(heatmap, dtype=np.float32), opacity)
+def upload_name(path: str | Path) -> str:
+    """A neutral name for an upload: a hash of its bytes and a safe extension, never the original name."""
+    import hashlib
+
+    p = Path(path)
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+    ext = p.suffix.lower() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".dcm") else ""
+    return f"scan-{digest}{ext}"
+
+
+def deidentified_copy(path: str | Path, out_dir: Path) -> Path:
+    """Write a de-identified copy of an uploaded DICOM under ``out_dir``, named by a hash (never by the upload)."""
+    from .deid import deidentify
+    from .errors import InputError
+    from .io import read_bytes
+
+    data = Path(path).read_bytes()
+    study = read_bytes(data)
+    if study.source_format != "dicom":
+        raise InputError("Only DICOM files carry identifiers to remove; PNG and JPEG uploads have none to strip.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"deidentified-{study.sha256[:16]}.dcm"
+    out.write_bytes(deidentify(data))
+    return out
 
 
 def summary_json(a: Analysis) -> dict[str, Any]:
     return a.prediction.to_json()
+
+
+# ----------------------------------------------------------------------------------------------
+# Feedback and reading sessions
+# ----------------------------------------------------------------------------------------------
+def _agree(choice: str | None) -> bool | None:
+    return None if not choice else choice.lower().startswith("agree")
+
+
+def feedback_from_prediction(
+    prediction: dict[str, Any] | None,
+    reader: str,
+    *,
+    phase: str = "free",
+    session_id: str = "",
+    case_id: str = "",
+    type_agree: str | None = None,
+    stage_agree: str | None = None,
+    pathway_agree: str | None = None,
+    corrected_type: str | None = None,
+    corrected_stage: str | None = None,
+    reader_type: str | None = None,
+    reader_stage: str | None = None,
+    heatmap_plausibility: int | None = None,
+    confidence: int | None = None,
+    comment: str | None = None,
+    truth_type: str | None = None,
+    truth_stage: str | None = None,
+    db: Path | None = None,
+) -> int:
+    """Store one feedback row for a prediction as returned by ``predict`` (its JSON); returns the row id."""
+    from . import feedback
+    from .errors import InputError
+    from .paths import feedback_db
+
+    if not prediction or "image_sha256" not in prediction:
+        raise InputError("Run a prediction first: feedback is stored against the prediction shown.")
+    model_id = str(prediction.get("model", ""))
+    cfg = get_model(model_id)  # the weights hash comes from the registry, not from the client
+    stage = prediction.get("stage") or {}
+    fb = feedback.Feedback(
+        reader=(reader or "").strip(),
+        image_sha256=str(prediction["image_sha256"]),
+        phase=phase,
+        session_id=(session_id or "").strip()[:80],
+        case_id=case_id,
+        model_id=cfg.id,
+        weights_sha256=cfg.weights_sha256 or "",
+        pred_type=prediction.get("type", {}).get("label"),
+        pred_type_probs=prediction.get("type", {}).get("probabilities"),
+        pred_stage=stage.get("label"),
+        pred_stage_probs=stage.get("probabilities"),
+        reader_type=reader_type or None,
+        reader_stage=reader_stage or None,
+        type_agree=_agree(type_agree),
+        stage_agree=_agree(stage_agree),
+        pathway_agree=_agree(pathway_agree),
+        corrected_type=corrected_type or None,
+        corrected_stage=corrected_stage or None,
+        heatmap_plausibility=int(heatmap_plausibility) if heatmap_plausibility else None,
+        confidence=int(confidence) if confidence else None,
+        comment=(comment or "").strip() or None,
+        truth_type=truth_type,
+        truth_stage=truth_stage,
+    )
+    return feedback.submit(db or feedback_db(), fb)
+
+
+@dataclass
+class ReadingSession:
+    """One reader's progress through a session's fixed case list (kept in the browser session)."""
+
+    reader: str
+    session_id: str
+    model_id: str
+    cases: list[Any]
+    index: int = 0
+    revealed: bool = False
+    prediction: dict[str, Any] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.index >= len(self.cases)
+
+    @property
+    def case(self) -> Any:
+        return self.cases[self.index]
+
+
+def start_session(reader: str, session_id: str, model_id: str | None, n_cases: int = 20, seed: int = 0,
+                  db: Path | None = None) -> ReadingSession:
+    """The session's case list (same for every reader with the same model, size and seed), resumed where this
+    reader left off."""
+    from . import feedback
+    from .data import data_root
+    from .errors import InputError
+    from .paths import feedback_db
+    from .sessions import case_list
+
+    cfg = get_model(model_id)
+    if not (session_id or "").strip():
+        raise InputError("Name the session (for example 'lung-2026-11-24') so that readers can be compared.")
+    feedback.Feedback(reader=(reader or "").strip(), image_sha256="0" * 64).validate()
+    folder = data_root() / cfg.task
+    if not (folder / "manifest.csv").is_file():
+        raise InputError(f"No test cases found for {cfg.task} under {data_root()}; set MEDIMG_DATA_DIR.")
+    cases = case_list(folder, cfg.task, n_cases=n_cases, seed=seed)
+    done = feedback.read_all(db or feedback_db())
+    done = done[(done["session_id"] == session_id.strip()) & (done["reader"] == reader.strip()) & (done["phase"] == "aided")]
+    finished = set(done["case_id"])
+    index = next((i for i, c in enumerate(cases) if c.case_id not in finished), len(cases))
+    return ReadingSession(reader=reader.strip(), session_id=session_id.strip(), model_id=cfg.id, cases=cases, index=index)
+
+
+def session_case_image(s: ReadingSession) -> np.ndarray:
+    """The current case as the reader first sees it: the image alone, no model output."""
+    return gray_to_rgb(read_file(s.case.path).pixels)
+
+
+def session_record_unaided(s: ReadingSession, reader_type: str | None, reader_stage: str | None,
+                           confidence: int | None, db: Path | None = None) -> Analysis:
+    """Store the reader's own call, then run the model: returns what to reveal."""
+    from .errors import InputError
+
+    if s.done:
+        raise InputError("This session is complete; start a new one.")
+    if not reader_type:
+        raise InputError("Record your own call (tumor type) before seeing the model's output.")
+    a = analyse(s.case.path, s.model_id)
+    pred = a.prediction.to_json()
+    feedback_from_prediction(
+        pred, s.reader, phase="unaided", session_id=s.session_id, case_id=s.case.case_id,
+        reader_type=reader_type, reader_stage=reader_stage, confidence=confidence,
+        truth_type=s.case.label, truth_stage=s.case.stage, db=db,
+    )
+    s.revealed, s.prediction = True, pred
+    return a
+
+
+def session_record_aided(s: ReadingSession, db: Path | None = None, **form: Any) -> None:
+    """Store the feedback given after seeing the model, and move to the next case."""
+    from .errors import InputError
+
+    if s.done or not s.revealed or s.prediction is None:
+        raise InputError("Record your own read of this case first; then the model's output is shown for feedback.")
+    feedback_from_prediction(
+        s.prediction, s.reader, phase="aided", session_id=s.session_id, case_id=s.case.case_id,
+        truth_type=s.case.label, truth_stage=s.case.stage, db=db, **form,
+    )
+    s.index += 1
+    s.revealed, s.prediction = False, None
+
+
+def model_labels(model_id: str | None) -> dict[str, list[str]]:
+    return dict(get_model(model_id).heads)

@@ -32,6 +32,8 @@ from .weights import save_checkpoint
 
 log = logging.getLogger(__name__)
 
+#: What a DICOM of each task shows the model (the PNG training data were exported with such windows).
+TASK_DICOM_WINDOWS: dict[str, dict[str, list[float]]] = {"lung_ct": {"CT": [-600.0, 1500.0]}}
 TASK_TITLES = {"lung_ct": "Lung CT", "breast_us": "Breast ultrasound", "brain_mri": "Brain MRI"}
 #: Grad-CAM target: the backbone's last feature map (after conv_head + BN + activation).
 TARGET_LAYERS = {"efficientnet": "backbone.bn2"}
@@ -55,6 +57,8 @@ class TrainConfig:
     label_smoothing: float = 0.05
     drop_rate: float = 0.2
     patience: int = 5
+    freeze_bn: bool = False  # keep the ImageNet BatchNorm statistics (small data sets: steadier fine-tuning)
+    min_epochs: int = 4  # full fine-tuning epochs before early stopping may count (the LR is still rising)
     seed: int = 0
     bf16: bool = True
     threads: int = 0
@@ -186,9 +190,14 @@ def train(cfg: TrainConfig) -> ModelConfig:
                     anneal_strategy="cos",
                 )
         assert opt is not None
+        # BatchNorm stays in train mode during the warm-up too: its statistics adapt to the new domain while the
+        # weights are frozen, so the heads learn on the same features the fine-tuning phase starts from.
+        # With freeze_bn the ImageNet statistics are kept throughout (BN layers in eval mode).
         model.train()
-        if warm:
-            model.backbone.eval()  # frozen backbone: keep its BatchNorm statistics
+        if cfg.freeze_bn:
+            for mod in model.modules():
+                if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                    mod.eval()
         running, seen = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}{' (warm-up)' if warm else ''}", unit="batch", leave=False, mininterval=2.0)
         for x, ys in bar:
@@ -222,7 +231,7 @@ def train(cfg: TrainConfig) -> ModelConfig:
             best = {"score": score, "epoch": epoch + 1, **scores}
             save_checkpoint(model, best_path, fp16=True)
             bad_epochs = 0
-        elif not warm:
+        elif not warm and epoch >= cfg.warmup_epochs + cfg.min_epochs:
             bad_epochs += 1
             if bad_epochs >= cfg.patience:
                 log.info("Early stop: val did not improve for %d epochs", cfg.patience)
@@ -242,7 +251,8 @@ def train(cfg: TrainConfig) -> ModelConfig:
         "task_title": TASK_TITLES.get(cfg.task, cfg.task),
         "arch": cfg.arch,
         "heads": heads,
-        "input": {"size": [cfg.size, cfg.size], "mean": list(input_cfg.mean), "std": list(input_cfg.std), "interpolation": "bilinear"},
+        "input": {"size": [cfg.size, cfg.size], "mean": list(input_cfg.mean), "std": list(input_cfg.std), "interpolation": "bilinear",
+                  "dicom_windows": TASK_DICOM_WINDOWS.get(cfg.task, {})},
         "target_layer": target_layer_for(cfg.arch),
         "temperature": temperature,
         "weights": {"file": "weights.safetensors", "sha256": sha, "dtype": "float16"},

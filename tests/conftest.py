@@ -63,7 +63,7 @@ def dicom_bytes(
         ds.PatientID = "PID-998877"
         ds.PatientBirthDate = "19600101"
         ds.PatientAddress = "1 Hidden Road, Nowhere"
-        ds.InstitutionName = "Confidential Hospital"
+        ds.InstitutionName = "Secretia General Hospital"
     arr = np.asarray(pixels)
     ds.Rows, ds.Columns = arr.shape
     ds.SamplesPerPixel = 1

@@ -13,7 +13,8 @@ import app
 
 def test_app_predict_on_real_lung_ct() -> None:
     img = lung_test_image()
-    type_scores, stage_scores, stage_md, pathway_md, original, overlay, info, raw, state = app.predict(str(img), None, 0.5)
+    (type_scores, stage_scores, stage_md, pathway_md, original, overlay, info, raw, view, frame, notes, center,
+     width) = app.predict(str(img), None, 0.5)
     assert abs(sum(type_scores.values()) - 1) < 1e-4
     assert stage_scores and set(stage_scores) == {"Ib", "IIIa", "none"}
     assert "learned through the type" in stage_md
@@ -21,9 +22,9 @@ def test_app_predict_on_real_lung_ct() -> None:
     assert original.shape == overlay.shape and original.ndim == 3
     assert not np.array_equal(original, overlay)
     assert raw["type"]["label"] in type_scores
-    image, heat = state
-    redrawn = app.update_opacity(state, 0.0)
-    np.testing.assert_array_equal(redrawn, original)
+    image, redrawn = app.redraw(view, "File default", None, None, 0.0)
+    np.testing.assert_array_equal(redrawn, original)  # opacity 0: the overlay is the image
+    assert frame["visible"] is False  # a PNG has one frame
 
 
 @pytest.mark.parametrize("content", [b"", b"just some text\n" * 20, b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"])

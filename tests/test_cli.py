@@ -59,7 +59,7 @@ def test_predict_dicom_keeps_phi_out_of_output(tmp_path, capsys, caplog) -> None
     out = capsys.readouterr().out + caplog.text
     d = json.loads(out[: out.rindex("}") + 1])
     assert d["modality"] == "CT" and d["pixel_spacing_mm"] == [0.7, 0.7]
-    for secret in ("Doe", "Jane", "PID-998877", "19600101", "Hidden Road", "Confidential"):
+    for secret in ("Doe", "Jane", "PID-998877", "19600101", "Hidden Road", "Secretia"):
         assert secret not in out
 
 
