@@ -197,6 +197,8 @@ def build_app() -> gr.Blocks:
         gr.Markdown("# medimg_demo\nUpload a scan to see the suggested tumor type, a stage, a guideline-based pathway and a Grad-CAM heatmap.")
         with gr.Tab("Analyse"):
             analyse_tab(choices)
+        with gr.Tab("Performance"):
+            performance_tab(choices)
         with gr.Tab("Reading session"):
             session_tab(choices)
         with gr.Tab("Feedback summary"):
@@ -344,6 +346,38 @@ def session_tab(choices: list[tuple[str, str]]) -> None:
     )
 
 
+def show_performance(model_id: str | None):  # noqa: ANN201
+    """Read the cached evaluation of this model (never evaluates on a page load)."""
+    try:
+        out = service.performance_view(model_id)
+    except MedimgError as exc:
+        raise gr.Error(str(exc)) from None
+    return (out["header"], out["overall"], out["per_class"], out["stage"], out["confusion"], out["roc"],
+            out["reliability"], out["explain"], out["gallery"])
+
+
+def performance_tab(choices: list[tuple[str, str]]) -> None:
+    gr.Markdown("Measured on the bundled **test** split of each data set, with 95% bootstrap intervals. "
+                "Results come from the evaluation cache (`python -m medimg_demo evaluate --model ID --split test --explain`).")
+    with gr.Row():
+        model = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, label="Model")
+        show = gr.Button("Show")
+    header = gr.Markdown()
+    with gr.Row():
+        overall = gr.Dataframe(label="Overall", interactive=False)
+        per_class = gr.Dataframe(label="Per class (type)", interactive=False, wrap=True)
+    stage = gr.Dataframe(label="Per class (stage head)", interactive=False, wrap=True)
+    with gr.Row():
+        confusion = gr.Plot(label="Confusion matrix")
+        roc = gr.Plot(label="ROC curves")
+        reliability = gr.Plot(label="Calibration")
+    explain = gr.Markdown()
+    gallery = gr.Gallery(label="Error gallery: misclassified test cases (image | Grad-CAM)", columns=4, height="auto")
+    outs = [header, overall, per_class, stage, confusion, roc, reliability, explain, gallery]
+    show.click(show_performance, model, outs, api_name="performance")
+    model.change(show_performance, model, outs, api_visibility="private")
+
+
 def summary_tab() -> None:
     gr.Markdown("Agreement with the model per output, reader (unaided / aided) vs model accuracy on labelled cases, "
                 "and the heatmap plausibility distribution; per session and overall (`ALL`).")
@@ -356,6 +390,8 @@ demo = build_app()
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for line in service.model_versions():
+        log.info("model %s", line)
     demo.queue(default_concurrency_limit=int(os.environ.get("MEDIMG_CONCURRENCY", "2")))
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),

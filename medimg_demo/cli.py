@@ -95,29 +95,41 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import shutil
+
+    import pandas as pd
+
     from .data import resolve_data_dir
-    from .evaluate import evaluate, format_table
+    from .evaluate import format_table
+    from .paths import runs_dir
+    from .performance import evaluate_cached
     from .registry import get_model
 
     cfg = get_model(args.model)
     data = resolve_data_dir(args.data, cfg.task)
-    ev = evaluate(cfg, data, args.split, n_boot=args.bootstrap, seed=args.seed)
+    runs = Path(args.runs) if args.runs else runs_dir()
+    folder, source = evaluate_cached(cfg, data, args.split, runs, explain=args.explain, n_boot=args.bootstrap,
+                                     seed=args.seed, force=args.force)
+    metrics = pd.read_csv(folder / "metrics.csv", keep_default_na=False, na_values=[""])
+    n_cases = len(pd.read_csv(folder / "cases.csv"))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        ev.metrics.to_csv(args.out, index=False)
-        if args.cases_out:
-            ev.cases.to_csv(args.cases_out, index=False)
-    print(f"{cfg.id} on {data.name}/{args.split} ({len(ev.cases)} images)")
-    print(format_table(ev.metrics))
+        metrics.to_csv(args.out, index=False)
+    if args.cases_out:
+        shutil.copy(folder / "cases.csv", args.cases_out)
+    print(f"{cfg.id} on {data.name}/{args.split} ({n_cases} images; {source}: {folder})")
+    print(format_table(metrics))
     if args.card:
         from .model_card import write
 
         assert cfg.folder is not None
-        metrics_dir = cfg.folder / "metrics"
-        metrics_dir.mkdir(exist_ok=True)
-        ev.metrics.to_csv(metrics_dir / f"{args.split}.csv", index=False)
-        command = f"python -m medimg_demo evaluate --model {cfg.id} --split {args.split} --out {cfg.id}_{args.split}.csv --card"
-        log.info("Wrote %s", write(cfg, ev.metrics, args.split, len(ev.cases), command))
+        bundled = cfg.folder / "metrics"
+        bundled.mkdir(exist_ok=True)
+        for name in ("metrics.csv", "cases.csv", "explain_cases.csv"):
+            if (folder / name).is_file():
+                shutil.copy(folder / name, bundled / name)
+        command = f"python -m medimg_demo evaluate --model {cfg.id} --split {args.split}" + (" --explain" if args.explain else "") + " --card"
+        log.info("Wrote %s", write(cfg, metrics, args.split, n_cases, command))
     return 0
 
 
@@ -188,7 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cases-out", default=None, help="per-image predictions CSV")
     e.add_argument("--bootstrap", type=int, default=1000)
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--card", action="store_true", help="also write models/<id>/metrics/<split>.csv and MODEL_CARD.md")
+    e.add_argument("--card", action="store_true", help="also copy the results to models/<id>/metrics/ and write MODEL_CARD.md")
+    e.add_argument("--explain", action="store_true", help="also measure heatmap quality (localisation, deletion/insertion, sanity)")
+    e.add_argument("--runs", default=None, help="runs folder for the cache and metrics log (default: $MEDIMG_RUNS_DIR or var/runs)")
+    e.add_argument("--force", action="store_true", help="recompute even if a cached evaluation exists")
     e.set_defaults(func=_cmd_evaluate)
     f = sub.add_parser("feedback", help="export or summarise the clinician feedback store")
     f.add_argument("action", choices=["export", "summary"])

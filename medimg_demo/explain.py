@@ -24,6 +24,9 @@ class Explanation:
 
 def _normalise(cam: torch.Tensor) -> np.ndarray:
     arr = cam.detach().float().cpu().numpy()
+    if arr.min() < 0:  # signed map (relu=False): keep the sign, scale by the largest magnitude
+        top = float(np.abs(arr).max())
+        return (arr / top).astype(np.float32) if top > 0 else np.zeros_like(arr, dtype=np.float32)
     hi = float(arr.max()) if arr.size else 0.0
     if hi <= 0 or not np.isfinite(hi):
         return np.zeros_like(arr, dtype=np.float32)
@@ -37,11 +40,13 @@ def gradcam(
     layer: str,
     out_size: tuple[int, int],
     target: int | None = None,
+    relu: bool = True,
 ) -> Explanation:
     """Grad-CAM of ``head``'s class ``target`` (default: the predicted class) for one input ``x`` (1, 3, h, w).
 
     ReLU on the weighted sum (as in Selvaraju et al.), bilinear upsampling to ``out_size`` = (H, W),
     then scaled so the maximum is 1. An all-zero map means no positive evidence at this layer.
+    ``relu=False`` keeps the signed map (scaled to [-1, 1]), for comparisons such as the randomisation check.
     """
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"gradcam expects one image of shape (1, 3, h, w), got {tuple(x.shape)}")
@@ -58,7 +63,7 @@ def gradcam(
 
     cam_layer = LayerGradCam(forward, model.layer(layer))
     with torch.enable_grad():
-        attr = cam_layer.attribute(x, relu_attributions=True)
+        attr = cam_layer.attribute(x, relu_attributions=relu)
     up = LayerAttribution.interpolate(attr.detach(), out_size, interpolate_mode="bilinear")
     logits = {k: v.detach() for k, v in cache["logits"].items()}
     return Explanation(logits=logits, target=chosen["target"], cam=_normalise(up[0, 0]))

@@ -28,7 +28,34 @@ DATA_CAVEATS = {
 }
 
 
+#: Project targets on the test split: (metric, class, threshold) - ">=" except ECE ("<=").
+TARGETS = {
+    "lung_ct": [("accuracy", "", 0.93), ("macro_auc", "", 0.985), ("any_tumor_sensitivity", "", 0.97), ("ece", "", 0.04)],
+    "breast_us": [("accuracy", "", 0.88), ("macro_auc", "", 0.95), ("sensitivity", "malignant", 0.85), ("ece", "", 0.04)],
+    "brain_mri": [("accuracy", "", 0.97), ("macro_auc", "", 0.995), ("sensitivity", "glioma", 0.95), ("ece", "", 0.04)],
+}
+
+
+def target_rows(task: str, metrics: pd.DataFrame) -> list[str]:
+    """Markdown rows: target, measured value with CI, met or missed by how much."""
+    out = []
+    m = metrics.fillna({"class": ""})
+    for metric, cls, thr in TARGETS.get(task, []):
+        hit = m[(m["metric"] == metric) & (m["class"] == cls)]
+        if hit.empty:
+            continue
+        r = hit.iloc[0]
+        lower_is_better = metric == "ece"
+        ok = r["value"] <= thr if lower_is_better else r["value"] >= thr
+        gap = "met" if ok else f"missed by {abs(r['value'] - thr):.3f}"
+        name = f"{metric} ({cls})" if cls else metric
+        out.append(f"| {name} | {'<=' if lower_is_better else '>='} {thr} | {_fmt(r)} | {gap} |")
+    return out
+
+
 def _fmt(row: pd.Series) -> str:
+    if pd.isna(row["ci_low"]):
+        return f"{row['value']:.3f}"
     return f"{row['value']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
 
 
@@ -69,6 +96,10 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
     ]
     for _, r in overall.iterrows():
         lines.append(f"| {r['metric']} | {_fmt(r)} |")
+    targets = target_rows(cfg.task, m)
+    if targets:
+        lines += ["", "### Against the project's targets (test split)", "| target | threshold | measured [95% CI] | |",
+                  "|---|---|---|---|", *targets]
     lines += ["", "### Per class", "| head | class | sensitivity | specificity | precision | F1 | AUC |", "|---|---|---|---|---|---|---|"]
     for head, prefix in (("type", ""), ("stage", "stage_")):
         rows = per_class[per_class["metric"].str.startswith(prefix) if prefix else ~per_class["metric"].str.startswith("stage_")]
@@ -94,6 +125,8 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         "- Heatmaps are Grad-CAM at the last feature map (coarse, 7x7 at 224 px); they show where evidence for the shown "
         "class was found, not a lesion segmentation.",
     ]
+    for note in raw.get("failure_modes", []):
+        lines.append(f"- {note}")
     if cfg.task == "lung_ct":
         lines.append("- Stage is predicted through the type (see data caveats); a stage shown for a normal type, or vice versa, is flagged as inconsistent by the pathway table.")
     lines += [

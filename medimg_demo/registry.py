@@ -19,8 +19,26 @@ TASK_ORDER = ("lung_ct", "breast_us", "brain_mri")
 
 
 def models_dir() -> Path:
-    """Where model folders live: ``MEDIMG_MODELS_DIR`` or ``models/`` in the checkout."""
-    return Path(os.environ.get("MEDIMG_MODELS_DIR", REPO_ROOT / "models"))
+    """Where model folders live: ``MEDIMG_MODELS_DIR``; else a Hugging Face hub repo named by ``MEDIMG_HUB_REPO``
+    (downloaded once, online deployments only); else ``models/`` in the checkout."""
+    if os.environ.get("MEDIMG_MODELS_DIR"):
+        return Path(os.environ["MEDIMG_MODELS_DIR"])
+    repo = os.environ.get("MEDIMG_HUB_REPO")
+    if repo:
+        return hub_models_dir(repo, os.environ.get("MEDIMG_HUB_REVISION"))
+    return REPO_ROOT / "models"
+
+
+def hub_models_dir(repo_id: str, revision: str | None = None) -> Path:
+    """A local copy of a hub model repo laid out like ``models/`` (``<id>/config.json`` + safetensors only).
+
+    Only JSON, safetensors and markdown files are fetched; the sha256 pins in each config still apply.
+    """
+    from huggingface_hub import snapshot_download
+
+    path = snapshot_download(repo_id=repo_id, revision=revision, allow_patterns=["*/config.json", "*/*.safetensors", "*/*.md"])
+    log.info("Using models from hub repo %s (revision %s)", repo_id, revision or "main")
+    return Path(path)
 
 
 @dataclass(frozen=True)

@@ -120,11 +120,11 @@ def sample_cases(per_class: int = 1) -> list[tuple[str, str, str]]:
 
 
 def allowed_paths() -> list[str]:
-    """Folders the web server may serve files from: only the data root, for the sample cases."""
+    """Folders the web server may serve files from: the data root (sample cases) and the state folder (error gallery)."""
     from .data import data_root
+    from .paths import state_dir
 
-    root = data_root()
-    return [str(root.resolve())] if root.is_dir() else []
+    return [str(p.resolve()) for p in (data_root(), state_dir()) if p.is_dir()]
 
 
 def pathway_markdown(pred: Prediction) -> str:
@@ -391,3 +391,67 @@ def session_record_aided(s: ReadingSession, db: Path | None = None, **form: Any)
 
 def model_labels(model_id: str | None) -> dict[str, list[str]]:
     return dict(get_model(model_id).heads)
+
+
+# ----------------------------------------------------------------------------------------------
+# Performance tab
+# ----------------------------------------------------------------------------------------------
+EXPLAIN_HELP = {
+    "explain_pointing_hit": "pointing game: heatmap maximum inside the lesion (mask or box)",
+    "explain_iou": "IoU of the heatmap (>= half its max) with the lesion",
+    "explain_deletion_auc": "deletion AUC, heatmap order (lower = more faithful)",
+    "explain_deletion_auc_random": "deletion AUC, random order (baseline)",
+    "explain_insertion_auc": "insertion AUC, heatmap order (higher = more faithful)",
+    "explain_insertion_auc_random": "insertion AUC, random order (baseline)",
+    "explain_randomised_rank_corr": "rank correlation with a last-stage-randomised model (sanity: should be low)",
+}
+
+
+def performance_view(model_id: str | None) -> dict[str, Any]:
+    """Tables, figures and gallery of the cached test evaluation of a model (nothing is computed here)."""
+    import pandas as pd
+
+    from .paths import runs_dir
+    from .performance import confusion_figure, find_results, overall_table, per_class_table, reliability_figure, roc_figure
+
+    cfg = get_model(model_id)
+    res = find_results(cfg, runs_dir())
+    empty = pd.DataFrame()
+    if res is None:
+        cmd = f"python -m medimg_demo evaluate --model {cfg.id} --split test --explain"
+        return {"header": f"No evaluation cached for `{cfg.id}` yet. Run `{cmd}`.", "overall": empty, "per_class": empty,
+                "stage": empty, "confusion": None, "roc": None, "reliability": None, "explain": "", "gallery": []}
+    m = res.metrics
+    explain_rows = m[m["metric"].str.startswith("explain_")]
+    overall = overall_table(m[~m["metric"].str.startswith("explain_")])
+    explain_md = ""
+    if len(explain_rows):
+        lines = ["#### Explanation quality (Grad-CAM, test split)", "| measure | value [95% CI] |", "|---|---|"]
+        for _, r in explain_rows.iterrows():
+            lines.append(f"| {EXPLAIN_HELP.get(r['metric'], r['metric'])} | {r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] |")
+        explain_md = "\n".join(lines)
+    else:
+        explain_md = f"Explanation quality not measured yet: `python -m medimg_demo evaluate --model {cfg.id} --split test --explain`."
+    labels = cfg.type_labels
+    n = len(res.cases) if res.cases is not None else 0
+    header = (f"**{cfg.id}** - weights sha256 `{(cfg.weights_sha256 or '')[:12]}` - {n} test images - "
+              f"from `{res.folder.name}`. Research use only: these figures describe this data set, not clinical performance.")
+    if cfg.task == "lung_ct":
+        header += " The stage head learns stage through the type (one stage per type in the source data)."
+    return {
+        "header": header,
+        "overall": overall,
+        "per_class": per_class_table(m),
+        "stage": per_class_table(m, "stage_") if cfg.stage_labels else empty,
+        "confusion": confusion_figure(res.cases, labels) if res.cases is not None else None,
+        "roc": roc_figure(res.cases, labels) if res.cases is not None else None,
+        "reliability": reliability_figure(res.cases, labels) if res.cases is not None else None,
+        "explain": explain_md,
+        "gallery": res.gallery,
+    }
+
+
+def model_versions() -> list[str]:
+    """One line per model for the start-up log: id, task, weights sha256, default flag."""
+    default_id = default_model_id() if list_models() else None
+    return [f"{m.id} task={m.task} weights_sha256={m.weights_sha256} default={m.id == default_id}" for m in list_models()]

@@ -87,7 +87,8 @@ def test_evaluate_writes_tidy_csv(tmp_path, tiny_registry, monkeypatch) -> None:
         rows.append({"image": f"images/i{i}.png", "label": labels[i % 4], "split": "holdout", "stage": ["Ib", "IIIa", "none", "IIIa"][i % 4]})
     pd.DataFrame(rows).to_csv(data / "manifest.csv", index=False)
     out = tmp_path / "m.csv"
-    assert main(["evaluate", "--data", str(data), "--split", "holdout", "--out", str(out), "--bootstrap", "50"]) == 0
+    assert main(["evaluate", "--data", str(data), "--split", "holdout", "--out", str(out), "--bootstrap", "50",
+                 "--runs", str(tmp_path / "runs")]) == 0
     m = pd.read_csv(out, keep_default_na=False)
     assert list(m.columns) == ["metric", "class", "value", "ci_low", "ci_high"]
     assert {"accuracy", "macro_auc", "ece", "sensitivity", "specificity", "precision", "f1", "stage_accuracy"} <= set(m["metric"])

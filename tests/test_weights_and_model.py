@@ -91,3 +91,22 @@ def test_committed_models_are_pinned_and_small() -> None:
         card = cfg.folder / "MODEL_CARD.md"
         assert card.is_file() and "not a medical device" in card.read_text().lower()
         json.loads((cfg.folder / "config.json").read_text())
+
+
+def test_models_from_a_hub_repo_when_the_deployer_sets_it(tmp_path, tiny_registry, monkeypatch) -> None:
+    """MEDIMG_HUB_REPO: the registry reads a snapshot of a hub repo (download mocked: tests stay offline)."""
+    import huggingface_hub
+
+    calls = {}
+
+    def fake_snapshot(repo_id: str, revision=None, allow_patterns=None):  # noqa: ANN001, ANN202
+        calls.update(repo_id=repo_id, revision=revision, allow_patterns=allow_patterns)
+        return str(tiny_registry)
+
+    monkeypatch.delenv("MEDIMG_MODELS_DIR", raising=False)
+    monkeypatch.setenv("MEDIMG_HUB_REPO", "someone/medimg-models")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    cfg = get_model()
+    assert cfg.id == "lung_ct.tiny_v0" and calls["repo_id"] == "someone/medimg-models"
+    assert all(p.endswith((".json", ".safetensors", ".md")) for p in calls["allow_patterns"])
+    load_model(cfg)  # sha256 still checked
