@@ -64,7 +64,7 @@ def predict(
         a.info_markdown,
         a.prediction.to_json(),
         a.view,
-        gr.update(maximum=max(a.n_frames, 1), value=a.frame_index + 1, visible=a.n_frames > 1),
+        gr.update(maximum=max(a.n_frames, 2), value=a.frame_index + 1, visible=a.n_frames > 1),  # a slider needs min < max
         notes,
         gr.update(value=round(dw[0], 2)) if dw else gr.update(),
         gr.update(value=round(dw[1], 2)) if dw else gr.update(),
@@ -352,7 +352,8 @@ def show_performance(model_id: str | None):  # noqa: ANN201
         out = service.performance_view(model_id)
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
-    return (out["header"], out["overall"], out["per_class"], out["stage"], out["confusion"], out["roc"],
+    stage = gr.update(value=out["stage"], visible=not out["stage"].empty)
+    return (out["header"], out["overall"], out["per_class"], stage, out["confusion"], out["roc"],
             out["reliability"], out["explain"], out["gallery"])
 
 
@@ -366,7 +367,7 @@ def performance_tab(choices: list[tuple[str, str]]) -> None:
     with gr.Row():
         overall = gr.Dataframe(label="Overall", interactive=False)
         per_class = gr.Dataframe(label="Per class (type)", interactive=False, wrap=True)
-    stage = gr.Dataframe(label="Per class (stage head)", interactive=False, wrap=True)
+    stage = gr.Dataframe(label="Per class (stage head)", interactive=False, wrap=True, visible=False)
     with gr.Row():
         confusion = gr.Plot(label="Confusion matrix")
         roc = gr.Plot(label="ROC curves")

@@ -52,7 +52,7 @@ def main() -> None:
                         latencies.append(time.perf_counter() - t)
                 except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
                     with lock:
-                        errors.append(type(exc).__name__)
+                        errors.append(f"{type(exc).__name__}: {str(exc)[:120]}")
 
         threads = [threading.Thread(target=clinician) for _ in range(args.clients)]
         t0 = time.perf_counter()

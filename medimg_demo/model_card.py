@@ -100,6 +100,9 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
     if targets:
         lines += ["", "### Against the project's targets (test split)", "| target | threshold | measured [95% CI] | |",
                   "|---|---|---|---|", *targets]
+        tried = raw.get("tried", [])
+        if tried:
+            lines += ["", "What was tried (selection on `val` only):", *[f"- {t}" for t in tried]]
     lines += ["", "### Per class", "| head | class | sensitivity | specificity | precision | F1 | AUC |", "|---|---|---|---|---|---|---|"]
     for head, prefix in (("type", ""), ("stage", "stage_")):
         rows = per_class[per_class["metric"].str.startswith(prefix) if prefix else ~per_class["metric"].str.startswith("stage_")]

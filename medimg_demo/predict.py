@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -71,23 +72,50 @@ def _probs(logits: torch.Tensor, labels: list[str], temperature: float) -> dict[
     return {label: float(v) for label, v in zip(labels, p.tolist())}
 
 
-class Predictor:
-    """One loaded model; ``run`` is thread-safe (one inference at a time per model)."""
+def bf16_supported() -> bool:
+    """True where the CPU has native bf16 matrix support (oneDNN), so bf16 inference is a speed-up, not a slowdown."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
-    def __init__(self, cfg: ModelConfig, model: TumorNet | None = None) -> None:
+
+def default_precision() -> str:
+    """``MEDIMG_PRECISION`` (fp32 or bf16); fp32 unless set, so results match the evaluated metrics exactly."""
+    value = os.environ.get("MEDIMG_PRECISION", "fp32").lower()
+    if value == "bf16" and not bf16_supported():
+        log.warning("MEDIMG_PRECISION=bf16 but this CPU has no native bf16 support; using fp32")
+        return "fp32"
+    return value if value in ("fp32", "bf16") else "fp32"
+
+
+class Predictor:
+    """One loaded model; ``run`` is thread-safe (one inference at a time per model).
+
+    ``precision="bf16"`` runs the forward and Grad-CAM under bf16 autocast with channels_last memory (faster on
+    CPUs with AVX512-BF16/AMX); benchmarks/predict_latency.py reports its speed and its difference from fp32.
+    """
+
+    def __init__(self, cfg: ModelConfig, model: TumorNet | None = None, precision: str | None = None) -> None:
         self.cfg = cfg
         self.model = model if model is not None else load_model(cfg)
         self.model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)  # Grad-CAM needs gradients of activations only, not of weights
+        self.precision = precision or default_precision()
+        if self.precision == "bf16":
+            self.model = self.model.to(memory_format=torch.channels_last)
         self._lock = threading.Lock()
 
     def run(self, study: Study, explain: bool = True, target: str | None = None) -> Prediction:
         """Predict type (and stage), look up the pathway, and explain the shown type class with Grad-CAM."""
         cfg = self.cfg
         x = to_tensor(model_pixels(study, cfg.input), cfg.input)
+        bf16 = self.precision == "bf16"
+        if bf16:
+            x = x.contiguous(memory_format=torch.channels_last)
         target_idx = None if target is None else cfg.type_labels.index(target)
-        with self._lock:
+        with self._lock, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             if explain:
                 ex = gradcam(self.model, x, "type", cfg.target_layer, (study.height, study.width), target_idx)
                 logits, heatmap = ex.logits, ex.cam

@@ -40,7 +40,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+           "MEDIMG_STATE_DIR": str(tmp_path_factory.mktemp("state"))}
     log = open(tmp_path_factory.mktemp("app") / "app.log", "w")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -119,3 +120,42 @@ def test_upload_lung_ct_shows_type_stage_pathway_heatmap(page, tmp_path) -> None
     page.screenshot(path=str(ARTIFACTS / "browser_bad_file.png"), full_page=True)
     _upload(page, lung_test_image())
     page.get_by_text("Stage group").wait_for(timeout=60_000)
+
+
+def test_reading_session_of_20_cases_in_the_browser(page, tmp_path) -> None:  # noqa: ANN001
+    """A reader walks through 20 cases: own call first, then the model's output, then feedback."""
+    page.get_by_role("tab", name="Reading session").click()
+    page.get_by_label("Reader pseudonym").last.fill("browser01")
+    page.get_by_label("Session id").last.fill("browser-session")
+    page.get_by_role("button", name="Start or resume session").click()
+    for i in range(20):
+        page.get_by_text(f"Case {i + 1} of 20").wait_for(timeout=60_000)
+        page.get_by_label("adenocarcinoma").first.check()
+        page.get_by_role("button", name="Record my read and show the model").click()
+        page.get_by_text("2. The model's output").wait_for(state="visible", timeout=60_000)
+        page.get_by_role("button", name="Submit feedback and go to the next case").click()
+    page.get_by_text("Session complete").wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "browser_session_done.png"), full_page=True)
+
+
+def test_reading_session_and_feedback_through_the_api(app_url: str) -> None:
+    """The same flow through gradio_client (state is kept per client session), plus /predict and /feedback."""
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    client.predict("api01", "api-session", None, 20, 0, api_name="/session_start")
+    for _ in range(20):
+        client.predict("squamous_cell_carcinoma", "IIIa", 4, api_name="/session_read")
+        client.predict("Agree", "Agree", "Disagree", "", "", 4, 3, "", api_name="/session_feedback")
+    summary = client.predict(api_name="/feedback_summary")
+    rows = summary["data"] if isinstance(summary, dict) else summary
+    header = summary["headers"] if isinstance(summary, dict) else None
+    assert rows, summary
+    if header:
+        rec = {r[header.index("session_id")]: r for r in rows}
+        assert rec["api-session"][header.index("aided_reads")] == 20
+    result = client.predict(handle_file(str(lung_test_image())), None, api_name="/predict")
+    prediction = result[7]
+    msg = client.predict(prediction, "api01", "api-free", "Agree", "Agree", "Agree", "", "", 5, 5, "fine",
+                         api_name="/feedback")
+    assert "stored" in msg

@@ -108,6 +108,6 @@ def test_default_lung_model_is_accurate_on_test_cases() -> None:
         pytest.skip("shared data not found")
     with open(LUNG / "manifest.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["split"] == "test"][:40]
-    predictor = get_predictor("lung_ct.tf_efficientnet_lite0_v1")
+    predictor = get_predictor("lung_ct.tf_efficientnet_lite0_v2")
     hits = sum(predictor.run(read_file(LUNG / r["image"]), explain=False).type_label == r["label"] for r in rows)
     assert hits / len(rows) >= 0.8, f"{hits}/{len(rows)}"

@@ -114,7 +114,7 @@ def test_reading_session_of_20_cases_end_to_end(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MEDIMG_FEEDBACK_DB", str(db))
     seen: dict[str, list[str]] = {}
     for reader in ("reader01", "reader02"):
-        out = app.session_start(reader, "lung-s1", "lung_ct.tf_efficientnet_lite0_v1", 20, 7)
+        out = app.session_start(reader, "lung-s1", "lung_ct.tf_efficientnet_lite0_v2", 20, 7)
         s = out[0]
         assert len(s.cases) == 20 and s.index == 0
         assert {c.label for c in s.cases} == {"adenocarcinoma", "large_cell_carcinoma", "normal", "squamous_cell_carcinoma"}
@@ -125,7 +125,7 @@ def test_reading_session_of_20_cases_end_to_end(tmp_path, monkeypatch) -> None:
             agree = "Agree" if i % 2 == 0 else "Disagree"
             app.session_aided(s, agree, "Agree", "Agree", None if i % 2 == 0 else "normal", None, 4, 3, "")
         assert s.done
-        assert app.session_start(reader, "lung-s1", "lung_ct.tf_efficientnet_lite0_v1", 20, 7)[0].done  # resumes at the end
+        assert app.session_start(reader, "lung-s1", "lung_ct.tf_efficientnet_lite0_v2", 20, 7)[0].done  # resumes at the end
     assert seen["reader01"] == seen["reader02"]
     df = read_all(db)
     assert (df["phase"] == "unaided").sum() == 40 and (df["phase"] == "aided").sum() == 40
