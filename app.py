@@ -180,7 +180,7 @@ def session_aided(s: service.ReadingSession | None, type_agree: str | None, stag
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
     return (s, *_session_view(s), None, None, "", "", None,  # model outputs hidden again
-            None, None, None, None, None, "", 3, 3, "", "", 3)  # forms reset
+            None, None, 3, *FEEDBACK_RESET)  # own-read and feedback forms reset
 
 
 def feedback_summary():  # noqa: ANN201
@@ -269,25 +269,28 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
         with gr.Row():
             fb_reader = gr.Textbox(label="Reader pseudonym", placeholder="e.g. reader07")
             fb_session = gr.Textbox(label="Session id (optional)")
-        with gr.Row():
-            fb_type = gr.Radio(AGREE, label="Tumor type")
-            fb_stage = gr.Radio(AGREE, label="Stage")
-            fb_path = gr.Radio(AGREE, label="Treatment pathway")
-        with gr.Row():
-            fb_ctype = gr.Textbox(label="Corrected type (if you disagree)")
-            fb_cstage = gr.Textbox(label="Corrected stage (if you disagree)")
-        with gr.Row():
-            fb_plaus = gr.Slider(1, 5, value=3, step=1, label="Heatmap plausibility (1 = implausible, 5 = convincing)")
-            fb_conf = gr.Slider(1, 5, value=3, step=1, label="Your confidence (1-5)")
-        fb_comment = gr.Textbox(label="Comment", lines=2)
+        fields = feedback_fields()
         fb_btn = gr.Button("Submit feedback")
         fb_status = gr.Markdown()
-    fb_btn.click(
-        submit_feedback,
-        inputs=[raw, fb_reader, fb_session, fb_type, fb_stage, fb_path, fb_ctype, fb_cstage, fb_plaus, fb_conf, fb_comment],
-        outputs=fb_status,
-        api_name="feedback",
-    )
+    fb_btn.click(submit_feedback, inputs=[raw, fb_reader, fb_session, *fields], outputs=fb_status, api_name="feedback")
+
+
+#: What feedback_fields() shows again after a submission: no answers, sliders at 3, empty texts.
+FEEDBACK_RESET = (None, None, None, "", "", 3, 3, "")
+
+
+def feedback_fields() -> list[Any]:
+    """The per-output feedback form, in the order submit_feedback and session_aided take it: agree type / stage /
+    pathway, corrected type / stage, heatmap plausibility, confidence, comment."""
+    with gr.Row():
+        agree = [gr.Radio(AGREE, label=label) for label in ("Tumor type", "Stage", "Treatment pathway")]
+    with gr.Row():
+        corrected = [gr.Textbox(label=f"Corrected {what} (if you disagree)") for what in ("type", "stage")]
+    with gr.Row():
+        plaus = gr.Slider(1, 5, value=3, step=1, label="Heatmap plausibility (1 = implausible, 5 = convincing)")
+        conf = gr.Slider(1, 5, value=3, step=1, label="Your confidence (1-5)")
+    comment = gr.Textbox(label="Comment", lines=2)
+    return [*agree, *corrected, plaus, conf, comment]
 
 
 def session_tab(choices: list[tuple[str, str]]) -> None:
@@ -321,17 +324,7 @@ def session_tab(choices: list[tuple[str, str]]) -> None:
             m_stage = gr.Label(label="Model: stage", num_top_classes=3)
         m_stage_md = gr.Markdown()
         m_path = gr.Markdown()
-        with gr.Row():
-            a_type = gr.Radio(AGREE, label="Tumor type")
-            a_stage = gr.Radio(AGREE, label="Stage")
-            a_path = gr.Radio(AGREE, label="Treatment pathway")
-        with gr.Row():
-            a_ctype = gr.Textbox(label="Corrected type")
-            a_cstage = gr.Textbox(label="Corrected stage")
-        with gr.Row():
-            a_plaus = gr.Slider(1, 5, value=3, step=1, label="Heatmap plausibility")
-            a_conf = gr.Slider(1, 5, value=3, step=1, label="Your confidence")
-        a_comment = gr.Textbox(label="Comment", lines=2)
+        fields = feedback_fields()
         nxt = gr.Button("Submit feedback and go to the next case", variant="primary")
     view_out = [state, progress, image, unaided, aided]
     start.click(session_start, [reader, session_id, model, n_cases, seed], [*view_out, r_type, r_stage], api_name="session_start")
@@ -339,9 +332,8 @@ def session_tab(choices: list[tuple[str, str]]) -> None:
                  api_name="session_read")
     nxt.click(
         session_aided,
-        [state, a_type, a_stage, a_path, a_ctype, a_cstage, a_plaus, a_conf, a_comment],
-        [*view_out, m_type, m_stage, m_stage_md, m_path, overlay_img, r_type, r_stage, a_type, a_stage, a_path, a_ctype,
-         a_plaus, a_conf, a_comment, a_cstage, r_conf],
+        [state, *fields],
+        [*view_out, m_type, m_stage, m_stage_md, m_path, overlay_img, r_type, r_stage, r_conf, *fields],
         api_name="session_feedback",
     )
 
