@@ -407,6 +407,31 @@ EXPLAIN_HELP = {
 }
 
 
+def _with_gallery(cfg: ModelConfig, res: Any) -> Any:
+    """Bundled metrics carry no gallery (its images are data set images, never committed): draw the misclassified
+    cases listed in the bundled ``cases.csv`` once, where the data folder is present, into the runs folder."""
+    import dataclasses
+
+    from .data import data_root
+    from .paths import runs_dir
+    from .performance import write_gallery
+
+    folder = data_root() / cfg.task
+    if not (folder / "manifest.csv").is_file():
+        return res
+    out = runs_dir() / "cache" / cfg.id / f"{(cfg.weights_sha256 or 'unpinned')[:12]}-bundled-gallery"
+    if not (out / "index.csv").is_file():
+        write_gallery(cfg, folder, res.cases, out)
+    index = out / "index.csv"
+    if not index.is_file():
+        return res
+    import pandas as pd
+
+    rows = pd.read_csv(index)
+    gallery = [(str(out / r["file"]), f"true {r['label']} - predicted {r['pred']} ({r['confidence']:.2f})") for _, r in rows.iterrows()]
+    return dataclasses.replace(res, gallery=gallery)
+
+
 def performance_view(model_id: str | None) -> dict[str, Any]:
     """Tables, figures and gallery of the cached test evaluation of a model (nothing is computed here)."""
     import pandas as pd
@@ -416,6 +441,8 @@ def performance_view(model_id: str | None) -> dict[str, Any]:
 
     cfg = get_model(model_id)
     res = find_results(cfg, runs_dir())
+    if res is not None and not res.gallery and res.cases is not None:
+        res = _with_gallery(cfg, res)
     empty = pd.DataFrame()
     if res is None:
         cmd = f"python -m medimg_demo evaluate --model {cfg.id} --split test --explain"

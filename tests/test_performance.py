@@ -104,3 +104,21 @@ def test_performance_view_without_cache_says_what_to_run(tmp_path, tiny_registry
     monkeypatch.setenv("MEDIMG_RUNS_DIR", str(tmp_path / "empty"))
     view = service.performance_view(None)
     assert "python -m medimg_demo evaluate" in view["header"] and view["gallery"] == []
+
+
+def test_fresh_clone_shows_bundled_metrics_and_draws_the_gallery_from_data(tmp_path, monkeypatch) -> None:
+    """No runs cache: the tab reads models/<id>/metrics and draws the error gallery once from the data folder."""
+    from conftest import LUNG
+    from medimg_demo import service
+
+    if not (LUNG / "manifest.csv").is_file():
+        import pytest
+
+        pytest.skip("shared data not found")
+    monkeypatch.setenv("MEDIMG_RUNS_DIR", str(tmp_path / "runs"))
+    view = service.performance_view("lung_ct.tf_efficientnet_lite0_v2")
+    assert "from `metrics`" in view["header"]
+    cases = pd.read_csv(get_model("lung_ct.tf_efficientnet_lite0_v2").folder / "metrics" / "cases.csv")
+    assert len(view["gallery"]) == min(int((cases["pred"] != cases["label"]).sum()), 24) > 0
+    assert all(str(tmp_path) in path for path, _ in view["gallery"])
+    assert "deletion AUC" in view["explain"]  # lung has no lesion masks: faithfulness and sanity rows only
