@@ -152,7 +152,7 @@ def info_markdown(study: Study, cfg: ModelConfig, pred: Prediction, seconds: flo
     if study.pixel_spacing_mm:
         parts.append(f"pixel spacing {study.pixel_spacing_mm[0]:.3g} x {study.pixel_spacing_mm[1]:.3g} mm")
     if study.window is not None and study.values is not None:
-        parts.append(f"file window C {study.window[0]:g} / W {study.window[1]:g}")
+        parts.append(f"default window C {study.window[0]:g} / W {study.window[1]:g}")
     if study.n_frames > 1:
         parts.append(f"frame {study.frame_index + 1} of {study.n_frames} shown")
     parts.append(f"heatmap: Grad-CAM for '{pred.heatmap_class}'")
