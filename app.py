@@ -221,7 +221,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
                     width = gr.Number(label="Width", value=None, minimum=0)
             run = gr.Button("Analyse", variant="primary")
             deid_btn = gr.Button("De-identified DICOM copy", size="sm")
-            deid_file = gr.File(label="De-identified copy", visible=True, interactive=False)
+            deid_file = gr.File(label="De-identified copy", interactive=False, height=80)
         with gr.Column(scale=1):
             type_out = gr.Label(label="Tumor type (calibrated probability)", num_top_classes=4)
             stage_out = gr.Label(label="Stage", num_top_classes=3)
