@@ -59,8 +59,8 @@ def predict(
         a.stage_scores,
         a.stage_text,
         a.pathway_markdown,
-        a.original_rgb,
-        a.overlay_rgb,
+        service.png_file(a.original_rgb),
+        service.png_file(a.overlay_rgb),
         a.info_markdown,
         a.prediction.to_json(),
         a.view,
@@ -80,7 +80,8 @@ def redraw(view: service.View | None, window: str | None, center: float | None, 
     """New display window or opacity: redraw both images without running the model again."""
     if view is None:
         return gr.skip(), gr.skip()
-    return view.render(window, center, width, float(opacity))
+    image, over = view.render(window, center, width, float(opacity))
+    return service.png_file(image), service.png_file(over)
 
 
 def preset_values(view: service.View | None, window: str | None):  # noqa: ANN201
@@ -142,7 +143,7 @@ def _session_view(s: service.ReadingSession | None):  # noqa: ANN202
     if s.done:
         return f"**Session complete** - {len(s.cases)} of {len(s.cases)} cases read. Thank you.", None, gr.update(visible=False), gr.update(visible=False)
     text = f"**Case {s.index + 1} of {len(s.cases)}** - session `{s.session_id}`, reader `{s.reader}`, model `{s.model_id}`"
-    return text, service.session_case_image(s), gr.update(visible=not s.revealed), gr.update(visible=s.revealed)
+    return text, service.png_file(service.session_case_image(s)), gr.update(visible=not s.revealed), gr.update(visible=s.revealed)
 
 
 def session_start(reader: str, session_id: str, model_id: str | None, n_cases: float, seed: float):  # noqa: ANN201
@@ -163,7 +164,8 @@ def session_unaided(s: service.ReadingSession | None, reader_type: str | None, r
         a = service.session_record_unaided(s, reader_type, reader_stage, int(confidence) if confidence else None)
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
-    return (s, *_session_view(s), a.type_scores, a.stage_scores, a.stage_text, a.pathway_markdown, a.overlay_rgb)
+    return (s, *_session_view(s), a.type_scores, a.stage_scores, a.stage_text, a.pathway_markdown,
+            service.png_file(a.overlay_rgb))
 
 
 def session_aided(s: service.ReadingSession | None, type_agree: str | None, stage_agree: str | None,

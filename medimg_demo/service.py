@@ -482,3 +482,47 @@ def model_versions() -> list[str]:
     """One line per model for the start-up log: id, task, weights sha256, default flag."""
     default_id = default_model_id() if list_models() else None
     return [f"{m.id} task={m.task} weights_sha256={m.weights_sha256} default={m.id == default_id}" for m in list_models()]
+
+
+# ----------------------------------------------------------------------------------------------
+# Output images
+# ----------------------------------------------------------------------------------------------
+_PNG_WRITES = 0
+
+
+def png_file(rgb: np.ndarray, max_age_s: float = 3600.0) -> str:
+    """Write an RGB image as a content-addressed PNG under the work folder and return its path.
+
+    The app hands Gradio file paths rather than arrays: Gradio re-writes a content-hashed cache file for every
+    array it is given, so two clinicians receiving the same image at once could download a half-written copy;
+    for a path it copies once, atomically. Files older than ``max_age_s`` are pruned now and then.
+    """
+    import hashlib
+    import io as _io
+    import os
+
+    from PIL import Image
+
+    from .paths import work_dir
+
+    global _PNG_WRITES
+    buf = _io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buf, format="PNG", compress_level=1)
+    data = buf.getvalue()
+    folder = work_dir() / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+    if not path.exists():
+        tmp = folder / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}"
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    _PNG_WRITES += 1
+    if _PNG_WRITES % 50 == 0:
+        cutoff = time.time() - max_age_s
+        for old in folder.glob("*.png"):
+            try:
+                if old.stat().st_mtime < cutoff:
+                    old.unlink()
+            except OSError:
+                log.debug("An old output image was already removed")
+    return str(path)

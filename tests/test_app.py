@@ -19,11 +19,14 @@ def test_app_predict_on_real_lung_ct() -> None:
     assert stage_scores and set(stage_scores) == {"Ib", "IIIa", "none"}
     assert "learned through the type" in stage_md
     assert "Source:" in pathway_md and "not a treatment order" in pathway_md
+    from PIL import Image
+
+    original, overlay = np.asarray(Image.open(original)), np.asarray(Image.open(overlay))
     assert original.shape == overlay.shape and original.ndim == 3
     assert not np.array_equal(original, overlay)
     assert raw["type"]["label"] in type_scores
     image, redrawn = app.redraw(view, "File default", None, None, 0.0)
-    np.testing.assert_array_equal(redrawn, original)  # opacity 0: the overlay is the image
+    np.testing.assert_array_equal(np.asarray(Image.open(redrawn)), original)  # opacity 0: the overlay is the image
     assert frame["visible"] is False  # a PNG has one frame
 
 
@@ -45,3 +48,23 @@ def test_app_has_banner_and_predict_api() -> None:
     assert "not a medical device" in str(cfg).lower()
     names = [d.get("api_name") for d in cfg["dependencies"]]
     assert "predict" in names
+
+
+def test_output_images_are_written_once_and_atomically(tmp_path, monkeypatch) -> None:
+    """Same image from many requests at once: one content-addressed PNG, never a half-written one."""
+    import threading
+
+    from PIL import Image
+
+    from medimg_demo import service
+
+    monkeypatch.setenv("MEDIMG_STATE_DIR", str(tmp_path))
+    rgb = (np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8)
+    paths: list[str] = []
+    threads = [threading.Thread(target=lambda: paths.append(service.png_file(rgb))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(paths)) == 1 and len(list((tmp_path / "work" / "images").iterdir())) == 1
+    np.testing.assert_array_equal(np.asarray(Image.open(paths[0])), rgb)
