@@ -100,8 +100,9 @@ def rename_upload(upload: Any):  # noqa: ANN201
         return None
     src = Path(_file_path(upload))
     WORK_DIR.mkdir(parents=True, exist_ok=True)
-    dst = WORK_DIR / service.upload_name(src)
-    dst.write_bytes(src.read_bytes())
+    data = src.read_bytes()  # read once: hashed for the name, then copied
+    dst = WORK_DIR / service.upload_name(src, data)
+    dst.write_bytes(data)
     try:
         src.unlink()
     except OSError:

@@ -208,12 +208,12 @@ def analyse(
     )
 
 
-def upload_name(path: str | Path) -> str:
+def upload_name(path: str | Path, data: bytes) -> str:
     """A neutral name for an upload: a hash of its bytes and a safe extension, never the original name."""
     import hashlib
 
     p = Path(path)
-    digest = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(data).hexdigest()[:16]
     ext = p.suffix.lower() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".dcm") else ""
     return f"scan-{digest}{ext}"
 
