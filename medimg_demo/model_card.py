@@ -121,12 +121,13 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         f"--seed {training.get('seed')} --id {cfg.id}" + ("" if training.get("bf16", True) else " --no-bf16")
         + (" --freeze-bn" if training.get("freeze_bn") else "")
     )
+    side = int(cfg.input.size[0])
     lines += [
         "",
         "## Known limitations and failure modes",
         "- Small test sets: intervals are wide; per-class figures for small classes are unstable.",
-        "- Heatmaps are Grad-CAM at the last feature map (coarse, 7x7 at 224 px); they show where evidence for the shown "
-        "class was found, not a lesion segmentation.",
+        f"- Heatmaps are Grad-CAM at the last feature map (coarse, {side // 32}x{side // 32} at {side} px); they show "
+        "where evidence for the shown class was found, not a lesion segmentation.",
     ]
     for note in raw.get("failure_modes", []):
         lines.append(f"- {note}")

@@ -217,7 +217,8 @@ def train(cfg: TrainConfig) -> ModelConfig:
             running += float(loss.detach()) * len(x)  # type: ignore[union-attr]
             seen += len(x)
             bar.set_postfix(loss=f"{running / seen:.3f}")
-        val_logits = predict_logits(model, val_ds, bf16=cfg.bf16)
+        # Select in the precision the app serves (fp32): bf16 val scores differed by up to 0.04 accuracy.
+        val_logits = predict_logits(model, val_ds, bf16=False)
         scores = _val_scores(val_logits, val_ds, weights)
         # Selection on val: macro F1 of the type head, ties broken by lower val loss.
         score = scores["type_macro_f1"] - 1e-4 * scores["loss"]

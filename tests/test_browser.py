@@ -159,3 +159,20 @@ def test_reading_session_and_feedback_through_the_api(app_url: str) -> None:
     msg = client.predict(prediction, "api01", "api-free", "Agree", "Agree", "Agree", "", "", 5, 5, "fine",
                          api_name="/feedback")
     assert "stored" in msg
+
+
+def test_documented_http_api_returns_labels_and_images(app_url: str) -> None:
+    """Gradio's plain HTTP API (what benchmarks/api_roundtrip.py times): upload, call, event stream, PNGs."""
+    import httpx
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from api_roundtrip import http_predict
+
+    from medimg_demo.registry import get_model
+
+    with httpx.Client(base_url=app_url.rstrip("/"), timeout=60) as client:
+        out = http_predict(client, str(lung_test_image()), get_model(None).id)
+        assert out[0]["label"] in get_model(None).type_labels
+        for image in out[4:6]:
+            png = client.get(image["url"])
+            assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
