@@ -7,11 +7,15 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import DISCLAIMER
 from .errors import MedimgError
 
 log = logging.getLogger("medimg_demo")
+
+if TYPE_CHECKING:
+    from .train import TrainConfig
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -61,13 +65,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The training configuration a ``train`` command line asks for (model cards print such a line)."""
     from .data import resolve_data_dir
-    from .train import TrainConfig, train
+    from .train import TrainConfig
 
     data = resolve_data_dir(args.data, args.task)
     model_id = args.id or f"{args.task}.{args.arch}_v1"
-    cfg = TrainConfig(
+    return TrainConfig(
         data=str(data),
         task=args.task,
         model_id=model_id,
@@ -86,10 +91,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         label_smoothing=args.label_smoothing,
         seed=args.seed,
         bf16=not args.no_bf16,
+        select_bf16=args.select_bf16,
         max_train=args.max_train,
         stage=not args.no_stage,
     )
-    mc = train(cfg)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    mc = train(train_config_from_args(args))
     print(json.dumps({"model": mc.id, "folder": str(mc.folder), "val_at_selection": mc.raw.get("val_at_selection")}, indent=2))
     return 0
 
@@ -188,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--freeze-bn", action="store_true", help="keep ImageNet BatchNorm statistics during fine-tuning")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-bf16", action="store_true", help="train in fp32 (slower) instead of bf16 autocast")
+    t.add_argument("--select-bf16", action="store_true",
+                   help="score val under bf16 for epoch selection (reproduces models trained before fp32 selection)")
     t.add_argument("--no-stage", action="store_true", help="do not add a stage head even if the manifest has one")
     t.add_argument("--max-train", type=int, default=0, help="cap training images (smoke tests)")
     t.set_defaults(func=_cmd_train)

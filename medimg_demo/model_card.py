@@ -120,6 +120,8 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         f"--min-epochs {training.get('min_epochs', 0)} --label-smoothing {training.get('label_smoothing')} "
         f"--seed {training.get('seed')} --id {cfg.id}" + ("" if training.get("bf16", True) else " --no-bf16")
         + (" --freeze-bn" if training.get("freeze_bn") else "")
+        # configs written before the select_bf16 option were selected on bf16 val scores
+        + (" --select-bf16" if training.get("bf16", True) and training.get("select_bf16", True) else "")
     )
     side = int(cfg.input.size[0])
     lines += [

@@ -512,7 +512,9 @@ def png_file(rgb: np.ndarray, max_age_s: float = 3600.0) -> str:
     folder = work_dir() / "images"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
-    if not path.exists():
+    try:
+        os.utime(path)  # already there: mark it as just handed out, so pruning below does not delete it
+    except FileNotFoundError:
         tmp = folder / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}"
         tmp.write_bytes(data)
         os.replace(tmp, path)

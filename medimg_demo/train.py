@@ -61,6 +61,9 @@ class TrainConfig:
     min_epochs: int = 4  # full fine-tuning epochs before early stopping may count (the LR is still rising)
     seed: int = 0
     bf16: bool = True
+    #: select epochs on val scored under bf16 autocast (how models before 2026-11-24 were selected); the default
+    #: scores val in fp32, the precision the app serves
+    select_bf16: bool = False
     threads: int = 0
     stage: bool = True  # add a stage head when the manifest has a 'stage' column
     max_train: int = 0  # for smoke tests: cap the training images (0 = all)
@@ -218,7 +221,7 @@ def train(cfg: TrainConfig) -> ModelConfig:
             seen += len(x)
             bar.set_postfix(loss=f"{running / seen:.3f}")
         # Select in the precision the app serves (fp32): bf16 val scores differed by up to 0.04 accuracy.
-        val_logits = predict_logits(model, val_ds, bf16=False)
+        val_logits = predict_logits(model, val_ds, bf16=cfg.bf16 and cfg.select_bf16)
         scores = _val_scores(val_logits, val_ds, weights)
         # Selection on val: macro F1 of the type head, ties broken by lower val loss.
         score = scores["type_macro_f1"] - 1e-4 * scores["loss"]

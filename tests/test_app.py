@@ -68,3 +68,22 @@ def test_output_images_are_written_once_and_atomically(tmp_path, monkeypatch) ->
         t.join()
     assert len(set(paths)) == 1 and len(list((tmp_path / "work" / "images").iterdir())) == 1
     np.testing.assert_array_equal(np.asarray(Image.open(paths[0])), rgb)
+
+
+def test_pruning_never_deletes_an_image_just_handed_out(tmp_path, monkeypatch) -> None:
+    """An old PNG whose content is handed out again is kept by the next pruning; untouched old ones go."""
+    import os
+    import time
+
+    from medimg_demo import service
+
+    monkeypatch.setenv("MEDIMG_STATE_DIR", str(tmp_path))
+    rgb = np.zeros((40, 40, 3), np.uint8)
+    reused = service.png_file(rgb)
+    stale = service.png_file(rgb + 1)
+    two_hours_ago = time.time() - 7200
+    for p in (reused, stale):
+        os.utime(p, (two_hours_ago, two_hours_ago))
+    monkeypatch.setattr(service, "_PNG_WRITES", 49)  # the next call is the 50th: it prunes
+    assert service.png_file(rgb) == reused
+    assert os.path.exists(reused) and not os.path.exists(stale)
