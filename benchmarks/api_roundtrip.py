@@ -10,7 +10,7 @@ request uploading the scan and fetching both output images, as a clinician's cli
 * ``gradio_client``: ``Client.predict`` with ``download_files=False``, then GET of the two PNGs. This client
   polls its message queue with ``time.sleep(0.05)`` (gradio_client/utils.py), which alone adds tens of ms.
 
-Prints: start-to-first-answer seconds; the median in-process request (``service.analyse``: decode .. overlay;
+Prints: start-to-first-answer seconds; the median in-process request (``web.analysis.analyse``: decode .. overlay;
 the PNG encoding of the two output images is counted as API cost); the median round trip of each client and its
 difference from the in-process request. Targets (issue 7): start < 10 s; API <= in-process + 60 ms.
 """
@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _server import running_app  # noqa: E402
 
-from medimg_demo import service  # noqa: E402
-from medimg_demo.data import data_root  # noqa: E402
-from medimg_demo.registry import get_model  # noqa: E402
+from medimg_demo.web import analysis as service  # noqa: E402
+from medimg_demo.paths import data_root  # noqa: E402
+from medimg_demo.models.registry import get_model  # noqa: E402
 
 
 def lung_image() -> str:

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from api_roundtrip import lung_image  # noqa: E402
 
-from medimg_demo import service  # noqa: E402
+from medimg_demo.web import analysis as service  # noqa: E402
 from medimg_demo.predict import get_predictor  # noqa: E402
 
 

@@ -21,12 +21,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from medimg_demo.data import resolve_data_dir  # noqa: E402
-from medimg_demo.io import read_file  # noqa: E402
-from medimg_demo.overlay import overlay  # noqa: E402
+from medimg_demo.manifest import resolve_data_dir  # noqa: E402
+from medimg_demo.imaging.decode import read_file  # noqa: E402
+from medimg_demo.explain.overlay import overlay  # noqa: E402
 from medimg_demo.predict import Predictor, bf16_supported  # noqa: E402
-from medimg_demo.preprocess import model_pixels, to_tensor  # noqa: E402
-from medimg_demo.registry import get_model  # noqa: E402
+from medimg_demo.models.preprocess import model_pixels, to_tensor  # noqa: E402
+from medimg_demo.models.registry import get_model  # noqa: E402
 
 
 def median_ms(fn, n: int) -> float:  # noqa: ANN001

@@ -1,4 +1,4 @@
-"""Command line: ``python -m medimg_demo {models,predict,train,evaluate}``."""
+"""Command line: ``python -m medimg_demo {models,predict,train,evaluate,feedback}``."""
 
 from __future__ import annotations
 
@@ -7,19 +7,17 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from . import DISCLAIMER
 from .errors import MedimgError
+from .learn.config import TrainConfig
+from .notice import DISCLAIMER
+from .options import add_options, from_args
 
 log = logging.getLogger("medimg_demo")
 
-if TYPE_CHECKING:
-    from .train import TrainConfig
-
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .registry import get_model, list_models
+    from .models.registry import get_model, list_models
 
     models = list_models()
     default_id = get_model().id if models else None
@@ -44,8 +42,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from .io import read_file
-    from .overlay import overlay
+    from .explain.overlay import overlay
+    from .imaging.decode import read_file
     from .predict import get_predictor
 
     study = read_file(args.path)
@@ -67,38 +65,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The training configuration a ``train`` command line asks for (model cards print such a line)."""
-    from .data import resolve_data_dir
-    from .train import TrainConfig
+    from .manifest import resolve_data_dir
 
-    data = resolve_data_dir(args.data, args.task)
-    model_id = args.id or f"{args.task}.{args.arch}_v1"
-    return TrainConfig(
-        data=str(data),
-        task=args.task,
-        model_id=model_id,
-        out_dir=args.out,
-        arch=args.arch,
-        pretrained=args.pretrained,
-        size=args.size,
-        epochs=args.epochs,
-        warmup_epochs=args.warmup_epochs,
-        batch_size=args.batch_size,
-        lr_head=args.lr_head,
-        lr_backbone=args.lr_backbone,
-        patience=args.patience,
-        min_epochs=args.min_epochs,
-        freeze_bn=args.freeze_bn,
-        label_smoothing=args.label_smoothing,
-        seed=args.seed,
-        bf16=not args.no_bf16,
-        select_bf16=args.select_bf16,
-        max_train=args.max_train,
-        stage=not args.no_stage,
-    )
+    data = resolve_data_dir(args.data or None, args.task)
+    return from_args(TrainConfig, args, data=str(data), model_id=args.model_id or f"{args.task}.{args.arch}_v1")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import train
+    from .learn.train import train
 
     mc = train(train_config_from_args(args))
     print(json.dumps({"model": mc.id, "folder": str(mc.folder), "val_at_selection": mc.raw.get("val_at_selection")}, indent=2))
@@ -110,11 +84,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from .data import resolve_data_dir
-    from .evaluate import format_table
+    from .eval.cache import evaluate_cached
+    from .eval.evaluate import format_table
+    from .manifest import resolve_data_dir
+    from .models.registry import get_model
     from .paths import runs_dir
-    from .performance import evaluate_cached
-    from .registry import get_model
 
     cfg = get_model(args.model)
     data = resolve_data_dir(args.data, cfg.task)
@@ -131,10 +105,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{cfg.id} on {data.name}/{args.split} ({n_cases} images; {source}: {folder})")
     print(format_table(metrics))
     if args.card:
-        from .model_card import write
+        from .eval.card import write
 
-        assert cfg.folder is not None
-        bundled = cfg.folder / "metrics"
+        bundled = cfg.weights_path.parent / "metrics"  # ModelError if the config has no folder
         bundled.mkdir(exist_ok=True)
         for name in ("metrics.csv", "cases.csv", "explain_cases.csv"):
             if (folder / name).is_file():
@@ -181,28 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=_cmd_predict)
 
     t = sub.add_parser("train", help="fine-tune a pretrained backbone on a data set folder and write models/<id>/")
-    t.add_argument("--task", required=True, help="task name, e.g. lung_ct, breast_us, brain_mri")
-    t.add_argument("--data", default=None, help="data set folder with manifest.csv (default: $MEDIMG_DATA_DIR/<task> or ../shared/data/<task>)")
-    t.add_argument("--id", default=None, help="model id (default: <task>.<arch>_v1)")
-    t.add_argument("--out", default="models")
-    t.add_argument("--arch", default="tf_efficientnet_lite0")
-    t.add_argument("--pretrained", default="auto", choices=["auto", "offline", "hub", "none"])
-    t.add_argument("--size", type=int, default=224)
-    t.add_argument("--epochs", type=int, default=15, help="full fine-tuning epochs (after warm-up)")
-    t.add_argument("--warmup-epochs", type=int, default=2, help="epochs with the backbone frozen")
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr-head", type=float, default=1e-3)
-    t.add_argument("--lr-backbone", type=float, default=3e-4)
-    t.add_argument("--patience", type=int, default=5, help="early stop after this many epochs without val improvement")
-    t.add_argument("--min-epochs", type=int, default=4, help="fine-tuning epochs before early stopping may count")
-    t.add_argument("--label-smoothing", type=float, default=0.05)
-    t.add_argument("--freeze-bn", action="store_true", help="keep ImageNet BatchNorm statistics during fine-tuning")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--no-bf16", action="store_true", help="train in fp32 (slower) instead of bf16 autocast")
-    t.add_argument("--select-bf16", action="store_true",
-                   help="score val under bf16 for epoch selection (reproduces models trained before fp32 selection)")
-    t.add_argument("--no-stage", action="store_true", help="do not add a stage head even if the manifest has one")
-    t.add_argument("--max-train", type=int, default=0, help="cap training images (smoke tests)")
+    add_options(t, TrainConfig)
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("evaluate", help="metrics with 95%% bootstrap intervals on a manifest split")

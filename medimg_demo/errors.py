@@ -17,3 +17,7 @@ class ModelError(MedimgError):
 
 class DataError(MedimgError):
     """A data set folder or manifest is missing or malformed."""
+
+
+class ConfigError(ModelError):
+    """A model's config.json breaks its schema; the message names the field and what it must be."""

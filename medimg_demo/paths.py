@@ -1,11 +1,17 @@
-"""Where the app writes: one folder the deployer sets (MEDIMG_STATE_DIR), nothing outside it."""
+"""Where things are: the checkout, the data root, and the one folder the app writes to (MEDIMG_STATE_DIR)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from .registry import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_root() -> Path:
+    """``MEDIMG_DATA_DIR``, else ``../shared/data`` beside the checkout."""
+    env = os.environ.get("MEDIMG_DATA_DIR")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
 
 
 def state_dir() -> Path:
@@ -14,6 +20,7 @@ def state_dir() -> Path:
 
 
 def feedback_db() -> Path:
+    """The SQLite feedback store: ``MEDIMG_FEEDBACK_DB``, else ``feedback.sqlite`` in the state folder."""
     return Path(os.environ.get("MEDIMG_FEEDBACK_DB", state_dir() / "feedback.sqlite"))
 
 

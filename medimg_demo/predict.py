@@ -11,25 +11,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from .explain import gradcam
-from .io import Study
-from .model import TumorNet, load_model
-from .preprocess import model_pixels, to_tensor
-from .registry import ModelConfig, get_model
+from .explain.gradcam import gradcam
+from .imaging.study import Study
+from .models.config import ModelConfig
+from .models.network import TumorNet, load_model
+from .models.preprocess import model_pixels, to_tensor
+from .models.registry import get_model
+from .tasks import get_task
 from .treatment import Pathway, pathway
 
 log = logging.getLogger(__name__)
 
-STAGE_NOTES = {
-    "lung_ct": (
-        "In the training data every image of one cancer type carries the same TNM stage, so this stage is "
-        "learned through the type; it is not an independent staging of the scan."
-    ),
-}
-
 
 @dataclass(frozen=True)
 class Prediction:
+    """What one image gets: calibrated type (and stage) probabilities, the pathway, and the heatmap."""
+
     model_id: str
     task: str
     type_label: str
@@ -137,7 +134,7 @@ class Predictor:
             type_probs=type_probs,
             stage_label=stage_label,
             stage_probs=stage_probs,
-            stage_note=STAGE_NOTES.get(cfg.task) if stage_label is not None else None,
+            stage_note=get_task(cfg.task).stage_note if stage_label is not None else None,
             treatment=pathway(cfg.task, type_label, stage_label),
             image=study.pixels,
             heatmap=heatmap,
@@ -148,17 +145,21 @@ class Predictor:
         )
 
 
-_PREDICTORS: dict[str, Predictor] = {}
+_PREDICTORS: dict[tuple[str, str], Predictor] = {}
 _PREDICTORS_LOCK = threading.Lock()
 
 
-def get_predictor(model_id: str | None = None) -> Predictor:
-    """A shared Predictor per model id: models are loaded once per process and never copied per request."""
-    cfg = get_model(model_id)
+def get_predictor(model: str | ModelConfig | None = None) -> Predictor:
+    """A shared Predictor per model (id and weights pin): loaded once per process and never copied per request.
+
+    ``model``: a model id, a config (for example of a registry outside ``models/``), or None for the default.
+    """
+    cfg = model if isinstance(model, ModelConfig) else get_model(model)
+    key = (cfg.id, cfg.weights_sha256 or str(cfg.weights_path))
     with _PREDICTORS_LOCK:
-        pred = _PREDICTORS.get(cfg.id)
+        pred = _PREDICTORS.get(key)
         if pred is None:
             log.info("Loading model %s (weights sha256 %s)", cfg.id, (cfg.weights_sha256 or "unpinned")[:12])
             pred = Predictor(cfg)
-            _PREDICTORS[cfg.id] = pred
+            _PREDICTORS[key] = pred
         return pred

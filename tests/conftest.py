@@ -89,26 +89,27 @@ def dicom_bytes(
 
 @pytest.fixture(scope="session")
 def tiny_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry folder with one random-weight model at 64 px (for fast tests of the machinery)."""
+    """A registry folder with one random-weight model at 64 px (for fast tests of the machinery): timm's
+    ``test_efficientnet`` (0.1 M parameters), made for tests, so nothing is downloaded."""
     import torch
 
-    from medimg_demo.model import TumorNet
-    from medimg_demo.weights import save_checkpoint
+    from medimg_demo.models.network import TumorNet
+    from medimg_demo.models.weights import save_checkpoint
 
     root = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
     heads = {"type": ["adenocarcinoma", "large_cell_carcinoma", "normal", "squamous_cell_carcinoma"], "stage": ["IIIa", "Ib", "none"]}
-    model = TumorNet("tf_efficientnet_lite0", heads, pretrained="none")
+    model = TumorNet("test_efficientnet", heads, pretrained="none")
     folder = root / "lung_ct.tiny_v0"
     sha = save_checkpoint(model, folder / "weights.safetensors", fp16=True)
     cfg = {
         "id": "lung_ct.tiny_v0",
         "task": "lung_ct",
         "task_title": "Lung CT",
-        "arch": "tf_efficientnet_lite0",
+        "arch": "test_efficientnet",
         "heads": heads,
         "input": {"size": [64, 64], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
-        "target_layer": "backbone.bn2",
+        "target_layer": "features",
         "temperature": {"type": 1.5, "stage": 1.0},
         "weights": {"file": "weights.safetensors", "sha256": sha},
         "default": True,

@@ -18,6 +18,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "medimg_demo", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # a subprocess: a fresh interpreter loads torch and the model
 def test_models_json() -> None:
     r = _run("models", "--json")
     assert r.returncode == 0, r.stderr
@@ -28,6 +29,7 @@ def test_models_json() -> None:
     assert lung and "stage" in lung[0]["labels"]
 
 
+@pytest.mark.slow  # a subprocess: a fresh interpreter loads torch and the model
 def test_predict_json_on_real_lung_ct(tmp_path) -> None:
     img = lung_test_image()
     out_png = tmp_path / "overlay.png"
@@ -41,7 +43,7 @@ def test_predict_json_on_real_lung_ct(tmp_path) -> None:
     assert d["stage"]["label"] in {"Ib", "IIIa", "none"}
     assert d["treatment"]["summary"] and d["treatment"]["options"] and d["treatment"]["source"]
     # the CLI gives exactly what the in-process predictor gives for the same file
-    from medimg_demo.io import read_file
+    from medimg_demo.imaging import read_file
     from medimg_demo.predict import get_predictor
 
     pred = get_predictor(d["model"]).run(read_file(img), explain=False)
@@ -63,6 +65,7 @@ def test_predict_dicom_keeps_phi_out_of_output(tmp_path, capsys, caplog) -> None
         assert secret not in out
 
 
+@pytest.mark.slow  # a subprocess: a fresh interpreter loads torch and the model
 def test_predict_bad_file_exits_2_with_message(tmp_path) -> None:
     bad = tmp_path / "notes.dcm"
     bad.write_text("not an image at all")
@@ -101,7 +104,7 @@ def test_default_lung_model_is_accurate_on_test_cases() -> None:
     import csv
 
     from conftest import LUNG
-    from medimg_demo.io import read_file
+    from medimg_demo.imaging import read_file
     from medimg_demo.predict import get_predictor
 
     if not (LUNG / "manifest.csv").is_file():

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from medimg_demo.registry import list_models
+from medimg_demo.models.registry import list_models
 from medimg_demo.treatment import pathway, table
 
 TASK_LABELS = {

@@ -1,0 +1,103 @@
+"""Cached evaluations and the tidy metrics log (pandas).
+
+An evaluation is cached under ``runs/cache/<model id>/<weights sha>-<manifest sha>-<split>[-explain]/``; a
+re-run with the same weights and data reads the cache. Every run (computed or cached) appends its rows
+to ``runs/metrics_log.csv``: run time, model id, weights sha256, data set, split, metric, class, value,
+interval, source. The app only reads caches; it never evaluates a test set on a page load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from ..models.config import ModelConfig
+from .evaluate import evaluate
+from .gallery import write_gallery
+
+log = logging.getLogger(__name__)
+
+LOG_COLUMNS = ["run_time_utc", "model_id", "weights_sha256", "dataset", "split", "metric", "class", "value",
+               "ci_low", "ci_high", "source"]
+
+
+def _file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cache_dir(cfg: ModelConfig, data_dir: Path, split: str, explain: bool, runs: Path) -> Path:
+    key = f"{(cfg.weights_sha256 or 'unpinned')[:12]}-{_file_sha(data_dir / 'manifest.csv')[:12]}-{split}"
+    return runs / "cache" / cfg.id / (key + ("-explain" if explain else ""))
+
+
+def append_log(runs: Path, cfg: ModelConfig, dataset: str, split: str, metrics: pd.DataFrame, source: str) -> Path:
+    """Append one evaluation's metrics to the tidy log (created with a header on first use)."""
+    runs.mkdir(parents=True, exist_ok=True)
+    path = runs / "metrics_log.csv"
+    rows = metrics.copy()
+    rows.insert(0, "run_time_utc", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    rows.insert(1, "model_id", cfg.id)
+    rows.insert(2, "weights_sha256", cfg.weights_sha256 or "")
+    rows.insert(3, "dataset", dataset)
+    rows.insert(4, "split", split)
+    rows["source"] = source
+    rows[LOG_COLUMNS].to_csv(path, mode="a", header=not path.exists(), index=False)
+    return path
+
+
+def evaluate_cached(cfg: ModelConfig, data_dir: Path, split: str, runs: Path, explain: bool = False,
+                    n_boot: int = 1000, seed: int = 0, force: bool = False) -> tuple[Path, str]:
+    """The cache folder of this evaluation, computing it only if needed. Returns (folder, 'cache' | 'computed')."""
+    folder = cache_dir(cfg, data_dir, split, explain, runs)
+    metrics_path = folder / "metrics.csv"
+    if metrics_path.is_file() and not force:
+        append_log(runs, cfg, data_dir.name, split, pd.read_csv(metrics_path, keep_default_na=False, na_values=[""]), "cache")
+        return folder, "cache"
+    ev = evaluate(cfg, data_dir, split, n_boot=n_boot, seed=seed, explain=explain)
+    folder.mkdir(parents=True, exist_ok=True)
+    ev.metrics.to_csv(metrics_path, index=False)
+    ev.cases.to_csv(folder / "cases.csv", index=False)
+    if ev.explain_cases is not None:
+        ev.explain_cases.to_csv(folder / "explain_cases.csv", index=False)
+    write_gallery(cfg, data_dir, ev.cases, folder / "gallery")
+    append_log(runs, cfg, data_dir.name, split, ev.metrics, "computed")
+    return folder, "computed"
+
+
+@dataclass(frozen=True)
+class Results:
+    folder: Path
+    metrics: pd.DataFrame
+    cases: pd.DataFrame | None
+    explain_cases: pd.DataFrame | None
+    gallery: list[tuple[str, str]]  # (png path, caption)
+
+
+def find_results(cfg: ModelConfig, runs: Path) -> Results | None:
+    """The newest cached evaluation of this model's current weights (preferring one with explanations), else the
+    metrics bundled in ``models/<id>/metrics``; None if neither exists."""
+    base = runs / "cache" / cfg.id
+    prefix = (cfg.weights_sha256 or "unpinned")[:12]
+    candidates = sorted(base.glob(f"{prefix}-*-test*"), key=lambda p: (p.name.endswith("-explain"), p.stat().st_mtime)) if base.is_dir() else []
+    bundled = cfg.folder / "metrics" if cfg.folder else None
+    folder = candidates[-1] if candidates else (bundled if bundled and (bundled / "metrics.csv").is_file() else None)
+    if folder is None:
+        return None
+
+    def read(name: str) -> pd.DataFrame | None:
+        p = folder / name
+        return pd.read_csv(p, keep_default_na=False, na_values=[""]) if p.is_file() else None
+
+    gallery: list[tuple[str, str]] = []
+    index = read("gallery/index.csv")
+    if index is not None:
+        for _, r in index.iterrows():
+            gallery.append((str(folder / "gallery" / r["file"]), f"true {r['label']} - predicted {r['pred']} ({r['confidence']:.2f})"))
+    metrics = read("metrics.csv")
+    assert metrics is not None
+    return Results(folder=folder, metrics=metrics, cases=read("cases.csv"), explain_cases=read("explain_cases.csv"), gallery=gallery)

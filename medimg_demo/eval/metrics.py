@@ -1,0 +1,101 @@
+"""Classification metrics from scikit-learn, with 95% percentile bootstrap intervals over cases.
+
+The bootstrap is a plain loop over one seeded generator rather than ``scipy.stats.bootstrap``: a whole table of
+metrics (several of which are undefined on some resamples, e.g. the AUC of a class a resample lacks) is resampled
+with the same indices, and NaN resamples are left out per metric.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import multilabel_confusion_matrix, precision_recall_fscore_support, roc_auc_score
+from tqdm import tqdm
+
+#: Labels meaning "no tumor"; where a head has one, "any tumor vs none" sensitivity is reported too.
+NEGATIVE_LABELS = ("normal", "no_tumor", "none")
+
+
+def auc_binary(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC of one class against the rest; NaN if ``y`` holds only one class."""
+    y = np.asarray(y).astype(bool)
+    if y.all() or not y.any():
+        return float("nan")
+    return float(roc_auc_score(y, score))
+
+
+def macro_auc(y: np.ndarray, probs: np.ndarray) -> float:
+    """Macro one-vs-rest AUC over the classes present in ``y`` (and absent from some cases)."""
+    return _mean_defined([auc_binary(y == c, probs[:, c]) for c in range(probs.shape[1])])
+
+
+def _mean_defined(values: list[float]) -> float:
+    vals = [v for v in values if not np.isnan(v)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def ece(y: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> float:
+    """Expected calibration error of the top-1 confidence, equal-width bins (right-closed)."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.searchsorted(edges, conf, side="left") - 1  # bin i holds edges[i] < conf <= edges[i + 1]
+    total = 0.0
+    for b in np.unique(bins[bins >= 0]):
+        m = bins == b
+        total += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(total)
+
+
+def per_class(y: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
+    """Sensitivity (recall), specificity, precision and F1 of every class; NaN where undefined."""
+    labels = list(range(n_classes))
+    prec, rec, f1, _ = precision_recall_fscore_support(y, pred, labels=labels, zero_division=np.nan)
+    mcm = multilabel_confusion_matrix(y, pred, labels=labels)
+    tn, fp = mcm[:, 0, 0].astype(float), mcm[:, 0, 1].astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spec = np.where(tn + fp > 0, tn / np.where(tn + fp > 0, tn + fp, 1), np.nan)
+    return {"sensitivity": np.asarray(rec, float), "specificity": spec, "precision": np.asarray(prec, float),
+            "f1": np.asarray(f1, float)}
+
+
+def all_metrics(y: np.ndarray, probs: np.ndarray, labels: list[str], prefix: str = "") -> list[tuple[str, str, float]]:
+    """(metric, class, value) rows: accuracy, macro AUC, ECE, any-tumor sensitivity (where a head has a
+    no-tumor class), then per class sensitivity/specificity/precision/F1/AUC."""
+    pred = probs.argmax(1)
+    aucs = [auc_binary(y == c, probs[:, c]) for c in range(len(labels))]
+    rows = [
+        (f"{prefix}accuracy", "", float((pred == y).mean())),
+        (f"{prefix}macro_auc", "", _mean_defined(aucs)),
+        (f"{prefix}ece", "", ece(y, probs)),
+    ]
+    negatives = [i for i, name in enumerate(labels) if name in NEGATIVE_LABELS]
+    if negatives:
+        tumor = ~np.isin(y, negatives)
+        hit = ~np.isin(pred, negatives)
+        rows.append((f"{prefix}any_tumor_sensitivity", "", float(hit[tumor].mean()) if tumor.any() else float("nan")))
+    pc = per_class(y, pred, len(labels))
+    for c, name in enumerate(labels):
+        for k in ("sensitivity", "specificity", "precision", "f1"):
+            rows.append((f"{prefix}{k}", name, float(pc[k][c])))
+        rows.append((f"{prefix}auc", name, aucs[c]))
+    return rows
+
+
+def with_bootstrap(
+    y: np.ndarray, probs: np.ndarray, labels: list[str], prefix: str = "", n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """Metrics with 95% percentile bootstrap intervals (resampling cases with replacement)."""
+    point = all_metrics(y, probs, labels, prefix)
+    rng = np.random.default_rng(seed)
+    boots = np.full((n_boot, len(point)), np.nan)
+    n = len(y)
+    for b in tqdm(range(n_boot), desc=f"bootstrap {prefix or 'type_'}metrics", unit="resample", leave=False, mininterval=2.0):
+        idx = rng.integers(0, n, n)
+        boots[b] = [v for _, _, v in all_metrics(y[idx], probs[idx], labels, prefix)]
+    with np.errstate(all="ignore"):
+        lo = np.nanpercentile(boots, 2.5, axis=0)
+        hi = np.nanpercentile(boots, 97.5, axis=0)
+    return pd.DataFrame(
+        [{"metric": m, "class": c, "value": v, "ci_low": l, "ci_high": h} for (m, c, v), l, h in zip(point, lo, hi)]
+    )

@@ -1,0 +1,3 @@
+"""Explain: Grad-CAM with Captum's LayerGradCam on the shown class, and heatmap overlays with a scale bar."""
+
+from __future__ import annotations

@@ -1,0 +1,69 @@
+"""Grad-CAM with Captum's LayerGradCam, on one head and one class, as a 2-D map in [0, 1].
+
+The forward pass that Captum runs is also the prediction: the forward function keeps every head's
+logits, so predicting and explaining cost one forward and one backward to the target layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from captum.attr import LayerAttribution, LayerGradCam
+
+from ..models.network import TumorNet
+
+
+@dataclass(frozen=True)
+class Explanation:
+    logits: dict[str, torch.Tensor]  # detached, shape (1, n_classes) per head
+    target: int  # class index the map explains
+    cam: np.ndarray  # (H, W) float32 in [0, 1], at the requested output size
+
+
+def _normalise(cam: torch.Tensor) -> np.ndarray:
+    arr = cam.detach().float().cpu().numpy()
+    if arr.min() < 0:  # signed map (relu=False): keep the sign, scale by the largest magnitude
+        top = float(np.abs(arr).max())
+        return (arr / top).astype(np.float32) if top > 0 else np.zeros_like(arr, dtype=np.float32)
+    hi = float(arr.max()) if arr.size else 0.0
+    if hi <= 0 or not np.isfinite(hi):
+        return np.zeros_like(arr, dtype=np.float32)
+    return np.clip(arr / hi, 0.0, 1.0).astype(np.float32)
+
+
+def gradcam(
+    model: TumorNet,
+    x: torch.Tensor,
+    head: str,
+    layer: str,
+    out_size: tuple[int, int],
+    target: int | None = None,
+    relu: bool = True,
+) -> Explanation:
+    """Grad-CAM of ``head``'s class ``target`` (default: the predicted class) for one input ``x`` (1, 3, h, w).
+
+    ReLU on the weighted sum (as in Selvaraju et al.), bilinear upsampling to ``out_size`` = (H, W),
+    then scaled so the maximum is 1. An all-zero map means no positive evidence at this layer.
+    ``relu=False`` keeps the signed map (scaled to [-1, 1]), for comparisons such as the randomisation check.
+    """
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ValueError(f"gradcam expects one image of shape (1, 3, h, w), got {tuple(x.shape)}")
+    cache: dict[str, dict[str, torch.Tensor]] = {}
+    chosen: dict[str, int] = {}
+
+    def forward(inp: torch.Tensor) -> torch.Tensor:
+        out = model(inp)
+        cache["logits"] = out
+        logits = out[head]
+        idx = int(logits.argmax(dim=1)[0]) if target is None else int(target)
+        chosen["target"] = idx
+        return logits[:, idx]  # one scalar per example: the score being explained
+
+    cam_layer = LayerGradCam(forward, model.layer(layer))
+    with torch.enable_grad():
+        attr = cam_layer.attribute(x, relu_attributions=relu)
+    up = LayerAttribution.interpolate(attr.detach(), out_size, interpolate_mode="bilinear")
+    logits = {k: v.detach() for k, v in cache["logits"].items()}
+    return Explanation(logits=logits, target=chosen["target"], cam=_normalise(up[0, 0]))

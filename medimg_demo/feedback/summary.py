@@ -1,0 +1,50 @@
+"""Per-session summary of the feedback store: agreement with the model, reader vs model accuracy, heatmap
+plausibility."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+
+def _rate(s: pd.Series) -> float:
+    s = s.dropna()
+    return float(s.mean()) if len(s) else float("nan")
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    """Per session (and 'ALL'): agreement rates with the model per output, reader (unaided and aided) vs model
+    accuracy against ground truth where the case has a label, and the heatmap plausibility distribution."""
+    rows: list[dict[str, Any]] = []
+    groups = [("ALL", df)] + [(str(k), g) for k, g in df.groupby("session_id", sort=True)] if len(df) else []
+    for name, g in groups:
+        aided = g[g["phase"].isin(["aided", "free"])]
+        unaided = g[g["phase"] == "unaided"]
+        r: dict[str, Any] = {
+            "session_id": name,
+            "readers": int(g["reader"].nunique()),
+            "submissions": int(len(g)),
+            "aided_reads": int(len(aided)),
+            "unaided_reads": int(len(unaided)),
+            "type_agreement": _rate(aided["type_agree"]),
+            "stage_agreement": _rate(aided["stage_agree"]),
+            "pathway_agreement": _rate(aided["pathway_agree"]),
+        }
+        labelled = aided[aided["truth_type"].notna() & (aided["truth_type"] != "")]
+        if len(labelled):
+            final = labelled.apply(
+                lambda x: x["pred_type"] if x["type_agree"] == 1 else (x["corrected_type"] or x["pred_type"]), axis=1
+            )
+            r["model_accuracy"] = float((labelled["pred_type"] == labelled["truth_type"]).mean())
+            r["reader_aided_accuracy"] = float((final == labelled["truth_type"]).mean())
+        else:
+            r["model_accuracy"] = r["reader_aided_accuracy"] = float("nan")
+        lab_u = unaided[unaided["truth_type"].notna() & (unaided["truth_type"] != "")]
+        r["reader_unaided_accuracy"] = float((lab_u["reader_type"] == lab_u["truth_type"]).mean()) if len(lab_u) else float("nan")
+        plaus = aided["heatmap_plausibility"].dropna().astype(int)
+        for k in range(1, 6):
+            r[f"heatmap_{k}"] = int((plaus == k).sum())
+        r["heatmap_mean"] = float(plaus.mean()) if len(plaus) else float("nan")
+        rows.append(r)
+    return pd.DataFrame(rows)

@@ -1,0 +1,192 @@
+"""DICOM -> :class:`Study`. With ``deid``, the only code that reads DICOM attributes (the only pydicom user).
+
+It keeps the pixels, the modality, the pixel spacing and the file's own display window; every other attribute
+(names, ids, dates, UIDs, addresses) stays here and is dropped with the dataset.
+
+Pipeline (PS3.3 C.7.6.3, C.11): stored values -> modality LUT (rescale slope/intercept or Modality LUT Sequence) =
+``values`` (Hounsfield units for CT) -> VOI LUT Sequence or window centre/width -> MONOCHROME1 inversion -> ``pixels``
+in [0, 1] for display. Compressed transfer syntaxes decode through pydicom's plugins (pylibjpeg: JPEG, JPEG-LS,
+JPEG 2000, RLE).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+import warnings
+
+import numpy as np
+
+from ..errors import InputError
+from .study import ACCEPTED, MAX_PIXELS, Study, check_shape, finish, minmax
+from .windowing import apply_window
+
+log = logging.getLogger(__name__)
+# pydicom may echo element values (dates, names) in its own warnings and log lines: keep them out of our logs.
+logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+
+#: DICOM objects that carry pixel data but are not images to classify.
+_NON_IMAGE_MODALITIES = {"SEG", "RTDOSE", "RTSTRUCT", "RTPLAN", "RTIMAGE_PLAN", "SR", "KO", "PR", "REG", "RWV", "DOC"}
+_NON_IMAGE_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "a segmentation",
+    "1.2.840.10008.5.1.4.1.1.481.2": "an RT dose grid",
+    "1.2.840.10008.5.1.4.1.1.481.3": "an RT structure set",
+    "1.2.840.10008.5.1.4.1.1.481.5": "an RT plan",
+    "1.2.840.10008.5.1.4.1.1.104.1": "an encapsulated PDF",
+}
+#: Modalities whose images often carry burned-in text (ultrasound, secondary capture, ...).
+_BURNED_IN_MODALITIES = {"US", "SC", "OT", "XC", "ES", "GM", "SM"}
+
+BURNED_IN_WARNING = (
+    "This image may carry burned-in text (patient details in the pixels); check before sharing screenshots."
+)
+
+
+def _first(value: object) -> float:
+    """DICOM multi-valued numbers (window centre/width) -> the first value."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = list(value)[0]  # type: ignore[arg-type]
+    return float(value)  # type: ignore[arg-type]
+
+
+def _file_window(ds: object) -> tuple[float, float] | None:
+    try:
+        c, w = _first(ds.WindowCenter), _first(ds.WindowWidth)  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError):
+        return None
+    return (c, w) if np.isfinite(c) and np.isfinite(w) and w > 0 else None
+
+
+def _decode_dicom(data: bytes, frame: int | None) -> Study:
+    import pydicom
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+
+    ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise InputError(
+            "This DICOM file holds no image (no Pixel Data): it may be a structured report, RT plan or similar. "
+            "Upload an image DICOM (CT, MR, US, CR/DX, ...)."
+        )
+    modality = str(ds.get("Modality", "") or "").upper() or None
+    sop = str(ds.get("SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+    if sop in _NON_IMAGE_SOP_CLASSES or modality in _NON_IMAGE_MODALITIES:
+        what = _NON_IMAGE_SOP_CLASSES.get(sop, f"a {modality} object")
+        raise InputError(f"This DICOM file is {what}, not an image to classify. Upload a CT, MR, US or radiograph image.")
+
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if rows <= 0 or cols <= 0:
+        raise InputError("The DICOM header gives no image size (Rows/Columns); the file is damaged.")
+    if rows * cols * max(n_frames, 1) > MAX_PIXELS:
+        raise InputError(
+            f"The DICOM image is {cols}x{rows} pixels x {n_frames} frames, over the limit of {MAX_PIXELS:,} pixels "
+            "this server decodes; upload a single series or a smaller export."
+        )
+    check_shape(rows, cols)
+    if n_frames > 1:
+        frame_index = n_frames // 2 if frame is None else frame  # middle frame first
+        if not 0 <= frame_index < n_frames:
+            raise InputError(f"Frame {frame_index + 1} does not exist; this file has {n_frames} frames.")
+        arr = np.asarray(ds.pixel_array)[frame_index]
+    else:
+        frame_index = 0
+        arr = np.asarray(ds.pixel_array)
+    if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not np.little_endian):
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").upper()
+    notes: list[str] = []
+    burned = str(ds.get("BurnedInAnnotation", "") or "").upper() == "YES"
+    if burned or modality in _BURNED_IN_MODALITIES:
+        notes.append(BURNED_IN_WARNING)
+    spacing = None
+    for key in ("PixelSpacing", "ImagerPixelSpacing"):
+        val = ds.get(key)
+        if val is not None:
+            try:
+                row_mm, col_mm = (float(v) for v in list(val)[:2])
+            except (TypeError, ValueError):
+                continue
+            if row_mm > 0 and col_mm > 0 and np.isfinite(row_mm) and np.isfinite(col_mm):
+                spacing = (row_mm, col_mm)
+                break
+    meta = dict(modality=modality, pixel_spacing_mm=spacing, n_frames=n_frames, frame_index=frame_index, warnings=tuple(notes))
+
+    if photometric == "PALETTE COLOR":
+        arr = apply_color_lut(arr, ds)
+        samples = 3
+    if samples > 1 or arr.ndim == 3:
+        if arr.ndim != 3 or arr.shape[-1] < 3:
+            raise InputError("This colour DICOM has an unexpected pixel layout; export it as RGB or grayscale.")
+        rgb = arr[..., :3].astype(np.float64)
+        top = float(2 ** int(ds.get("BitsStored", 8) or 8) - 1) if photometric != "PALETTE COLOR" else 65535.0
+        gray = (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]) / top
+        return finish(np.clip(gray, 0.0, 1.0), "dicom", **meta)
+
+    values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise InputError("The DICOM pixel data holds NaN or infinite values; export the image again.")
+    invert = photometric == "MONOCHROME1"
+    window = None
+    if ds.get("VOILUTSequence"):
+        # A non-linear VOI LUT: apply it once; the result is what the file asks to be shown.
+        values = minmax(np.asarray(apply_voi_lut(values, ds, prefer_lut=True), dtype=np.float64))
+        window = (0.5, 1.0)
+    else:
+        window = _file_window(ds)
+    if window is None:
+        lo, hi = float(values.min()), float(values.max())
+        window = ((lo + hi) / 2.0, max(hi - lo, 1e-6))
+        pixels = minmax(values)
+        pixels = 1.0 - pixels if invert else pixels
+    else:
+        function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+        pixels = apply_window(values, window[0], window[1], function=function, invert=invert)
+    return finish(pixels, "dicom", values=values.astype(np.float32), window=window, invert=invert, **meta)
+
+
+#: What a damaged DICOM can raise inside pydicom and its decoders; each becomes an InputError.
+_DICOM_FAILURES = (
+    ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError, OSError, RuntimeError,
+    NotImplementedError, struct.error, OverflowError, ZeroDivisionError, MemoryError, AssertionError,
+)
+
+
+def read_dicom(data: bytes, frame: int | None = None) -> Study:
+    from pydicom.errors import BytesLengthException, InvalidDicomError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warnings can quote attribute values (PHI)
+            return _decode_dicom(data, frame)
+    except InputError:
+        raise
+    except InvalidDicomError as exc:
+        raise InputError(f"The DICOM file could not be parsed; it may be damaged. Accepted: {ACCEPTED}.") from exc
+    except BaseException as exc:  # noqa: BLE001 - narrowed at once, see below
+        # Decoders written in Rust (pylibjpeg-rle) raise pyo3's PanicException, a BaseException, on corrupt
+        # streams; everything else that is not a known decode failure (KeyboardInterrupt, ...) is re-raised.
+        known = (*_DICOM_FAILURES, BytesLengthException)
+        if not isinstance(exc, known) and type(exc).__name__ != "PanicException":
+            raise
+        kind = type(exc).__name__
+        if isinstance(exc, (NotImplementedError, RuntimeError)) and "decode" in str(exc).lower():
+            raise InputError(
+                "The DICOM pixel data uses a compression this server cannot decode. "
+                "Export it uncompressed (Explicit VR Little Endian) and upload again."
+            ) from exc
+        log.info("DICOM decode failed (%s)", kind)  # the type only: messages may quote values
+        raise InputError(
+            "The DICOM file is damaged: its pixel data is missing, truncated or inconsistent with its header. "
+            "Export the image again."
+        ) from exc
+
+
+def looks_like_dicom(data: bytes) -> bool:
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return True
+    # No preamble: a raw data set starts with a group 0x0002 or 0x0008 tag (little or big endian).
+    return data[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x08", b"\x00\x02") and len(data) > 64
+

@@ -1,0 +1,71 @@
+"""Training options as one dataclass: the ``train`` command line, the record saved in config.json and the command a
+model card prints are all generated from it (see ``options``). No torch here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..options import command_args
+from ..paths import data_root
+
+
+def _opt(default: Any, help: str, **meta: Any) -> Any:  # noqa: A002 - argparse's word
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Each field is also a ``train`` option (generated, see ``options``) and is saved in the
+    model's config.json, from which the model card prints the command that reproduces it."""
+
+    task: str = field(metadata={"help": "task name, e.g. lung_ct, breast_us, brain_mri"})
+    data: str = _opt("", "data set folder with manifest.csv (default: $MEDIMG_DATA_DIR/<task> or ../shared/data/<task>)")
+    model_id: str = _opt("", "model id (default: <task>.<arch>_v1)", flag="--id")
+    out_dir: str = _opt("models", "folder the model folder is written to", flag="--out")
+    arch: str = _opt("tf_efficientnet_lite0", "timm architecture")
+    pretrained: str = _opt("auto", "ImageNet weights: offline package, timm's hub, none, or auto",
+                           choices=["auto", "offline", "hub", "none"])
+    size: int = _opt(224, "input side in pixels")
+    epochs: int = _opt(15, "full fine-tuning epochs (after warm-up)")
+    warmup_epochs: int = _opt(2, "epochs with the backbone frozen")
+    batch_size: int = _opt(32, "batch size")
+    lr_head: float = _opt(1e-3, "learning rate of the heads")
+    lr_backbone: float = _opt(3e-4, "learning rate of the backbone")
+    weight_decay: float = _opt(1e-2, "AdamW weight decay")
+    label_smoothing: float = _opt(0.05, "label smoothing of the cross-entropy")
+    drop_rate: float = _opt(0.2, "dropout before the heads")
+    patience: int = _opt(5, "early stop after this many epochs without val improvement")
+    freeze_bn: bool = _opt(False, "keep ImageNet BatchNorm statistics during fine-tuning (small data sets: steadier)")
+    min_epochs: int = _opt(4, "fine-tuning epochs before early stopping may count (the LR is still rising)")
+    seed: int = _opt(0, "random seed")
+    bf16: bool = _opt(True, "train in fp32 (slower) instead of bf16 autocast")
+    select_bf16: bool = _opt(False, "score val under bf16 for epoch selection (reproduces models trained before fp32 "
+                                    "selection); the default scores val in fp32, the precision the app serves")
+    threads: int = _opt(0, "torch threads (0: torch's default)")
+    stage: bool = _opt(True, "do not add a stage head even if the manifest has one")
+    max_train: int = _opt(0, "cap training images (smoke tests; 0 = all)")
+    default: bool = field(default=True, metadata={"cli": False})
+    heads: dict[str, list[str]] = field(default_factory=dict, metadata={"cli": False})
+
+
+#: Options a model card always prints, even at their default value (the rest only where they differ).
+CARD_OPTIONS = ("task", "arch", "size", "epochs", "warmup_epochs", "batch_size", "lr_head", "lr_backbone", "patience",
+                "min_epochs", "label_smoothing", "seed", "model_id")
+
+
+def train_command(training: dict[str, Any]) -> str:
+    """The ``train`` command line that reproduces a saved training record (config.json's ``training``)."""
+    values = dict(training)
+    values.setdefault("select_bf16", True)  # records written before the option were selected under bf16 val scores
+    return "python -m medimg_demo train " + command_args(TrainConfig, values, always=CARD_OPTIONS,
+                                                         skip=("data", "out_dir"))
+
+
+def portable_data_path(folder: Path) -> str:
+    """The data folder as written into config.json: relative to the data root, never a machine's absolute path."""
+    try:
+        return folder.resolve().relative_to(data_root().resolve()).as_posix()
+    except ValueError:
+        return folder.name

@@ -1,0 +1,88 @@
+"""A manifest split decoded once into memory (same reader as the app), pre-resized, with targets per head."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from ..errors import DataError, InputError
+from ..imaging.decode import read_file
+from ..models.config import InputConfig
+from ..models.preprocess import normalize, resize_gray
+from ..tasks import AugmentSpec
+from .augment import apply_augment
+
+log = logging.getLogger(__name__)
+
+
+def load_images(folder: Path, rel_paths: list[str], size: tuple[int, int], interpolation: str, desc: str = "decode") -> np.ndarray:
+    """Decode every image once (same reader as the app) and resize; (N, H, W) float16 in [0, 1]."""
+    out = np.empty((len(rel_paths), size[0], size[1]), dtype=np.float16)
+    for i, rel in enumerate(tqdm(rel_paths, desc=desc, unit="img", leave=False, mininterval=1.0)):
+        try:
+            study = read_file(folder / rel)
+        except InputError as exc:
+            raise DataError(f"Image {rel} in {folder} cannot be read: {exc}") from exc
+        out[i] = resize_gray(study.pixels, size, interpolation)
+    return out
+
+
+class ManifestDataset(Dataset):
+    """Images of one split, decoded once, with integer targets per head."""
+
+    def __init__(
+        self,
+        folder: Path,
+        frame: pd.DataFrame,
+        heads: dict[str, list[str]],
+        input_cfg: InputConfig,
+        augment: AugmentSpec | None = None,
+        seed: int = 0,
+        desc: str = "decode",
+    ) -> None:
+        self.frame = frame
+        self.input_cfg = input_cfg
+        self.augment = augment
+        self.images = load_images(folder, frame["image"].tolist(), input_cfg.size, input_cfg.interpolation, desc)
+        self.targets: dict[str, torch.Tensor] = {}
+        for head, labels in heads.items():
+            col = "label" if head == "type" else head
+            values = frame[col].tolist()
+            unknown = sorted(set(values) - set(labels))
+            if unknown:
+                raise DataError(f"Column {col!r} has labels {unknown} not in the model's {labels}.")
+            self.targets[head] = torch.tensor([labels.index(v) for v in values], dtype=torch.long)
+        self._g = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        x = torch.from_numpy(self.images[i].astype(np.float32))[None]
+        if self.augment is not None:
+            x = apply_augment(x, self.augment, self._g)
+        return normalize(x, self.input_cfg), {k: v[i] for k, v in self.targets.items()}
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, ds: ManifestDataset, batch_size: int = 64, bf16: bool = False) -> dict[str, torch.Tensor]:
+    """Logits of every image in ``ds`` (no augmentation), in order; used for selection, calibration and evaluation."""
+    from torch.utils.data import DataLoader
+
+    model.eval()
+    outs: dict[str, list[torch.Tensor]] = {}
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
+    for x, _ in loader:
+        if bf16:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(x)
+        for k, v in out.items():
+            outs.setdefault(k, []).append(v.float())
+    return {k: torch.cat(v) for k, v in outs.items()}

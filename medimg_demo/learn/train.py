@@ -1,0 +1,209 @@
+"""Fine-tune a pretrained timm backbone on a manifest data set and write ``models/<id>/``.
+
+Recipe: class-weighted cross-entropy per head; warm-up epochs with the backbone frozen (heads
+only), then full fine-tuning with a lower backbone learning rate and a cosine schedule; model
+selection and early stopping on the ``val`` split; temperature scaling fitted on ``val``.
+bf16 autocast and channels_last on CPU (about 2x faster here) unless ``--no-bf16``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import f1_score
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..manifest import read_manifest, resolve_data_dir, split_frame
+from ..models.calibrate import fit_temperature
+from ..models.config import DEFAULT_TARGET_LAYER, InputConfig, ModelConfig
+from ..models.network import TumorNet
+from ..models.weights import load_checkpoint, save_checkpoint, sha256_file
+from ..tasks import get_task
+from .config import TrainConfig, portable_data_path
+from .dataset import ManifestDataset, predict_logits
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _class_weights(targets: torch.Tensor, n: int) -> torch.Tensor:
+    counts = torch.bincount(targets, minlength=n).float().clamp(min=1)
+    return counts.sum() / (n * counts)
+
+
+def _val_scores(logits: dict[str, torch.Tensor], ds: ManifestDataset, weights: dict[str, torch.Tensor]) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    loss = 0.0
+    for head, lg in logits.items():
+        y = ds.targets[head]
+        loss += float(F.cross_entropy(lg, y, weight=weights[head]))
+        pred = lg.argmax(1)
+        scores[f"{head}_acc"] = float((pred == y).float().mean())
+        scores[f"{head}_macro_f1"] = float(f1_score(y.numpy(), pred.numpy(), labels=list(range(lg.shape[1])),
+                                                    average="macro", zero_division=0))
+    scores["loss"] = loss
+    return scores
+
+
+def train(cfg: TrainConfig) -> ModelConfig:
+    """Fine-tune, select on val, calibrate on val, and write the model folder. Returns its config."""
+    seed_everything(cfg.seed)
+    cfg.model_id = cfg.model_id or f"{cfg.task}.{cfg.arch}_v1"
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    folder = resolve_data_dir(cfg.data or None, cfg.task)
+    df = read_manifest(folder)
+    heads: dict[str, list[str]] = {"type": sorted(df["label"].unique().tolist())}
+    if cfg.stage and "stage" in df.columns and (df["stage"] != "").all():
+        heads["stage"] = sorted(df["stage"].unique().tolist())
+    cfg.heads = heads
+    backbone_probe = TumorNet(cfg.arch, heads, pretrained="none")
+    pcfg = backbone_probe.backbone.pretrained_cfg
+    del backbone_probe
+    input_cfg = InputConfig(
+        size=(cfg.size, cfg.size),
+        mean=tuple(pcfg.get("mean", (0.485, 0.456, 0.406))),  # type: ignore[arg-type]
+        std=tuple(pcfg.get("std", (0.229, 0.224, 0.225))),  # type: ignore[arg-type]
+        interpolation="bilinear",
+    )
+    train_df = split_frame(df, "train")
+    if cfg.max_train:
+        train_df = train_df.sample(n=min(cfg.max_train, len(train_df)), random_state=cfg.seed).reset_index(drop=True)
+    val_df = split_frame(df, "val")
+    augment = get_task(cfg.task).augment
+    log.info("Decoding %d train and %d val images at %dpx", len(train_df), len(val_df), cfg.size)
+    train_ds = ManifestDataset(folder, train_df, heads, input_cfg, augment=augment, seed=cfg.seed, desc="decode train")
+    val_ds = ManifestDataset(folder, val_df, heads, input_cfg, augment=None, desc="decode val")
+
+    model = TumorNet(cfg.arch, heads, pretrained=cfg.pretrained, drop_rate=cfg.drop_rate)
+    if cfg.bf16:
+        model = model.to(memory_format=torch.channels_last)
+    weights = {h: _class_weights(train_ds.targets[h], len(labels)) for h, labels in heads.items()}
+    g = torch.Generator().manual_seed(cfg.seed)
+    loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_ds) > cfg.batch_size, generator=g)
+
+    head_params = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    back_params = [p for n, p in model.named_parameters() if n.startswith("backbone.")]
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"score": -1.0}
+    out = Path(cfg.out_dir) / cfg.model_id
+    out.mkdir(parents=True, exist_ok=True)
+    best_path = out / "weights.safetensors"
+    bad_epochs = 0
+    total_epochs = cfg.warmup_epochs + cfg.epochs
+    opt: torch.optim.Optimizer | None = None
+    sched: torch.optim.lr_scheduler.LRScheduler | None = None
+    t0 = time.time()
+    for epoch in range(total_epochs):
+        warm = epoch < cfg.warmup_epochs
+        if epoch == 0 or epoch == cfg.warmup_epochs:
+            for p in back_params:
+                p.requires_grad_(not warm)
+            if warm:
+                opt = torch.optim.AdamW(head_params, lr=cfg.lr_head, weight_decay=cfg.weight_decay)
+                sched = None
+            else:
+                opt = torch.optim.AdamW(
+                    [{"params": back_params, "lr": cfg.lr_backbone}, {"params": head_params, "lr": cfg.lr_head}],
+                    weight_decay=cfg.weight_decay,
+                )
+                sched = torch.optim.lr_scheduler.OneCycleLR(
+                    opt,
+                    max_lr=[cfg.lr_backbone, cfg.lr_head],
+                    total_steps=max(cfg.epochs * len(loader), 1),
+                    pct_start=0.15,
+                    anneal_strategy="cos",
+                )
+        assert opt is not None
+        # BatchNorm stays in train mode during the warm-up too: its statistics adapt to the new domain while the
+        # weights are frozen, so the heads learn on the same features the fine-tuning phase starts from.
+        # With freeze_bn the ImageNet statistics are kept throughout (BN layers in eval mode).
+        model.train()
+        if cfg.freeze_bn:
+            for mod in model.modules():
+                if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                    mod.eval()
+        running, seen = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}{' (warm-up)' if warm else ''}", unit="batch", leave=False, mininterval=2.0)
+        for x, ys in bar:
+            if cfg.bf16:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                logits = model(x)
+            loss = sum(
+                F.cross_entropy(logits[h].float(), ys[h], weight=weights[h], label_smoothing=cfg.label_smoothing)
+                for h in heads
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[union-attr]
+            opt.step()
+            if sched is not None:
+                sched.step()
+            running += float(loss.detach()) * len(x)  # type: ignore[union-attr]
+            seen += len(x)
+            bar.set_postfix(loss=f"{running / seen:.3f}")
+        # Select in the precision the app serves (fp32): bf16 val scores differed by up to 0.04 accuracy.
+        val_logits = predict_logits(model, val_ds, bf16=cfg.bf16 and cfg.select_bf16)
+        scores = _val_scores(val_logits, val_ds, weights)
+        # Selection on val: macro F1 of the type head, ties broken by lower val loss.
+        score = scores["type_macro_f1"] - 1e-4 * scores["loss"]
+        row = {"epoch": epoch + 1, "warmup": warm, "train_loss": running / max(seen, 1), **scores, "seconds": round(time.time() - t0, 1)}
+        history.append(row)
+        log.info(
+            "epoch %d/%d train_loss %.3f val_loss %.3f val_acc %.3f val_macro_f1 %.3f",
+            epoch + 1, total_epochs, row["train_loss"], scores["loss"], scores["type_acc"], scores["type_macro_f1"],
+        )
+        if score > best["score"]:
+            best = {"score": score, "epoch": epoch + 1, **scores}
+            save_checkpoint(model, best_path, fp16=True)
+            bad_epochs = 0
+        elif not warm and epoch >= cfg.warmup_epochs + cfg.min_epochs:
+            bad_epochs += 1
+            if bad_epochs >= cfg.patience:
+                log.info("Early stop: val did not improve for %d epochs", cfg.patience)
+                break
+
+    # Reload the selected epoch exactly as it will be served (fp16 weights), then calibrate on val.
+    served = TumorNet(cfg.arch, heads, pretrained="none")
+    load_checkpoint(served, best_path, None)
+    val_logits = predict_logits(served, val_ds, bf16=False)
+    temperature = {h: fit_temperature(val_logits[h], val_ds.targets[h]) for h in heads}
+    sha = sha256_file(best_path)
+    config = {
+        "id": cfg.model_id,
+        "task": cfg.task,
+        "task_title": get_task(cfg.task).title,
+        "arch": cfg.arch,
+        "heads": heads,
+        "input": {"size": [cfg.size, cfg.size], "mean": list(input_cfg.mean), "std": list(input_cfg.std), "interpolation": "bilinear",
+                  "dicom_windows": {k: list(v) for k, v in get_task(cfg.task).dicom_windows.items()}},
+        "target_layer": DEFAULT_TARGET_LAYER,
+        "temperature": temperature,
+        "weights": {"file": "weights.safetensors", "sha256": sha, "dtype": "float16"},
+        "default": cfg.default,
+        "selected_epoch": best.get("epoch"),
+        "val_at_selection": {k: v for k, v in best.items() if k not in ("score", "epoch")},
+        "training": {**{k: v for k, v in asdict(cfg).items() if k not in ("heads",)}, "data": portable_data_path(folder)},
+        "training_seconds": round(time.time() - t0, 1),
+        "torch": torch.__version__,
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    pd.DataFrame(history).to_csv(out / "training_log.csv", index=False)
+    log.info("Wrote %s (selected epoch %s, temperature %s)", out, best.get("epoch"), temperature)
+    return ModelConfig.from_dict(config, folder=out)

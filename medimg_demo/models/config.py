@@ -1,0 +1,166 @@
+"""A model's ``config.json`` as one typed, validated dataclass, in the spirit of timm's ``PretrainedCfg`` and a
+MONAI bundle's ``metadata.json``: the input contract, the outputs, the weights pin, calibration, intended use and
+data source. Errors name the field and what it must be."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, ModelError
+from ..tasks import get_task
+
+#: Grad-CAM target when a config names none: the output of ``forward_features`` (any timm backbone).
+DEFAULT_TARGET_LAYER = "features"
+INTENDED_USE = "Research and teaching demos only; not a medical device; not for diagnosis or treatment decisions."
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Everything preprocessing needs; nothing is hard-coded elsewhere."""
+
+    size: tuple[int, int]  # (height, width)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"
+    #: Window (centre, width) per DICOM modality that the model sees, whatever the display shows; a modality
+    #: not listed is shown to the model with the file's own window.
+    dicom_windows: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One model folder's contract. ``raw`` keeps the whole JSON (training record, card notes) for the card."""
+
+    id: str
+    task: str
+    arch: str
+    heads: dict[str, list[str]]
+    input: InputConfig
+    target_layer: str = DEFAULT_TARGET_LAYER
+    weights_file: str = "weights.safetensors"
+    weights_sha256: str | None = None
+    temperature: dict[str, float] = field(default_factory=dict)
+    default: bool = False
+    task_title: str = ""
+    intended_use: str = INTENDED_USE
+    data_source: str = ""
+    folder: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def type_labels(self) -> list[str]:
+        return self.heads["type"]
+
+    @property
+    def stage_labels(self) -> list[str] | None:
+        return self.heads.get("stage")
+
+    @property
+    def weights_path(self) -> Path:
+        if self.folder is None:
+            raise ModelError(f"Model {self.id} has no folder; it was not loaded from the registry.")
+        return self.folder / self.weights_file
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], folder: Path | None = None) -> "ModelConfig":
+        """Validate and build; a :class:`ConfigError` names the first field that is wrong."""
+        where = f"Model config {d.get('id', '?')!r}" + (f" in {folder.name}/config.json" if folder else "")
+        v = _Validator(where)
+        if not isinstance(d, dict):
+            raise ConfigError(f"{where} must be a JSON object.")
+        model_id = v.string(d, "id")
+        task = v.string(d, "task")
+        heads_raw = v.get(d, "heads", dict)
+        heads: dict[str, list[str]] = {}
+        for name, labels in heads_raw.items():
+            if not isinstance(labels, list) or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels):
+                raise ConfigError(f"{where}: field 'heads.{name}' must be a list of distinct label strings.")
+            heads[str(name)] = list(labels)
+        if len(heads.get("type", [])) < 2:
+            raise ConfigError(f"{where}: field 'heads.type' needs at least two labels.")
+        inp = v.get(d, "input", dict)
+        size = v.numbers(inp, "size", 2, "input.")
+        mean = v.numbers(inp, "mean", 3, "input.")
+        std = v.numbers(inp, "std", 3, "input.")
+        if any(s < 8 or s != int(s) for s in size):
+            raise ConfigError(f"{where}: field 'input.size' must be two whole numbers of at least 8 pixels.")
+        if any(s <= 0 for s in std):
+            raise ConfigError(f"{where}: field 'input.std' must be positive.")
+        interpolation = str(inp.get("interpolation", "bilinear"))
+        if interpolation not in ("bilinear", "bicubic", "nearest"):
+            raise ConfigError(f"{where}: field 'input.interpolation' must be bilinear, bicubic or nearest.")
+        windows: dict[str, tuple[float, float]] = {}
+        for mod, win in v.get(inp, "dicom_windows", dict, "input.", default={}).items():
+            pair = v.numbers({"w": win}, "w", 2, f"input.dicom_windows.{mod}")
+            if pair[1] <= 0:
+                raise ConfigError(f"{where}: field 'input.dicom_windows.{mod}' needs a positive width.")
+            windows[str(mod)] = (pair[0], pair[1])
+        weights = v.get(d, "weights", dict, default={})
+        sha = weights.get("sha256")
+        if sha is not None and (not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
+            raise ConfigError(f"{where}: field 'weights.sha256' must be 64 lowercase hex digits.")
+        wfile = str(weights.get("file", "weights.safetensors"))
+        if "/" in wfile or "\\" in wfile or not wfile.endswith(".safetensors"):
+            raise ConfigError(f"{where}: field 'weights.file' must be a .safetensors file name inside the model folder.")
+        temperature = {}
+        for head, t in v.get(d, "temperature", dict, default={}).items():
+            if not isinstance(t, (int, float)) or not t > 0:
+                raise ConfigError(f"{where}: field 'temperature.{head}' must be a positive number.")
+            temperature[str(head)] = float(t)
+        spec = get_task(task)
+        return cls(
+            id=model_id,
+            task=task,
+            arch=v.string(d, "arch"),
+            heads=heads,
+            input=InputConfig(
+                size=(int(size[0]), int(size[1])),
+                mean=(mean[0], mean[1], mean[2]),
+                std=(std[0], std[1], std[2]),
+                interpolation=interpolation,
+                dicom_windows=windows,
+            ),
+            target_layer=str(d.get("target_layer") or DEFAULT_TARGET_LAYER),
+            weights_file=wfile,
+            weights_sha256=sha,
+            temperature=temperature,
+            default=bool(d.get("default", False)),
+            task_title=str(d.get("task_title") or spec.title),
+            intended_use=str(d.get("intended_use") or INTENDED_USE),
+            data_source=str(d.get("data_source") or spec.caveats),
+            folder=folder,
+            raw=d,
+        )
+
+
+class _Validator:
+    """Small typed getters that raise a ConfigError naming the field."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def get(self, d: dict[str, Any], key: str, kind: type, prefix: str = "", default: Any = None) -> Any:
+        if key not in d:
+            if default is not None:
+                return default
+            raise ConfigError(f"{self.where}: field '{prefix}{key}' is missing.")
+        value = d[key]
+        if not isinstance(value, kind):
+            raise ConfigError(f"{self.where}: field '{prefix}{key}' must be a {kind.__name__}, not {type(value).__name__}.")
+        return value
+
+    def string(self, d: dict[str, Any], key: str) -> str:
+        value = self.get(d, key, str)
+        if not value.strip():
+            raise ConfigError(f"{self.where}: field '{key}' is empty.")
+        return value
+
+    def numbers(self, d: dict[str, Any], key: str, n: int, prefix: str = "") -> list[float]:
+        value = d.get(key)
+        name = prefix if prefix and not prefix.endswith(".") else f"{prefix}{key}"
+        if (not isinstance(value, (list, tuple)) or len(value) != n
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)):
+            raise ConfigError(f"{self.where}: field '{name}' must be a list of {n} numbers.")
+        return [float(x) for x in value]

@@ -1,0 +1,60 @@
+"""TumorNet: a timm backbone (``num_classes=0``) with one linear head per output, split like timm into
+``forward_features`` (the feature map) and ``forward_head`` (pooling and heads)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .weights import create_backbone, load_checkpoint
+
+
+class TumorNet(nn.Module):
+    """Backbone features -> {head name: logits}.
+
+    ``features`` is an identity layer on the backbone's last feature map: Grad-CAM hooks it whatever the
+    architecture (for EfficientNet it carries exactly the output of ``backbone.bn2``).
+    """
+
+    def __init__(self, arch: str, heads: dict[str, list[str]], pretrained: str = "none", drop_rate: float = 0.0) -> None:
+        super().__init__()
+        self.arch = arch
+        self.backbone = create_backbone(arch, pretrained)
+        n = int(getattr(self.backbone, "num_features"))
+        self.features = nn.Identity()
+        self.dropout = nn.Dropout(drop_rate)
+        self.head_names = list(heads)
+        # ModuleDict keys are prefixed: a bare "type" would clash with nn.Module.type().
+        self.heads = nn.ModuleDict({f"head_{name}": nn.Linear(n, len(labels)) for name, labels in heads.items()})
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> the backbone's last feature map (N, C, h, w)."""
+        return self.features(self.backbone.forward_features(x))
+
+    def pooled(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """Feature map -> pooled features (N, C), before any head."""
+        return self.backbone.forward_head(feature_map, pre_logits=True)
+
+    def forward_head(self, feature_map: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Feature map -> {head name: logits}."""
+        f = self.dropout(self.pooled(feature_map))
+        return {name: self.heads[f"head_{name}"](f) for name in self.head_names}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.forward_head(self.forward_features(x))
+
+    def layer(self, dotted: str) -> nn.Module:
+        """Sub-module by dotted path relative to this model, e.g. ``features`` or ``backbone.bn2``."""
+        module: nn.Module = self
+        for part in dotted.split("."):
+            module = module[int(part)] if part.isdigit() else getattr(module, part)  # type: ignore[index]
+        return module
+
+
+def load_model(cfg: ModelConfig) -> TumorNet:
+    """Build the architecture from config and load its pinned weights, in eval mode."""
+    model = TumorNet(cfg.arch, cfg.heads, pretrained="none")
+    load_checkpoint(model, cfg.weights_path, cfg.weights_sha256)
+    model.eval()
+    return model

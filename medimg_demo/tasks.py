@@ -1,0 +1,150 @@
+"""Every fact about a task in one place: labels and their names, modalities, window, augmentation, stage rule,
+data caveats, targets and lesion annotations. Other modules ask :func:`get_task`; nothing here imports torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: The app-wide default is the default model of the first task here that has one (override: MEDIMG_DEFAULT_MODEL).
+TASK_ORDER = ("lung_ct", "breast_us", "brain_mri")
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """Augmentation parameters that respect the modality: no flips where left/right anatomy matters (CT chest).
+
+    Applied by ``learn.augment``; kept here so that a task's augmentation is read where its other facts are.
+    """
+
+    hflip: bool = False
+    degrees: float = 10.0
+    translate: float = 0.06
+    scale: tuple[float, float] = (0.9, 1.1)
+    brightness: float = 0.08
+    contrast: float = 0.15
+    gamma: float = 0.2
+
+
+@dataclass(frozen=True)
+class Target:
+    """A project target on the test split: ``metric`` (and ``cls``) at least ``threshold`` (at most, for ECE)."""
+
+    metric: str
+    cls: str
+    threshold: float
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric == "ece"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: what its models read, output and promise, and the caveats of its data."""
+
+    name: str
+    title: str
+    #: Display names of the type labels (the label order itself is the model's, read from its config).
+    label_names: dict[str, str]
+    #: DICOM Modality values whose images this task's models were trained on.
+    modalities: tuple[str, ...]
+    #: Window (centre, width) per DICOM modality that the model sees, whatever the display shows.
+    dicom_windows: dict[str, tuple[float, float]] = field(default_factory=dict)
+    augment: AugmentSpec = field(default_factory=AugmentSpec)
+    #: How stage is produced: "learned" (a stage head), "size" (from the lesion size), or "none" (not staged).
+    stage_rule: str = "none"
+    #: Shown beside every stage this task outputs.
+    stage_note: str | None = None
+    #: Data caveats for model cards and the Performance tab.
+    caveats: str = ""
+    #: One line added to the Performance tab header (stage through type, source artefacts, ...).
+    performance_note: str = ""
+    #: Model-card line under "Known limitations" where the task needs one.
+    limitation: str | None = None
+    targets: tuple[Target, ...] = ()
+    #: Manifest column holding the lesion annotation: "mask" (PNG path) or "bbox_xywh_norm" (centre box); None.
+    lesion_column: str | None = None
+
+    def label_name(self, label: str) -> str:
+        """Readable name of a label ("Squamous cell carcinoma"), falling back to the label with spaces."""
+        return self.label_names.get(label, label.replace("_", " ").capitalize())
+
+
+_LUNG_STAGE_NOTE = (
+    "In the training data every image of one cancer type carries the same TNM stage, so this stage is "
+    "learned through the type; it is not an independent staging of the scan."
+)
+
+TASKS: dict[str, TaskSpec] = {
+    "lung_ct": TaskSpec(
+        name="lung_ct",
+        title="Lung CT",
+        label_names={
+            "adenocarcinoma": "Adenocarcinoma",
+            "large_cell_carcinoma": "Large cell carcinoma",
+            "squamous_cell_carcinoma": "Squamous cell carcinoma",
+            "normal": "Normal",
+        },
+        modalities=("CT",),
+        dicom_windows={"CT": (-600.0, 1500.0)},  # the PNG training data were exported with a lung window
+        augment=AugmentSpec(hflip=False),
+        stage_rule="learned",
+        stage_note=_LUNG_STAGE_NOTE,
+        caveats=(
+            "Kaggle 'Chest CT-Scan images' (CC0 per a mirror; verify before redistribution), converted to 8-bit PNG, "
+            "near-duplicates grouped before a leak-free split. **The TNM stage comes from the source's folder names "
+            "and is identical for every image of one cancer type** (adenocarcinoma: T2 N0 M0, IB; large cell: T2 N2 M0, "
+            "IIIA; squamous: T1 N2 M0, IIIA): the stage head learns stage *through the type* and is not an independent "
+            "staging. The 'normal' class is small (42 train / 7 test images)."
+        ),
+        performance_note="The stage head learns stage through the type (one stage per type in the source data).",
+        limitation=(
+            "Stage is predicted through the type (see data caveats); a stage shown for a normal type, or vice versa, "
+            "is flagged as inconsistent by the pathway table."
+        ),
+        targets=(Target("accuracy", "", 0.93), Target("macro_auc", "", 0.985),
+                 Target("any_tumor_sensitivity", "", 0.97), Target("ece", "", 0.04)),
+    ),
+    "breast_us": TaskSpec(
+        name="breast_us",
+        title="Breast ultrasound",
+        label_names={"benign": "Benign", "malignant": "Malignant", "normal": "Normal"},
+        modalities=("US",),
+        augment=AugmentSpec(hflip=True),
+        caveats=(
+            "BUSI (Al-Dhabyani et al., Data in Brief 2020), de-duplicated; known issues include annotations burned into "
+            "pixels (Pawlowska et al., 2023)."
+        ),
+        targets=(Target("accuracy", "", 0.88), Target("macro_auc", "", 0.95),
+                 Target("sensitivity", "malignant", 0.85), Target("ece", "", 0.04)),
+        lesion_column="mask",
+    ),
+    "brain_mri": TaskSpec(
+        name="brain_mri",
+        title="Brain MRI",
+        label_names={"glioma": "Glioma", "meningioma": "Meningioma", "pituitary": "Pituitary tumor",
+                     "no_tumor": "No tumor"},
+        modalities=("MR",),
+        augment=AugmentSpec(hflip=True),
+        caveats=(
+            "Tumor images from figshare (Cheng et al., 2015, CC BY 4.0); no_tumor images from Br35H, another source: a "
+            "model can separate no_tumor by source artefacts rather than anatomy."
+        ),
+        targets=(Target("accuracy", "", 0.97), Target("macro_auc", "", 0.995),
+                 Target("sensitivity", "glioma", 0.95), Target("ece", "", 0.04)),
+        lesion_column="bbox_xywh_norm",
+    ),
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    """The spec of a known task; a task without one (a toy data set in a test) gets neutral defaults."""
+    spec = TASKS.get(name)
+    if spec is not None:
+        return spec
+    return TaskSpec(name=name, title=name, label_names={}, modalities=())
+
+
+def task_rank(name: str) -> int:
+    """Position in :data:`TASK_ORDER` (unknown tasks last)."""
+    return TASK_ORDER.index(name) if name in TASK_ORDER else len(TASK_ORDER)

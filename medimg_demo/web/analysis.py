@@ -1,0 +1,168 @@
+"""The Analyse view, free of Gradio: a file path in, display-ready outputs out (scores, texts, rendered images)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..explain.overlay import add_scale_bar, gray_to_rgb, overlay
+from ..imaging.decode import read_file
+from ..imaging.study import Study
+from ..imaging.windowing import CT_PRESETS, apply_window
+from ..models.config import ModelConfig
+from ..predict import Prediction, get_predictor
+from ..treatment import PATHWAY_NOTICE
+
+log = logging.getLogger(__name__)
+
+STAGE_NOT_ASSESSED = "Stage: not assessed by this model (its training data carry no stage labels)."
+
+
+WINDOW_CHOICES = ["File default", *[k.capitalize() for k in CT_PRESETS], "Manual"]
+
+
+@dataclass(frozen=True)
+class View:
+    """What redrawing the display needs (kept in the browser session, never sent to the client)."""
+
+    pixels: np.ndarray  # default display, [0, 1]
+    values: np.ndarray | None  # modality values (HU for CT) for other windows; None for PNG/JPEG
+    invert: bool
+    heatmap: np.ndarray
+    spacing_mm: tuple[float, float] | None
+    default_window: tuple[float, float] | None
+    modality: str | None
+
+    def window_for(self, choice: str | None, center: float | None, width: float | None) -> tuple[float, float] | None:
+        """(centre, width) for a window choice, or None for the file's default view."""
+        if self.values is None or not choice or choice == "File default":
+            return None
+        if choice == "Manual":
+            if center is None or width is None or not width > 0:
+                return None
+            return float(center), float(width)
+        return CT_PRESETS.get(choice.lower())
+
+    def render(self, choice: str | None = None, center: float | None = None, width: float | None = None,
+               opacity: float = 0.45) -> tuple[np.ndarray, np.ndarray]:
+        """(image, overlay) as RGB uint8 under the chosen display window, with a scale bar where spacing is known."""
+        window = self.window_for(choice, center, width)
+        if window is None or self.values is None:
+            gray = self.pixels
+        else:
+            gray = apply_window(self.values, window[0], window[1], invert=self.invert)
+        image = add_scale_bar(gray_to_rgb(gray), self.spacing_mm)
+        over = add_scale_bar(overlay(gray, self.heatmap, opacity), self.spacing_mm)
+        return image, over
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything the Analyse tab shows for one upload."""
+
+    prediction: Prediction
+    type_scores: dict[str, float]
+    stage_scores: dict[str, float] | None
+    stage_text: str
+    pathway_markdown: str
+    original_rgb: np.ndarray
+    overlay_rgb: np.ndarray
+    info_markdown: str
+    seconds: float
+    view: View
+    warnings: tuple[str, ...]
+    n_frames: int
+    frame_index: int
+
+
+def pathway_markdown(pred: Prediction) -> str:
+    """The pathway with its options, source and the tumor-board notice."""
+    tp = pred.treatment
+    options = "\n".join(f"- {o}" for o in tp.options)
+    return (
+        f"**{tp.summary}**\n\n{options}\n\n"
+        f"<small>Source: {tp.source}</small>\n\n"
+        f"> {PATHWAY_NOTICE}"
+    )
+
+
+def stage_text(pred: Prediction) -> str:
+    """The stage line with its basis (or why the model does not stage)."""
+    if pred.stage_label is None:
+        return STAGE_NOT_ASSESSED
+    return f"Stage group **{pred.stage_label}**. _{pred.stage_note or ''}_"
+
+
+def info_markdown(study: Study, cfg: ModelConfig, pred: Prediction, seconds: float) -> str:
+    """Safe facts about the input and the model; never a DICOM identifier or a file name."""
+    parts = [f"Model `{cfg.id}` (weights sha256 `{(cfg.weights_sha256 or 'unpinned')[:12]}`)"]
+    parts.append(f"{study.source_format.upper()} {study.width}x{study.height} px")
+    if study.modality:
+        parts.append(f"modality {study.modality}")
+    if study.pixel_spacing_mm:
+        parts.append(f"pixel spacing {study.pixel_spacing_mm[0]:.3g} x {study.pixel_spacing_mm[1]:.3g} mm")
+    if study.window is not None and study.values is not None:
+        parts.append(f"default window C {study.window[0]:g} / W {study.window[1]:g}")
+    if study.n_frames > 1:
+        parts.append(f"frame {study.frame_index + 1} of {study.n_frames} shown")
+    parts.append(f"heatmap: Grad-CAM for '{pred.heatmap_class}'")
+    parts.append(f"{seconds * 1000:.0f} ms")
+    return " · ".join(parts)
+
+
+def analyse(
+    path: str | Path,
+    model_id: str | None = None,
+    opacity: float = 0.45,
+    frame: int | None = None,
+    window: str | None = None,
+    center: float | None = None,
+    width: float | None = None,
+) -> Analysis:
+    """Decode, predict, explain and render one upload. Raises InputError for files it cannot use.
+
+    ``frame`` is 0-based (default: the middle frame); ``window``/``center``/``width`` change only the display,
+    never what the model sees.
+    """
+    t0 = time.perf_counter()
+    study = read_file(path, frame)
+    predictor = get_predictor(model_id)
+    pred = predictor.run(study, explain=True)
+    assert pred.heatmap is not None
+    view = View(
+        pixels=study.pixels,
+        values=study.values,
+        invert=study.invert,
+        heatmap=pred.heatmap,
+        spacing_mm=study.pixel_spacing_mm,
+        default_window=study.window,
+        modality=study.modality,
+    )
+    original, over = view.render(window, center, width, opacity)
+    seconds = time.perf_counter() - t0
+    log.info("Predicted %s with %s in %.0f ms", pred.type_label, predictor.cfg.id, seconds * 1000)
+    return Analysis(
+        prediction=pred,
+        type_scores=pred.type_probs,
+        stage_scores=pred.stage_probs,
+        stage_text=stage_text(pred),
+        pathway_markdown=pathway_markdown(pred),
+        original_rgb=original,
+        overlay_rgb=over,
+        info_markdown=info_markdown(study, predictor.cfg, pred, seconds),
+        seconds=seconds,
+        view=view,
+        warnings=study.warnings,
+        n_frames=study.n_frames,
+        frame_index=study.frame_index,
+    )
+
+
+def summary_json(a: Analysis) -> dict[str, Any]:
+    """The JSON the API returns for an analysis (no pixels, no identifiers)."""
+    return a.prediction.to_json()

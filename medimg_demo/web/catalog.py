@@ -1,0 +1,50 @@
+"""What the app offers to choose from: the models (default first) and sample cases from the test splits."""
+
+from __future__ import annotations
+
+from ..manifest import read_manifest
+from ..models.registry import get_model, list_models
+from ..paths import data_root
+from ..tasks import get_task
+
+
+def model_choices() -> list[tuple[str, str]]:
+    """(label shown, model id) for the model dropdown, default first."""
+    models = list_models()
+    default_id = get_model().id if models else None
+    models.sort(key=lambda m: (m.id != default_id, m.task, m.id))
+    return [(f"{m.task_title or get_task(m.task).title}: {m.id}", m.id) for m in models]
+
+
+def default_model_id() -> str:
+    """The registry's default model id."""
+    return get_model().id
+
+
+def sample_cases(per_class: int = 1) -> list[tuple[str, str, str]]:
+    """(image path, model id, true label) of test-split cases per class for each model's task, where data is found.
+
+    Only the shared data folder is read; nothing is copied into the repository.
+    """
+    out: list[tuple[str, str, str]] = []
+    root = data_root()
+    for cfg in list_models():
+        manifest = root / cfg.task / "manifest.csv"
+        if not manifest.is_file():
+            continue
+        test = read_manifest(manifest.parent)
+        test = test[test["split"] == "test"].groupby("label", sort=False).head(per_class)
+        for image, label in zip(test["image"], test["label"]):
+            out.append((str((root / cfg.task / image).resolve()), cfg.id, label))
+    return out
+
+
+def model_labels(model_id: str | None) -> dict[str, list[str]]:
+    """Labels per head of a model (for the reading-session answer choices)."""
+    return dict(get_model(model_id).heads)
+
+
+def model_versions() -> list[str]:
+    """One line per model for the start-up log: id, task, weights sha256, default flag."""
+    default_id = default_model_id() if list_models() else None
+    return [f"{m.id} task={m.task} weights_sha256={m.weights_sha256} default={m.id == default_id}" for m in list_models()]

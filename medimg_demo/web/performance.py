@@ -1,0 +1,88 @@
+"""The Performance view, free of Gradio: tables, figures and gallery of a model's cached test evaluation.
+
+Nothing is evaluated here; the error gallery of bundled metrics is drawn once, with the process's shared model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pandas as pd
+
+from ..eval.cache import Results, find_results
+from ..eval.gallery import write_gallery
+from ..eval.plots import confusion_figure, overall_table, per_class_table, reliability_figure, roc_figure
+from ..models.config import ModelConfig
+from ..models.registry import get_model
+from ..paths import data_root, runs_dir
+from ..tasks import get_task
+
+EXPLAIN_HELP = {
+    "explain_pointing_hit": "pointing game: heatmap maximum inside the lesion (mask or box)",
+    "explain_iou": "IoU of the heatmap (>= half its max) with the lesion",
+    "explain_deletion_auc": "deletion AUC, heatmap order (lower = more faithful)",
+    "explain_deletion_auc_random": "deletion AUC, random order (baseline)",
+    "explain_insertion_auc": "insertion AUC, heatmap order (higher = more faithful)",
+    "explain_insertion_auc_random": "insertion AUC, random order (baseline)",
+    "explain_randomised_rank_corr": "rank correlation with a last-stage-randomised model (sanity: should be low)",
+}
+
+
+def _with_gallery(cfg: ModelConfig, res: Results) -> Results:
+    """Bundled metrics carry no gallery (its images are data set images, never committed): draw the misclassified
+    cases listed in the bundled ``cases.csv`` once, where the data folder is present, into the runs folder."""
+    folder = data_root() / cfg.task
+    if not (folder / "manifest.csv").is_file():
+        return res
+    out = runs_dir() / "cache" / cfg.id / f"{(cfg.weights_sha256 or 'unpinned')[:12]}-bundled-gallery"
+    if not (out / "index.csv").is_file():
+        write_gallery(cfg, folder, res.cases, out)
+    index = out / "index.csv"
+    if not index.is_file():
+        return res
+    rows = pd.read_csv(index)
+    gallery = [(str(out / r["file"]), f"true {r['label']} - predicted {r['pred']} ({r['confidence']:.2f})") for _, r in rows.iterrows()]
+    return dataclasses.replace(res, gallery=gallery)
+
+
+def performance_view(model_id: str | None) -> dict[str, Any]:
+    """Tables, figures and gallery of the cached test evaluation of a model (nothing is computed here)."""
+    cfg = get_model(model_id)
+    res = find_results(cfg, runs_dir())
+    if res is not None and not res.gallery and res.cases is not None:
+        res = _with_gallery(cfg, res)
+    empty = pd.DataFrame()
+    if res is None:
+        cmd = f"python -m medimg_demo evaluate --model {cfg.id} --split test --explain"
+        return {"header": f"No evaluation cached for `{cfg.id}` yet. Run `{cmd}`.", "overall": empty, "per_class": empty,
+                "stage": empty, "confusion": None, "roc": None, "reliability": None, "explain": "", "gallery": []}
+    m = res.metrics
+    explain_rows = m[m["metric"].str.startswith("explain_")]
+    overall = overall_table(m[~m["metric"].str.startswith("explain_")])
+    explain_md = ""
+    if len(explain_rows):
+        lines = ["#### Explanation quality (Grad-CAM, test split)", "| measure | value [95% CI] |", "|---|---|"]
+        for _, r in explain_rows.iterrows():
+            lines.append(f"| {EXPLAIN_HELP.get(r['metric'], r['metric'])} | {r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] |")
+        explain_md = "\n".join(lines)
+    else:
+        explain_md = f"Explanation quality not measured yet: `python -m medimg_demo evaluate --model {cfg.id} --split test --explain`."
+    labels = cfg.type_labels
+    n = len(res.cases) if res.cases is not None else 0
+    header = (f"**{cfg.id}** - weights sha256 `{(cfg.weights_sha256 or '')[:12]}` - {n} test images - "
+              f"from `{res.folder.name}`. Research use only: these figures describe this data set, not clinical performance.")
+    note = get_task(cfg.task).performance_note
+    if note:
+        header += " " + note
+    return {
+        "header": header,
+        "overall": overall,
+        "per_class": per_class_table(m),
+        "stage": per_class_table(m, "stage_") if cfg.stage_labels else empty,
+        "confusion": confusion_figure(res.cases, labels) if res.cases is not None else None,
+        "roc": roc_figure(res.cases, labels) if res.cases is not None else None,
+        "reliability": reliability_figure(res.cases, labels) if res.cases is not None else None,
+        "explain": explain_md,
+        "gallery": res.gallery,
+    }

@@ -1,0 +1,75 @@
+"""Metrics come from scikit-learn and reproduce the bundled test metrics (computed by the former hand-written
+code) within 1e-6: point values always, bootstrap intervals in the slow run."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medimg_demo.eval.metrics import all_metrics, auc_binary, ece, macro_auc, with_bootstrap
+from medimg_demo.models.registry import list_models
+
+
+def test_auc_and_ece_known_values() -> None:
+    y = np.array([0, 0, 1, 1])
+    assert auc_binary(y, np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
+    assert auc_binary(y, np.array([0.9, 0.8, 0.2, 0.1])) == 0.0
+    assert auc_binary(y, np.array([0.5, 0.5, 0.5, 0.5])) == 0.5
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6]])
+    assert macro_auc(y, probs) == 1.0
+    # perfectly confident and always right -> ECE 0; 0.75 confident and 100% right -> ECE 0.25
+    assert ece(np.array([0, 1]), np.array([[1.0, 0.0], [0.0, 1.0]])) == 0.0
+    assert abs(ece(np.array([0, 1]), np.array([[0.75, 0.25], [0.25, 0.75]])) - 0.25) < 1e-9
+
+
+def _recomputed(cfg, n_boot: int | None) -> pd.DataFrame:  # noqa: ANN001
+    """Metrics of a committed model recomputed from its bundled per-case probabilities."""
+    cases = pd.read_csv(cfg.folder / "metrics" / "cases.csv", keep_default_na=False)
+    frames = []
+    for head, labels in cfg.heads.items():
+        prefix, col = ("", "label") if head == "type" else (f"{head}_", head)
+        y = cases[col].map({name: i for i, name in enumerate(labels)}).to_numpy()
+        probs = cases[[f"{prefix}p_{name}" for name in labels]].to_numpy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            if n_boot is None:
+                rows = all_metrics(y, probs, labels, prefix)
+                frames.append(pd.DataFrame(rows, columns=["metric", "class", "value"]))
+            else:
+                frames.append(with_bootstrap(y, probs, labels, prefix=prefix, n_boot=n_boot))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _compare(cfg, columns: tuple[str, ...], n_boot: int | None) -> None:  # noqa: ANN001
+    bundled = pd.read_csv(cfg.folder / "metrics" / "metrics.csv", keep_default_na=False, na_values=[""])
+    bundled["class"] = bundled["class"].fillna("")
+    new = _recomputed(cfg, n_boot)
+    both = bundled.merge(new, on=["metric", "class"], suffixes=("_bundled", "_sklearn"))
+    assert len(both) == len(new) and len(new) >= 19, (cfg.id, len(both), len(new))
+    for col in columns:
+        a, b = both[f"{col}_bundled"].to_numpy(float), both[f"{col}_sklearn"].to_numpy(float)
+        assert np.array_equal(np.isnan(a), np.isnan(b)), (cfg.id, col)
+        ok = ~np.isnan(a)
+        assert np.max(np.abs(a[ok] - b[ok])) < 1e-6, (cfg.id, col, np.max(np.abs(a[ok] - b[ok])))
+
+
+def test_point_metrics_reproduce_the_bundled_metrics() -> None:
+    for cfg in list_models():
+        _compare(cfg, ("value",), None)
+
+
+@pytest.mark.slow
+def test_bootstrap_intervals_reproduce_the_bundled_metrics() -> None:
+    for cfg in list_models():
+        _compare(cfg, ("value", "ci_low", "ci_high"), 1000)
+
+
+def test_per_class_undefined_values_are_nan_not_zero() -> None:
+    y = np.array([0, 0, 1, 1])
+    probs = np.array([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.3, 0.7, 0.0], [0.4, 0.6, 0.0]])
+    rows = {(m, c): v for m, c, v in all_metrics(y, probs, ["a", "b", "c"])}
+    assert rows[("sensitivity", "c")] != rows[("sensitivity", "c")]  # no case of class c: undefined
+    assert rows[("specificity", "c")] == 1.0 and rows[("accuracy", "")] == 1.0

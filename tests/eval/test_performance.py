@@ -1,0 +1,124 @@
+"""Evaluation cache, metrics log, explanation-quality measures and the Performance tab's content."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from medimg_demo.eval.explanations import cam_iou, lesion_mask, pointing_hit, randomised_copy, spearman
+from medimg_demo.eval.cache import evaluate_cached, find_results
+from medimg_demo.models.registry import get_model
+
+
+def test_pointing_and_iou_on_known_maps(tmp_path) -> None:
+    lesion = np.zeros((10, 10), dtype=bool)
+    lesion[2:5, 2:5] = True
+    cam = np.zeros((10, 10))
+    cam[3, 3] = 1.0
+    assert pointing_hit(cam, lesion) and cam_iou(cam, lesion) == pytest.approx(1 / 9)
+    cam2 = np.zeros((10, 10))
+    cam2[8, 8] = 1.0
+    assert not pointing_hit(cam2, lesion) and cam_iou(cam2, lesion) == 0.0
+    row = pd.Series({"bbox_xywh_norm": "0.5 0.5 0.2 0.4"})
+    box = lesion_mask(row, tmp_path, (100, 100))
+    assert box is not None and box.sum() == 20 * 40 and box[50, 50] and not box[10, 10]
+    Image.fromarray(lesion.astype(np.uint8) * 255).save(tmp_path / "m.png")
+    m = lesion_mask(pd.Series({"mask": "m.png"}), tmp_path, (20, 20))
+    assert m is not None and m.sum() == 36
+    assert lesion_mask(pd.Series({"mask": ""}), tmp_path, (20, 20)) is None
+
+
+def test_randomised_last_stage_changes_heatmaps() -> None:
+    from medimg_demo.explain.gradcam import gradcam
+    from medimg_demo.models.network import TumorNet
+
+    torch.manual_seed(0)
+    m = TumorNet("tf_efficientnet_lite0", {"type": ["a", "b"]}, pretrained="offline").eval()
+    x = torch.randn(1, 3, 96, 96)
+    cam = gradcam(m, x, "type", "backbone.bn2", (96, 96), target=0, relu=False).cam
+    rcam = gradcam(randomised_copy(m), x, "type", "backbone.bn2", (96, 96), target=0, relu=False).cam
+    assert cam.std() > 0 and rcam.std() > 0  # non-degenerate maps
+    assert spearman(cam, cam) == pytest.approx(1.0)
+    assert abs(spearman(cam, rcam)) < 0.9
+    assert not torch.equal(m.backbone.conv_head.weight, randomised_copy(m).backbone.conv_head.weight)
+
+
+def _dataset(root):  # noqa: ANN001
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    labels = ["adenocarcinoma", "large_cell_carcinoma", "normal", "squamous_cell_carcinoma"]
+    rows = []
+    for i in range(12):
+        arr = (rng.random((64, 64)) * 100).astype(np.uint8)
+        arr[20:40, 20:40] += 120
+        Image.fromarray(arr).save(root / "images" / f"i{i}.png")
+        mask = np.zeros((64, 64), dtype=np.uint8)
+        mask[20:40, 20:40] = 255
+        Image.fromarray(mask).save(root / "masks" / f"i{i}.png")
+        rows.append({"image": f"images/i{i}.png", "label": labels[i % 4], "split": "test",
+                     "stage": ["Ib", "IIIa", "none", "IIIa"][i % 4], "mask": f"masks/i{i}.png"})
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+
+
+def test_evaluate_is_cached_logged_and_shown(tmp_path, tiny_registry, monkeypatch) -> None:
+    from medimg_demo.web import performance as service
+
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tiny_registry))
+    monkeypatch.setenv("MEDIMG_RUNS_DIR", str(tmp_path / "runs"))
+    data = tmp_path / "lung_ct"
+    _dataset(data)
+    cfg = get_model()
+    runs = tmp_path / "runs"
+    folder, source = evaluate_cached(cfg, data, "test", runs, explain=True, n_boot=30)
+    assert source == "computed"
+    metrics = pd.read_csv(folder / "metrics.csv", keep_default_na=False, na_values=[""])
+    names = set(metrics["metric"])
+    assert {"accuracy", "macro_auc", "ece", "ece_uncalibrated", "explain_pointing_hit", "explain_iou",
+            "explain_deletion_auc", "explain_deletion_auc_random", "explain_randomised_rank_corr"} <= names
+    again, source2 = evaluate_cached(cfg, data, "test", runs, explain=True, n_boot=30)
+    assert again == folder and source2 == "cache"
+    log = pd.read_csv(runs / "metrics_log.csv")
+    assert list(log.columns[:5]) == ["run_time_utc", "model_id", "weights_sha256", "dataset", "split"]
+    assert set(log["source"]) == {"computed", "cache"} and len(log) == 2 * len(metrics)
+    assert (log["weights_sha256"] == cfg.weights_sha256).all()
+
+    res = find_results(cfg, runs)
+    assert res is not None and res.folder == folder and res.cases is not None and len(res.cases) == 12
+    view = service.performance_view(None)
+    assert "lung_ct.tiny_v0" in view["header"]
+    assert view["confusion"] is not None and view["roc"] is not None and view["reliability"] is not None
+    assert "pointing game" in view["explain"]
+    wrong = int((res.cases["pred"] != res.cases["label"]).sum())
+    assert len(view["gallery"]) == min(wrong, 24)
+    assert {"sensitivity", "specificity", "precision", "f1", "auc"} <= set(view["per_class"].columns)
+
+
+def test_performance_view_without_cache_says_what_to_run(tmp_path, tiny_registry, monkeypatch) -> None:
+    from medimg_demo.web import performance as service
+
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tiny_registry))
+    monkeypatch.setenv("MEDIMG_RUNS_DIR", str(tmp_path / "empty"))
+    view = service.performance_view(None)
+    assert "python -m medimg_demo evaluate" in view["header"] and view["gallery"] == []
+
+
+def test_fresh_clone_shows_bundled_metrics_and_draws_the_gallery_from_data(tmp_path, monkeypatch) -> None:
+    """No runs cache: the tab reads models/<id>/metrics and draws the error gallery once from the data folder."""
+    from conftest import LUNG
+    from medimg_demo.web import performance as service
+
+    if not (LUNG / "manifest.csv").is_file():
+        import pytest
+
+        pytest.skip("shared data not found")
+    monkeypatch.setenv("MEDIMG_RUNS_DIR", str(tmp_path / "runs"))
+    view = service.performance_view("lung_ct.tf_efficientnet_lite0_v2")
+    assert "from `metrics`" in view["header"]
+    cases = pd.read_csv(get_model("lung_ct.tf_efficientnet_lite0_v2").folder / "metrics" / "cases.csv")
+    assert len(view["gallery"]) == min(int((cases["pred"] != cases["label"]).sum()), 24) > 0
+    assert all(str(tmp_path) in path for path, _ in view["gallery"])
+    assert "deletion AUC" in view["explain"]  # lung has no lesion masks: faithfulness and sanity rows only

@@ -1,0 +1,149 @@
+"""Feedback store: concurrency, hand-counted summary, no PHI, reading sessions end to end, CLI."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import LUNG, dicom_bytes, gradient
+from medimg_demo import feedback
+from medimg_demo.errors import InputError
+from medimg_demo.feedback import Feedback, read_all, submit, summarise
+
+SHA = "a" * 64
+
+
+def test_eight_concurrent_writers_lose_nothing(tmp_path) -> None:
+    db = tmp_path / "fb.sqlite"
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        try:
+            for i in range(50):
+                submit(db, Feedback(reader=f"reader{k}", image_sha256=SHA, phase="free", comment=f"{k}-{i}",
+                                    type_agree=i % 2 == 0, heatmap_plausibility=1 + i % 5))
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    df = read_all(db)
+    assert len(df) == 400 and df["id"].is_unique
+    assert set(df["comment"]) == {f"{k}-{i}" for k in range(8) for i in range(50)}
+    import sqlite3
+
+    assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_summary_matches_a_hand_count(tmp_path) -> None:
+    db = tmp_path / "fb.sqlite"
+    rows = [
+        # session A: 3 aided reads; truth known
+        dict(session_id="A", reader="r1", phase="aided", pred_type="x", truth_type="x", type_agree=True, stage_agree=True, pathway_agree=True, heatmap_plausibility=5),
+        dict(session_id="A", reader="r1", phase="aided", pred_type="x", truth_type="y", type_agree=False, corrected_type="y", pathway_agree=True, heatmap_plausibility=2),
+        dict(session_id="A", reader="r2", phase="aided", pred_type="y", truth_type="y", type_agree=False, corrected_type="x", stage_agree=False, pathway_agree=False, heatmap_plausibility=2),
+        # session A: 2 unaided reads
+        dict(session_id="A", reader="r1", phase="unaided", reader_type="x", truth_type="x"),
+        dict(session_id="A", reader="r2", phase="unaided", reader_type="x", truth_type="y"),
+        # session B: 1 aided read, no truth
+        dict(session_id="B", reader="r3", phase="aided", pred_type="z", type_agree=True, heatmap_plausibility=4),
+    ]
+    for r in rows:
+        submit(db, Feedback(image_sha256=SHA, **r))
+    s = summarise(read_all(db)).set_index("session_id")
+    a = s.loc["A"]
+    assert a["readers"] == 2 and a["aided_reads"] == 3 and a["unaided_reads"] == 2
+    assert a["type_agreement"] == pytest.approx(1 / 3)
+    assert a["stage_agreement"] == pytest.approx(1 / 2)  # one missing answer is not counted
+    assert a["pathway_agreement"] == pytest.approx(2 / 3)
+    assert a["model_accuracy"] == pytest.approx(2 / 3)  # x=x, x!=y, y=y
+    assert a["reader_aided_accuracy"] == pytest.approx(2 / 3)  # x, y (corrected), x (wrongly corrected)
+    assert a["reader_unaided_accuracy"] == pytest.approx(1 / 2)
+    assert (a["heatmap_2"], a["heatmap_5"], a["heatmap_4"]) == (2, 1, 0)
+    b = s.loc["B"]
+    assert b["type_agreement"] == 1.0 and np.isnan(b["model_accuracy"])
+    total = s.loc["ALL"]
+    assert total["submissions"] == 6 and total["readers"] == 3 and total["heatmap_4"] == 1
+
+
+def test_validation_errors_tell_what_to_do(tmp_path) -> None:
+    with pytest.raises(InputError, match="pseudonym"):
+        submit(tmp_path / "f.sqlite", Feedback(reader="Dr Jane Doe", image_sha256=SHA))
+    with pytest.raises(InputError, match="prediction first"):
+        submit(tmp_path / "f.sqlite", Feedback(reader="reader1", image_sha256="nope"))
+    with pytest.raises(InputError, match="between 1 and 5"):
+        submit(tmp_path / "f.sqlite", Feedback(reader="reader1", image_sha256=SHA, confidence=9))
+
+
+def test_database_holds_no_phi_from_a_dicom(tmp_path, tiny_registry, monkeypatch) -> None:
+    from medimg_demo.web import handlers as app
+
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tiny_registry))
+    monkeypatch.setenv("MEDIMG_FEEDBACK_DB", str(tmp_path / "fb.sqlite"))
+    monkeypatch.setattr(app, "WORK_DIR", tmp_path / "work")
+    src = tmp_path / "Doe^Jane_PID-998877.dcm"
+    src.write_bytes(dicom_bytes((gradient(96, 96) * 3000).astype(np.uint16), slope=1, intercept=-1024, window=(40, 400)))
+    outputs = app.predict(app.rename_upload(str(src)), None, 0.5)
+    raw = outputs[7]
+    msg = app.submit_feedback(raw, "reader07", "s1", "Disagree", "Agree", "Agree", "normal", "none", 2, 4, "looks odd")
+    assert "stored" in msg
+    blob = (tmp_path / "fb.sqlite").read_bytes()
+    for name in ("fb.sqlite-wal",):
+        if (tmp_path / name).exists():
+            blob += (tmp_path / name).read_bytes()
+    for secret in ("Doe", "Jane", "PID-998877", "19600101", "Hidden Road", "Secretia", ".dcm"):
+        assert secret.encode() not in blob, secret
+    df = read_all(tmp_path / "fb.sqlite")
+    assert df.loc[0, "image_sha256"] == raw["image_sha256"] and len(df.loc[0, "weights_sha256"]) == 64
+
+
+@pytest.mark.slow
+def test_reading_session_of_20_cases_end_to_end(tmp_path, monkeypatch) -> None:
+    """Two readers read the same 20 lung CT test cases: unaided call, then model output, then feedback."""
+    from medimg_demo.web import handlers as app
+
+    if not (LUNG / "manifest.csv").is_file():
+        pytest.skip("shared data not found")
+    db = tmp_path / "fb.sqlite"
+    monkeypatch.setenv("MEDIMG_FEEDBACK_DB", str(db))
+    seen: dict[str, list[str]] = {}
+    for reader in ("reader01", "reader02"):
+        out = app.session_start(reader, "lung-s1", "lung_ct.tf_efficientnet_lite0_v2", 20, 7)
+        s = out[0]
+        assert len(s.cases) == 20 and s.index == 0
+        assert {c.label for c in s.cases} == {"adenocarcinoma", "large_cell_carcinoma", "normal", "squamous_cell_carcinoma"}
+        seen[reader] = [c.case_id for c in s.cases]
+        for i in range(20):
+            app.session_unaided(s, "adenocarcinoma", "Ib", 3)
+            assert s.revealed and s.prediction is not None
+            agree = "Agree" if i % 2 == 0 else "Disagree"
+            app.session_aided(s, agree, "Agree", "Agree", None if i % 2 == 0 else "normal", None, 4, 3, "")
+        assert s.done
+        assert app.session_start(reader, "lung-s1", "lung_ct.tf_efficientnet_lite0_v2", 20, 7)[0].done  # resumes at the end
+    assert seen["reader01"] == seen["reader02"]
+    df = read_all(db)
+    assert (df["phase"] == "unaided").sum() == 40 and (df["phase"] == "aided").sum() == 40
+    s = summarise(df).set_index("session_id").loc["lung-s1"]
+    assert s["type_agreement"] == pytest.approx(0.5) and s["readers"] == 2
+    truth = df[df["phase"] == "unaided"]["truth_type"]
+    assert s["reader_unaided_accuracy"] == pytest.approx((truth == "adenocarcinoma").mean())
+
+
+def test_feedback_cli_export_and_summary(tmp_path, capsys) -> None:
+    from medimg_demo.cli import main
+
+    db = tmp_path / "fb.sqlite"
+    submit(db, Feedback(reader="r1", image_sha256=SHA, phase="aided", session_id="S", type_agree=True, heatmap_plausibility=4))
+    out = tmp_path / "out.csv"
+    assert main(["feedback", "export", "--db", str(db), "--out", str(out)]) == 0
+    assert len(pd.read_csv(out)) == 1
+    assert main(["feedback", "summary", "--db", str(db)]) == 0
+    text = capsys.readouterr().out
+    assert "type_agreement" in text and "ALL" in text

@@ -1,0 +1,44 @@
+"""Training options are written once: the ``train`` parser, the TrainConfig it fills and the command a model card
+prints are all generated from the TrainConfig dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+
+from medimg_demo.cli import build_parser, train_config_from_args
+from medimg_demo.learn.config import TrainConfig, portable_data_path, train_command
+from medimg_demo.options import cli_fields, flag
+from medimg_demo.paths import data_root
+
+
+def _train_parser():  # noqa: ANN202
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "cmd")  # noqa: SLF001 - argparse keeps subparsers here
+    return sub.choices["train"]
+
+
+def test_every_cli_field_is_a_train_option() -> None:
+    options = {s for a in _train_parser()._actions for s in a.option_strings}  # noqa: SLF001
+    for f in cli_fields(TrainConfig):
+        assert flag(f) in options, f.name
+    assert {"--id", "--out", "--no-bf16", "--freeze-bn", "--select-bf16", "--no-stage"} <= options
+    assert "--heads" not in options and "--default" not in options
+
+
+def test_card_command_round_trips_any_configuration(tmp_path) -> None:
+    (tmp_path / "manifest.csv").write_text("image,label,split\n")
+    cfg = TrainConfig(task="breast_us", data=str(tmp_path), model_id="breast_us.x_v3", arch="tf_efficientnet_lite1",
+                      size=240, epochs=7, lr_backbone=2e-4, freeze_bn=True, bf16=False, stage=False, drop_rate=0.3,
+                      weight_decay=0.02, max_train=50, pretrained="offline")
+    line = train_command(dataclasses.asdict(cfg))
+    args = build_parser().parse_args(shlex.split(line)[3:] + ["--data", str(tmp_path)])
+    parsed = train_config_from_args(args)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in ("data", "out_dir", "heads", "default"):
+            assert getattr(parsed, f.name) == getattr(cfg, f.name), f.name
+
+
+def test_saved_data_path_is_portable(tmp_path) -> None:
+    assert portable_data_path(data_root() / "lung_ct") == "lung_ct"
+    assert portable_data_path(tmp_path / "my_set") == "my_set"

@@ -1,0 +1,90 @@
+"""The Gradio app's predict function, without a browser: a real image works, a bad file is a gr.Error."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+import pytest
+
+from conftest import lung_test_image
+
+import app
+from medimg_demo.web import handlers
+
+
+def test_app_predict_on_real_lung_ct() -> None:
+    img = lung_test_image()
+    (type_scores, stage_scores, stage_md, pathway_md, original, overlay, info, raw, view, frame, notes, center,
+     width) = handlers.predict(str(img), None, 0.5)
+    assert abs(sum(type_scores.values()) - 1) < 1e-4
+    assert stage_scores and set(stage_scores) == {"Ib", "IIIa", "none"}
+    assert "learned through the type" in stage_md
+    assert "Source:" in pathway_md and "not a treatment order" in pathway_md
+    from PIL import Image
+
+    original, overlay = np.asarray(Image.open(original)), np.asarray(Image.open(overlay))
+    assert original.shape == overlay.shape and original.ndim == 3
+    assert not np.array_equal(original, overlay)
+    assert raw["type"]["label"] in type_scores
+    image, redrawn = handlers.redraw(view, "File default", None, None, 0.0)
+    np.testing.assert_array_equal(np.asarray(Image.open(redrawn)), original)  # opacity 0: the overlay is the image
+    assert frame["visible"] is False  # a PNG has one frame
+
+
+@pytest.mark.parametrize("content", [b"", b"just some text\n" * 20, b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"])
+def test_app_bad_file_is_gradio_error(tmp_path, content: bytes) -> None:
+    bad = tmp_path / "upload.png"
+    bad.write_bytes(content)
+    with pytest.raises(gr.Error):
+        handlers.predict(str(bad), None, 0.5)
+
+
+def test_app_no_file_is_gradio_error() -> None:
+    with pytest.raises(gr.Error, match="Upload a scan"):
+        handlers.predict(None, None, 0.5)
+
+
+def test_app_has_banner_and_predict_api() -> None:
+    cfg = app.demo.config
+    assert "not a medical device" in str(cfg).lower()
+    names = [d.get("api_name") for d in cfg["dependencies"]]
+    assert "predict" in names
+
+
+def test_output_images_are_written_once_and_atomically(tmp_path, monkeypatch) -> None:
+    """Same image from many requests at once: one content-addressed PNG, never a half-written one."""
+    import threading
+
+    from PIL import Image
+
+    from medimg_demo.web import files as service
+
+    monkeypatch.setenv("MEDIMG_STATE_DIR", str(tmp_path))
+    rgb = (np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8)
+    paths: list[str] = []
+    threads = [threading.Thread(target=lambda: paths.append(service.png_file(rgb))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(paths)) == 1 and len(list((tmp_path / "work" / "images").iterdir())) == 1
+    np.testing.assert_array_equal(np.asarray(Image.open(paths[0])), rgb)
+
+
+def test_pruning_never_deletes_an_image_just_handed_out(tmp_path, monkeypatch) -> None:
+    """An old PNG whose content is handed out again is kept by the next pruning; untouched old ones go."""
+    import os
+    import time
+
+    from medimg_demo.web import files as service
+
+    monkeypatch.setenv("MEDIMG_STATE_DIR", str(tmp_path))
+    rgb = np.zeros((40, 40, 3), np.uint8)
+    reused = service.png_file(rgb)
+    stale = service.png_file(rgb + 1)
+    two_hours_ago = time.time() - 7200
+    for p in (reused, stale):
+        os.utime(p, (two_hours_ago, two_hours_ago))
+    monkeypatch.setattr(service, "_PNG_WRITES", 49)  # the next call is the 50th: it prunes
+    assert service.png_file(rgb) == reused
+    assert os.path.exists(reused) and not os.path.exists(stale)

@@ -1,0 +1,179 @@
+"""End to end in headless Chromium (Debian's /usr/bin/chromium via Playwright): upload, read, adjust, fail safely.
+
+Skipped where Chromium or Playwright is absent; `.ci/run` installs both. A screenshot is kept in artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, lung_test_image
+
+CHROMIUM = os.environ.get("MEDIMG_CHROMIUM", "/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed"),
+]
+ARTIFACTS = REPO / "artifacts"
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+           "MEDIMG_STATE_DIR": str(tmp_path_factory.mktemp("state"))}
+    log = open(tmp_path_factory.mktemp("app") / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url, timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+        if proc.poll() is not None:
+            pytest.fail(f"app exited early with code {proc.returncode}")
+    else:
+        proc.kill()
+        pytest.fail("app did not start within 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture()
+def page(app_url: str):  # noqa: ANN201
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1700})
+        pg.goto(app_url)
+        pg.wait_for_selector("input[type=file]", state="attached", timeout=60_000)
+        yield pg
+        browser.close()
+
+
+def _overlay_src(page) -> str:  # noqa: ANN001
+    return page.locator("img").nth(1).get_attribute("src") or ""
+
+
+def _upload(page, path: Path) -> None:  # noqa: ANN001
+    """Replace the current upload: gr.File hides its input once it holds a file, so clear it first."""
+    if page.locator("input[type=file]").count() == 0:
+        page.get_by_role("button", name="Clear").first.click()
+        page.wait_for_selector("input[type=file]", state="attached", timeout=10_000)
+    page.set_input_files("input[type=file]", str(path))
+
+
+def test_upload_lung_ct_shows_type_stage_pathway_heatmap(page, tmp_path) -> None:  # noqa: ANN001
+    _upload(page, lung_test_image())
+    page.get_by_text("Stage group").wait_for(timeout=90_000)
+    body = page.inner_text("body")
+    assert "not a medical device" in body
+    assert any(t in body for t in ("adenocarcinoma", "large_cell_carcinoma", "squamous_cell_carcinoma", "normal"))
+    assert "learned through the type" in body
+    assert "Source:" in body and "tumor board" in body
+    imgs = page.locator("img")
+    assert imgs.count() >= 2
+    before = _overlay_src(page)
+    assert before
+
+    # move the opacity slider: the overlay is redrawn without re-running the model
+    slider = page.locator("input[type=range]").first
+    box = slider.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.95, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+    page.wait_for_function("(b) => document.querySelectorAll('img')[1] && document.querySelectorAll('img')[1].src !== b", arg=before, timeout=30_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser_lung_ct.png"), full_page=True)
+
+    # a bad file: a visible error, and the app keeps serving
+    bad = tmp_path / "not_a_scan.png"
+    bad.write_text("this is a text file, not an image\n" * 10)
+    _upload(page, bad)
+    page.get_by_text("not a recognised image").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "browser_bad_file.png"), full_page=True)
+    _upload(page, lung_test_image())
+    page.get_by_text("Stage group").wait_for(timeout=60_000)
+
+
+@pytest.mark.slow
+def test_reading_session_of_20_cases_in_the_browser(page, tmp_path) -> None:  # noqa: ANN001
+    """A reader walks through 20 cases: own call first, then the model's output, then feedback."""
+    page.get_by_role("tab", name="Reading session").click()
+    page.get_by_label("Reader pseudonym").last.fill("browser01")
+    page.get_by_label("Session id").last.fill("browser-session")
+    page.get_by_role("button", name="Start or resume session").click()
+    for i in range(20):
+        page.get_by_text(f"Case {i + 1} of 20").wait_for(timeout=60_000)
+        page.get_by_label("adenocarcinoma").first.check()
+        page.get_by_role("button", name="Record my read and show the model").click()
+        page.get_by_text("2. The model's output").wait_for(state="visible", timeout=60_000)
+        page.get_by_role("button", name="Submit feedback and go to the next case").click()
+    page.get_by_text("Session complete").wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "browser_session_done.png"), full_page=True)
+
+
+def test_reading_session_and_feedback_through_the_api(app_url: str) -> None:
+    """The same flow through gradio_client (state is kept per client session), plus /predict and /feedback."""
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    client.predict("api01", "api-session", None, 20, 0, api_name="/session_start")
+    for _ in range(20):
+        client.predict("squamous_cell_carcinoma", "IIIa", 4, api_name="/session_read")
+        client.predict("Agree", "Agree", "Disagree", "", "", 4, 3, "", api_name="/session_feedback")
+    summary = client.predict(api_name="/feedback_summary")
+    rows = summary["data"] if isinstance(summary, dict) else summary
+    header = summary["headers"] if isinstance(summary, dict) else None
+    assert rows, summary
+    if header:
+        rec = {r[header.index("session_id")]: r for r in rows}
+        assert rec["api-session"][header.index("aided_reads")] == 20
+    result = client.predict(handle_file(str(lung_test_image())), None, api_name="/predict")
+    prediction = result[7]
+    msg = client.predict(prediction, "api01", "api-free", "Agree", "Agree", "Agree", "", "", 5, 5, "fine",
+                         api_name="/feedback")
+    assert "stored" in msg
+
+
+def test_documented_http_api_returns_labels_and_images(app_url: str) -> None:
+    """Gradio's plain HTTP API (what benchmarks/api_roundtrip.py times): upload, call, event stream, PNGs."""
+    import httpx
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from api_roundtrip import http_predict
+
+    from medimg_demo.models.registry import get_model
+
+    with httpx.Client(base_url=app_url.rstrip("/"), timeout=60) as client:
+        out = http_predict(client, str(lung_test_image()), get_model(None).id)
+        assert out[0]["label"] in get_model(None).type_labels
+        for image in out[4:6]:
+            png = client.get(image["url"])
+            assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
