@@ -1,4 +1,4 @@
-"""Command line: ``python -m medimg_demo {models,predict,train,evaluate,feedback}``."""
+"""Command line: ``python -m medimg_demo {models,predict,report,deidentify,train,evaluate,feedback,deploy}``."""
 
 from __future__ import annotations
 
@@ -40,26 +40,59 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    """One JSON object per file (in input order), each model loaded once; an unreadable file is an error line."""
     from PIL import Image
 
     from .explain.overlay import overlay
     from .imaging.decode import read_file
-    from .predict import get_predictor
+    from .predict import predict_study
 
-    study = read_file(args.path)
-    predictor = get_predictor(args.model)
-    pred = predictor.run(study, explain=args.heatmap_out is not None)
-    if args.heatmap_out is not None and pred.heatmap is not None:
-        Image.fromarray(overlay(pred.image, pred.heatmap, args.opacity)).save(args.heatmap_out)
-    out = pred.to_json()
-    out["disclaimer"] = DISCLAIMER
-    if args.json:
-        print(json.dumps(out, indent=2))
+    if args.heatmap_out is not None and len(args.paths) > 1:
+        log.error("--heatmap-out takes one input file; run predict once per overlay you want written")
+        return 2
+    failed = 0
+    for index, path in enumerate(args.paths):
+        try:
+            pred = predict_study(read_file(path), args.model, explain=args.heatmap_out is not None)
+        except MedimgError as exc:
+            failed += 1
+            log.error("%s", exc)
+            if args.json:
+                print(json.dumps({"status": "error", "reason": str(exc), "index": index, "disclaimer": DISCLAIMER}))
+            continue
+        if args.heatmap_out is not None and pred.heatmap is not None:
+            Image.fromarray(overlay(pred.image, pred.heatmap, args.opacity)).save(args.heatmap_out)
+        out = pred.to_json()
+        out["disclaimer"] = DISCLAIMER
+        if args.json:
+            out["index"] = index  # position in the input list: file names may carry a patient's name, so none is echoed
+            print(json.dumps(out))
+        else:
+            _print_prediction(pred)
+    return 2 if failed else 0
+
+
+def _print_prediction(pred) -> None:  # noqa: ANN001 - predict.Prediction (imported lazily: no torch at start-up)
+    if pred.status == "refused":
+        print(f"refused: {pred.reason}")
+    elif pred.status == "indeterminate":
+        print(pred.reason)
     else:
         print(f"type:  {pred.type_label} ({pred.type_probs[pred.type_label]:.2f})")
         if pred.stage_label is not None:
-            print(f"stage: {pred.stage_label} ({pred.stage_probs[pred.stage_label]:.2f})  [{pred.stage_note}]")  # type: ignore[index]
-        print(f"pathway: {pred.treatment.summary}\nsource: {pred.treatment.source}\n{DISCLAIMER}")
+            print(f"stage: {pred.stage_label} ({pred.stage_probs[pred.stage_label]:.2f})  [{pred.stage_note}]")
+        print(f"pathway: {pred.treatment.summary}\nsource: {pred.treatment.source}")
+    print(DISCLAIMER)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report.pdf import report_file
+
+    pred = report_file(args.path, args.out, args.model, args.frame)  # InputError (exit 2) for an unreadable file
+    if args.json:
+        print(json.dumps({**pred.to_json(), "disclaimer": DISCLAIMER}))
+    else:
+        _print_prediction(pred)  # the report's path is the caller's own --out: not echoed
     return 0
 
 
@@ -136,6 +169,41 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_deidentify(args: argparse.Namespace) -> int:
+    """Write a PS3.15 Annex E de-identified copy; warnings are logged, attribute values and the input name never."""
+    from .imaging.deid import deidentify_file
+
+    result = deidentify_file(args.path, args.out)
+    for warning in result.warnings:
+        log.warning("%s", warning)
+    log.info("De-identified copy written (Patient Identity Removed: %s)", "YES" if result.identity_removed else "NO")
+    return 0
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from .deploy import deploy, plan
+
+    if args.dry_run:
+        print("\n".join(plan(args.space, oauth=args.oauth)))
+        return 0
+    print(deploy(args.space, private=args.private, oauth=args.oauth))
+    return 0
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    from .eval.gate_report import fit_gate
+    from .manifest import resolve_data_dir
+    from .models.registry import get_model
+    from .paths import data_root
+
+    cfg = get_model(args.model)
+    report = fit_gate(cfg, resolve_data_dir(args.data, cfg.task), data_root(), method=args.method, seed=args.seed)
+    print(report.ood[report.ood["set"].isin(["in-distribution", "all OOD"])].round(4).to_string(index=False))
+    print(report.selective.round(4).to_string(index=False))
+    print(f"{cfg.id}: gate {report.method}, threshold {report.threshold:.4g}, abstain below {report.abstain_below:.3f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m medimg_demo", description=f"medimg_demo command line. {DISCLAIMER}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -145,13 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=_cmd_models)
 
-    pr = sub.add_parser("predict", help="predict type, stage and pathway for one image (PNG, JPEG or DICOM)")
-    pr.add_argument("path", type=Path)
-    pr.add_argument("--model", default=None, help="model id (default: the registry's default)")
+    pr = sub.add_parser("predict", help="predict type, stage and pathway for images (PNG, JPEG or DICOM), gated")
+    pr.add_argument("paths", type=Path, nargs="+", metavar="PATH")
+    pr.add_argument("--model", default=None, help="model id, or 'auto' to let the gates pick the task (default: the registry's default)")
     pr.add_argument("--heatmap-out", type=Path, default=None, help="write the Grad-CAM overlay to this PNG")
     pr.add_argument("--opacity", type=float, default=0.45, help="overlay opacity 0..1")
-    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--json", action="store_true", help="one JSON object per input file, one per line, in input order")
     pr.set_defaults(func=_cmd_predict)
+    rp = sub.add_parser("report", help="write the case report PDF of one image (PNG, JPEG or DICOM), gated")
+    rp.add_argument("path", type=Path, metavar="PATH")
+    rp.add_argument("--model", default=None, help="model id, or 'auto' to let the gates pick the task")
+    rp.add_argument("--frame", type=int, default=None, help="0-based frame of a multi-frame DICOM (default: the middle)")
+    rp.add_argument("--out", type=Path, required=True, help="the PDF to write")
+    rp.add_argument("--json", action="store_true", help="also print the prediction as one JSON object")
+    rp.set_defaults(func=_cmd_report)
 
     t = sub.add_parser("train", help="fine-tune a pretrained backbone on a data set folder and write models/<id>/")
     add_options(t, TrainConfig)
@@ -170,11 +245,29 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--runs", default=None, help="runs folder for the cache and metrics log (default: $MEDIMG_RUNS_DIR or var/runs)")
     e.add_argument("--force", action="store_true", help="recompute even if a cached evaluation exists")
     e.set_defaults(func=_cmd_evaluate)
+    g = sub.add_parser("gate", help="fit a model's out-of-distribution gate (train), thresholds (val), measure (test)")
+    g.add_argument("--model", default=None, help="model id (default: the registry's default)")
+    g.add_argument("--data", default=None, help="the model's data set folder (default: <data root>/<task>)")
+    g.add_argument("--method", default="auto", help="auto (best on val), mahalanobis, knn, energy or msp")
+    g.add_argument("--seed", type=int, default=0)
+    g.set_defaults(func=_cmd_gate)
     f = sub.add_parser("feedback", help="export or summarise the clinician feedback store")
     f.add_argument("action", choices=["export", "summary"])
     f.add_argument("--db", default=None, help="SQLite file (default: $MEDIMG_FEEDBACK_DB or var/feedback.sqlite)")
     f.add_argument("--out", default=None, help="CSV to write (required for export)")
     f.set_defaults(func=_cmd_feedback)
+
+    di = sub.add_parser("deidentify", help="write a de-identified copy of a DICOM file (PS3.15 Annex E basic profile)")
+    di.add_argument("path", type=Path, metavar="IN", help="the DICOM file (never changed)")
+    di.add_argument("--out", type=Path, required=True, help="where to write the de-identified copy")
+    di.set_defaults(func=_cmd_deidentify)
+
+    d = sub.add_parser("deploy", help="upload app, package, models, requirements, README to a HF Space")
+    d.add_argument("--space", required=True, help="the Space, OWNER/NAME (created if missing)")
+    d.add_argument("--private", action="store_true", help="create the Space private (refuse an existing public one)")
+    d.add_argument("--oauth", action="store_true", help="upload the README with hf_oauth: true (Hugging Face logins)")
+    d.add_argument("--dry-run", action="store_true", help="print the files to upload, one per line; no network")
+    d.set_defaults(func=_cmd_deploy)
     return p
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,7 @@ import torch
 from .explain.gradcam import gradcam
 from .imaging.study import Study
 from .models.config import ModelConfig
+from .models.gate import GateStats, header_refusal, load_stats
 from .models.network import TumorNet, load_model
 from .models.preprocess import model_pixels, to_tensor
 from .models.registry import get_model
@@ -29,38 +30,51 @@ class Prediction:
 
     model_id: str
     task: str
-    type_label: str
-    type_probs: dict[str, float]
+    type_label: str | None  # None when refused
+    type_probs: dict[str, float] | None
     stage_label: str | None
     stage_probs: dict[str, float] | None
     stage_note: str | None
-    treatment: Pathway
+    treatment: Pathway | None  # only for an answer (status ok): never for a refused or indeterminate case
     image: np.ndarray  # the displayed grey image, (H, W) in [0, 1]
     heatmap: np.ndarray | None  # Grad-CAM for the shown type class, (H, W) in [0, 1]
     heatmap_class: str | None
     image_sha256: str
     modality: str | None
     pixel_spacing_mm: tuple[float, float] | None
+    #: "ok" (an answer), "refused" (not an image for this model), "indeterminate" (not sure: top two shown)
+    status: str = "ok"
+    reason: str | None = None
+    ood: dict[str, Any] | None = None  # {"score", "threshold", "method"}: higher score = further from training data
+    top2: tuple[tuple[str, float], ...] | None = None
+    suggested_model: str | None = None  # a bundled model this refused image fits, if any
+    frame_index: int = 0
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON shape of ``predict --json``: no pixels, no identifiers."""
+        """The JSON shape of ``predict --json`` and the API: no pixels, no identifiers."""
+        tp = self.treatment
         return {
+            "status": self.status,
+            "reason": self.reason,
+            "ood": self.ood,
             "model": self.model_id,
             "task": self.task,
-            "type": {"label": self.type_label, "probabilities": self.type_probs},
+            "type": None if self.type_label is None else {"label": self.type_label, "probabilities": self.type_probs},
+            "top2": None if self.top2 is None else [{"label": k, "probability": v} for k, v in self.top2],
             "stage": None
             if self.stage_label is None
             else {"label": self.stage_label, "probabilities": self.stage_probs, "note": self.stage_note},
-            "treatment": {
-                "summary": self.treatment.summary,
-                "options": self.treatment.options,
-                "source": self.treatment.source,
-                "notice": self.treatment.to_dict()["notice"],
+            "treatment": None if tp is None else {
+                "summary": tp.summary, "options": tp.options, "source": tp.source, "notice": tp.to_dict()["notice"],
             },
+            "suggested_model": self.suggested_model,
             "heatmap_class": self.heatmap_class,
             "image_sha256": self.image_sha256,
             "modality": self.modality,
             "pixel_spacing_mm": list(self.pixel_spacing_mm) if self.pixel_spacing_mm else None,
+            "frame_index": self.frame_index,
+            "warnings": list(self.warnings),
         }
 
 
@@ -103,10 +117,49 @@ class Predictor:
         if self.precision == "bf16":
             self.model = self.model.to(memory_format=torch.channels_last)
         self._lock = threading.Lock()
+        self.gate: GateStats | None = None
+        if cfg.gate is not None:
+            g = cfg.gate
+            self.gate = load_stats(cfg.weights_path.parent / g.file, g.sha256, g.method, g.k, cfg.temperature.get("type", 1.0))
 
-    def run(self, study: Study, explain: bool = True, target: str | None = None) -> Prediction:
-        """Predict type (and stage), look up the pathway, and explain the shown type class with Grad-CAM."""
+    def _refused(self, study: Study, reason: str, ood: dict[str, Any] | None = None) -> Prediction:
+        return Prediction(
+            model_id=self.cfg.id, task=self.cfg.task, type_label=None, type_probs=None, stage_label=None,
+            stage_probs=None, stage_note=None, treatment=None, image=study.pixels, heatmap=None, heatmap_class=None,
+            image_sha256=study.sha256, modality=study.modality, pixel_spacing_mm=study.pixel_spacing_mm,
+            status="refused", reason=reason, ood=ood, frame_index=study.frame_index, warnings=study.warnings,
+        )
+
+    def ood(self, pooled: torch.Tensor, logits: torch.Tensor) -> dict[str, Any] | None:
+        """The gate's score of one image (None for a model whose gate was never fitted)."""
+        if self.gate is None or self.cfg.gate is None:
+            return None
+        score = float(self.gate.score(pooled.float().numpy(), logits.float().numpy())[0])
+        return {"score": round(score, 6), "threshold": round(self.cfg.gate.threshold, 6), "method": self.cfg.gate.method}
+
+    @torch.no_grad()
+    def assess(self, study: Study) -> float | None:
+        """How far ``study`` lies from this model's training data, as score / threshold (above 1: refused);
+        None where the header rules it out or no gate is fitted. One forward, no explanation."""
+        if header_refusal(study.modality, study.body_part, self.cfg.task) is not None or self.cfg.gate is None:
+            return None
+        x = to_tensor(model_pixels(study, self.cfg.input), self.cfg.input)
+        with self._lock:
+            pooled = self.model.pooled(self.model.forward_features(x))
+            ood = self.ood(pooled, self.model.head_logits(pooled)["type"])
+        assert ood is not None
+        return ood["score"] / ood["threshold"] if ood["threshold"] > 0 else float("inf")
+
+    def run(self, study: Study, explain: bool = True, target: str | None = None, gate: bool = True) -> Prediction:
+        """Gate, predict type (and stage), look up the pathway, and explain the shown type class with Grad-CAM.
+
+        The header check refuses before any forward; the OOD score comes from the same forward as the answer.
+        ``gate=False`` (evaluation galleries only) reports the score but never refuses or abstains.
+        """
         cfg = self.cfg
+        header = header_refusal(study.modality, study.body_part, cfg.task) if gate else None
+        if header is not None:
+            return self._refused(study, header)
         x = to_tensor(model_pixels(study, cfg.input), cfg.input)
         bf16 = self.precision == "bf16"
         if bf16:
@@ -115,15 +168,31 @@ class Predictor:
         with self._lock, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             if explain:
                 ex = gradcam(self.model, x, "type", cfg.target_layer, (study.height, study.width), target_idx)
-                logits, heatmap = ex.logits, ex.cam
+                logits, heatmap, pooled = ex.logits, ex.cam, ex.pooled
             else:
                 with torch.inference_mode():
-                    logits = self.model(x)
+                    pooled = self.model.pooled(self.model.forward_features(x))
+                    logits = self.model.head_logits(pooled)
                 heatmap = None
+        ood = self.ood(pooled, logits["type"]) if pooled is not None else None
+        if gate and ood is not None and ood["score"] > ood["threshold"]:
+            spec = get_task(cfg.task)
+            return self._refused(study, f"This image is not similar enough to the {spec.title} images this model "
+                                        f"was trained on (out-of-distribution score {ood['score']:.3g} above "
+                                        f"{ood['threshold']:.3g}). No answer is given.", ood)
         type_probs = _probs(logits["type"], cfg.type_labels, cfg.temperature.get("type", 1.0))
         type_label = max(type_probs, key=type_probs.__getitem__)
+        status, reason, top2 = "ok", None, None
+        if gate and cfg.gate is not None and type_probs[type_label] < cfg.gate.abstain_below:
+            ranked = sorted(type_probs.items(), key=lambda kv: -kv[1])[:2]
+            top2 = tuple((k, float(v)) for k, v in ranked)
+            names = get_task(cfg.task)
+            status = "indeterminate"
+            reason = (f"Indeterminate: the model is not sure between {names.label_name(ranked[0][0])} "
+                      f"({ranked[0][1]:.0%}) and {names.label_name(ranked[1][0])} ({ranked[1][1]:.0%}); its answers "
+                      f"below {cfg.gate.abstain_below:.0%} confidence are not given. No pathway is shown.")
         stage_label = stage_probs = None
-        if cfg.stage_labels and "stage" in logits:
+        if status == "ok" and cfg.stage_labels and "stage" in logits:
             stage_probs = _probs(logits["stage"], cfg.stage_labels, cfg.temperature.get("stage", 1.0))
             stage_label = max(stage_probs, key=stage_probs.__getitem__)
         heat_cls = None if heatmap is None else (target or type_label)
@@ -135,27 +204,33 @@ class Predictor:
             stage_label=stage_label,
             stage_probs=stage_probs,
             stage_note=get_task(cfg.task).stage_note if stage_label is not None else None,
-            treatment=pathway(cfg.task, type_label, stage_label),
+            treatment=pathway(cfg.task, type_label, stage_label) if status == "ok" else None,
             image=study.pixels,
             heatmap=heatmap,
             heatmap_class=heat_cls,
             image_sha256=study.sha256,
             modality=study.modality,
             pixel_spacing_mm=study.pixel_spacing_mm,
+            status=status,
+            reason=reason,
+            ood=ood,
+            top2=top2,
+            frame_index=study.frame_index,
+            warnings=study.warnings,
         )
 
 
-_PREDICTORS: dict[tuple[str, str], Predictor] = {}
+_PREDICTORS: dict[tuple[object, ...], Predictor] = {}
 _PREDICTORS_LOCK = threading.Lock()
 
 
 def get_predictor(model: str | ModelConfig | None = None) -> Predictor:
-    """A shared Predictor per model (id and weights pin): loaded once per process and never copied per request.
+    """A shared Predictor per model (id, weights pin and gate): loaded once per process, never copied per request.
 
     ``model``: a model id, a config (for example of a registry outside ``models/``), or None for the default.
     """
     cfg = model if isinstance(model, ModelConfig) else get_model(model)
-    key = (cfg.id, cfg.weights_sha256 or str(cfg.weights_path))
+    key = (cfg.id, cfg.weights_sha256 or str(cfg.weights_path), cfg.gate)  # a refitted gate is a new predictor
     with _PREDICTORS_LOCK:
         pred = _PREDICTORS.get(key)
         if pred is None:
@@ -163,3 +238,51 @@ def get_predictor(model: str | ModelConfig | None = None) -> Predictor:
             pred = Predictor(cfg)
             _PREDICTORS[key] = pred
         return pred
+
+
+#: The model choice that lets the gates pick the task.
+AUTO = "auto"
+
+
+def task_models() -> list[ModelConfig]:
+    """One model per task: the task's default model (else its first by id), in the registry's task order."""
+    from .models.registry import list_models
+    from .tasks import task_rank
+
+    chosen: dict[str, ModelConfig] = {}
+    for cfg in sorted(list_models(), key=lambda m: (not m.default, m.id)):
+        chosen.setdefault(cfg.task, cfg)
+    return sorted(chosen.values(), key=lambda m: task_rank(m.task))
+
+
+def route(study: Study, exclude: str | None = None) -> ModelConfig | None:
+    """The bundled model whose gate accepts ``study`` with the most room (lowest score / threshold), or None."""
+    best: tuple[float, ModelConfig] | None = None
+    for cfg in task_models():
+        if cfg.id == exclude:
+            continue
+        ratio = get_predictor(cfg).assess(study)
+        if ratio is not None and ratio <= 1.0 and (best is None or ratio < best[0]):
+            best = (ratio, cfg)
+    return None if best is None else best[1]
+
+
+def predict_study(study: Study, model: str | ModelConfig | None = None, explain: bool = True) -> Prediction:
+    """The one prediction path that the app, the CLI, batch runs and reports share: the chosen model (or
+    ``"auto"``: the model whose gate fits the image best), gated; a refused image names the model it fits, if any."""
+    if model == AUTO:
+        cfg = route(study)
+        if cfg is None:
+            default = get_model(None)
+            return get_predictor(default)._refused(  # noqa: SLF001 - same module
+                study, "None of the bundled models was trained on images like this one (lung CT, breast "
+                       "ultrasound, brain MRI); no answer is given.")
+        return get_predictor(cfg).run(study, explain=explain)
+    pred = get_predictor(model).run(study, explain=explain)
+    if pred.status != "refused":
+        return pred
+    fits = route(study, exclude=pred.model_id)
+    if fits is None:
+        return pred
+    hint = f" This looks like {get_task(fits.task).looks_like or fits.task}: switch to the model {fits.id}."
+    return replace(pred, suggested_model=fits.id, reason=(pred.reason or "") + hint)

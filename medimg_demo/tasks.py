@@ -48,6 +48,10 @@ class TaskSpec:
     label_names: dict[str, str]
     #: DICOM Modality values whose images this task's models were trained on.
     modalities: tuple[str, ...]
+    #: DICOM BodyPartExamined values that fit the task (checked only where a file states one).
+    body_parts: tuple[str, ...] = ()
+    #: How the app names an image of this task when it routes one ("a brain MRI").
+    looks_like: str = ""
     #: Window (centre, width) per DICOM modality that the model sees, whatever the display shows.
     dicom_windows: dict[str, tuple[float, float]] = field(default_factory=dict)
     augment: AugmentSpec = field(default_factory=AugmentSpec)
@@ -86,6 +90,8 @@ TASKS: dict[str, TaskSpec] = {
             "normal": "Normal",
         },
         modalities=("CT",),
+        body_parts=("CHEST", "LUNG", "THORAX", "CHEST_TO_PELVIS", "CHESTABDOMEN", "CHESTABDPELVIS"),
+        looks_like="a chest CT slice",
         dicom_windows={"CT": (-600.0, 1500.0)},  # the PNG training data were exported with a lung window
         augment=AugmentSpec(hflip=False),
         stage_rule="learned",
@@ -110,6 +116,8 @@ TASKS: dict[str, TaskSpec] = {
         title="Breast ultrasound",
         label_names={"benign": "Benign", "malignant": "Malignant", "normal": "Normal"},
         modalities=("US",),
+        body_parts=("BREAST",),
+        looks_like="a breast ultrasound image",
         augment=AugmentSpec(hflip=True),
         caveats=(
             "BUSI (Al-Dhabyani et al., Data in Brief 2020), de-duplicated; known issues include annotations burned into "
@@ -125,6 +133,8 @@ TASKS: dict[str, TaskSpec] = {
         label_names={"glioma": "Glioma", "meningioma": "Meningioma", "pituitary": "Pituitary tumor",
                      "no_tumor": "No tumor"},
         modalities=("MR",),
+        body_parts=("HEAD", "BRAIN", "SKULL", "HEADNECK"),
+        looks_like="a brain MRI",
         augment=AugmentSpec(hflip=True),
         caveats=(
             "Tumor images from figshare (Cheng et al., 2015, CC BY 4.0); no_tumor images from Br35H, another source: a "

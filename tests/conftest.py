@@ -87,34 +87,47 @@ def dicom_bytes(
     return data if preamble else data[132:]
 
 
-@pytest.fixture(scope="session")
-def tiny_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry folder with one random-weight model at 64 px (for fast tests of the machinery): timm's
-    ``test_efficientnet`` (0.1 M parameters), made for tests, so nothing is downloaded."""
+def _tiny_model(root: Path, model_id: str, task: str, heads: dict[str, list[str]]) -> None:
+    """One random-weight timm ``test_efficientnet`` model (0.1 M parameters, made for tests) at 64 px."""
     import torch
 
     from medimg_demo.models.network import TumorNet
     from medimg_demo.models.weights import save_checkpoint
 
-    root = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    heads = {"type": ["adenocarcinoma", "large_cell_carcinoma", "normal", "squamous_cell_carcinoma"], "stage": ["IIIa", "Ib", "none"]}
     model = TumorNet("test_efficientnet", heads, pretrained="none")
-    folder = root / "lung_ct.tiny_v0"
+    folder = root / model_id
     sha = save_checkpoint(model, folder / "weights.safetensors", fp16=True)
     cfg = {
-        "id": "lung_ct.tiny_v0",
-        "task": "lung_ct",
-        "task_title": "Lung CT",
+        "id": model_id,
+        "task": task,
         "arch": "test_efficientnet",
         "heads": heads,
         "input": {"size": [64, 64], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
         "target_layer": "features",
-        "temperature": {"type": 1.5, "stage": 1.0},
+        "temperature": {"type": 1.5, "stage": 1.0} if "stage" in heads else {"type": 1.5},
         "weights": {"file": "weights.safetensors", "sha256": sha},
         "default": True,
     }
+    if task == "lung_ct":
+        cfg["task_title"] = "Lung CT"
     (folder / "config.json").write_text(json.dumps(cfg))
+
+
+@pytest.fixture(scope="session")
+def tiny_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry folder with one random-weight lung CT model at 64 px (for fast tests of the machinery)."""
+    root = tmp_path_factory.mktemp("models")
+    heads = {"type": ["adenocarcinoma", "large_cell_carcinoma", "normal", "squamous_cell_carcinoma"], "stage": ["IIIa", "Ib", "none"]}
+    _tiny_model(root, "lung_ct.tiny_v0", "lung_ct", heads)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_brain_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with one random-weight brain MRI model: for MR inputs, which a lung CT model refuses."""
+    root = tmp_path_factory.mktemp("brain_models")
+    _tiny_model(root, "brain_mri.tiny_v0", "brain_mri", {"type": ["glioma", "meningioma", "no_tumor", "pituitary"]})
     return root
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -103,6 +104,7 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         lines.append(f"- {note}")
     if get_task(cfg.task).limitation:
         lines.append(f"- {get_task(cfg.task).limitation}")
+    lines += ["", *gate_section(cfg.folder)] if cfg.folder is not None and gate_section(cfg.folder) else []
     lines += [
         "",
         "## Reproduce",
@@ -123,3 +125,57 @@ def write(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, ev
     path = cfg.folder / "MODEL_CARD.md"
     path.write_text(render(cfg, metrics, split, n_images, eval_command))
     return path
+
+
+GATE_START, GATE_END = "<!-- gate:start -->", "<!-- gate:end -->"
+
+
+def gate_section(folder: Path) -> list[str]:
+    """The card's gate section from ``metrics/ood.csv`` and ``metrics/selective.csv`` (empty if never fitted)."""
+    ood_path, sel_path = folder / "metrics" / "ood.csv", folder / "metrics" / "selective.csv"
+    if not ood_path.is_file() or not sel_path.is_file():
+        return []
+    ood, sel = pd.read_csv(ood_path), pd.read_csv(sel_path)
+    cfg = json.loads((folder / "config.json").read_text()).get("gate", {})
+    lines = [GATE_START, "## When the model does not answer (gate)",
+             f"Before any answer, the DICOM header is checked against the modalities the task accepts, and an "
+             f"out-of-distribution score of the pooled features is compared with a threshold chosen on `val` "
+             f"(98% of val images accepted). Method: **{cfg.get('method')}**, threshold {cfg.get('threshold')}; "
+             f"answers below a calibrated confidence of {cfg.get('abstain_below')} (chosen on `val`) are "
+             "indeterminate, with the top two classes and no pathway. Reproduce: "
+             f"`python -m medimg_demo gate --model {folder.name}`.", "",
+             "Methods compared on `val` against the out-of-distribution sets (AUROC, FPR at 95% TPR, share refused):",
+             "| method | all OOD AUROC | FPR at 95% TPR | OOD refused | val refused |", "|---|---|---|---|---|"]
+    val = ood[ood["split"] == "val"]
+    for method, g in val.groupby("method", sort=False):
+        allo = g[g["set"] == "all OOD"].iloc[0]
+        idr = g[g["set"] == "in-distribution"].iloc[0]
+        lines.append(f"| {method} | {allo['auroc']:.4f} | {allo['fpr_at_95_tpr']:.3f} | {allo['refused']:.3f} | "
+                     f"{idr['refused']:.3f} |")
+    test = ood[(ood["split"] == "test") & (ood["method"] == cfg.get("method"))]
+    lines += ["", f"On `test` with the chosen method (sets: other tasks' test images, natural images, noise, flat, "
+              "text, other-modality DICOM):", "| set | images | AUROC | refused |", "|---|---|---|---|"]
+    for _, r in test.iterrows():
+        auroc = "" if pd.isna(r["auroc"]) else f"{r['auroc']:.4f}"
+        lines.append(f"| {r['set']} | {int(r['n'])} | {auroc} | {r['refused']:.3f} |")
+    lines += ["", "| split | plain accuracy | refused | indeterminate | coverage | accuracy on answered cases |",
+              "|---|---|---|---|---|---|"]
+    for _, r in sel.iterrows():
+        lines.append(f"| {r['split']} | {r['plain_accuracy']:.3f} | {r['refused']:.3f} | {r['indeterminate']:.3f} | "
+                     f"{r['coverage']:.3f} | {r['selective_accuracy']:.3f} |")
+    return [*lines, GATE_END]
+
+
+def update_gate_section(folder: Path) -> None:
+    """Write (or replace) the gate section of an existing card, before its Reproduce section."""
+    path = folder / "MODEL_CARD.md"
+    if not path.is_file():
+        return
+    text = path.read_text()
+    if GATE_START in text:
+        head, rest = text.split(GATE_START, 1)
+        text = head + rest.split(GATE_END, 1)[1].lstrip("\n")
+    section = "\n".join(gate_section(folder)) + "\n\n"
+    marker = "## Reproduce"
+    text = text.replace(marker, section + marker, 1) if marker in text else text + "\n" + section
+    path.write_text(text)

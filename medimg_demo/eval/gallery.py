@@ -31,7 +31,7 @@ def write_gallery(cfg: ModelConfig, data_dir: Path, cases: pd.DataFrame, out: Pa
     rows = []
     for k, (_, row) in enumerate(wrong.iterrows()):
         study = read_file(data_dir / row["image"])
-        pred = predictor.run(study, explain=True)
+        pred = predictor.run(study, explain=True, gate=False)  # the classifier's own view, refused or not
         pair = np.concatenate([gray_to_rgb(pred.image), overlay(pred.image, pred.heatmap, 0.45)], axis=1)  # type: ignore[arg-type]
         name = f"{k:02d}.png"
         Image.fromarray(pair).save(out / name)

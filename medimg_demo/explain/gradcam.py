@@ -20,6 +20,7 @@ class Explanation:
     logits: dict[str, torch.Tensor]  # detached, shape (1, n_classes) per head
     target: int  # class index the map explains
     cam: np.ndarray  # (H, W) float32 in [0, 1], at the requested output size
+    pooled: torch.Tensor | None = None  # detached pooled features (1, C) of the same forward (for the gate)
 
 
 def _normalise(cam: torch.Tensor) -> np.ndarray:
@@ -54,8 +55,10 @@ def gradcam(
     chosen: dict[str, int] = {}
 
     def forward(inp: torch.Tensor) -> torch.Tensor:
-        out = model(inp)
+        pooled = model.pooled(model.forward_features(inp))
+        out = model.head_logits(pooled)
         cache["logits"] = out
+        cache["pooled"] = {"pooled": pooled}
         logits = out[head]
         idx = int(logits.argmax(dim=1)[0]) if target is None else int(target)
         chosen["target"] = idx
@@ -66,4 +69,5 @@ def gradcam(
         attr = cam_layer.attribute(x, relu_attributions=relu)
     up = LayerAttribution.interpolate(attr.detach(), out_size, interpolate_mode="bilinear")
     logits = {k: v.detach() for k, v in cache["logits"].items()}
-    return Explanation(logits=logits, target=chosen["target"], cam=_normalise(up[0, 0]))
+    pooled = cache["pooled"]["pooled"].detach()
+    return Explanation(logits=logits, target=chosen["target"], cam=_normalise(up[0, 0]), pooled=pooled)

@@ -15,15 +15,19 @@ import io
 import logging
 import struct
 import warnings
+from typing import BinaryIO
 
 import numpy as np
 
 from ..errors import InputError
-from .study import ACCEPTED, MAX_PIXELS, Study, check_shape, finish, minmax
+from .study import ACCEPTED, MAX_PIXELS, Study, block_reduce, check_shape, finish, minmax, reduced_note, reduction_factor
 from .windowing import apply_window
 
 log = logging.getLogger(__name__)
-# pydicom may echo element values (dates, names) in its own warnings and log lines: keep them out of our logs.
+import pydicom  # noqa: E402 - imported before silencing its logger: its config sets the level on import
+
+# pydicom may echo element values (dates, names) in its own warnings and log lines (decoder failures are logged
+# with tracebacks): keep them out of our logs.
 logging.getLogger("pydicom").setLevel(logging.CRITICAL)
 
 #: DICOM objects that carry pixel data but are not images to classify.
@@ -58,11 +62,15 @@ def _file_window(ds: object) -> tuple[float, float] | None:
     return (c, w) if np.isfinite(c) and np.isfinite(w) and w > 0 else None
 
 
-def _decode_dicom(data: bytes, frame: int | None) -> Study:
-    import pydicom
-    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+#: Elements larger than this stay in the file while the header is read (the pixel data, above all).
+_DEFER_BYTES = 4 * 1024 * 1024
 
-    ds = pydicom.dcmread(io.BytesIO(data), force=True)
+
+def _decode_dicom(fp: BinaryIO, frame: int | None) -> Study:
+    import pydicom
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
+
+    ds = pydicom.dcmread(fp, force=True, defer_size=_DEFER_BYTES)  # the header; the pixel data is not read here
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise InputError(
             "This DICOM file holds no image (no Pixel Data): it may be a structured report, RT plan or similar. "
@@ -79,20 +87,20 @@ def _decode_dicom(data: bytes, frame: int | None) -> Study:
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if rows <= 0 or cols <= 0:
         raise InputError("The DICOM header gives no image size (Rows/Columns); the file is damaged.")
-    if rows * cols * max(n_frames, 1) > MAX_PIXELS:
+    if rows * cols > MAX_PIXELS:
         raise InputError(
-            f"The DICOM image is {cols}x{rows} pixels x {n_frames} frames, over the limit of {MAX_PIXELS:,} pixels "
-            "this server decodes; upload a single series or a smaller export."
+            f"The DICOM image is {cols}x{rows} pixels a frame, over the limit of {MAX_PIXELS:,} pixels set for this "
+            "server (MEDIMG_MAX_PIXELS); upload a smaller export."
         )
     check_shape(rows, cols)
-    if n_frames > 1:
-        frame_index = n_frames // 2 if frame is None else frame  # middle frame first
-        if not 0 <= frame_index < n_frames:
-            raise InputError(f"Frame {frame_index + 1} does not exist; this file has {n_frames} frames.")
-        arr = np.asarray(ds.pixel_array)[frame_index]
-    else:
-        frame_index = 0
-        arr = np.asarray(ds.pixel_array)
+    frame_index = (n_frames // 2 if frame is None else frame) if n_frames > 1 else 0  # middle frame first
+    if not 0 <= frame_index < n_frames:
+        raise InputError(f"Frame {frame_index + 1} does not exist; this file has {n_frames} frames.")
+    file_meta = getattr(ds, "file_meta", None)
+    syntax = file_meta.get("TransferSyntaxUID") if file_meta is not None else None
+    fp.seek(0)
+    # One frame is decoded, read straight from the file: never the whole pixel data, never every frame.
+    arr = pixel_array(fp, index=frame_index, **({"transfer_syntax_uid": syntax} if syntax else {}))
     if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not np.little_endian):
         arr = arr.astype(arr.dtype.newbyteorder("<"))
 
@@ -101,6 +109,7 @@ def _decode_dicom(data: bytes, frame: int | None) -> Study:
     burned = str(ds.get("BurnedInAnnotation", "") or "").upper() == "YES"
     if burned or modality in _BURNED_IN_MODALITIES:
         notes.append(BURNED_IN_WARNING)
+    factor = reduction_factor(rows, cols)  # > 1: shown and analysed reduced, the pixel spacing scaled with it
     spacing = None
     for key in ("PixelSpacing", "ImagerPixelSpacing"):
         val = ds.get(key)
@@ -110,29 +119,38 @@ def _decode_dicom(data: bytes, frame: int | None) -> Study:
             except (TypeError, ValueError):
                 continue
             if row_mm > 0 and col_mm > 0 and np.isfinite(row_mm) and np.isfinite(col_mm):
-                spacing = (row_mm, col_mm)
+                spacing = (row_mm * factor, col_mm * factor)
                 break
-    meta = dict(modality=modality, pixel_spacing_mm=spacing, n_frames=n_frames, frame_index=frame_index, warnings=tuple(notes))
+    # BodyPartExamined names an anatomical region (CS, no identifier); kept for the gate's header check.
+    body_part = str(ds.get("BodyPartExamined", "") or "").strip().upper()[:16] or None
+    meta = dict(modality=modality, body_part=body_part, pixel_spacing_mm=spacing, n_frames=n_frames,
+                frame_index=frame_index)
+    shown = (-(-rows // factor), -(-cols // factor))
+    notes.extend(reduced_note(rows, cols, shown))
+    meta["warnings"] = tuple(notes)
 
-    if photometric == "PALETTE COLOR":
-        arr = apply_color_lut(arr, ds)
-        samples = 3
-    if samples > 1 or arr.ndim == 3:
-        if arr.ndim != 3 or arr.shape[-1] < 3:
+    if photometric == "PALETTE COLOR" or samples > 1 or arr.ndim == 3:
+        palette = photometric == "PALETTE COLOR"
+        if not palette and (arr.ndim != 3 or arr.shape[-1] < 3):
             raise InputError("This colour DICOM has an unexpected pixel layout; export it as RGB or grayscale.")
-        rgb = arr[..., :3].astype(np.float64)
-        top = float(2 ** int(ds.get("BitsStored", 8) or 8) - 1) if photometric != "PALETTE COLOR" else 65535.0
-        gray = (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]) / top
-        return finish(np.clip(gray, 0.0, 1.0), "dicom", **meta)
+        top = np.float32(65535.0 if palette else float(2 ** int(ds.get("BitsStored", 8) or 8) - 1))
 
-    values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+        def gray(y0: int, y1: int) -> np.ndarray:
+            rgb = apply_color_lut(arr[y0:y1], ds) if palette else arr[y0:y1]
+            rgb = np.asarray(rgb[..., :3], dtype=np.float32)
+            return (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]) / top
+
+        return finish(np.clip(block_reduce(rows, factor, gray), 0.0, 1.0), "dicom", **meta)
+
+    values = block_reduce(rows, factor, lambda y0, y1: apply_modality_lut(arr[y0:y1], ds))
+    del arr
     if not np.all(np.isfinite(values)):
         raise InputError("The DICOM pixel data holds NaN or infinite values; export the image again.")
     invert = photometric == "MONOCHROME1"
     window = None
     if ds.get("VOILUTSequence"):
         # A non-linear VOI LUT: apply it once; the result is what the file asks to be shown.
-        values = minmax(np.asarray(apply_voi_lut(values, ds, prefer_lut=True), dtype=np.float64))
+        values = minmax(np.asarray(apply_voi_lut(values, ds, prefer_lut=True), dtype=np.float32))
         window = (0.5, 1.0)
     else:
         window = _file_window(ds)
@@ -144,7 +162,7 @@ def _decode_dicom(data: bytes, frame: int | None) -> Study:
     else:
         function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
         pixels = apply_window(values, window[0], window[1], function=function, invert=invert)
-    return finish(pixels, "dicom", values=values.astype(np.float32), window=window, invert=invert, **meta)
+    return finish(pixels, "dicom", values=values, window=window, invert=invert, **meta)
 
 
 #: What a damaged DICOM can raise inside pydicom and its decoders; each becomes an InputError.
@@ -154,13 +172,14 @@ _DICOM_FAILURES = (
 )
 
 
-def read_dicom(data: bytes, frame: int | None = None) -> Study:
+def read_dicom(src: bytes | BinaryIO, frame: int | None = None) -> Study:
+    """DICOM bytes or an open file -> Study of one frame, reduced to at most MAX_SIDE pixels a side."""
     from pydicom.errors import BytesLengthException, InvalidDicomError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom warnings can quote attribute values (PHI)
-            return _decode_dicom(data, frame)
+            return _decode_dicom(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src, frame)
     except InputError:
         raise
     except InvalidDicomError as exc:

@@ -7,7 +7,9 @@ uploaded file's name.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,8 +20,12 @@ from .windowing import apply_window
 ACCEPTED = "PNG or JPEG images (8- or 16-bit; grayscale, RGB or RGBA) and DICOM image files (.dcm or no extension)"
 
 
-#: Largest image, in pixels (all frames), decoded before refusing: a guard against decompression bombs.
-MAX_PIXELS = int(os.environ.get("MEDIMG_MAX_PIXELS", str(64 * 1024 * 1024)))
+#: Largest image (one frame), in pixels, decoded before refusing (default 8000x8000): bounds the full-size decode
+#: buffer (at most 4 bytes a pixel: 256 MB) and guards against decompression bombs. Deployers may lower it.
+MAX_PIXELS = int(os.environ.get("MEDIMG_MAX_PIXELS", "64000000"))
+#: Longest side of what is shown and analysed: a larger image is reduced while it is decoded (JPEG: DCT scaling;
+#: PNG and DICOM: block averages, strip by strip), so memory stays bounded; its pixel spacing scales with it.
+MAX_SIDE = 2048
 #: Smallest side accepted, and the most elongated shape (a 1xN strip is no scan).
 MIN_SIDE = 32
 MAX_ASPECT = 8.0
@@ -38,6 +44,7 @@ class Study:
     pixels: np.ndarray
     source_format: str  # "png", "jpeg" or "dicom"
     modality: str | None = None
+    body_part: str | None = None  # DICOM BodyPartExamined (upper case), where the file states one
     pixel_spacing_mm: tuple[float, float] | None = None
     n_frames: int = 1
     frame_index: int = 0
@@ -103,9 +110,41 @@ def finish(pixels: np.ndarray, source_format: str, **meta: object) -> Study:
 
 
 def minmax(arr: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1] by the array's own range (all zeros for a flat image)."""
+    """Scale to [0, 1] by the array's own range (all zeros for a flat image); float32, as every decoder keeps."""
+    arr = np.asarray(arr, dtype=np.float32)
     lo, hi = float(np.min(arr)), float(np.max(arr))
     if hi <= lo:
-        return np.zeros_like(arr, dtype=np.float64)
-    return (arr - lo) / (hi - lo)
+        return np.zeros_like(arr, dtype=np.float32)
+    return (arr - lo) / np.float32(hi - lo)
+
+
+def reduction_factor(height: int, width: int) -> int:
+    """Integer factor that brings the longer side to at most :data:`MAX_SIDE` (1: kept as it is)."""
+    return max(1, math.ceil(max(height, width) / MAX_SIDE))
+
+
+def block_reduce(height: int, factor: int, strip: Callable[[int, int], np.ndarray]) -> np.ndarray:
+    """Mean of ``factor`` x ``factor`` blocks of an image read strip by strip (``strip(y0, y1)`` -> rows y0..y1 as a
+    2-D array), as float32: no full-size float copy of a large image is ever made. Edge blocks repeat the last row
+    or column, so every output pixel spans exactly ``factor`` input pixels (pixel spacing x factor)."""
+    if factor == 1:
+        return np.asarray(strip(0, height), dtype=np.float32)
+    step = factor * max(1, 256 // factor)
+    out = []
+    for y0 in range(0, height, step):
+        a = np.asarray(strip(y0, min(height, y0 + step)), dtype=np.float32)
+        h, w = a.shape
+        hp, wp = -(-h // factor) * factor, -(-w // factor) * factor
+        if (hp, wp) != (h, w):
+            a = np.pad(a, ((0, hp - h), (0, wp - w)), mode="edge")
+        out.append(a.reshape(hp // factor, factor, wp // factor, factor).mean(axis=(1, 3), dtype=np.float32))
+    return np.concatenate(out)
+
+
+def reduced_note(height: int, width: int, shown: tuple[int, ...]) -> tuple[str, ...]:
+    """The notice shown with a reduced image (none when it was not reduced)."""
+    if (shown[0], shown[1]) == (height, width):
+        return ()
+    return (f"The image ({width}x{height} pixels) is shown and analysed at {shown[1]}x{shown[0]} (longer side at most "
+            f"{MAX_SIDE}); sizes in mm account for it.",)
 

@@ -30,6 +30,18 @@ class InputConfig:
 
 
 @dataclass(frozen=True)
+class GateConfig:
+    """The fitted gate: statistics file (pinned), scoring method, refusal and abstention thresholds."""
+
+    method: str
+    threshold: float  # OOD score above this: refused
+    abstain_below: float  # calibrated top probability below this: indeterminate
+    file: str = "gate.safetensors"
+    sha256: str | None = None
+    k: int = 10
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """One model folder's contract. ``raw`` keeps the whole JSON (training record, card notes) for the card."""
 
@@ -46,6 +58,7 @@ class ModelConfig:
     task_title: str = ""
     intended_use: str = INTENDED_USE
     data_source: str = ""
+    gate: GateConfig | None = None
     folder: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -109,6 +122,7 @@ class ModelConfig:
             if not isinstance(t, (int, float)) or not t > 0:
                 raise ConfigError(f"{where}: field 'temperature.{head}' must be a positive number.")
             temperature[str(head)] = float(t)
+        gate = _gate(d.get("gate"), where)
         spec = get_task(task)
         return cls(
             id=model_id,
@@ -130,9 +144,36 @@ class ModelConfig:
             task_title=str(d.get("task_title") or spec.title),
             intended_use=str(d.get("intended_use") or INTENDED_USE),
             data_source=str(d.get("data_source") or spec.caveats),
+            gate=gate,
             folder=folder,
             raw=d,
         )
+
+
+def _gate(d: Any, where: str) -> GateConfig | None:
+    """The optional ``gate`` block (absent on models whose gate was never fitted)."""
+    from .gate import METHODS
+
+    if d is None:
+        return None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: field 'gate' must be an object.")
+    method = d.get("method")
+    if method not in METHODS:
+        raise ConfigError(f"{where}: field 'gate.method' must be one of {', '.join(METHODS)}.")
+    for key in ("threshold", "abstain_below"):
+        if not isinstance(d.get(key), (int, float)) or isinstance(d.get(key), bool):
+            raise ConfigError(f"{where}: field 'gate.{key}' must be a number.")
+    if not 0.0 <= float(d["abstain_below"]) <= 1.0:
+        raise ConfigError(f"{where}: field 'gate.abstain_below' must be a probability between 0 and 1.")
+    file = str(d.get("file", "gate.safetensors"))
+    if "/" in file or "\\" in file or not file.endswith(".safetensors"):
+        raise ConfigError(f"{where}: field 'gate.file' must be a .safetensors file name inside the model folder.")
+    sha = d.get("sha256")
+    if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
+        raise ConfigError(f"{where}: field 'gate.sha256' must be 64 hex digits.")
+    return GateConfig(method=str(method), threshold=float(d["threshold"]), abstain_below=float(d["abstain_below"]),
+                      file=file, sha256=sha, k=int(d.get("k", 10)))
 
 
 class _Validator:

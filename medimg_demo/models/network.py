@@ -36,10 +36,14 @@ class TumorNet(nn.Module):
         """Feature map -> pooled features (N, C), before any head."""
         return self.backbone.forward_head(feature_map, pre_logits=True)
 
+    def head_logits(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Pooled features -> {head name: logits}."""
+        f = self.dropout(pooled)
+        return {name: self.heads[f"head_{name}"](f) for name in self.head_names}
+
     def forward_head(self, feature_map: torch.Tensor) -> dict[str, torch.Tensor]:
         """Feature map -> {head name: logits}."""
-        f = self.dropout(self.pooled(feature_map))
-        return {name: self.heads[f"head_{name}"](f) for name in self.head_names}
+        return self.head_logits(self.pooled(feature_map))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.forward_head(self.forward_features(x))

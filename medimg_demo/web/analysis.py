@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 
 from ..explain.overlay import add_scale_bar, gray_to_rgb, overlay
-from ..imaging.decode import read_file
+from ..imaging.decode import read_bytes, read_file
 from ..imaging.study import Study
 from ..imaging.windowing import CT_PRESETS, apply_window
 from ..models.config import ModelConfig
-from ..predict import Prediction, get_predictor
+from ..models.registry import get_model
+from ..predict import Prediction, predict_study
 from ..treatment import PATHWAY_NOTICE
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class View:
     pixels: np.ndarray  # default display, [0, 1]
     values: np.ndarray | None  # modality values (HU for CT) for other windows; None for PNG/JPEG
     invert: bool
-    heatmap: np.ndarray
+    heatmap: np.ndarray | None  # None where the model refused the image: no explanation is shown
     spacing_mm: tuple[float, float] | None
     default_window: tuple[float, float] | None
     modality: str | None
@@ -57,6 +58,8 @@ class View:
         else:
             gray = apply_window(self.values, window[0], window[1], invert=self.invert)
         image = add_scale_bar(gray_to_rgb(gray), self.spacing_mm)
+        if self.heatmap is None:
+            return image, image
         over = add_scale_bar(overlay(gray, self.heatmap, opacity), self.spacing_mm)
         return image, over
 
@@ -76,13 +79,25 @@ class Analysis:
     seconds: float
     view: View
     warnings: tuple[str, ...]
+    status_markdown: str
     n_frames: int
     frame_index: int
 
 
+def status_markdown(pred: Prediction) -> str:
+    """The card shown instead of an answer for a refused or indeterminate case ("" for an answer)."""
+    if pred.status == "refused":
+        return f"### ⛔ Not an image for this model\n{pred.reason}"
+    if pred.status == "indeterminate":
+        return f"### ⚠ Indeterminate\n{pred.reason}"
+    return ""
+
+
 def pathway_markdown(pred: Prediction) -> str:
-    """The pathway with its options, source and the tumor-board notice."""
+    """The pathway with its options, source and the tumor-board notice (none for a refused or unsure case)."""
     tp = pred.treatment
+    if tp is None:
+        return "_No pathway: the model gave no answer for this image._"
     options = "\n".join(f"- {o}" for o in tp.options)
     return (
         f"**{tp.summary}**\n\n{options}\n\n"
@@ -93,6 +108,8 @@ def pathway_markdown(pred: Prediction) -> str:
 
 def stage_text(pred: Prediction) -> str:
     """The stage line with its basis (or why the model does not stage)."""
+    if pred.status != "ok":
+        return ""
     if pred.stage_label is None:
         return STAGE_NOT_ASSESSED
     return f"Stage group **{pred.stage_label}**. _{pred.stage_note or ''}_"
@@ -110,13 +127,17 @@ def info_markdown(study: Study, cfg: ModelConfig, pred: Prediction, seconds: flo
         parts.append(f"default window C {study.window[0]:g} / W {study.window[1]:g}")
     if study.n_frames > 1:
         parts.append(f"frame {study.frame_index + 1} of {study.n_frames} shown")
-    parts.append(f"heatmap: Grad-CAM for '{pred.heatmap_class}'")
+    if pred.heatmap_class:
+        parts.append(f"heatmap: Grad-CAM for '{pred.heatmap_class}'")
+    if pred.ood:
+        parts.append(f"out-of-distribution score {pred.ood['score']:.3g} (refused above {pred.ood['threshold']:.3g}, "
+                     f"{pred.ood['method']})")
     parts.append(f"{seconds * 1000:.0f} ms")
     return " · ".join(parts)
 
 
 def analyse(
-    path: str | Path,
+    path: str | Path | bytes,
     model_id: str | None = None,
     opacity: float = 0.45,
     frame: int | None = None,
@@ -130,10 +151,9 @@ def analyse(
     never what the model sees.
     """
     t0 = time.perf_counter()
-    study = read_file(path, frame)
-    predictor = get_predictor(model_id)
-    pred = predictor.run(study, explain=True)
-    assert pred.heatmap is not None
+    study = read_bytes(path, frame) if isinstance(path, bytes) else read_file(path, frame)  # bytes: a cleaned upload
+    pred = predict_study(study, model_id, explain=True)
+    cfg = get_model(pred.model_id)
     view = View(
         pixels=study.pixels,
         values=study.values,
@@ -145,19 +165,20 @@ def analyse(
     )
     original, over = view.render(window, center, width, opacity)
     seconds = time.perf_counter() - t0
-    log.info("Predicted %s with %s in %.0f ms", pred.type_label, predictor.cfg.id, seconds * 1000)
+    log.info("%s: %s with %s in %.0f ms", pred.status, pred.type_label, cfg.id, seconds * 1000)
     return Analysis(
         prediction=pred,
-        type_scores=pred.type_probs,
+        type_scores=pred.type_probs if pred.status != "refused" else None,
         stage_scores=pred.stage_probs,
         stage_text=stage_text(pred),
         pathway_markdown=pathway_markdown(pred),
         original_rgb=original,
         overlay_rgb=over,
-        info_markdown=info_markdown(study, predictor.cfg, pred, seconds),
+        info_markdown=info_markdown(study, cfg, pred, seconds),
         seconds=seconds,
         view=view,
         warnings=study.warnings,
+        status_markdown=status_markdown(pred),
         n_frames=study.n_frames,
         frame_index=study.frame_index,
     )

@@ -5,11 +5,13 @@ Every reader of a session reads the same seeded case list; the state of one read
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .. import feedback
 from ..errors import InputError
@@ -18,15 +20,57 @@ from ..feedback.cases import case_list
 from ..imaging.decode import read_file
 from ..models.registry import get_model
 from ..paths import data_root, feedback_db
+from . import auth
 from .analysis import Analysis, analyse
 
 
+AGREE = ("Agree", "Disagree")
+
+
 def _agree(choice: str | None) -> bool | None:
-    return None if not choice else choice.lower().startswith("agree")
+    if not choice:
+        return None
+    if choice not in AGREE:
+        raise InputError("Answer 'Agree' or 'Disagree' (or leave the answer empty).")
+    return choice == "Agree"
+
+
+def _label(value: str | None, labels: list[str] | None, what: str) -> str | None:
+    """A reader's label must be one of the model's labels (never free text stored as a class)."""
+    if value is not None and not isinstance(value, str):
+        raise InputError(f"The {what} must be text.")
+    value = (value or "").strip() or None
+    if value is not None and value not in (labels or []):
+        allowed = ", ".join(labels or []) or "none (this model does not stage)"
+        raise InputError(f"The {what} must be one of this model's labels: {allowed}.")
+    return value
+
+
+def prediction_id_of(prediction: Any) -> str | None:
+    """The server's id of the prediction shown: from the prediction JSON the app returned, or the id itself.
+    Nothing else of a client-sent prediction is trusted."""
+    if isinstance(prediction, dict):
+        prediction = prediction.get("prediction_id")
+    return prediction.strip() if isinstance(prediction, str) and prediction.strip() else None
+
+
+def record_prediction(prediction: dict[str, Any], created_by: str = "", db: Path | None = None) -> str:
+    """Record a prediction the server is about to show (what feedback will refer to); returns its id."""
+    cfg = get_model(prediction.get("model"))
+    return feedback.record_prediction(
+        db or feedback_db(), model_id=cfg.id, weights_sha256=cfg.weights_sha256 or "",
+        image_sha256=str(prediction.get("image_sha256") or ""), outputs=prediction, created_by=created_by,
+    )
+
+
+def session_key(session_id: str, reader: str, case_id: str, phase: str) -> str:
+    """The idempotency key of a reading-session answer: one row per session, reader, case and phase, so a retry
+    (or a resume after a lost answer) never stores a duplicate."""
+    return "rs-" + hashlib.sha256("\x1f".join((session_id, reader, case_id, phase)).encode()).hexdigest()[:40]
 
 
 def feedback_from_prediction(
-    prediction: dict[str, Any] | None,
+    prediction_id: str | dict[str, Any] | None,
     reader: str,
     *,
     phase: str = "free",
@@ -39,45 +83,64 @@ def feedback_from_prediction(
     corrected_stage: str | None = None,
     reader_type: str | None = None,
     reader_stage: str | None = None,
-    heatmap_plausibility: int | None = None,
-    confidence: int | None = None,
+    heatmap_plausibility: int | float | None = None,
+    confidence: int | float | None = None,
     comment: str | None = None,
     truth_type: str | None = None,
     truth_stage: str | None = None,
+    idempotency_key: str | None = None,
+    check_owner: bool = False,
     db: Path | None = None,
 ) -> int:
-    """Store one feedback row for a prediction as returned by ``predict`` (its JSON); returns the row id."""
-    if not prediction or "image_sha256" not in prediction:
+    """Store one feedback row on a prediction the server recorded (by its id); returns the row id.
+
+    The model's side (model, weights, image hash, labels, probabilities) comes from the server's record; the
+    reader's labels must be labels of that model. ``check_owner``: with logins on, only the reader the prediction
+    was shown to may give feedback on it.
+    """
+    store = db or feedback_db()
+    pid = prediction_id_of(prediction_id)
+    if pid is None:
         raise InputError("Run a prediction first: feedback is stored against the prediction shown.")
-    model_id = str(prediction.get("model", ""))
-    cfg = get_model(model_id)  # the weights hash comes from the registry, not from the client
-    stage = prediction.get("stage") or {}
+    rec = feedback.get_prediction(store, pid)
+    if rec is None:
+        raise InputError("This prediction is not known to this server: run the prediction again and give feedback "
+                         "on what is shown.")
+    if check_owner and rec["created_by"] and rec["created_by"] != reader:
+        raise InputError("This prediction was shown to another reader; give feedback on your own predictions.")
+    cfg = get_model(rec["model_id"])
+    stage_labels = cfg.stage_labels
+    if comment is not None and not isinstance(comment, str):
+        raise InputError("The comment must be text.")
     fb = feedback.Feedback(
         reader=(reader or "").strip(),
-        image_sha256=str(prediction["image_sha256"]),
+        image_sha256=rec["image_sha256"],
         phase=phase,
-        session_id=(session_id or "").strip()[:80],
+        session_id=(session_id or "").strip(),
         case_id=case_id,
-        model_id=cfg.id,
-        weights_sha256=cfg.weights_sha256 or "",
-        pred_type=prediction.get("type", {}).get("label"),
-        pred_type_probs=prediction.get("type", {}).get("probabilities"),
-        pred_stage=stage.get("label"),
-        pred_stage_probs=stage.get("probabilities"),
-        reader_type=reader_type or None,
-        reader_stage=reader_stage or None,
+        reader_type=_label(reader_type, cfg.type_labels, "type you read"),
+        reader_stage=_label(reader_stage, stage_labels, "stage you read"),
         type_agree=_agree(type_agree),
         stage_agree=_agree(stage_agree),
         pathway_agree=_agree(pathway_agree),
-        corrected_type=corrected_type or None,
-        corrected_stage=corrected_stage or None,
-        heatmap_plausibility=int(heatmap_plausibility) if heatmap_plausibility else None,
-        confidence=int(confidence) if confidence else None,
+        corrected_type=_label(corrected_type, cfg.type_labels, "corrected type"),
+        corrected_stage=_label(corrected_stage, stage_labels, "corrected stage"),
+        heatmap_plausibility=heatmap_plausibility or None,
+        confidence=confidence or None,
         comment=(comment or "").strip() or None,
         truth_type=truth_type,
         truth_stage=truth_stage,
+        prediction_id=pid,
+        idempotency_key=(idempotency_key or "").strip() or None,
     )
-    return feedback.submit(db or feedback_db(), fb)
+    return feedback.submit(store, fb)
+
+
+def visible_feedback(user: str, db: Path | None = None) -> pd.DataFrame:
+    """The feedback rows ``user`` may see: every reader's for a session owner (and on a laptop without logins),
+    else only their own."""
+    df = feedback.read_all(db or feedback_db())
+    return df if auth.sees_everyone(user) else df[df["reader"] == user]
 
 
 @dataclass
@@ -89,7 +152,8 @@ class ReadingSession:
     cases: list[Any]
     index: int = 0
     revealed: bool = False
-    prediction: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None  # as shown, with the server's "prediction_id"
+    created_by: str = ""  # the logged-in reader (recorded with each prediction); "" without logins
 
     @property
     def done(self) -> bool:
@@ -107,7 +171,7 @@ def start_session(reader: str, session_id: str, model_id: str | None, n_cases: i
     cfg = get_model(model_id)
     if not (session_id or "").strip():
         raise InputError("Name the session (for example 'lung-2026-11-24') so that readers can be compared.")
-    feedback.Feedback(reader=(reader or "").strip(), image_sha256="0" * 64).validate()
+    feedback.Feedback(reader=(reader or "").strip(), image_sha256="0" * 64, session_id=session_id.strip()).validate()
     folder = data_root() / cfg.task
     if not (folder / "manifest.csv").is_file():
         raise InputError(f"No test cases found for {cfg.task} under {data_root()}; set MEDIMG_DATA_DIR.")
@@ -133,10 +197,12 @@ def session_record_unaided(s: ReadingSession, reader_type: str | None, reader_st
         raise InputError("Record your own call (tumor type) before seeing the model's output.")
     a = analyse(s.case.path, s.model_id)
     pred = a.prediction.to_json()
+    pred["prediction_id"] = record_prediction(pred, s.created_by, db)
     feedback_from_prediction(
         pred, s.reader, phase="unaided", session_id=s.session_id, case_id=s.case.case_id,
         reader_type=reader_type, reader_stage=reader_stage, confidence=confidence,
-        truth_type=s.case.label, truth_stage=s.case.stage, db=db,
+        truth_type=s.case.label, truth_stage=s.case.stage,
+        idempotency_key=session_key(s.session_id, s.reader, s.case.case_id, "unaided"), db=db,
     )
     s.revealed, s.prediction = True, pred
     return a
@@ -148,7 +214,8 @@ def session_record_aided(s: ReadingSession, db: Path | None = None, **form: Any)
         raise InputError("Record your own read of this case first; then the model's output is shown for feedback.")
     feedback_from_prediction(
         s.prediction, s.reader, phase="aided", session_id=s.session_id, case_id=s.case.case_id,
-        truth_type=s.case.label, truth_stage=s.case.stage, db=db, **form,
+        truth_type=s.case.label, truth_stage=s.case.stage,
+        idempotency_key=session_key(s.session_id, s.reader, s.case.case_id, "aided"), db=db, **form,
     )
     s.index += 1
     s.revealed, s.prediction = False, None

@@ -1,0 +1,104 @@
+"""``python -m medimg_demo gate``: fit a model's gate on ``train``, choose its method and thresholds on ``val``,
+measure it on ``test`` and the OOD sets, and write the statistics (pinned), the config block, the comparison CSVs
+and the model card's gate section."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ModelError
+from ..learn.gate import SplitOutputs, abstain_threshold, fit_all, refusal_threshold, split_outputs
+from ..models.config import ModelConfig
+from ..models.gate import METHODS, save_stats
+from ..models.network import load_model
+from .card import update_gate_section
+from .ood import comparison, ood_sets, score_files
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """What the gate command measured and wrote."""
+
+    method: str
+    threshold: float
+    abstain_below: float
+    ood: pd.DataFrame  # split, method, set, n, auroc, fpr_at_95_tpr, refused
+    selective: pd.DataFrame  # split, plain_accuracy, accepted, coverage, selective_accuracy, refused, indeterminate
+
+
+def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    z = logits / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _selective(split: str, out: SplitOutputs, scores: np.ndarray, threshold: float, abstain: float,
+               temperature: float) -> dict[str, float | str]:
+    probs = _softmax(out.logits, temperature)
+    right = probs.argmax(1) == out.labels
+    refused = scores > threshold
+    indeterminate = ~refused & (probs.max(1) < abstain)
+    answered = ~refused & ~indeterminate
+    return {"split": split, "n": len(right), "plain_accuracy": float(right.mean()),
+            "refused": float(refused.mean()), "indeterminate": float(indeterminate.mean()),
+            "coverage": float(answered.mean()),
+            "selective_accuracy": float(right[answered].mean()) if answered.any() else float("nan")}
+
+
+def fit_gate(cfg: ModelConfig, data_dir: Path, data_root: Path, method: str = "auto", seed: int = 0) -> GateReport:
+    """Fit, choose, measure and write the gate of ``cfg`` (see the module docstring)."""
+    if cfg.folder is None:
+        raise ModelError(f"Model {cfg.id} has no folder to write its gate into.")
+    if method != "auto" and method not in METHODS:
+        raise ModelError(f"Unknown gate method {method!r}; use auto or one of {', '.join(METHODS)}.")
+    model = load_model(cfg)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    temperature = cfg.temperature.get("type", 1.0)
+    outs = {split: split_outputs(model, cfg, data_dir, split) for split in ("train", "val", "test")}
+    stats = {m: s.as_stored() for m, s in fit_all(outs["train"], temperature).items()}
+    scores = {split: {m: s.score(outs[split].features, outs[split].logits) for m, s in stats.items()}
+              for split in ("val", "test")}
+    thresholds = {m: refusal_threshold(v) for m, v in scores["val"].items()}
+    frames = []
+    for split in ("val", "test"):
+        sets = ood_sets(cfg.task, data_root, split, seed=seed)
+        scored = {name: score_files(model, cfg, stats, files) for name, files in sets.items()}
+        frames.append(comparison(scores[split], scored, thresholds, split))
+    ood = pd.concat(frames, ignore_index=True)
+    if method == "auto":  # the best separation of all OOD sets on val; ties go to the earlier (feature) method
+        val_all = ood[(ood["split"] == "val") & (ood["set"] == "all OOD")].set_index("method")["auroc"]
+        method = max(METHODS, key=lambda m: (round(float(val_all[m]), 4), -METHODS.index(m)))
+    val_probs = _softmax(outs["val"].logits, temperature)
+    abstain = abstain_threshold(val_probs, outs["val"].labels)
+    selective = pd.DataFrame([_selective(s, outs[s], scores[s][method], thresholds[method], abstain, temperature)
+                              for s in ("val", "test")])
+    report = GateReport(method=method, threshold=thresholds[method], abstain_below=abstain, ood=ood, selective=selective)
+    _write(cfg, report, stats[method])
+    return report
+
+
+def _write(cfg: ModelConfig, report: GateReport, stats) -> None:  # noqa: ANN001 - GateStats
+    assert cfg.folder is not None
+    sha = save_stats(stats, cfg.folder / "gate.safetensors")
+    path = cfg.folder / "config.json"
+    d = json.loads(path.read_text())
+    d["gate"] = {"file": "gate.safetensors", "sha256": sha, "method": report.method,
+                 "threshold": round(report.threshold, 6), "abstain_below": round(report.abstain_below, 6), "k": stats.k}
+    path.write_text(json.dumps(d, indent=2) + "\n")
+    metrics = cfg.folder / "metrics"
+    metrics.mkdir(exist_ok=True)
+    report.ood.to_csv(metrics / "ood.csv", index=False, float_format="%.6g")
+    report.selective.to_csv(metrics / "selective.csv", index=False, float_format="%.6g")
+    update_gate_section(cfg.folder)
+    log.info("Wrote the %s gate of %s (threshold %.4g, abstain below %.3f)", report.method, cfg.id,
+             report.threshold, report.abstain_below)

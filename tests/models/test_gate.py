@@ -1,0 +1,162 @@
+"""The gate: header check, out-of-distribution scores, pinned statistics, refusal and abstention in the one
+prediction path, routing and the Auto choice."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import DATA_ROOT, dicom_bytes, gradient, png_bytes
+from medimg_demo.errors import ConfigError, ModelError
+from medimg_demo.imaging import read_bytes
+from medimg_demo.models.config import ModelConfig
+from medimg_demo.models.gate import METHODS, fit_stats, header_refusal, load_stats, save_stats
+
+
+def test_header_check_names_the_modality_and_what_the_model_reads() -> None:
+    assert header_refusal("NM", None, "lung_ct") == (
+        "Modality NM; this model reads CT (Lung CT). Choose a model for this kind of image, or Auto.")
+    assert "Body part BREAST" in header_refusal("CT", "BREAST", "lung_ct")
+    assert header_refusal("US", "BREAST", "breast_us") is None
+    assert header_refusal(None, None, "brain_mri") is None  # PNG/JPEG: no header to check
+    assert header_refusal("MR", "BRAIN", "brain_mri") is None
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_scores_rise_away_from_the_training_features(method: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 32)) * 3
+    labels = np.repeat(np.arange(3), 60)
+    feats = centres[labels] + rng.normal(size=(180, 32)) * 0.3
+    logits = np.eye(3)[labels] * 6.0
+    stats = fit_stats(method, feats, labels)
+    near = stats.score(centres + 0.1, np.eye(3) * 6.0)
+    far = stats.score(rng.normal(size=(3, 32)) * 3, np.full((3, 3), 0.1))
+    assert far.min() > near.max(), (method, near, far)
+    sha = save_stats(stats, tmp_path / "gate.safetensors")
+    back = load_stats(tmp_path / "gate.safetensors", sha, method, stats.k, stats.temperature)
+    np.testing.assert_allclose(back.score(feats[:5], logits[:5]), stats.as_stored().score(feats[:5], logits[:5]), rtol=1e-6)
+    with pytest.raises(ModelError, match="sha256"):
+        load_stats(tmp_path / "gate.safetensors", "0" * 64, method, stats.k, stats.temperature)
+
+
+def test_gate_block_is_validated() -> None:
+    base = {"id": "x", "task": "lung_ct", "arch": "test_efficientnet", "heads": {"type": ["a", "b"]},
+            "input": {"size": [64, 64], "mean": [0.5] * 3, "std": [0.5] * 3}}
+    cfg = ModelConfig.from_dict({**base, "gate": {"method": "knn", "threshold": 0.2, "abstain_below": 0.6}})
+    assert cfg.gate is not None and cfg.gate.method == "knn" and cfg.gate.file == "gate.safetensors"
+    with pytest.raises(ConfigError, match="gate.method"):
+        ModelConfig.from_dict({**base, "gate": {"method": "vibes", "threshold": 1, "abstain_below": 0.5}})
+    with pytest.raises(ConfigError, match="gate.abstain_below"):
+        ModelConfig.from_dict({**base, "gate": {"method": "msp", "threshold": 1, "abstain_below": 3}})
+
+
+@pytest.fixture()
+def gated_registry(tmp_path: Path, tiny_registry: Path) -> Path:
+    """The tiny model with a kNN gate fitted on features of smooth gradient images."""
+    import torch
+
+    from medimg_demo.models.preprocess import model_pixels, to_tensor
+    from medimg_demo.models.registry import get_model
+    from medimg_demo.predict import Predictor
+
+    root = tmp_path / "models"
+    shutil.copytree(tiny_registry, root)
+    cfg = get_model(None, root)
+    model = Predictor(cfg).model
+    rng = np.random.default_rng(0)
+    feats = []
+    for i in range(40):
+        img = np.clip(gradient(64, 64) * (0.7 + 0.3 * rng.random()) + rng.normal(0, 0.01, (64, 64)), 0, 1)
+        study = read_bytes(png_bytes((img * 255).astype(np.uint8)))
+        with torch.no_grad():
+            feats.append(model.pooled(model.forward_features(to_tensor(model_pixels(study, cfg.input), cfg.input))).numpy())
+    stats = fit_stats("knn", np.concatenate(feats), np.zeros(40, dtype=int))
+    sha = save_stats(stats, cfg.folder / "gate.safetensors")
+    train_scores = stats.as_stored().score(np.concatenate(feats), np.zeros((40, 4)))
+    d = json.loads((cfg.folder / "config.json").read_text())
+    d["gate"] = {"file": "gate.safetensors", "sha256": sha, "method": "knn", "threshold": float(train_scores.max()) * 1.5 + 1e-6,
+                 "abstain_below": 0.0, "k": stats.k}
+    (cfg.folder / "config.json").write_text(json.dumps(d))
+    return root
+
+
+def test_noise_is_refused_without_type_or_pathway(gated_registry: Path, monkeypatch) -> None:
+    from medimg_demo.predict import get_predictor, predict_study
+
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(gated_registry))
+    ok = predict_study(read_bytes(png_bytes((gradient(64, 64) * 255).astype(np.uint8))))
+    assert ok.status == "ok" and ok.treatment is not None and ok.ood["score"] <= ok.ood["threshold"]
+    noise = read_bytes(png_bytes(np.random.default_rng(1).integers(0, 256, (64, 64), dtype=np.uint8)))
+    pred = predict_study(noise)
+    js = pred.to_json()
+    assert pred.status == "refused" and js["status"] == "refused"
+    assert js["type"] is None and js["treatment"] is None and js["stage"] is None and pred.heatmap is None
+    assert js["ood"]["score"] > js["ood"]["threshold"] and js["ood"]["method"] == "knn"
+    assert "not similar enough" in js["reason"]
+    # a DICOM of another modality is refused by its header before any forward
+    nm = read_bytes(dicom_bytes((gradient(64, 64) * 1000).astype(np.uint16), modality="NM"))
+    assert predict_study(nm).reason.startswith("Modality NM; this model reads CT")
+    # abstention: below the calibrated confidence threshold the answer is indeterminate, with the top two classes
+    p = get_predictor()
+    sure = replace(p.cfg, gate=replace(p.cfg.gate, abstain_below=0.99))
+    p.cfg = sure
+    try:
+        ind = p.run(read_bytes(png_bytes((gradient(64, 64) * 255).astype(np.uint8))))
+    finally:
+        p.cfg = replace(sure, gate=replace(sure.gate, abstain_below=0.0))
+    assert ind.status == "indeterminate" and ind.treatment is None and len(ind.top2) == 2
+    assert ind.top2[0][1] >= ind.top2[1][1] and "Indeterminate" in ind.reason
+
+
+def _image(task: str, label: str | None = None) -> bytes:
+    import csv
+
+    manifest = DATA_ROOT / task / "manifest.csv"
+    if not manifest.is_file():
+        pytest.skip("shared data not found")
+    with open(manifest, newline="") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["split"] == "test" and (label is None or r["label"] == label))
+    return (DATA_ROOT / task / row["image"]).read_bytes()
+
+
+def test_committed_models_refuse_other_tasks_and_route_them() -> None:
+    from medimg_demo.models.registry import list_models
+    from medimg_demo.predict import AUTO, predict_study
+
+    ids = {m.task: m.id for m in list_models()}
+    if not all(m.gate for m in list_models()):
+        pytest.skip("a committed model has no gate yet")
+    brain = read_bytes(_image("brain_mri", "glioma"))
+    lung_says = predict_study(brain, ids["lung_ct"], explain=False)
+    assert lung_says.status == "refused" and lung_says.suggested_model == ids["brain_mri"]
+    assert "brain MRI" in lung_says.reason and lung_says.treatment is None
+    auto = predict_study(brain, AUTO, explain=False)
+    assert auto.model_id == ids["brain_mri"] and auto.status in ("ok", "indeterminate")
+    for task in ("lung_ct", "breast_us"):
+        assert predict_study(read_bytes(_image(task)), AUTO, explain=False).model_id == ids[task]
+    photo = read_bytes(png_bytes(np.random.default_rng(3).integers(0, 256, (200, 200), dtype=np.uint8)))
+    assert predict_study(photo, AUTO, explain=False).status == "refused"
+
+
+def test_predict_many_files_one_json_line_each_in_order(tmp_path: Path, capsys) -> None:
+    from medimg_demo.cli import main
+
+    good = tmp_path / "a.png"
+    good.write_bytes(_image("lung_ct", "adenocarcinoma"))
+    bad = tmp_path / "b.dcm"
+    bad.write_text("not an image")
+    noise = tmp_path / "c.png"
+    noise.write_bytes(png_bytes(np.random.default_rng(5).integers(0, 256, (128, 128), dtype=np.uint8)))
+    code = main(["predict", str(good), str(bad), str(noise), "--json"])
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert code == 2 and [x["index"] for x in lines] == [0, 1, 2]
+    assert lines[0]["status"] in ("ok", "indeterminate") and lines[1]["status"] == "error"
+    assert "Accepted" in lines[1]["reason"]
+    assert lines[0]["ood"] is not None and lines[2]["status"] == "refused"  # the committed lung model is gated
+    assert all("a.png" not in json.dumps(x) for x in lines)  # no file names echoed
