@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import InputError
 from .dicom import looks_like_dicom, read_dicom
@@ -17,6 +19,21 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
+def _read(fp: BinaryIO, frame: int | None) -> Study:
+    """Sniff the format from the first bytes and decode from the open file (large files are never read whole)."""
+    head = fp.read(132)
+    fp.seek(0)
+    if not head:
+        raise InputError(f"The file is empty. Accepted: {ACCEPTED}.")
+    if head.startswith(_PNG_MAGIC):
+        return read_raster(fp, "png")
+    if head.startswith(_JPEG_MAGIC):
+        return read_raster(fp, "jpeg")
+    if looks_like_dicom(head):
+        return read_dicom(fp, frame)
+    raise InputError(f"This file is not a recognised image. Accepted: {ACCEPTED}.")
+
+
 def read_bytes(data: bytes, frame: int | None = None) -> Study:
     """Decode raw file bytes; the format is sniffed from the content, never from a file name.
 
@@ -28,22 +45,19 @@ def read_bytes(data: bytes, frame: int | None = None) -> Study:
         raise InputError(
             f"The file is {len(data) / 1e6:.0f} MB, over the limit of {MAX_BYTES / 1e6:.0f} MB set for this server."
         )
-    if data.startswith(_PNG_MAGIC):
-        return read_raster(data, "png")
-    if data.startswith(_JPEG_MAGIC):
-        return read_raster(data, "jpeg")
-    if looks_like_dicom(data):
-        return read_dicom(data, frame)
-    raise InputError(f"This file is not a recognised image. Accepted: {ACCEPTED}.")
+    return _read(io.BytesIO(data), frame)
 
 
 def read_file(path: str | os.PathLike[str], frame: int | None = None) -> Study:
-    """Decode a file on disk. Its name is never copied into the Study, logs or errors."""
+    """Decode a file on disk, streaming from it (one DICOM frame, not the whole file, is read into memory).
+    Its name is never copied into the Study, logs or errors."""
     p = Path(path)
     try:
         size = p.stat().st_size
+        fp = open(p, "rb")  # noqa: SIM115 - closed below, after the decoder is done with it
     except OSError as exc:
         raise InputError("The file could not be opened; upload it again.") from exc
-    if size > MAX_BYTES:
-        raise InputError(f"The file is {size / 1e6:.0f} MB, over the limit of {MAX_BYTES / 1e6:.0f} MB set for this server.")
-    return read_bytes(p.read_bytes(), frame)
+    with fp:
+        if size > MAX_BYTES:
+            raise InputError(f"The file is {size / 1e6:.0f} MB, over the limit of {MAX_BYTES / 1e6:.0f} MB set for this server.")
+        return _read(fp, frame)

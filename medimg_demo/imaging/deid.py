@@ -1,102 +1,182 @@
-"""De-identified copy of a DICOM file (after PS3.15 Annex E, Basic Application Confidentiality Profile).
+"""De-identified copy of a DICOM file: the Basic Application Confidentiality Profile of DICOM PS3.15 Annex E.
 
-Person names, dates and times are emptied, identifying attributes removed, instance UIDs replaced
-by new ones (consistently within the file), private and overlay groups removed, and the action is
-recorded in Patient Identity Removed (0012,0062) and De-identification Method (0012,0063/0064).
-Pixel data is kept as it is: burned-in text cannot be removed here, so a file that declares or may
-carry it is flagged by the reader.
+The profile itself (Table E.1-1 from ``dicom-anonymizer``, every action at every nesting level, private, overlay
+and curve groups) is applied by :mod:`.annex_e`; this module reads and writes the file around it. The pixel data
+element is copied byte for byte and never decoded: from a file it is streamed (bounded memory whatever the size).
+
+Burned-in text is not removed from the pixels, so ``PatientIdentityRemoved`` says ``YES`` only where none is known.
+For ``BurnedInAnnotation=YES``, ``RecognizableVisualFeatures=YES``, or a modality that often burns text in (US, SC,
+OT, XC, ES, GM, SM) without a ``BurnedInAnnotation`` value, it says ``NO`` and a warning is returned for the caller
+to show. No attribute value is ever logged or put in an error.
 """
 
 from __future__ import annotations
 
 import io as _io
+import logging
+import os
+import secrets
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from ..errors import InputError
+from .annex_e import Scrubber, new_file_meta
+from .dicom import _BURNED_IN_MODALITIES as BURNED_IN_MODALITIES  # pixels that often show burned-in details
+from .dicom import looks_like_dicom
 
-METHOD = "PS3.15 Annex E Basic Profile; medimg_demo"  # LO: at most 64 characters
+log = logging.getLogger(__name__)
 
-#: Attributes removed outright (X in the profile) wherever they appear.
-REMOVE = {
-    "PatientAddress", "PatientTelephoneNumbers", "OtherPatientIDs", "OtherPatientNames", "OtherPatientIDsSequence",
-    "PatientBirthTime", "PatientBirthName", "PatientMotherBirthName", "MilitaryRank", "BranchOfService",
-    "EthnicGroup", "Occupation", "AdditionalPatientHistory", "PatientComments", "PatientAge", "PatientSize",
-    "PatientWeight", "MedicalRecordLocator", "ResponsiblePerson", "ResponsibleOrganization", "CountryOfResidence",
-    "RegionOfResidence", "PatientInsurancePlanCodeSequence", "PatientReligiousPreference", "MedicalAlerts",
-    "Allergies", "PregnancyStatus", "SmokingStatus", "LastMenstrualDate", "PatientState", "InstitutionName",
-    "InstitutionAddress", "InstitutionalDepartmentName", "InstitutionCodeSequence", "ReferringPhysicianAddress",
-    "ReferringPhysicianTelephoneNumbers", "ReferringPhysicianIdentificationSequence", "PhysiciansOfRecord",
-    "PhysiciansOfRecordIdentificationSequence", "PerformingPhysicianName", "PerformingPhysicianIdentificationSequence",
-    "NameOfPhysiciansReadingStudy", "PhysiciansReadingStudyIdentificationSequence", "OperatorsName",
-    "OperatorIdentificationSequence", "RequestingPhysician", "RequestingService", "StationName", "DeviceSerialNumber",
-    "ProtocolName", "StudyDescription", "SeriesDescription", "ImageComments", "RequestAttributesSequence",
-    "AdmittingDiagnosesDescription", "AdmissionID", "IssuerOfAdmissionID", "PerformedProcedureStepID",
-    "PerformedProcedureStepDescription", "ScheduledProcedureStepID", "RequestedProcedureID", "CurrentPatientLocation",
-    "PatientInstitutionResidence", "ReferencedPatientSequence", "ReferencedStudySequence", "DerivationDescription",
-    "SourceImageSequence", "ReferencedImageSequence", "IssuerOfPatientID", "TextComments", "TextString",
-    "InterpretationText", "ClinicalTrialSponsorName", "ClinicalTrialSubjectID", "ClinicalTrialSubjectReadingID",
-    "PersonName", "PersonAddress", "PersonTelephoneNumbers", "VerifyingObserverName", "ContentCreatorName",
-    "AcquisitionDeviceProcessingDescription", "DetectorID", "PlateID", "CassetteID", "GantryID", "GeneratorID",
-}
-#: Attributes kept but emptied (Z): type 2 attributes an image must still carry.
-EMPTY = {"PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "ReferringPhysicianName", "StudyID"}
-#: Value representations emptied wherever they appear: person names, dates, times.
-EMPTY_VRS = {"PN", "DA", "DT", "TM"}
+METHOD = "PS3.15 Annex E Basic Profile (table 2026c); medimg_demo"  # LO: at most 64 characters
+BURNED_IN_DEID_WARNING = (
+    "The de-identified copy keeps the pixels as they are, and this image may show patient details burned into them "
+    "(it declares burned-in text, or is ultrasound / secondary capture without saying). The copy is marked "
+    "'Patient Identity Removed: NO'; check the pixels before sharing it."
+)
+#: Pixel data elements (Float, Double Float, Pixel Data); elements larger than _DEFER stay in the source while read.
+_PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
+_DEFER = 1024 * 1024
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 
 
-def deidentify(data: bytes) -> bytes:
-    """Bytes of a DICOM file -> bytes of a de-identified copy (pixel data unchanged)."""
+@dataclass(frozen=True)
+class DeidResult:
+    """A de-identified copy and what the caller must tell the user about it (no attribute values)."""
+
+    data: bytes
+    identity_removed: bool  # what PatientIdentityRemoved says: False where burned-in text may remain
+    warnings: tuple[str, ...] = ()
+
+
+def _burned_in(ds: Any) -> bool:
+    """Whether the pixels may show identifying text or features (so identity is not claimed removed)."""
+    burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
+    features = str(ds.get("RecognizableVisualFeatures", "") or "").strip().upper()
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    return burned == "YES" or features == "YES" or (burned != "NO" and modality in BURNED_IN_MODALITIES)
+
+
+def _header_start(raw: Any) -> int:
+    """File offset where a (raw, as read) element's tag starts."""
+    long_header = not raw.is_implicit_VR and str(raw.VR) in _LONG_VRS
+    return int(raw.value_tell) - (12 if long_header else 8)
+
+
+def _pixel_span(ds: Any, size: int) -> tuple[int, int] | None:
+    """[start, end) of the pixel data element in the source, when it can be copied byte for byte: it was too large
+    to be read (deferred) and the body is written in the encoding it was read in. ``None``: write it the usual way."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.uid import UID
+
+    tags = [t for t in _PIXEL_TAGS if t in ds]
+    raw = ds.get_item(tags[-1], keep_deferred=True) if tags else None
+    if not isinstance(raw, RawDataElement) or raw.value is not None or raw.value_tell is None:
+        return None
+    syntax = ds.file_meta.get("TransferSyntaxUID") if getattr(ds, "file_meta", None) is not None else None
+    if syntax is None or UID(syntax).is_deflated or ds.original_encoding != (UID(syntax).is_implicit_VR,
+                                                                               UID(syntax).is_little_endian):
+        return None
+    start = _header_start(raw)
+    if raw.length != 0xFFFFFFFF:  # defined length; else encapsulated, up to the next element or the end
+        return start, int(raw.value_tell) + int(raw.length)
+    later = [_header_start(ds.get_item(t, keep_deferred=True)) for t in ds.keys() if t > tags[-1]]
+    return start, min(later, default=size)
+
+
+def _deidentify(fp: Any, size: int) -> tuple[bytes, tuple[int, int] | None, bool]:
+    """(de-identified header or whole file, the pixel element's source span still to copy, identity removed)."""
     import pydicom
     from pydicom.dataset import Dataset
+
+    ds = pydicom.dcmread(fp, force=True, defer_size=_DEFER)
+    if len(ds.keys()) == 0:
+        raise InputError("The DICOM file holds no attributes; it may be damaged. Export it again.")
+    span = _pixel_span(ds, size)
+    if span is not None:  # the pixel element and anything after it (padding, signatures: X) are not written here
+        first = [t for t in _PIXEL_TAGS if t in ds][-1]
+        for tag in [t for t in ds.keys() if t >= first]:
+            del ds[tag]
+    scrubber = Scrubber()
+    scrubber.scrub(ds)
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:  # written anew: no source AE title, private or sender data
+        ds.file_meta = meta = new_file_meta(meta, ds, scrubber)
+    identity_removed = not _burned_in(ds)
+    ds.PatientIdentityRemoved = "YES" if identity_removed else "NO"
+    ds.DeidentificationMethod = METHOD
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator = "113100", "DCM"
+    code.CodeMeaning = "Basic Application Confidentiality Profile"
+    ds.DeidentificationMethodCodeSequence = [code]
+    out = _io.BytesIO()
+    ds.save_as(out, enforce_file_format=meta is not None and "TransferSyntaxUID" in meta)
+    return out.getvalue(), span, identity_removed
+
+
+def _guarded(run: Any) -> Any:
+    """Run a de-identification step; any parser failure becomes an InputError naming no value."""
     from pydicom.errors import InvalidDicomError
-    from pydicom.sequence import Sequence
-    from pydicom.uid import generate_uid
 
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(_io.BytesIO(data), force=True)
-            _ = ds.keys()
-    except (InvalidDicomError, ValueError, TypeError, KeyError, EOFError, OSError) as exc:
-        raise InputError("Only a readable DICOM file can be de-identified.") from exc
+            warnings.simplefilter("ignore")  # pydicom's warnings can quote values
+            return run()
+    except InputError:
+        raise
+    except (InvalidDicomError, ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError, OSError,
+            OverflowError, NotImplementedError) as exc:
+        log.info("De-identification failed (%s)", type(exc).__name__)  # the type only: messages may quote values
+        raise InputError("This DICOM file's header is damaged and it cannot be de-identified; export it again.") from exc
 
-    uid_map: dict[str, str] = {}
 
-    def new_uid(old: str) -> str:
-        if old.startswith("1.2.840.10008."):  # standard class/transfer-syntax UIDs identify no one
-            return old
-        if old not in uid_map:
-            uid_map[old] = generate_uid()
-        return uid_map[old]
+def _result(data: bytes, identity_removed: bool) -> DeidResult:
+    return DeidResult(data, identity_removed, () if identity_removed else (BURNED_IN_DEID_WARNING,))
 
-    def scrub(dataset: Dataset, elem) -> None:  # noqa: ANN001
-        kw = elem.keyword
-        if elem.tag.is_private or (elem.tag.group & 0xFF00) == 0x6000:  # private and overlay groups
-            del dataset[elem.tag]
-        elif kw in REMOVE:
-            del dataset[elem.tag]
-        elif kw in EMPTY or elem.VR in EMPTY_VRS:
-            elem.value = ""
-        elif elem.VR == "UI" and elem.value:
-            if isinstance(elem.value, (list, tuple)) or type(elem.value).__name__ == "MultiValue":
-                elem.value = [new_uid(str(v)) for v in elem.value]
-            else:
-                elem.value = new_uid(str(elem.value))
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds.remove_private_tags()
-        ds.walk(scrub)
-        meta = getattr(ds, "file_meta", None)
-        if meta is not None and "MediaStorageSOPInstanceUID" in meta:
-            meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID") or new_uid(str(meta.MediaStorageSOPInstanceUID))
-        ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = METHOD
-        code = Dataset()
-        code.CodeValue = "113100"
-        code.CodingSchemeDesignator = "DCM"
-        code.CodeMeaning = "Basic Application Confidentiality Profile"
-        ds.DeidentificationMethodCodeSequence = Sequence([code])
-        out = _io.BytesIO()
-        ds.save_as(out, enforce_file_format=meta is not None and "TransferSyntaxUID" in meta)
-    return out.getvalue()
+def deidentify_with_report(data: bytes) -> DeidResult:
+    """Bytes of a DICOM file -> a de-identified copy (pixel data unchanged) and the warnings to show with it."""
+    if not data or not looks_like_dicom(data):
+        raise InputError("Only a DICOM file can be de-identified (PNG and JPEG carry no DICOM attributes).")
+    header, span, identity_removed = _guarded(lambda: _deidentify(_io.BytesIO(data), len(data)))
+    if span is None:
+        return _result(header, identity_removed)
+    return _result(b"".join((header, memoryview(data)[span[0]:span[1]])), identity_removed)  # one copy
+
+
+def deidentify_file(src: str | os.PathLike[str], out: str | os.PathLike[str]) -> DeidResult:
+    """De-identify a file on disk into a new file, streaming the pixel data (memory stays small whatever the size);
+    written whole or not at all, the original never touched. ``DeidResult.data`` holds the header only."""
+    from .decode import MAX_BYTES
+
+    src_p, out_p = Path(src), Path(out)
+    tmp = out_p.with_name(f".{out_p.name}.{secrets.token_hex(4)}.partial")
+    try:
+        if out_p.resolve() == src_p.resolve():
+            raise InputError("The copy must go to a new file: the original is never overwritten.")
+        size = src_p.stat().st_size
+        if size > MAX_BYTES:
+            raise InputError(f"The file is over the limit of {MAX_BYTES / 1e6:.0f} MB (MEDIMG_MAX_UPLOAD_MB).")
+        with open(src_p, "rb") as fp, open(tmp, "wb") as dst:
+            if not looks_like_dicom(fp.read(132)):
+                raise InputError("Only a DICOM file can be de-identified (PNG and JPEG carry no DICOM attributes).")
+            fp.seek(0)
+            header, span, identity_removed = _guarded(lambda: _deidentify(fp, size))
+            dst.write(header)
+            if span is not None:
+                fp.seek(span[0])
+                left = span[1] - span[0]
+                while left > 0 and (chunk := fp.read(min(left, 1 << 20))):
+                    dst.write(chunk)
+                    left -= len(chunk)
+        os.replace(tmp, out_p)
+    except OSError as exc:
+        raise InputError("The file could not be read, or the copy written; check both paths.") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _result(header, identity_removed)
+
+
+def deidentify(data: bytes) -> bytes:
+    """Bytes of a DICOM file -> bytes of a de-identified copy (see :func:`deidentify_with_report` for warnings)."""
+    return deidentify_with_report(data).data

@@ -6,7 +6,8 @@ It keeps the pixels, the modality, the pixel spacing and the file's own display 
 Pipeline (PS3.3 C.7.6.3, C.11): stored values -> modality LUT (rescale slope/intercept or Modality LUT Sequence) =
 ``values`` (Hounsfield units for CT) -> VOI LUT Sequence or window centre/width -> MONOCHROME1 inversion -> ``pixels``
 in [0, 1] for display. Compressed transfer syntaxes decode through pydicom's plugins (pylibjpeg: JPEG, JPEG-LS,
-JPEG 2000, RLE).
+JPEG 2000, RLE). Memory stays bounded: the header is read without the pixel data, one frame is decoded straight
+from the file, and a frame larger than MAX_SIDE is block-averaged strip by strip in float32 (spacing scaled).
 """
 
 from __future__ import annotations

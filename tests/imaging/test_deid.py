@@ -1,0 +1,408 @@
+"""De-identification against PS3.15 Table E.1-1, generated from dicom-anonymizer's own table.
+
+A unique marker is planted in every attribute of the table (at the top level, inside a sequence item and inside an
+item two sequences deep), plus private groups, an overlay and a curve group; after de-identification no marker may
+survive anywhere in the bytes or the data set, and each attribute must show the action the profile gives it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from pydicom import config, dcmread
+from pydicom.datadict import dictionary_has_tag, dictionary_VR
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.tag import Tag
+from pydicom.uid import UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+from pydicom.valuerep import validate_value
+
+from conftest import dicom_bytes, gradient, png_bytes
+from medimg_demo.errors import InputError
+from medimg_demo.imaging.annex_e import APPLIED, TABLE_EDITION
+from medimg_demo.imaging.deid import deidentify, deidentify_with_report
+
+SECRETS = ("Doe", "Jane", "PID-998877", "19600101", "Hidden Road", "Secretia")
+UID_ROOT = "1.2.3.999."  # planted UIDs; generated ones (2.25.<digits>) never contain it
+NEST = ("SharedFunctionalGroupsSequence", "PlanePositionSequence")  # not in the table: kept, profile applied inside
+
+
+def _table() -> dict[int, str]:
+    """tag -> action code, straight from the library (independent of the code under test)."""
+    from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
+
+    codes = {"D_TAGS": "D", "Z_TAGS": "Z", "X_TAGS": "X", "U_TAGS": "U", "Z_D_TAGS": "Z/D", "X_Z_TAGS": "X/Z",
+             "X_D_TAGS": "X/D", "X_Z_D_TAGS": "X/Z/D", "X_Z_U_STAR_TAGS": "X/Z/U*"}
+    db = dicom_anonymization_database_selector(TABLE_EDITION)
+    out: dict[int, str] = {}
+    for cat, code in codes.items():
+        for entry in db[cat]:
+            if len(entry) == 2:
+                out[(entry[0] << 16) | entry[1]] = code
+    return out
+
+
+TABLE = _table()
+
+
+@dataclass
+class Planted:
+    markers: list[Any]  # every value planted (str, bytes or int)
+
+    def text(self) -> list[str]:
+        return [m for m in self.markers if isinstance(m, str)]
+
+
+def _vr(tag: int) -> str:
+    """The tag's VR in pydicom's dictionary; LO for attributes newer than it (pydicom can still write them)."""
+    if not dictionary_has_tag(tag):
+        return "LO"
+    return dictionary_VR(tag).split(" or ")[0]
+
+
+def _marker(vr: str, n: int, planted: Planted) -> Any:
+    """A value unique to (attribute, level), valid for the VR."""
+    if vr == "PN":
+        value: Any = f"MKR{n:05d}Q^Secret"
+    elif vr == "DA":
+        value = (dt.date(1901, 1, 1) + dt.timedelta(days=n)).strftime("%Y%m%d")
+    elif vr == "TM":
+        value = f"235959.{900000 + n:06d}"
+    elif vr == "DT":
+        value = f"19020304050607.{900000 + n:06d}"
+    elif vr == "UI":
+        value = f"{UID_ROOT}{n}.7"
+    elif vr == "AS":
+        value = f"{n % 1000:03d}W"
+    elif vr == "DS":
+        value = f"{90000 + n}.25"
+    elif vr == "IS":
+        value = f"{90000 + n}"
+    elif vr in ("US", "SS", "UL", "SL"):
+        value = 40000 + n
+    elif vr in ("FL", "FD"):
+        value = 40000.5 + n
+    elif vr in ("OB", "OW", "UN"):
+        value = f"MKR{n:05d}Q".encode() + b"\x00"
+    elif vr == "UR":
+        value = f"http://MKR{n:05d}Q.invalid"
+    else:  # AE, CS, LO, LT, SH, ST, UC, UT
+        value = f"MKR{n:05d}Q"
+    planted.markers.append(value)
+    return value
+
+
+def _item_for_sequence(n: int, sop_uid: str, planted: Planted) -> Dataset:
+    """The item planted in each sequence of the table: a person name (D), a referenced instance UID (U)."""
+    item = Dataset()
+    item.PersonName = _marker("PN", n, planted)
+    item.ReferencedSOPClassUID = SecondaryCaptureImageStorage
+    item.ReferencedSOPInstanceUID = sop_uid  # the file's own SOP Instance UID: must map to the same new UID
+    return item
+
+
+def _plant_all(ds: Dataset, level: int, sop_uid: str, planted: Planted) -> int:
+    """Every attribute of the table, with a marker; returns how many were planted."""
+    count = 0
+    for tag in sorted(TABLE):
+        if (tag >> 16) in (0x0000, 0x0002):
+            continue  # command set elements cannot be in a file; file meta: planted separately
+        vr = _vr(tag)
+        n = level * 10000 + count
+        if tag == 0x00080018:
+            value: Any = sop_uid  # SOP Instance UID: the same at every level (consistency)
+        elif vr == "SQ":
+            value = Sequence([_item_for_sequence(n, sop_uid, planted)])
+        else:
+            value = _marker(vr, n, planted)
+        ds.add(DataElement(Tag(tag), vr, value))
+        count += 1
+    # Private groups (with and without a known creator), an overlay and a curve group.
+    block = ds.private_block(0x0011, "MEDIMG TEST", create=True)
+    block.add_new(0x01, "LO", _marker("LO", level * 10000 + 9001, planted))
+    block.add_new(0x02, "PN", _marker("PN", level * 10000 + 9002, planted))
+    ds.add(DataElement(Tag(0x0009, 0x1010), "UN", _marker("UN", level * 10000 + 9003, planted)))
+    ds.add(DataElement(Tag(0x6000, 0x0010), "US", 8))
+    ds.add(DataElement(Tag(0x6000, 0x0011), "US", 8))
+    ds.add(DataElement(Tag(0x6000, 0x0022), "LO", _marker("LO", level * 10000 + 9004, planted)))
+    ds.add(DataElement(Tag(0x6000, 0x3000), "OW", _marker("OW", level * 10000 + 9005, planted)))
+    ds.add(DataElement(Tag(0x6000, 0x4000), "LT", _marker("LT", level * 10000 + 9006, planted)))
+    ds.add(DataElement(Tag(0x5000, 0x2500), "LO", _marker("LO", level * 10000 + 9007, planted)))
+    ds.add(DataElement(Tag(0x5000, 0x3000), "OB", _marker("OB", level * 10000 + 9008, planted)))
+    return count
+
+
+def _marked_dicom(modality: str = "CT") -> tuple[bytes, Planted, int, str]:
+    planted = Planted([])
+    sop_uid = f"{UID_ROOT}424242.1"
+    planted.markers.append(sop_uid)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.SourceApplicationEntityTitle = _marker("AE", 99999, planted)
+    ds = Dataset()
+    ds.file_meta = meta
+    n_top = _plant_all(ds, 0, sop_uid, planted)
+    deep = Dataset()
+    _plant_all(deep, 2, sop_uid, planted)
+    shallow = Dataset()
+    _plant_all(shallow, 1, sop_uid, planted)
+    setattr(shallow, NEST[1], Sequence([deep]))
+    setattr(ds, NEST[0], Sequence([shallow]))
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.Modality = modality
+    ds.Rows, ds.Columns = 64, 64
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    # Grey levels under 0x28: the pixel bytes can never spell a text or digit marker.
+    ds.PixelData = (gradient(64, 64) * 39).astype(np.uint8).tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue(), planted, n_top, sop_uid
+
+
+def _walk_all(ds: Dataset):  # noqa: ANN202
+    """Every element of the data set, its file meta and every nested item."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        yield from meta
+    stack = [ds]
+    while stack:
+        current = stack.pop()
+        for elem in current:
+            yield elem
+            if elem.VR == "SQ":
+                stack.extend(elem.value)
+
+
+def _values(elem: DataElement) -> list[Any]:
+    v = elem.value
+    if v is None or elem.VR == "SQ":
+        return []
+    return list(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue" else [v]
+
+
+@pytest.fixture(scope="module")
+def marked() -> dict[str, Any]:
+    data, planted, n_top, sop_uid = _marked_dicom()
+    result = deidentify_with_report(data)
+    return {"data": data, "planted": planted, "n_top": n_top, "sop_uid": sop_uid, "result": result,
+            "out": dcmread(io.BytesIO(result.data)), "original": dcmread(io.BytesIO(data))}
+
+
+def test_no_marker_survives_in_bytes_or_data_set(marked: dict[str, Any]) -> None:
+    out, planted = marked["out"], marked["planted"]
+    assert marked["n_top"] == len([t for t in TABLE if (t >> 16) not in (0, 2)]) > 600  # the whole table was planted
+    # Bytes: every text marker (names, text, dates, times, decimal numbers, planted UIDs, binary strings). The new
+    # UIDs are cut out first: a random 2.25.<digits> UID could by chance contain an 8-digit date marker.
+    blob = marked["result"].data
+    new_uids = {str(v) for e in _walk_all(out) if e.VR == "UI" for v in _values(e)}
+    for uid in sorted(new_uids, key=len, reverse=True):
+        assert UID_ROOT not in uid
+        blob = blob.replace(uid.encode(), b"")
+    searchable = [m.encode() if isinstance(m, str) else m for m in planted.markers if isinstance(m, (str, bytes))]
+    survivors = [m for m in searchable if m in blob]
+    assert survivors == [], f"{len(survivors)} markers survive in the bytes"
+    assert UID_ROOT.encode() not in marked["result"].data
+    # Data set: every value of every element at every level, numbers included.
+    text_markers = planted.text()
+    other_markers = {m for m in planted.markers if not isinstance(m, str)}
+    found = []
+    for elem in _walk_all(out):
+        for v in _values(elem):
+            if isinstance(v, (int, float, bytes)) and v in other_markers:
+                found.append(elem.tag)
+            elif isinstance(v, bytes):
+                found.extend(elem.tag for m in other_markers if isinstance(m, bytes) and m in v)
+            elif any(m in str(v) for m in text_markers if len(m) > 4):
+                found.append(elem.tag)
+    assert found == [], f"{len(found)} elements still hold a marker"
+    assert not any(e.tag.is_private for e in _walk_all(out))
+    assert not any(0x5000 <= e.tag.group <= 0x50FF or 0x6000 <= e.tag.group <= 0x60FF for e in _walk_all(out))
+
+
+def _level_datasets(out: Dataset) -> list[Dataset]:
+    shallow = getattr(out, NEST[0])[0]
+    return [out, shallow, getattr(shallow, NEST[1])[0]]
+
+
+@pytest.mark.parametrize("level", [0, 1, 2], ids=["top", "in-sequence", "two-deep"])
+def test_every_attribute_gets_its_action_at_every_level(marked: dict[str, Any], level: int) -> None:
+    original = _level_datasets(marked["original"])[level]
+    ds = _level_datasets(marked["out"])[level]
+    checked = {"D": 0, "Z": 0, "X": 0, "U": 0, "U*": 0}
+    for tag, code in TABLE.items():
+        if (tag >> 16) in (0x0000, 0x0002):
+            continue
+        applied = APPLIED[code]
+        vr = _vr(tag)
+        if applied == "X":
+            assert tag not in ds, f"{Tag(tag)} ({code}) not removed"
+        elif applied == "Z":
+            assert tag in ds and ds[tag].is_empty, f"{Tag(tag)} ({code}) not emptied"
+            assert ds[tag].VR == vr
+        elif applied == "D":
+            elem = ds[tag]
+            assert elem.VR == vr and not elem.is_empty, f"{Tag(tag)} ({code}) has no dummy"
+            if vr == "SQ":
+                assert all(len(item) > 0 for item in elem.value)
+            else:
+                validate_value(vr, elem.value, config.RAISE)  # a valid value of that VR
+                assert elem.value != original[tag].value
+        elif applied == "U":
+            new, old = ds[tag].value, original[tag].value
+            assert vr == "UI" and UID(new).is_valid and new != old, f"{Tag(tag)} ({code}) UID not replaced"
+        else:  # U*: the sequence stays, its instance UIDs replaced consistently
+            item = ds[tag].value[0]
+            assert item.ReferencedSOPInstanceUID == marked["out"].SOPInstanceUID
+            assert item.ReferencedSOPClassUID == SecondaryCaptureImageStorage
+        checked[applied] += 1
+    assert checked["D"] > 100 and checked["Z"] > 40 and checked["X"] > 400 and checked["U"] > 50 and checked["U*"] == 2
+
+
+def test_uids_replaced_consistently_within_the_file(marked: dict[str, Any]) -> None:
+    out = marked["out"]
+    new = out.SOPInstanceUID
+    assert new != marked["sop_uid"] and UID(new).is_valid
+    assert out.file_meta.MediaStorageSOPInstanceUID == new
+    levels = _level_datasets(out)
+    assert [d.SOPInstanceUID for d in levels] == [new] * 3
+    # Every planted UID tag maps to one new UID wherever the same old UID appeared (here: the file's own).
+    own = {d.ReferencedSOPInstanceUID for d in levels}  # the attribute itself, planted with its own marker
+    refs = [e.value for e in _walk_all(out) if e.keyword == "ReferencedSOPInstanceUID" and e.value not in own]
+    assert len(refs) > 20 and set(refs) == {new}  # items of the kept (D, X/D, X/Z/D, X/Z/U*) sequences
+    assert len(own) == 3 and new not in own
+    # Distinct old UIDs get distinct new ones.
+    study = [d.StudyInstanceUID for d in levels]
+    assert len(set(study)) == 3 and new not in study
+    assert out.SOPClassUID == SecondaryCaptureImageStorage  # class UIDs identify no one: kept
+
+
+def test_pixels_unchanged_and_identity_marked(marked: dict[str, Any]) -> None:
+    out, original = marked["out"], marked["original"]
+    assert out.PixelData == original.PixelData
+    np.testing.assert_array_equal(out.pixel_array, original.pixel_array)
+    assert marked["result"].identity_removed and marked["result"].warnings == ()
+    assert out.PatientIdentityRemoved == "YES" and "Annex E" in out.DeidentificationMethod
+    assert out.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+
+
+@pytest.mark.parametrize(
+    ("modality", "burned", "claims"),
+    [("CT", None, True), ("CT", "YES", False), ("MR", "NO", True), ("US", None, False), ("SC", None, False),
+     ("US", "NO", True), ("OT", "YES", False)],
+)
+def test_identity_removed_only_where_no_burned_in_text_is_known(modality: str, burned: str | None, claims: bool) -> None:
+    data = dicom_bytes((gradient() * 255).astype(np.uint8), modality=modality)
+    if burned is not None:
+        ds = dcmread(io.BytesIO(data))
+        ds.BurnedInAnnotation = burned
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        data = buf.getvalue()
+    result = deidentify_with_report(data)
+    out = dcmread(io.BytesIO(result.data))
+    assert out.PatientIdentityRemoved == ("YES" if claims else "NO")
+    assert result.identity_removed is claims
+    assert (result.warnings == ()) is claims
+    if not claims:
+        assert "burned" in result.warnings[0]
+    assert deidentify(data)[:132] == result.data[:132]  # the bytes-only API gives the same file
+
+
+def test_recognisable_features_are_not_claimed_removed() -> None:
+    ds = dcmread(io.BytesIO(dicom_bytes((gradient() * 255).astype(np.uint8), modality="MR")))
+    ds.RecognizableVisualFeatures = "YES"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    result = deidentify_with_report(buf.getvalue())
+    assert not result.identity_removed and dcmread(io.BytesIO(result.data)).PatientIdentityRemoved == "NO"
+
+
+@pytest.mark.parametrize("data", [b"", png_bytes((gradient() * 255).astype(np.uint8)), b"not a dicom file" * 20])
+def test_non_dicom_is_refused(data: bytes) -> None:
+    with pytest.raises(InputError, match="DICOM"):
+        deidentify(data)
+
+
+def test_cli_deidentify(tmp_path, caplog, capsys) -> None:
+    from medimg_demo.cli import main
+
+    src = tmp_path / "Doe_Jane_PID-998877.dcm"
+    src.write_bytes(dicom_bytes((gradient(64, 64) * 3000).astype(np.uint16), modality="US"))
+    out = tmp_path / "copy.dcm"
+    caplog.set_level(logging.DEBUG)
+    assert main(["deidentify", str(src), "--out", str(out)]) == 0
+    copy = out.read_bytes()
+    for secret in SECRETS:
+        assert secret.encode() not in copy
+    ds = dcmread(out)
+    assert ds.PatientIdentityRemoved == "NO"  # ultrasound without BurnedInAnnotation: not claimed
+    printed = capsys.readouterr()
+    text = printed.out + printed.err + caplog.text
+    assert "burned" in caplog.text
+    for secret in SECRETS:
+        assert secret not in text
+
+    png = tmp_path / "image.png"
+    png.write_bytes(png_bytes((gradient() * 255).astype(np.uint8)))
+    assert main(["deidentify", str(png), "--out", str(tmp_path / "x.dcm")]) == 2
+    assert "DICOM" in caplog.text and not (tmp_path / "x.dcm").exists()
+    assert main(["deidentify", str(src), "--out", str(src)]) == 2  # never overwrite the original in place
+
+
+def _large_dicom(kind: str) -> bytes:
+    """Over 1 MB of pixel data (so it is copied byte for byte, never parsed), with PHI and a trailing padding."""
+    from pydicom.uid import ImplicitVRLittleEndian, RLELossless
+
+    rng = np.random.default_rng(7)
+    frames = rng.integers(0, 4000, (4, 640, 600)).astype(np.uint16)
+    ds = dcmread(io.BytesIO(dicom_bytes(frames[0])))
+    ds.NumberOfFrames = len(frames)
+    if kind == "rle":
+        ds.compress(RLELossless, frames)
+    else:
+        ds.PixelData = frames.tobytes()
+    ds.add(DataElement(Tag(0xFFFC, 0xFFFC), "OB", b"Doe^Jane" * 4))
+    buf = io.BytesIO()
+    if kind == "implicit":
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        ds.save_as(buf, enforce_file_format=True, implicit_vr=True, little_endian=True)
+    else:
+        ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["explicit", "implicit", "rle"])
+def test_large_pixel_data_is_copied_byte_for_byte_from_bytes_and_files(kind: str, tmp_path, monkeypatch) -> None:
+    from medimg_demo.imaging import deid
+
+    data = _large_dicom(kind)
+    spans: list[Any] = []
+    real = deid._pixel_span
+    monkeypatch.setattr(deid, "_pixel_span", lambda *a: spans.append(real(*a)) or spans[-1])
+    src, dst = tmp_path / "in.dcm", tmp_path / "out.dcm"
+    src.write_bytes(data)
+    from_file = deid.deidentify_file(src, dst)
+    assert len(spans) == 1 and spans[0] is not None  # streamed, not parsed and rewritten
+    original = dcmread(io.BytesIO(data))
+    for out_bytes in (deidentify(data), dst.read_bytes()):
+        out = dcmread(io.BytesIO(out_bytes))
+        assert out.PixelData == original.PixelData
+        np.testing.assert_array_equal(out.pixel_array, original.pixel_array)
+        for secret in SECRETS:
+            assert secret.encode() not in out_bytes
+        assert "DataSetTrailingPadding" not in out and out.PatientIdentityRemoved == "YES"
+        assert out.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
+    assert from_file.identity_removed and src.read_bytes() == data
