@@ -58,9 +58,11 @@ class GateStats:
         if self.method == "mahalanobis":
             if self.means is None or self.precision is None:
                 raise ModelError("The Mahalanobis gate has no statistics; fit it with `python -m medimg_demo gate`.")
+            # (f - m)' P (f - m) = f'Pf - 2 f'Pm + m'Pm for every class mean m: one matrix product per batch
             f = _normalise(pooled)
-            d = f[:, None, :] - self.means[None, :, :]  # (N, K, C)
-            dist = np.einsum("nkc,cd,nkd->nk", d, self.precision, d)
+            pm = self.means @ self.precision  # (K, C); P is symmetric
+            dist = (np.einsum("nc,nc->n", f @ self.precision, f)[:, None] - 2.0 * f @ pm.T
+                    + np.einsum("kc,kc->k", pm, self.means)[None, :])
             return dist.min(axis=1)
         if self.method == "knn":
             if self.bank is None:
