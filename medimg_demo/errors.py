@@ -21,3 +21,15 @@ class DataError(MedimgError):
 
 class ConfigError(ModelError):
     """A model's config.json breaks its schema; the message names the field and what it must be."""
+
+
+class StoreError(MedimgError):
+    """The feedback store cannot be read or written (read-only or full folder, locked or damaged file)."""
+
+
+class AccessError(MedimgError):
+    """The caller is not logged in, or their role does not allow this action."""
+
+
+class ReportError(MedimgError):
+    """A case report could not be written (output folder missing or read-only); the message says what to change."""

@@ -1,12 +1,16 @@
-"""Tables and figures of an evaluation: overall and per-class tables, confusion matrix, ROC curves and the
-reliability diagram (matplotlib, Agg backend)."""
+"""Tables and figures of an evaluation: overall and per-class tables with readable names, confusion matrix, ROC
+curves, the reliability diagram (equal-count bins with their counts) and one-line verdicts on explanation quality
+(matplotlib, Agg backend)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, roc_curve
 
 matplotlib.use("Agg")
@@ -14,52 +18,131 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless back
 
 from .metrics import auc_binary, ece
 
+#: Readable names of the metric keys in ``metrics.csv`` (a ``stage_`` prefix reads "Stage ...").
+METRIC_NAMES = {
+    "accuracy": "Accuracy",
+    "macro_auc": "Macro AUC (one vs rest)",
+    "ece": "Expected calibration error (ECE)",
+    "ece_uncalibrated": "ECE before temperature scaling",
+    "any_tumor_sensitivity": "Sensitivity for any tumor (vs no tumor)",
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "precision": "Precision (PPV)",
+    "f1": "F1 score",
+    "auc": "AUC (one vs rest)",
+}
+
+
+#: Column order of the per-class tables: what a clinician reads first.
+PER_CLASS_ORDER = ("sensitivity", "specificity", "precision", "f1", "auc")
+
+
+def metric_name(key: str) -> str:
+    """Readable name of a metric key ("macro_auc" -> "Macro AUC (one vs rest)"; "stage_ece" -> "Stage expected ...")."""
+    if key.startswith("stage_"):
+        name = metric_name(key.removeprefix("stage_"))
+        return "Stage " + (name if name[:3].isupper() else name[0].lower() + name[1:])
+    return METRIC_NAMES.get(key, key.replace("_", " ").capitalize())
+
+
+def _name(names: Mapping[str, str] | None, label: str) -> str:
+    return names.get(label, label) if names else label
+
+
 # ----------------------------------------------------------------------------------------------
-def per_class_table(metrics: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
-    """Rows = classes, columns = sensitivity/specificity/precision/F1/AUC as 'value [lo, hi]'."""
+def per_class_table(metrics: pd.DataFrame, prefix: str = "", names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Rows = classes (readable ``names`` where given), columns = sensitivity/specificity/precision/f1/auc as
+    'value [lo, hi]' with two decimals, so that the five columns fit beside the class name."""
     m = metrics[(metrics["class"].fillna("") != "") & metrics["metric"].str.startswith(prefix)]
     if prefix == "":
         m = m[~m["metric"].str.startswith("stage_")]
     m = m.assign(metric=m["metric"].str.removeprefix(prefix),
-                 cell=[f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in zip(m["value"], m["ci_low"], m["ci_high"])])
-    return m.pivot(index="class", columns="metric", values="cell").reset_index()
+                 cell=[f"{v:.2f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in zip(m["value"], m["ci_low"], m["ci_high"])])
+    order = list(dict.fromkeys(m["class"]))  # the model's label order, not alphabetical
+    table = m.pivot(index="class", columns="metric", values="cell").reindex(order)
+    columns = [c for c in PER_CLASS_ORDER if c in table.columns] + [c for c in table.columns if c not in PER_CLASS_ORDER]
+    table = table[columns].reset_index()
+    table["class"] = [_name(names, c) for c in table["class"]]
+    table.columns.name = None
+    return table.rename(columns={"class": "Stage" if prefix == "stage_" else "Class"})
 
 
 def overall_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Rows = metrics without a class: value and its 95% interval."""
+    """Rows = metrics without a class, by readable name: value and its 95% interval."""
     m = metrics[metrics["class"].fillna("") == ""]
     return pd.DataFrame({
-        "metric": m["metric"],
-        "value": m["value"].round(3),
+        "Metric": [metric_name(k) for k in m["metric"]],
+        "Value": m["value"].round(3).to_numpy(),
         "95% CI": [f"[{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else "" for lo, hi in zip(m["ci_low"], m["ci_high"])],
     })
 
 
-def confusion_figure(cases: pd.DataFrame, labels: list[str]) -> Figure:
+def explanation_verdicts(metrics: pd.DataFrame, task_title: str) -> list[str]:
+    """One line per explanation-quality measure present, read from the numbers: is the heatmap order better than a
+    random order (deletion, insertion), does the heatmap depend on the learned weights (sanity), does it hit the
+    lesion. "Better" needs the 95% intervals apart; overlapping intervals are said to be inconclusive."""
+    rows = {r["metric"]: r for _, r in metrics[metrics["class"].fillna("") == ""].iterrows()}
+    task = task_title[:1].lower() + task_title[1:] if task_title[:2] != task_title[:2].upper() else task_title
+    out = []
+    for kind, lower_better in (("deletion", True), ("insertion", False)):
+        h, r = rows.get(f"explain_{kind}_auc"), rows.get(f"explain_{kind}_auc_random")
+        if h is None or r is None:
+            continue
+        nums = f"AUC {h['value']:.3f} vs {r['value']:.3f} random"
+        better = h["value"] < r["value"] if lower_better else h["value"] > r["value"]
+        apart = h["ci_high"] < r["ci_low"] if lower_better else h["ci_low"] > r["ci_high"]
+        if not better:
+            out.append(f"{kind}: the heatmap order is not better than random for {task} ({nums})")
+        elif apart:
+            out.append(f"{kind}: the heatmap order is better than random for {task} ({nums}; 95% intervals apart)")
+        else:
+            out.append(f"{kind}: the heatmap order is slightly better than random for {task}, "
+                       f"but the 95% intervals overlap ({nums})")
+    s = rows.get("explain_randomised_rank_corr")
+    if s is not None:
+        rho = s["value"]
+        out.append(f"sanity: the heatmap changes when the model's last stage is randomised (rank correlation {rho:.2f}, "
+                   f"under 0.5 in absolute value): it depends on what the model learned" if abs(rho) < 0.5 else
+                   f"sanity: the heatmap barely changes when the model's last stage is randomised (rank correlation "
+                   f"{rho:.2f}): it may show image structure rather than what the model learned")
+    p = rows.get("explain_pointing_hit")
+    if p is not None:
+        out.append(f"pointing game: the heatmap's peak lies inside the lesion in {p['value']:.0%} of test images")
+    iou = rows.get("explain_iou")
+    if iou is not None:
+        out.append(f"overlap: the heatmap's hot area (at least half its maximum) overlaps the lesion with IoU "
+                   f"{iou['value']:.2f} (1 = the same area)")
+    return out
+
+
+def confusion_figure(cases: pd.DataFrame, labels: list[str], names: Mapping[str, str] | None = None) -> Figure:
+    """Counts of true x predicted class on the test split, axes in readable class names."""
     cm = confusion_matrix(cases["label"], cases["pred"], labels=labels)
-    fig, ax = plt.subplots(figsize=(5, 4.2))
+    shown = [_name(names, l) for l in labels]
+    fig, ax = plt.subplots(figsize=(5.4, 4.6))
     ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=8)
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xticks(range(len(labels)), shown, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), shown, fontsize=8)
     for i in range(len(labels)):
         for j in range(len(labels)):
             ax.text(j, i, cm[i, j], ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title("Confusion matrix (test split)")
+    ax.set_title(f"Confusion matrix (test split, {len(cases)} images)")
     fig.tight_layout()
     return fig
 
 
-def roc_figure(cases: pd.DataFrame, labels: list[str]) -> Figure:
-    fig, ax = plt.subplots(figsize=(5, 4.2))
+def roc_figure(cases: pd.DataFrame, labels: list[str], names: Mapping[str, str] | None = None) -> Figure:
+    """One-vs-rest ROC curve per class with its AUC."""
+    fig, ax = plt.subplots(figsize=(5.4, 4.6))
     for name in labels:
         y = (cases["label"] == name).to_numpy()
         s = cases[f"p_{name}"].to_numpy()
         if y.all() or not y.any():
             continue
         fpr, tpr, _ = roc_curve(y, s)
-        ax.plot(fpr, tpr, label=f"{name} (AUC {auc_binary(y, s):.3f})")
+        ax.plot(fpr, tpr, label=f"{_name(names, name)} (AUC {auc_binary(y, s):.3f})")
     ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
@@ -69,26 +152,63 @@ def roc_figure(cases: pd.DataFrame, labels: list[str]) -> Figure:
     return fig
 
 
-def reliability_figure(cases: pd.DataFrame, labels: list[str], n_bins: int = 15) -> Figure:
+def reliability_bins(n_cases: int) -> int:
+    """Equal-count bins for a test set of ``n_cases``: about 25 images a bin, at least 5 and at most 10 bins."""
+    return int(np.clip(n_cases // 25, 5, 10))
+
+
+def _curve(correct: np.ndarray, conf: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean confidence, accuracy, images) per non-empty equal-count bin: scikit-learn's quantile calibration curve
+    with the counts of the same bins (its edges, so tied confidences that merge bins are counted as merged)."""
+    acc, mean_conf = calibration_curve(correct.astype(int), conf, n_bins=n_bins, strategy="quantile")
+    edges = np.percentile(conf, np.linspace(0, 100, n_bins + 1))
+    counts = np.bincount(np.searchsorted(edges[1:-1], conf), minlength=n_bins)
+    counts = counts[counts > 0]
+    if len(counts) != len(acc):
+        raise RuntimeError("reliability bins and their counts disagree; check scikit-learn's calibration_curve")
+    return mean_conf, acc, counts
+
+
+def reliability_figure(cases: pd.DataFrame, labels: list[str], n_bins: int | None = None) -> Figure:
+    """Accuracy against top-class confidence, before and after temperature scaling, in equal-count bins (default
+    :func:`reliability_bins`: a 125-image test set gets 5 bins of 25), with a table of each bin's mean confidence,
+    accuracy and number of images under the plot (confident bins pile up near 1.0, where labels on the points
+    would overlap). The axes start just below the lowest bin. The ECE in the legend is the table's (15 equal-width
+    bins)."""
     y = cases["label"].map({l: i for i, l in enumerate(labels)}).to_numpy()
-    fig, ax = plt.subplots(figsize=(5, 4.2))
-    edges = np.linspace(0, 1, n_bins + 1)
-    for prefix, name in (("raw_p_", "before (T = 1)"), ("p_", "after temperature scaling")):
+    n_bins = n_bins or reliability_bins(len(cases))
+    fig, (ax, tab) = plt.subplots(2, 1, figsize=(5.6, 5.8), gridspec_kw={"height_ratios": [3.2, 1]})
+    lows, rows = [0.5], None
+    for prefix, name, style in (("raw_p_", "before (T = 1)", "s--"), ("p_", "after temperature scaling", "o-")):
         if not all(f"{prefix}{l}" in cases for l in labels):
             continue
         probs = cases[[f"{prefix}{l}" for l in labels]].to_numpy()
         conf, correct = probs.max(1), probs.argmax(1) == y
-        xs, ys = [], []
-        for lo, hi in zip(edges[:-1], edges[1:]):
-            m = (conf > lo) & (conf <= hi)
-            if m.any():
-                xs.append(conf[m].mean())
-                ys.append(correct[m].mean())
-        ax.plot(xs, ys, "o-", label=f"{name}: ECE {ece(y, probs, n_bins):.3f}")
-    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
+        xs, ys, counts = _curve(correct, conf, n_bins)
+        line, = ax.plot(xs, ys, style, markersize=5, label=f"{name}: ECE {ece(y, probs):.3f}")
+        lows += [float(xs.min()), float(ys.min())]
+        if prefix == "p_":
+            last = (-1.0, -1.0)
+            for i, (x, yy) in enumerate(zip(xs, ys), 1):
+                if np.hypot(x - last[0], yy - last[1]) > 0.02:  # bins piled up near 1.0 share the first one's number
+                    ax.annotate(str(i), (x, yy), textcoords="offset points", xytext=(-8, 3), fontsize=7,
+                                color=line.get_color())
+                    last = (x, yy)
+            rows = [[f"{v:.3f}" for v in xs], [f"{v:.2f}" for v in ys], [str(int(c)) for c in counts]]
+    lo = max(0.0, np.floor(min(lows) * 20) / 20 - 0.05)
+    ax.plot([lo, 1], [lo, 1], "--", color="grey", linewidth=0.8, label="perfect calibration")
+    ax.set_xlim(lo, 1.005)
+    ax.set_ylim(lo, 1.02)
     ax.set_xlabel("confidence (top class)")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"Reliability diagram ({n_bins} bins)")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(f"Reliability diagram ({len(cases)} images, {n_bins} equal-count bins)", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+    tab.axis("off")
+    if rows is not None:
+        table = tab.table(cellText=rows, rowLabels=["mean confidence", "accuracy", "images"],
+                          colLabels=[f"bin {i}" for i in range(1, len(rows[0]) + 1)], loc="center", cellLoc="center")
+        table.auto_set_font_size(False)
+        table.set_fontsize(7 if len(rows[0]) <= 6 else 6)
+        tab.set_title("Bins after temperature scaling, left to right on the curve", fontsize=8)
     fig.tight_layout()
     return fig

@@ -12,7 +12,8 @@ import pandas as pd
 
 from ..eval.cache import Results, find_results
 from ..eval.gallery import write_gallery
-from ..eval.plots import confusion_figure, overall_table, per_class_table, reliability_figure, roc_figure
+from ..eval.plots import (confusion_figure, explanation_verdicts, overall_table, per_class_table, reliability_figure,
+                          roc_figure)
 from ..models.config import ModelConfig
 from ..models.registry import get_model
 from ..paths import data_root, runs_dir
@@ -61,8 +62,11 @@ def performance_view(model_id: str | None) -> dict[str, Any]:
     explain_rows = m[m["metric"].str.startswith("explain_")]
     overall = overall_table(m[~m["metric"].str.startswith("explain_")])
     explain_md = ""
+    spec = get_task(cfg.task)
     if len(explain_rows):
-        lines = ["#### Explanation quality (Grad-CAM, test split)", "| measure | value [95% CI] |", "|---|---|"]
+        lines = ["#### Explanation quality (Grad-CAM, test split)",
+                 *(f"- {v}" for v in explanation_verdicts(explain_rows, spec.title)),
+                 "", "| measure | value [95% CI] |", "|---|---|"]
         for _, r in explain_rows.iterrows():
             lines.append(f"| {EXPLAIN_HELP.get(r['metric'], r['metric'])} | {r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] |")
         explain_md = "\n".join(lines)
@@ -72,16 +76,16 @@ def performance_view(model_id: str | None) -> dict[str, Any]:
     n = len(res.cases) if res.cases is not None else 0
     header = (f"**{cfg.id}** - weights sha256 `{(cfg.weights_sha256 or '')[:12]}` - {n} test images - "
               f"from `{res.folder.name}`. Research use only: these figures describe this data set, not clinical performance.")
-    note = get_task(cfg.task).performance_note
+    note = spec.performance_note
     if note:
         header += " " + note
     return {
         "header": header,
         "overall": overall,
-        "per_class": per_class_table(m),
+        "per_class": per_class_table(m, names=spec.label_names),
         "stage": per_class_table(m, "stage_") if cfg.stage_labels else empty,
-        "confusion": confusion_figure(res.cases, labels) if res.cases is not None else None,
-        "roc": roc_figure(res.cases, labels) if res.cases is not None else None,
+        "confusion": confusion_figure(res.cases, labels, spec.label_names) if res.cases is not None else None,
+        "roc": roc_figure(res.cases, labels, spec.label_names) if res.cases is not None else None,
         "reliability": reliability_figure(res.cases, labels) if res.cases is not None else None,
         "explain": explain_md,
         "gallery": res.gallery,

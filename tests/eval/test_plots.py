@@ -1,0 +1,63 @@
+"""Performance tab content: readable names in the tables, equal-count reliability bins with their counts, and
+explanation verdicts read from the numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from medimg_demo.eval.plots import (explanation_verdicts, metric_name, overall_table, per_class_table,
+                                    reliability_bins, reliability_figure)
+
+LABELS = ["adenocarcinoma", "normal", "squamous_cell_carcinoma"]
+
+
+def _row(metric: str, cls: str, value: float, lo: float, hi: float) -> dict[str, object]:
+    return {"metric": metric, "class": cls, "value": value, "ci_low": lo, "ci_high": hi}
+
+
+def test_tables_use_readable_metric_and_class_names() -> None:
+    m = pd.DataFrame([_row("accuracy", "", 0.9, 0.8, 0.95), _row("macro_auc", "", 0.97, 0.95, 0.99),
+                      _row("ece", "", 0.04, 0.02, 0.07), _row("stage_ece", "", 0.05, 0.03, 0.08),
+                      *(_row(k, c, 0.5, 0.4, 0.6) for c in ("normal", "squamous_cell_carcinoma")
+                        for k in ("auc", "f1", "sensitivity", "specificity", "precision"))])
+    overall = overall_table(m)
+    assert list(overall["Metric"]) == ["Accuracy", "Macro AUC (one vs rest)", "Expected calibration error (ECE)",
+                                       "Stage expected calibration error (ECE)"]
+    table = per_class_table(m, names={"squamous_cell_carcinoma": "Squamous cell carcinoma"})
+    assert list(table.columns) == ["Class", "sensitivity", "specificity", "precision", "f1", "auc"]
+    assert list(table["Class"]) == ["normal", "Squamous cell carcinoma"]  # model order; unnamed labels kept
+    assert table.iloc[0]["sensitivity"] == "0.50 [0.40, 0.60]"
+    assert metric_name("stage_f1") == "Stage F1 score" and metric_name("new_thing") == "New thing"
+
+
+def test_reliability_bins_suit_small_sets_and_print_their_counts() -> None:
+    assert reliability_bins(40) == 5 and reliability_bins(125) == 5 and reliability_bins(200) == 8
+    assert reliability_bins(646) == 10
+    rng = np.random.default_rng(0)
+    n = 125
+    raw = rng.dirichlet(np.ones(3) * 0.6, n)
+    labels = np.array([LABELS[rng.choice(3, p=p)] for p in raw])
+    cases = pd.DataFrame({"label": labels, **{f"p_{l}": raw[:, i] for i, l in enumerate(LABELS)},
+                          **{f"raw_p_{l}": raw[:, i] for i, l in enumerate(LABELS)}})
+    fig = reliability_figure(cases, LABELS)
+    ax, tab = fig.axes
+    assert "125 images, 5 equal-count bins" in ax.get_title()
+    cells = {(r, c): cell.get_text().get_text() for (r, c), cell in tab.tables[0].get_celld().items()}
+    counts = [int(cells[(3, c)]) for c in range(5)]  # row 0 is the header, row 3 the images per bin
+    assert sum(counts) == n and max(counts) - min(counts) <= 1
+    assert cells[(3, -1)] == "images" and cells[(0, 0)] == "bin 1"
+
+
+def test_explanation_verdicts_follow_the_numbers() -> None:
+    def rows(dele: tuple[float, float, float], rand: tuple[float, float, float]) -> pd.DataFrame:
+        return pd.DataFrame([_row("explain_deletion_auc", "", *dele), _row("explain_deletion_auc_random", "", *rand),
+                             _row("explain_randomised_rank_corr", "", 0.8, 0.7, 0.9)])
+
+    worse = explanation_verdicts(rows((0.35, 0.29, 0.41), (0.21, 0.15, 0.28)), "Lung CT")
+    assert worse[0].startswith("deletion: the heatmap order is not better than random for lung CT")
+    apart = explanation_verdicts(rows((0.30, 0.25, 0.35), (0.60, 0.52, 0.66)), "Brain MRI")
+    assert apart[0].startswith("deletion: the heatmap order is better than random for brain MRI")
+    overlap = explanation_verdicts(rows((0.50, 0.44, 0.56), (0.55, 0.50, 0.61)), "Breast ultrasound")
+    assert "slightly better than random for breast ultrasound, but the 95% intervals overlap" in overlap[0]
+    assert "barely changes" in worse[1]
