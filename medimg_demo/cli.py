@@ -268,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--oauth", action="store_true", help="upload the README with hf_oauth: true (Hugging Face logins)")
     d.add_argument("--dry-run", action="store_true", help="print the files to upload, one per line; no network")
     d.set_defaults(func=_cmd_deploy)
+    from .batch.cli import add_commands  # batch, export-onnx
+
+    add_commands(sub)
     return p
 
 

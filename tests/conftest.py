@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# In-process tests record predictions and feedback: keep them out of the developer's own state folder.
+os.environ.setdefault("MEDIMG_STATE_DIR", tempfile.mkdtemp(prefix="medimg-test-state-"))
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_ROOT = Path(os.environ.get("MEDIMG_DATA_DIR", REPO.parent / "shared" / "data"))

@@ -3,7 +3,8 @@ seeded case lists of reading sessions."""
 
 from __future__ import annotations
 
-from .store import Feedback, connect, export_csv, read_all, submit
+from .record import Feedback
+from .store import connect, export_csv, get_prediction, read_all, record_prediction, submit
 from .summary import summarise
 
-__all__ = ["Feedback", "connect", "export_csv", "read_all", "submit", "summarise"]
+__all__ = ["Feedback", "connect", "export_csv", "get_prediction", "read_all", "record_prediction", "submit", "summarise"]

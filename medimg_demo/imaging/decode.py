@@ -13,7 +13,9 @@ from .raster import read_raster
 from .study import ACCEPTED, Study
 
 #: Largest upload in bytes (the deployer may lower it with MEDIMG_MAX_UPLOAD_MB).
-MAX_BYTES = int(float(os.environ.get("MEDIMG_MAX_UPLOAD_MB", "200")) * 1024 * 1024)
+#: 100 MB by default: de-identifying a DICOM upload holds it twice in memory, and an upload may cost at most
+#: 300 MB (two at once: 1 GB).
+MAX_BYTES = int(float(os.environ.get("MEDIMG_MAX_UPLOAD_MB", "100")) * 1024 * 1024)
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"

@@ -59,6 +59,7 @@ class ModelConfig:
     intended_use: str = INTENDED_USE
     data_source: str = ""
     gate: GateConfig | None = None
+    onnx: tuple[str, str] | None = None  # (file, sha256) of the exported batch forward (medimg_demo.models.export)
     folder: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -145,6 +146,7 @@ class ModelConfig:
             intended_use=str(d.get("intended_use") or INTENDED_USE),
             data_source=str(d.get("data_source") or spec.caveats),
             gate=gate,
+            onnx=_onnx(d.get("onnx"), where),
             folder=folder,
             raw=d,
         )
@@ -174,6 +176,18 @@ def _gate(d: Any, where: str) -> GateConfig | None:
         raise ConfigError(f"{where}: field 'gate.sha256' must be 64 hex digits.")
     return GateConfig(method=str(method), threshold=float(d["threshold"]), abstain_below=float(d["abstain_below"]),
                       file=file, sha256=sha, k=int(d.get("k", 10)))
+
+
+def _onnx(d: Any, where: str) -> tuple[str, str] | None:
+    """The optional ``onnx`` block {"file", "sha256"}: the exported forward, used only when its sha256 matches."""
+    if d is None:
+        return None
+    file, sha = (d.get("file"), d.get("sha256")) if isinstance(d, dict) else (None, None)
+    if not isinstance(file, str) or "/" in file or "\\" in file or not file.endswith(".onnx"):
+        raise ConfigError(f"{where}: field 'onnx.file' must be an .onnx file name inside the model folder.")
+    if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise ConfigError(f"{where}: field 'onnx.sha256' must be 64 lowercase hex digits.")
+    return file, sha
 
 
 class _Validator:

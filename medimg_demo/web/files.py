@@ -1,4 +1,13 @@
-"""Files the app writes for display or download, and how uploads are renamed: never by the uploaded name."""
+"""Files the web app reads, writes and serves.
+
+* **Served**: only what the app made for display lives in the public folder (``paths.public_dir()``): rendered
+  PNGs, error-gallery images, report PDFs, feedback exports and de-identified DICOM copies. It is the one entry of
+  ``launch(allowed_paths=...)``; the feedback store, runs, scratch folder and logs are in ``blocked_paths``
+  (Gradio checks the block list first); every ``/gradio_api/file=`` answer is sent with ``nosniff``, a
+  sandboxing CSP and, for anything but a raster image, as a download, and a raw upload is never served back
+  (:class:`SecureFileHeaders`).
+* **Uploads** are cleaned and never kept raw: see :mod:`.uploads`.
+"""
 
 from __future__ import annotations
 
@@ -6,50 +15,146 @@ import hashlib
 import io
 import logging
 import os
+import secrets
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from ..errors import InputError
-from ..imaging.decode import read_bytes
+from ..errors import ConfigError, InputError
 from ..imaging.deid import deidentify
-from ..paths import data_root, state_dir, work_dir
+from ..imaging.dicom import looks_like_dicom
+from ..paths import private_paths, public_dir, upload_dir
 
 log = logging.getLogger(__name__)
 
+#: How long generated and uploaded files are kept (Gradio's delete_cache and the public folder's pruning).
+MAX_AGE_S = float(os.environ.get("MEDIMG_FILE_MAX_AGE_S", "3600"))
+#: Raster types a browser may show inline; everything else served from /file= is a download.
+INLINE_TYPES = {b"image/png", b"image/jpeg", b"image/webp", b"image/gif"}
+
+
+# --------------------------------------------------------------------------------------------- serving policy
 
 def allowed_paths() -> list[str]:
-    """Folders the web server may serve files from: the data root (sample cases) and the state folder (error gallery)."""
-    return [str(p.resolve()) for p in (data_root(), state_dir()) if p.is_dir()]
+    """Folders the web server may serve from besides Gradio's cache: the public folder only."""
+    folder = public_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return [str(folder.resolve())]
 
 
-def upload_name(path: str | Path, data: bytes) -> str:
-    """A neutral name for an upload: a hash of its bytes and a safe extension, never the original name."""
-    p = Path(path)
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    ext = p.suffix.lower() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".dcm") else ""
-    return f"scan-{digest}{ext}"
+def blocked_paths() -> list[str]:
+    """What Gradio must refuse to serve whatever GRADIO_TEMP_DIR and MEDIMG_STATE_DIR are (checked before
+    allowed paths and Gradio's own cache): the feedback store and its journals, runs, scratch folder, logs."""
+    return [str(p.resolve()) for p in private_paths()]
 
 
-def deidentified_copy(path: str | Path, out_dir: Path) -> Path:
-    """Write a de-identified copy of an uploaded DICOM under ``out_dir``, named by a hash (never by the upload)."""
-    data = Path(path).read_bytes()
-    study = read_bytes(data)
-    if study.source_format != "dicom":
+def _inside(child: Path, parent: Path) -> bool:
+    child, parent = child.resolve(), parent.resolve()
+    return child == parent or parent in child.parents
+
+
+def check_layout() -> None:
+    """Refuse folder settings under which a private file would be served or a served file blocked."""
+    uploads, public = upload_dir(), public_dir()
+    for private in private_paths():
+        for name, folder in (("GRADIO_TEMP_DIR", uploads), ("the public folder", public)):
+            if _inside(folder, private):
+                raise ConfigError(f"{name} ({folder.name}) lies inside a private folder of the app ({private.name}); "
+                                  "point GRADIO_TEMP_DIR at a folder of its own, outside MEDIMG_STATE_DIR.")
+    if _inside(uploads, public):
+        raise ConfigError("GRADIO_TEMP_DIR lies inside the public folder (MEDIMG_STATE_DIR/public): uploads would be "
+                          "served as generated files. Give GRADIO_TEMP_DIR a folder of its own.")
+
+
+class SecureFileHeaders:
+    """ASGI middleware for ``/gradio_api/file=`` answers: never active content inline.
+
+    Gradio already serves files of its cache that are not raster images as downloads, but serves anything under
+    ``allowed_paths`` inline with its guessed type; this makes the rule unconditional: ``nosniff``, a CSP that
+    allows nothing (and sandboxes a document), and ``Content-Disposition: attachment`` with a neutral type for
+    everything but PNG/JPEG/WebP/GIF.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    @staticmethod
+    def _raw_upload(scope: dict) -> bool:
+        """Whether the file asked for is a raw upload still waiting for its handler: never served back (the app
+        shows uploads only as cleaned copies)."""
+        blocks = getattr(scope.get("app"), "get_blocks", lambda: None)()
+        uploaded = getattr(blocks, "upload_file_set", None)
+        if not uploaded:
+            return False
+        target = os.path.realpath(scope["path"].split("/file=", 1)[1])
+        return any(os.path.realpath(p) == target for p in list(uploaded))
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or "/file=" not in scope.get("path", ""):
+            await self.app(scope, receive, send)
+            return
+        if self._raw_upload(scope):
+            await send({"type": "http.response.start", "status": 404,
+                        "headers": [(b"content-type", b"text/plain"), (b"x-content-type-options", b"nosniff")]})
+            await send({"type": "http.response.body", "body": b"Not found"})
+            return
+
+        async def guarded_send(message: dict) -> None:
+            if message.get("type") == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() not in (b"content-security-policy", b"x-content-type-options")]
+                ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"").split(b";")[0].strip().lower()
+                if ctype not in INLINE_TYPES:
+                    headers = [(k, v) for k, v in headers if k.lower() not in (b"content-type", b"content-disposition")]
+                    headers += [(b"content-type", b"application/octet-stream"), (b"content-disposition", b"attachment")]
+                headers += [(b"x-content-type-options", b"nosniff"),
+                            (b"content-security-policy", b"default-src 'none'; sandbox")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, guarded_send)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def deidentified_copy(source: str | Path | bytes, out_dir: Path | None = None) -> Path:
+    """A de-identified DICOM copy for download, in the public folder under a random name (not linkable to the
+    hashes the feedback store keeps)."""
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    if not looks_like_dicom(data):
         raise InputError("Only DICOM files carry identifiers to remove; PNG and JPEG uploads have none to strip.")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"deidentified-{study.sha256[:16]}.dcm"
-    out.write_bytes(deidentify(data))
+    folder = out_dir or public_dir() / "deidentified"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"deidentified-{secrets.token_hex(8)}.dcm"
+    _write_atomic(out, deidentify(data))
+    _prune(folder, "*.dcm", MAX_AGE_S)
     return out
 
+
+# ------------------------------------------------------------------------------------------ generated outputs
 
 _PNG_WRITES = 0
 
 
-def png_file(rgb: np.ndarray, max_age_s: float = 3600.0) -> str:
-    """Write an RGB image as a content-addressed PNG under the work folder and return its path.
+def _prune(folder: Path, pattern: str, max_age_s: float) -> None:
+    cutoff = time.time() - max_age_s
+    for old in folder.glob(pattern):
+        try:
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+        except OSError:
+            log.debug("An old output file was already removed")
+
+
+def png_file(rgb: np.ndarray, max_age_s: float = MAX_AGE_S) -> str:
+    """Write an RGB image as a content-addressed PNG in the public folder and return its path.
 
     The app hands Gradio file paths rather than arrays: Gradio re-writes a content-hashed cache file for every
     array it is given, so two clinicians receiving the same image at once could download a half-written copy;
@@ -59,22 +164,34 @@ def png_file(rgb: np.ndarray, max_age_s: float = 3600.0) -> str:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buf, format="PNG", compress_level=1)
     data = buf.getvalue()
-    folder = work_dir() / "images"
+    folder = public_dir() / "images"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
     try:
         os.utime(path)  # already there: mark it as just handed out, so pruning below does not delete it
     except FileNotFoundError:
-        tmp = folder / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}"
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        _write_atomic(path, data)
     _PNG_WRITES += 1
     if _PNG_WRITES % 50 == 0:
-        cutoff = time.time() - max_age_s
-        for old in folder.glob("*.png"):
-            try:
-                if old.stat().st_mtime < cutoff:
-                    old.unlink()
-            except OSError:
-                log.debug("An old output image was already removed")
+        _prune(folder, "*.png", max_age_s)
     return str(path)
+
+
+def prune_exports(max_age_s: float = 600.0) -> None:
+    """Feedback exports are handed out once: remove those older than ten minutes."""
+    _prune(public_dir() / "exports", "*.csv", max_age_s)
+
+
+def publish(path: str | Path) -> str:
+    """A copy of a generated file (error-gallery image, report) in the public folder, named by its content."""
+    src = Path(path)
+    data = src.read_bytes()
+    ext = src.suffix.lower() if src.suffix.lower() in (".png", ".jpg", ".jpeg", ".pdf") else ".bin"
+    folder = public_dir() / "published"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{hashlib.sha256(data).hexdigest()[:32]}{ext}"
+    if out.exists():
+        os.utime(out)
+    else:
+        _write_atomic(out, data)
+    return str(out)

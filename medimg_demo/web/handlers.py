@@ -4,24 +4,29 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
-from ..errors import MedimgError
-from ..feedback import read_all, summarise
-from ..paths import feedback_db, work_dir
-from . import analysis, files, session
+from ..errors import InputError, MedimgError, StoreError
+from ..feedback import export_csv, summarise
+from ..paths import feedback_db, public_dir
+from . import analysis, auth, files, session, uploads
 from .catalog import model_labels
 from .performance import performance_view
 
 log = logging.getLogger(__name__)
 
-ACCEPTED_HELP = "PNG, JPEG or DICOM (.dcm or no extension). DICOM identifiers are dropped on upload and never shown or stored."
-#: Where renamed uploads and de-identified copies go: inside the one folder the deployer sets (MEDIMG_STATE_DIR).
-WORK_DIR = work_dir()
+ACCEPTED_HELP = ("PNG, JPEG or DICOM (.dcm or no extension). The upload is de-identified on arrival (DICOM "
+                 "identifiers and image metadata dropped, file name discarded); only the cleaned copy is kept, for an hour at most.")
+#: Where cleaned working copies of uploads go; None: Gradio's upload folder, so that Gradio hands out this one
+#: copy (it never copies a file already in its cache) and prunes it with the rest of its cache.
+WORK_DIR: Path | None = None
+#: Largest frame number accepted from a client (the decoder then checks it against the file).
+MAX_FRAME = 100_000
 #: What feedback_fields() shows again after a submission: no answers, sliders at 3, empty texts.
 FEEDBACK_RESET = (None, None, None, "", "", 3, 3, "")
 
@@ -33,6 +38,24 @@ def _file_path(upload: Any) -> str:
     return str(getattr(upload, "name", upload))
 
 
+def _frame_index(frame: float | None) -> int | None:
+    """0-based frame from the 1-based number a client sends (None: the file's middle frame)."""
+    if frame is None or frame == "":
+        return None
+    try:
+        number = float(frame)
+    except (TypeError, ValueError):
+        raise InputError("The frame must be a whole number (1 for the first frame).") from None
+    if not number.is_integer() or not 1 <= number <= MAX_FRAME:
+        raise InputError(f"The frame must be a whole number from 1 to the file's frame count (at most {MAX_FRAME}).")
+    return int(number) - 1
+
+
+def _user(request: gr.Request | None, profile: gr.OAuthProfile | None, typed: str | None = None) -> str:
+    """The reader: the logged-in identity when logins are on, else what was typed."""
+    return auth.identity(request, profile, typed)
+
+
 def predict(
     upload: Any,
     model_id: str | None,
@@ -41,16 +64,32 @@ def predict(
     window: str | None = "File default",
     center: float | None = None,
     width: float | None = None,
+    request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+    profile: gr.OAuthProfile | None = None,
 ):  # noqa: ANN201 - Gradio output tuple
-    """Run the chosen model on the upload; InputError and friends become a gr.Error the user can act on."""
+    """Run the chosen model on the upload; InputError and friends become a gr.Error the user can act on.
+
+    The prediction shown is recorded in the feedback store; its id goes out in the JSON (``prediction_id``), and
+    feedback refers to it. Where the store cannot be written, the result is still shown, with the reason.
+    """
     path = _file_path(upload)
-    frame_index = int(frame) - 1 if frame else None
     try:
-        a = analysis.analyse(path, model_id or None, float(opacity), frame_index, window, center, width)
+        frame_index = _frame_index(frame)
+        a = analysis.analyse(uploads.to_analyse(path), model_id or None, float(opacity), frame_index, window, center, width)
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
     dw = a.view.default_window
-    notes = "\n".join(f"⚠ {w}" for w in a.warnings)
+    notes = "\n\n".join([a.status_markdown] * bool(a.status_markdown) + [f"⚠ {w}" for w in a.warnings])
+    shown = a.prediction.to_json()
+    try:
+        created_by = _user(request, profile) if auth.logins_on() else ""
+    except MedimgError:
+        created_by = ""  # Hugging Face sign-in: analysing is open, feedback needs the sign-in
+    try:
+        shown["prediction_id"] = session.record_prediction(shown, created_by)
+    except StoreError as exc:
+        shown["prediction_id"] = None
+        notes = "\n\n".join(n for n in (notes, f"⚠ Feedback cannot be given on this result: {exc}") if n)
     return (
         a.type_scores,
         a.stage_scores,
@@ -59,13 +98,27 @@ def predict(
         files.png_file(a.original_rgb),
         files.png_file(a.overlay_rgb),
         a.info_markdown,
-        a.prediction.to_json(),
+        shown,
         a.view,
-        gr.update(maximum=max(a.n_frames, 2), value=a.frame_index + 1, visible=a.n_frames > 1),  # a slider needs min < max
+        gr.update(value=a.frame_index + 1, visible=a.n_frames > 1, label=f"Frame (1-{a.n_frames}; Enter to show)"),
         notes,
         gr.update(value=round(dw[0], 2)) if dw else gr.update(),
         gr.update(value=round(dw[1], 2)) if dw else gr.update(),
     )
+
+
+def suggestion(prediction: dict | None):  # noqa: ANN201
+    """Show the one-click switch when a refused image fits another bundled model."""
+    model = (prediction or {}).get("suggested_model")
+    if not model:
+        return gr.update(visible=False, value="Switch model")
+    return gr.update(visible=True, value=f"Switch to {model} and analyse")
+
+
+def switch_model(prediction: dict | None):  # noqa: ANN201
+    """The suggested model, for the model dropdown."""
+    model = (prediction or {}).get("suggested_model")
+    return model if model else gr.skip()
 
 
 def clear_outputs():  # noqa: ANN201
@@ -92,42 +145,52 @@ def preset_values(view: analysis.View | None, window: str | None):  # noqa: ANN2
 
 
 def rename_upload(upload: Any):  # noqa: ANN201
-    """Replace the upload by a copy named by its hash: the original file name (often a patient's) is not kept."""
+    """The upload handler: read the raw upload once, delete it (its name is often a patient's) and keep only the
+    cleaned bytes under a random name; a non-image is refused and not kept. Only a raw upload is deleted (called
+    with an example or someone's output, it deletes nothing); outside a server, the file handed over is consumed."""
     if upload is None:
         return None
-    src = Path(_file_path(upload))
-    WORK_DIR.mkdir(parents=True, exist_ok=True)
-    data = src.read_bytes()  # read once: hashed for the name, then copied
-    dst = WORK_DIR / files.upload_name(src, data)
-    dst.write_bytes(data)
+    src = _file_path(upload)
+    consume = uploads.is_raw_upload(src) or not uploads.in_server()
     try:
-        src.unlink()
-    except OSError:
-        log.warning("Could not remove an uploaded temporary file")
-    return str(dst)
+        clean, ext = uploads.clean_upload(uploads.read_upload(src, consume=consume))
+    except MedimgError as exc:
+        raise gr.Error(str(exc)) from None
+    return str(uploads.working_copy(clean, ext, WORK_DIR))
 
 
 def deidentify(upload: Any):  # noqa: ANN201
+    """A de-identified DICOM copy to download, in the public folder under a random name."""
     path = _file_path(upload)
     try:
-        return str(files.deidentified_copy(path, WORK_DIR))
+        data = uploads.read_upload(path, consume=uploads.is_raw_upload(path))
+        return str(files.deidentified_copy(data))
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
 
 
-AGREE = ["Agree", "Disagree"]
+AGREE = list(session.AGREE)
 
 
-def submit_feedback(prediction: dict | None, reader: str, session_id: str, type_agree: str | None,
+def submit_feedback(prediction: dict | str | None, reader: str, session_id: str, type_agree: str | None,
                     stage_agree: str | None, pathway_agree: str | None, corrected_type: str | None,
                     corrected_stage: str | None, heatmap_plausibility: float | None, confidence: float | None,
-                    comment: str | None) -> str:
-    """Store structured feedback on the prediction shown (API: /feedback)."""
+                    comment: str | None, idempotency_key: str | None = None,
+                    request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+                    profile: gr.OAuthProfile | None = None) -> str:
+    """Store structured feedback on the prediction shown (API: /feedback).
+
+    ``prediction``: the JSON the app returned (only its ``prediction_id`` is read) or that id. The reader is the
+    logged-in user when logins are on. ``idempotency_key``: send the same key again after a lost answer and the
+    row already stored is returned, not a duplicate.
+    """
     try:
+        user = _user(request, profile, reader)
         row = session.feedback_from_prediction(
-            prediction, reader, session_id=session_id, type_agree=type_agree, stage_agree=stage_agree,
+            prediction, user, session_id=session_id, type_agree=type_agree, stage_agree=stage_agree,
             pathway_agree=pathway_agree, corrected_type=corrected_type, corrected_stage=corrected_stage,
             heatmap_plausibility=heatmap_plausibility, confidence=confidence, comment=comment,
+            idempotency_key=idempotency_key, check_owner=auth.logins_on(),
         )
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
@@ -144,9 +207,14 @@ def _session_view(s: session.ReadingSession | None):  # noqa: ANN202
     return text, files.png_file(session.session_case_image(s)), gr.update(visible=not s.revealed), gr.update(visible=s.revealed)
 
 
-def session_start(reader: str, session_id: str, model_id: str | None, n_cases: float, seed: float):  # noqa: ANN201
+def session_start(reader: str, session_id: str, model_id: str | None, n_cases: float, seed: float,
+                  request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+                  profile: gr.OAuthProfile | None = None):  # noqa: ANN201
+    """Start or resume a reading session; with logins on, as the logged-in reader (a typed name is ignored)."""
     try:
-        s = session.start_session(reader, session_id, model_id, int(n_cases), int(seed))
+        user = _user(request, profile, reader)
+        s = session.start_session(user, session_id, model_id, int(n_cases), int(seed))
+        s.created_by = user if auth.logins_on() else ""
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
     cfg_labels = model_labels(s.model_id)
@@ -183,9 +251,32 @@ def session_aided(s: session.ReadingSession | None, type_agree: str | None, stag
             None, None, 3, *FEEDBACK_RESET)  # own-read and feedback forms reset
 
 
-def feedback_summary() -> pd.DataFrame:
-    """The per-session summary of the feedback store (API: /feedback_summary)."""
-    return summarise(read_all(feedback_db())).round(3)
+def _visible_rows(request: gr.Request | None, profile: gr.OAuthProfile | None) -> pd.DataFrame:
+    """Every reader's rows for a session owner (or on a laptop without logins), else the caller's own."""
+    return session.visible_feedback(_user(request, profile) if auth.logins_on() else "")
+
+
+def feedback_summary(request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+                     profile: gr.OAuthProfile | None = None) -> pd.DataFrame:
+    """The per-session summary of the feedback store (API: /feedback_summary): every reader's for session owners,
+    the caller's own otherwise."""
+    try:
+        return summarise(_visible_rows(request, profile)).round(3)
+    except MedimgError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def export_feedback(request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+                    profile: gr.OAuthProfile | None = None) -> str:
+    """The feedback rows this caller may see as a CSV safe to open in a spreadsheet (API: /feedback_export)."""
+    try:
+        rows = _visible_rows(request, profile)
+        out = public_dir() / "exports" / f"feedback-{secrets.token_hex(8)}.csv"
+        export_csv(feedback_db(), out, rows)
+        files.prune_exports()
+        return str(out)
+    except (MedimgError, OSError) as exc:
+        raise gr.Error(str(exc) if isinstance(exc, MedimgError) else "The export could not be written; try again.") from None
 
 
 def show_performance(model_id: str | None):  # noqa: ANN201
@@ -195,5 +286,6 @@ def show_performance(model_id: str | None):  # noqa: ANN201
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
     stage = gr.update(value=out["stage"], visible=not out["stage"].empty)
+    gallery = [(files.publish(path), caption) for path, caption in out["gallery"] or []]  # served from public/
     return (out["header"], out["overall"], out["per_class"], stage, out["confusion"], out["roc"],
-            out["reliability"], out["explain"], out["gallery"])
+            out["reliability"], out["explain"], gallery)

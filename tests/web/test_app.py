@@ -67,7 +67,7 @@ def test_output_images_are_written_once_and_atomically(tmp_path, monkeypatch) ->
         t.start()
     for t in threads:
         t.join()
-    assert len(set(paths)) == 1 and len(list((tmp_path / "work" / "images").iterdir())) == 1
+    assert len(set(paths)) == 1 and len(list((tmp_path / "public" / "images").iterdir())) == 1
     np.testing.assert_array_equal(np.asarray(Image.open(paths[0])), rgb)
 
 
@@ -88,3 +88,17 @@ def test_pruning_never_deletes_an_image_just_handed_out(tmp_path, monkeypatch) -
     monkeypatch.setattr(service, "_PNG_WRITES", 49)  # the next call is the 50th: it prunes
     assert service.png_file(rgb) == reused
     assert os.path.exists(reused) and not os.path.exists(stale)
+
+
+def test_hf_sign_in_button_only_when_the_deployer_asks(monkeypatch) -> None:
+    """MEDIMG_HF_OAUTH=1 adds "Sign in with Hugging Face"; without it, no login button (a laptop)."""
+    monkeypatch.delenv("MEDIMG_AUTH", raising=False)
+    monkeypatch.delenv("MEDIMG_AUTH_FILE", raising=False)
+    monkeypatch.setenv("MEDIMG_HF_OAUTH", "1")
+    import gradio.routes
+
+    # off a Space, Gradio's OAuth routes need an HF login (a network call): the test checks the layout only
+    monkeypatch.setattr(gradio.routes, "attach_oauth", lambda fastapi_app: None)
+    assert app.build_app().expects_oauth
+    monkeypatch.delenv("MEDIMG_HF_OAUTH")
+    assert not app.demo.expects_oauth

@@ -1,0 +1,169 @@
+"""Decode, gate and predict a batch of files with one batched forward per model: the rows of the batch table.
+
+Same decisions as ``Predictor.run`` (header check, out-of-distribution refusal, abstention, stage only for an
+answer), computed for up to ``batch`` images at once, through ONNX Runtime when the model's exported forward is
+present, pinned and made from the current weights, else through torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import MedimgError
+from ..imaging.decode import read_bytes
+from ..imaging.study import Study
+from ..models.config import ModelConfig
+from ..models.export import OnnxForward, softmax, torch_forward
+from ..models.gate import GateStats, header_refusal, load_stats
+from ..models.preprocess import model_pixels, to_tensor
+from ..models.registry import get_model
+from ..predict import AUTO, task_models
+from ..tasks import get_task
+
+log = logging.getLogger(__name__)
+
+#: The Parquet columns, in order. No DICOM attribute but the modality; ``path`` is the user's own file name.
+COLUMNS = ("path", "file_key", "size_bytes", "image_sha256", "status", "reason", "model_id", "weights_sha256",
+           "forward", "type_label", "type_probs", "stage_label", "stage_probs", "ood_score", "ood_threshold",
+           "ood_method", "modality", "frame_index")
+
+
+@dataclass
+class _Runner:
+    """One model: its forward (ONNX Runtime or torch) and its gate statistics."""
+
+    cfg: ModelConfig
+    forward: Any
+    kind: str
+    gate: GateStats | None
+
+    @classmethod
+    def load(cls, cfg: ModelConfig, prefer_onnx: bool = True) -> "_Runner":
+        gate = None
+        if cfg.gate is not None and cfg.folder is not None:
+            g = cfg.gate
+            gate = load_stats(cfg.folder / g.file, g.sha256, g.method, g.k, cfg.temperature.get("type", 1.0))
+        made_from = (cfg.raw.get("onnx") or {}).get("weights_sha256")
+        if prefer_onnx and cfg.onnx is not None and made_from == cfg.weights_sha256:
+            try:
+                return cls(cfg, OnnxForward(cfg), "onnx", gate)
+            except MedimgError as exc:
+                log.warning("%s; using the torch forward", exc)
+        elif prefer_onnx and cfg.onnx is not None:
+            log.warning("forward.onnx of %s was exported from other weights; using torch. Rerun export-onnx.", cfg.id)
+        from ..models.network import load_model
+
+        model = load_model(cfg)
+        return cls(cfg, lambda x: torch_forward(model, x), "torch", gate)
+
+    def outputs(self, studies: list[Study], batch: int) -> dict[str, np.ndarray]:
+        x = np.stack([to_tensor(model_pixels(s, self.cfg.input), self.cfg.input)[0].numpy() for s in studies])
+        parts = [self.forward(x[i:i + batch]) for i in range(0, len(x), batch)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _json(d: dict[str, float] | None) -> str | None:
+    return None if d is None else json.dumps({k: round(float(v), 6) for k, v in d.items()})
+
+
+class BatchScorer:
+    """Loads the model(s) once (per process or Ray actor) and turns (file bytes) into table rows."""
+
+    def __init__(self, model: str | None, prefer_onnx: bool = True, batch: int = 32,
+                 registry: Path | None = None) -> None:
+        cfgs = task_models() if model == AUTO else [get_model(model, registry)]
+        self.auto = model == AUTO
+        self.batch = batch
+        self.runners = [_Runner.load(c, prefer_onnx) for c in cfgs]
+
+    @property
+    def configs(self) -> dict[str, ModelConfig]:
+        """Model id -> config of every model this scorer runs."""
+        return {r.cfg.id: r.cfg for r in self.runners}
+
+    @property
+    def forwards(self) -> dict[str, str]:
+        """Model id -> "onnx" or "torch": which forward each model runs."""
+        return {r.cfg.id: r.kind for r in self.runners}
+
+    def score(self, blobs: list[bytes], base: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Study | None]]:
+        """One row per blob (``base`` holds its path, key and size), and the decoded studies (None on error)."""
+        studies: list[Study | None] = []
+        rows: list[dict[str, Any]] = []
+        for data, b in zip(blobs, base):
+            row = {c: None for c in COLUMNS} | b
+            try:
+                study: Study | None = read_bytes(data)
+            except MedimgError as exc:
+                study = None
+                row.update(status="error", reason=str(exc))
+            studies.append(study)
+            rows.append(row)
+        ok = [i for i, s in enumerate(studies) if s is not None]
+        # per model: (index -> header refusal) and the forward outputs of the images its header check lets through
+        results = []
+        for r in self.runners:
+            refused = {i: header_refusal(studies[i].modality, studies[i].body_part, r.cfg.task) for i in ok}
+            keep = [i for i in ok if refused[i] is None]
+            out = r.outputs([studies[i] for i in keep], self.batch) if keep else {}
+            score = r.gate.score(out["pooled"], out["type"]) if keep and r.gate is not None else None
+            results.append((r, refused, {i: j for j, i in enumerate(keep)}, out, score))
+        for i in ok:
+            study, row = studies[i], rows[i]
+            row.update(image_sha256=study.sha256, modality=study.modality, frame_index=study.frame_index)
+            pick = self._choose(results, i)
+            if pick is None:
+                row.update(status="refused", model_id=None if self.auto else self.runners[0].cfg.id,
+                           reason="None of the bundled models was trained on images like this one (lung CT, breast "
+                                  "ultrasound, brain MRI); no answer is given.")
+                continue
+            self._decide(row, *pick, i)
+        return rows, studies
+
+    def _choose(self, results: list[Any], i: int) -> tuple[Any, ...] | None:
+        if not self.auto:
+            return results[0]
+        best = None
+        for res in results:
+            r, refused, where, _, score = res
+            if refused[i] is not None or score is None or r.cfg.gate is None:
+                continue
+            thr = r.cfg.gate.threshold
+            ratio = float(score[where[i]]) / thr if thr > 0 else float("inf")
+            if ratio <= 1.0 and (best is None or ratio < best[0]):
+                best = (ratio, res)
+        return None if best is None else best[1]
+
+    @staticmethod
+    def _decide(row: dict[str, Any], r: _Runner, refused: dict[int, str | None], where: dict[int, int],
+                out: dict[str, np.ndarray], score: np.ndarray | None, i: int) -> None:
+        cfg = r.cfg
+        row.update(model_id=cfg.id, weights_sha256=cfg.weights_sha256, forward=r.kind)
+        if refused[i] is not None:
+            row.update(status="refused", reason=refused[i])
+            return
+        j = where[i]
+        if score is not None and cfg.gate is not None:
+            row.update(ood_score=float(score[j]), ood_threshold=cfg.gate.threshold, ood_method=cfg.gate.method)
+            if not score[j] <= cfg.gate.threshold:
+                row.update(status="refused", reason=f"Not similar enough to the {get_task(cfg.task).title} images "
+                           f"this model was trained on (out-of-distribution score {float(score[j]):.3g} above "
+                           f"{cfg.gate.threshold:.3g}). No answer is given.")
+                return
+        p = softmax(out["type"][j:j + 1], cfg.temperature.get("type", 1.0))[0]
+        probs = dict(zip(cfg.type_labels, p.tolist()))
+        label = max(probs, key=probs.__getitem__)
+        row.update(type_label=label, type_probs=_json(probs), status="ok")
+        if cfg.gate is not None and probs[label] < cfg.gate.abstain_below:
+            row.update(status="indeterminate", reason=f"Top probability {probs[label]:.0%} below the "
+                       f"{cfg.gate.abstain_below:.0%} this model needs to give an answer.")
+        elif cfg.stage_labels and "stage" in out:
+            sp = softmax(out["stage"][j:j + 1], cfg.temperature.get("stage", 1.0))[0]
+            stage = dict(zip(cfg.stage_labels, sp.tolist()))
+            row.update(stage_label=max(stage, key=stage.__getitem__), stage_probs=_json(stage))

@@ -1,0 +1,291 @@
+"""Uploads: a raw upload never outlives its request.
+
+The handler that receives an upload reads it once, deletes Gradio's cached copy (named by the uploaded file name)
+and keeps only cleaned bytes: a de-identified DICOM, or a PNG/JPEG with its text and metadata chunks dropped (pixels
+unchanged). The cleaned working copy is written into Gradio's upload folder under a random name, so Gradio hands it
+out without copying it again and its ``delete_cache`` prunes it. An upload that no request used is deleted after
+``MEDIMG_RAW_UPLOAD_TTL_S`` (:func:`start_upload_reaper`); :func:`sweep` removes what an earlier run left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import shutil
+import struct
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..imaging.deid import deidentify
+from ..imaging.dicom import looks_like_dicom
+from ..paths import public_dir, upload_dir, work_dir
+from .files import MAX_AGE_S, _prune
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = "PNG, JPEG or DICOM"
+#: Prefix of the folders holding cleaned working copies inside Gradio's upload folder.
+WORKING_PREFIX = "medimg-"
+_GRADIO_DIR = re.compile(r"^[0-9a-f]{64}$")  # Gradio names its cache folders by a seeded SHA-256
+_WORKING_DIR = re.compile(r"^medimg-[0-9a-f]{32}$")
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: PNG chunks that carry the image; text (tEXt/zTXt/iTXt), EXIF, time, ICC profile name and the rest are dropped.
+_PNG_KEEP = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"sBIT", b"pHYs", b"bKGD"}
+
+
+def strip_png(data: bytes) -> bytes:
+    """The PNG with only the chunks that make its pixels (lossless; nothing after IEND)."""
+    out, pos = [_PNG_MAGIC], len(_PNG_MAGIC)
+    while pos + 12 <= len(data):
+        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        end = pos + 12 + length
+        if end > len(data):
+            break
+        if kind in _PNG_KEEP:
+            out.append(data[pos:end])
+        pos = end
+        if kind == b"IEND":
+            return b"".join(out)
+    raise InputError(f"This PNG file is truncated or damaged (no IEND chunk); export it again. Accepted: {ACCEPTED}.")
+
+
+def strip_jpeg(data: bytes) -> bytes:
+    """The JPEG without its metadata segments (EXIF/XMP APP1, APP2-APP13, APP15, comments) and without anything
+    after the end-of-image marker; JFIF (APP0) and Adobe (APP14, colour transform) stay. Lossless: the coded
+    image data are copied byte for byte."""
+    out, pos, n = [b"\xff\xd8"], 2, len(data)
+    while pos < n:
+        if data[pos] != 0xFF:
+            raise InputError(f"This JPEG file is damaged (bad marker); export it again. Accepted: {ACCEPTED}.")
+        marker = data[pos + 1] if pos + 1 < n else 0xD9
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:
+            out.append(b"\xff\xd9")
+            return b"".join(out)
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            out.append(data[pos:pos + 2])
+            pos += 2
+            continue
+        if pos + 4 > n:
+            break
+        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+        end = pos + 2 + length
+        if length < 2 or end > n:
+            break
+        drop = (0xE1 <= marker <= 0xED) or marker in (0xEF, 0xFE)
+        if not drop:
+            out.append(data[pos:end])
+        pos = end
+        if marker == 0xDA:  # start of scan: copy the entropy-coded data up to the next real marker
+            scan = pos
+            while pos + 1 < n and not (data[pos] == 0xFF and data[pos + 1] not in (0x00, *range(0xD0, 0xD8))):
+                pos += 1
+            out.append(data[scan:pos])
+    raise InputError(f"This JPEG file is truncated (no end-of-image marker); export it again. Accepted: {ACCEPTED}.")
+
+
+def clean_upload(data: bytes) -> tuple[bytes, str]:
+    """(cleaned bytes, extension) of an upload, sniffed from its content: a de-identified DICOM, or a PNG/JPEG
+    with its metadata dropped. Anything else (HTML, SVG, scripts, archives ...) is refused here, before it is kept."""
+    if data.startswith(_PNG_MAGIC):
+        return strip_png(data), ".png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return strip_jpeg(data), ".jpg"
+    if looks_like_dicom(data):
+        return deidentify(data), ".dcm"
+    if not data:
+        raise InputError(f"The file is empty. Accepted: {ACCEPTED} (.dcm or no extension).")
+    raise InputError(f"This file is not a recognised image. Accepted: {ACCEPTED} (.dcm or no extension).")
+
+
+def _norm(path: str | Path) -> str:
+    return os.path.realpath(str(path))
+
+
+def in_server() -> bool:
+    """True inside an event handler of a running Gradio app (Gradio sets its Blocks in a context variable)."""
+    try:
+        from gradio.context import LocalContext
+    except ImportError:  # pragma: no cover - gradio is a runtime dependency of the web part
+        return False
+    return LocalContext.blocks.get(None) is not None
+
+
+def is_raw_upload(path: str | Path) -> bool:
+    """True for a file Gradio received through its upload route in this server (not an example, not an output,
+    not a cleaned working copy). Outside a running server (tests, CLI) nothing is treated as a raw upload."""
+    try:
+        from gradio.context import LocalContext
+    except ImportError:  # pragma: no cover - gradio is a runtime dependency of the web part
+        return False
+    blocks = LocalContext.blocks.get(None)
+    uploaded = getattr(blocks, "upload_file_set", None)
+    if not uploaded:
+        return False
+    target = _norm(path)
+    return any(_norm(p) == target for p in list(uploaded))
+
+
+def _forget_upload(path: Path, uploaded: set[str] | None = None) -> None:
+    """Delete a raw upload and its Gradio folder; drop it from Gradio's bookkeeping (``uploaded``, else the set of
+    the app whose handler is running)."""
+    try:
+        path.unlink(missing_ok=True)
+        if _GRADIO_DIR.match(path.parent.name):
+            path.parent.rmdir()  # only when empty
+    except OSError:
+        log.debug("A raw upload's folder was not empty or already gone")
+    if uploaded is None:
+        try:
+            from gradio.context import LocalContext
+        except ImportError:  # pragma: no cover
+            return
+        uploaded = getattr(LocalContext.blocks.get(None), "upload_file_set", None)
+    if uploaded is not None:
+        target = _norm(path)
+        for p in [p for p in list(uploaded) if _norm(p) == target]:
+            uploaded.discard(p)
+
+
+#: An upload no event has used after this many seconds is deleted (the browser uses it within a second; an API
+#: client calls /predict right after uploading).
+RAW_UPLOAD_TTL_S = float(os.environ.get("MEDIMG_RAW_UPLOAD_TTL_S", "120"))
+
+
+def expire_raw_uploads(uploaded: set[str], ttl_s: float = RAW_UPLOAD_TTL_S) -> int:
+    """Delete raw uploads that no event consumed within ``ttl_s`` seconds; returns how many."""
+    cutoff, removed = time.time() - ttl_s, 0
+    for p in list(uploaded):
+        try:
+            old = os.lstat(p).st_mtime < cutoff
+        except OSError:
+            old = True  # already gone: forget it
+        if old:
+            _forget_upload(Path(p), uploaded)
+            removed += 1
+    return removed
+
+
+def _remove_empty_tmp_files(ttl_s: float) -> None:
+    """gr.File leaves an empty ``tmp*`` file in its cache on every call (``NamedTemporaryFile(delete=False)``)."""
+    folder, cutoff = upload_dir(), time.time() - ttl_s
+    if not folder.is_dir():
+        return
+    for entry in folder.glob("tmp*"):
+        try:
+            st = entry.lstat()
+            if entry.is_file() and st.st_size == 0 and st.st_mtime < cutoff:
+                entry.unlink()
+        except OSError:
+            continue
+
+
+def start_upload_reaper(blocks: Any, ttl_s: float = RAW_UPLOAD_TTL_S) -> threading.Thread:
+    """A daemon thread that applies :func:`expire_raw_uploads` to the app's raw uploads every ttl/4 seconds, so
+    an upload that no request used (a client that uploads and goes away) does not stay for Gradio's cache age."""
+
+    def run() -> None:
+        while True:
+            time.sleep(max(1.0, ttl_s / 4))
+            try:
+                n = expire_raw_uploads(blocks.upload_file_set, ttl_s)
+                _remove_empty_tmp_files(ttl_s)
+                if n:
+                    log.info("Deleted %d raw upload(s) that no request used within %.0f s", n, ttl_s)
+            except Exception:  # noqa: BLE001 - a reaper that dies would keep raw uploads: log and go on
+                log.exception("Raw-upload expiry failed; trying again")
+
+    thread = threading.Thread(target=run, name="medimg-upload-reaper", daemon=True)
+    thread.start()
+    return thread
+
+
+def read_upload(path: str | Path, consume: bool) -> bytes:
+    """The bytes of an upload; with ``consume``, the file is deleted whatever happens next (a refused or broken
+    upload is not kept either)."""
+    from ..imaging.decode import MAX_BYTES
+
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > MAX_BYTES:
+            raise InputError(f"The file is {size / 1e6:.0f} MB, over the limit of {MAX_BYTES / 1e6:.0f} MB set for this server.")
+        return p.read_bytes()
+    except OSError as exc:
+        raise InputError("The file could not be opened; upload it again.") from exc
+    finally:
+        if consume:
+            _forget_upload(p)
+
+
+def to_analyse(path: str | Path) -> str | Path | bytes:
+    """What to analyse: a raw upload (sent straight to the API) is read once, deleted, and cleaned in memory; a
+    cleaned working copy or a sample case is read from disk by the decoder."""
+    if is_raw_upload(path):
+        return clean_upload(read_upload(path, consume=True))[0]
+    return path
+
+
+def working_copy(data: bytes, ext: str, folder: Path | None = None) -> Path:
+    """Write cleaned upload bytes under a random name (never the uploaded name, never a hash that feedback
+    keeps) in Gradio's upload folder (or ``folder``), so Gradio serves this one copy and prunes it."""
+    folder = (folder or upload_dir()) / f"{WORKING_PREFIX}{secrets.token_hex(16)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"scan{ext}"
+    out.write_bytes(data)
+    return out
+
+
+
+# --------------------------------------------------------------------------------------------------- start-up
+
+def _age(path: Path) -> float:
+    try:
+        newest = max((p.lstat().st_mtime for p in [path, *path.rglob("*")]), default=0.0)
+    except OSError:
+        return 0.0
+    return time.time() - newest
+
+
+def sweep(max_age_s: float = 60.0, folders: Iterable[Path] | None = None) -> int:
+    """At start-up: remove what an earlier run left behind; returns how many entries were removed.
+
+    The scratch folder is emptied; in Gradio's upload folder, the folders Gradio names by a hash (uploads and
+    cached outputs), our working-copy folders and Gradio's empty ``tmp*`` files, untouched for ``max_age_s``
+    seconds, are removed (nothing else there is touched, in case the folder is shared); in the public folder,
+    files older than :data:`MAX_AGE_S`.
+    """
+    removed = 0
+    scratch = work_dir()
+    if scratch.is_dir():
+        for entry in scratch.iterdir():
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+            removed += 1
+    for folder in folders if folders is not None else [upload_dir()]:
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            ours = entry.is_dir() and (_GRADIO_DIR.match(entry.name) or _WORKING_DIR.match(entry.name))
+            gradio_tmp = entry.is_file() and entry.name.startswith("tmp")
+            if (ours or gradio_tmp) and _age(entry) > max_age_s:
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+                removed += 1
+    public = public_dir()
+    if public.is_dir():
+        for sub in public.iterdir():
+            if sub.is_dir():
+                before = sum(1 for _ in sub.iterdir())
+                _prune(sub, "*", MAX_AGE_S)
+                removed += before - sum(1 for _ in sub.iterdir())
+    if removed:
+        log.info("Start-up sweep removed %d leftover upload or scratch entries", removed)
+    return removed

@@ -1,0 +1,143 @@
+"""The batch table: one row per file, error rows for broken files, no identifier anywhere, resumable; and an
+ONNX forward that matches torch before it is used."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import dicom_bytes, gradient, png_bytes
+
+PHI = ("Doe^Jane^Secret", "PID-998877", "19600101", "Hidden Road", "Secretia", "Doe", "Jane")
+
+
+def _folder(root: Path) -> Path:
+    """12 PNGs, 2 DICOMs with fake PHI (one in a subfolder) and 2 broken files."""
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        img = (np.clip(gradient() + rng.normal(0, 0.05, (64, 80)), 0, 1) * 255).astype(np.uint8)
+        (root / f"img{i:02d}.png").write_bytes(png_bytes(img))
+    (root / "sub").mkdir()
+    ct = (gradient() * 1000).astype(np.uint16)
+    (root / "sub" / "scan1").write_bytes(dicom_bytes(ct, slope=1.0, intercept=-1024, window=(-600, 1500)))
+    (root / "scan2.dcm").write_bytes(dicom_bytes(ct[::-1].copy(), modality="CT"))
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+@pytest.fixture()
+def tiny_onnx(tiny_registry: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny registry whose model has a verified, pinned ONNX forward."""
+    from medimg_demo.models.export import export_onnx
+    from medimg_demo.models.registry import get_model
+
+    reg = tmp_path / "registry"
+    shutil.copytree(tiny_registry, reg)
+    cfg = get_model("lung_ct.tiny_v0", reg)
+    rng = np.random.default_rng(1)
+    result = export_onnx(cfg, [rng.normal(0, 1, (3, 64, 64)).astype(np.float32) for _ in range(8)])
+    assert result.max_prob_diff <= 1e-4 and result.n_images == 8
+    return reg
+
+
+def test_export_writes_pinned_fp16_graph_that_matches_torch(tiny_onnx: Path) -> None:
+    from medimg_demo.models.registry import get_model
+    from medimg_demo.models.weights import sha256_file
+
+    cfg = get_model("lung_ct.tiny_v0", tiny_onnx)
+    assert cfg.onnx is not None and cfg.onnx[1] == sha256_file(cfg.folder / "forward.onnx")
+    assert json.loads((cfg.folder / "config.json").read_text())["onnx"]["weights_sha256"] == cfg.weights_sha256
+
+
+def test_export_refuses_when_onnx_differs(tiny_registry: Path, tmp_path: Path) -> None:
+    from medimg_demo.errors import ModelError
+    from medimg_demo.models.export import export_onnx
+    from medimg_demo.models.registry import get_model
+
+    reg = tmp_path / "r"
+    shutil.copytree(tiny_registry, reg)
+    cfg = get_model("lung_ct.tiny_v0", reg)
+    with pytest.raises(ModelError, match="nothing was written"):
+        export_onnx(cfg, [np.zeros((3, 64, 64), np.float32)], tolerance=-1.0)
+    assert not (cfg.folder / "forward.onnx").exists() and "onnx" not in json.loads((cfg.folder / "config.json").read_text())
+
+
+def test_batch_on_ray_one_row_per_file_no_phi_and_rerun_skips(tiny_onnx: Path, tmp_path: Path) -> None:
+    from medimg_demo.batch.pipeline import parts_dir, run_batch
+
+    (tmp_path / "in").mkdir()
+    src = _folder(tmp_path / "in")
+    out = tmp_path / "out" / "results.parquet"
+    out.parent.mkdir()
+    heat = tmp_path / "heat"
+    first = run_batch(src, "lung_ct.tiny_v0", out, registry=tiny_onnx, heatmaps=heat, heatmap_glob="img0[0-1].png")
+    table = pd.read_parquet(out)
+    assert len(table) == 16 and table["path"].is_unique and not parts_dir(out).exists()
+    assert set(table["path"]) == {*(f"img{i:02d}.png" for i in range(12)), "sub/scan1", "scan2.dcm", "broken.png",
+                                  "notes.txt"}
+    errors = table[table["status"] == "error"]
+    assert set(errors["path"]) == {"broken.png", "notes.txt"} and errors["reason"].str.len().min() > 10
+    scored = table[table["status"] != "error"]
+    assert set(scored["status"]) <= {"ok", "refused", "indeterminate"}
+    assert (scored["forward"] == "onnx").all() and scored["image_sha256"].str.len().eq(64).all()
+    ok = scored[scored["status"] == "ok"]
+    assert len(ok) and all(abs(sum(json.loads(p).values()) - 1) < 1e-4 for p in ok["type_probs"])
+    blob = table.to_csv() + out.read_bytes().decode("latin-1")
+    assert not [s for s in PHI if s in blob]
+    # heatmaps: only for the two files asked for (if answered), named by the image hash
+    asked = set(ok[ok["path"].isin(["img00.png", "img01.png"])]["image_sha256"])
+    assert {p.stem for p in heat.glob("*.png")} == asked
+    assert first.done == 16 and first.counts["error"] == 2
+    second = run_batch(src, "lung_ct.tiny_v0", out, registry=tiny_onnx, use_ray=False)
+    assert second.done == 0 and second.skipped == 16 and len(pd.read_parquet(out)) == 16
+    assert second.seconds < first.seconds / 4
+
+
+def test_killed_run_resumes_from_parts_and_changed_file_is_rescored(tiny_registry: Path, tmp_path: Path) -> None:
+    from medimg_demo.batch.pipeline import _write_part, parts_dir, run_batch
+    from medimg_demo.batch.score import COLUMNS
+
+    (tmp_path / "in").mkdir()
+    src = _folder(tmp_path / "in")
+    out = tmp_path / "t.parquet"
+    run_batch(src, "lung_ct.tiny_v0", out, registry=tiny_registry, use_ray=False, batch_size=5, prefer_onnx=False)
+    table = pd.read_parquet(out)
+    assert (table.loc[table["status"] != "error", "forward"] == "torch").all()
+    # a killed run: one part left behind, the table not yet merged
+    out.unlink()
+    _write_part(out, table.iloc[:5][list(COLUMNS)])
+    again = run_batch(src, "lung_ct.tiny_v0", out, registry=tiny_registry, use_ray=False, prefer_onnx=False)
+    assert again.skipped == 5 and again.done == 11 and len(pd.read_parquet(out)) == 16
+    (src / "img03.png").write_bytes(png_bytes((gradient() * 200).astype(np.uint8)))
+    third = run_batch(src, "lung_ct.tiny_v0", out, registry=tiny_registry, use_ray=False, prefer_onnx=False,
+                      keep_paths=True)
+    final = pd.read_parquet(out)
+    assert third.done == 1 and len(final) == 16 and not parts_dir(out).exists()
+
+
+@pytest.mark.slow
+def test_every_bundled_onnx_forward_matches_torch_on_its_test_split() -> None:
+    from medimg_demo.errors import DataError
+    from medimg_demo.manifest import resolve_data_dir
+    from medimg_demo.models.export import max_prob_diff, split_inputs
+    from medimg_demo.models.registry import list_models
+    from medimg_demo.models.weights import sha256_file
+
+    models = list_models()
+    missing = [m.id for m in models if m.onnx is None]
+    assert not missing, f"run `python -m medimg_demo export-onnx --model all`; no ONNX forward for {missing}"
+    for cfg in models:
+        path = cfg.folder / cfg.onnx[0]
+        assert sha256_file(path) == cfg.onnx[1] and path.stat().st_size < 12e6
+        try:
+            data = resolve_data_dir(None, cfg.task)
+        except DataError:  # the data set is optional on a fresh clone
+            pytest.skip("shared data not found")
+        diff, n = max_prob_diff(cfg, path, split_inputs(cfg, data, "test"))
+        assert n > 50 and diff <= 1e-4, (cfg.id, diff)

@@ -1,0 +1,129 @@
+"""Feedback that cannot be forged or lost: recorded predictions, bounded fields, idempotency, safe CSV, clear errors."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from medimg_demo import feedback
+from medimg_demo.errors import InputError, StoreError
+from medimg_demo.feedback import Feedback, read_all, submit
+from medimg_demo.feedback import store
+
+SHA = "b" * 64
+OUTPUTS = {"model": "lung_ct.tiny_v0", "type": {"label": "normal", "probabilities": {"normal": 0.7, "adenocarcinoma": 0.3}},
+           "stage": None, "image_sha256": SHA}
+
+
+def _prediction(db) -> str:  # noqa: ANN001
+    return store.record_prediction(db, model_id="lung_ct.tiny_v0", weights_sha256="c" * 64, image_sha256=SHA,
+                                   outputs=OUTPUTS)
+
+
+def test_feedback_takes_the_model_side_from_the_recorded_prediction(tmp_path) -> None:
+    db = tmp_path / "fb.sqlite"
+    pid = _prediction(db)
+    assert len(pid) == 32 and pid != _prediction(db)  # random ids, never sequential
+    forged = Feedback(reader="reader1", image_sha256="0" * 64, model_id="other", pred_type="anything",
+                      prediction_id=pid, type_agree=True)
+    row = submit(db, forged)
+    rec = read_all(db).set_index("id").loc[row]
+    assert (rec["image_sha256"], rec["pred_type"], rec["model_id"]) == (SHA, "normal", "lung_ct.tiny_v0")
+    assert rec["weights_sha256"] == "c" * 64 and rec["prediction_id"] == pid
+
+
+def test_unknown_prediction_id_is_refused(tmp_path) -> None:
+    db = tmp_path / "fb.sqlite"
+    _prediction(db)
+    with pytest.raises(InputError, match="not known"):
+        submit(db, Feedback(reader="reader1", image_sha256=SHA, prediction_id="0" * 32))
+    with pytest.raises(InputError, match="prediction"):
+        submit(db, Feedback(reader="reader1", image_sha256=SHA, prediction_id="../../etc/passwd"))
+    assert len(read_all(db)) == 0
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("corrected_type", "x" * 2_000_000, "longer than 64"),
+    ("comment", "y" * 4001, "longer than 4000"),
+    ("session_id", "s" * 201, "longer than 200"),
+    ("session_id", "bad\x00id", "control characters"),
+    ("confidence", 2.5, "whole number"),
+    ("heatmap_plausibility", 0, "between 1 and 5"),
+    ("pred_type_probs", {"a": 7.0}, "between 0 and 1"),
+    ("idempotency_key", "k" * 201, "submission key"),
+])
+def test_fields_are_bounded(tmp_path, field: str, value: object, message: str) -> None:
+    fb = Feedback(reader="reader1", image_sha256=SHA)
+    setattr(fb, field, value)
+    with pytest.raises(InputError, match=message):
+        submit(tmp_path / "fb.sqlite", fb)
+
+
+def test_a_retry_with_the_same_key_returns_the_same_row(tmp_path) -> None:
+    db = tmp_path / "fb.sqlite"
+    pid = _prediction(db)
+    first = submit(db, Feedback(reader="reader1", image_sha256=SHA, prediction_id=pid, idempotency_key="key-0001-abc"))
+    again = submit(db, Feedback(reader="reader1", image_sha256=SHA, prediction_id=pid, idempotency_key="key-0001-abc"))
+    other = submit(db, Feedback(reader="reader1", image_sha256=SHA, prediction_id=pid, idempotency_key="key-0002-abc"))
+    assert first == again != other
+    assert len(read_all(db)) == 2
+
+
+def test_an_older_store_is_migrated_in_place(tmp_path) -> None:
+    db = tmp_path / "old.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript(store.SCHEMA.split("CREATE INDEX")[0].replace(",\n    prediction_id TEXT,\n    idempotency_key TEXT", ""))
+    con.execute("INSERT INTO feedback (created_utc, reader, phase, image_sha256) VALUES ('t', 'r1', 'free', ?)", (SHA,))
+    con.commit()
+    con.close()
+    assert submit(db, Feedback(reader="reader1", image_sha256=SHA, idempotency_key="migrated-1")) == 2
+    df = read_all(db)
+    assert len(df) == 2 and "idempotency_key" in df.columns
+
+
+def test_csv_export_neutralises_formulas(tmp_path) -> None:
+    db = tmp_path / "fb.sqlite"
+    for comment in ("=HYPERLINK(\"http://x\",\"click\")", "+1+2", "-3", "@SUM(A1)", "\tTAB", "\rCR", "plain -1"):
+        submit(db, Feedback(reader="reader1", image_sha256=SHA, comment=comment.strip() if comment[0] not in "\t\r" else comment))
+    out = tmp_path / "out.csv"
+    assert feedback.export_csv(db, out) == 7
+    comments = pd.read_csv(out, keep_default_na=False)["comment"].tolist()
+    assert all(not c.startswith(store.FORMULA_PREFIXES) for c in comments), comments
+    assert comments[0] == "'=HYPERLINK(\"http://x\",\"click\")" and comments[-1] == "plain -1"
+    assert pd.read_csv(out)["heatmap_plausibility"].isna().all()  # numbers untouched
+
+
+def test_read_only_store_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    db = tmp_path / "fb.sqlite"
+    submit(db, Feedback(reader="reader1", image_sha256=SHA))
+    real = sqlite3.connect
+    monkeypatch.setattr(store.sqlite3, "connect",
+                        lambda path, **kw: real(f"file:{path}?mode=ro", uri=True, **kw))
+    with pytest.raises(StoreError, match="read-only.*MEDIMG_STATE_DIR"):
+        submit(db, Feedback(reader="reader1", image_sha256=SHA))
+
+
+def test_full_disk_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    db = tmp_path / "fb.sqlite"
+    submit(db, Feedback(reader="reader1", image_sha256=SHA))
+    real = sqlite3.connect
+
+    def full(path, **kw):  # noqa: ANN001, ANN202 - SQLite's own "database or disk is full"
+        con = real(path, **kw)
+        pages = con.execute("PRAGMA page_count").fetchone()[0]
+        con.execute(f"PRAGMA max_page_count = {pages}")
+        return con
+
+    monkeypatch.setattr(store.sqlite3, "connect", full)
+    with pytest.raises(StoreError, match="disk is full"):
+        for i in range(200):
+            submit(db, Feedback(reader="reader1", image_sha256=SHA, comment="z" * 3000 + str(i)))
+
+
+def test_unopenable_store_is_a_clear_error(tmp_path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError, match="MEDIMG_STATE_DIR"):
+        submit(blocker / "fb.sqlite", Feedback(reader="reader1", image_sha256=SHA))

@@ -1,0 +1,469 @@
+"""Issue 12's findings, re-run as a hostile user would, against the running app over HTTP on loopback.
+
+The app is started as a subprocess (like tests/web/test_browser.py) with MEDIMG_STATE_DIR and GRADIO_TEMP_DIR in a
+temporary folder - here the *same* folder, the worst case: the feedback database sits inside Gradio's upload
+cache - and the tiny test model. Uploads go through ``/gradio_api/upload``, files through ``/gradio_api/file=``,
+events through the HTTP API (named endpoints, and helper events by ``fn_index`` as the browser calls them).
+A second instance with ``MEDIMG_AUTH`` checks logins. Each test prints its measured figure.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conftest import LUNG, REPO, dicom_bytes, gradient
+
+httpx = pytest.importorskip("httpx")
+
+DOCUMENTED = {"/predict", "/feedback", "/session_start", "/session_read", "/session_feedback", "/performance",
+              "/feedback_summary", "/feedback_export"}
+PHI_STRINGS = [b"Doe^Jane", b"PID-998877", b"Hidden Road", b"Secretia", b"19600101"]
+ACTIVE_TYPES = ("text/html", "image/svg+xml", "javascript", "xml", "text/plain")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class App:
+    """A running app: its URL, state folder and Gradio upload folder."""
+
+    def __init__(self, url: str, state: Path, uploads: Path, proc: subprocess.Popen, log: Path) -> None:
+        self.url, self.state, self.uploads, self.proc, self.log = url, state, uploads, proc, log
+
+
+def _start(tmp: Path, models: Path, extra: dict[str, str], uploads_in_state: bool) -> App:
+    state = tmp / "state"
+    uploads = state if uploads_in_state else tmp / "gradio-uploads"
+    # leftovers of an "earlier run": an old raw upload (named after the patient) and a scratch file
+    old = uploads / ("c" * 64) / "DOE_OLD_PID998877.dcm"
+    scratch = state / "work" / "scan-leftover.dcm"
+    for f in (old, scratch):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"old raw upload PID-998877")
+    past = time.time() - 7200
+    for f in (old, old.parent):
+        os.utime(f, (past, past))
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIMG_AUTH", "MEDIMG_OWNERS", "MEDIMG_HF_"))}
+    env.update({"GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "MEDIMG_STATE_DIR": str(state),
+                "GRADIO_TEMP_DIR": str(uploads), "MEDIMG_MODELS_DIR": str(models), "MEDIMG_RAW_UPLOAD_TTL_S": "8",
+                **extra})
+    env.pop("MEDIMG_FEEDBACK_DB", None)
+    env.pop("MEDIMG_RUNS_DIR", None)
+    log = tmp / "app.log"
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/", timeout=2).status == 200:
+                return App(url, state, uploads, proc, log)
+        except OSError:
+            time.sleep(0.5)
+        if proc.poll() is not None:
+            pytest.fail(f"app exited early with code {proc.returncode}: {log.read_text()[-2000:]}")
+    proc.kill()
+    pytest.fail("app did not start within 120 s")
+
+
+def _stop(app: App) -> None:
+    app.proc.terminate()
+    try:
+        app.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        app.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory, tiny_registry: Path) -> Iterator[App]:
+    a = _start(tmp_path_factory.mktemp("security"), tiny_registry, {}, uploads_in_state=True)
+    yield a
+    _stop(a)
+
+
+@pytest.fixture()
+def client(app: App) -> Iterator[Any]:
+    with httpx.Client(base_url=app.url, timeout=60) as c:
+        yield c
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+def _upload(client: Any, name: str, data: bytes) -> str:
+    r = client.post("/gradio_api/upload", files={"files": (name, data, "application/octet-stream")})
+    r.raise_for_status()
+    return r.json()[0]
+
+
+def _file(path: str, name: str = "scan") -> dict[str, Any]:
+    return {"path": path, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+
+
+def _call(client: Any, api_name: str, data: list[Any]) -> tuple[bool, Any]:
+    """A named endpoint through Gradio's HTTP API: (True, outputs) or (False, error message)."""
+    r = client.post(f"/gradio_api/call/{api_name}", json={"data": data})
+    r.raise_for_status()
+    event = None
+    with client.stream("GET", f"/gradio_api/call/{api_name}/{r.json()['event_id']}") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                payload = json.loads(line[5:]) if line[5:].strip() else None
+                if event == "error" and isinstance(payload, dict):
+                    payload = payload.get("error")
+                return event == "complete", payload
+    raise AssertionError(f"/{api_name}: the event stream ended without a result")
+
+
+def _fn_index(client: Any, event: str, label: str) -> int:
+    """The fn_index of the helper event the browser fires on a component (as the frontend finds it)."""
+    cfg = client.get("/config").json()
+    comp = next(c["id"] for c in cfg["components"] if label in (c.get("props", {}).get("label"), c.get("props", {}).get("value")))
+    for i, dep in enumerate(cfg["dependencies"]):
+        if [comp, event] in [list(t) for t in dep["targets"]] and dep.get("backend_fn", True):
+            return dep.get("id", i)
+    raise AssertionError(f"no {event} event on {label}")
+
+
+def _run_fn(client: Any, fn_index: int, data: list[Any]) -> tuple[int, Any]:
+    """A helper event called as the browser calls an unqueued event: POST /gradio_api/run/predict by fn_index."""
+    r = client.post("/gradio_api/run/predict", json={"fn_index": fn_index, "data": data,
+                                                      "session_hash": secrets.token_hex(6)})
+    return r.status_code, r.json()
+
+
+def _all_files(*roots: Path) -> list[Path]:
+    return [p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()]
+
+
+def _dicom_with_phi() -> bytes:
+    return dicom_bytes((gradient(96, 96) * 3000).astype(np.uint16), slope=1, intercept=-1024, window=(40, 400))
+
+
+def _multiframe_dicom(n: int = 16) -> bytes:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = CTImageStorage, meta.MediaStorageSOPInstanceUID, "CT"
+    frames = np.stack([(gradient(64, 64) * 1000 + 100 * k).astype(np.uint16) for k in range(n)])
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 64, 64, n
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+    ds.PixelData = frames.tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def _predict(client: Any, path: str, frame: int | None = None) -> tuple[bool, Any]:
+    return _call(client, "predict", [_file(path), None, 0.45, frame, "File default", None, None])
+
+
+# ------------------------------------------------------------------------------------------------- findings
+
+def test_startup_sweep_removed_leftovers_of_an_earlier_run(app: App) -> None:
+    left = [p for p in _all_files(app.uploads, app.state) if b"old raw upload" in p.read_bytes()]
+    print(f"\nleftovers after start-up: {len(left)} (2 planted)")
+    assert left == []
+
+
+def test_no_private_file_is_served(app: App, client: Any) -> None:
+    """The feedback DB (inside Gradio's cache here), runs, scratch folder, logs and raw uploads: all refused."""
+    ok, out = _predict(client, _upload(client, "scan.png", _png()))  # creates the store and its predictions table
+    assert ok, out
+    runs = app.state / "runs" / "metrics.csv"
+    logs = app.state / "logs" / "app.log"
+    work = app.state / "work" / "scratch.txt"
+    for f in (runs, logs, work):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("private")
+    db = app.state / "feedback.sqlite"
+    assert db.is_file()
+    raw = _upload(client, "DOE_JANE_PID998877.dcm", _dicom_with_phi())  # uploaded, not yet used by any event
+    assert Path(raw).is_file()  # the check below could fail: the raw upload is on disk, in Gradio's cache
+    private = [db, *db.parent.glob("feedback.sqlite-*"), runs, logs, work, Path(raw)]
+    served = []
+    for f in private:
+        r = client.get(f"/gradio_api/file={f}")
+        if r.status_code == 200:
+            served.append(f.name)
+    public = out[4]["url"]  # a rendered PNG: served (a positive control of the check)
+    assert client.get(public).status_code == 200
+    print(f"\nprivate files served: {len(served)} of {len(private)}")
+    assert served == []
+
+
+def _png() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray((gradient(96, 96) * 255).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_no_active_content_is_served_inline(app: App, client: Any) -> None:
+    """Uploaded HTML/SVG/JS/XML, through the API and through the upload event; a stray HTML file in the public
+    folder (served from allowed_paths, Gradio's inline case): never inline, never an active type."""
+    payloads = {"evil.html": b"<html><script>fetch('/gradio_api/file=feedback.sqlite')</script></html>",
+                "evil.svg": b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>",
+                "evil.js": b"alert(document.cookie)", "evil.xml": b"<?xml version='1.0'?><x/>"}
+    rename = _fn_index(client, "upload", "Scan")
+    answers, refused = [], 0
+    for name, data in payloads.items():
+        answers.append(client.get(f"/gradio_api/file={_upload(client, name, data)}"))
+        path = _upload(client, name, data)
+        status, body = _run_fn(client, rename, [_file(path, name)])
+        refused += status != 200 and "not a recognised image" in json.dumps(body)
+        assert not Path(path).exists()  # refused and not kept
+        answers.append(client.get(f"/gradio_api/file={path}"))
+    stray = app.state / "public" / "images" / "stray.html"
+    stray.write_bytes(payloads["evil.html"])
+    answers.append(client.get(f"/gradio_api/file={stray}"))
+    inline_active = [r for r in answers if r.status_code == 200 and "attachment" not in r.headers.get("content-disposition", "")
+                     and any(t in r.headers.get("content-type", "") for t in ACTIVE_TYPES)]
+    served = [r for r in answers if r.status_code == 200]
+    assert served and all(r.headers["x-content-type-options"] == "nosniff" for r in served)
+    assert all("sandbox" in r.headers["content-security-policy"] for r in served)
+    print(f"\nactive content served inline: {len(inline_active)} of {len(answers)} answers; "
+          f"uploads refused by the upload handler: {refused} of {len(payloads)}")
+    assert inline_active == [] and refused == len(payloads)
+
+
+def test_no_raw_upload_on_disk_after_a_request(app: App, client: Any) -> None:
+    """A DICOM named after its patient, through the API (/predict), through the browser's events (upload
+    handler, then predict and the de-identified copy), and uploaded but never used: neither its name nor its bytes
+    nor its PHI stay on disk."""
+    name = f"DOE_JANE_PID998877_{secrets.token_hex(4)}.dcm"
+    data = _dicom_with_phi()
+    # 1. straight to the API
+    raw = _upload(client, name, data)
+    assert Path(raw).read_bytes() == data
+    ok, out = _predict(client, raw)
+    assert ok, out
+    # 2. as the browser does it: the upload event's handler, then /predict and the copy on the working file
+    raw2 = _upload(client, name, data)
+    status, body = _run_fn(client, _fn_index(client, "upload", "Scan"), [_file(raw2, name)])
+    assert status == 200, body
+    working = body["data"][0]["path"]
+    assert _predict(client, working)[0]
+    status, body = _run_fn(client, _fn_index(client, "click", "De-identified DICOM copy"), [_file(working)])
+    assert status == 200, body
+    # 3. uploaded and never used by any request (a client that goes away): deleted after the TTL (8 s here)
+    unused = Path(_upload(client, name, data))
+    assert unused.is_file()
+    deadline = time.time() + 30
+    while unused.exists() and time.time() < deadline:
+        time.sleep(0.5)
+    everything = sorted(set(_all_files(app.uploads, app.state)))
+    by_name = [p for p in _all_files(app.uploads, app.state, Path(tempfile.gettempdir())) if "PID998877_" in p.name]
+    by_bytes = [p for p in everything if p.stat().st_size < 50_000_000 and p.read_bytes() == data]
+    by_phi = [p for p in everything if p.stat().st_size < 50_000_000 and any(s in p.read_bytes() for s in PHI_STRINGS)]
+    print(f"\nraw uploads on disk after the requests: {len(by_bytes)}; files named after the upload: {len(by_name)}; "
+          f"files holding PHI: {len(by_phi)} (of {len(everything)} files)")
+    assert (by_name, by_bytes, by_phi) == ([], [], [])
+
+
+def test_run_history_and_share_buttons_are_off(client: Any) -> None:
+    cfg = client.get("/config").json()
+    images = [c for c in cfg["components"] if c["type"] in ("image", "gallery")]
+    sharing = [c["props"].get("label") for c in images if "share" in (c["props"].get("buttons") or ["share"])]
+    print(f"\nrun history: {cfg.get('run_history')}; images with a share button: {len(sharing)} of {len(images)}")
+    assert cfg.get("run_history") is False and images and sharing == []
+
+
+def test_only_documented_endpoints_and_helpers_are_safe(app: App, client: Any) -> None:
+    """The API lists the documented endpoints only; the helper events a browser needs stay callable by fn_index
+    (Gradio cannot tell them from the browser), so each must be harmless: the upload handler deletes no file it
+    did not receive as a raw upload, and no helper reads a file outside Gradio's cache."""
+    named = set(client.get("/gradio_api/info").json()["named_endpoints"])
+    assert named == DOCUMENTED, named
+    rename = _fn_index(client, "upload", "Scan")
+    # someone else's cleaned working copy and output image, named by their paths in the cache
+    status, body = _run_fn(client, rename, [_file(_upload(client, "a.png", _png()))])
+    victim_copy = Path(body["data"][0]["path"])
+    ok, out = _predict(client, str(victim_copy))
+    victim_png = Path(out[4]["path"])
+    deleted = 0
+    for victim in (victim_copy, victim_png):
+        assert victim.is_file()
+        _run_fn(client, rename, [_file(str(victim))])
+        deleted += not victim.is_file()
+    # files outside the cache: refused before any handler runs
+    outside = [app.state / "feedback.sqlite", Path("/etc/hostname")]
+    read = 0
+    for target in outside:
+        for fn in (rename, _fn_index(client, "click", "De-identified DICOM copy")):
+            status, body = _run_fn(client, fn, [_file(str(target))])
+            read += status == 200
+    assert all(t.exists() for t in outside if t.parent.exists())
+    print(f"\nnamed endpoints: {len(named)} (documented {len(DOCUMENTED)}); victims deleted through the upload "
+          f"handler: {deleted} of 2; helper calls that read a file outside the cache: {read} of 4")
+    assert deleted == 0 and read == 0
+
+
+def test_frame_3_of_a_16_frame_dicom_through_the_api(client: Any) -> None:
+    ok, out = _predict(client, _upload(client, "cine.dcm", _multiframe_dicom(16)), frame=3)
+    assert ok, out
+    print(f"\nfresh API client, frame 3 of 16: {out[6].split(' · ')[-3] if ok else out}")
+    assert "frame 3 of 16 shown" in out[6]
+    ok, out = _predict(client, _upload(client, "cine.dcm", _multiframe_dicom(16)), frame=17)
+    assert not ok and "16 frames" in str(out)
+
+
+def _rows(app: App) -> list[tuple]:
+    con = sqlite3.connect(f"file:{app.state / 'feedback.sqlite'}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT id, reader, pred_type, image_sha256, comment, idempotency_key, session_id "
+                           "FROM feedback ORDER BY id").fetchall()
+    finally:
+        con.close()
+
+
+def _feedback(client: Any, prediction: Any, comment: str = "", key: str = "", corrected_type: str = "",
+              reader: str = "api01", session_id: str = "") -> tuple[bool, Any]:
+    return _call(client, "feedback", [prediction, reader, session_id, "Agree", None, None, corrected_type, "", 4, 3,
+                                      comment, key])
+
+
+def test_feedback_cannot_be_forged_duplicated_or_unbounded(app: App, client: Any) -> None:
+    ok, out = _predict(client, _upload(client, "scan.png", _png()))
+    assert ok, out
+    shown = out[7]
+    assert len(shown["prediction_id"]) == 32
+    before = len(_rows(app))
+    forged = {"model": shown["model"], "type": {"label": "forged", "probabilities": {"forged": 1.0}},
+              "image_sha256": "0" * 64}
+    attempts = [
+        _feedback(client, forged),  # a client-made prediction
+        _feedback(client, {**shown, "prediction_id": "f" * 32}),  # an id the server never gave
+        _feedback(client, {**shown, "type": {"label": "forged"}}, corrected_type="x" * 2_000_000),  # 2 MB label
+        _feedback(client, shown, corrected_type="not-a-label-of-this-model"),
+        _feedback(client, shown, comment="c" * 4001),
+        _feedback(client, shown, session_id="s" * 201),
+    ]
+    rejected = sum(not ok for ok, _ in attempts)
+    assert all(isinstance(msg, str) and msg for ok, msg in attempts if not ok), attempts  # a message, not a bare 500
+    # the same submission sent twice (a retry after a lost answer): one row
+    key = "retry-" + secrets.token_hex(8)
+    first = _feedback(client, {**shown, "type": {"label": "forged"}}, comment="=HYPERLINK(\"http://x\",\"x\")", key=key)
+    again = _feedback(client, shown, comment="=HYPERLINK(\"http://x\",\"x\")", key=key)
+    assert first[0] and again[0] and first[1] == again[1], (first, again)
+    rows = _rows(app)[before:]
+    print(f"\nforged or unbounded submissions rejected: {rejected} of {len(attempts)}; rows stored for 2 identical "
+          f"submissions: {len(rows)}")
+    assert rejected == len(attempts) and len(rows) == 1
+    assert rows[0][2] == shown["type"]["label"] and rows[0][3] == shown["image_sha256"]  # from the server's record
+    # the CSV export neutralises formulas
+    ok, exported = _call(client, "feedback_export", [])
+    assert ok, exported
+    text = client.get(exported[0]["url"]).text
+    assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text and '"=HYPERLINK' not in text
+
+
+@pytest.mark.skipif(not (LUNG / "manifest.csv").is_file(), reason="shared lung data not found")
+def test_long_session_ids_resume(app: App) -> None:
+    from gradio_client import Client
+
+    long_id = "reader-study-" + "x" * 150
+    first = Client(app.url, verbose=False)
+    start = first.predict("api02", long_id, None, 2, 0, api_name="/session_start")
+    assert "Case 1 of 2" in start[0]
+    first.predict("adenocarcinoma", "IIIa", 4, api_name="/session_read")
+    first.predict("Agree", "Agree", "Agree", "", "", 4, 3, "", api_name="/session_feedback")
+    resumed = Client(app.url, verbose=False).predict("api02", long_id, None, 2, 0, api_name="/session_start")
+    print(f"\nsession id of {len(long_id)} characters resumed at: {resumed[0].split(' - ')[0]}")
+    assert "Case 2 of 2" in resumed[0]
+
+
+def test_store_errors_are_clear_messages(app: App, client: Any) -> None:
+    """The feedback store becomes unusable under a running server: a message that says what to do, no bare 500."""
+    ok, out = _predict(client, _upload(client, "scan.png", _png()))
+    assert ok
+    db = app.state / "feedback.sqlite"
+    moved = db.with_name("feedback.sqlite.moved")
+    db.rename(moved)
+    db.mkdir()  # a folder where the database file was: SQLite cannot open it
+    try:
+        ok_fb, msg = _feedback(client, out[7])
+        ok_pred, shown = _predict(client, _upload(client, "scan.png", _png()))
+    finally:
+        db.rmdir()
+        moved.rename(db)
+    print(f"\nfeedback on a broken store: {msg!r}")
+    assert not ok_fb and "feedback store" in msg and "MEDIMG_STATE_DIR" in msg
+    assert ok_pred and shown[7]["prediction_id"] is None and "Feedback cannot be given" in shown[10]
+
+
+# ------------------------------------------------------------------------------------------------- logins
+
+@pytest.fixture(scope="module")
+def auth_app(tmp_path_factory: pytest.TempPathFactory, tiny_registry: Path) -> Iterator[App]:
+    a = _start(tmp_path_factory.mktemp("auth"), tiny_registry,
+               {"MEDIMG_AUTH": "alice01:pw-alice-1,bob02:pw-bob-2", "MEDIMG_OWNERS": "alice01"}, uploads_in_state=False)
+    yield a
+    _stop(a)
+
+
+@pytest.mark.slow
+def test_logins_are_enforced_when_configured(auth_app: App) -> None:
+    from gradio_client import Client, handle_file
+
+    with httpx.Client(base_url=auth_app.url, timeout=60) as anon:
+        refused = [anon.get("/config").status_code, anon.get("/gradio_api/info").status_code,
+                   anon.post("/gradio_api/upload", files={"files": ("a.png", _png())}).status_code,
+                   anon.post("/gradio_api/call/predict", json={"data": []}).status_code]
+        wrong = anon.post("/login", data={"username": "alice01", "password": "wrong"}).status_code
+    assert all(code in (401, 403) for code in refused), refused
+    assert wrong >= 400
+    png = auth_app.state.parent / "scan.png"
+    png.write_bytes(_png())
+    alice = Client(auth_app.url, auth=("alice01", "pw-alice-1"), verbose=False)
+    bob = Client(auth_app.url, auth=("bob02", "pw-bob-2"), verbose=False)
+    a_pred = alice.predict(handle_file(str(png)), None, api_name="/predict")[7]
+    alice.predict(a_pred, "", "alice-session", "Agree", None, None, "", "", 4, 4, "", "", api_name="/feedback")
+    b_pred = bob.predict(handle_file(str(png)), None, api_name="/predict")[7]
+    # bob types alice's name: the row is still bob's
+    bob.predict(b_pred, "alice01", "bob-session", "Agree", None, None, "", "", 4, 4, "", "", api_name="/feedback")
+    with pytest.raises(Exception, match="another reader"):  # bob's feedback on alice's prediction
+        bob.predict(a_pred, "", "bob-session", "Agree", None, None, "", "", 4, 4, "", "", api_name="/feedback")
+    con = sqlite3.connect(f"file:{auth_app.state / 'feedback.sqlite'}?mode=ro", uri=True)
+    readers = dict(con.execute("SELECT session_id, reader FROM feedback").fetchall())
+    con.close()
+    assert readers == {"alice-session": "alice01", "bob-session": "bob02"}
+
+    def sessions(c: Any) -> set[str]:
+        table = c.predict(api_name="/feedback_summary")
+        return {row[table["headers"].index("session_id")] for row in table["data"]}
+
+    seen_by_bob, seen_by_alice = sessions(bob), sessions(alice)
+    print(f"\nanonymous requests refused: {sum(c in (401, 403) for c in refused)} of {len(refused)}; "
+          f"bob's row stored as {readers['bob-session']}; bob sees {sorted(seen_by_bob)}, "
+          f"owner alice sees {sorted(seen_by_alice)}")
+    assert "alice-session" not in seen_by_bob and {"alice-session", "bob-session"} <= seen_by_alice
