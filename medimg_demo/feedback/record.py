@@ -69,6 +69,8 @@ class Feedback:
     pred_type_probs: dict[str, float] | None = None
     pred_stage: str | None = None
     pred_stage_probs: dict[str, float] | None = None
+    #: the status of the prediction shown: ok, refused or indeterminate (from the server's record)
+    pred_status: str | None = None
     reader_type: str | None = None
     reader_stage: str | None = None
     type_agree: bool | None = None

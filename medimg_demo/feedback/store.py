@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS predictions (
 );
 """
 #: Columns added after the first release; a store created before them is migrated in place.
-ADDED_COLUMNS = {"prediction_id": "TEXT", "idempotency_key": "TEXT"}
+ADDED_COLUMNS = {"prediction_id": "TEXT", "idempotency_key": "TEXT", "pred_status": "TEXT"}
 #: The idempotency key is unique (NULLs allowed: rows written before keys existed, or by the CLI).
 UNIQUE_KEY = "CREATE UNIQUE INDEX IF NOT EXISTS feedback_idempotency ON feedback (idempotency_key)"
 
@@ -179,6 +179,8 @@ def _from_prediction(fb: Feedback, rec: dict[str, Any]) -> None:
     fb.pred_type = (out.get("type") or {}).get("label")
     fb.pred_type_probs = (out.get("type") or {}).get("probabilities")
     fb.pred_stage, fb.pred_stage_probs = stage.get("label"), stage.get("probabilities")
+    status = out.get("status", "ok")
+    fb.pred_status = status if status in ("ok", "refused", "indeterminate") else None
 
 
 def submit(db: Path, fb: Feedback) -> int:

@@ -15,7 +15,7 @@ from ..errors import InputError, MedimgError, StoreError
 from ..feedback import export_csv, summarise
 from ..paths import feedback_db, public_dir
 from . import analysis, auth, files, session, uploads
-from .catalog import model_labels
+from .catalog import model_choices, model_labels
 from .performance import performance_view
 
 log = logging.getLogger(__name__)
@@ -107,17 +107,23 @@ def predict(
     )
 
 
-def suggestion(prediction: dict | None):  # noqa: ANN201
+def _suggested(prediction: Any) -> str | None:
+    """The suggested model of a shown prediction, if it names a bundled one (any other input: None)."""
+    model = prediction.get("suggested_model") if isinstance(prediction, dict) else None
+    return model if isinstance(model, str) and model in {m for _, m in model_choices()} else None
+
+
+def suggestion(prediction: Any):  # noqa: ANN201
     """Show the one-click switch when a refused image fits another bundled model."""
-    model = (prediction or {}).get("suggested_model")
+    model = _suggested(prediction)
     if not model:
         return gr.update(visible=False, value="Switch model")
     return gr.update(visible=True, value=f"Switch to {model} and analyse")
 
 
-def switch_model(prediction: dict | None):  # noqa: ANN201
+def switch_model(prediction: Any):  # noqa: ANN201
     """The suggested model, for the model dropdown."""
-    model = (prediction or {}).get("suggested_model")
+    model = _suggested(prediction)
     return model if model else gr.skip()
 
 

@@ -127,3 +127,17 @@ def test_unopenable_store_is_a_clear_error(tmp_path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(StoreError, match="MEDIMG_STATE_DIR"):
         submit(blocker / "fb.sqlite", Feedback(reader="reader1", image_sha256=SHA))
+
+
+def test_feedback_rows_carry_the_status_of_the_prediction_shown(tmp_path) -> None:
+    db = tmp_path / "f.sqlite"
+    refused = {"status": "refused", "reason": "Modality NM; this model reads CT", "type": None, "stage": None,
+               "treatment": None, "ood": None}
+    pid = store.record_prediction(db, model_id="lung_ct.tiny_v0", weights_sha256="c" * 64, image_sha256=SHA,
+                                  outputs=refused)
+    submit(db, Feedback(reader="reader07", image_sha256=SHA, prediction_id=pid, comment="right to refuse"))
+    ok_row = _prediction(db)
+    submit(db, Feedback(reader="reader07", image_sha256=SHA, prediction_id=ok_row))
+    rows = read_all(db)
+    assert list(rows["pred_status"]) == ["refused", "ok"]
+    assert rows["pred_type"].isna().iloc[0]

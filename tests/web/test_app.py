@@ -102,3 +102,16 @@ def test_hf_sign_in_button_only_when_the_deployer_asks(monkeypatch) -> None:
     assert app.build_app().expects_oauth
     monkeypatch.delenv("MEDIMG_HF_OAUTH")
     assert not app.demo.expects_oauth
+
+
+def test_model_switch_is_offered_only_for_a_bundled_suggestion() -> None:
+    """The one-click switch after a refusal: shown for a bundled model, hidden (never an error) for any other input."""
+    from medimg_demo.models.registry import list_models
+
+    brain = next(m.id for m in list_models() if m.task == "brain_mri")
+    shown = handlers.suggestion({"status": "refused", "suggested_model": brain})
+    assert shown["visible"] is True and brain in shown["value"]
+    assert handlers.switch_model({"suggested_model": brain}) == brain
+    for junk in (None, "x", [1], {"suggested_model": "../../etc"}, {"suggested_model": 7}):
+        assert handlers.suggestion(junk)["visible"] is False
+        assert handlers.switch_model(junk) == {"__type__": "update"}
