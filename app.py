@@ -37,6 +37,7 @@ from medimg_demo.web.analysis import WINDOW_CHOICES  # noqa: E402
 from medimg_demo.web.catalog import model_choices, model_versions, sample_cases  # noqa: E402
 from medimg_demo.web import auth  # noqa: E402
 from medimg_demo.web import files, uploads  # noqa: E402
+from medimg_demo.web.upload_names import AnonymousUploadNames  # noqa: E402
 
 log = logging.getLogger("medimg_demo.app")
 
@@ -271,7 +272,7 @@ def launch_options() -> dict[str, Any]:
         auth_message="medimg_demo - research use only. Log in with the account the session owner gave you.",
         run_history=False,  # the browser would keep file paths and comments for the next user of the workstation
         max_file_size=os.environ.get("MEDIMG_MAX_UPLOAD_MB", "100") + "mb",
-        app_kwargs={"middleware": [Middleware(files.SecureFileHeaders)]},
+        app_kwargs={"middleware": [Middleware(files.SecureFileHeaders), Middleware(AnonymousUploadNames)]},
     )
 
 

@@ -87,7 +87,7 @@ class Analysis:
 def status_markdown(pred: Prediction) -> str:
     """The card shown instead of an answer for a refused or indeterminate case ("" for an answer)."""
     if pred.status == "refused":
-        return f"### ⛔ Not an image for this model\n{pred.reason}"
+        return f"### ⚠ Not an image for this model: no answer\n{pred.reason}"
     if pred.status == "indeterminate":
         return f"### ⚠ Indeterminate\n{pred.reason}"
     return ""

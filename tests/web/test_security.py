@@ -467,3 +467,12 @@ def test_logins_are_enforced_when_configured(auth_app: App) -> None:
           f"bob's row stored as {readers['bob-session']}; bob sees {sorted(seen_by_bob)}, "
           f"owner alice sees {sorted(seen_by_alice)}")
     assert "alice-session" not in seen_by_bob and {"alice-session", "bob-session"} <= seen_by_alice
+
+
+def test_the_uploaded_name_never_reaches_disk(app: App, client: Any) -> None:
+    """Gradio stores an upload under the name the browser sends; the app masks that name in the request body,
+    so not even Gradio's first copy is named after the patient."""
+    name = f"DOE_JANE_PID998877_{secrets.token_hex(4)}.dcm"
+    raw = _upload(client, name, _dicom_with_phi())  # checked at once, before any handler of the app runs
+    named = [p for p in _all_files(app.uploads, app.state, Path(tempfile.gettempdir())) if "PID998877_" in p.name]
+    assert "PID998877" not in raw and "DOE" not in raw and raw.endswith(".dcm") and named == []

@@ -1,0 +1,47 @@
+"""The uploaded file's name is masked in the request body before Gradio stores the upload."""
+
+from __future__ import annotations
+
+import asyncio
+
+from medimg_demo.web.upload_names import AnonymousUploadNames, mask_filenames
+
+
+def _body(name: str, payload: bytes = b"\x00\x01DICM" * 500) -> bytes:
+    return (b"--XyZ\r\nContent-Disposition: form-data; name=\"files\"; filename=\"" + name.encode() + b"\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n" + payload + b"\r\n--XyZ--\r\n")
+
+
+def test_names_are_masked_keeping_length_and_image_extension() -> None:
+    body = _body("DOE_JANE_PID998877.dcm")
+    out = mask_filenames(body)
+    assert len(out) == len(body) and b"DOE" not in out and b'filename="uuuuuuuuuuuuuuuuuu.dcm"' in out
+    assert b"PID" not in mask_filenames(b"filename*=UTF-8''PID998877%20x.pdf; name=a")
+    assert mask_filenames(b'name="files"; filename="a.exe"') == b'name="files"; filename="uuuuu"'
+
+
+def _run(chunks: list[bytes], path: str = "/gradio_api/upload") -> bytes:
+    seen = []
+
+    async def app(scope, receive, send):  # noqa: ANN001, ANN202
+        while True:
+            m = await receive()
+            seen.append(m.get("body", b""))
+            if not m.get("more_body"):
+                break
+
+    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+
+    async def receive():  # noqa: ANN202
+        return messages.pop(0)
+
+    asyncio.run(AnonymousUploadNames(app)({"type": "http", "method": "POST", "path": path}, receive, None))
+    return b"".join(seen)
+
+
+def test_a_name_split_across_chunks_is_masked_whatever_the_split() -> None:
+    body = _body("DOE_JANE_PID998877.dcm", payload=bytes(range(256)) * 40)
+    for cut in range(1, 200, 3):
+        out = _run([body[:cut], body[cut:cut + 7], body[cut + 7:]])
+        assert len(out) == len(body) and b"DOE_JANE" not in out and b"PID998877" not in out, cut
+    assert _run([body], path="/gradio_api/queue/join") == body  # other routes untouched
