@@ -36,7 +36,7 @@ from medimg_demo.web import handlers as h  # noqa: E402
 from medimg_demo.web.analysis import WINDOW_CHOICES  # noqa: E402
 from medimg_demo.web.catalog import model_choices, model_versions, sample_cases  # noqa: E402
 from medimg_demo.web import auth  # noqa: E402
-from medimg_demo.web import files, uploads  # noqa: E402
+from medimg_demo.web import downloads, files, uploads  # noqa: E402
 from medimg_demo.web.upload_names import AnonymousUploadNames  # noqa: E402
 
 log = logging.getLogger("medimg_demo.app")
@@ -92,7 +92,10 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
                     center = gr.Number(label="Centre", value=None)
                     width = gr.Number(label="Width", value=None, minimum=0)
             run = gr.Button("Analyse", variant="primary")
-            deid_btn = gr.Button("De-identified DICOM copy", size="sm")
+            with gr.Row():
+                report_btn = gr.Button("Download report (PDF)", size="sm")
+                deid_btn = gr.Button("De-identified DICOM copy", size="sm")
+            report_file = gr.File(label="Case report (PDF)", interactive=False, height=80)
             deid_file = gr.File(label="De-identified copy", interactive=False, height=80)
         with gr.Column(scale=1):
             type_out = gr.Label(label="Tumor type (calibrated probability)", num_top_classes=4)
@@ -143,6 +146,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
     center.submit(None, None, window, js="() => 'Manual'").then(h.redraw, **redraw_args)
     width.submit(None, None, window, js="() => 'Manual'").then(h.redraw, **redraw_args)
     deid_btn.click(h.deidentify, upload, deid_file, api_visibility="private")
+    report_btn.click(downloads.report, [upload, model, frame], report_file, api_visibility="private")
 
     with gr.Accordion("Your feedback on this output", open=True):
         gr.Markdown("<small>Stored with the image's hash and the model version only. Do not type patient identifiers.</small>")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import numpy as np
 import pytest
@@ -115,3 +117,14 @@ def test_model_switch_is_offered_only_for_a_bundled_suggestion() -> None:
     for junk in (None, "x", [1], {"suggested_model": "../../etc"}, {"suggested_model": 7}):
         assert handlers.suggestion(junk)["visible"] is False
         assert handlers.switch_model(junk) == {"__type__": "update"}
+
+
+def test_report_button_publishes_a_pdf_of_the_case_on_screen(tmp_path, monkeypatch) -> None:
+    from medimg_demo.paths import public_dir
+    from medimg_demo.web import downloads
+
+    monkeypatch.setenv("MEDIMG_STATE_DIR", str(tmp_path))
+    img = lung_test_image()
+    pdf = Path(downloads.report(str(img), "lung_ct.tf_efficientnet_lite0_v2", None))
+    assert pdf.is_file() and pdf.read_bytes().startswith(b"%PDF") and pdf.parent.parent == public_dir()
+    assert img.stem not in pdf.name and not list((tmp_path / "work").rglob("*.pdf"))  # scratch copy removed

@@ -121,6 +121,33 @@ def test_upload_lung_ct_shows_type_stage_pathway_heatmap(page, tmp_path) -> None
     _upload(page, lung_test_image())
     page.get_by_text("Stage group").wait_for(timeout=60_000)
 
+    # the case report: one click, a PDF link appears and downloads
+    page.get_by_role("button", name="Download report (PDF)").click()
+    link = page.locator("a[href*='.pdf']").first
+    link.wait_for(timeout=60_000)
+    with page.expect_download(timeout=30_000) as dl:
+        link.click()
+    pdf = Path(dl.value.path())
+    assert pdf.read_bytes().startswith(b"%PDF") and lung_test_image().stem not in dl.value.suggested_filename
+
+
+def test_an_image_of_another_task_is_refused_and_switched(page) -> None:  # noqa: ANN001
+    """A brain MRI through the default lung CT model: a refusal card, no pathway, and a one-click switch."""
+    import csv
+
+    manifest = lung_test_image().parent.parent.parent / "brain_mri" / "manifest.csv"
+    if not manifest.is_file():
+        pytest.skip("brain data not found")
+    with open(manifest, newline="") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["split"] == "test" and r["label"] == "glioma")
+    _upload(page, manifest.parent / row["image"])
+    page.get_by_text("Not an image for this model").wait_for(timeout=90_000)
+    assert "Stage group" not in page.inner_text("body")
+    page.get_by_role("button", name="Switch to brain_mri").click()
+    page.get_by_text("glioma").first.wait_for(timeout=60_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser_refused_then_switched.png"), full_page=True)
+
 
 @pytest.mark.slow
 def test_reading_session_of_20_cases_in_the_browser(page, tmp_path) -> None:  # noqa: ANN001
