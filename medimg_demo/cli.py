@@ -62,6 +62,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             continue
         if args.heatmap_out is not None and pred.heatmap is not None:
             Image.fromarray(overlay(pred.image, pred.heatmap, args.opacity)).save(args.heatmap_out)
+        elif args.heatmap_out is not None:
+            log.warning("No overlay written: the model gave no answer for this image (status %s)", pred.status)
         out = pred.to_json()
         out["disclaimer"] = DISCLAIMER
         if args.json:

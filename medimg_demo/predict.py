@@ -60,7 +60,9 @@ class Prediction:
             "ood": self.ood,
             "model": self.model_id,
             "task": self.task,
-            "type": None if self.type_label is None else {"label": self.type_label, "probabilities": self.type_probs},
+            # only an answer names a type; an indeterminate case gives its top two classes instead
+            "type": None if self.type_label is None or self.status != "ok"
+            else {"label": self.type_label, "probabilities": self.type_probs},
             "top2": None if self.top2 is None else [{"label": k, "probability": v} for k, v in self.top2],
             "stage": None
             if self.stage_label is None
@@ -174,6 +176,9 @@ class Predictor:
                     pooled = self.model.pooled(self.model.forward_features(x))
                     logits = self.model.head_logits(pooled)
                 heatmap = None
+        if not all(bool(torch.isfinite(v).all()) for v in logits.values()):
+            return self._refused(study, "The model's output for this image is not a number (it overflowed); no "
+                                        "answer is given. Check that the file is a valid scan.")
         ood = self.ood(pooled, logits["type"]) if pooled is not None else None
         if gate and ood is not None and ood["score"] > ood["threshold"]:
             spec = get_task(cfg.task)

@@ -4,6 +4,7 @@ data source. Errors name the field and what it must be."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,8 +165,9 @@ def _gate(d: Any, where: str) -> GateConfig | None:
     if method not in METHODS:
         raise ConfigError(f"{where}: field 'gate.method' must be one of {', '.join(METHODS)}.")
     for key in ("threshold", "abstain_below"):
-        if not isinstance(d.get(key), (int, float)) or isinstance(d.get(key), bool):
-            raise ConfigError(f"{where}: field 'gate.{key}' must be a number.")
+        value = d.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise ConfigError(f"{where}: field 'gate.{key}' must be a finite number.")
     if not 0.0 <= float(d["abstain_below"]) <= 1.0:
         raise ConfigError(f"{where}: field 'gate.abstain_below' must be a probability between 0 and 1.")
     file = str(d.get("file", "gate.safetensors"))

@@ -168,7 +168,7 @@ def analyse(
     log.info("%s: %s with %s in %.0f ms", pred.status, pred.type_label, cfg.id, seconds * 1000)
     return Analysis(
         prediction=pred,
-        type_scores=pred.type_probs if pred.status != "refused" else None,
+        type_scores=pred.type_probs if pred.status == "ok" else None,  # no type is named without an answer
         stage_scores=pred.stage_probs,
         stage_text=stage_text(pred),
         pathway_markdown=pathway_markdown(pred),

@@ -13,13 +13,16 @@ from .handlers import _file_path
 from .report import report_for_analysis
 
 
-def report(upload: Any, model_id: str | None, frame: float | None = None) -> str:
-    """Analyse the current file again with the current model and frame (the same answer as on screen) and return
-    the published PDF."""
+def report(upload: Any, shown: Any) -> str:
+    """The case report of the result on screen: the same file, with the model and frame of the shown prediction
+    (not whatever the dropdowns hold now), analysed again and published as a PDF."""
+    if not isinstance(shown, dict) or not isinstance(shown.get("model"), str):
+        raise gr.Error("Analyse the scan first: the report describes the result on screen.")
     path = _file_path(upload)
-    frame_index = int(frame) - 1 if frame else None
+    index = shown.get("frame_index")
+    frame_index = int(index) if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else None
     try:
-        a = analysis.analyse(uploads.to_analyse(path), model_id or None, 0.45, frame_index)
+        a = analysis.analyse(uploads.to_analyse(path), shown["model"], 0.45, frame_index)
         pdf = report_for_analysis(a)
         try:
             return files.publish(pdf)

@@ -17,7 +17,9 @@ from typing import Any
 SAFE_EXTENSIONS = (b".png", b".jpg", b".jpeg", b".dcm")
 #: Bytes held back at the end of a chunk that has no line break nearby: a part header line is far shorter.
 HOLD = 8192
-_NAME = re.compile(rb'(filename\*?=)("[^"\r\n]*"|[^;\r\n]*)', re.IGNORECASE)
+#: ``filename`` (also ``filename*``, ``filename*0``; spaces before ``=`` as parsers allow) and its value: a quoted
+#: string with backslash escapes, or a bare token up to ``;`` or the end of the line.
+_NAME = re.compile(rb'(filename[^=;\r\n"]*=[ \t]*)("(?:[^"\\\r\n]|\\.)*"|[^;\r\n]*)', re.IGNORECASE)
 
 
 def _mask(match: re.Match[bytes]) -> bytes:
@@ -45,6 +47,47 @@ def _split(body: bytes) -> tuple[bytes, bytes]:
     return body[:cut], body[cut:]
 
 
+def _boundary(scope: dict) -> bytes | None:
+    """The multipart boundary of the request's Content-Type, or None."""
+    for key, value in scope.get("headers", []):
+        if key.lower() == b"content-type":
+            m = re.search(rb'boundary=("?)([^";\r\n]+)\1', value, re.IGNORECASE)
+            return m.group(2) if m else None
+    return None
+
+
+class _PartHeaders:
+    """Rewrites names only inside part headers (between a boundary line and the blank line after it), so bytes
+    of the uploaded file itself are never touched. Fed with text that ends at a line break (see ``_split``)."""
+
+    def __init__(self, boundary: bytes) -> None:
+        self.delimiter = b"--" + boundary
+        self.in_headers = False
+
+    def feed(self, data: bytes) -> bytes:
+        out, pos = [], 0
+        while pos < len(data):
+            if self.in_headers:
+                nl = data.find(b"\r\n", pos)
+                end = len(data) if nl == -1 else nl + 2
+                line = data[pos:end]
+                if line == b"\r\n":
+                    self.in_headers = False
+                out.append(mask_filenames(line))
+                pos = end
+                continue
+            at = data.find(self.delimiter, pos)
+            if at == -1:
+                out.append(data[pos:])
+                break
+            nl = data.find(b"\r\n", at)
+            end = len(data) if nl == -1 else nl + 2
+            out.append(data[pos:end])  # payload up to and including the boundary line
+            self.in_headers = True
+            pos = end
+        return b"".join(out)
+
+
 class AnonymousUploadNames:
     """Masks the file names of multipart upload requests (see the module docstring)."""
 
@@ -57,6 +100,8 @@ class AnonymousUploadNames:
             await self.app(scope, receive, send)
             return
         held = b""
+        boundary = _boundary(scope)
+        parts = _PartHeaders(boundary) if boundary else None
 
         async def masked_receive() -> dict:
             nonlocal held
@@ -68,6 +113,6 @@ class AnonymousUploadNames:
                 out, held = _split(body)
             else:
                 out, held = body, b""
-            return {**message, "body": mask_filenames(out)}
+            return {**message, "body": parts.feed(out) if parts else mask_filenames(out)}
 
         await self.app(scope, masked_receive, send)

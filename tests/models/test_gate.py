@@ -160,3 +160,19 @@ def test_predict_many_files_one_json_line_each_in_order(tmp_path: Path, capsys) 
     assert "Accepted" in lines[1]["reason"]
     assert lines[0]["ood"] is not None and lines[2]["status"] == "refused"  # the committed lung model is gated
     assert all("a.png" not in json.dumps(x) for x in lines)  # no file names echoed
+
+
+def test_non_finite_gate_thresholds_are_refused_and_indeterminate_names_no_type() -> None:
+    base = {"id": "x", "task": "lung_ct", "arch": "test_efficientnet", "heads": {"type": ["a", "b"]},
+            "input": {"size": [64, 64], "mean": [0.5] * 3, "std": [0.5] * 3}}
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="gate.threshold"):
+            ModelConfig.from_dict({**base, "gate": {"method": "knn", "threshold": bad, "abstain_below": 0.5}})
+    from medimg_demo.predict import Prediction
+
+    ind = Prediction(model_id="x", task="lung_ct", type_label="a", type_probs={"a": 0.55, "b": 0.45}, stage_label=None,
+                     stage_probs=None, stage_note=None, treatment=None, image=np.zeros((4, 4)), heatmap=None,
+                     heatmap_class=None, image_sha256="0" * 64, modality=None, pixel_spacing_mm=None,
+                     status="indeterminate", reason="not sure", top2=(("a", 0.55), ("b", 0.45)))
+    js = ind.to_json()
+    assert js["type"] is None and js["top2"][0] == {"label": "a", "probability": 0.55} and js["treatment"] is None

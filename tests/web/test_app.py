@@ -125,6 +125,8 @@ def test_report_button_publishes_a_pdf_of_the_case_on_screen(tmp_path, monkeypat
 
     monkeypatch.setenv("MEDIMG_STATE_DIR", str(tmp_path))
     img = lung_test_image()
-    pdf = Path(downloads.report(str(img), "lung_ct.tf_efficientnet_lite0_v2", None))
+    with pytest.raises(gr.Error, match="Analyse the scan first"):
+        downloads.report(str(img), None)
+    pdf = Path(downloads.report(str(img), {"model": "lung_ct.tf_efficientnet_lite0_v2", "frame_index": 0}))
     assert pdf.is_file() and pdf.read_bytes().startswith(b"%PDF") and pdf.parent.parent == public_dir()
     assert img.stem not in pdf.name and not list((tmp_path / "work").rglob("*.pdf"))  # scratch copy removed

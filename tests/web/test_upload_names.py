@@ -20,7 +20,7 @@ def test_names_are_masked_keeping_length_and_image_extension() -> None:
     assert mask_filenames(b'name="files"; filename="a.exe"') == b'name="files"; filename="uuuuu"'
 
 
-def _run(chunks: list[bytes], path: str = "/gradio_api/upload") -> bytes:
+def _run(chunks: list[bytes], path: str = "/gradio_api/upload", boundary: bytes | None = b"XyZ") -> bytes:
     seen = []
 
     async def app(scope, receive, send):  # noqa: ANN001, ANN202
@@ -35,7 +35,9 @@ def _run(chunks: list[bytes], path: str = "/gradio_api/upload") -> bytes:
     async def receive():  # noqa: ANN202
         return messages.pop(0)
 
-    asyncio.run(AnonymousUploadNames(app)({"type": "http", "method": "POST", "path": path}, receive, None))
+    headers = [(b"content-type", b"multipart/form-data; boundary=" + boundary)] if boundary else []
+    asyncio.run(AnonymousUploadNames(app)({"type": "http", "method": "POST", "path": path, "headers": headers},
+                                          receive, None))
     return b"".join(seen)
 
 
@@ -45,3 +47,19 @@ def test_a_name_split_across_chunks_is_masked_whatever_the_split() -> None:
         out = _run([body[:cut], body[cut:cut + 7], body[cut + 7:]])
         assert len(out) == len(body) and b"DOE_JANE" not in out and b"PID998877" not in out, cut
     assert _run([body], path="/gradio_api/queue/join") == body  # other routes untouched
+    assert b"DOE_JANE" not in _run([body], boundary=None)  # no boundary: every name in the body is masked
+
+
+def test_names_the_parsers_accept_are_masked() -> None:
+    for header in (b'filename ="DOE_JANE.dcm"', b'filename\t= "DOE_JANE.dcm"', b'filename="DOE\\"JANE.dcm"; x',
+                   b'FileName*0="DOE;JANE.png"', b"filename=DOE_JANE.png"):
+        out = mask_filenames(header)
+        assert len(out) == len(header) and b"DOE" not in out and b"JANE" not in out, (header, out)
+
+
+def test_the_file_itself_is_never_rewritten() -> None:
+    payload = b"tEXt comment filename=DOE_JANE.png; and more " * 50
+    body = _body("DOE_JANE_PID998877.png", payload=payload)
+    for chunks in ([body], [body[:100], body[100:]], [body[:-60], body[-60:]]):
+        out = _run(chunks)
+        assert payload in out and b"PID998877" not in out
