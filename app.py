@@ -146,7 +146,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
     center.submit(None, None, window, js="() => 'Manual'").then(h.redraw, **redraw_args)
     width.submit(None, None, window, js="() => 'Manual'").then(h.redraw, **redraw_args)
     deid_btn.click(h.deidentify, upload, deid_file, api_visibility="private")
-    report_btn.click(downloads.report, [upload, raw], report_file, api_visibility="private")
+    report_btn.click(downloads.report, [upload, view], report_file, api_visibility="private")
 
     with gr.Accordion("Your feedback on this output", open=True):
         gr.Markdown("<small>Stored with the image's hash and the model version only. Do not type patient identifiers.</small>")

@@ -33,6 +33,7 @@ CASES = {
     "png-rgba": "8000x8000 RGBA PNG (worst decode buffer)",
     "deid": "de-identify the multi-frame DICOM from bytes (deidentify(data), as clean_upload calls it)",
     "deid-file": "de-identify the multi-frame DICOM file to file (deidentify_file, pixel data streamed)",
+    "deid-limit": "clean a DICOM just under the 100 MB default upload limit from bytes, then analyse it (the app's path)",
 }
 
 
@@ -87,6 +88,8 @@ def make_inputs(folder: Path) -> dict[str, Path]:
     Image.new("RGBA", (8000, 8000), (30, 60, 90, 200)).save(paths["png-rgba"])
     paths["dicom"] = paths["deid"] = paths["deid-file"] = folder / "multiframe.dcm"
     _multiframe_dicom(paths["dicom"])
+    paths["deid-limit"] = folder / "at_limit.dcm"
+    _multiframe_dicom(paths["deid-limit"], n=47)  # 1024 x 1024 x 2 bytes x 47 frames = 98.6 MB
     return paths
 
 
@@ -137,6 +140,10 @@ def child(case: str, mode: str, path: str, small: str, model: str | None) -> dic
                 from medimg_demo.imaging.deid import deidentify
 
                 deidentify(Path(path).read_bytes())
+            elif case == "deid-limit":
+                from medimg_demo.web.uploads import clean_upload
+
+                analyse(clean_upload(Path(path).read_bytes())[0], model)
             elif case == "deid-file":
                 from medimg_demo.imaging.deid import deidentify_file
 

@@ -38,6 +38,8 @@ class View:
     spacing_mm: tuple[float, float] | None
     default_window: tuple[float, float] | None
     modality: str | None
+    model_id: str = ""  # the model and frame of the shown result (the report describes exactly that)
+    frame_index: int = 0
 
     def window_for(self, choice: str | None, center: float | None, width: float | None) -> tuple[float, float] | None:
         """(centre, width) for a window choice, or None for the file's default view."""
@@ -162,6 +164,8 @@ def analyse(
         spacing_mm=study.pixel_spacing_mm,
         default_window=study.window,
         modality=study.modality,
+        model_id=pred.model_id,
+        frame_index=study.frame_index,
     )
     original, over = view.render(window, center, width, opacity)
     seconds = time.perf_counter() - t0

@@ -14,15 +14,13 @@ from .report import report_for_analysis
 
 
 def report(upload: Any, shown: Any) -> str:
-    """The case report of the result on screen: the same file, with the model and frame of the shown prediction
-    (not whatever the dropdowns hold now), analysed again and published as a PDF."""
-    if not isinstance(shown, dict) or not isinstance(shown.get("model"), str):
+    """The case report of the result on screen: the same file, with the model and frame of the shown result (kept
+    in the browser session's state, not whatever the dropdowns hold now), analysed again and published as a PDF."""
+    if not isinstance(shown, analysis.View) or not shown.model_id:
         raise gr.Error("Analyse the scan first: the report describes the result on screen.")
     path = _file_path(upload)
-    index = shown.get("frame_index")
-    frame_index = int(index) if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else None
     try:
-        a = analysis.analyse(uploads.to_analyse(path), shown["model"], 0.45, frame_index)
+        a = analysis.analyse(uploads.to_analyse(path), shown.model_id, 0.45, shown.frame_index)
         pdf = report_for_analysis(a)
         try:
             return files.publish(pdf)

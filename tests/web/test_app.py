@@ -127,6 +127,9 @@ def test_report_button_publishes_a_pdf_of_the_case_on_screen(tmp_path, monkeypat
     img = lung_test_image()
     with pytest.raises(gr.Error, match="Analyse the scan first"):
         downloads.report(str(img), None)
-    pdf = Path(downloads.report(str(img), {"model": "lung_ct.tf_efficientnet_lite0_v2", "frame_index": 0}))
+    from medimg_demo.web.analysis import analyse
+
+    shown = analyse(str(img), "lung_ct.tf_efficientnet_lite0_v2").view
+    pdf = Path(downloads.report(str(img), shown))
     assert pdf.is_file() and pdf.read_bytes().startswith(b"%PDF") and pdf.parent.parent == public_dir()
     assert img.stem not in pdf.name and not list((tmp_path / "work").rglob("*.pdf"))  # scratch copy removed

@@ -111,6 +111,14 @@ def test_upload_lung_ct_shows_type_stage_pathway_heatmap(page, tmp_path) -> None
     page.wait_for_function("(b) => document.querySelectorAll('img')[1] && document.querySelectorAll('img')[1].src !== b", arg=before, timeout=30_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser_lung_ct.png"), full_page=True)
+    # the case report (the analysis above has finished: its overlay was just redrawn): a PDF link that downloads
+    page.get_by_role("button", name="Download report (PDF)").click()
+    link = page.locator("a[href*='.pdf']").first
+    link.wait_for(timeout=60_000)
+    with page.expect_download(timeout=30_000) as dl:
+        link.click()
+    pdf = Path(dl.value.path())
+    assert pdf.read_bytes().startswith(b"%PDF") and lung_test_image().stem not in dl.value.suggested_filename
 
     # a bad file: a visible error, and the app keeps serving
     bad = tmp_path / "not_a_scan.png"
@@ -120,15 +128,6 @@ def test_upload_lung_ct_shows_type_stage_pathway_heatmap(page, tmp_path) -> None
     page.screenshot(path=str(ARTIFACTS / "browser_bad_file.png"), full_page=True)
     _upload(page, lung_test_image())
     page.get_by_text("Stage group").wait_for(timeout=60_000)
-
-    # the case report: one click, a PDF link appears and downloads
-    page.get_by_role("button", name="Download report (PDF)").click()
-    link = page.locator("a[href*='.pdf']").first
-    link.wait_for(timeout=60_000)
-    with page.expect_download(timeout=30_000) as dl:
-        link.click()
-    pdf = Path(dl.value.path())
-    assert pdf.read_bytes().startswith(b"%PDF") and lung_test_image().stem not in dl.value.suggested_filename
 
 
 def test_an_image_of_another_task_is_refused_and_switched(page) -> None:  # noqa: ANN001
