@@ -68,6 +68,7 @@ def test_export_refuses_when_onnx_differs(tiny_registry: Path, tmp_path: Path) -
     assert not (cfg.folder / "forward.onnx").exists() and "onnx" not in json.loads((cfg.folder / "config.json").read_text())
 
 
+@pytest.mark.slow  # starting Ray takes most of its 14 s; .ci/run runs it
 def test_batch_on_ray_one_row_per_file_no_phi_and_rerun_skips(tiny_onnx: Path, tmp_path: Path) -> None:
     from medimg_demo.batch.pipeline import parts_dir, run_batch
 
