@@ -48,7 +48,8 @@ def dicom_bytes(
     spacing: tuple[float, float] | None = (0.7, 0.7),
     signed: bool = False,
 ) -> bytes:
-    """A minimal but valid DICOM file with ``pixels`` as stored values, optionally carrying fake PHI."""
+    """A minimal but valid DICOM file with ``pixels`` as stored values (2-D, or frames x rows x columns), optionally
+    carrying fake PHI."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
@@ -68,7 +69,9 @@ def dicom_bytes(
         ds.PatientAddress = "1 Hidden Road, Nowhere"
         ds.InstitutionName = "Secretia General Hospital"
     arr = np.asarray(pixels)
-    ds.Rows, ds.Columns = arr.shape
+    if arr.ndim == 3:  # frames first: a multi-frame image
+        ds.NumberOfFrames = arr.shape[0]
+    ds.Rows, ds.Columns = arr.shape[-2:]
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric
     bits = 8 if arr.dtype.itemsize == 1 else 16

@@ -104,7 +104,8 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         lines.append(f"- {note}")
     if get_task(cfg.task).limitation:
         lines.append(f"- {get_task(cfg.task).limitation}")
-    lines += ["", *gate_section(cfg.folder)] if cfg.folder is not None and gate_section(cfg.folder) else []
+    gate = gate_section(cfg.folder) if cfg.folder is not None else []
+    lines += ["", *gate] if gate else []
     lines += [
         "",
         "## Reproduce",

@@ -161,25 +161,8 @@ def _dicom_with_phi() -> bytes:
 
 
 def _multiframe_dicom(n: int = 16) -> bytes:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = CTImageStorage, meta.MediaStorageSOPInstanceUID, "CT"
     frames = np.stack([(gradient(64, 64) * 1000 + 100 * k).astype(np.uint16) for k in range(n)])
-    ds.Rows, ds.Columns, ds.NumberOfFrames = 64, 64, n
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-    ds.PixelData = frames.tobytes()
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return dicom_bytes(frames, slope=1, intercept=-1024, phi=False, spacing=None)
 
 
 def _predict(client: Any, path: str, frame: int | None = None) -> tuple[bool, Any]:
