@@ -107,7 +107,7 @@ def test_database_holds_no_phi_from_a_dicom(tmp_path, tiny_registry, monkeypatch
 @pytest.mark.slow
 def test_reading_session_of_20_cases_end_to_end(tmp_path, monkeypatch) -> None:
     """Two readers read the same 20 lung CT test cases: unaided call, then model output, then feedback."""
-    from medimg_demo.web import handlers as app
+    from medimg_demo.web import reading as app
 
     if not (LUNG / "manifest.csv").is_file():
         pytest.skip("shared data not found")

@@ -1,0 +1,1 @@
+"""The Gradio layout, one module per tab; ``app.py`` assembles them and launches."""

@@ -1,0 +1,36 @@
+"""What several tabs share: the research-use banner, image buttons, the submission-key script, the feedback form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from ...notice import DISCLAIMER
+from .. import handlers as h
+
+BANNER = (
+    "<div style='background:#fff3cd;color:#664d03;border:1px solid #ffecb5;padding:10px 14px;border-radius:6px'>"
+    f"<b>⚠ {DISCLAIMER.split(' - ')[0]} - not a medical device.</b> {DISCLAIMER.split('. ', 1)[1]}</div>"
+)
+
+#: Download and full screen only: no "share to Hugging Face" button on any image.
+IMAGE_BUTTONS: list[Any] = ["download", "fullscreen"]
+#: A fresh submission key in the browser (crypto.randomUUID needs a secure context; plain http gets a fallback).
+NEW_KEY_JS = ("() => (window.crypto && crypto.randomUUID) ? crypto.randomUUID() : "
+              "Date.now().toString(36) + '-' + Math.random().toString(36).slice(2, 12)")
+
+
+def feedback_fields() -> list[Any]:
+    """The per-output feedback form, in the order h.submit_feedback and h.session_aided take it: agree type / stage /
+    pathway, corrected type / stage, heatmap plausibility, confidence, comment."""
+    with gr.Row():
+        agree = [gr.Radio(h.AGREE, label=label) for label in ("Tumor type", "Stage", "Treatment pathway")]
+    with gr.Row():
+        corrected = [gr.Textbox(label=f"Corrected {what} (if you disagree; one of the model's labels)", max_length=64)
+                     for what in ("type", "stage")]
+    with gr.Row():
+        plaus = gr.Slider(1, 5, value=3, step=1, label="Heatmap plausibility (1 = implausible, 5 = convincing)")
+        conf = gr.Slider(1, 5, value=3, step=1, label="Your confidence (1-5)")
+    comment = gr.Textbox(label="Comment", lines=2, max_length=4000)
+    return [*agree, *corrected, plaus, conf, comment]

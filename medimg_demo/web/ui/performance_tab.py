@@ -1,0 +1,30 @@
+"""The Performance tab: the cached test-split evaluation of a model (tables, plots, explanation checks, errors)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .. import handlers as h
+
+
+def performance_tab(choices: list[tuple[str, str]]) -> None:
+    gr.Markdown("Measured on the bundled **test** split of each data set, with 95% bootstrap intervals. "
+                "Results come from the evaluation cache (`python -m medimg_demo evaluate --model ID --split test --explain`).")
+    with gr.Row():
+        model = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, label="Model")
+        show = gr.Button("Show")
+    header = gr.Markdown()
+    with gr.Row():
+        overall = gr.Dataframe(label="Overall", interactive=False)
+        per_class = gr.Dataframe(label="Per class (type)", interactive=False, wrap=True)
+    stage = gr.Dataframe(label="Per class (stage head)", interactive=False, wrap=True, visible=False)
+    with gr.Row():
+        confusion = gr.Plot(label="Confusion matrix")
+        roc = gr.Plot(label="ROC curves")
+        reliability = gr.Plot(label="Calibration")
+    explain = gr.Markdown()
+    gallery = gr.Gallery(label="Error gallery: misclassified test cases (image | Grad-CAM)", columns=4, height="auto",
+                         buttons=["download", "fullscreen"])
+    outs = [header, overall, per_class, stage, confusion, roc, reliability, explain, gallery]
+    show.click(h.show_performance, model, outs, api_name="performance")
+    model.change(h.show_performance, model, outs, api_visibility="private")
