@@ -20,9 +20,32 @@ def state_dir() -> Path:
     return Path(os.environ.get("MEDIMG_STATE_DIR", REPO_ROOT / "var"))
 
 
-def feedback_db() -> Path:
-    """The SQLite feedback store: ``MEDIMG_FEEDBACK_DB``, else ``feedback.sqlite`` in the state folder."""
-    return Path(os.environ.get("MEDIMG_FEEDBACK_DB", state_dir() / "feedback.sqlite"))
+#: Where a Hugging Face Space mounts its persistent storage (when the Space has it); the rest of its disk is wiped
+#: at every restart.
+PERSISTENT_ROOT = Path("/data")
+
+
+def persistent_dir(root: Path | None = None) -> Path | None:
+    """The persistent volume (``root``, default :data:`PERSISTENT_ROOT`) when it is a folder this process may write
+    to, else None."""
+    root = PERSISTENT_ROOT if root is None else root
+    return root if root.is_dir() and os.access(root, os.W_OK | os.X_OK) else None
+
+
+def feedback_db(persistent_root: Path | None = None) -> Path:
+    """The SQLite feedback store: ``MEDIMG_FEEDBACK_DB``; else ``feedback.sqlite`` in ``MEDIMG_STATE_DIR`` when that
+    is set; else on the persistent volume (``/data/medimg_demo/``) when there is a writable one, so that feedback
+    on a Space with persistent storage survives a restart; else ``feedback.sqlite`` in the state folder (./var)."""
+    if os.environ.get("MEDIMG_FEEDBACK_DB"):
+        return Path(os.environ["MEDIMG_FEEDBACK_DB"])
+    volume = None if os.environ.get("MEDIMG_STATE_DIR") else persistent_dir(persistent_root)
+    return volume / "medimg_demo" / "feedback.sqlite" if volume else state_dir() / "feedback.sqlite"
+
+
+def feedback_store() -> Path | str:
+    """Where feedback is kept: the PostgreSQL URL ``MEDIMG_DB_URL`` when set (several replicas share one store),
+    else the SQLite file :func:`feedback_db`."""
+    return os.environ.get("MEDIMG_DB_URL", "").strip() or feedback_db()
 
 
 def work_dir() -> Path:

@@ -1,11 +1,17 @@
-"""Shared fixtures: synthetic images, DICOM builders and a tiny random model in a temporary registry."""
+"""Shared fixtures: synthetic images, DICOM builders, a tiny random model in a temporary registry, and the feedback
+store on both backends (SQLite, and a throwaway PostgreSQL server)."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import secrets
+import shutil
+import socket
+import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +20,8 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # In-process tests record predictions and feedback: keep them out of the developer's own state folder.
 os.environ.setdefault("MEDIMG_STATE_DIR", tempfile.mkdtemp(prefix="medimg-test-state-"))
+# ... and out of a developer's own feedback database server (tests that want PostgreSQL use the `store` fixture).
+os.environ.pop("MEDIMG_DB_URL", None)
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_ROOT = Path(os.environ.get("MEDIMG_DATA_DIR", REPO.parent / "shared" / "data"))
@@ -149,3 +157,109 @@ def lung_test_image() -> Path:
             if row["split"] == "test" and row["label"] == "adenocarcinoma":
                 return LUNG / row["image"]
     pytest.skip("no adenocarcinoma test image in the manifest")
+
+
+# --- The feedback store on both backends -------------------------------------------------------------------------
+# `store` yields a SQLite file path, then a PostgreSQL URL: every test that takes it runs on both. The server is a
+# throwaway cluster (initdb in a temporary folder, 127.0.0.1 on a free port, stopped at the end of the session),
+# or the server of MEDIMG_TEST_DB_URL. Without PostgreSQL the postgres cases skip, saying why; with
+# MEDIMG_REQUIRE_POSTGRES=1 (set by .ci/run) they fail instead.
+
+
+def _pg_unavailable(reason: str) -> None:
+    if os.environ.get("MEDIMG_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"PostgreSQL is required (MEDIMG_REQUIRE_POSTGRES=1) but {reason}", pytrace=False)
+    pytest.skip(f"PostgreSQL not available: {reason}")
+
+
+def _pg_bin() -> Path | None:
+    """The folder of initdb/pg_ctl: MEDIMG_PG_BIN, else PATH, else Debian's /usr/lib/postgresql/<newest>/bin."""
+    if os.environ.get("MEDIMG_PG_BIN"):
+        return Path(os.environ["MEDIMG_PG_BIN"])
+    if shutil.which("initdb") and shutil.which("pg_ctl"):
+        return Path(shutil.which("initdb") or "").parent
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    return found[-1].parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_cluster(folder: Path, bin_dir: Path, password: str) -> int:
+    """initdb + pg_ctl start as a user PostgreSQL accepts (it refuses root: then as `postgres`); returns the port."""
+    as_user: dict[str, object] = {}
+    if os.geteuid() == 0:
+        as_user = {"user": "postgres", "group": "postgres", "extra_groups": []}
+        shutil.chown(folder, "postgres", "postgres")
+    (folder / "pw").write_text(password)
+    (folder / "sock").mkdir()
+    for p in (folder / "pw", folder / "sock"):
+        if as_user:
+            shutil.chown(p, "postgres", "postgres")
+    run = dict(cwd=folder, check=True, capture_output=True, text=True, timeout=120, **as_user)
+    subprocess.run([str(bin_dir / "initdb"), "-D", str(folder / "data"), "-U", "medimg", "--pwfile", str(folder / "pw"),
+                    "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C", "--no-sync"], **run)
+    for _ in range(3):  # another process may take the free port between the check and the start
+        port = _free_port()
+        opts = (f"-h 127.0.0.1 -p {port} -k {folder / 'sock'} -c fsync=off -c synchronous_commit=off "
+                "-c full_page_writes=off")
+        done = subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-l", str(folder / "log"), "-w",
+                               "-t", "60", "-o", opts, "start"], **{**run, "check": False})
+        if done.returncode == 0:
+            return port
+    raise RuntimeError(f"pg_ctl start failed: {done.stderr.strip()} {(folder / 'log').read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a PostgreSQL database for the tests: MEDIMG_TEST_DB_URL, else a throwaway local cluster."""
+    try:
+        import psycopg
+    except ImportError:
+        _pg_unavailable("the driver is missing (pip install -r requirements.txt installs psycopg)")
+    if os.environ.get("MEDIMG_TEST_DB_URL"):
+        yield os.environ["MEDIMG_TEST_DB_URL"]
+        return
+    bin_dir = _pg_bin()
+    if bin_dir is None or not (bin_dir / "initdb").is_file():
+        _pg_unavailable("initdb not found (apt-get install postgresql, or set MEDIMG_PG_BIN or MEDIMG_TEST_DB_URL)")
+    folder = Path(tempfile.mkdtemp(prefix="medimg-pg-"))
+    password = "pw-" + secrets.token_hex(8)
+    try:
+        port = _start_cluster(folder, bin_dir, password)
+    except (OSError, LookupError, RuntimeError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", "") or ""
+        shutil.rmtree(folder, ignore_errors=True)
+        _pg_unavailable(f"a throwaway server could not be started ({exc} {detail.strip()[-500:]})")
+    base = f"postgresql://medimg:{password}@127.0.0.1:{port}"
+    try:
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as con:
+            con.execute("CREATE DATABASE medimg")
+        yield f"{base}/medimg"
+    finally:
+        subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop"], cwd=folder,
+                       capture_output=True, timeout=60, **({"user": "postgres"} if os.geteuid() == 0 else {}))
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A PostgreSQL URL whose tables live in a new, empty schema (dropped afterwards): each test starts empty."""
+    import psycopg
+
+    name = "t_" + secrets.token_hex(6)
+    with psycopg.connect(postgres_server, autocommit=True) as con:
+        con.execute(f"CREATE SCHEMA {name}")
+    yield postgres_server + ("&" if "?" in postgres_server else "?") + f"options=-csearch_path%3D{name}"
+    with psycopg.connect(postgres_server, autocommit=True) as con:
+        con.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """A feedback store location, once per backend: a SQLite file path, then a PostgreSQL URL."""
+    return tmp_path / "fb.sqlite" if request.param == "sqlite" else request.getfixturevalue("postgres_url")

@@ -118,6 +118,20 @@ def identity(request: Any | None, profile: Any | None, typed: str | None) -> str
     return (typed or "").strip()
 
 
+def check_reader(request: Any | None, profile: Any | None, reader: str) -> None:
+    """With logins on, the caller must still be ``reader``, the identity a reading session was started as.
+
+    A session lives in the page (``gr.State``, keyed by the page's session hash), not in the login: without this
+    check a page kept open after its reader signed out, or signed in again as someone else, would go on storing
+    rows as the first reader. Raises ``AccessError`` (not signed in, or another identity).
+    """
+    if not logins_on():
+        return
+    if identity(request, profile, None) != reader:
+        raise AccessError("This reading session was started by another sign-in: start or resume it again (the button "
+                          "above) to read as yourself.")
+
+
 def sees_everyone(user: str) -> bool:
     """Session owners (and the single user of a laptop without logins) see every reader's work."""
     return not logins_on() or user in owners()

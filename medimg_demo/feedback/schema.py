@@ -1,0 +1,125 @@
+"""The feedback store's tables, defined once for every backend (SQLite, PostgreSQL), and the one way rows become a
+DataFrame, so that both backends give identical columns, dtypes and values.
+
+Column types are the portable SQL subset both databases read alike (``TEXT``, ``INTEGER``, ``REAL``; ``CHECK`` and
+``DEFAULT`` clauses as written); only the ``id`` column is spelled per backend. A column added after the first
+release goes into :data:`ADDED_COLUMNS` (and into :class:`~.record.Feedback`): stores created before it are
+migrated in place on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+import pandas as pd
+
+from .record import Feedback
+
+#: The feedback table of the first release (after ``id``), in column order.
+FEEDBACK_COLUMNS: dict[str, str] = {
+    "created_utc": "TEXT NOT NULL",
+    "reader": "TEXT NOT NULL",
+    "session_id": "TEXT NOT NULL DEFAULT ''",
+    "case_id": "TEXT NOT NULL DEFAULT ''",
+    "phase": "TEXT NOT NULL CHECK (phase IN ('unaided', 'aided', 'free'))",
+    "model_id": "TEXT NOT NULL DEFAULT ''",
+    "weights_sha256": "TEXT NOT NULL DEFAULT ''",
+    "image_sha256": "TEXT NOT NULL",
+    "pred_type": "TEXT",
+    "pred_type_probs": "TEXT",
+    "pred_stage": "TEXT",
+    "pred_stage_probs": "TEXT",
+    "reader_type": "TEXT",
+    "reader_stage": "TEXT",
+    "type_agree": "INTEGER CHECK (type_agree IN (0, 1))",
+    "stage_agree": "INTEGER CHECK (stage_agree IN (0, 1))",
+    "pathway_agree": "INTEGER CHECK (pathway_agree IN (0, 1))",
+    "corrected_type": "TEXT",
+    "corrected_stage": "TEXT",
+    "heatmap_plausibility": "INTEGER CHECK (heatmap_plausibility BETWEEN 1 AND 5)",
+    "confidence": "INTEGER CHECK (confidence BETWEEN 1 AND 5)",
+    "comment": "TEXT",
+    "truth_type": "TEXT",
+    "truth_stage": "TEXT",
+}
+#: Columns added after the first release; a store created before them is migrated in place (both backends).
+ADDED_COLUMNS: dict[str, str] = {"prediction_id": "TEXT", "idempotency_key": "TEXT", "pred_status": "TEXT"}
+#: Every prediction the server showed, keyed by a random id (what feedback refers to).
+PREDICTION_COLUMNS: dict[str, str] = {
+    "id": "TEXT PRIMARY KEY",
+    "created_utc": "TEXT NOT NULL",
+    "model_id": "TEXT NOT NULL",
+    "weights_sha256": "TEXT NOT NULL DEFAULT ''",
+    "image_sha256": "TEXT NOT NULL",
+    "outputs": "TEXT NOT NULL",
+    "created_by": "TEXT NOT NULL DEFAULT ''",
+}
+SESSION_INDEX = "CREATE INDEX IF NOT EXISTS feedback_session ON feedback (session_id, reader, case_id)"
+#: The idempotency key is unique (NULLs allowed: rows written before keys existed, or by the CLI).
+UNIQUE_KEY = "CREATE UNIQUE INDEX IF NOT EXISTS feedback_idempotency ON feedback (idempotency_key)"
+
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+for _name in [*FEEDBACK_COLUMNS, *ADDED_COLUMNS, *PREDICTION_COLUMNS]:  # names are spliced into SQL: keep them plain
+    if not _NAME.match(_name):
+        raise RuntimeError(f"Column name {_name!r} must be lower-case letters, digits and '_'.")
+
+
+def columns() -> list[str]:
+    """The feedback table's columns in the order every reader returns them."""
+    return ["id", *FEEDBACK_COLUMNS, *ADDED_COLUMNS]
+
+
+def create_feedback_table(id_column: str, sql_type: Any = None) -> str:
+    """``CREATE TABLE`` for the feedback table: ``id_column`` is the backend's auto-increment id; ``sql_type`` maps a
+    portable column type to the backend's spelling (default: unchanged)."""
+    spell = sql_type or (lambda t: t)
+    body = [f"id {id_column}"] + [f"{n} {spell(t)}" for n, t in {**FEEDBACK_COLUMNS, **ADDED_COLUMNS}.items()]
+    return "CREATE TABLE IF NOT EXISTS feedback (\n    " + ",\n    ".join(body) + "\n)"
+
+
+def create_predictions_table() -> str:
+    """``CREATE TABLE`` for the recorded predictions (portable as written)."""
+    body = [f"{n} {t}" for n, t in PREDICTION_COLUMNS.items()]
+    return "CREATE TABLE IF NOT EXISTS predictions (\n    " + ",\n    ".join(body) + "\n)"
+
+
+def _dtype(column: str) -> str:
+    """``int64`` for the id, ``float64`` for numbers (NaN where missing), ``object`` for text (None where missing)."""
+    if column == "id":
+        return "int64"
+    kind = {**FEEDBACK_COLUMNS, **ADDED_COLUMNS}[column].split()[0].upper()
+    return "float64" if kind in ("INTEGER", "REAL", "DOUBLE", "NUMERIC", "BIGINT") else "object"
+
+
+def frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """Rows (in :func:`columns` order) as a DataFrame whose dtypes depend on the schema, never on the data or the
+    backend: the same rows give the same frame from SQLite and PostgreSQL, and an empty store the same columns."""
+    cols = columns()
+    return pd.DataFrame({c: pd.Series([r[i] for r in rows], dtype=_dtype(c)) for i, c in enumerate(cols)},
+                        columns=cols)
+
+
+def feedback_row(fb: Feedback) -> dict[str, Any]:
+    """A validated submission as column -> value (probabilities as JSON text, yes/no as 0/1, scores as int)."""
+    row = asdict(fb)
+    unknown = set(row) - set(columns())
+    if unknown:
+        raise RuntimeError(f"Feedback fields without a column: {sorted(unknown)}; add them to ADDED_COLUMNS.")
+    for k in ("pred_type_probs", "pred_stage_probs"):
+        row[k] = json.dumps(row[k]) if row[k] is not None else None
+    for k in ("type_agree", "stage_agree", "pathway_agree"):
+        row[k] = None if row[k] is None else int(bool(row[k]))
+    for k in ("heatmap_plausibility", "confidence"):
+        row[k] = None if row[k] is None else int(row[k])
+    return row
+
+
+def prediction_record(row: Iterable[Any]) -> dict[str, Any]:
+    """A ``predictions`` row (in :data:`PREDICTION_COLUMNS` order) as a dict, ``outputs`` parsed."""
+    rec = dict(zip(PREDICTION_COLUMNS, row))
+    rec["outputs"] = json.loads(rec["outputs"])
+    return rec

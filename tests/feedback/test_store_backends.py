@@ -1,0 +1,178 @@
+"""One store interface, two backends: identical results, one row per idempotency key under concurrent retries,
+clear errors from a database server (never its password), and where the store lives by default."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import socket
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from medimg_demo import paths
+from medimg_demo.errors import StoreError
+from medimg_demo.feedback import (Feedback, export_csv, open_store, read_all, record_prediction, schema, submit,
+                                  summarise)
+
+SHA = "d" * 64
+OUTPUTS = {"status": "ok", "model": "lung_ct.tiny_v0", "image_sha256": SHA,
+           "type": {"label": "normal", "probabilities": {"normal": 0.625, "adenocarcinoma": 0.375}},
+           "stage": {"label": "Ib", "probabilities": {"Ib": 0.5, "IIIa": 0.25, "none": 0.25}}}
+
+
+def _rows() -> list[Feedback | str]:
+    """Submissions covering every column kind: NULLs, yes/no, scores, JSON, unicode, formulas, a retried key.
+    "prediction" stands for a prediction recorded just before (its id differs per store)."""
+    base = dict(reader="reader01", image_sha256=SHA, session_id="s1")
+    return [
+        Feedback(**base, phase="unaided", case_id="lung_ct/test/a.png", reader_type="normal", confidence=3,
+                 truth_type="normal", truth_stage="none", created_utc="2026-01-01T00:00:00.000+00:00"),
+        "prediction",
+        Feedback(**base, phase="aided", case_id="lung_ct/test/a.png", type_agree=True, stage_agree=False,
+                 pathway_agree=None, corrected_stage="IIIa", heatmap_plausibility=4, confidence=5,
+                 comment="Läsion — ok ✓", idempotency_key="key-aided-0001",
+                 created_utc="2026-01-01T00:01:00.000+00:00"),
+        Feedback(reader="reader02", image_sha256=SHA, pred_type_probs={"x": 0.1, "y": 0.9}, pred_type="y",
+                 comment="=SUM(A1)", created_utc="2026-01-01T00:02:00.000+00:00"),
+        Feedback(reader="reader02", image_sha256=SHA, comment="", heatmap_plausibility=1, type_agree=False,
+                 idempotency_key="key-free-0002", created_utc="2026-01-01T00:03:00.000+00:00"),
+    ]
+
+
+def _write(location: Path | str) -> list[int]:
+    ids, pid = [], None
+    for item in _rows():
+        if item == "prediction":
+            pid = record_prediction(location, model_id="lung_ct.tiny_v0", weights_sha256="e" * 64, image_sha256=SHA,
+                                    outputs=OUTPUTS, created_by="reader01")
+            continue
+        assert isinstance(item, Feedback)
+        fb = copy.deepcopy(item)
+        fb.prediction_id = pid if fb.phase == "aided" else None
+        ids.append(submit(location, fb))
+        if fb.idempotency_key:  # a retry after a lost answer
+            assert submit(location, copy.deepcopy(fb)) == ids[-1]
+    return ids
+
+
+def test_both_backends_give_identical_frames_exports_and_summaries(tmp_path, postgres_url) -> None:
+    sqlite = tmp_path / "fb.sqlite"
+    empty_sqlite, empty_pg = read_all(sqlite), read_all(postgres_url)
+    pd.testing.assert_frame_equal(empty_sqlite, empty_pg)
+    assert list(empty_sqlite.columns) == schema.columns() and not sqlite.exists()  # reading creates nothing
+    assert _write(sqlite) == _write(postgres_url) == [1, 2, 3, 4]
+    a, b = read_all(sqlite), read_all(postgres_url)
+    assert a["prediction_id"].notna().tolist() == b["prediction_id"].notna().tolist() == [False, True, False, False]
+    assert a.loc[1, "pred_stage_probs"] == b.loc[1, "pred_stage_probs"] == '{"IIIa": 0.25, "Ib": 0.5, "none": 0.25}'
+    pd.testing.assert_frame_equal(a.drop(columns="prediction_id"), b.drop(columns="prediction_id"))
+    assert a.dtypes.astype(str).value_counts().to_dict() == {"object": 22, "float64": 5, "int64": 1}
+    pd.testing.assert_frame_equal(summarise(a), summarise(b))
+    export_csv(sqlite, tmp_path / "a.csv")
+    export_csv(postgres_url, tmp_path / "b.csv")
+    ca, cb = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    pd.testing.assert_frame_equal(ca.drop(columns="prediction_id"), cb.drop(columns="prediction_id"))
+    assert ca.loc[2, "comment"] == "'=SUM(A1)"
+
+
+def test_concurrent_retries_of_one_submission_keep_one_row(store) -> None:
+    """Eight requests with the same key at once (a client retrying, two replicas): one row, one id for all."""
+    ids: list[int] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def send() -> None:
+        try:
+            start.wait()
+            ids.append(submit(store, Feedback(reader="reader1", image_sha256=SHA, idempotency_key="same-key-0001")))
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(ids)) == 1 and len(ids) == 8
+    assert len(read_all(store)) == 1
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _assert_secret_kept(exc: pytest.ExceptionInfo[StoreError], caplog: pytest.LogCaptureFixture, secret: str) -> None:
+    assert secret not in str(exc.value) and secret not in caplog.text
+    assert exc.value.__cause__ is None and exc.value.__suppress_context__  # no driver traceback that could leak it
+
+
+def test_an_unreachable_server_is_a_clear_error_without_the_password(caplog) -> None:
+    url = f"postgresql://medimg:s3cret-Pa55@127.0.0.1:{_closed_port()}/medimg"
+    with caplog.at_level(logging.INFO), pytest.raises(StoreError, match="could not be reached.*MEDIMG_DB_URL") as exc:
+        submit(url, Feedback(reader="reader1", image_sha256=SHA))
+    _assert_secret_kept(exc, caplog, "s3cret-Pa55")
+    assert "127.0.0.1" in str(exc.value)
+
+
+def test_a_refused_login_and_a_missing_database_say_what_to_do(postgres_server, caplog) -> None:
+    import psycopg
+
+    info = psycopg.conninfo.conninfo_to_dict(postgres_server)
+    host = f"{info['host']}:{info['port']}"
+    missing = f"postgresql://{info['user']}:{info.get('password', '')}@{host}/no_such_db"
+    with pytest.raises(StoreError, match="'no_such_db' does not exist.*createdb no_such_db"):
+        read_all(missing)
+    wrong = f"postgresql://{info['user']}:Wr0ng-pw%2Fx@{host}/{info['dbname']}"
+    try:
+        psycopg.connect(wrong).close()
+        pytest.skip("this server does not check passwords (trust authentication)")
+    except psycopg.OperationalError:
+        pass
+    with caplog.at_level(logging.INFO), pytest.raises(StoreError, match="refused the login.*password in the database"
+                                                       " URL") as exc:
+        submit(wrong, Feedback(reader="reader1", image_sha256=SHA))
+    _assert_secret_kept(exc, caplog, "Wr0ng-pw")
+
+
+@pytest.mark.parametrize("url, message", [
+    ("postgresql://u@127.0.0.1:notaport/db", "not a valid PostgreSQL URL"),
+    ("mysql://u@127.0.0.1/db", "must start with postgresql://"),
+])
+def test_a_bad_url_is_a_clear_error(url: str, message: str) -> None:
+    with pytest.raises(StoreError, match=message):
+        read_all(url)
+
+
+def test_the_configured_store_is_the_server_when_a_url_is_set(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MEDIMG_FEEDBACK_DB", str(tmp_path / "fb.sqlite"))
+    monkeypatch.delenv("MEDIMG_DB_URL", raising=False)
+    assert paths.feedback_store() == tmp_path / "fb.sqlite" and open_store().kind == "sqlite"
+    monkeypatch.setenv("MEDIMG_DB_URL", "postgresql://reader:pw@db.example:5433/medimg")
+    store = open_store()
+    assert store.kind == "postgresql" and open_store(store) is store and open_store() is store
+    assert "db.example:5433" in repr(store) and ":pw@" not in repr(store)
+
+
+def test_feedback_survives_a_space_restart_on_the_persistent_volume(tmp_path, monkeypatch) -> None:
+    """A Space with persistent storage mounts /data: without MEDIMG_STATE_DIR/MEDIMG_FEEDBACK_DB the store goes
+    there (the rest of a Space's disk is wiped at restart)."""
+    for name in ("MEDIMG_STATE_DIR", "MEDIMG_FEEDBACK_DB"):
+        monkeypatch.delenv(name, raising=False)
+    volume = tmp_path / "data"
+    volume.mkdir()
+    assert paths.feedback_db(persistent_root=volume) == volume / "medimg_demo" / "feedback.sqlite"
+    monkeypatch.setattr(paths, "PERSISTENT_ROOT", volume)
+    submit(paths.feedback_db(), Feedback(reader="reader1", image_sha256=SHA))
+    assert len(read_all(volume / "medimg_demo" / "feedback.sqlite")) == 1
+    default = paths.REPO_ROOT / "var" / "feedback.sqlite"
+    assert paths.feedback_db(persistent_root=tmp_path / "absent") == default
+    (tmp_path / "a-file").write_text("")
+    assert paths.feedback_db(persistent_root=tmp_path / "a-file") == default
+    monkeypatch.setenv("MEDIMG_STATE_DIR", str(tmp_path / "state"))
+    assert paths.feedback_db(persistent_root=volume) == tmp_path / "state" / "feedback.sqlite"
+    monkeypatch.setenv("MEDIMG_FEEDBACK_DB", str(tmp_path / "chosen.sqlite"))
+    assert paths.feedback_db(persistent_root=volume) == tmp_path / "chosen.sqlite"
