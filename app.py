@@ -48,7 +48,9 @@ def build_app() -> gr.Blocks:
     choices = model_choices()
     # delete_cache: Gradio removes the uploads and outputs of its cache after MAX_AGE_S (and all at shutdown)
     age = int(files.MAX_AGE_S)
-    with gr.Blocks(title="medimg_demo - research use only", delete_cache=(max(60, age // 6), age)) as demo:
+    # fill_width: the viewer and the tables use a wide screen (the reading room's) instead of a 1200 px column
+    with gr.Blocks(title="medimg_demo - research use only", delete_cache=(max(60, age // 6), age),
+                   fill_width=True) as demo:
         gr.HTML(BANNER)
         if auth.hf_oauth():
             gr.LoginButton()

@@ -2,9 +2,11 @@
 time, write), the batch pipeline in-process without Ray, Ray local end to end (Ray start included), and the
 ONNX Runtime batch-32 forward alone; images/s and the ratio end-to-end / forward (issue 15 target: >= 0.5).
 
-    python benchmarks/batch_throughput.py DIR --model lung_ct.tf_efficientnet_lite0_v2
+    python benchmarks/make_mixed_folder.py /tmp/mixed1000
+    python benchmarks/batch_throughput.py /tmp/mixed1000 --model brain_mri.tf_efficientnet_lite1_v1 --actors 1,2
 
-DIR: a folder of images (e.g. a few hundred test-split images copied to /tmp). Outputs go to a temporary folder.
+The forward is timed right before and right after each end-to-end run and the ratio uses their mean, so that a
+change in the machine's load during the run moves both sides of a ratio alike. Outputs go to a temporary folder.
 """
 
 from __future__ import annotations
@@ -50,28 +52,44 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("input", type=Path)
     p.add_argument("--model", default="lung_ct.tf_efficientnet_lite0_v2")
-    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--actors", default="1", help="Ray actor counts to compare, e.g. 1,2")
     p.add_argument("--plain-limit", type=int, default=100, help="images for the (slow) plain loop")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    files = [f[0] for f in list_files(args.input)]
+    files = [Path(f[0]) for f in list_files(args.input)]
     tmp = Path(tempfile.mkdtemp(prefix="batch_bench_"))
-    fwd = onnx_forward(args.model)
-    plain = plain_loop(files[: args.plain_limit], args.model, tmp / "plain.parquet")
-    local = run_batch(args.input, args.model, tmp / "local.parquet", use_ray=False)
-    ray_run = run_batch(args.input, args.model, tmp / "ray.parquet", concurrency=args.concurrency)
-    again = run_batch(args.input, args.model, tmp / "ray.parquet", concurrency=args.concurrency)
     rate = lambda s: s.done / s.seconds  # noqa: E731
+    rows: list[tuple[str, float, float, str]] = []  # name, images/s, forward images/s around it, summary
+
+    def timed(name: str, run) -> float:  # noqa: ANN001
+        before = onnx_forward(args.model)
+        value, line = run()
+        fwd = (before + onnx_forward(args.model)) / 2
+        rows.append((name, value, fwd, line))
+        return value
+
+    plain = timed("plain loop (torch, 1 image at a time)",
+                  lambda: (plain_loop(files[: args.plain_limit], args.model, tmp / "plain.parquet"), ""))
+    timed("batch in-process, no Ray (ONNX, batch 32)", lambda: _batch(args, tmp / "local.parquet", rate, use_ray=False))
+    first = None
+    for n in [int(a) for a in args.actors.split(",")]:
+        out = tmp / f"ray{n}.parquet"
+        timed(f"Ray local end to end, {n} actor(s), incl. start", lambda: _batch(args, out, rate, concurrency=n))
+        if first is None:
+            first = out
+    again = run_batch(args.input, args.model, first, concurrency=1)
     print(f"{len(files)} files, model {args.model}")
-    print(f"{'plain loop (torch, 1 image at a time)':45s} {plain:8.1f} img/s  ({min(len(files), args.plain_limit)} images)")
-    print(f"{'batch in-process, no Ray (ONNX, batch 32)':45s} {rate(local):8.1f} img/s  {local.line()}")
-    print(f"{f'Ray local end to end, {args.concurrency} actor(s), incl. start':45s} {rate(ray_run):8.1f} img/s  "
-          f"{ray_run.line()}")
-    print(f"{'ONNX Runtime batch-32 forward alone':45s} {fwd:8.1f} img/s")
-    print(f"ratio Ray end-to-end / ONNX forward: {rate(ray_run) / fwd:.2f} (target >= 0.5); "
-          f"no-Ray batch / forward: {rate(local) / fwd:.2f}; Ray / plain loop: {rate(ray_run) / plain:.1f}x")
-    print(f"rerun (all skipped): {again.seconds:.2f} s vs first run {ray_run.seconds:.1f} s "
-          f"({again.seconds / ray_run.seconds:.1%})")
+    for name, value, fwd, line in rows:
+        print(f"{name:48s} {value:7.1f} img/s | forward around it {fwd:6.1f} img/s | ratio {value / fwd:.2f}  {line}")
+    print(f"ratio target (issue 15): Ray end to end / ONNX Runtime batch-32 forward >= 0.5; Ray / plain loop: "
+          f"{rows[2][1] / plain:.1f}x")
+    print(f"rerun (all skipped): {again.seconds:.2f} s ({again.skipped} skipped) vs first Ray run "
+          f"{rows[2][1] and len(files) / rows[2][1]:.1f} s")
+
+
+def _batch(args: argparse.Namespace, out: Path, rate, **kw) -> tuple[float, str]:  # noqa: ANN001
+    s = run_batch(args.input, args.model, out, **kw)
+    return rate(s), s.line()
 
 
 if __name__ == "__main__":

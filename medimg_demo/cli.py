@@ -53,7 +53,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     failed = 0
     for index, path in enumerate(args.paths):
         try:
-            pred = predict_study(read_file(path), args.model, explain=args.heatmap_out is not None)
+            # one frame rule everywhere (app, CLI, batch, report): the middle frame of a multi-frame DICOM unless
+            # --frame asks for another; the JSON says which frame was read ("frame_index") and carries its warnings
+            pred = predict_study(read_file(path, args.frame), args.model, explain=args.heatmap_out is not None)
         except MedimgError as exc:
             failed += 1
             log.error("%s", exc)
@@ -154,9 +156,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_feedback(args: argparse.Namespace) -> int:
     from . import feedback
-    from .paths import feedback_db
 
-    db = Path(args.db) if args.db else feedback_db()
+    db = args.db or None  # a SQLite file or a postgresql:// URL; None: MEDIMG_DB_URL, else the SQLite default
     if args.action == "export":
         if not args.out:
             log.error("feedback export needs --out FILE.csv")
@@ -220,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", default=None, help="model id, or 'auto' to let the gates pick the task (default: the registry's default)")
     pr.add_argument("--heatmap-out", type=Path, default=None, help="write the Grad-CAM overlay to this PNG")
     pr.add_argument("--opacity", type=float, default=0.45, help="overlay opacity 0..1")
+    pr.add_argument("--frame", type=int, default=None,
+                    help="0-based frame of a multi-frame DICOM (default: the middle one, as the app, batch and report)")
     pr.add_argument("--json", action="store_true", help="one JSON object per input file, one per line, in input order")
     pr.set_defaults(func=_cmd_predict)
     rp = sub.add_parser("report", help="write the case report PDF of one image (PNG, JPEG or DICOM), gated")
@@ -255,7 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_cmd_gate)
     f = sub.add_parser("feedback", help="export or summarise the clinician feedback store")
     f.add_argument("action", choices=["export", "summary"])
-    f.add_argument("--db", default=None, help="SQLite file (default: $MEDIMG_FEEDBACK_DB or var/feedback.sqlite)")
+    f.add_argument("--db", default=None, metavar="PATH_OR_URL",
+                   help="SQLite file or postgresql:// URL (default: $MEDIMG_DB_URL, else $MEDIMG_FEEDBACK_DB, "
+                        "else var/feedback.sqlite)")
     f.add_argument("--out", default=None, help="CSV to write (required for export)")
     f.set_defaults(func=_cmd_feedback)
 

@@ -17,7 +17,7 @@ from .models.config import ModelConfig
 from .models.gate import GateStats, header_refusal, load_stats
 from .models.network import TumorNet, load_model
 from .models.preprocess import model_pixels, to_tensor
-from .models.registry import get_model
+from .models.registry import AUTO, get_model, task_models  # noqa: F401 - AUTO, task_models: public here too
 from .tasks import get_task
 from .treatment import Pathway, pathway
 
@@ -243,21 +243,6 @@ def get_predictor(model: str | ModelConfig | None = None) -> Predictor:
             pred = Predictor(cfg)
             _PREDICTORS[key] = pred
         return pred
-
-
-#: The model choice that lets the gates pick the task.
-AUTO = "auto"
-
-
-def task_models() -> list[ModelConfig]:
-    """One model per task: the task's default model (else its first by id), in the registry's task order."""
-    from .models.registry import list_models
-    from .tasks import task_rank
-
-    chosen: dict[str, ModelConfig] = {}
-    for cfg in sorted(list_models(), key=lambda m: (not m.default, m.id)):
-        chosen.setdefault(cfg.task, cfg)
-    return sorted(chosen.values(), key=lambda m: task_rank(m.task))
 
 
 def route(study: Study, exclude: str | None = None) -> ModelConfig | None:

@@ -36,7 +36,8 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``batch`` and ``export-onnx`` to the CLI's subparsers."""
     b = sub.add_parser("batch", help="score a folder of PNG/JPEG/DICOM files (recursive) into a Parquet table, on Ray")
-    b.add_argument("input", type=Path, metavar="INPUT", help="folder to score (file names are kept as relative paths)")
+    b.add_argument("input", metavar="INPUT", help="folder to score, or an object-store URI (s3://bucket/prefix, gs://...; "
+                   "pyarrow's file systems); file names are kept as relative paths")
     b.add_argument("--model", default=None, help="model id, or 'auto' to let the gates pick the task per image")
     b.add_argument("--out", type=Path, required=True, help="the Parquet table (a rerun skips files already in it)")
     b.add_argument("--heatmaps", type=Path, default=None, help="write Grad-CAM overlays of answered images here, "
@@ -44,7 +45,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     b.add_argument("--heatmap-glob", default=None, help="only for relative paths matching this pattern, e.g. 'a/*.dcm'")
     b.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: local Ray, in-process)")
     b.add_argument("--no-ray", action="store_true", help="score in this process, without Ray")
-    b.add_argument("--concurrency", type=int, default=1, help="Ray actors (each loads the model once)")
+    b.add_argument("--concurrency", type=int, default=None, help="Ray actors, each loading the model once and running "
+                   "ONNX Runtime on its share of the cores (default: one per core locally, 1 on a cluster)")
     b.add_argument("--batch-size", type=int, default=32)
     b.add_argument("--no-paths", action="store_true", help="leave the path column empty (file names may carry PHI)")
     b.add_argument("--torch", action="store_true", help="use the torch forward even where an ONNX forward is pinned")

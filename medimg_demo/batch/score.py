@@ -21,9 +21,8 @@ from ..imaging.study import Study
 from ..models.config import ModelConfig
 from ..models.export import OnnxForward, softmax, torch_forward
 from ..models.gate import GateStats, header_refusal, load_stats
-from ..models.preprocess import model_pixels, to_tensor
-from ..models.registry import get_model
-from ..predict import AUTO, task_models
+from ..models.preprocess import model_pixels, to_batch
+from ..models.registry import AUTO, get_model, task_models
 from ..tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ class _Runner:
     gate: GateStats | None
 
     @classmethod
-    def load(cls, cfg: ModelConfig, prefer_onnx: bool = True) -> "_Runner":
+    def load(cls, cfg: ModelConfig, prefer_onnx: bool = True, threads: int | None = None) -> "_Runner":
         gate = None
         if cfg.gate is not None and cfg.folder is not None:
             g = cfg.gate
@@ -52,7 +51,7 @@ class _Runner:
         made_from = (cfg.raw.get("onnx") or {}).get("weights_sha256")
         if prefer_onnx and cfg.onnx is not None and made_from == cfg.weights_sha256:
             try:
-                return cls(cfg, OnnxForward(cfg), "onnx", gate)
+                return cls(cfg, OnnxForward(cfg, threads=threads), "onnx", gate)
             except MedimgError as exc:
                 log.warning("%s; using the torch forward", exc)
         elif prefer_onnx and cfg.onnx is not None:
@@ -63,7 +62,7 @@ class _Runner:
         return cls(cfg, lambda x: torch_forward(model, x), "torch", gate)
 
     def outputs(self, studies: list[Study], batch: int) -> dict[str, np.ndarray]:
-        x = np.stack([to_tensor(model_pixels(s, self.cfg.input), self.cfg.input)[0].numpy() for s in studies])
+        x = to_batch([model_pixels(s, self.cfg.input) for s in studies], self.cfg.input)
         parts = [self.forward(x[i:i + batch]) for i in range(0, len(x), batch)]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
@@ -76,11 +75,11 @@ class BatchScorer:
     """Loads the model(s) once (per process or Ray actor) and turns (file bytes) into table rows."""
 
     def __init__(self, model: str | None, prefer_onnx: bool = True, batch: int = 32,
-                 registry: Path | None = None) -> None:
+                 registry: Path | None = None, threads: int | None = None) -> None:
         cfgs = task_models() if model == AUTO else [get_model(model, registry)]
         self.auto = model == AUTO
         self.batch = batch
-        self.runners = [_Runner.load(c, prefer_onnx) for c in cfgs]
+        self.runners = [_Runner.load(c, prefer_onnx, threads) for c in cfgs]
 
     @property
     def configs(self) -> dict[str, ModelConfig]:
@@ -92,12 +91,19 @@ class BatchScorer:
         """Model id -> "onnx" or "torch": which forward each model runs."""
         return {r.cfg.id: r.kind for r in self.runners}
 
-    def score(self, blobs: list[bytes], base: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Study | None]]:
-        """One row per blob (``base`` holds its path, key and size), and the decoded studies (None on error)."""
+    def score(self, blobs: list[bytes | None], base: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Study | None]]:
+        """One row per blob (``base`` holds its path, key and size), and the decoded studies (None on error).
+
+        A blob of None is a file that could not be read: an error row."""
         studies: list[Study | None] = []
         rows: list[dict[str, Any]] = []
         for data, b in zip(blobs, base):
             row = {c: None for c in COLUMNS} | b
+            if data is None:
+                studies.append(None)
+                rows.append(row | {"status": "error", "reason": "The file could not be read (permissions or a "
+                                   "storage error); make it readable and run again."})
+                continue
             try:
                 study: Study | None = read_bytes(data)
             except MedimgError as exc:

@@ -43,12 +43,18 @@ def _nice_length(mm: float) -> float:
 
 
 def add_scale_bar(rgb: np.ndarray, spacing_mm: tuple[float, float] | None) -> np.ndarray:
-    """Draw a labelled scale bar (bottom right) from the column pixel spacing; unchanged if spacing is unknown."""
+    """Draw a labelled scale bar (bottom right) from the column pixel spacing; unchanged if spacing is unknown.
+
+    Bar, margin and text are sized from the picture's long side, so they look the same wherever the picture is
+    shown at a given size: draw on the picture at the size it is displayed (``explain.display``), not on a 64 px
+    scan that the browser then enlarges.
+    """
     if not spacing_mm:
         return rgb
     from PIL import Image, ImageDraw, ImageFont
 
     h, w = rgb.shape[:2]
+    side = max(h, w)
     col_mm = float(spacing_mm[1])
     length_mm = _nice_length(w * col_mm / 6.0)
     if length_mm / col_mm > w * 0.5:
@@ -56,14 +62,17 @@ def add_scale_bar(rgb: np.ndarray, spacing_mm: tuple[float, float] | None) -> np
     bar = int(round(length_mm / col_mm))
     img = Image.fromarray(rgb)
     draw = ImageDraw.Draw(img)
-    thick = max(2, h // 100)
-    margin = max(4, w // 40)
+    thick = max(2, side // 150)
+    margin = max(4, side // 40)
+    font_px = max(10, side // 40)
     x1, y1 = w - margin, h - margin
     x0 = x1 - bar
     draw.rectangle([x0 - 1, y1 - thick - 1, x1 + 1, y1 + 1], fill=(0, 0, 0))
     draw.rectangle([x0, y1 - thick, x1, y1], fill=(255, 255, 255))
-    font = ImageFont.load_default(size=max(10, h // 30))
+    font = ImageFont.load_default(size=font_px)
     label = f"{length_mm:g} mm"
     tw = draw.textlength(label, font=font)
-    draw.text((x1 - tw, y1 - thick - 4 - max(10, h // 30)), label, fill=(255, 255, 255), font=font, stroke_width=1, stroke_fill=(0, 0, 0))
+    stroke = max(1, font_px // 12)
+    draw.text((x1 - tw, y1 - thick - 4 - font_px * 1.15), label, fill=(255, 255, 255), font=font, stroke_width=stroke,
+              stroke_fill=(0, 0, 0))
     return np.asarray(img)

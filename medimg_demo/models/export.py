@@ -103,7 +103,7 @@ class OnnxForward:
     def __init__(self, cfg: ModelConfig, path: Path | None = None, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        from .weights import sha256_file
+        from .hashing import sha256_file
 
         if path is None:
             if cfg.onnx is None or cfg.folder is None:
@@ -181,7 +181,7 @@ def export_onnx(cfg: ModelConfig, inputs: Iterable[np.ndarray], tolerance: float
 
     Raises ModelError (nothing written) when the probabilities differ by more than ``tolerance``.
     """
-    from .weights import sha256_file
+    from .hashing import sha256_file
 
     if cfg.folder is None:
         raise ModelError(f"Model {cfg.id} has no folder; export a model loaded from a registry.")

@@ -132,7 +132,7 @@ def save_stats(stats: GateStats, path: Path) -> str:
     import torch
     from safetensors.torch import save_file
 
-    from .weights import sha256_file
+    from .hashing import sha256_file
 
     tensors = {k: torch.from_numpy(v) for k, v in stats.tensors().items()}
     if not tensors:
@@ -146,7 +146,7 @@ def load_stats(path: Path, expected_sha256: str | None, method: str, k: int, tem
     """Read pinned statistics (never unpickles)."""
     from safetensors.numpy import load_file
 
-    from .weights import sha256_file
+    from .hashing import sha256_file
 
     if not path.is_file():
         raise ModelError(f"Gate statistics {path.name} are missing; restore them from git or run `python -m medimg_demo gate`.")

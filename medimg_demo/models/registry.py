@@ -92,3 +92,15 @@ def get_model(model_id: str | None = None, root: Path | None = None) -> ModelCon
         if m.id == model_id:
             return m
     raise ModelError(f"Unknown model {model_id!r}. Available: {', '.join(m.id for m in models)}.")
+
+
+#: The model choice that lets the gates pick the task.
+AUTO = "auto"
+
+
+def task_models() -> list[ModelConfig]:
+    """One model per task: the task's default model (else its first by id), in the registry's task order."""
+    chosen: dict[str, ModelConfig] = {}
+    for cfg in sorted(list_models(), key=lambda m: (not m.default, m.id)):
+        chosen.setdefault(cfg.task, cfg)
+    return sorted(chosen.values(), key=lambda m: task_rank(m.task))

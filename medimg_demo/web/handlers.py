@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from ..errors import InputError, MedimgError, StoreError
-from . import analysis, auth, files, session, uploads
+from . import analysis, auth, files, session, uploads, viewer
 from .catalog import model_choices
 from .performance import performance_view
 
@@ -86,13 +86,14 @@ def predict(
     except StoreError as exc:
         shown["prediction_id"] = None
         notes = "\n\n".join(n for n in (notes, f"⚠ Feedback cannot be given on this result: {exc}") if n)
+    image_file, overlay_file = files.png_file(a.pictures.image), files.png_file(a.pictures.overlay)
     return (
-        a.type_scores,
-        a.stage_scores,
+        a.type_display,  # readable class names on screen; the JSON (``shown``) keeps the raw labels
+        a.stage_display,
         a.stage_text,
         a.pathway_markdown,
-        files.png_file(a.original_rgb),
-        files.png_file(a.overlay_rgb),
+        image_file,
+        overlay_file,
         a.info_markdown,
         shown,
         a.view,
@@ -100,6 +101,7 @@ def predict(
         notes,
         gr.update(value=round(dw[0], 2)) if dw else gr.update(),
         gr.update(value=round(dw[1], 2)) if dw else gr.update(),
+        *viewer.after_analysis(a, image_file, overlay_file),
     )
 
 
@@ -123,17 +125,8 @@ def switch_model(prediction: Any):  # noqa: ANN201
     return model if model else gr.skip()
 
 
-def clear_outputs():  # noqa: ANN201
-    """Blank every result before a new analysis, so a failed upload never leaves the previous case on screen."""
-    return (None, None, "", "", None, None, "", None, None, gr.update(), "", gr.update(), gr.update())
-
-
-def redraw(view: analysis.View | None, window: str | None, center: float | None, width: float | None, opacity: float):  # noqa: ANN201
-    """New display window or opacity: redraw both images without running the model again."""
-    if view is None:
-        return gr.skip(), gr.skip()
-    image, over = view.render(window, center, width, float(opacity))
-    return files.png_file(image), files.png_file(over)
+clear_outputs = viewer.clear_outputs  # every Analyse output blank (the viewer's too): see web/viewer.py
+redraw = viewer.redraw
 
 
 def preset_values(view: analysis.View | None, window: str | None):  # noqa: ANN201

@@ -18,6 +18,7 @@ from ..models.config import ModelConfig
 from ..models.registry import get_model
 from ..paths import data_root, runs_dir
 from ..tasks import get_task
+from .analysis import stage_name
 
 EXPLAIN_HELP = {
     "explain_pointing_hit": "pointing game: heatmap maximum inside the lesion (mask or box)",
@@ -28,6 +29,16 @@ EXPLAIN_HELP = {
     "explain_insertion_auc_random": "insertion AUC, random order (baseline)",
     "explain_randomised_rank_corr": "rank correlation with a last-stage-randomised model (sanity: should be low)",
 }
+
+
+#: Per-class column headers on screen: short enough that five columns of "0.95 [0.90, 0.99]" fit beside the class.
+PER_CLASS_HEADERS = {"sensitivity": "Sensitivity", "specificity": "Specificity", "precision": "PPV (precision)",
+                     "f1": "F1 score", "auc": "AUC (one vs rest)"}
+
+
+def readable_per_class(table: pd.DataFrame) -> pd.DataFrame:
+    """A per-class table with readable column headers (each cell: value [95% CI])."""
+    return table.rename(columns={k: v for k, v in PER_CLASS_HEADERS.items() if k in table.columns})
 
 
 def _with_gallery(cfg: ModelConfig, res: Results) -> Results:
@@ -43,7 +54,9 @@ def _with_gallery(cfg: ModelConfig, res: Results) -> Results:
     if not index.is_file():
         return res
     rows = pd.read_csv(index)
-    gallery = [(str(out / r["file"]), f"true {r['label']} - predicted {r['pred']} ({r['confidence']:.2f})") for _, r in rows.iterrows()]
+    name = get_task(cfg.task).label_name
+    gallery = [(str(out / r["file"]), f"true {name(r['label'])} - predicted {name(r['pred'])} ({r['confidence']:.2f})")
+               for _, r in rows.iterrows()]
     return dataclasses.replace(res, gallery=gallery)
 
 
@@ -82,8 +95,8 @@ def performance_view(model_id: str | None) -> dict[str, Any]:
     return {
         "header": header,
         "overall": overall,
-        "per_class": per_class_table(m, names=spec.label_names),
-        "stage": per_class_table(m, "stage_") if cfg.stage_labels else empty,
+        "per_class": readable_per_class(per_class_table(m, names=spec.label_names)),
+        "stage": readable_per_class(per_class_table(m, "stage_", names={k: stage_name(k) for k in cfg.stage_labels})) if cfg.stage_labels else empty,
         "confusion": confusion_figure(res.cases, labels, spec.label_names) if res.cases is not None else None,
         "roc": roc_figure(res.cases, labels, spec.label_names) if res.cases is not None else None,
         "reliability": reliability_figure(res.cases, labels) if res.cases is not None else None,

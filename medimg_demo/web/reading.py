@@ -11,10 +11,11 @@ import pandas as pd
 
 from ..errors import MedimgError
 from ..feedback import export_csv, summarise
+from ..feedback.reader_study import CANNOT_ASSESS, label_name
 from ..paths import feedback_db, public_dir
-from . import auth, files, session
+from . import auth, files, session, session_view, study_view
 from .catalog import model_labels
-from .handlers import FEEDBACK_RESET, _user
+from .handlers import _user
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,13 @@ def _session_view(s: session.ReadingSession | None):  # noqa: ANN202
     if s.done:
         return f"**Session complete** - {len(s.cases)} of {len(s.cases)} cases read. Thank you.", None, gr.update(visible=False), gr.update(visible=False)
     text = f"**Case {s.index + 1} of {len(s.cases)}** - session `{s.session_id}`, reader `{s.reader}`, model `{s.model_id}`"
-    return text, files.png_file(session.session_case_image(s)), gr.update(visible=not s.revealed), gr.update(visible=s.revealed)
+    image = session_view.render_case(session.session_pixels(s), s.display)
+    return text, files.png_file(image), gr.update(visible=not s.revealed), gr.update(visible=s.revealed)
+
+
+def _choices(model_id: str, labels: list[str]) -> list[tuple[str, str]]:
+    """(readable name, label) pairs for a radio or dropdown: the reader sees names, the store keeps labels."""
+    return [(label_name(model_id, v), v) for v in labels]
 
 
 def session_start(reader: str, session_id: str, model_id: str | None, n_cases: float, seed: float,
@@ -39,29 +46,40 @@ def session_start(reader: str, session_id: str, model_id: str | None, n_cases: f
         s.created_by = user if auth.logins_on() else ""
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
-    cfg_labels = model_labels(s.model_id)
-    return (s, *_session_view(s), gr.update(choices=cfg_labels["type"], value=None),
-            gr.update(choices=cfg_labels.get("stage") or [], value=None, visible=bool(cfg_labels.get("stage"))))
+    labels = model_labels(s.model_id)
+    types, stages = _choices(s.model_id, labels["type"]), [(v, v) for v in labels.get("stage") or []]
+    return (s, *_session_view(s), gr.update(choices=[*types, ("Cannot assess", CANNOT_ASSESS)], value=None),
+            gr.update(choices=stages, value=None, visible=bool(stages)),
+            gr.update(choices=types, value=None), gr.update(choices=stages, value=None, visible=bool(stages)),
+            gr.update(visible=bool(stages)))
 
 
 def session_unaided(s: session.ReadingSession | None, reader_type: str | None, reader_stage: str | None,
-                    confidence: float | None):  # noqa: ANN201
+                    confidence: float | None,
+                    request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+                    profile: gr.OAuthProfile | None = None):  # noqa: ANN201
     if s is None:
         raise gr.Error("Start the session first.")
     try:
+        auth.check_reader(request, profile, s.reader)  # still the reader the session was started as
         a = session.session_record_unaided(s, reader_type, reader_stage, int(confidence) if confidence else None)
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
-    return (s, *_session_view(s), a.type_scores, a.stage_scores, a.stage_text, a.pathway_markdown,
-            files.png_file(a.overlay_rgb))
+    heat = session_view.render_case(session.session_pixels(s), s.display, s.heatmap)
+    return (s, *_session_view(s), session_view.readable_scores(a.type_scores, s.model_id), a.stage_scores,
+            a.stage_text, a.pathway_markdown, files.png_file(heat),
+            session_view.compare_markdown(s.own_read, s.prediction, s.model_id))
 
 
 def session_aided(s: session.ReadingSession | None, type_agree: str | None, stage_agree: str | None,
                   pathway_agree: str | None, corrected_type: str | None, corrected_stage: str | None,
-                  heatmap_plausibility: float | None, confidence: float | None, comment: str | None):  # noqa: ANN201
+                  heatmap_plausibility: float | None, confidence: float | None, comment: str | None,
+                  request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+                  profile: gr.OAuthProfile | None = None):  # noqa: ANN201
     if s is None:
         raise gr.Error("Start the session first.")
     try:
+        auth.check_reader(request, profile, s.reader)
         session.session_record_aided(
             s, type_agree=type_agree, stage_agree=stage_agree, pathway_agree=pathway_agree,
             corrected_type=corrected_type, corrected_stage=corrected_stage,
@@ -69,8 +87,49 @@ def session_aided(s: session.ReadingSession | None, type_agree: str | None, stag
         )
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
-    return (s, *_session_view(s), None, None, "", "", None,  # model outputs hidden again
-            None, None, 3, *FEEDBACK_RESET)  # own-read and feedback forms reset
+    return (s, *_session_view(s), None, None, "", "", None, "",  # model outputs hidden again
+            None, None, 3, *AIDED_RESET)  # own-read and feedback forms reset
+
+
+def _marks(problems: dict[str, str], names: list[str]) -> list[dict]:
+    """One gr.validate per input, in order: the message beside the field that lacks an answer."""
+    return [gr.validate(name not in problems, problems.get(name, "")) for name in names]
+
+
+def validate_read(s: session.ReadingSession | None, reader_type: str | None, reader_stage: str | None,
+                  confidence: float | None) -> list[dict]:
+    """Before /session_read runs: a missing answer is shown beside its field and nothing is sent to the model
+    (API callers get HTTP 422 with the same message; session_unaided checks again)."""
+    problems = {} if s is None or s.done else session.unaided_problems(s, reader_type, reader_stage)
+    return _marks(problems, ["state", "reader_type", "reader_stage", "confidence"])
+
+
+def validate_aided(s: session.ReadingSession | None, type_agree: str | None, stage_agree: str | None,
+                   pathway_agree: str | None, corrected_type: str | None, *rest: object) -> list[dict]:
+    """Before /session_feedback runs: agree/disagree on the type, and a type when disagreeing."""
+    problems = {} if s is None or not s.revealed else session.aided_problems(s, type_agree, corrected_type)
+    return _marks(problems, ["state", "type_agree", "stage_agree", "pathway_agree", "corrected_type",
+                             *[f"other{i}" for i in range(len(rest))]])
+
+
+#: What the aided form shows again after a submission: no answers, sliders at 3, empty comment.
+AIDED_RESET = (None, None, None, None, None, 3, 3, "")
+
+
+def session_redraw(s: session.ReadingSession | None, level: float, width: float, zoom: str, pan_x: float,
+                   pan_y: float):  # noqa: ANN201
+    """New display window or zoom: redraw the case (and the heatmap once revealed) without running the model; the
+    settings stay for the next cases."""
+    if s is None or s.done:
+        return gr.skip(), gr.skip()
+    try:
+        s.display = session_view.display_settings(level, width, zoom, pan_x, pan_y)
+        image = files.png_file(session_view.render_case(session.session_pixels(s), s.display))
+        heat = (files.png_file(session_view.render_case(session.session_pixels(s), s.display, s.heatmap))
+                if s.revealed else gr.skip())
+    except MedimgError as exc:
+        raise gr.Error(str(exc)) from None
+    return image, heat
 
 
 def _visible_rows(request: gr.Request | None, profile: gr.OAuthProfile | None) -> pd.DataFrame:
@@ -88,6 +147,33 @@ def feedback_summary(request: gr.Request = None,  # type: ignore[assignment] - i
         raise gr.Error(str(exc)) from None
 
 
+def summary_view(chosen: str | None = None,
+                 request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+                 profile: gr.OAuthProfile | None = None):  # noqa: ANN201
+    """The Feedback summary tab, readable: the reader-study table, its legend, the session choice, the MRMC verdict
+    and the accuracy plot of the chosen session, and the per-output feedback table."""
+    try:
+        v = study_view.build(_visible_rows(request, profile), chosen)
+    except MedimgError as exc:
+        raise gr.Error(str(exc)) from None
+    return (v.table, v.legend, gr.update(choices=v.sessions, value=v.session), v.verdict, v.figure, v.outputs)
+
+
+def export_reader_study(request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+                        profile: gr.OAuthProfile | None = None) -> str:
+    """The per-case reader-study table (reader, case, truth, unaided / model / aided call, correct flags,
+    confidence) this caller may see, as a CSV safe to open in a spreadsheet (API: /reader_study_export)."""
+    try:
+        table = study_view.case_rows(_visible_rows(request, profile))
+        out = public_dir() / "exports" / f"reader-study-{secrets.token_hex(8)}.csv"
+        export_csv(feedback_db(), out, table)  # the rows are given: formulas neutralised, the store not read again
+        files.prune_exports()
+        return str(out)
+    except (MedimgError, OSError) as exc:
+        msg = str(exc) if isinstance(exc, MedimgError) else "The export could not be written; try again."
+        raise gr.Error(msg) from None
+
+
 def export_feedback(request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
                     profile: gr.OAuthProfile | None = None) -> str:
     """The feedback rows this caller may see as a CSV safe to open in a spreadsheet (API: /feedback_export)."""
@@ -98,4 +184,5 @@ def export_feedback(request: gr.Request = None,  # type: ignore[assignment] - in
         files.prune_exports()
         return str(out)
     except (MedimgError, OSError) as exc:
-        raise gr.Error(str(exc) if isinstance(exc, MedimgError) else "The export could not be written; try again.") from None
+        msg = str(exc) if isinstance(exc, MedimgError) else "The export could not be written; try again."
+        raise gr.Error(msg) from None

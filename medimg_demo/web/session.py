@@ -17,9 +17,10 @@ from .. import feedback
 from ..errors import InputError
 from ..explain.overlay import gray_to_rgb
 from ..feedback.cases import case_list
+from ..feedback.reader_study import CANNOT_ASSESS, label_name
 from ..imaging.decode import read_file
 from ..models.registry import get_model
-from ..paths import data_root, feedback_db
+from ..paths import data_root, feedback_store
 from . import auth
 from .analysis import Analysis, analyse
 
@@ -35,12 +36,13 @@ def _agree(choice: str | None) -> bool | None:
     return choice == "Agree"
 
 
-def _label(value: str | None, labels: list[str] | None, what: str) -> str | None:
-    """A reader's label must be one of the model's labels (never free text stored as a class)."""
+def _label(value: str | None, labels: list[str] | None, what: str, also: tuple[str, ...] = ()) -> str | None:
+    """A reader's label must be one of the model's labels (never free text stored as a class), or one of ``also``
+    (the unaided read's "cannot assess")."""
     if value is not None and not isinstance(value, str):
         raise InputError(f"The {what} must be text.")
     value = (value or "").strip() or None
-    if value is not None and value not in (labels or []):
+    if value is not None and value not in (labels or []) and value not in also:
         allowed = ", ".join(labels or []) or "none (this model does not stage)"
         raise InputError(f"The {what} must be one of this model's labels: {allowed}.")
     return value
@@ -58,7 +60,7 @@ def record_prediction(prediction: dict[str, Any], created_by: str = "", db: Path
     """Record a prediction the server is about to show (what feedback will refer to); returns its id."""
     cfg = get_model(prediction.get("model"))
     return feedback.record_prediction(
-        db or feedback_db(), model_id=cfg.id, weights_sha256=cfg.weights_sha256 or "",
+        db or feedback_store(), model_id=cfg.id, weights_sha256=cfg.weights_sha256 or "",
         image_sha256=str(prediction.get("image_sha256") or ""), outputs=prediction, created_by=created_by,
     )
 
@@ -98,7 +100,7 @@ def feedback_from_prediction(
     reader's labels must be labels of that model. ``check_owner``: with logins on, only the reader the prediction
     was shown to may give feedback on it.
     """
-    store = db or feedback_db()
+    store = db or feedback_store()
     pid = prediction_id_of(prediction_id)
     if pid is None:
         raise InputError("Run a prediction first: feedback is stored against the prediction shown.")
@@ -118,7 +120,8 @@ def feedback_from_prediction(
         phase=phase,
         session_id=(session_id or "").strip(),
         case_id=case_id,
-        reader_type=_label(reader_type, cfg.type_labels, "type you read"),
+        reader_type=_label(reader_type, cfg.type_labels, "type you read",
+                           (CANNOT_ASSESS,) if phase == "unaided" else ()),
         reader_stage=_label(reader_stage, stage_labels, "stage you read"),
         type_agree=_agree(type_agree),
         stage_agree=_agree(stage_agree),
@@ -139,7 +142,7 @@ def feedback_from_prediction(
 def visible_feedback(user: str, db: Path | None = None) -> pd.DataFrame:
     """The feedback rows ``user`` may see: every reader's for a session owner (and on a laptop without logins),
     else only their own."""
-    df = feedback.read_all(db or feedback_db())
+    df = feedback.read_all(db or feedback_store())
     return df if auth.sees_everyone(user) else df[df["reader"] == user]
 
 
@@ -154,6 +157,10 @@ class ReadingSession:
     revealed: bool = False
     prediction: dict[str, Any] | None = None  # as shown, with the server's "prediction_id"
     created_by: str = ""  # the logged-in reader (recorded with each prediction); "" without logins
+    own_read: dict[str, Any] | None = None  # the reader's unaided answer on the current case (shown on reveal)
+    heatmap: np.ndarray | None = None  # the model's heatmap on the current case, once revealed
+    display: dict[str, Any] | None = None  # the reader's display settings (window, zoom), kept from case to case
+    _pixels: tuple[int, np.ndarray] | None = None  # (case index, decoded grey pixels): decoded once per case
 
     @property
     def done(self) -> bool:
@@ -176,16 +183,57 @@ def start_session(reader: str, session_id: str, model_id: str | None, n_cases: i
     if not (folder / "manifest.csv").is_file():
         raise InputError(f"No test cases found for {cfg.task} under {data_root()}; set MEDIMG_DATA_DIR.")
     cases = case_list(folder, cfg.task, n_cases=n_cases, seed=seed)
-    done = feedback.read_all(db or feedback_db())
+    done = feedback.read_all(db or feedback_store())
     done = done[(done["session_id"] == session_id.strip()) & (done["reader"] == reader.strip()) & (done["phase"] == "aided")]
     finished = set(done["case_id"])
     index = next((i for i, c in enumerate(cases) if c.case_id not in finished), len(cases))
     return ReadingSession(reader=reader.strip(), session_id=session_id.strip(), model_id=cfg.id, cases=cases, index=index)
 
 
+def session_pixels(s: ReadingSession) -> np.ndarray:
+    """The current case's grey pixels in [0, 1] (decoded once per case)."""
+    if s._pixels is None or s._pixels[0] != s.index:
+        s._pixels = (s.index, read_file(s.case.path).pixels)
+    return s._pixels[1]
+
+
 def session_case_image(s: ReadingSession) -> np.ndarray:
     """The current case as the reader first sees it: the image alone, no model output."""
-    return gray_to_rgb(read_file(s.case.path).pixels)
+    return gray_to_rgb(session_pixels(s))
+
+
+def unaided_problems(s: ReadingSession, reader_type: str | None, reader_stage: str | None) -> dict[str, str]:
+    """What the unaided read still lacks, by field: a type (or "cannot assess") and, where the model has a stage
+    head, a stage."""
+    out: dict[str, str] = {}
+    chosen = reader_type.strip() if isinstance(reader_type, str) else ""
+    if not chosen:
+        out["reader_type"] = "Choose the tumor type you read (or 'Cannot assess') before the model's output is shown."
+    if get_model(s.model_id).stage_labels and chosen != CANNOT_ASSESS and not (isinstance(reader_stage, str)
+                                                                               and reader_stage.strip()):
+        out["reader_stage"] = "Choose the stage you read as well (this model also suggests a stage)."
+    return out
+
+
+def aided_problems(s: ReadingSession, type_agree: str | None, corrected_type: str | None) -> dict[str, str]:
+    """What the aided answer still lacks, by field: agree/disagree on the type, and the reader's type when
+    disagreeing. Where the model gave no type (refused or indeterminate), 'Agree' keeps the reader's own call."""
+    model_type = ((s.prediction or {}).get("type") or {}).get("label")
+    corrected = corrected_type.strip() if isinstance(corrected_type, str) else ""
+    if type_agree not in AGREE:
+        return {"type_agree": "Answer whether you agree with the model's tumor type (Agree or Disagree)"
+                + ("." if model_type else ": it gave none for this case; 'Agree' keeps your own call.")}
+    if type_agree == "Disagree" and not corrected:
+        return {"corrected_type": "You disagree with the model's type: choose the type you read instead."}
+    if type_agree == "Agree" and model_type and corrected and corrected != model_type:
+        return {"corrected_type": f"You agree with the model's type ({label_name(s.model_id, model_type)}) but chose "
+                "another corrected type: choose 'Disagree', or clear the corrected type."}
+    return {}
+
+
+def _refuse(problems: dict[str, str]) -> None:
+    if problems:
+        raise InputError(" ".join(problems.values()))
 
 
 def session_record_unaided(s: ReadingSession, reader_type: str | None, reader_stage: str | None,
@@ -193,8 +241,7 @@ def session_record_unaided(s: ReadingSession, reader_type: str | None, reader_st
     """Store the reader's own call, then run the model: returns what to reveal."""
     if s.done:
         raise InputError("This session is complete; start a new one.")
-    if not reader_type:
-        raise InputError("Record your own call (tumor type) before seeing the model's output.")
+    _refuse(unaided_problems(s, reader_type, reader_stage))
     a = analyse(s.case.path, s.model_id)
     pred = a.prediction.to_json()
     pred["prediction_id"] = record_prediction(pred, s.created_by, db)
@@ -204,7 +251,8 @@ def session_record_unaided(s: ReadingSession, reader_type: str | None, reader_st
         truth_type=s.case.label, truth_stage=s.case.stage,
         idempotency_key=session_key(s.session_id, s.reader, s.case.case_id, "unaided"), db=db,
     )
-    s.revealed, s.prediction = True, pred
+    s.revealed, s.prediction, s.heatmap = True, pred, a.prediction.heatmap
+    s.own_read = {"type": reader_type, "stage": reader_stage or None, "confidence": confidence}
     return a
 
 
@@ -212,10 +260,11 @@ def session_record_aided(s: ReadingSession, db: Path | None = None, **form: Any)
     """Store the feedback given after seeing the model, and move to the next case."""
     if s.done or not s.revealed or s.prediction is None:
         raise InputError("Record your own read of this case first; then the model's output is shown for feedback.")
+    _refuse(aided_problems(s, form.get("type_agree"), form.get("corrected_type")))
     feedback_from_prediction(
         s.prediction, s.reader, phase="aided", session_id=s.session_id, case_id=s.case.case_id,
         truth_type=s.case.label, truth_stage=s.case.stage,
         idempotency_key=session_key(s.session_id, s.reader, s.case.case_id, "aided"), db=db, **form,
     )
     s.index += 1
-    s.revealed, s.prediction = False, None
+    s.revealed, s.prediction, s.heatmap, s.own_read = False, None, None, None

@@ -142,3 +142,44 @@ def test_every_bundled_onnx_forward_matches_torch_on_its_test_split() -> None:
             pytest.skip("shared data not found")
         diff, n = max_prob_diff(cfg, path, split_inputs(cfg, data, "test"))
         assert n > 50 and diff <= 1e-4, (cfg.id, diff)
+
+
+def test_uri_input_and_unreadable_file_give_rows(tiny_registry: Path, tmp_path: Path, monkeypatch) -> None:
+    """A folder given as a file:// URI (the object-store code path) is listed like a local one; a file that cannot
+    be read (a storage error while reading) becomes an error row and the run goes on."""
+    from medimg_demo.batch import pipeline
+    from medimg_demo.batch.pipeline import list_files, run_batch
+
+    (tmp_path / "in").mkdir()
+    src = _folder(tmp_path / "in")
+    listed = list_files(f"file://{src}")
+    assert [rel for _, rel, _, _ in listed] == [rel for _, rel, _, _ in list_files(src)]
+    assert all(path.startswith("file://") for path, *_ in listed) and len(listed) == 16
+    real = pipeline.read_blob
+
+    def flaky(path: str) -> bytes:
+        if path.endswith("img03.png"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(pipeline, "read_blob", flaky)
+    summary = run_batch(f"file://{src}", "lung_ct.tiny_v0", tmp_path / "b.parquet", registry=tiny_registry,
+                        use_ray=False, prefer_onnx=False)
+    table = pd.read_parquet(tmp_path / "b.parquet").set_index("path")
+    assert summary.done == 16 and len(table) == 16
+    assert table.loc["img03.png", "status"] == "error" and "could not be read" in table.loc["img03.png", "reason"]
+    assert (table.drop(index="img03.png")["status"] != "error").sum() == 13  # 16 - the unreadable - 2 broken files
+
+
+def test_uri_input_gives_the_same_rows_as_the_folder(tiny_registry: Path, tmp_path: Path) -> None:
+    from medimg_demo.batch.pipeline import run_batch
+
+    (tmp_path / "in").mkdir()
+    src = _folder(tmp_path / "in")
+    run_batch(src, "lung_ct.tiny_v0", tmp_path / "a.parquet", registry=tiny_registry, use_ray=False, prefer_onnx=False)
+    run_batch(f"file://{src}", "lung_ct.tiny_v0", tmp_path / "b.parquet", registry=tiny_registry, use_ray=False,
+              prefer_onnx=False)
+    cols = ["path", "file_key", "status", "image_sha256", "type_label", "type_probs"]
+    a = pd.read_parquet(tmp_path / "a.parquet")[cols].sort_values("path").reset_index(drop=True)
+    b = pd.read_parquet(tmp_path / "b.parquet")[cols].sort_values("path").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)

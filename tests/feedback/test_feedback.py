@@ -16,8 +16,8 @@ from medimg_demo.feedback import Feedback, read_all, submit, summarise
 SHA = "a" * 64
 
 
-def test_eight_concurrent_writers_lose_nothing(tmp_path) -> None:
-    db = tmp_path / "fb.sqlite"
+def test_eight_concurrent_writers_lose_nothing(store) -> None:
+    db = store
     errors: list[BaseException] = []
 
     def writer(k: int) -> None:
@@ -37,13 +37,14 @@ def test_eight_concurrent_writers_lose_nothing(tmp_path) -> None:
     df = read_all(db)
     assert len(df) == 400 and df["id"].is_unique
     assert set(df["comment"]) == {f"{k}-{i}" for k in range(8) for i in range(50)}
-    import sqlite3
+    if not isinstance(db, str):  # the SQLite file: write-ahead log, so readers never block the writer
+        import sqlite3
 
-    assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_summary_matches_a_hand_count(tmp_path) -> None:
-    db = tmp_path / "fb.sqlite"
+def test_summary_matches_a_hand_count(store) -> None:
+    db = store
     rows = [
         # session A: 3 aided reads; truth known
         dict(session_id="A", reader="r1", phase="aided", pred_type="x", truth_type="x", type_agree=True, stage_agree=True, pathway_agree=True, heatmap_plausibility=5),
@@ -73,20 +74,24 @@ def test_summary_matches_a_hand_count(tmp_path) -> None:
     assert total["submissions"] == 6 and total["readers"] == 3 and total["heatmap_4"] == 1
 
 
-def test_validation_errors_tell_what_to_do(tmp_path) -> None:
+def test_validation_errors_tell_what_to_do(store) -> None:
     with pytest.raises(InputError, match="pseudonym"):
-        submit(tmp_path / "f.sqlite", Feedback(reader="Dr Jane Doe", image_sha256=SHA))
+        submit(store, Feedback(reader="Dr Jane Doe", image_sha256=SHA))
     with pytest.raises(InputError, match="prediction first"):
-        submit(tmp_path / "f.sqlite", Feedback(reader="reader1", image_sha256="nope"))
+        submit(store, Feedback(reader="reader1", image_sha256="nope"))
     with pytest.raises(InputError, match="between 1 and 5"):
-        submit(tmp_path / "f.sqlite", Feedback(reader="reader1", image_sha256=SHA, confidence=9))
+        submit(store, Feedback(reader="reader1", image_sha256=SHA, confidence=9))
+    assert len(read_all(store)) == 0
 
 
-def test_database_holds_no_phi_from_a_dicom(tmp_path, tiny_registry, monkeypatch) -> None:
+def test_database_holds_no_phi_from_a_dicom(tmp_path, store, tiny_registry, monkeypatch) -> None:
+    """The app, configured as a deployer would (MEDIMG_FEEDBACK_DB or MEDIMG_DB_URL), stores no identifier."""
     from medimg_demo.web import handlers as app
 
     monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tiny_registry))
     monkeypatch.setenv("MEDIMG_FEEDBACK_DB", str(tmp_path / "fb.sqlite"))
+    if isinstance(store, str):
+        monkeypatch.setenv("MEDIMG_DB_URL", store)
     monkeypatch.setattr(app, "WORK_DIR", tmp_path / "work")
     src = tmp_path / "Doe^Jane_PID-998877.dcm"
     src.write_bytes(dicom_bytes((gradient(96, 96) * 3000).astype(np.uint16), slope=1, intercept=-1024, window=(40, 400)))
@@ -94,13 +99,22 @@ def test_database_holds_no_phi_from_a_dicom(tmp_path, tiny_registry, monkeypatch
     raw = outputs[7]
     msg = app.submit_feedback(raw, "reader07", "s1", "Disagree", "Agree", "Agree", "normal", "none", 2, 4, "looks odd")
     assert "stored" in msg
-    blob = (tmp_path / "fb.sqlite").read_bytes()
-    for name in ("fb.sqlite-wal",):
-        if (tmp_path / name).exists():
-            blob += (tmp_path / name).read_bytes()
+    if isinstance(store, str):  # every stored cell of both tables, as the server holds them
+        import psycopg
+
+        with psycopg.connect(store) as con:
+            blob = "\n".join(r[0] for t in ("feedback", "predictions")
+                              for r in con.execute(f"SELECT CAST({t} AS TEXT) FROM {t}")).encode()
+        assert not (tmp_path / "fb.sqlite").exists()  # the configured server, not the embedded default
+    else:
+        blob = (tmp_path / "fb.sqlite").read_bytes()
+        for name in ("fb.sqlite-wal",):
+            if (tmp_path / name).exists():
+                blob += (tmp_path / name).read_bytes()
+    assert raw["image_sha256"].encode() in blob
     for secret in ("Doe", "Jane", "PID-998877", "19600101", "Hidden Road", "Secretia", ".dcm"):
         assert secret.encode() not in blob, secret
-    df = read_all(tmp_path / "fb.sqlite")
+    df = read_all(store)
     assert df.loc[0, "image_sha256"] == raw["image_sha256"] and len(df.loc[0, "weights_sha256"]) == 64
 
 
@@ -136,10 +150,10 @@ def test_reading_session_of_20_cases_end_to_end(tmp_path, monkeypatch) -> None:
     assert s["reader_unaided_accuracy"] == pytest.approx((truth == "adenocarcinoma").mean())
 
 
-def test_feedback_cli_export_and_summary(tmp_path, capsys) -> None:
+def test_feedback_cli_export_and_summary(tmp_path, store, capsys) -> None:
     from medimg_demo.cli import main
 
-    db = tmp_path / "fb.sqlite"
+    db = store  # --db takes a SQLite file or a postgresql:// URL
     submit(db, Feedback(reader="r1", image_sha256=SHA, phase="aided", session_id="S", type_agree=True, heatmap_plausibility=4))
     out = tmp_path / "out.csv"
     assert main(["feedback", "export", "--db", str(db), "--out", str(out)]) == 0

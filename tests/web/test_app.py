@@ -16,20 +16,30 @@ from medimg_demo.web import handlers
 
 def test_app_predict_on_real_lung_ct() -> None:
     img = lung_test_image()
+    out = handlers.predict(str(img), None, 0.5)
+    # /predict's first 13 outputs keep their places (API clients index them); the viewer's follow
     (type_scores, stage_scores, stage_md, pathway_md, original, overlay, info, raw, view, frame, notes, center,
-     width) = handlers.predict(str(img), None, 0.5)
+     width) = out[:13]
     assert abs(sum(type_scores.values()) - 1) < 1e-4
-    assert stage_scores and set(stage_scores) == {"Ib", "IIIa", "none"}
-    assert "learned through the type" in stage_md
+    # readable names on screen ("Stage IIIA", "Squamous cell carcinoma"); the JSON keeps the raw labels
+    assert stage_scores and set(stage_scores) == {"Stage IB", "Stage IIIA", "No stage (no tumor)"}
+    assert set(type_scores) == {"Adenocarcinoma", "Large cell carcinoma", "Squamous cell carcinoma", "Normal"}
+    assert raw["type"]["label"] in {"adenocarcinoma", "large_cell_carcinoma", "squamous_cell_carcinoma", "normal"}
+    assert "learned through the type" in stage_md and "Stage group **I" in stage_md
     assert "Source:" in pathway_md and "not a treatment order" in pathway_md
     from PIL import Image
 
+    from medimg_demo.explain.display import display_scale
+
     original, overlay = np.asarray(Image.open(original)), np.asarray(Image.open(overlay))
-    assert original.shape == overlay.shape and original.ndim == 3
+    assert original.shape == overlay.shape and original.ndim == 3 and max(original.shape[:2]) >= 1024
     assert not np.array_equal(original, overlay)
-    assert raw["type"]["label"] in type_scores
-    image, redrawn = handlers.redraw(view, "File default", None, None, 0.0)
-    np.testing.assert_array_equal(np.asarray(Image.open(redrawn)), original)  # opacity 0: the overlay is the image
+    assert out[13]["value"] == (out[4], out[5])  # the compare slider shows exactly these two pictures
+    overview, slider = handlers.redraw(view, "File default", None, None, 0.0)
+    picture_w = round(view.pixels.shape[1] * display_scale(view.pixels.shape))  # then the colour bar's panel
+    redrawn = np.asarray(Image.open(slider["value"][1]))
+    np.testing.assert_array_equal(redrawn[:, :picture_w], original[:, :picture_w])  # opacity 0: overlay = image
+    assert not np.array_equal(redrawn[:, picture_w:], original[:, picture_w:])  # the colour bar beside the overlay
     assert frame["visible"] is False  # a PNG has one frame
 
 

@@ -32,7 +32,7 @@ from conftest import LUNG, REPO, dicom_bytes, gradient
 httpx = pytest.importorskip("httpx")
 
 DOCUMENTED = {"/predict", "/feedback", "/session_start", "/session_read", "/session_feedback", "/performance",
-              "/feedback_summary", "/feedback_export"}
+              "/feedback_summary", "/feedback_export", "/reader_study_export"}
 PHI_STRINGS = [b"Doe^Jane", b"PID-998877", b"Hidden Road", b"Secretia", b"19600101"]
 ACTIVE_TYPES = ("text/html", "image/svg+xml", "javascript", "xml", "text/plain")
 

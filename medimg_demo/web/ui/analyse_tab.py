@@ -1,89 +1,144 @@
-"""The Analyse tab: upload, model choice, display controls, results, heatmap, pathway and per-output feedback."""
+"""The Analyse tab: upload or sample case, model choice, a large compare viewer (image / Grad-CAM overlay) with zoom
+and colour bar, results beside it, display controls, pathway, downloads and per-output feedback."""
 
 from __future__ import annotations
 
+import json
+
 import gradio as gr
 
-from .. import auth, downloads
+from .. import auth, downloads, viewer
 from .. import handlers as h
-from ..analysis import WINDOW_CHOICES
+from ..analysis import CENTRE_CHOICES, WINDOW_CHOICES
+from ...models.registry import get_model
+from ...tasks import get_task
 from ..catalog import sample_cases
+from ..viewer import VIEWER_HELP, VIEWER_LABEL, ZOOM_CHOICES
 from .common import IMAGE_BUTTONS, NEW_KEY_JS, feedback_fields
+
+#: A new file or sample: back to the file's middle frame and its own display window.
+RESET_FRAME_JS = "() => [null, 'File default']"
+
+
+def _sample_label(model_id: str, label: str) -> str:
+    """"Lung CT: Large cell carcinoma" for a sample of the lung model whose true label is large_cell_carcinoma."""
+    spec = get_task(get_model(model_id).task)
+    return f"{spec.title}: {spec.label_name(label)}"
+
+
+def _samples(upload: gr.File, model: gr.Dropdown) -> gr.Examples | None:
+    """Sample cases from the test split (one per class); a click fills the form and analyses (wired below)."""
+    samples = sample_cases()
+    if not samples:
+        return None
+    return gr.Examples(
+        examples=[[path, model_id] for path, model_id, _ in samples],
+        inputs=[upload, model],
+        example_labels=[_sample_label(model_id, label) for _, model_id, label in samples],
+        label="Sample cases (test split, one per class; the true class is named): click one to analyse it",
+        cache_examples=False,
+        examples_per_page=12,
+    )
 
 
 def analyse_tab(choices: list[tuple[str, str]]) -> None:
-    with gr.Row():
-        with gr.Column(scale=1):
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=260):
             upload = gr.File(label="Scan", file_count="single", type="filepath")
             gr.Markdown(f"<small>{h.ACCEPTED_HELP}</small>")
             model = gr.Dropdown(choices=[*choices, ("Auto: pick the model from the image", "auto")],
-                                value=choices[0][1] if choices else None, label="Model")
-            opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Heatmap opacity")
+                                value=choices[0][1] if choices else None, label="Model", elem_id="analyse-model")
+            run = gr.Button("Analyse", variant="primary")
             # a Number, not a Slider: a slider's API maximum is its initial one, so a fresh client could not ask
             # for frame 3 of a 16-frame file; the decoder checks the number against the file
             frame = gr.Number(label="Frame (multi-frame DICOM; Enter to show)", value=None, precision=0, minimum=1,
-                              visible=False)
+                              visible=False, elem_id="frame")
             with gr.Accordion("Display window (DICOM; the model's input does not change)", open=False):
                 window = gr.Dropdown(WINDOW_CHOICES, value="File default", label="Window")
                 with gr.Row():
                     center = gr.Number(label="Centre", value=None)
                     width = gr.Number(label="Width", value=None, minimum=0)
-            run = gr.Button("Analyse", variant="primary")
-            with gr.Row():
-                report_btn = gr.Button("Download report (PDF)", size="sm")
-                deid_btn = gr.Button("De-identified DICOM copy", size="sm")
-            report_file = gr.File(label="Case report (PDF)", interactive=False, height=80)
-            deid_file = gr.File(label="De-identified copy", interactive=False, height=80)
-        with gr.Column(scale=1):
-            type_out = gr.Label(label="Tumor type (calibrated probability)", num_top_classes=4)
-            stage_out = gr.Label(label="Stage", num_top_classes=3)
-            stage_md = gr.Markdown()
-            notes = gr.Markdown()
+            report_btn = gr.Button("Download report (PDF)", size="sm", visible=False)
+            report_file = gr.File(label="Case report (PDF)", interactive=False, height=80, visible=False,
+                                  elem_id="report-file")
+            deid_btn = gr.Button("De-identified DICOM copy", size="sm", visible=False)
+            deid_file = gr.File(label="De-identified copy", interactive=False, height=80, visible=False,
+                                elem_id="deid-file")
+            examples = _samples(upload, model)
+        with gr.Column(scale=6, min_width=420):
+            slider = gr.ImageSlider(label=VIEWER_LABEL, type="filepath", format="png", interactive=False,
+                                    buttons=IMAGE_BUTTONS, max_height=760, elem_id="viewer")
+            gr.Markdown(VIEWER_HELP)
+            with gr.Row(equal_height=False):
+                # the whole overlay, the zoomed region outlined: a click centres the zoom there
+                heat = gr.Image(label="Overview: click a point to zoom there", type="numpy", interactive=False,
+                                format="png", buttons=IMAGE_BUTTONS, height=190, scale=1, min_width=150,
+                                elem_id="overview")
+                with gr.Column(scale=2, min_width=220):
+                    zoom = gr.Radio(ZOOM_CHOICES, value="1x", label="Zoom (rendered from the scan's own pixels)")
+                    centre = gr.Radio(CENTRE_CHOICES, value=CENTRE_CHOICES[0], label="Zoom centre")
+                    opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Heatmap opacity")
+            # the plain image of /predict's output 4 (API clients read it); the viewer shows it on screen
+            original = gr.Image(label="Image", type="numpy", interactive=False, format="png", buttons=IMAGE_BUTTONS,
+                                visible=False)
+            info = gr.Markdown(elem_id="analysis-info")
+        with gr.Column(scale=3, min_width=280):
+            notes = gr.Markdown(elem_id="analysis-notes")
             switch = gr.Button("Switch model", visible=False, size="sm")
-    with gr.Row():
-        original = gr.Image(label="Image", type="numpy", interactive=False, format="png", buttons=IMAGE_BUTTONS)
-        heat = gr.Image(label="Grad-CAM overlay", type="numpy", interactive=False, format="png", buttons=IMAGE_BUTTONS)
-    info = gr.Markdown()
-    gr.Markdown("### Treatment pathway (options for a tumor board)")
-    pathway = gr.Markdown()
+            with gr.Column() as type_box:
+                type_out = gr.Label(label="Tumor type (calibrated probability)", num_top_classes=4, elem_id="type-out")
+            with gr.Column(visible=False) as stage_box:  # only for a model with a stage head
+                stage_out = gr.Label(label="Stage (calibrated probability)", num_top_classes=3, elem_id="stage-out")
+            stage_md = gr.Markdown()  # the stage's basis, or why this model gives none
+            gr.Markdown("### Treatment pathway (options for a tumor board)")
+            pathway = gr.Markdown()
     with gr.Accordion("Raw output (JSON)", open=False):
         raw = gr.JSON()
     view = gr.State()
-    samples = sample_cases()
-    if samples:
-        gr.Examples(
-            examples=[[path, model_id] for path, model_id, _ in samples],
-            inputs=[upload, model],
-            example_labels=[f"{model_id.split('.')[0]}: {label} (test split)" for _, model_id, label in samples],
-            label="Sample cases from the test split (one per class)",
-            cache_examples=False,
-        )
+    point = gr.State()
 
     inputs = [upload, model, opacity, frame, window, center, width]
-    outputs = [type_out, stage_out, stage_md, pathway, original, heat, info, raw, view, frame, notes, center, width]
-    run.click(h.clear_outputs, None, outputs, queue=False, api_visibility="private").then(
-        h.predict, inputs=inputs, outputs=outputs, api_name="predict"
-    ).then(h.suggestion, raw, switch, queue=False, api_visibility="private")
-    switch.click(h.switch_model, raw, model, queue=False, api_visibility="private").then(
-        h.clear_outputs, None, outputs, queue=False, api_visibility="private"
-    ).then(h.predict, inputs=inputs, outputs=outputs, api_visibility="private").then(
-        h.suggestion, raw, switch, queue=False, api_visibility="private")
+    # /predict's 13 outputs (their order is the API's), then the viewer's (web/viewer.py: VIEWER_OUTPUTS)
+    outputs = [type_out, stage_out, stage_md, pathway, original, heat, info, raw, view, frame, notes, center, width,
+               slider, zoom, centre, point, type_box, stage_box, deid_btn, report_btn, report_file, deid_file]
+    private = dict(api_visibility="private")
+
+    offer_switch = dict(fn=h.suggestion, inputs=raw, outputs=switch, queue=False, **private)  # none for a blank result
+
+    def analyse(event: gr.events.Dependency) -> None:
+        """Blank the outputs, run the model, offer the switch where a refused image fits another model."""
+        event.then(h.clear_outputs, None, outputs, queue=False, **private).then(**offer_switch).then(
+            h.predict, inputs=inputs, outputs=outputs, **private).then(**offer_switch)
+
+    run.click(h.clear_outputs, None, outputs, queue=False, **private).then(**offer_switch).then(
+        h.predict, inputs=inputs, outputs=outputs, api_name="predict").then(**offer_switch)
+    analyse(switch.click(h.switch_model, raw, model, queue=False, **private))
     # queued (not queue=False): the browser shows a queued event's error message, not just "Error"
-    cleaned = upload.upload(h.rename_upload, upload, upload, api_visibility="private")
-    cleaned.failure(None, None, upload, js="() => null")  # a refused file leaves the upload box empty, ready again
-    cleaned.success(
-        None, None, [frame, window], js="() => [null, 'File default']"
-    ).then(h.clear_outputs, None, outputs, queue=False, api_visibility="private").then(
-        h.predict, inputs=inputs, outputs=outputs, api_visibility="private"
-    ).then(h.suggestion, raw, switch, queue=False, api_visibility="private")
-    frame.submit(h.predict, inputs=inputs, outputs=outputs, api_visibility="private")
-    redraw_args = dict(inputs=[view, window, center, width, opacity], outputs=[original, heat], api_visibility="private")
+    cleaned = upload.upload(h.rename_upload, upload, upload, **private)
+    # a refused file: the upload box is emptied, ready again, and nothing of the previous case stays on screen
+    cleaned.failure(None, None, upload, js="() => null").then(
+        viewer.clear_for_file, None, outputs, queue=False, **private).then(**offer_switch)
+    analyse(cleaned.success(None, None, [frame, window], js=RESET_FRAME_JS))
+    upload.clear(viewer.clear_for_file, None, outputs, queue=False, **private).then(**offer_switch)
+    model.input(viewer.clear_for_model, None, outputs, queue=False, **private).then(**offer_switch)
+    if examples is not None:  # a sample case analyses on click, as an upload does
+        analyse(examples.load_input_event.then(None, None, [frame, window], js=RESET_FRAME_JS))
+    analyse(frame.submit(None, None, None, js="() => null"))
+    redraw_args = dict(inputs=[view, window, center, width, opacity, zoom, centre, point],
+                       outputs=[heat, slider], **private)
     opacity.release(h.redraw, **redraw_args)
-    window.input(h.preset_values, [view, window], [center, width], queue=False, api_visibility="private").then(h.redraw, **redraw_args)
+    zoom.input(h.redraw, **redraw_args)
+    centre.input(h.redraw, **redraw_args)
+    heat.select(viewer.pick_point, [view, zoom], [point, centre, zoom], queue=False, **private).then(
+        h.redraw, **redraw_args)
+    window.input(h.preset_values, [view, window], [center, width], queue=False, **private).then(h.redraw, **redraw_args)
     center.submit(None, None, window, js="() => 'Manual'").then(h.redraw, **redraw_args)
     width.submit(None, None, window, js="() => 'Manual'").then(h.redraw, **redraw_args)
-    deid_btn.click(h.deidentify, upload, deid_file, api_visibility="private")
-    report_btn.click(downloads.report, [upload, view], report_file, api_visibility="private")
+    # the file boxes show once they hold a file (hidden while empty, blanked with the case)
+    deid_btn.click(h.deidentify, upload, deid_file, **private).success(
+        viewer.show_file, deid_file, deid_file, queue=False, **private)
+    report_btn.click(downloads.report, [upload, view], report_file, **private).success(
+        viewer.show_file, report_file, report_file, queue=False, **private)
 
     with gr.Accordion("Your feedback on this output", open=True):
         gr.Markdown("<small>Stored with the image's hash and the model version only. Do not type patient identifiers.</small>")
@@ -96,5 +151,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
         fb_btn = gr.Button("Submit feedback")
         fb_status = gr.Markdown()
     raw.change(None, None, fb_key, js=NEW_KEY_JS)
+    # a new (or no) result: the form starts blank, so last case's answers are never sent for this one
+    raw.change(None, None, [*fields, fb_status], js=f"() => {json.dumps([*h.FEEDBACK_RESET, ''])}")
     fb_btn.click(h.submit_feedback, inputs=[raw, fb_reader, fb_session, *fields, fb_key], outputs=fb_status,
                  api_name="feedback").success(None, None, fb_key, js=NEW_KEY_JS)

@@ -14,10 +14,15 @@ def performance_tab(choices: list[tuple[str, str]]) -> None:
         model = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, label="Model")
         show = gr.Button("Show")
     header = gr.Markdown()
-    with gr.Row():
-        overall = gr.Dataframe(label="Overall", interactive=False)
-        per_class = gr.Dataframe(label="Per class (type)", interactive=False, wrap=True)
-    stage = gr.Dataframe(label="Per class (stage head)", interactive=False, wrap=True, visible=False)
+    # one table a row, with set column widths: five "0.95 [0.90, 0.99]" columns beside the class name fit without
+    # scrolling at the right (side by side with the overall table they were cut off)
+    overall = gr.Dataframe(label="Overall (value and 95% bootstrap interval)", interactive=False, wrap=True,
+                           column_widths=["52%", "16%", "32%"], elem_id="perf-overall")
+    widths = ["25%", *["15%"] * 5]
+    per_class = gr.Dataframe(label="Per class (type): value [95% CI]", interactive=False, wrap=True,
+                             column_widths=widths, elem_id="perf-per-class")
+    stage = gr.Dataframe(label="Per class (stage head): value [95% CI]", interactive=False, wrap=True, visible=False,
+                         column_widths=widths, elem_id="perf-stage")
     with gr.Row():
         confusion = gr.Plot(label="Confusion matrix")
         roc = gr.Plot(label="ROC curves")

@@ -1,18 +1,39 @@
-"""The Reading session tab: each reader's own call first, then the model's output and feedback."""
+"""The Reading session tab: each reader's own call first (required), then the model's output beside it and the
+aided answer (required); the case under a display window and zoom."""
 
 from __future__ import annotations
+
+import json
 
 import gradio as gr
 
 from .. import auth
 from .. import reading as r
-from .common import IMAGE_BUTTONS, feedback_fields
+from ..session import AGREE
+from ..session_view import DEFAULT_DISPLAY, ZOOMS
+from .common import IMAGE_BUTTONS
+
+
+def _display_controls() -> tuple[list[gr.components.Component], gr.Button]:
+    """Level/width on the 8-bit display values, zoom and its centre (percent of width and height)."""
+    d = DEFAULT_DISPLAY
+    with gr.Accordion("Display: window and zoom", open=True):
+        with gr.Row():
+            level = gr.Slider(0, 255, value=d["level"], step=1, label="Window level (brightness, 0-255)")
+            width = gr.Slider(1, 510, value=d["width"], step=1, label="Window width (contrast; smaller = more)")
+            zoom = gr.Radio(list(ZOOMS), value=d["zoom"], label="Zoom", elem_id="session-zoom")
+        with gr.Row():
+            pan_x = gr.Slider(0, 100, value=d["pan_x"], step=1, label="Zoom centre, left to right (%)")
+            pan_y = gr.Slider(0, 100, value=d["pan_y"], step=1, label="Zoom centre, top to bottom (%)")
+            reset = gr.Button("Reset display", size="sm")
+    return [level, width, zoom, pan_x, pan_y], reset
 
 
 def session_tab(choices: list[tuple[str, str]]) -> None:
     gr.Markdown(
         "Every reader of a session reads the same cases (drawn per class from the test split with the seed). "
-        "For each case, record **your own call first**; the model's output and heatmap are shown after, for feedback."
+        "For each case, record **your own call first**; the model's output and heatmap are shown after, beside your "
+        "call, for your aided answer. Both answers are required."
     )
     state = gr.State()
     with gr.Row():
@@ -23,33 +44,63 @@ def session_tab(choices: list[tuple[str, str]]) -> None:
         seed = gr.Number(label="Seed", value=0, precision=0)
     start = gr.Button("Start or resume session", variant="primary")
     progress = gr.Markdown()
-    with gr.Row():
-        image = gr.Image(label="Case", type="numpy", interactive=False, format="png", buttons=IMAGE_BUTTONS)
-        overlay_img = gr.Image(label="Model heatmap (after your read)", type="numpy", interactive=False, format="png",
-                               buttons=IMAGE_BUTTONS)
+    with gr.Row(equal_height=True):
+        image = gr.Image(label="Case", type="filepath", interactive=False, format="png", buttons=IMAGE_BUTTONS,
+                         height=560, elem_id="session-case")
+        overlay_img = gr.Image(label="Model heatmap (after your read)", type="filepath", interactive=False,
+                               format="png", buttons=IMAGE_BUTTONS, height=560, elem_id="session-heatmap")
+    display, reset = _display_controls()
     with gr.Group(visible=False) as unaided:
-        gr.Markdown("#### 1. Your own read (before seeing the model)")
+        gr.Markdown("#### 1. Your own read (before seeing the model) - required")
         with gr.Row():
-            r_type = gr.Radio([], label="Tumor type")
+            r_type = gr.Radio([], label="Tumor type (or 'Cannot assess')")
             r_stage = gr.Radio([], label="Stage", visible=False)
-            r_conf = gr.Slider(1, 5, value=3, step=1, label="Your confidence")
+            r_conf = gr.Slider(1, 5, value=3, step=1, label="Your confidence (1 = guess, 5 = certain)")
         record = gr.Button("Record my read and show the model", variant="primary")
     with gr.Group(visible=False) as aided:
-        gr.Markdown("#### 2. The model's output - your feedback")
+        gr.Markdown("#### 2. The model's output - your aided answer")
+        compare = gr.Markdown(elem_id="session-compare")
         with gr.Row():
             m_type = gr.Label(label="Model: tumor type", num_top_classes=4)
             m_stage = gr.Label(label="Model: stage", num_top_classes=3)
         m_stage_md = gr.Markdown()
         m_path = gr.Markdown()
-        fields = feedback_fields()
-        nxt = gr.Button("Submit feedback and go to the next case", variant="primary")
+        with gr.Row():
+            type_agree = gr.Radio(list(AGREE), label="The model's tumor type (required)",
+                                  info="Where the model gives no type, 'Agree' keeps your own call.",
+                                  elem_id="session-type-agree")
+            # custom values pass the component (an API client may send ""); the server accepts only model labels
+            corrected_type = gr.Dropdown([], label="Your type, if you disagree (required then)", value=None,
+                                         allow_custom_value=True)
+        with gr.Row():
+            stage_agree = gr.Radio(list(AGREE), label="The model's stage")
+            corrected_stage = gr.Dropdown([], label="Your stage, if you disagree", value=None, allow_custom_value=True)
+            pathway_agree = gr.Radio(list(AGREE), label="The treatment pathway")
+        with gr.Row():
+            plaus = gr.Slider(1, 5, value=3, step=1, label="Heatmap plausibility (1 = implausible, 5 = convincing)")
+            conf = gr.Slider(1, 5, value=3, step=1, label="Your confidence now (1-5)")
+        comment = gr.Textbox(label="Comment", lines=2, max_length=4000)
+        nxt = gr.Button("Submit my answer and go to the next case", variant="primary")
+    fields = [type_agree, stage_agree, pathway_agree, corrected_type, corrected_stage, plaus, conf, comment]
     view_out = [state, progress, image, unaided, aided]
-    start.click(r.session_start, [reader, session_id, model, n_cases, seed], [*view_out, r_type, r_stage], api_name="session_start")
-    record.click(r.session_unaided, [state, r_type, r_stage, r_conf], [*view_out, m_type, m_stage, m_stage_md, m_path, overlay_img],
-                 api_name="session_read")
+    start.click(r.session_start, [reader, session_id, model, n_cases, seed],
+                [*view_out, r_type, r_stage, corrected_type, corrected_stage, stage_agree], api_name="session_start")
+    # a missing answer: the validator marks the field (nothing runs); a later failure shows on the progress line
+    # only, so that an error never covers the case image
+    record.click(r.session_unaided, [state, r_type, r_stage, r_conf],
+                 [*view_out, m_type, m_stage, m_stage_md, m_path, overlay_img, compare], api_name="session_read",
+                 validator=r.validate_read, show_progress_on=[progress])
     nxt.click(
         r.session_aided,
         [state, *fields],
-        [*view_out, m_type, m_stage, m_stage_md, m_path, overlay_img, r_type, r_stage, r_conf, *fields],
-        api_name="session_feedback",
+        [*view_out, m_type, m_stage, m_stage_md, m_path, overlay_img, compare, r_type, r_stage, r_conf, *fields],
+        api_name="session_feedback", validator=r.validate_aided, show_progress_on=[progress],
     )
+    defaults = tuple(DEFAULT_DISPLAY[k] for k in ("level", "width", "zoom", "pan_x", "pan_y"))
+    # the browser resets the controls itself (no server event), then the server draws the case again
+    reset.click(None, None, display, js=f"() => {json.dumps(list(defaults))}").then(
+        r.session_redraw, [state, *display], [image, overlay_img], api_visibility="private", show_progress="hidden")
+    for control in display:
+        event = control.release if isinstance(control, gr.Slider) else control.change
+        event(r.session_redraw, [state, *display], [image, overlay_img], api_visibility="private",
+              show_progress="hidden")

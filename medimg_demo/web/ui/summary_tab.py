@@ -1,4 +1,5 @@
-"""The Feedback summary tab: per-session agreement and reader accuracy, and the CSV export."""
+"""The Feedback summary tab: reading sessions as a reader study (accuracy unaided vs aided with intervals,
+agreement, switch rates, the multi-reader multi-case verdict and a plot), agreement per output, CSV exports."""
 
 from __future__ import annotations
 
@@ -9,14 +10,34 @@ from .. import reading as r
 
 
 def summary_tab() -> None:
-    gr.Markdown("Agreement with the model per output, reader (unaided / aided) vs model accuracy on labelled cases, "
-                "and the heatmap plausibility distribution; per session and overall (`ALL`).")
+    gr.Markdown("Reading sessions as a reader study: each reader's accuracy **unaided** (own call first) and "
+                "**aided** (after seeing the model), agreement with the model and how often readers switched to "
+                "its call, per reader and for all readers; the multi-reader multi-case test of unaided vs aided "
+                "accuracy once a session has at least 3 readers x 20 cases.")
     if auth.logins_on():
         gr.Markdown("<small>Session owners see every reader's work; other readers see their own.</small>")
-    table = gr.Dataframe(interactive=False, wrap=True)
     with gr.Row():
-        refresh = gr.Button("Refresh")
-        export = gr.Button("Export CSV")
-    export_file = gr.File(label="Feedback export (CSV)", interactive=False, height=80)
-    refresh.click(r.feedback_summary, None, table, api_name="feedback_summary")
+        refresh = gr.Button("Refresh", variant="primary")
+        session = gr.Dropdown([], label="Session", value=None, scale=2)
+    verdict = gr.Markdown(elem_id="mrmc-verdict")
+    table = gr.Dataframe(label="Reader study of the session: rate [95% interval] (count / reads)", interactive=False,
+                         wrap=True, elem_id="reader-study-table", column_widths=["300px"])
+    legend = gr.Markdown()
+    plot = gr.Plot(label="Accuracy unaided vs aided")
+    with gr.Accordion("Agreement per output and heatmap plausibility", open=False):
+        outputs = gr.Dataframe(interactive=False, wrap=True)
+        gr.Markdown("<small>Agreement: share of 'Agree' among the answers given (count / answers). Heatmap: how "
+                    "many answers rated its plausibility 1 (implausible) to 5 (convincing). **-** : no answer of "
+                    "that kind (for example the stage of a model without a stage head).</small>")
+    with gr.Row():
+        export_study = gr.Button("Export reader-study table (CSV)")
+        export = gr.Button("Export all feedback rows (CSV)")
+    export_file = gr.File(label="Export (CSV)", interactive=False, height=80)
+    # the API's table (machine-readable column names, one row per session): /feedback_summary
+    api_table = gr.Dataframe(visible=False)
+    view = [table, legend, session, verdict, plot, outputs]
+    refresh.click(r.feedback_summary, None, api_table, api_name="feedback_summary").then(
+        r.summary_view, session, view, api_visibility="private")
+    session.input(r.summary_view, session, view, api_visibility="private")
+    export_study.click(r.export_reader_study, None, export_file, api_name="reader_study_export")
     export.click(r.export_feedback, None, export_file, api_name="feedback_export")

@@ -1,0 +1,87 @@
+"""The Feedback summary tab's content, free of Gradio: the reader-study table with counts and intervals, the
+multi-reader multi-case verdict and accuracy plot of one session, and agreement per output; all readable."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..feedback.reader_study import LEGEND, case_table, display_summary, reader_summary, session_mrmc
+from ..feedback.study_plots import accuracy_figure
+
+log = logging.getLogger(__name__)
+
+OUTPUTS_LEGEND = ("Agreement: share of answers 'Agree' among the answers given (count / answers). Heatmap: how "
+                  "many readers rated its plausibility 1 (implausible) to 5 (convincing). **-** : no answer of "
+                  "that kind (for example the stage of a model without a stage head).")
+
+
+@dataclass(frozen=True)
+class StudyView:
+    table: pd.DataFrame
+    legend: str
+    sessions: list[str]
+    session: str | None
+    verdict: str
+    figure: Figure | None
+    outputs: pd.DataFrame
+
+
+def case_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The per-case reader-study table (what the CSV export holds)."""
+    return case_table(rows)
+
+
+def _pick(summary: pd.DataFrame, chosen: str | None) -> str | None:
+    """The chosen session if it has reads, else the one with the most readers (then the most reads)."""
+    sessions = list(dict.fromkeys(summary["session_id"])) if len(summary) else []
+    if chosen in sessions:
+        return chosen
+    if not sessions:
+        return None
+    pooled = summary[summary["reader"] == "All readers"].sort_values(["readers", "reads"], ascending=False)
+    return str(pooled["session_id"].iloc[0])
+
+
+def _agree_cell(s: pd.Series) -> str:
+    s = s.dropna()
+    return f"{s.mean():.2f} ({int(s.sum())}/{len(s)})" if len(s) else "-"
+
+
+def outputs_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per session (and all): agreement with the model per output, with counts, and the heatmap ratings."""
+    if rows is None or rows.empty:
+        return pd.DataFrame({"Session": []})
+    fed = rows[rows["phase"].isin(["aided", "free"])]
+    groups = [("All sessions", fed)] + [(str(k) or "(no session)", g) for k, g in fed.groupby("session_id")]
+    out: list[dict[str, Any]] = []
+    for name, g in groups:
+        plaus = g["heatmap_plausibility"].dropna().astype(int)
+        out.append({"Session": name, "Readers": int(g["reader"].nunique()), "Answers": len(g),
+                    "Agrees on type": _agree_cell(g["type_agree"]), "Agrees on stage": _agree_cell(g["stage_agree"]),
+                    "Agrees on pathway": _agree_cell(g["pathway_agree"]),
+                    "Heatmap 1-5 (count each)": " / ".join(str(int((plaus == k).sum())) for k in range(1, 6)),
+                    "Heatmap mean": f"{plaus.mean():.1f}" if len(plaus) else "-"})
+    return pd.DataFrame(out)
+
+
+def build(rows: pd.DataFrame, chosen: str | None = None) -> StudyView:
+    """Everything the tab shows for the rows the caller may see."""
+    table = case_table(rows)
+    summary = reader_summary(table) if len(table) else pd.DataFrame()
+    session = _pick(summary, chosen)
+    sessions = list(dict.fromkeys(summary["session_id"])) if len(summary) else []
+    if session is None:
+        verdict = ("No reading session with both reads stored yet: start one in the Reading session tab (every "
+                   "reader with the same session id, model, cases and seed).")
+        figure = None
+    else:
+        res = session_mrmc(table, session)
+        verdict = f"#### Multi-reader multi-case analysis, session `{session}`\n{res.message}"
+        figure = accuracy_figure(summary, session)
+    return StudyView(table=display_summary(summary, session), legend=f"<small>{LEGEND}</small>", sessions=sessions,
+                     session=session, verdict=verdict, figure=figure, outputs=outputs_table(rows))

@@ -1,0 +1,130 @@
+"""The Analyse tab's viewer, Gradio side: what the viewer shows after an analysis, zoom and its centre, redraws
+without running the model again, and blanking every output when the file or the model changes.
+
+The outputs :func:`after_analysis` and :func:`cleared` fill, in order, are :data:`VIEWER_OUTPUTS`; they follow the
+13 outputs ``/predict`` has always returned (kept in place for API clients).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gradio as gr
+
+from ..explain.display import ZOOMS, display_scale
+from . import analysis, files
+
+log = logging.getLogger(__name__)
+
+#: The viewer outputs appended after /predict's first 13, in this order.
+VIEWER_OUTPUTS = ("viewer", "zoom", "centre", "point", "type_box", "stage_box", "deid_btn", "report_btn",
+                  "report_file", "deid_file")
+ZOOM_CHOICES = [f"{z}x" for z in ZOOMS]
+VIEWER_LABEL = "Image ◀ ▶ Grad-CAM overlay"
+VIEWER_HELP = ("<small>Drag the handle to compare the image with its heatmap; scroll on the picture to magnify it "
+               "(drag to pan, ↺ to reset), or pick a zoom below: it is rendered again from the scan's own pixels. "
+               "Click the overview to zoom there; the buttons at the top right show the picture full screen or "
+               "download it.</small>")
+NO_HEATMAP_LABEL = "Image (no heatmap: the model gave no answer for this image)"
+MODEL_CHANGED = "_Model changed: the results above were cleared. Press **Analyse** to read this scan with it._"
+
+
+def zoom_factor(choice: str | None) -> int:
+    """"2x" -> 2; anything else the viewer does not offer -> 1."""
+    try:
+        z = int(str(choice or "1").rstrip("x"))
+    except ValueError:
+        return 1
+    return z if z in ZOOMS else 1
+
+
+def _viewer(view: analysis.View | None, pictures: Any | None, zoomed: bool) -> Any:  # noqa: ANN401 - gr.update
+    """The compare slider's value (image, overlay) and its label."""
+    if view is None or pictures is None:
+        return gr.update(value=None, label=VIEWER_LABEL)
+    pair = (pictures.zoom_image, pictures.zoom_overlay) if zoomed else (pictures.image, pictures.overlay)
+    label = VIEWER_LABEL if view.heatmap is not None else NO_HEATMAP_LABEL
+    return gr.update(value=(files.png_file(pair[0]), files.png_file(pair[1])), label=label)
+
+
+def after_analysis(a: analysis.Analysis, image_file: str, overlay_file: str) -> tuple[Any, ...]:
+    """The viewer outputs of a new result: the whole scan in the slider, zoom back to 1x on the heatmap peak,
+    boxes shown only where they hold something (stage for a stage head, the DICOM copy for a DICOM)."""
+    label = VIEWER_LABEL if a.view.heatmap is not None else NO_HEATMAP_LABEL
+    return (
+        gr.update(value=(image_file, overlay_file), label=label),
+        "1x",
+        analysis.CENTRE_CHOICES[0],
+        None,
+        gr.update(visible=a.type_display is not None),
+        gr.update(visible=a.stage_display is not None),
+        gr.update(visible=a.is_dicom),
+        gr.update(visible=True),
+        gr.update(value=None, visible=False),
+        gr.update(value=None, visible=False),
+    )
+
+
+def cleared(note: str = "", frame: Any = None) -> tuple[Any, ...]:  # noqa: ANN401 - gr.update
+    """Every output of the Analyse tab blank (the 13 of /predict, then :data:`VIEWER_OUTPUTS`): a changed file or
+    model never leaves the previous case, its report or its de-identified copy on screen. The frame box is left as
+    it is (an analysis about to run reads the frame asked for) unless ``frame`` says otherwise."""
+    return (
+        None, None, "", "", None, None, "", None, None, frame or gr.update(), note, gr.update(), gr.update(),
+        gr.update(value=None, label=VIEWER_LABEL), "1x", analysis.CENTRE_CHOICES[0], None,
+        gr.update(visible=True), gr.update(visible=False), gr.update(visible=False), gr.update(visible=False),
+        gr.update(value=None, visible=False), gr.update(value=None, visible=False),
+    )
+
+
+def clear_outputs():  # noqa: ANN201 - Gradio output tuple
+    """Blank every result before a new analysis, and when the file is removed or refused."""
+    return cleared()
+
+
+def clear_for_file():  # noqa: ANN201 - Gradio output tuple
+    """Blank every result when the file is removed or refused; its frame box goes with it."""
+    return cleared(frame=gr.update(value=None, visible=False))
+
+
+def clear_for_model():  # noqa: ANN201 - Gradio output tuple
+    """Blank every result when the user picks another model (the results belonged to the previous one)."""
+    return cleared(MODEL_CHANGED)
+
+
+def redraw(view: analysis.View | None, window: str | None = "File default", center: float | None = None,
+           width: float | None = None, opacity: float = 0.45, zoom: str | None = "1x",
+           centre: str | None = None, point: Any = None):  # noqa: ANN201, ANN401 - Gradio outputs; State value
+    """New display window, opacity, zoom or zoom centre: redraw the pictures without running the model again.
+    Returns (overview, compare slider); the plain image of /predict's output 4 is left as the analysis made it."""
+    if view is None:
+        return gr.skip(), gr.skip()
+    z = zoom_factor(zoom)
+    p = view.display(window, center, width, float(opacity), z, centre, _point(point))
+    return files.png_file(p.overview), _viewer(view, p, zoomed=z > 1)
+
+
+def _point(point: Any) -> tuple[float, float] | None:  # noqa: ANN401 - whatever the State holds
+    """A (row, column) kept in the session, or None for anything else."""
+    if isinstance(point, (tuple, list)) and len(point) == 2 and all(isinstance(v, (int, float)) for v in point):
+        return float(point[0]), float(point[1])
+    return None
+
+
+def pick_point(view: analysis.View | None, zoom: str | None, evt: gr.SelectData):  # noqa: ANN201
+    """A click on the overview: zoom around that point (2x if the view was not zoomed). The overview shows the
+    whole scan at display resolution, so its pixel (x, y) is scan pixel (y, x) / scale."""
+    if view is None or not isinstance(evt.index, (list, tuple)) or len(evt.index) != 2:
+        return gr.skip(), gr.skip(), gr.skip()
+    h, w = view.pixels.shape[:2]
+    scale = display_scale((h, w))
+    x, y = (float(v) for v in evt.index)
+    row, col = min(max(y / scale, 0.0), h - 1.0), min(max(x / scale, 0.0), w - 1.0)
+    log.debug("zoom centre chosen at %.0f, %.0f", row, col)
+    return (row, col), analysis.CENTRE_CHOICES[2], zoom if zoom_factor(zoom) > 1 else "2x"
+
+
+def show_file(path: Any):  # noqa: ANN201, ANN401 - a file component's value
+    """Show a file box once it holds a file (report, de-identified copy); hidden while empty."""
+    return gr.update(visible=bool(path))

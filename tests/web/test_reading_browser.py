@@ -1,0 +1,164 @@
+"""The reading session and the feedback summary in headless Chromium (Debian's /usr/bin/chromium via Playwright):
+an own read without an answer is refused on screen and does not advance; with answers the model is revealed beside
+the reader's call; the summary shows the multi-reader verdict for a seeded 3 readers x 20 cases study.
+Screenshots: artifacts/browser_session_reveal.png and artifacts/browser_feedback_summary.png."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import LUNG, REPO
+from test_reading_session import seed_study
+
+CHROMIUM = os.environ.get("MEDIMG_CHROMIUM", "/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed"),
+    pytest.mark.skipif(not (LUNG / "manifest.csv").is_file(), reason="shared lung data not found"),
+]
+ARTIFACTS = REPO / "artifacts"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app on the bundled default model, its store seeded with a 3 readers x 20 cases study."""
+    state = tmp_path_factory.mktemp("state")
+    seed_study(state / "feedback.sqlite", "study-2026", readers=3, cases=20, seed=3)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("MEDIMG_FEEDBACK_DB", "MEDIMG_DB_URL", "MEDIMG_AUTH",
+                                                             "MEDIMG_AUTH_FILE", "MEDIMG_HF_OAUTH")}
+    env.update(GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1", MEDIMG_STATE_DIR=str(state))
+    log = open(tmp_path_factory.mktemp("app") / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url, timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+        if proc.poll() is not None:
+            pytest.fail(f"app exited early with code {proc.returncode}")
+    else:
+        proc.kill()
+        pytest.fail("app did not start within 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture()
+def page(app_url: str):  # noqa: ANN201
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.goto(app_url)
+        pg.wait_for_selector("input[type=file]", state="attached", timeout=60_000)
+        yield pg
+        browser.close()
+
+
+def _error_shown(page, text: str) -> None:  # noqa: ANN001
+    """The message that an answer is missing, shown on the page (beside its field)."""
+    page.get_by_text(text).first.wait_for(state="visible", timeout=30_000)
+
+
+def _choose(page, dropdown_label: str, option: str) -> None:  # noqa: ANN001
+    page.get_by_label(dropdown_label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_answers_are_required_and_the_reveal_shows_both_calls(page) -> None:  # noqa: ANN001
+    page.get_by_role("tab", name="Reading session").click()
+    page.get_by_label("Reader pseudonym").last.fill("browser01")
+    page.get_by_label("Session id").last.fill("browser-required")
+    page.get_by_label("Cases").last.fill("3")
+    page.get_by_role("button", name="Start or resume session").click()
+    page.get_by_text("Case 1 of 3").wait_for(timeout=60_000)
+    record = page.get_by_role("button", name="Record my read and show the model")
+    model_panel = page.get_by_text("2. The model's output")
+
+    record.click()  # no answer at all
+    _error_shown(page, "Choose the tumor type")
+    page.get_by_label("Adenocarcinoma", exact=True).check()
+    record.click()  # a type but no stage
+    _error_shown(page, "Choose the stage")
+    assert page.get_by_text("Case 1 of 3").is_visible() and not model_panel.is_visible()
+
+    page.get_by_label("IIIa", exact=True).check()
+    record.click()
+    model_panel.wait_for(state="visible", timeout=90_000)
+    compare = page.locator("#session-compare")
+    compare.get_by_text("Your read:").wait_for(timeout=30_000)
+    text = compare.inner_text()
+    assert "Adenocarcinoma, stage IIIa (confidence 3/5)" in text and "Model:" in text and "_" not in text
+    before = page.locator("#session-case img").get_attribute("src")
+    page.locator("#session-zoom").get_by_label("2x", exact=True).check()  # zoom, drawn on the server
+    page.wait_for_function("([b]) => { const i = document.querySelector('#session-case img'); "
+                           "return i && i.src !== b; }", arg=[before], timeout=30_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser_session_reveal.png"), full_page=True)
+
+    submit = page.get_by_role("button", name="Submit my answer and go to the next case")
+    submit.click()  # no agree / disagree
+    _error_shown(page, "agree with the model")
+    page.locator("#session-type-agree").get_by_label("Disagree", exact=True).check()
+    submit.click()  # disagreeing without a type
+    _error_shown(page, "choose the type")
+    assert page.get_by_text("Case 1 of 3").is_visible()
+    _choose(page, "Your type, if you disagree (required then)", "Normal")
+    submit.click()
+    page.get_by_text("Case 2 of 3").wait_for(timeout=60_000)
+
+
+def test_feedback_summary_shows_the_reader_study(page) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Feedback summary").click()
+    page.get_by_role("button", name="Refresh").click()
+    verdict = page.locator("#mrmc-verdict")
+    verdict.get_by_text("Obuchowski-Rockette").wait_for(timeout=60_000)
+    assert "3 readers x 20 cases" in verdict.inner_text() and "95% CI" in verdict.inner_text()
+    table = page.locator("#reader-study-table")
+    expect(table).to_contain_text("All readers", timeout=30_000)
+    expect(table).to_contain_text("Accuracy unaided")
+    page.locator(".js-plotly-plot, img, canvas").last.wait_for(timeout=30_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser_feedback_summary.png"), full_page=True)
+
+
+def test_the_api_refuses_empty_answers(app_url: str) -> None:
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    client.predict("api03", "api-required", None, 2, 0, api_name="/session_start")
+    with pytest.raises(Exception, match="Choose the tumor type"):
+        client.predict(None, None, 3, api_name="/session_read")
+    with pytest.raises(Exception):  # noqa: B017 - Gradio itself refuses a value that is not one of the choices
+        client.predict("", "", 3, api_name="/session_read")
+    client.predict("normal", "none", 3, api_name="/session_read")
+    with pytest.raises(Exception, match="agree with the model"):
+        client.predict(None, None, None, None, None, 3, 3, "", api_name="/session_feedback")
+    with pytest.raises(Exception, match="one of this model's labels"):
+        client.predict("Disagree", None, None, "Bronchitis", "", 3, 3, "", api_name="/session_feedback")
+    client.predict("Agree", None, None, "", "", 3, 3, "", api_name="/session_feedback")  # as older clients send

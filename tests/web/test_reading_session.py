@@ -1,0 +1,182 @@
+"""Reading sessions as a reader study, in process: required answers (enforced by the handlers the API calls),
+"cannot assess", the reader's call beside the model's, display window and zoom, the summary view with its
+multi-reader verdict, visibility rules and the reader-study CSV export."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import LUNG
+from medimg_demo.feedback import Feedback, read_all, submit
+from medimg_demo.feedback.reader_study import CANNOT_ASSESS
+
+LUNG_LABELS = ["adenocarcinoma", "large_cell_carcinoma", "normal", "squamous_cell_carcinoma"]
+
+
+def seed_study(db: Path | str, session_id: str = "study-1", readers: int = 3, cases: int = 20, seed: int = 0,
+               model_id: str = "lung_ct.tf_efficientnet_lite0_v2") -> None:
+    """A plausible reader study through the store API: the model right on about 80% of cases, readers 60-75%
+    unaided (now and then 'cannot assess'), switching to the model's call on about 60% of disagreements."""
+    rng = np.random.default_rng(seed)
+    truth = rng.choice(LUNG_LABELS, cases)
+    model = [t if rng.random() < 0.8 else rng.choice([l for l in LUNG_LABELS if l != t]) for t in truth]
+    for j in range(readers):
+        skill = 0.6 + 0.075 * j
+        for k in range(cases):
+            t, m = str(truth[k]), str(model[k])
+            if rng.random() < skill:
+                own = t
+            else:
+                own = CANNOT_ASSESS if rng.random() < 0.15 else str(rng.choice([l for l in LUNG_LABELS if l != t]))
+            final = own if own == m or rng.random() > 0.6 else m
+            common = dict(reader=f"reader{j + 1:02d}", session_id=session_id, case_id=f"lung_ct/test/case{k:02d}.png",
+                          model_id=model_id, image_sha256=secrets.token_hex(32), pred_type=m,
+                          pred_type_probs={m: round(float(rng.uniform(0.55, 0.97)), 2)}, truth_type=t)
+            submit(db, Feedback(phase="unaided", reader_type=own, confidence=int(rng.integers(2, 6)), **common))
+            submit(db, Feedback(phase="aided", type_agree=final == m, corrected_type=None if final == m else final,
+                                confidence=int(rng.integers(3, 6)), heatmap_plausibility=int(rng.integers(2, 6)),
+                                **common))
+
+
+@pytest.fixture()
+def reading(tmp_path: Path, tiny_registry: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    if not (LUNG / "manifest.csv").is_file():
+        pytest.skip("shared lung data not found")
+    from medimg_demo.web import reading as r
+
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tiny_registry))
+    monkeypatch.setenv("MEDIMG_FEEDBACK_DB", str(tmp_path / "fb.sqlite"))
+    monkeypatch.delenv("MEDIMG_DB_URL", raising=False)
+    return r
+
+
+def _start(r, n: int = 3):  # noqa: ANN001, ANN202
+    out = r.session_start("reader01", "s-required", None, n, 0)
+    return out[0], out
+
+
+def test_the_own_read_needs_a_type_and_a_stage(reading) -> None:  # noqa: ANN001
+    s, out = _start(reading)
+    assert "Case 1 of 3" in out[1]
+    types = [v for _, v in out[5]["choices"]]
+    assert CANNOT_ASSESS in types and ("Large cell carcinoma", "large_cell_carcinoma") in out[5]["choices"]
+    for answer, message in (((None, None), "Choose the tumor type"), (("", "IIIa"), "Choose the tumor type"),
+                            (("adenocarcinoma", None), "stage"), (("not_a_label", "IIIa"), "labels")):
+        with pytest.raises(gr.Error, match=message):
+            reading.session_unaided(s, *answer, 3)
+        assert not s.revealed and s.index == 0
+    assert read_all(Path(os.environ["MEDIMG_FEEDBACK_DB"])).empty  # nothing stored without an answer
+
+
+def test_cannot_assess_then_the_calls_side_by_side(reading) -> None:  # noqa: ANN001
+    s, _ = _start(reading)
+    out = reading.session_unaided(s, CANNOT_ASSESS, None, 2)  # no stage needed when the type cannot be assessed
+    assert s.revealed
+    compare = out[-1]
+    assert compare.startswith("#### Your read: Cannot assess (confidence 2/5)") and " Model: " in compare
+    assert "_" not in compare.split(" Model: ")[1].split("-")[0]  # readable class names
+    scores = out[5]
+    assert scores is None or all("_" not in k for k in scores)
+
+
+def test_the_aided_answer_needs_agreement_and_a_type_when_disagreeing(reading) -> None:  # noqa: ANN001
+    s, _ = _start(reading)
+    reading.session_unaided(s, "adenocarcinoma", "IIIa", 4)
+    gave_type = bool((s.prediction.get("type") or {}).get("label"))
+    cases = [((None, None), "agree with the model"), (("", "normal"), "agree with the model"),
+             (("Disagree", None), "choose the type"), (("Disagree", "made_up"), "labels")]
+    if gave_type:
+        cases.append((("Agree", "normal" if s.prediction["type"]["label"] != "normal" else "adenocarcinoma"),
+                      "Disagree"))
+    for (agree, corrected), message in cases:
+        with pytest.raises(gr.Error, match=message):
+            reading.session_aided(s, agree, None, None, corrected, None, 3, 3, "")
+        assert s.index == 0 and s.revealed
+    out = reading.session_aided(s, "Disagree", None, None, "normal", None, 3, 3, "")
+    assert s.index == 1 and not s.revealed and "Case 2 of 3" in out[1] and out[10] == ""  # compare line cleared
+    rows = read_all(Path(os.environ["MEDIMG_FEEDBACK_DB"]))
+    aided = rows[rows["phase"] == "aided"].iloc[0]
+    assert aided["type_agree"] == 0 and aided["corrected_type"] == "normal"
+
+
+def test_display_window_and_zoom_are_drawn_on_the_server_and_kept(reading) -> None:  # noqa: ANN001
+    from PIL import Image
+
+    from medimg_demo.web import session_view
+
+    gray = np.tile(np.linspace(0, 1, 100), (80, 1))  # dark left, bright right
+    full = session_view.render_case(gray)
+    assert max(full.shape[:2]) == session_view.DISPLAY_PX
+    narrow = session_view.render_case(gray, {"level": 128, "width": 32})
+    assert (narrow[..., 0] == 0).mean() > 0.4 and (narrow[..., 0] == 255).mean() > 0.4  # more contrast
+    right = session_view.render_case(gray, {"zoom": "4x", "pan_x": 100, "pan_y": 50})
+    assert right[..., 0].min() > 180  # the right quarter only: bright
+    left = session_view.crop(gray, "2x", 0, 0)
+    assert left.shape == (40, 50) and left.max() < 0.5
+    s, _ = _start(reading)
+    image, heat = reading.session_redraw(s, 100, 60, "2x", 30, 70)
+    assert Image.open(image).size[0] == session_view.DISPLAY_PX and s.display["zoom"] == "2x"
+    reading.session_unaided(s, "adenocarcinoma", "IIIa", 4)
+    reading.session_aided(s, "Disagree", None, None, "normal", None, 3, 3, "")
+    assert s.display == {"level": 100.0, "width": 60.0, "zoom": "2x", "pan_x": 30.0, "pan_y": 70.0}  # next case too
+    assert session_view.display_settings("x", -5, "9x", 1e9, None)["zoom"] == "1x"  # bounded
+
+
+def test_summary_view_gives_the_mrmc_verdict_for_three_readers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.figure import Figure
+
+    from medimg_demo.web import reading
+
+    db = tmp_path / "fb.sqlite"
+    monkeypatch.setenv("MEDIMG_FEEDBACK_DB", str(db))
+    monkeypatch.delenv("MEDIMG_DB_URL", raising=False)
+    seed_study(db, "study-1", readers=3, cases=20)
+    seed_study(db, "pilot", readers=2, cases=20, seed=1)
+    table, legend, session, verdict, figure, outputs = reading.summary_view(None)
+    assert session["value"] == "study-1" and set(session["choices"]) == {"study-1", "pilot"}
+    assert "Obuchowski-Rockette" in verdict and "95% CI" in verdict and "3 readers x 20 cases" in verdict
+    assert isinstance(figure, Figure)
+    assert list(table.columns) == ["Statistic", "reader01", "reader02", "reader03", "All readers"]
+    unaided = table.set_index("Statistic").loc["Accuracy unaided"]
+    assert unaided.str.contains(r"\(\d+/(20|60)\)").all() and "Wilson" in legend
+    pilot = reading.summary_view("pilot")[3]
+    assert "Not enough readers" in pilot and "2 readers" in pilot and "nan" not in pilot.lower()
+    assert {"Session", "Agrees on type"} <= set(outputs.columns)
+
+
+def test_readers_see_their_own_rows_and_owners_everyone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medimg_demo.web import session, study_view
+
+    db = tmp_path / "fb.sqlite"
+    seed_study(db, "study-1", readers=3, cases=20)
+    monkeypatch.setenv("MEDIMG_AUTH", "reader01:pw1,owner01:pw2")
+    monkeypatch.setenv("MEDIMG_OWNERS", "owner01")
+    mine = study_view.build(session.visible_feedback("reader01", db))
+    everyone = study_view.build(session.visible_feedback("owner01", db))
+    assert list(mine.table.columns) == ["Statistic", "reader01", "All readers"] and "Not enough readers" in mine.verdict
+    assert {"reader01", "reader02", "reader03"} <= set(everyone.table.columns) and "F(1," in everyone.verdict
+
+
+def test_reader_study_export_is_a_safe_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medimg_demo.web import reading
+
+    db = tmp_path / "fb.sqlite"
+    monkeypatch.setenv("MEDIMG_FEEDBACK_DB", str(db))
+    monkeypatch.delenv("MEDIMG_DB_URL", raising=False)
+    seed_study(db, "=HYPERLINK(\"http://x\")", readers=1, cases=3)
+    path = Path(reading.export_reader_study())
+    text = path.read_text()
+    df = pd.read_csv(path)
+    assert list(df.columns[:6]) == ["session_id", "reader", "case_id", "model_id", "truth", "unaided_call"]
+    assert {"aided_call", "model_call", "unaided_correct", "aided_correct", "unaided_confidence"} <= set(df.columns)
+    assert len(df) == 3 and "'=HYPERLINK" in text and ",=HYPERLINK" not in text
+    assert "public" in path.parts and path.parent.name == "exports"
+    assert json.dumps(df.iloc[0].to_dict(), default=str)

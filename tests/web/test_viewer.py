@@ -1,0 +1,101 @@
+"""The Analyse tab's viewer without a browser: its wiring in the app, the blanking of every output, zoom handlers."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+from PIL import Image
+
+from conftest import lung_test_image
+
+import app
+from medimg_demo.web import handlers, viewer
+from medimg_demo.web.analysis import View, stage_name
+
+
+def _components() -> dict[int, dict]:
+    return {c["id"]: c for c in app.demo.config["components"]}
+
+
+def _dependency(api_name: str) -> dict:
+    return next(d for d in app.demo.config["dependencies"] if d.get("api_name") == api_name)
+
+
+def test_compare_slider_is_in_the_app_without_a_share_button() -> None:
+    comps = _components()
+    sliders = [c for c in comps.values() if c["type"] == "imageslider"]
+    assert len(sliders) == 1 and sliders[0]["props"]["elem_id"] == "viewer"
+    with_buttons = [c for c in comps.values() if c["props"].get("buttons") is not None]
+    assert sliders[0] in with_buttons
+    assert all("share" not in str(c["props"]["buttons"]) for c in with_buttons)  # issue 12: no share anywhere
+
+
+def test_clearing_blanks_every_output_of_an_analysis() -> None:
+    """The clear handler fills exactly the outputs /predict fills: nothing of a previous case can stay behind."""
+    outputs = _dependency("predict")["outputs"]
+    n = 13 + len(viewer.VIEWER_OUTPUTS)
+    assert len(outputs) == n
+    assert len(handlers.clear_outputs()) == len(viewer.clear_for_model()) == len(viewer.clear_for_file()) == n
+    comps = _components()
+    by_id = {cid: comps[cid]["props"].get("elem_id") for cid in outputs}
+    cleared = dict(zip(outputs, handlers.clear_outputs()))
+    for elem in ("report-file", "deid-file"):
+        cid = next(i for i, e in by_id.items() if e == elem)
+        assert cleared[cid]["value"] is None and cleared[cid]["visible"] is False  # no stale report or copy
+    viewer_id = next(i for i, e in by_id.items() if e == "viewer")
+    assert cleared[viewer_id]["value"] is None
+    assert "Analyse" in viewer.clear_for_model()[10]  # a changed model says what to do next
+    assert handlers.clear_outputs()[9] == {"__type__": "update"}  # before an analysis: the frame asked for stays
+    assert viewer.clear_for_file()[9]["visible"] is False  # a removed or refused file: its frame box goes
+    # the events that change the file or the model all blank the outputs
+    model_id = next(i for i, c in comps.items() if c["props"].get("elem_id") == "analyse-model")
+    triggers = {tuple(t) for d in app.demo.config["dependencies"] if d["outputs"] == outputs for t in d["targets"]}
+    assert (model_id, "input") in triggers
+    upload_id = next(i for i, c in comps.items() if c["props"].get("label") == "Scan")
+    assert (upload_id, "clear") in triggers
+
+
+def test_a_click_on_the_overview_centres_the_zoom_on_that_scan_pixel() -> None:
+    view = View(pixels=np.zeros((128, 256), np.float32), values=None, invert=False, heatmap=None, spacing_mm=None,
+                default_window=None, modality=None)
+    # the overview is the whole scan at display size (256 px -> 1024 px: 4 display pixels per scan pixel)
+    point, centre, zoom = viewer.pick_point(view, "1x", SimpleNamespace(index=[400, 100]))
+    assert point == (25.0, 100.0) and centre == "Chosen point" and zoom == "2x"  # zoomed in, not left at 1x
+    assert viewer.pick_point(view, "4x", SimpleNamespace(index=[5000, -3]))[0] == (0.0, 255.0)  # kept inside
+    assert viewer.pick_point(None, "1x", SimpleNamespace(index=[1, 1]))[0] == {"__type__": "update"}  # no case
+
+
+def test_zoom_redraws_the_slider_from_the_scan_and_outlines_the_region() -> None:
+    out = handlers.predict(str(lung_test_image()), None, 0.45)
+    view = out[8]
+    overview, slider = viewer.redraw(view, "File default", None, None, 0.45, "4x", "Heatmap peak", None)
+    zoomed = [np.asarray(Image.open(p)) for p in slider["value"]]
+    whole = np.asarray(Image.open(out[4]))
+    assert zoomed[0].shape == whole.shape and not np.array_equal(zoomed[0], whole)
+    assert overview != out[5]  # the overview now outlines the zoomed region
+    assert viewer.zoom_factor("4x") == 4 and viewer.zoom_factor("3x") == viewer.zoom_factor(None) == 1
+
+
+def test_stage_names_read_as_a_clinician_writes_them() -> None:
+    assert stage_name("IIIa") == "Stage IIIA" and stage_name("Ib") == "Stage IB"
+    assert stage_name("none") == "No stage (no tumor)"
+
+
+def test_a_refused_image_shows_no_empty_type_or_stage_box_and_says_there_is_no_heatmap() -> None:
+    import csv
+
+    from conftest import DATA_ROOT
+
+    manifest = DATA_ROOT / "brain_mri" / "manifest.csv"
+    if not manifest.is_file():
+        import pytest
+
+        pytest.skip("brain data not found")
+    with open(manifest, newline="") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["split"] == "test")
+    out = handlers.predict(str(manifest.parent / row["image"]), "lung_ct.tf_efficientnet_lite0_v2", 0.45)
+    assert out[7]["status"] == "refused" and "Not an image for this model" in out[10]
+    extra = dict(zip(viewer.VIEWER_OUTPUTS, out[13:]))
+    assert extra["type_box"]["visible"] is False and extra["stage_box"]["visible"] is False
+    assert extra["viewer"]["label"] == viewer.NO_HEATMAP_LABEL and extra["deid_btn"]["visible"] is False

@@ -1,0 +1,207 @@
+"""The Analyse tab's viewer as a clinician uses it, in headless Chromium (Debian's /usr/bin/chromium via Playwright):
+sample cases analyse on click, the compare slider with zoom and colour bar, readable names, boxes shown only when
+they hold something, the middle frame of a multi-frame DICOM, stale results cleared when the file or the model
+changes, the report download (its pages rendered to PNG), and the Performance tab's tables fitting their width.
+
+Screenshots land in artifacts/ (gitignored): analyse_lung_ct.png, analyse_lung_ct_zoom4x.png, analyse_breast_us.png,
+analyse_brain_mri.png, analyse_multiframe_dicom.png, performance.png, report_page-N.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import LUNG, dicom_bytes, lung_test_image
+from test_browser import ARTIFACTS, CHROMIUM, app_url, page  # noqa: F401 - the app and page fixtures
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed"),
+    pytest.mark.skipif(not (LUNG / "manifest.csv").is_file(), reason="shared data not found"),
+]
+RESULT_TIMEOUT = 120_000  # ms: one analysis on a shared 2-core machine
+PHI = ("Doe^Jane", "PID-998877", "Hidden Road", "Secretia")
+
+
+def _shot(page, name: str) -> None:  # noqa: ANN001
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.wait_for_timeout(500)  # images decoded and laid out
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def _sample(page, name: str) -> None:  # noqa: ANN001
+    """Click a sample case button ("Lung CT: Adenocarcinoma")."""
+    page.get_by_role("button", name=name, exact=True).click()
+
+
+def _viewer_srcs(page) -> list[str]:  # noqa: ANN001
+    return page.eval_on_selector_all("#viewer img", "els => els.map(e => e.getAttribute('src') || '')")
+
+
+def _wait_viewer(page, before: list[str] | None = None) -> list[str]:  # noqa: ANN001
+    """Wait until the compare slider shows two loaded pictures (other than ``before``); their sources."""
+    page.wait_for_function(
+        """(before) => { const imgs = [...document.querySelectorAll('#viewer img')];
+             return imgs.length === 2 && imgs.every(i => i.complete && i.naturalWidth > 0)
+                    && JSON.stringify(imgs.map(i => i.getAttribute('src'))) !== JSON.stringify(before); }""",
+        arg=before, timeout=RESULT_TIMEOUT)
+    return _viewer_srcs(page)
+
+
+def _type_text(page) -> str:  # noqa: ANN001
+    loc = page.locator("#type-out")
+    return loc.inner_text() if loc.is_visible() else ""
+
+
+def _lung_cine(n: int = 5) -> tuple[bytes, int]:
+    """A CT multi-frame DICOM (with planted identifiers) built from lung test images in Hounsfield units, as the
+    PNGs were exported (lung window C -600 / W 1500); the middle frame is the adenocarcinoma test image."""
+    from PIL import Image
+
+    first = lung_test_image()
+    with open(LUNG / "manifest.csv", newline="") as fh:
+        others = [LUNG / r["image"] for r in csv.DictReader(fh) if r["split"] == "test" and LUNG / r["image"] != first]
+    base = Image.open(first).convert("L")
+    frames = [np.asarray(Image.open(p).convert("L").resize(base.size)) for p in others[: n - 1]]
+    frames.insert(n // 2, np.asarray(base))
+    hu = -1350.0 + np.stack(frames).astype(np.float64) * 1500.0 / 255.0
+    stored = np.round(hu + 2048).astype(np.uint16)
+    return dicom_bytes(stored, slope=1, intercept=-2048, window=(-600, 1500), modality="CT"), n // 2
+
+
+def test_sample_click_analyses_with_compare_slider_zoom_and_colour_bar(page) -> None:  # noqa: ANN001
+    _sample(page, "Lung CT: Adenocarcinoma")
+    page.get_by_text("Stage group").wait_for(timeout=RESULT_TIMEOUT)  # analysed on click, no Analyse press
+    srcs = _wait_viewer(page)
+    sizes = page.eval_on_selector_all("#viewer img", "els => els.map(e => [e.naturalWidth, e.naturalHeight])")
+    assert sizes[0] == sizes[1] and max(sizes[0]) >= 1024  # rendered at display size, image and overlay aligned
+    label = _type_text(page)
+    assert "Adenocarcinoma" in label and "Large cell carcinoma" in label and "_" not in label  # readable names
+    assert "Stage I" in page.locator("#stage-out").inner_text()
+    assert page.get_by_role("button", name="Download report (PDF)").is_visible()
+    assert not page.get_by_role("button", name="De-identified DICOM copy").is_visible()  # a PNG: no DICOM copy
+    _shot(page, "analyse_lung_ct.png")
+
+    page.get_by_label("4x").check()  # rendered server-side from the scan's pixels around the heatmap peak
+    zoomed = _wait_viewer(page, srcs)
+    assert max(page.eval_on_selector("#viewer img", "e => [e.naturalWidth, e.naturalHeight]")) >= 1024
+    _shot(page, "analyse_lung_ct_zoom4x.png")
+    # a click on the overview centres the zoom there
+    box = page.locator("#overview img").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5)
+    _wait_viewer(page, zoomed)
+    assert page.get_by_label("Chosen point").is_checked() and page.get_by_label("4x").is_checked()
+
+
+def test_breast_and_brain_samples_show_only_boxes_that_hold_something(page) -> None:  # noqa: ANN001
+    _sample(page, "Breast ultrasound: Malignant")
+    page.get_by_text("Stage: not assessed by this model").wait_for(timeout=RESULT_TIMEOUT)
+    _wait_viewer(page)
+    assert "Malignant" in _type_text(page)
+    assert not page.locator("#stage-out").is_visible()  # no stage head: no empty Stage box
+    assert not page.locator("#frame").is_visible() and not page.locator("#deid-file").is_visible()
+    _shot(page, "analyse_breast_us.png")
+
+    _sample(page, "Brain MRI: Glioma")
+    page.wait_for_function("() => (document.querySelector('#type-out')?.innerText || '').includes('Pituitary tumor')",
+                           timeout=RESULT_TIMEOUT)
+    _wait_viewer(page)
+    assert "Malignant" not in _type_text(page)  # nothing of the breast case left
+    assert "brain_mri" in page.locator("#analysis-info").inner_text()
+    _shot(page, "analyse_brain_mri.png")
+
+
+def test_multiframe_dicom_opens_on_its_middle_frame(page, tmp_path) -> None:  # noqa: ANN001
+    data, middle = _lung_cine(5)
+    scan = tmp_path / "DOE_JANE_cine.dcm"
+    scan.write_bytes(data)
+    page.set_input_files("input[type=file]", str(scan))
+    page.get_by_text("Stage group").wait_for(timeout=RESULT_TIMEOUT)
+    _wait_viewer(page)
+    assert page.locator("#frame input").input_value() == str(middle + 1)  # the frame box shows the frame used
+    assert f"frame {middle + 1} of 5 shown" in page.locator("#analysis-info").inner_text()
+    page.get_by_role("button", name="De-identified DICOM copy").click()
+    page.locator("#deid-file a").first.wait_for(timeout=60_000)
+    body = page.inner_text("body")
+    assert not any(s in body for s in PHI) and "DOE_JANE" not in body
+    _shot(page, "analyse_multiframe_dicom.png")
+    page.locator("#frame input").fill("1")  # asked for: frame 1, and the same box says so
+    page.locator("#frame input").press("Enter")
+    page.locator("#analysis-info").get_by_text("frame 1 of 5 shown", exact=False).wait_for(timeout=RESULT_TIMEOUT)
+    assert page.locator("#frame input").input_value() == "1"
+
+    _sample(page, "Lung CT: Normal")  # the next case: the previous one's DICOM copy and frame box go
+    page.wait_for_function("() => !document.querySelector('#deid-file a')", timeout=30_000)
+    page.get_by_text("Stage group").wait_for(timeout=RESULT_TIMEOUT)
+    assert not page.locator("#deid-file").is_visible() and not page.locator("#frame").is_visible()
+    assert not page.get_by_role("button", name="De-identified DICOM copy").is_visible()
+
+
+def test_stale_results_are_cleared_when_the_model_or_the_file_changes(page, tmp_path) -> None:  # noqa: ANN001
+    _sample(page, "Lung CT: Squamous cell carcinoma")
+    page.get_by_text("Stage group").wait_for(timeout=RESULT_TIMEOUT)
+    _wait_viewer(page)
+    page.locator("#analyse-model input").click()
+    page.get_by_role("option", name="Breast ultrasound", exact=False).first.click()
+    page.get_by_text("Model changed").wait_for(timeout=30_000)
+    assert _viewer_srcs(page) == [] and "Carcinoma" not in _type_text(page).title()
+    assert "Stage group" not in page.inner_text("body")
+    assert not page.get_by_role("button", name="Download report (PDF)").is_visible()
+
+    page.get_by_role("button", name="Analyse", exact=True).click()  # this scan through the breast model
+    page.locator("#analysis-info").get_by_text("breast_us").wait_for(timeout=RESULT_TIMEOUT)
+    bad = tmp_path / "not_a_scan.png"
+    bad.write_text("this is a text file, not an image\n" * 10)
+    page.get_by_role("button", name="Clear").first.click()
+    page.wait_for_selector("input[type=file]", state="attached", timeout=10_000)
+    page.set_input_files("input[type=file]", str(bad))
+    page.get_by_text("not a recognised image").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
+    assert _viewer_srcs(page) == [] and _type_text(page).strip() in ("", "Tumor type (calibrated probability)")
+    assert "breast_us" not in page.locator("#analysis-info").inner_text()
+    assert not page.get_by_role("button", name="Switch to").is_visible()  # no offer left from the previous case
+
+
+def test_report_download_and_its_pages(page, tmp_path) -> None:  # noqa: ANN001
+    _sample(page, "Lung CT: Adenocarcinoma")
+    page.get_by_text("Stage group").wait_for(timeout=RESULT_TIMEOUT)
+    _wait_viewer(page)
+    assert not page.locator("#report-file").is_visible()  # no empty file box before there is a report
+    page.get_by_role("button", name="Download report (PDF)").click()
+    link = page.locator("#report-file a[href*='.pdf']").first
+    link.wait_for(timeout=90_000)
+    with page.expect_download(timeout=30_000) as dl:
+        link.click()
+    pdf = tmp_path / "report.pdf"
+    shutil.copy(dl.value.path(), pdf)
+    assert pdf.read_bytes().startswith(b"%PDF")
+    pdftoppm = shutil.which("pdftoppm")
+    if pdftoppm is None:
+        pytest.skip("pdftoppm (poppler-utils) not installed: the report's pages are not rendered to PNG")
+    ARTIFACTS.mkdir(exist_ok=True)
+    for old in ARTIFACTS.glob("report_page-*.png"):
+        old.unlink()
+    subprocess.run([pdftoppm, "-png", "-r", "80", str(pdf), str(ARTIFACTS / "report_page")], check=True, timeout=120)
+    pages = sorted(ARTIFACTS.glob("report_page-*.png"))
+    assert 1 <= len(pages) <= 2, pages
+
+
+def test_performance_tab_tables_fit_and_read_plainly(page) -> None:  # noqa: ANN001
+    page.get_by_role("tab", name="Performance").click()
+    page.get_by_role("button", name="Show").click()
+    page.locator("#perf-per-class th").first.wait_for(timeout=RESULT_TIMEOUT)
+    page.get_by_text("Explanation quality").wait_for(timeout=RESULT_TIMEOUT)
+    headers = page.eval_on_selector_all("#perf-per-class th", "els => els.map(e => e.innerText.trim())")
+    assert headers[:3] == ["Class", "Sensitivity", "Specificity"] and "AUC (one vs rest)" in headers
+    for table in ("#perf-overall", "#perf-per-class", "#perf-stage"):
+        overflow = page.eval_on_selector(table, """root => [...root.querySelectorAll('*')]
+            .filter(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1).length""")
+        assert overflow == 0, f"{table} is cut off at the right"
+    _shot(page, "performance.png")
