@@ -206,10 +206,14 @@ def run_batch(input_dir: str | Path, model: str | None, out: Path, *, heatmaps: 
     elif todo:
         actor = PredictorActor(**kwargs)  # type: ignore[arg-type]
         summary.forwards = actor.scorer.forwards
-        for i in range(0, len(listing), batch_size):
-            frame = actor(listing.iloc[i:i + batch_size])
-            _write_part(out, frame)
-            summary.counts.update(frame["status"])
+        from tqdm import tqdm
+
+        with tqdm(total=len(listing), desc="batch (no Ray)", unit="file", mininterval=1.0) as bar:
+            for i in range(0, len(listing), batch_size):
+                frame = actor(listing.iloc[i:i + batch_size])
+                _write_part(out, frame)
+                summary.counts.update(frame["status"])
+                bar.update(len(frame))
     merge(out)
     summary.seconds = time.perf_counter() - start
     return summary

@@ -168,6 +168,7 @@ def test_reading_session_of_20_cases_in_the_browser(page, tmp_path) -> None:  # 
     page.screenshot(path=str(ARTIFACTS / "browser_session_done.png"), full_page=True)
 
 
+@pytest.mark.slow  # 20 cases through the API, about 12 s; .ci/run runs it
 def test_reading_session_and_feedback_through_the_api(app_url: str) -> None:
     """The same flow through gradio_client (state is kept per client session), plus /predict and /feedback."""
     from gradio_client import Client, handle_file

@@ -22,6 +22,7 @@ from test_reading_session import seed_study
 CHROMIUM = os.environ.get("MEDIMG_CHROMIUM", "/usr/bin/chromium")
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,  # each starts the app and Chromium; .ci/run runs them
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed"),
     pytest.mark.skipif(not (LUNG / "manifest.csv").is_file(), reason="shared lung data not found"),
 ]

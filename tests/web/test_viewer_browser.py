@@ -22,6 +22,7 @@ from test_browser import ARTIFACTS, CHROMIUM, app_url, page  # noqa: F401 - the 
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,  # each starts the app and Chromium; .ci/run runs them
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed"),
     pytest.mark.skipif(not (LUNG / "manifest.csv").is_file(), reason="shared data not found"),
 ]
