@@ -158,3 +158,10 @@ def get_task(name: str) -> TaskSpec:
 def task_rank(name: str) -> int:
     """Position in :data:`TASK_ORDER` (unknown tasks last)."""
     return TASK_ORDER.index(name) if name in TASK_ORDER else len(TASK_ORDER)
+
+
+def stage_name(label: str) -> str:
+    """Readable stage group: "IIIa" -> "Stage IIIA" (AJCC writes the letter upper case); "none" -> "No stage"."""
+    if label.lower() == "none":
+        return "No stage (no tumor)"
+    return f"Stage {label.upper()}" if label and label[0] in "IVX0" else label.replace("_", " ")

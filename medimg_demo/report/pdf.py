@@ -31,7 +31,7 @@ from ..models.config import ModelConfig
 from ..models.registry import get_model
 from ..notice import DISCLAIMER
 from ..predict import Prediction, predict_study
-from ..tasks import get_task
+from ..tasks import get_task, stage_name
 from ..treatment import PATHWAY_NOTICE
 from .images import colour_bar, pictures
 from .style import FONT, FONT_BOLD, STYLES, register_fonts
@@ -140,8 +140,9 @@ def _answer(pred: Prediction) -> list[object]:
     elif pred.stage_label is None or pred.stage_probs is None:
         out.append(_p(STAGE_NOT_STAGED))
     else:
-        out.append(Paragraph(f"Stage group <b>{escape(pred.stage_label)}</b> ({pred.stage_probs[pred.stage_label]:.1%})."
-                             f" Basis: {escape(pred.stage_note or 'learned stage head')}", STYLES["body"]))
+        out.append(Paragraph(f"Stage group <b>{escape(stage_name(pred.stage_label))}</b> "
+                             f"({pred.stage_probs[pred.stage_label]:.1%}). "
+                             f"Basis: {escape(pred.stage_note or 'learned stage head')}", STYLES["body"]))
     out.append(_p("Treatment pathway", "h2"))
     tp = pred.treatment if pred.status == "ok" else None
     if tp is None:

@@ -19,7 +19,7 @@ from ..imaging.windowing import CT_PRESETS, apply_window
 from ..models.config import ModelConfig
 from ..models.registry import get_model
 from ..predict import Prediction, predict_study
-from ..tasks import get_task
+from ..tasks import get_task, stage_name  # noqa: F401 - stage_name: used here and by callers
 from ..treatment import PATHWAY_NOTICE
 
 log = logging.getLogger(__name__)
@@ -30,13 +30,6 @@ STAGE_NOT_ASSESSED = "Stage: not assessed by this model (its training data carry
 WINDOW_CHOICES = ["File default", *[k.capitalize() for k in CT_PRESETS], "Manual"]
 #: Where a zoomed view is centred: the heatmap's peak (the image centre without one), the centre, a clicked point.
 CENTRE_CHOICES = ["Heatmap peak", "Image centre", "Chosen point"]
-
-
-def stage_name(label: str) -> str:
-    """Readable stage group: "IIIa" -> "Stage IIIA" (AJCC writes the letter upper case); "none" -> "No stage"."""
-    if label.lower() == "none":
-        return "No stage (no tumor)"
-    return f"Stage {label.upper()}" if label and label[0] in "IVX0" else label.replace("_", " ")
 
 
 def readable(scores: dict[str, float] | None, name: Callable[[str], str]) -> dict[str, float] | None:

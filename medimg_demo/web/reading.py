@@ -66,7 +66,7 @@ def session_unaided(s: session.ReadingSession | None, reader_type: str | None, r
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
     heat = session_view.render_case(session.session_pixels(s), s.display, s.heatmap)
-    return (s, *_session_view(s), session_view.readable_scores(a.type_scores, s.model_id), a.stage_scores,
+    return (s, *_session_view(s), a.type_display, a.stage_display,  # readable names; the store keeps the raw labels
             a.stage_text, a.pathway_markdown, files.png_file(heat),
             session_view.compare_markdown(s.own_read, s.prediction, s.model_id))
 

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..feedback.reader_study import label_name
+from ..tasks import stage_name
 
 ZOOMS = ("1x", "2x", "4x")
 #: Display settings of a new reader: the full 8-bit range, no zoom, centred.
@@ -81,11 +82,6 @@ def render_case(gray: np.ndarray, settings: dict[str, Any] | None = None, heatma
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
 
 
-def readable_scores(scores: dict[str, float] | None, model_id: str) -> dict[str, float] | None:
-    """Probabilities keyed by readable class names for the screen."""
-    return None if scores is None else {label_name(model_id, k): float(v) for k, v in scores.items()}
-
-
 def compare_markdown(own: dict[str, Any] | None, prediction: dict[str, Any] | None, model_id: str) -> str:
     """The reader's own call beside the model's: "Your read: Adenocarcinoma, stage IIIa (confidence 4/5) · Model:
     Squamous cell carcinoma 0.81, stage IIIa 0.77 - different type"."""
@@ -93,7 +89,7 @@ def compare_markdown(own: dict[str, Any] | None, prediction: dict[str, Any] | No
         return ""
     yours = label_name(model_id, own.get("type"))
     if own.get("stage"):
-        yours += f", stage {own['stage']}"
+        yours += f", {stage_name(own['stage'])}"
     if own.get("confidence"):
         yours += f" (confidence {int(own['confidence'])}/5)"
     typ, stage = prediction.get("type") or {}, prediction.get("stage") or {}
@@ -104,7 +100,7 @@ def compare_markdown(own: dict[str, Any] | None, prediction: dict[str, Any] | No
         model = f"{label_name(model_id, label)}" + (f" {p:.2f}" if isinstance(p, (int, float)) else "")
         if stage.get("label"):
             sp = (stage.get("probabilities") or {}).get(stage["label"])
-            model += f", stage {stage['label']}" + (f" {sp:.2f}" if isinstance(sp, (int, float)) else "")
+            model += f", {stage_name(stage['label'])}" + (f" {sp:.2f}" if isinstance(sp, (int, float)) else "")
         same = "same type" if own.get("type") == label else "**different type**"
     elif status == "indeterminate" and prediction.get("top2"):
         top = ", ".join(f"{label_name(model_id, t['label'])} {t['probability']:.2f}" for t in prediction["top2"])

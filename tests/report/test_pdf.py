@@ -17,7 +17,7 @@ from medimg_demo.errors import ReportError
 from medimg_demo.models.registry import get_model
 from medimg_demo.notice import DISCLAIMER
 from medimg_demo.report.pdf import METADATA, report_file, write_report
-from medimg_demo.tasks import get_task
+from medimg_demo.tasks import get_task, stage_name
 from medimg_demo.treatment import PATHWAY_NOTICE
 
 pypdf = pytest.importorskip("pypdf", reason="pypdf (requirements-dev.txt) reads the report text")
@@ -65,7 +65,7 @@ def test_lung_report_has_notice_answer_pathway_pins_and_metrics(lung_report) -> 
     for label, p in pred.type_probs.items():  # every calibrated probability, by its readable name
         assert f"{get_task('lung_ct').label_name(label)} {p:.1%}" in text if p >= 0.001 else "< 0.1%" in text
     assert "Squamous cell carcinoma" in text and "squamous_cell_carcinoma" not in text
-    assert f"Stage group {pred.stage_label}" in text and "learned through the type" in text
+    assert f"Stage group {stage_name(pred.stage_label)}" in text and "learned through the type" in text
     assert _flat(pred.treatment.summary) in text and _flat(pred.treatment.source) in text
     assert LUNG_MODEL in text and cfg.weights_sha256[:12] in text and "Report date (UTC)" in text
     assert "1 of 1 (0-based index 0)" in text and "Warnings none" in text

@@ -112,7 +112,7 @@ def test_answers_are_required_and_the_reveal_shows_both_calls(page) -> None:  # 
     compare = page.locator("#session-compare")
     compare.get_by_text("Your read:").wait_for(timeout=30_000)
     text = compare.inner_text()
-    assert "Adenocarcinoma, stage IIIa (confidence 3/5)" in text and "Model:" in text and "_" not in text
+    assert "Adenocarcinoma, Stage IIIA (confidence 3/5)" in text and "Model:" in text and "_" not in text
     before = page.locator("#session-case img").get_attribute("src")
     page.locator("#session-zoom").get_by_label("2x", exact=True).check()  # zoom, drawn on the server
     page.wait_for_function("([b]) => { const i = document.querySelector('#session-case img'); "
