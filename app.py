@@ -39,6 +39,7 @@ from medimg_demo.web.ui.common import BANNER  # noqa: E402
 from medimg_demo.web.ui.performance_tab import performance_tab  # noqa: E402
 from medimg_demo.web.ui.session_tab import session_tab  # noqa: E402
 from medimg_demo.web.ui.summary_tab import summary_tab  # noqa: E402
+from medimg_demo.web.request_limits import RequestSizeLimit  # noqa: E402
 from medimg_demo.web.upload_names import AnonymousUploadNames  # noqa: E402
 
 log = logging.getLogger("medimg_demo.app")
@@ -80,7 +81,11 @@ def launch_options() -> dict[str, Any]:
         auth_message="medimg_demo - research use only. Log in with the account the session owner gave you.",
         run_history=False,  # the browser would keep file paths and comments for the next user of the workstation
         max_file_size=os.environ.get("MEDIMG_MAX_UPLOAD_MB", "100") + "mb",
-        app_kwargs={"middleware": [Middleware(files.SecureFileHeaders), Middleware(AnonymousUploadNames)]},
+        # Gradio keeps about 340 KB per page (session hash), and any client can open pages: 1,000 pages at most
+        # (the least recently used go first; a reading session resumes from the store), not Gradio's 10,000
+        state_session_capacity=1000,
+        app_kwargs={"middleware": [Middleware(files.SecureFileHeaders), Middleware(AnonymousUploadNames),
+                                   Middleware(RequestSizeLimit)]},  # no megabytes of JSON kept in a session
     )
 
 
@@ -92,5 +97,9 @@ if __name__ == "__main__":
     # leftovers of an earlier run (a crash leaves raw uploads behind): anything untouched since before this start
     uploads.sweep(max_age_s=time.time() - STARTED + 5)
     uploads.start_upload_reaper(demo)  # an upload that no request used is deleted after MEDIMG_RAW_UPLOAD_TTL_S
-    demo.queue(default_concurrency_limit=int(os.environ.get("MEDIMG_CONCURRENCY", "2")))
+    # api_open=False: a queued event cannot be run through the REST route (POST /gradio_api/run/predict), which
+    # would skip the concurrency limit that bounds memory (Gradio leaves that route open outside Spaces)
+    # api_open=False: queued events only through the queue; max_size: one client cannot queue without limit
+    demo.queue(default_concurrency_limit=int(os.environ.get("MEDIMG_CONCURRENCY", "2")), api_open=False,
+               max_size=int(os.environ.get("MEDIMG_QUEUE_MAX", "64")))
     demo.launch(**options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,24 @@ WINDOW_CHOICES = ["File default", *[k.capitalize() for k in CT_PRESETS], "Manual
 CENTRE_CHOICES = ["Heatmap peak", "Image centre", "Chosen point"]
 
 
+def finite(value: Any) -> float | None:
+    """A client's number as a finite float; None for anything else (NaN, infinities, text, lists, booleans): an API
+    client can send any JSON where the page sends a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return None
+    return f if math.isfinite(f) else None
+
+
+def opacity_value(value: Any, default: float = 0.45) -> float:
+    """The heatmap opacity in [0, 1]; ``default`` for anything that is not a finite number."""
+    f = finite(value)
+    return default if f is None else min(max(f, 0.0), 1.0)
+
+
 def readable(scores: dict[str, float] | None, name: Callable[[str], str]) -> dict[str, float] | None:
     """Probabilities keyed by readable names for the screen (the JSON keeps the model's raw labels)."""
     return None if scores is None else {name(k): v for k, v in scores.items()}
@@ -50,15 +69,17 @@ class View:
     modality: str | None
     model_id: str = ""  # the model and frame of the shown result (the report describes exactly that)
     frame_index: int = 0
+    created_by: str = ""  # the login the result was shown to ("" without logins): see auth.is_owner_of
 
     def window_for(self, choice: str | None, center: float | None, width: float | None) -> tuple[float, float] | None:
         """(centre, width) for a window choice, or None for the file's default view."""
         if self.values is None or not choice or choice == "File default":
             return None
         if choice == "Manual":
-            if center is None or width is None or not width > 0:
-                return None
-            return float(center), float(width)
+            c, w = finite(center), finite(width)
+            if c is None or w is None or not w > 0:
+                return None  # forged (text, NaN, infinity) or missing: the file's own view
+            return c, w
         return CT_PRESETS.get(choice.lower())
 
     def gray(self, choice: str | None = None, center: float | None = None, width: float | None = None) -> np.ndarray:

@@ -132,6 +132,18 @@ def check_reader(request: Any | None, profile: Any | None, reader: str) -> None:
                           "above) to read as yourself.")
 
 
+def is_owner_of(request: Any | None, profile: Any | None, owner: str) -> bool:
+    """Whether the caller may use page state made for ``owner`` (the login that made it; "" without one): always
+    with logins off. Gradio keys state by the page's session hash alone, so a hash used under another login (a page
+    left open when its reader signed out) must not show that reader's case."""
+    if not logins_on() or not owner:
+        return True
+    try:
+        return identity(request, profile, None) == owner
+    except AccessError:
+        return False
+
+
 def sees_everyone(user: str) -> bool:
     """Session owners (and the single user of a laptop without logins) see every reader's work."""
     return not logins_on() or user in owners()

@@ -8,15 +8,20 @@ from typing import Any
 import gradio as gr
 
 from ..errors import MedimgError
-from . import analysis, files, uploads
+from . import analysis, auth, files, uploads, view_store
 from .handlers import _file_path
 from .report import report_for_analysis
 
 
-def report(upload: Any, shown: Any) -> str:
+def report(upload: Any, shown: Any,
+           request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+           profile: gr.OAuthProfile | None = None) -> str:
     """The case report of the result on screen: the same file, with the model and frame of the shown result (kept
     in the browser session's state, not whatever the dropdowns hold now), analysed again and published as a PDF."""
-    if not isinstance(shown, analysis.View) or not shown.model_id:
+    if view_store.dropped(shown):
+        raise gr.Error(view_store.DROPPED)
+    shown = view_store.lookup(shown)
+    if shown is None or not shown.model_id or not auth.is_owner_of(request, profile, shown.created_by):
         raise gr.Error("Analyse the scan first: the report describes the result on screen.")
     path = _file_path(upload)
     try:

@@ -143,14 +143,34 @@ def deidentified_copy(source: str | Path | bytes, out_dir: Path | None = None) -
 _PNG_WRITES = 0
 
 
-def _prune(folder: Path, pattern: str, max_age_s: float) -> None:
-    cutoff = time.time() - max_age_s
+def _prune(folder: Path, pattern: str, max_age_s: float, max_bytes: int | None = None) -> None:
+    """Delete files older than ``max_age_s``; then, if the rest still hold more than ``max_bytes``, the least recently
+    handed out first (but never one handed out in the last minute), so that a flood of redraws cannot fill the disk."""
+    now = time.time()
+    kept: list[tuple[float, int, Path]] = []
     for old in folder.glob(pattern):
         try:
-            if old.stat().st_mtime < cutoff:
+            st = old.stat()
+            if st.st_mtime < now - max_age_s:
                 old.unlink()
+            else:
+                kept.append((st.st_mtime, st.st_size, old))
         except OSError:
             log.debug("An old output file was already removed")
+    total = sum(size for _, size, _ in kept)
+    for mtime, size, path in sorted(kept):
+        if max_bytes is None or total <= max_bytes or mtime > now - 60:
+            break
+        try:
+            path.unlink()
+            total -= size
+        except OSError:
+            log.debug("An output file was already removed")
+
+
+def public_images_budget() -> int:
+    """Bytes the served pictures may take (``MEDIMG_PUBLIC_IMAGES_MB``, default 1024)."""
+    return int(float(os.environ.get("MEDIMG_PUBLIC_IMAGES_MB", "1024")) * 1e6)
 
 
 def png_file(rgb: np.ndarray, max_age_s: float = MAX_AGE_S) -> str:
@@ -172,8 +192,8 @@ def png_file(rgb: np.ndarray, max_age_s: float = MAX_AGE_S) -> str:
     except FileNotFoundError:
         _write_atomic(path, data)
     _PNG_WRITES += 1
-    if _PNG_WRITES % 50 == 0:
-        _prune(folder, "*.png", max_age_s)
+    if _PNG_WRITES % 20 == 0:
+        _prune(folder, "*.png", max_age_s, public_images_budget())
     return str(path)
 
 

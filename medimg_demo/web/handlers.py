@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from ..errors import InputError, MedimgError, StoreError
-from . import analysis, auth, files, session, uploads, viewer
+from . import analysis, auth, files, session, uploads, view_store, viewer
 from .catalog import model_choices
 from .performance import performance_view
 
@@ -71,7 +72,7 @@ def predict(
     path = _file_path(upload)
     try:
         frame_index = _frame_index(frame)
-        a = analysis.analyse(uploads.to_analyse(path), model_id or None, float(opacity), frame_index, window, center, width)
+        a = analysis.analyse(uploads.to_analyse(path), model_id or None, analysis.opacity_value(opacity), frame_index, window, center, width)
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
     dw = a.view.default_window
@@ -96,7 +97,7 @@ def predict(
         overlay_file,
         a.info_markdown,
         shown,
-        a.view,
+        view_store.keep(dataclasses.replace(a.view, created_by=created_by)),  # a key; the view is bound to the login
         gr.update(value=a.frame_index + 1, visible=a.n_frames > 1, label=f"Frame (1-{a.n_frames}; Enter to show)"),
         notes,
         gr.update(value=round(dw[0], 2)) if dw else gr.update(),
@@ -131,6 +132,7 @@ redraw = viewer.redraw
 
 def preset_values(view: analysis.View | None, window: str | None):  # noqa: ANN201
     """Show the centre/width of the chosen preset in the manual boxes."""
+    view = view_store.lookup(view)
     w = view.window_for(window, None, None) if view is not None else None
     if w is None and view is not None and window == "File default" and view.default_window:
         w = view.default_window

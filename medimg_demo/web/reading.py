@@ -117,12 +117,14 @@ AIDED_RESET = (None, None, None, None, None, 3, 3, "")
 
 
 def session_redraw(s: session.ReadingSession | None, level: float, width: float, zoom: str, pan_x: float,
-                   pan_y: float):  # noqa: ANN201
+                   pan_y: float, request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+                   profile: gr.OAuthProfile | None = None):  # noqa: ANN201
     """New display window or zoom: redraw the case (and the heatmap once revealed) without running the model; the
     settings stay for the next cases."""
     if s is None or s.done:
         return gr.skip(), gr.skip()
     try:
+        auth.check_reader(request, profile, s.reader)  # the page's state, not another login's
         s.display = session_view.display_settings(level, width, zoom, pan_x, pan_y)
         image = files.png_file(session_view.render_case(session.session_pixels(s), s.display))
         heat = (files.png_file(session_view.render_case(session.session_pixels(s), s.display, s.heatmap))

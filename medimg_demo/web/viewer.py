@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from ..explain.display import ZOOMS, display_scale
-from . import analysis, files
+from . import analysis, auth, files, view_store
 
 log = logging.getLogger(__name__)
 
@@ -95,31 +95,40 @@ def clear_for_model():  # noqa: ANN201 - Gradio output tuple
 
 def redraw(view: analysis.View | None, window: str | None = "File default", center: float | None = None,
            width: float | None = None, opacity: float = 0.45, zoom: str | None = "1x",
-           centre: str | None = None, point: Any = None):  # noqa: ANN201, ANN401 - Gradio outputs; State value
+           centre: str | None = None, point: Any = None,  # noqa: ANN401 - whatever the State holds
+           request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+           profile: gr.OAuthProfile | None = None):  # noqa: ANN201 - Gradio outputs
     """New display window, opacity, zoom or zoom centre: redraw the pictures without running the model again.
     Returns (overview, compare slider); the plain image of /predict's output 4 is left as the analysis made it."""
-    if view is None:
+    if view_store.dropped(view):
+        raise gr.Error(view_store.DROPPED)
+    view = view_store.lookup(view)
+    if view is None or not auth.is_owner_of(request, profile, view.created_by):
         return gr.skip(), gr.skip()
     z = zoom_factor(zoom)
-    p = view.display(window, center, width, float(opacity), z, centre, _point(point))
+    p = view.display(window, center, width, analysis.opacity_value(opacity), z, centre, _point(point))
     return files.png_file(p.overview), _viewer(view, p, zoomed=z > 1)
 
 
 def _point(point: Any) -> tuple[float, float] | None:  # noqa: ANN401 - whatever the State holds
     """A (row, column) kept in the session, or None for anything else."""
-    if isinstance(point, (tuple, list)) and len(point) == 2 and all(isinstance(v, (int, float)) for v in point):
-        return float(point[0]), float(point[1])
+    if isinstance(point, (tuple, list)) and len(point) == 2:
+        row, col = (analysis.finite(v) for v in point)
+        if row is not None and col is not None:
+            return row, col
     return None
 
 
 def pick_point(view: analysis.View | None, zoom: str | None, evt: gr.SelectData):  # noqa: ANN201
     """A click on the overview: zoom around that point (2x if the view was not zoomed). The overview shows the
     whole scan at display resolution, so its pixel (x, y) is scan pixel (y, x) / scale."""
-    if view is None or not isinstance(evt.index, (list, tuple)) or len(evt.index) != 2:
+    index = evt.index if isinstance(evt.index, (list, tuple)) and len(evt.index) == 2 else (None, None)
+    x, y = (analysis.finite(v) for v in index)  # the client sends the click: text, NaN or 1e400 are no point
+    view = view_store.lookup(view)
+    if view is None or x is None or y is None:
         return gr.skip(), gr.skip(), gr.skip()
     h, w = view.pixels.shape[:2]
     scale = display_scale((h, w))
-    x, y = (float(v) for v in evt.index)
     row, col = min(max(y / scale, 0.0), h - 1.0), min(max(x / scale, 0.0), w - 1.0)
     log.debug("zoom centre chosen at %.0f, %.0f", row, col)
     return (row, col), analysis.CENTRE_CHOICES[2], zoom if zoom_factor(zoom) > 1 else "2x"

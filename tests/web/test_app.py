@@ -11,7 +11,8 @@ import pytest
 from conftest import lung_test_image
 
 import app
-from medimg_demo.web import handlers
+from medimg_demo.explain.display import DISPLAY_SIDE
+from medimg_demo.web import handlers, view_store
 
 
 def test_app_predict_on_real_lung_ct() -> None:
@@ -32,11 +33,12 @@ def test_app_predict_on_real_lung_ct() -> None:
     from medimg_demo.explain.display import display_scale
 
     original, overlay = np.asarray(Image.open(original)), np.asarray(Image.open(overlay))
-    assert original.shape == overlay.shape and original.ndim == 3 and max(original.shape[:2]) >= 1024
+    assert original.shape == overlay.shape and original.ndim == 3 and max(original.shape[:2]) >= DISPLAY_SIDE
     assert not np.array_equal(original, overlay)
     assert out[13]["value"] == (out[4], out[5])  # the compare slider shows exactly these two pictures
     overview, slider = handlers.redraw(view, "File default", None, None, 0.0)
-    picture_w = round(view.pixels.shape[1] * display_scale(view.pixels.shape))  # then the colour bar's panel
+    pixels = view_store.lookup(view).pixels  # the page's state holds a key to the server's view
+    picture_w = round(pixels.shape[1] * display_scale(pixels.shape))  # then the colour bar's panel
     redrawn = np.asarray(Image.open(slider["value"][1]))
     np.testing.assert_array_equal(redrawn[:, :picture_w], original[:, :picture_w])  # opacity 0: overlay = image
     assert not np.array_equal(redrawn[:, picture_w:], original[:, picture_w:])  # the colour bar beside the overlay
@@ -97,7 +99,7 @@ def test_pruning_never_deletes_an_image_just_handed_out(tmp_path, monkeypatch) -
     two_hours_ago = time.time() - 7200
     for p in (reused, stale):
         os.utime(p, (two_hours_ago, two_hours_ago))
-    monkeypatch.setattr(service, "_PNG_WRITES", 49)  # the next call is the 50th: it prunes
+    monkeypatch.setattr(service, "_PNG_WRITES", 19)  # the next call is the 20th: it prunes
     assert service.png_file(rgb) == reused
     assert os.path.exists(reused) and not os.path.exists(stale)
 
@@ -143,3 +145,24 @@ def test_report_button_publishes_a_pdf_of_the_case_on_screen(tmp_path, monkeypat
     pdf = Path(downloads.report(str(img), shown))
     assert pdf.is_file() and pdf.read_bytes().startswith(b"%PDF") and pdf.parent.parent == public_dir()
     assert img.stem not in pdf.name and not list((tmp_path / "work").rglob("*.pdf"))  # scratch copy removed
+
+
+def test_served_pictures_are_capped_in_size_oldest_first(tmp_path) -> None:
+    """A flood of redraws cannot fill the disk: above the budget the least recently handed-out pictures go first,
+    never one handed out in the last minute."""
+    import os
+    import time
+
+    from medimg_demo.web.files import _prune
+
+    now = time.time()
+    for i in range(5):  # handed out 10, 9, ... 6 minutes ago
+        p = tmp_path / f"old{i}.png"
+        p.write_bytes(b"x" * 1000)
+        os.utime(p, (now - 600 + 60 * i, now - 600 + 60 * i))
+    fresh = tmp_path / "fresh.png"
+    fresh.write_bytes(b"x" * 5000)
+    _prune(tmp_path, "*.png", max_age_s=3600, max_bytes=7000)
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["fresh.png", "old3.png", "old4.png"]
+    _prune(tmp_path, "*.png", max_age_s=3600, max_bytes=10)
+    assert [p.name for p in tmp_path.glob("*.png")] == ["fresh.png"]  # just handed out: kept over the budget

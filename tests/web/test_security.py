@@ -119,8 +119,11 @@ def _file(path: str, name: str = "scan") -> dict[str, Any]:
 
 
 def _call(client: Any, api_name: str, data: list[Any]) -> tuple[bool, Any]:
-    """A named endpoint through Gradio's HTTP API: (True, outputs) or (False, error message)."""
+    """A named endpoint through Gradio's HTTP API: (True, outputs) or (False, error message). A body over the
+    server's request limit is refused at the door: HTTP 413 with its message."""
     r = client.post(f"/gradio_api/call/{api_name}", json={"data": data})
+    if r.status_code == 413:
+        return False, r.text
     r.raise_for_status()
     event = None
     with client.stream("GET", f"/gradio_api/call/{api_name}/{r.json()['event_id']}") as stream:
@@ -145,8 +148,38 @@ def _fn_index(client: Any, event: str, label: str) -> int:
     raise AssertionError(f"no {event} event on {label}")
 
 
+def _queue_fn(client: Any, fn_index: int, data: list[Any], session_hash: str | None = None,
+              event_data: Any = None) -> tuple[bool, Any]:
+    """An event called by fn_index through Gradio's queue, as the browser calls a queued event (POST
+    /gradio_api/queue/join, then the session's event stream): (True, outputs) or (False, error message or the
+    HTTP answer of a refused join)."""
+    session_hash = session_hash or secrets.token_hex(6)
+    body = json.dumps({"data": data, "fn_index": fn_index, "session_hash": session_hash, "event_data": event_data,
+                       "trigger_id": None})  # NaN and infinities as a client may send them (httpx refuses them)
+    r = client.post("/gradio_api/queue/join", content=body, headers={"content-type": "application/json"})
+    if r.status_code != 200:
+        return False, f"HTTP {r.status_code}: {r.text[:500]}"
+    event_id = r.json()["event_id"]
+    with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": session_hash}) as stream:
+        for line in stream.iter_lines():
+            msg = json.loads(line[5:]) if line.startswith("data:") else {}
+            if msg.get("event_id") == event_id and msg.get("msg") == "process_completed":
+                out = msg.get("output") or {}
+                return (True, out.get("data")) if msg.get("success") else (False, out.get("error"))
+            if msg.get("msg") == "unexpected_error":
+                return False, msg.get("message")
+    raise AssertionError(f"fn_index {fn_index}: the event stream ended without a result")
+
+
 def _run_fn(client: Any, fn_index: int, data: list[Any]) -> tuple[int, Any]:
-    """A helper event called as the browser calls an unqueued event: POST /gradio_api/run/predict by fn_index."""
+    """A helper event called as the browser calls it: an unqueued one by POST /gradio_api/run/predict, a queued one
+    through the queue (the REST route refuses queued events: they cannot skip the concurrency limit).
+    Returns (HTTP status, answer); a queued event's answer as the REST route gives it: 200 {"data": ...} or
+    500 {"error": message}."""
+    deps = client.get("/config").json()["dependencies"]
+    if next((d.get("queue") is not False for i, d in enumerate(deps) if d.get("id", i) == fn_index), False):
+        ok, out = _queue_fn(client, fn_index, data)
+        return (200, {"data": out}) if ok else (500, {"error": out})
     r = client.post("/gradio_api/run/predict", json={"fn_index": fn_index, "data": data,
                                                       "session_hash": secrets.token_hex(6)})
     return r.status_code, r.json()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+
+from medimg_demo.explain.display import DISPLAY_SIDE
 from PIL import Image
 
 from conftest import lung_test_image
@@ -59,8 +61,9 @@ def test_clearing_blanks_every_output_of_an_analysis() -> None:
 def test_a_click_on_the_overview_centres_the_zoom_on_that_scan_pixel() -> None:
     view = View(pixels=np.zeros((128, 256), np.float32), values=None, invert=False, heatmap=None, spacing_mm=None,
                 default_window=None, modality=None)
-    # the overview is the whole scan at display size (256 px -> 1024 px: 4 display pixels per scan pixel)
-    point, centre, zoom = viewer.pick_point(view, "1x", SimpleNamespace(index=[400, 100]))
+    # the overview is the whole scan at display size (256 px -> DISPLAY_SIDE px: k display pixels per scan pixel)
+    k = DISPLAY_SIDE / 256
+    point, centre, zoom = viewer.pick_point(view, "1x", SimpleNamespace(index=[100 * k, 25 * k]))
     assert point == (25.0, 100.0) and centre == "Chosen point" and zoom == "2x"  # zoomed in, not left at 1x
     assert viewer.pick_point(view, "4x", SimpleNamespace(index=[5000, -3]))[0] == (0.0, 255.0)  # kept inside
     assert viewer.pick_point(None, "1x", SimpleNamespace(index=[1, 1]))[0] == {"__type__": "update"}  # no case

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medimg_demo.explain.display import DISPLAY_SIDE
+
 from conftest import LUNG, dicom_bytes, lung_test_image
 from test_browser import ARTIFACTS, CHROMIUM, app_url, page  # noqa: F401 - the app and page fixtures
 
@@ -81,7 +83,7 @@ def test_sample_click_analyses_with_compare_slider_zoom_and_colour_bar(page) -> 
     page.get_by_text("Stage group").wait_for(timeout=RESULT_TIMEOUT)  # analysed on click, no Analyse press
     srcs = _wait_viewer(page)
     sizes = page.eval_on_selector_all("#viewer img", "els => els.map(e => [e.naturalWidth, e.naturalHeight])")
-    assert sizes[0] == sizes[1] and max(sizes[0]) >= 1024  # rendered at display size, image and overlay aligned
+    assert sizes[0] == sizes[1] and max(sizes[0]) >= DISPLAY_SIDE  # rendered at display size, image and overlay aligned
     label = _type_text(page)
     assert "Adenocarcinoma" in label and "Large cell carcinoma" in label and "_" not in label  # readable names
     assert "Stage I" in page.locator("#stage-out").inner_text()
@@ -91,7 +93,7 @@ def test_sample_click_analyses_with_compare_slider_zoom_and_colour_bar(page) -> 
 
     page.get_by_label("4x").check()  # rendered server-side from the scan's pixels around the heatmap peak
     zoomed = _wait_viewer(page, srcs)
-    assert max(page.eval_on_selector("#viewer img", "e => [e.naturalWidth, e.naturalHeight]")) >= 1024
+    assert max(page.eval_on_selector("#viewer img", "e => [e.naturalWidth, e.naturalHeight]")) >= DISPLAY_SIDE
     _shot(page, "analyse_lung_ct_zoom4x.png")
     # a click on the overview centres the zoom there
     box = page.locator("#overview img").bounding_box()

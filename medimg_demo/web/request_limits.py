@@ -1,0 +1,72 @@
+"""ASGI middleware: a bound on the size of every request body but a file upload's, and no deep links.
+
+Gradio parses an event's JSON body whole, then keeps each input value in the caller's session state (one per
+session hash, up to 10,000 sessions) before any check of the component runs. Without a bound, one client could send
+megabytes as the value of any input of any event (a number, a text box, a file's name; every event is callable by
+``fn_index``) and the server would keep them: 5 requests of 20 MB each kept 150 MB. File uploads have their own
+bound (``launch(max_file_size=...)``, ``MEDIMG_MAX_UPLOAD_MB``); any other body over :data:`MAX_BODY_BYTES` is
+refused with HTTP 413 before it is parsed. The largest body the app's own page sends is a feedback form (a
+4,000-character comment and the prediction's JSON): a few kilobytes.
+
+Gradio's ``GET /gradio_api/deep_link?session_hash=...`` writes the caller's session values (whatever JSON the client
+sent as inputs, file names included) to a ``deep_links`` folder of the upload cache that nothing ever prunes, and
+serves it back; the app offers no deep link, so the route answers 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Largest request body accepted outside file uploads.
+MAX_BODY_BYTES = 256 * 1024
+
+
+async def _too_large(send: Any) -> None:
+    body = f"Request body over {MAX_BODY_BYTES // 1024} KB: refused (upload files through the upload route).".encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"x-content-type-options", b"nosniff"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestSizeLimit:
+    """Refuses (413) a request body over :data:`MAX_BODY_BYTES` unless it is a file upload (``POST .../upload``);
+    the body is read here, at most that many bytes, and handed on unchanged. Refuses (404) Gradio's deep-link route."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") == "http" and scope.get("path", "").rstrip("/").endswith("/deep_link"):
+            await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"Not found"})
+            return
+        if (scope.get("type") != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS")
+                or scope.get("path", "").rstrip("/").endswith("/upload")):
+            await self.app(scope, receive, send)
+            return
+        length = next((v for k, v in scope.get("headers", []) if k.lower() == b"content-length"), None)
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            await _too_large(send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message.get("type") != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > MAX_BODY_BYTES:
+                await _too_large(send)
+                return
+        sent = False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
