@@ -5,6 +5,7 @@ Skipped where Chromium or Playwright is absent; `.ci/run` installs both. A scree
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,42 +39,62 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextlib.contextmanager
+def running_app(state: Path, log_dir: Path, drop_env: tuple[str, ...] = ()) -> Iterator[str]:
+    """The app as a subprocess on a free loopback port, ``state`` as its state folder (the variables in
+    ``drop_env`` unset); yields its URL and stops it after."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in drop_env}
+    env.update(GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1", MEDIMG_STATE_DIR=str(state))
+    with open(log_dir / "app.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                try:
+                    if urllib.request.urlopen(url, timeout=2).status == 200:
+                        break
+                except OSError:
+                    time.sleep(0.5)
+                if proc.poll() is not None:
+                    pytest.fail(f"app exited early with code {proc.returncode}")
+            else:
+                pytest.fail("app did not start within 120 s")
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@contextlib.contextmanager
+def browser_page(url: str, height: int) -> Iterator[Any]:
+    """A Chromium page (Debian's binary) on the app, once its upload box is there."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1400, "height": height})
+            pg.goto(url)
+            pg.wait_for_selector("input[type=file]", state="attached", timeout=60_000)
+            yield pg
+        finally:
+            browser.close()
+
+
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "MEDIMG_STATE_DIR": str(tmp_path_factory.mktemp("state"))}
-    log = open(tmp_path_factory.mktemp("app") / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(url, timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-        if proc.poll() is not None:
-            pytest.fail(f"app exited early with code {proc.returncode}")
-    else:
-        proc.kill()
-        pytest.fail("app did not start within 120 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with running_app(tmp_path_factory.mktemp("state"), tmp_path_factory.mktemp("app")) as url:
+        yield url
 
 
 @pytest.fixture()
 def page(app_url: str):  # noqa: ANN201
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1700})
-        pg.goto(app_url)
-        pg.wait_for_selector("input[type=file]", state="attached", timeout=60_000)
+    with browser_page(app_url, 1700) as pg:
         yield pg
-        browser.close()
 
 
 def _overlay_src(page) -> str:  # noqa: ANN001

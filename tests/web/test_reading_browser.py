@@ -5,21 +5,15 @@ Screenshots: artifacts/browser_session_reveal.png and artifacts/browser_feedback
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import LUNG, REPO
+from test_browser import CHROMIUM, browser_page, running_app
 from test_reading_session import seed_study
 
-CHROMIUM = os.environ.get("MEDIMG_CHROMIUM", "/usr/bin/chromium")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,  # each starts the app and Chromium; .ci/run runs them
@@ -27,14 +21,6 @@ pytestmark = [
     pytest.mark.skipif(not (LUNG / "manifest.csv").is_file(), reason="shared lung data not found"),
 ]
 ARTIFACTS = REPO / "artifacts"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -42,41 +28,15 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app on the bundled default model, its store seeded with a 3 readers x 20 cases study."""
     state = tmp_path_factory.mktemp("state")
     seed_study(state / "feedback.sqlite", "study-2026", readers=3, cases=20, seed=3)
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("MEDIMG_FEEDBACK_DB", "MEDIMG_DB_URL", "MEDIMG_AUTH",
-                                                             "MEDIMG_AUTH_FILE", "MEDIMG_HF_OAUTH")}
-    env.update(GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1", MEDIMG_STATE_DIR=str(state))
-    log = open(tmp_path_factory.mktemp("app") / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(url, timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-        if proc.poll() is not None:
-            pytest.fail(f"app exited early with code {proc.returncode}")
-    else:
-        proc.kill()
-        pytest.fail("app did not start within 120 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    drop = ("MEDIMG_FEEDBACK_DB", "MEDIMG_DB_URL", "MEDIMG_AUTH", "MEDIMG_AUTH_FILE", "MEDIMG_HF_OAUTH")
+    with running_app(state, tmp_path_factory.mktemp("app"), drop) as url:
+        yield url
 
 
 @pytest.fixture()
 def page(app_url: str):  # noqa: ANN201
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.goto(app_url)
-        pg.wait_for_selector("input[type=file]", state="attached", timeout=60_000)
+    with browser_page(app_url, 1000) as pg:
         yield pg
-        browser.close()
 
 
 def _error_shown(page, text: str) -> None:  # noqa: ANN001
