@@ -44,6 +44,7 @@ import numpy as np
 import pytest
 
 from conftest import LUNG, REPO, gradient
+from test_security import _call  # the named-endpoint call over Gradio's HTTP API
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("authlib")  # gradio[oauth]
@@ -302,26 +303,6 @@ def _sign_in(app: App, hub: FakeHub, user: str) -> SignIn:
 
 def _anonymous(app: App) -> Any:
     return _browser(app)
-
-
-def _call(client: Any, api_name: str, data: list[Any], session_hash: str | None = None) -> tuple[bool, Any]:
-    """A named endpoint through Gradio's HTTP API: (True, outputs) or (False, error message)."""
-    body: dict[str, Any] = {"data": data}
-    if session_hash:
-        body["session_hash"] = session_hash  # the browser session whose gr.State the event reads
-    r = client.post(f"/gradio_api/call/{api_name}", json=body)
-    r.raise_for_status()
-    event = None
-    with client.stream("GET", f"/gradio_api/call/{api_name}/{r.json()['event_id']}") as stream:
-        for line in stream.iter_lines():
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:") and event in ("complete", "error"):
-                payload = json.loads(line[5:]) if line[5:].strip() else None
-                if event == "error" and isinstance(payload, dict):
-                    payload = payload.get("error")
-                return event == "complete", payload
-    raise AssertionError(f"/{api_name}: the event stream ended without a result")
 
 
 def _png() -> bytes:

@@ -118,10 +118,14 @@ def _file(path: str, name: str = "scan") -> dict[str, Any]:
     return {"path": path, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
 
 
-def _call(client: Any, api_name: str, data: list[Any]) -> tuple[bool, Any]:
+def _call(client: Any, api_name: str, data: list[Any], session_hash: str | None = None) -> tuple[bool, Any]:
     """A named endpoint through Gradio's HTTP API: (True, outputs) or (False, error message). A body over the
-    server's request limit is refused at the door: HTTP 413 with its message."""
-    r = client.post(f"/gradio_api/call/{api_name}", json={"data": data})
+    server's request limit is refused at the door: HTTP 413 with its message. ``session_hash``: the browser
+    session whose gr.State the event reads."""
+    body: dict[str, Any] = {"data": data}
+    if session_hash:
+        body["session_hash"] = session_hash
+    r = client.post(f"/gradio_api/call/{api_name}", json=body)
     if r.status_code == 413:
         return False, r.text
     r.raise_for_status()
