@@ -21,16 +21,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     models = list_models()
     default_id = get_model().id if models else None
-    rows = [
-        {
-            "id": m.id,
-            "task": m.task,
-            "labels": m.heads,
-            "default": m.id == default_id,
-            "default_for_task": m.default,
-        }
-        for m in models
-    ]
+    rows = [{"id": m.id, "task": m.task, "labels": m.heads, "default": m.id == default_id, "default_for_task": m.default}
+             for m in models]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -55,7 +47,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         try:
             # one frame rule everywhere (app, CLI, batch, report): the middle frame of a multi-frame DICOM unless
             # --frame asks for another; the JSON says which frame was read ("frame_index") and carries its warnings
-            pred = predict_study(read_file(path, args.frame), args.model, explain=args.heatmap_out is not None)
+            # the JSON carries the heatmap's peak, so a JSON run explains too (one backward more per image)
+            pred = predict_study(read_file(path, args.frame), args.model,
+                                 explain=args.heatmap_out is not None or args.json)
         except MedimgError as exc:
             failed += 1
             log.error("%s", exc)
@@ -67,6 +61,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         elif args.heatmap_out is not None:
             log.warning("No overlay written: the model gave no answer for this image (status %s)", pred.status)
         out = pred.to_json()
+        if args.lesion_masks is not None and out.get("lesion") is not None and pred.lesion_mask is not None:
+            # named by position, never after the input: a file name may carry a patient's name
+            args.lesion_masks.mkdir(parents=True, exist_ok=True)
+            name = f"lesion_mask_{index:05d}.png"
+            Image.fromarray(pred.lesion_mask.astype("uint8") * 255).save(args.lesion_masks / name)
+            out["lesion"]["mask_png"] = name
         out["disclaimer"] = DISCLAIMER
         if args.json:
             out["index"] = index  # position in the input list: file names may carry a patient's name, so none is echoed
@@ -85,6 +85,10 @@ def _print_prediction(pred) -> None:  # noqa: ANN001 - predict.Prediction (impor
         print(f"type:  {pred.type_label} ({pred.type_probs[pred.type_label]:.2f})")
         if pred.stage_label is not None:
             print(f"stage: {pred.stage_label} ({pred.stage_probs[pred.stage_label]:.2f})  [{pred.stage_note}]")
+        if pred.lesion is not None:
+            print(f"lesion: {pred.lesion.describe()}")
+        if pred.size_category is not None:
+            print(f"size category: {pred.size_category['label']} (imaging size estimate; {pred.size_category['rule']})")
         print(f"pathway: {pred.treatment.summary}\nsource: {pred.treatment.source}")
     print(DISCLAIMER)
 
@@ -224,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--frame", type=int, default=None,
                     help="0-based frame of a multi-frame DICOM (default: the middle one, as the app, batch and report)")
     pr.add_argument("--json", action="store_true", help="one JSON object per input file, one per line, in input order")
+    pr.add_argument("--lesion-masks", type=Path, default=None, metavar="DIR",
+                    help="write each outlined lesion as an 8-bit mask PNG (the image's size, 255 = lesion) into DIR, "
+                         "named lesion_mask_<index>.png; the JSON's lesion.mask_png names it")
     pr.set_defaults(func=_cmd_predict)
     rp = sub.add_parser("report", help="write the case report PDF of one image (PNG, JPEG or DICOM), gated")
     rp.add_argument("path", type=Path, metavar="PATH")

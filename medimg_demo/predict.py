@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass, replace
 from typing import Any
@@ -11,15 +10,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from .explain.gradcam import gradcam
+from .explain.gradcam import gradcam, lesion_probs
+from .explain.lesion import LesionMeasure, mask_from_probs, measure, peak_xy
 from .imaging.study import Study
 from .models.config import ModelConfig
 from .models.gate import GateStats, header_refusal, load_stats
 from .models.network import TumorNet, load_model
+from .models.precision import bf16_supported, default_precision  # noqa: F401 - bf16_supported: public here too
 from .models.preprocess import model_pixels, to_tensor
 from .models.registry import AUTO, get_model, task_models  # noqa: F401 - AUTO, task_models: public here too
 from .tasks import get_task
-from .treatment import Pathway, pathway
+from .treatment import Pathway, pathway, pathway_stage
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,11 @@ class Prediction:
     suggested_model: str | None = None  # a bundled model this refused image fits, if any
     frame_index: int = 0
     warnings: tuple[str, ...] = ()
+    #: The lesion head's lesion (largest component) for a tumor call: its measurements and its mask (H, W) bool.
+    lesion: LesionMeasure | None = None
+    lesion_mask: np.ndarray | None = None
+    #: For tasks staged by size (breast): the guideline's category from the lesion's longest diameter in mm.
+    size_category: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape of ``predict --json`` and the API: no pixels, no identifiers."""
@@ -77,29 +83,16 @@ class Prediction:
             "pixel_spacing_mm": list(self.pixel_spacing_mm) if self.pixel_spacing_mm else None,
             "frame_index": self.frame_index,
             "warnings": list(self.warnings),
+            "heatmap_peak_xy": None if self.heatmap is None else list(peak_xy(self.heatmap)),
+            "lesion": None if self.lesion is None else self.lesion.to_json(),
+            "size_category": self.size_category,
+            "staging_note": get_task(self.task).staging_note if self.status == "ok" else None,
         }
 
 
 def _probs(logits: torch.Tensor, labels: list[str], temperature: float) -> dict[str, float]:
     p = torch.softmax(logits[0].float() / max(temperature, 1e-3), dim=0)
     return {label: float(v) for label, v in zip(labels, p.tolist())}
-
-
-def bf16_supported() -> bool:
-    """True where the CPU has native bf16 matrix support (oneDNN), so bf16 inference is a speed-up, not a slowdown."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def default_precision() -> str:
-    """``MEDIMG_PRECISION`` (fp32 or bf16); fp32 unless set, so results match the evaluated metrics exactly."""
-    value = os.environ.get("MEDIMG_PRECISION", "fp32").lower()
-    if value == "bf16" and not bf16_supported():
-        log.warning("MEDIMG_PRECISION=bf16 but this CPU has no native bf16 support; using fp32")
-        return "fp32"
-    return value if value in ("fp32", "bf16") else "fp32"
 
 
 class Predictor:
@@ -170,12 +163,14 @@ class Predictor:
         with self._lock, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             if explain:
                 ex = gradcam(self.model, x, "type", cfg.target_layer, (study.height, study.width), target_idx)
-                logits, heatmap, pooled = ex.logits, ex.cam, ex.pooled
+                logits, heatmap, pooled, lesion_map = ex.logits, ex.cam, ex.pooled, ex.lesion
             else:
                 with torch.inference_mode():
-                    pooled = self.model.pooled(self.model.forward_features(x))
+                    features, lesion_logits = self.model.features_and_lesion(x)
+                    pooled = self.model.pooled(features)
                     logits = self.model.head_logits(pooled)
                 heatmap = None
+                lesion_map = None if lesion_logits is None else lesion_probs(lesion_logits)
         if not all(bool(torch.isfinite(v).all()) for v in logits.values()):
             return self._refused(study, "The model's output for this image is not a number (it overflowed); no "
                                         "answer is given. Check that the file is a valid scan.")
@@ -201,6 +196,15 @@ class Predictor:
             stage_probs = _probs(logits["stage"], cfg.stage_labels, cfg.temperature.get("stage", 1.0))
             stage_label = max(stage_probs, key=stage_probs.__getitem__)
         heat_cls = None if heatmap is None else (target or type_label)
+        lesion = lesion_mask = size_category = None
+        spec = get_task(cfg.task)
+        if status == "ok" and lesion_map is not None and cfg.lesion is not None and type_label != spec.normal_label:
+            lesion_mask = mask_from_probs(lesion_map, (study.height, study.width), cfg.lesion.threshold)
+            lesion = measure(lesion_mask, study.pixel_spacing_mm)
+            if lesion is None:
+                lesion_mask = None
+            elif spec.size_rule is not None and lesion.longest_diameter_mm is not None:
+                size_category = spec.size_rule.to_json(lesion.longest_diameter_mm)
         return Prediction(
             model_id=cfg.id,
             task=cfg.task,
@@ -209,7 +213,8 @@ class Predictor:
             stage_label=stage_label,
             stage_probs=stage_probs,
             stage_note=get_task(cfg.task).stage_note if stage_label is not None else None,
-            treatment=pathway(cfg.task, type_label, stage_label) if status == "ok" else None,
+            treatment=pathway(cfg.task, type_label, pathway_stage(cfg.task, type_label, stage_label, size_category))
+            if status == "ok" else None,
             image=study.pixels,
             heatmap=heatmap,
             heatmap_class=heat_cls,
@@ -222,6 +227,9 @@ class Predictor:
             top2=top2,
             frame_index=study.frame_index,
             warnings=study.warnings,
+            lesion=lesion,
+            lesion_mask=lesion_mask,
+            size_category=size_category,
         )
 
 

@@ -26,6 +26,38 @@ class AugmentSpec:
 
 
 @dataclass(frozen=True)
+class SizeRule:
+    """A guideline's size category from the lesion's longest diameter: ``cuts`` = ((upper bound in mm, inclusive,
+    category), ...) in increasing order; above the last bound: ``above``."""
+
+    name: str
+    cuts: tuple[tuple[float, str], ...]
+    above: str
+    note: str
+
+    def category(self, longest_mm: float) -> str:
+        for bound, label in self.cuts:
+            if longest_mm <= bound:
+                return label
+        return self.above
+
+    def to_json(self, longest_mm: float) -> dict[str, object]:
+        return {"label": self.category(longest_mm), "longest_diameter_mm": round(longest_mm, 1), "rule": self.name,
+                "note": self.note}
+
+
+#: AJCC Cancer Staging Manual, 8th edition, breast: T1 <= 20 mm, T2 > 20-50 mm, T3 > 50 mm (T4 is defined by chest
+#: wall or skin involvement, which one image cannot show).
+BREAST_T_BY_SIZE = SizeRule(
+    name="AJCC 8th edition breast T category by greatest dimension: T1 <= 20 mm, T2 > 20-50 mm, T3 > 50 mm",
+    cuts=((20.0, "T1"), (50.0, "T2")),
+    above="T3",
+    note=("Imaging size estimate from the model's lesion outline on one image, not a clinical or pathological T "
+          "stage; T4 (chest wall or skin) cannot be assessed on one image."),
+)
+
+
+@dataclass(frozen=True)
 class Target:
     """A project target on the test split: ``metric`` (and ``cls``) at least ``threshold`` (at most, for ECE)."""
 
@@ -59,6 +91,10 @@ class TaskSpec:
     stage_rule: str = "none"
     #: Shown beside every stage this task outputs.
     stage_note: str | None = None
+    #: For ``stage_rule="size"``: the guideline's size categories.
+    size_rule: SizeRule | None = None
+    #: Why a task without a learned stage shows none (for example: not staged by imaging).
+    staging_note: str | None = None
     #: Data caveats for model cards and the Performance tab.
     caveats: str = ""
     #: One line added to the Performance tab header (stage through type, source artefacts, ...).
@@ -68,6 +104,8 @@ class TaskSpec:
     targets: tuple[Target, ...] = ()
     #: Manifest column holding the lesion annotation: "mask" (PNG path) or "bbox_xywh_norm" (centre box); None.
     lesion_column: str | None = None
+    #: The label of images without a tumor (a lesion covered in a counterfactual training image gets it).
+    normal_label: str | None = None
 
     def label_name(self, label: str) -> str:
         """Readable name of a label ("Squamous cell carcinoma"), falling back to the label with spaces."""
@@ -94,6 +132,7 @@ TASKS: dict[str, TaskSpec] = {
         looks_like="a chest CT slice",
         dicom_windows={"CT": (-600.0, 1500.0)},  # the PNG training data were exported with a lung window
         augment=AugmentSpec(hflip=False),
+        normal_label="normal",
         stage_rule="learned",
         stage_note=_LUNG_STAGE_NOTE,
         caveats=(
@@ -119,13 +158,21 @@ TASKS: dict[str, TaskSpec] = {
         body_parts=("BREAST",),
         looks_like="a breast ultrasound image",
         augment=AugmentSpec(hflip=True),
+        stage_rule="size",
+        size_rule=BREAST_T_BY_SIZE,
+        staging_note=("Size category (AJCC 8th T1-T3) from the lesion's longest diameter where the pixel spacing is "
+                      "known (DICOM Pixel Spacing or ultrasound region calibration); not measurable otherwise."),
         caveats=(
             "BUSI (Al-Dhabyani et al., Data in Brief 2020), de-duplicated; known issues include annotations burned into "
             "pixels (Pawlowska et al., 2023)."
         ),
         targets=(Target("accuracy", "", 0.88), Target("macro_auc", "", 0.95),
-                 Target("sensitivity", "malignant", 0.85), Target("ece", "", 0.04)),
+                 Target("sensitivity", "malignant", 0.85), Target("ece", "", 0.04),
+                 *(Target("explain_pointing_15px", c, 0.90 if not c else 0.80) for c in ("", "benign", "malignant")),
+                 Target("explain_lesion_dice_median", "", 0.75), Target("explain_erase_lesion_call_lost", "", 0.70),
+                 Target("explain_erase_elsewhere_call_kept", "", 0.95)),
         lesion_column="mask",
+        normal_label="normal",
     ),
     "brain_mri": TaskSpec(
         name="brain_mri",
@@ -136,13 +183,20 @@ TASKS: dict[str, TaskSpec] = {
         body_parts=("HEAD", "BRAIN", "SKULL", "HEADNECK"),
         looks_like="a brain MRI",
         augment=AugmentSpec(hflip=True),
+        staging_note=("Not staged by imaging: brain tumors are graded by the WHO classification on tissue "
+                      "(histology and molecular markers), not by size on an image."),
         caveats=(
             "Tumor images from figshare (Cheng et al., 2015, CC BY 4.0); no_tumor images from Br35H, another source: a "
             "model can separate no_tumor by source artefacts rather than anatomy."
         ),
         targets=(Target("accuracy", "", 0.97), Target("macro_auc", "", 0.995),
-                 Target("sensitivity", "glioma", 0.95), Target("ece", "", 0.04)),
+                 Target("sensitivity", "glioma", 0.95), Target("ece", "", 0.04),
+                 *(Target("explain_pointing_15px", c, 0.90 if not c else 0.80)
+                   for c in ("", "glioma", "meningioma", "pituitary")),
+                 Target("explain_lesion_box_iou_ge_0.5", "", 0.80), Target("explain_erase_lesion_call_lost", "", 0.70),
+                 Target("explain_erase_elsewhere_call_kept", "", 0.95)),
         lesion_column="bbox_xywh_norm",
+        normal_label="no_tumor",
     ),
 }
 

@@ -63,3 +63,11 @@ def pathway(task: str, tumor_type: str, stage: str | None = None) -> Pathway:
         return table()[key]
     except KeyError:
         raise KeyError(f"No treatment row for task={task!r}, type={tumor_type!r}, stage={stage!r}") from None
+
+
+def pathway_stage(task: str, tumor_type: str, stage: str | None, size_category: dict | None) -> str | None:
+    """The stage key of the pathway: a size category (breast T1-T3) where the table has a row for it, else ``stage``."""
+    label = (size_category or {}).get("label")
+    if label and (task, tumor_type, str(label)) in table():
+        return str(label)
+    return stage

@@ -101,15 +101,27 @@ def dicom_bytes(
     return data if preamble else data[132:]
 
 
-def _tiny_model(root: Path, model_id: str, task: str, heads: dict[str, list[str]]) -> None:
-    """One random-weight timm ``test_efficientnet`` model (0.1 M parameters, made for tests) at 64 px."""
+def _tiny_model(root: Path, model_id: str, task: str, heads: dict[str, list[str]], lesion: bool = False,
+                call: str | None = None) -> None:
+    """One random-weight timm ``test_efficientnet`` model (0.1 M parameters, made for tests) at 64 px. With
+    ``lesion``, a lesion head that finds the whole image to be lesion; with ``call``, the type head always calls
+    that class."""
     import torch
 
     from medimg_demo.models.network import TumorNet
     from medimg_demo.models.weights import save_checkpoint
 
     torch.manual_seed(0)
-    model = TumorNet("test_efficientnet", heads, pretrained="none")
+    model = TumorNet("test_efficientnet", heads, pretrained="none", lesion_taps=(1, 2, 3, 4) if lesion else None)
+    with torch.no_grad():
+        if call is not None:
+            head = model.heads["head_type"]
+            head.weight.zero_()
+            head.bias.copy_(torch.tensor([8.0 if c == call else 0.0 for c in heads["type"]]))
+        if lesion:
+            assert model.lesion is not None
+            model.lesion.out.weight.zero_()
+            model.lesion.out.bias.fill_(8.0)
     folder = root / model_id
     sha = save_checkpoint(model, folder / "weights.safetensors", fp16=True)
     cfg = {
@@ -123,6 +135,8 @@ def _tiny_model(root: Path, model_id: str, task: str, heads: dict[str, list[str]
         "weights": {"file": "weights.safetensors", "sha256": sha},
         "default": True,
     }
+    if lesion:
+        cfg["lesion"] = {"taps": [1, 2, 3, 4], "channels": 48, "threshold": 0.5}
     if task == "lung_ct":
         cfg["task_title"] = "Lung CT"
     (folder / "config.json").write_text(json.dumps(cfg))
@@ -142,6 +156,15 @@ def tiny_brain_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry with one random-weight brain MRI model: for MR inputs, which a lung CT model refuses."""
     root = tmp_path_factory.mktemp("brain_models")
     _tiny_model(root, "brain_mri.tiny_v0", "brain_mri", {"type": ["glioma", "meningioma", "no_tumor", "pituitary"]})
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_breast_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with one breast US model with a lesion head: it calls every image malignant and all of it lesion."""
+    root = tmp_path_factory.mktemp("breast_models")
+    _tiny_model(root, "breast_us.tiny_v0", "breast_us", {"type": ["benign", "malignant", "normal"]}, lesion=True,
+                call="malignant")
     return root
 
 

@@ -23,6 +23,7 @@ from ..models.export import OnnxForward, softmax, torch_forward
 from ..models.gate import GateStats, header_refusal, load_stats
 from ..models.preprocess import model_pixels, to_batch
 from ..models.registry import AUTO, get_model, task_models
+from ..explain.lesion import mask_from_probs, measure
 from ..tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ log = logging.getLogger(__name__)
 #: The Parquet columns, in order. No DICOM attribute but the modality; ``path`` is the user's own file name.
 COLUMNS = ("path", "file_key", "size_bytes", "image_sha256", "status", "reason", "model_id", "weights_sha256",
            "forward", "type_label", "type_probs", "stage_label", "stage_probs", "ood_score", "ood_threshold",
-           "ood_method", "modality", "frame_index")
+           "ood_method", "modality", "frame_index", "lesion_longest_diameter_px", "lesion_longest_diameter_mm",
+           "lesion_area_px", "size_category")
 
 
 @dataclass
@@ -130,7 +132,24 @@ class BatchScorer:
                                   "ultrasound, brain MRI); no answer is given.")
                 continue
             self._decide(row, *pick, i)
+            self._lesion(row, pick, i, study)
         return rows, studies
+
+    @staticmethod
+    def _lesion(row: dict[str, Any], pick: tuple[Any, ...], i: int, study: Study) -> None:
+        """The lesion head's measurements of a tumor call (largest component, native pixels) and the size category."""
+        r, _, where, out, _ = pick
+        spec = get_task(r.cfg.task)
+        if row["status"] != "ok" or "lesion" not in out or r.cfg.lesion is None or row["type_label"] == spec.normal_label:
+            return
+        mask = mask_from_probs(out["lesion"][where[i], 0], (study.height, study.width), r.cfg.lesion.threshold)
+        m = measure(mask, study.pixel_spacing_mm)
+        if m is None:
+            return
+        row.update(lesion_longest_diameter_px=round(m.longest_diameter_px, 1), lesion_area_px=m.area_px,
+                   lesion_longest_diameter_mm=None if m.longest_diameter_mm is None else round(m.longest_diameter_mm, 1))
+        if spec.size_rule is not None and m.longest_diameter_mm is not None:
+            row["size_category"] = spec.size_rule.category(m.longest_diameter_mm)
 
     def _choose(self, results: list[Any], i: int) -> tuple[Any, ...] | None:
         if not self.auto:

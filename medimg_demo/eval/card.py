@@ -57,6 +57,12 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         f"- Weights: `weights.safetensors` ({raw.get('weights', {}).get('dtype', 'float16')}), sha256 `{cfg.weights_sha256}`.",
         f"- Calibration: temperature scaling fitted on `val`: {cfg.temperature}.",
         f"- Grad-CAM target layer: `{cfg.target_layer}`.",
+        *([f"- Lesion head: FPN-style decoder on backbone blocks {list(cfg.lesion.taps)} ({cfg.lesion.channels} channels), "
+           f"trained with Dice + BCE on the data set's lesion annotations; a pixel is lesion above probability "
+           f"{cfg.lesion.threshold}. It outlines and measures the lesion; the heatmap stays Grad-CAM of the class."]
+          if cfg.lesion is not None else []),
+        *([f"- Initialised from `{training['init_from']}` (its training command is in its card, in the git history), "
+           "then trained with the command under Reproduce."] if training.get("init_from") else []),
         "",
         "## Intended use",
         "- Research and teaching demos, and structured feedback sessions with clinicians about model behaviour.",

@@ -15,6 +15,7 @@ from ..learn.dataset import ManifestDataset, predict_logits
 from ..manifest import read_manifest, split_frame
 from ..models.config import ModelConfig
 from ..models.network import load_model
+from ..tasks import get_task
 from .metrics import ece, with_bootstrap
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,14 @@ def evaluate(cfg: ModelConfig, data_dir: Path, split: str, n_boot: int = 1000, s
         ex = evaluate_explanations(model, cfg, data_dir, df, ds.images, seed=seed)
         frames.append(ex.summary)
         explain_cases = ex.per_case
+        if get_task(cfg.task).lesion_column in df.columns:
+            from .lesions import evaluate_lesions
+
+            les = evaluate_lesions(cfg, data_dir, df, seed=seed)
+            frames.append(les.summary)
+            if not les.per_case.empty:
+                explain_cases = explain_cases.merge(les.per_case.drop(columns=["label"]), on="image", how="left",
+                                                    suffixes=("", "_lesion"))
     metrics = pd.concat(frames, ignore_index=True)
     return Evaluation(metrics=metrics, cases=cases, explain_cases=explain_cases)
 

@@ -23,30 +23,12 @@ from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from ..explain.gradcam import gradcam
+from ..explain.lesion import annotation_mask as lesion_mask
 from ..models.config import ModelConfig
 from ..models.network import TumorNet
 from ..models.preprocess import normalize
 
 STEPS = 10  # fractions 0, 0.1, ..., 1.0 of the pixels
-
-
-def lesion_mask(row: pd.Series, folder: Path, shape: tuple[int, int]) -> np.ndarray | None:
-    """Ground-truth lesion as a boolean (H, W) mask: from a mask PNG or a normalised centre box; None if absent."""
-    h, w = shape
-    mask_rel = str(row.get("mask", "") or "")
-    if mask_rel:
-        m = Image.open(folder / mask_rel).convert("L").resize((w, h), Image.Resampling.NEAREST)
-        arr = np.asarray(m) > 127
-        return arr if arr.any() else None
-    box = str(row.get("bbox_xywh_norm", "") or "")
-    if box:
-        cx, cy, bw, bh = (float(v) for v in box.split())
-        arr = np.zeros((h, w), dtype=bool)
-        x0, x1 = int(max(0, (cx - bw / 2) * w)), int(min(w, np.ceil((cx + bw / 2) * w)))
-        y0, y1 = int(max(0, (cy - bh / 2) * h)), int(min(h, np.ceil((cy + bh / 2) * h)))
-        arr[y0:y1, x0:x1] = True
-        return arr if arr.any() else None
-    return None
 
 
 def pointing_hit(cam: np.ndarray, lesion: np.ndarray) -> bool:

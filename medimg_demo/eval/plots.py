@@ -108,6 +108,16 @@ def explanation_verdicts(metrics: pd.DataFrame, task_title: str) -> list[str]:
     p = rows.get("explain_pointing_hit")
     if p is not None:
         out.append(f"pointing game: the heatmap's peak lies inside the lesion in {p['value']:.0%} of test images")
+    p15, strict = rows.get("explain_pointing_15px"), rows.get("explain_pointing_strict")
+    if p15 is not None:
+        out.append(f"pointing game on the scan's own pixels (correct tumor calls): the heatmap's peak lies within "
+                   f"15 px of the lesion in {p15['value']:.0%}" + (f", inside it in {strict['value']:.0%}" if strict is not None else ""))
+    lost, kept = rows.get("explain_erase_lesion_call_lost"), rows.get("explain_erase_elsewhere_call_kept")
+    if lost is not None and kept is not None:
+        out.append(f"lesion erasure: erasing the lesion changes {lost['value']:.0%} of correct tumor calls; erasing a "
+                   f"same-sized region elsewhere keeps {kept['value']:.0%}" + (
+                       " - the call depends on the lesion" if lost["value"] >= 0.7 and kept["value"] >= 0.95 else
+                       " - the call does not depend on the lesion alone: read it with the heatmap"))
     iou = rows.get("explain_iou")
     if iou is not None:
         out.append(f"overlap: the heatmap's hot area (at least half its maximum) overlaps the lesion with IoU "

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .lesion import outline
 from .overlay import add_scale_bar, gray_to_rgb, overlay
 
 #: Long side (px) of a picture in the viewer; a larger scan is kept at its own size (never shrunk). 640 px fills the
@@ -22,6 +23,7 @@ DISPLAY_SIDE = 640
 ZOOMS = (1, 2, 4)
 PANEL_RGB = (24, 24, 24)
 BOX_RGB = (255, 255, 255)
+OUTLINE_RGB = (60, 255, 120)  # the lesion outline: bright green, a colour the jet heatmap uses least
 
 
 @dataclass(frozen=True)
@@ -127,33 +129,51 @@ def _outline(rgb: np.ndarray, box: Box, scale: float) -> np.ndarray:
     return np.asarray(img)
 
 
+def _draw_outline(rgb: np.ndarray, lesion: np.ndarray | None, box: Box, size: tuple[int, int]) -> np.ndarray:
+    """The lesion's outline (``OUTLINE_RGB`` on a dark edge, so it reads on grey and on the heatmap) over ``rgb``."""
+    if lesion is None:
+        return rgb
+    crop = lesion[box.y0:box.y0 + box.h, box.x0:box.x0 + box.w].astype(np.float32)
+    if not crop.any():
+        return rgb
+    mask = _resize(crop, size, Image.Resampling.NEAREST) > 0.5
+    width = max(1, round(max(size) / 320))
+    out = rgb.copy()
+    edge = outline(mask, width + 1)
+    out[edge] = (0, 0, 0)
+    out[outline(mask, width)] = OUTLINE_RGB
+    return out
+
+
 def _render(gray: np.ndarray, heatmap: np.ndarray | None, box: Box, spacing_mm: tuple[float, float] | None,
-            opacity: float, side: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """(image, overlay, scale) of one region at display resolution, each with its scale bar."""
+            opacity: float, side: int, lesion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """(image, overlay, scale) of one region at display resolution, each with its scale bar (and lesion outline)."""
     crop = gray[box.y0:box.y0 + box.h, box.x0:box.x0 + box.w]
     scale = display_scale(crop.shape, side)
     size = (round(box.h * scale), round(box.w * scale))
     big = _resize(crop, size, Image.Resampling.BICUBIC)
     spacing = None if spacing_mm is None else (spacing_mm[0] / scale, spacing_mm[1] / scale)
-    image = add_scale_bar(gray_to_rgb(big), spacing)
+    image = add_scale_bar(_draw_outline(gray_to_rgb(big), lesion, box, size), spacing)
     if heatmap is None:
         return image, image, scale
     heat = _resize(heatmap[box.y0:box.y0 + box.h, box.x0:box.x0 + box.w], size, Image.Resampling.BILINEAR)
-    return image, add_scale_bar(overlay(big, heat, opacity), spacing), scale
+    return image, add_scale_bar(_draw_outline(overlay(big, heat, opacity), lesion, box, size), spacing), scale
 
 
 def pictures(gray: np.ndarray, heatmap: np.ndarray | None, spacing_mm: tuple[float, float] | None,
              opacity: float = 0.45, zoom: int = 1, centre: tuple[float, float] | None = None,
-             side: int = DISPLAY_SIDE) -> Pictures:
+             side: int = DISPLAY_SIDE, lesion: np.ndarray | None = None) -> Pictures:
     """The viewer's pictures of ``gray`` (2-D, [0, 1]) and its ``heatmap``: the whole scan and the ``zoom``x region
     around ``centre`` (row, column in scan pixels; default the heatmap's peak). Where there is a heatmap, the
     overlays carry the colour bar on their right and the plain images an empty panel of the same width (so the
     compare slider lines them up)."""
     if heatmap is not None and heatmap.shape != gray.shape:
         raise ValueError(f"image {gray.shape} and heatmap {heatmap.shape} differ in shape")
+    if lesion is not None and lesion.shape != gray.shape:
+        raise ValueError(f"image {gray.shape} and lesion {lesion.shape} differ in shape")
     shape = (int(gray.shape[0]), int(gray.shape[1]))
     whole = Box(0, 0, *shape)
-    image, over, scale = _render(gray, heatmap, whole, spacing_mm, opacity, side)
+    image, over, scale = _render(gray, heatmap, whole, spacing_mm, opacity, side, lesion)
     panel = colour_bar_panel(image.shape[0], max(image.shape[:2])) if heatmap is not None else None
     blank = None if panel is None else np.full_like(panel, PANEL_RGB)
     z = int(zoom) if int(zoom) in ZOOMS else 1
@@ -161,7 +181,7 @@ def pictures(gray: np.ndarray, heatmap: np.ndarray | None, spacing_mm: tuple[flo
     if z == 1:
         full_image, full_over = _with_panel(image, blank), _with_panel(over, panel)
         return Pictures(full_image, full_over, full_over, full_image, full_over, whole, scale)
-    zi, zo, _ = _render(gray, heatmap, box, spacing_mm, opacity, side)
+    zi, zo, _ = _render(gray, heatmap, box, spacing_mm, opacity, side, lesion)
     zpanel = colour_bar_panel(zi.shape[0], max(zi.shape[:2])) if heatmap is not None else None
     zblank = None if zpanel is None else np.full_like(zpanel, PANEL_RGB)
     return Pictures(

@@ -21,6 +21,7 @@ class Explanation:
     target: int  # class index the map explains
     cam: np.ndarray  # (H, W) float32 in [0, 1], at the requested output size
     pooled: torch.Tensor | None = None  # detached pooled features (1, C) of the same forward (for the gate)
+    lesion: np.ndarray | None = None  # the lesion head's probabilities (h, w) of the same forward, if it has one
 
 
 def _normalise(cam: torch.Tensor) -> np.ndarray:
@@ -55,19 +56,38 @@ def gradcam(
     chosen: dict[str, int] = {}
 
     def forward(inp: torch.Tensor) -> torch.Tensor:
-        pooled = model.pooled(model.forward_features(inp))
+        features, lesion = model.features_and_lesion(inp)
+        pooled = model.pooled(features)
         out = model.head_logits(pooled)
         cache["logits"] = out
         cache["pooled"] = {"pooled": pooled}
+        if lesion is not None:
+            cache["lesion"] = {"lesion": lesion}
         logits = out[head]
         idx = int(logits.argmax(dim=1)[0]) if target is None else int(target)
         chosen["target"] = idx
         return logits[:, idx]  # one scalar per example: the score being explained
 
-    cam_layer = LayerGradCam(forward, model.layer(layer))
-    with torch.enable_grad():
-        attr = cam_layer.attribute(x, relu_attributions=relu)
-    up = LayerAttribution.interpolate(attr.detach(), out_size, interpolate_mode="bilinear")
+    # "a*b": stages combined - the product of each layer's normalised map (a coarse, class-specific stage sharpened
+    # by a finer one); one Captum LayerGradCam per layer, each explaining the same class.
+    maps = []
+    for name in layer.split("*"):
+        cam_layer = LayerGradCam(forward, model.layer(name.strip()))
+        with torch.enable_grad():
+            attr = cam_layer.attribute(x, relu_attributions=relu)
+        up = LayerAttribution.interpolate(attr.detach(), out_size, interpolate_mode="bilinear")
+        maps.append(_normalise(up[0, 0]))
+        target = chosen["target"]
+    cam = maps[0]
+    for extra in maps[1:]:
+        cam = cam * extra if relu else cam * np.abs(extra)
     logits = {k: v.detach() for k, v in cache["logits"].items()}
     pooled = cache["pooled"]["pooled"].detach()
-    return Explanation(logits=logits, target=chosen["target"], cam=_normalise(up[0, 0]), pooled=pooled)
+    lesion = cache.get("lesion", {}).get("lesion")
+    return Explanation(logits=logits, target=chosen["target"], cam=_normalise(torch.from_numpy(cam)), pooled=pooled,
+                       lesion=None if lesion is None else lesion_probs(lesion))
+
+
+def lesion_probs(logits: torch.Tensor) -> np.ndarray:
+    """Lesion head logits (1, 1, h, w) -> probabilities (h, w) float32."""
+    return torch.sigmoid(logits.detach().float())[0, 0].cpu().numpy()

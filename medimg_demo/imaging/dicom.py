@@ -16,7 +16,7 @@ import io
 import logging
 import struct
 import warnings
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -122,6 +122,10 @@ def _decode_dicom(fp: BinaryIO, frame: int | None) -> Study:
             if row_mm > 0 and col_mm > 0 and np.isfinite(row_mm) and np.isfinite(col_mm):
                 spacing = (row_mm * factor, col_mm * factor)
                 break
+    if spacing is None:
+        region = ultrasound_spacing(ds)
+        if region is not None:
+            spacing = (region[0] * factor, region[1] * factor)
     # BodyPartExamined names an anatomical region (CS, no identifier); kept for the gate's header check.
     body_part = str(ds.get("BodyPartExamined", "") or "").strip().upper()[:16] or None
     meta = dict(modality=modality, body_part=body_part, pixel_spacing_mm=spacing, n_frames=n_frames,
@@ -210,3 +214,20 @@ def looks_like_dicom(data: bytes) -> bool:
     # No preamble: a raw data set starts with a group 0x0002 or 0x0008 tag (little or big endian).
     return data[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x08", b"\x00\x02") and len(data) > 64
 
+
+
+def ultrasound_spacing(ds: Any) -> tuple[float, float] | None:
+    """(row mm, column mm) from the ultrasound region calibration (Sequence of Ultrasound Regions, PS3.3
+    C.8.5.5): the first tissue region (Region Data Type 1) whose physical units are centimetres (code 3)."""
+    for item in ds.get("SequenceOfUltrasoundRegions", None) or []:
+        try:
+            if int(item.get("RegionDataType", 1)) != 1:
+                continue
+            if int(item.get("PhysicalUnitsXDirection", 0)) != 3 or int(item.get("PhysicalUnitsYDirection", 0)) != 3:
+                continue
+            dx, dy = abs(float(item.PhysicalDeltaX)) * 10.0, abs(float(item.PhysicalDeltaY)) * 10.0
+        except (AttributeError, TypeError, ValueError):
+            continue
+        if dx > 0 and dy > 0 and np.isfinite(dx) and np.isfinite(dy):
+            return dy, dx
+    return None

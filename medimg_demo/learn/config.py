@@ -46,6 +46,13 @@ class TrainConfig:
     threads: int = _opt(0, "torch threads (0: torch's default)")
     stage: bool = _opt(True, "do not add a stage head even if the manifest has one")
     max_train: int = _opt(0, "cap training images (smoke tests; 0 = all)")
+    lesion: bool = _opt(False, "train a lesion head on the data set's lesion masks or boxes (breast_us, brain_mri)")
+    lesion_weight: float = _opt(1.0, "weight of the lesion head's loss (BCE + Dice)")
+    guidance_weight: float = _opt(0.0, "weight of the guidance loss: class evidence outside the annotated lesion")
+    erase_lesion: float = _opt(0.0, "probability of covering the lesion in a training image (labelled no tumor)")
+    erase_elsewhere: float = _opt(0.0, "probability of covering a same-sized region elsewhere (label kept)")
+    init_from: str = _opt("", "start from this trained model's weights (a model id); new layers start fresh")
+    target_layer: str = _opt("features", "layer Grad-CAM explains (written to config.json)")
     default: bool = field(default=True, metadata={"cli": False})
     heads: dict[str, list[str]] = field(default_factory=dict, metadata={"cli": False})
 

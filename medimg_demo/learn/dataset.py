@@ -12,11 +12,13 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..errors import DataError, InputError
+from ..explain.lesion import annotation_mask
 from ..imaging.decode import read_file
 from ..models.config import InputConfig
 from ..models.preprocess import normalize, resize_gray
 from ..tasks import AugmentSpec
 from .augment import apply_augment
+from .counterfactual import counterfactual
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,20 @@ def load_images(folder: Path, rel_paths: list[str], size: tuple[int, int], inter
     return out
 
 
+def load_masks(folder: Path, frame: pd.DataFrame, size: tuple[int, int]) -> np.ndarray:
+    """Annotated lesion of every row as (N, H, W) uint8 in {0, 1} at ``size``; all zero where a row has none."""
+    out = np.zeros((len(frame), size[0], size[1]), dtype=np.uint8)
+    for i, (_, row) in enumerate(frame.iterrows()):
+        m = annotation_mask(row, folder, size)
+        if m is not None:
+            out[i] = m
+    return out
+
+
 class ManifestDataset(Dataset):
-    """Images of one split, decoded once, with integer targets per head."""
+    """Images of one split, decoded once, with integer targets per head; with ``lesions``, the annotated lesion
+    masks too (target ``"mask"``), and with ``erase`` = (p lesion, p elsewhere) counterfactual images (see
+    ``counterfactual``) whose covered lesion turns the type target into ``normal_label``."""
 
     def __init__(
         self,
@@ -45,6 +59,9 @@ class ManifestDataset(Dataset):
         augment: AugmentSpec | None = None,
         seed: int = 0,
         desc: str = "decode",
+        lesions: bool = False,
+        erase: tuple[float, float] = (0.0, 0.0),
+        normal_label: str | None = None,
     ) -> None:
         self.frame = frame
         self.input_cfg = input_cfg
@@ -59,20 +76,42 @@ class ManifestDataset(Dataset):
                 raise DataError(f"Column {col!r} has labels {unknown} not in the model's {labels}.")
             self.targets[head] = torch.tensor([labels.index(v) for v in values], dtype=torch.long)
         self._g = torch.Generator().manual_seed(seed)
+        self._rng = np.random.default_rng(seed)
+        self.masks = load_masks(folder, frame, input_cfg.size) if lesions else None
+        self.erase = erase
+        labels = heads.get("type", [])
+        self.normal_index = labels.index(normal_label) if normal_label in labels else None
+        if any(erase) and self.normal_index is None:
+            raise DataError(f"Counterfactual erasure needs the no-tumor label {normal_label!r} among {labels}.")
 
     def __len__(self) -> int:
         return len(self.frame)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        x = torch.from_numpy(self.images[i].astype(np.float32))[None]
+        img = self.images[i].astype(np.float32)
+        targets = {k: v[i] for k, v in self.targets.items()}
+        mask_t: torch.Tensor | None = None
+        if self.masks is not None:
+            lesion = self.masks[i].astype(bool)
+            if any(self.erase):
+                img, covered, _ = counterfactual(img, lesion, self._rng, *self.erase)
+                if covered:
+                    lesion = np.zeros_like(lesion)
+                    targets["type"] = torch.tensor(self.normal_index, dtype=torch.long)
+            mask_t = torch.from_numpy(lesion.astype(np.float32))[None]
+        x = torch.from_numpy(np.ascontiguousarray(img))[None]
         if self.augment is not None:
-            x = apply_augment(x, self.augment, self._g)
-        return normalize(x, self.input_cfg), {k: v[i] for k, v in self.targets.items()}
+            x, mask_t = apply_augment(x, self.augment, self._g, mask_t)
+        if mask_t is not None:
+            targets["mask"] = mask_t
+        return normalize(x, self.input_cfg), targets
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, ds: ManifestDataset, batch_size: int = 64, bf16: bool = False) -> dict[str, torch.Tensor]:
-    """Logits of every image in ``ds`` (no augmentation), in order; used for selection, calibration and evaluation."""
+def predict_logits(model: torch.nn.Module, ds: ManifestDataset, batch_size: int = 64, bf16: bool = False,
+                   lesion: bool = False) -> dict[str, torch.Tensor]:
+    """Logits of every image in ``ds`` (no augmentation), in order; used for selection, calibration and evaluation.
+    With ``lesion`` (a model with a lesion head), also ``"lesion"``: lesion probabilities (N, 1, h, w)."""
     from torch.utils.data import DataLoader
 
     model.eval()
@@ -82,7 +121,11 @@ def predict_logits(model: torch.nn.Module, ds: ManifestDataset, batch_size: int 
         if bf16:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = model(x)
+            if lesion:
+                feats, lesion_logits = model.features_and_lesion(x)
+                out = {**model.forward_head(feats), "lesion": torch.sigmoid(lesion_logits.float())}
+            else:
+                out = model(x)
         for k, v in out.items():
             outs.setdefault(k, []).append(v.float())
     return {k: torch.cat(v) for k, v in outs.items()}

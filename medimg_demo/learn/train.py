@@ -3,7 +3,7 @@
 Recipe: class-weighted cross-entropy per head; warm-up epochs with the backbone frozen (heads
 only), then full fine-tuning with a lower backbone learning rate and a cosine schedule; model
 selection and early stopping on the ``val`` split; temperature scaling fitted on ``val``.
-bf16 autocast and channels_last on CPU (about 2x faster here) unless ``--no-bf16``.
+channels_last memory; bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX), fp32 otherwise or with ``--no-bf16``.
 """
 
 from __future__ import annotations
@@ -26,12 +26,15 @@ from tqdm import tqdm
 
 from ..manifest import read_manifest, resolve_data_dir, split_frame
 from ..models.calibrate import fit_temperature
-from ..models.config import DEFAULT_TARGET_LAYER, InputConfig, ModelConfig
+from ..models.config import InputConfig, ModelConfig
+from ..models.lesion_head import DEFAULT_CHANNELS, DEFAULT_TAPS
 from ..models.network import TumorNet
+from ..models.precision import bf16_supported
 from ..models.weights import load_checkpoint, save_checkpoint, sha256_file
 from ..tasks import get_task
 from .config import TrainConfig, portable_data_path
 from .dataset import ManifestDataset, predict_logits
+from .losses import guidance_loss, lesion_loss
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,16 @@ def seed_everything(seed: int) -> None:
 
 def _class_weights(targets: torch.Tensor, n: int) -> torch.Tensor:
     counts = torch.bincount(targets, minlength=n).float().clamp(min=1)
+    return counts.sum() / (n * counts)
+
+
+def _erased_weights(targets: torch.Tensor, masks: np.ndarray, normal: int, n: int, p: float) -> torch.Tensor:
+    """Class weights from the expected label counts under counterfactual covering (probability ``p`` per lesion)."""
+    has = torch.from_numpy(masks.reshape(len(masks), -1).any(1))
+    counts = torch.bincount(targets, minlength=n).float()
+    moved = torch.bincount(targets[has], minlength=n).float() * p
+    counts = (counts - moved).clamp(min=1)
+    counts[normal] += float(moved.sum())
     return counts.sum() / (n * counts)
 
 
@@ -61,9 +74,41 @@ def _val_scores(logits: dict[str, torch.Tensor], ds: ManifestDataset, weights: d
     return scores
 
 
+def init_weights(model: TumorNet, model_id: str) -> None:
+    """Start from a trained model's weights (same architecture and heads); layers it lacks (a new lesion head) keep
+    their fresh initialisation."""
+    from ..models.registry import get_model
+    from safetensors.torch import load_file
+
+    cfg = get_model(model_id)
+    tensors = load_file(str(cfg.weights_path))
+    own = model.state_dict()
+    fixed = {k: v.to(own[k].dtype) for k, v in tensors.items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(set(tensors) - set(fixed))
+    if skipped:
+        raise ValueError(f"--init-from {model_id}: {len(skipped)} tensors do not fit this architecture (e.g. {skipped[0]}).")
+    model.load_state_dict(fixed, strict=False)
+    log.info("Initialised from %s (%d tensors; %d new)", model_id, len(fixed), len(own) - len(fixed))
+
+
+def _val_dice(probs: torch.Tensor, masks: np.ndarray) -> float:
+    """Median Dice of the val images with a lesion, the head's map upsampled to the input size, cut at 0.5."""
+    up = F.interpolate(probs, size=masks.shape[-2:], mode="bilinear", align_corners=False)[:, 0] > 0.5
+    gt = torch.from_numpy(masks.astype(bool))
+    has = gt.flatten(1).any(1)
+    if not bool(has.any()):
+        return 0.0
+    inter = (up & gt).flatten(1).sum(1).float()
+    dice = 2 * inter / (up.flatten(1).sum(1) + gt.flatten(1).sum(1)).clamp(min=1).float()
+    return float(dice[has].median())
+
+
 def train(cfg: TrainConfig) -> ModelConfig:
     """Fine-tune, select on val, calibrate on val, and write the model folder. Returns its config."""
     seed_everything(cfg.seed)
+    if cfg.bf16 and not bf16_supported():
+        log.warning("This CPU has no native bf16 (AVX512-BF16/AMX): training in fp32, which is faster here")
+        cfg.bf16 = False
     cfg.model_id = cfg.model_id or f"{cfg.task}.{cfg.arch}_v1"
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -86,15 +131,24 @@ def train(cfg: TrainConfig) -> ModelConfig:
     if cfg.max_train:
         train_df = train_df.sample(n=min(cfg.max_train, len(train_df)), random_state=cfg.seed).reset_index(drop=True)
     val_df = split_frame(df, "val")
-    augment = get_task(cfg.task).augment
+    spec = get_task(cfg.task)
+    lesion_column = spec.lesion_column or next((c for c in ("mask", "bbox_xywh_norm") if c in df.columns), None)
+    if cfg.lesion and lesion_column not in df.columns:
+        raise ValueError(f"--lesion needs lesion annotations: the {cfg.task} manifest has no mask or bbox_xywh_norm column.")
     log.info("Decoding %d train and %d val images at %dpx", len(train_df), len(val_df), cfg.size)
-    train_ds = ManifestDataset(folder, train_df, heads, input_cfg, augment=augment, seed=cfg.seed, desc="decode train")
-    val_ds = ManifestDataset(folder, val_df, heads, input_cfg, augment=None, desc="decode val")
-
-    model = TumorNet(cfg.arch, heads, pretrained=cfg.pretrained, drop_rate=cfg.drop_rate)
-    if cfg.bf16:
-        model = model.to(memory_format=torch.channels_last)
+    train_ds = ManifestDataset(folder, train_df, heads, input_cfg, augment=spec.augment, seed=cfg.seed, desc="decode train",
+                               lesions=cfg.lesion, erase=(cfg.erase_lesion, cfg.erase_elsewhere), normal_label=spec.normal_label)
+    val_ds = ManifestDataset(folder, val_df, heads, input_cfg, augment=None, desc="decode val", lesions=cfg.lesion)
+    taps = DEFAULT_TAPS if cfg.lesion else None
+    model = TumorNet(cfg.arch, heads, pretrained=cfg.pretrained, drop_rate=cfg.drop_rate, lesion_taps=taps)
+    if cfg.init_from:
+        init_weights(model, cfg.init_from)
+    model = model.to(memory_format=torch.channels_last)  # faster on CPU in fp32 and bf16 alike
     weights = {h: _class_weights(train_ds.targets[h], len(labels)) for h, labels in heads.items()}
+    if cfg.erase_lesion > 0 and train_ds.masks is not None and train_ds.normal_index is not None:
+        # the class weights follow the labels the model will see: a covered lesion's image counts as no tumor
+        weights["type"] = _erased_weights(train_ds.targets["type"], train_ds.masks, train_ds.normal_index,
+                                          len(heads["type"]), cfg.erase_lesion)
     g = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_ds) > cfg.batch_size, generator=g)
 
@@ -136,20 +190,25 @@ def train(cfg: TrainConfig) -> ModelConfig:
         # With freeze_bn the ImageNet statistics are kept throughout (BN layers in eval mode).
         model.train()
         if cfg.freeze_bn:
-            for mod in model.modules():
+            for mod in model.backbone.modules():  # the new lesion head learns its own statistics
                 if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
                     mod.eval()
         running, seen = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}{' (warm-up)' if warm else ''}", unit="batch", leave=False, mininterval=2.0)
         for x, ys in bar:
-            if cfg.bf16:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-                logits = model(x)
+                feats, lesion_logits = model.features_and_lesion(x)
+                logits = model.forward_head(feats)
             loss = sum(
                 F.cross_entropy(logits[h].float(), ys[h], weight=weights[h], label_smoothing=cfg.label_smoothing)
                 for h in heads
             )
+            if lesion_logits is not None:  # from the first epoch; it reaches the backbone after the warm-up
+                loss = loss + cfg.lesion_weight * lesion_loss(lesion_logits, ys["mask"])[0]
+            if cfg.guidance_weight > 0 and "mask" in ys:
+                w_type = model.heads["head_type"].weight
+                loss = loss + cfg.guidance_weight * guidance_loss(feats, w_type, ys["type"], ys["mask"])
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[union-attr]
             opt.step()
@@ -159,15 +218,19 @@ def train(cfg: TrainConfig) -> ModelConfig:
             seen += len(x)
             bar.set_postfix(loss=f"{running / seen:.3f}")
         # Select in the precision the app serves (fp32): bf16 val scores differed by up to 0.04 accuracy.
-        val_logits = predict_logits(model, val_ds, bf16=cfg.bf16 and cfg.select_bf16)
+        val_logits = predict_logits(model, val_ds, bf16=cfg.bf16 and cfg.select_bf16, lesion=cfg.lesion)
+        val_lesion = val_logits.pop("lesion", None)
         scores = _val_scores(val_logits, val_ds, weights)
-        # Selection on val: macro F1 of the type head, ties broken by lower val loss.
-        score = scores["type_macro_f1"] - 1e-4 * scores["loss"]
+        if val_lesion is not None and val_ds.masks is not None:
+            scores["lesion_dice"] = _val_dice(val_lesion, val_ds.masks)
+        # Selection on val: macro F1 of the type head (plus a tenth of the lesion Dice), ties broken by lower val loss.
+        score = scores["type_macro_f1"] + 0.1 * scores.get("lesion_dice", 0.0) - 1e-4 * scores["loss"]
         row = {"epoch": epoch + 1, "warmup": warm, "train_loss": running / max(seen, 1), **scores, "seconds": round(time.time() - t0, 1)}
         history.append(row)
         log.info(
-            "epoch %d/%d train_loss %.3f val_loss %.3f val_acc %.3f val_macro_f1 %.3f",
+            "epoch %d/%d train_loss %.3f val_loss %.3f val_acc %.3f val_macro_f1 %.3f val_lesion_dice %s",
             epoch + 1, total_epochs, row["train_loss"], scores["loss"], scores["type_acc"], scores["type_macro_f1"],
+            f"{scores['lesion_dice']:.3f}" if "lesion_dice" in scores else "-",
         )
         if score > best["score"]:
             best = {"score": score, "epoch": epoch + 1, **scores}
@@ -180,7 +243,7 @@ def train(cfg: TrainConfig) -> ModelConfig:
                 break
 
     # Reload the selected epoch exactly as it will be served (fp16 weights), then calibrate on val.
-    served = TumorNet(cfg.arch, heads, pretrained="none")
+    served = TumorNet(cfg.arch, heads, pretrained="none", lesion_taps=taps)
     load_checkpoint(served, best_path, None)
     val_logits = predict_logits(served, val_ds, bf16=False)
     temperature = {h: fit_temperature(val_logits[h], val_ds.targets[h]) for h in heads}
@@ -193,7 +256,8 @@ def train(cfg: TrainConfig) -> ModelConfig:
         "heads": heads,
         "input": {"size": [cfg.size, cfg.size], "mean": list(input_cfg.mean), "std": list(input_cfg.std), "interpolation": "bilinear",
                   "dicom_windows": {k: list(v) for k, v in get_task(cfg.task).dicom_windows.items()}},
-        "target_layer": DEFAULT_TARGET_LAYER,
+        "target_layer": cfg.target_layer,
+        **({"lesion": {"taps": list(taps), "channels": DEFAULT_CHANNELS, "threshold": 0.5}} if taps else {}),
         "temperature": temperature,
         "weights": {"file": "weights.safetensors", "sha256": sha, "dtype": "float16"},
         "default": cfg.default,

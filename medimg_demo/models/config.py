@@ -43,6 +43,15 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
+class LesionConfig:
+    """The lesion head: tapped backbone blocks, decoder width, and the probability above which a pixel is lesion."""
+
+    taps: tuple[int, ...]
+    channels: int = 48
+    threshold: float = 0.5
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """One model folder's contract. ``raw`` keeps the whole JSON (training record, card notes) for the card."""
 
@@ -60,6 +69,7 @@ class ModelConfig:
     intended_use: str = INTENDED_USE
     data_source: str = ""
     gate: GateConfig | None = None
+    lesion: LesionConfig | None = None
     onnx: tuple[str, str] | None = None  # (file, sha256) of the exported batch forward (medimg_demo.models.export)
     folder: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -147,6 +157,7 @@ class ModelConfig:
             intended_use=str(d.get("intended_use") or INTENDED_USE),
             data_source=str(d.get("data_source") or spec.caveats),
             gate=gate,
+            lesion=_lesion(d.get("lesion"), where),
             onnx=_onnx(d.get("onnx"), where),
             folder=folder,
             raw=d,
@@ -178,6 +189,22 @@ def _gate(d: Any, where: str) -> GateConfig | None:
         raise ConfigError(f"{where}: field 'gate.sha256' must be 64 hex digits.")
     return GateConfig(method=str(method), threshold=float(d["threshold"]), abstain_below=float(d["abstain_below"]),
                       file=file, sha256=sha, k=int(d.get("k", 10)))
+
+
+def _lesion(d: Any, where: str) -> LesionConfig | None:
+    """The optional ``lesion`` block {"taps", "channels", "threshold"} of a model with a lesion head."""
+    if d is None:
+        return None
+    taps = d.get("taps") if isinstance(d, dict) else None
+    if not isinstance(taps, list) or not taps or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in taps):
+        raise ConfigError(f"{where}: field 'lesion.taps' must be a list of block indices (whole numbers >= 0).")
+    channels = d.get("channels", 48)
+    threshold = d.get("threshold", 0.5)
+    if not isinstance(channels, int) or isinstance(channels, bool) or not 1 <= channels <= 1024:
+        raise ConfigError(f"{where}: field 'lesion.channels' must be a whole number between 1 and 1024.")
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0.0 < float(threshold) < 1.0:
+        raise ConfigError(f"{where}: field 'lesion.threshold' must be a probability strictly between 0 and 1.")
+    return LesionConfig(taps=tuple(taps), channels=channels, threshold=float(threshold))
 
 
 def _onnx(d: Any, where: str) -> tuple[str, str] | None:

@@ -41,8 +41,9 @@ class ExportResult:
 
 
 def output_names(cfg: ModelConfig) -> list[str]:
-    """The graph's outputs, in order: the model's heads, then the pooled features."""
-    return [*cfg.heads, "pooled"]
+    """The graph's outputs, in order: the model's heads, the pooled features, and the lesion probabilities
+    (N, 1, h, w) of a model with a lesion head."""
+    return [*cfg.heads, "pooled", *(["lesion"] if cfg.lesion is not None else [])]
 
 
 def _export_graph(cfg: ModelConfig, path: Path) -> None:
@@ -61,9 +62,10 @@ def _export_graph(cfg: ModelConfig, path: Path) -> None:
             self.net = model
 
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            pooled = self.net.pooled(self.net.forward_features(x))
+            features, lesion = self.net.features_and_lesion(x)
+            pooled = self.net.pooled(features)
             logits = self.net.head_logits(pooled)
-            return (*[logits[h] for h in heads], pooled)
+            return (*[logits[h] for h in heads], pooled, *(() if lesion is None else (torch.sigmoid(lesion),)))
 
     names = output_names(cfg)
     x = torch.zeros(2, 3, *cfg.input.size)
@@ -130,9 +132,13 @@ def torch_forward(model: Any, x: np.ndarray) -> dict[str, np.ndarray]:
     import torch
 
     with torch.inference_mode():
-        pooled = model.pooled(model.forward_features(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))))
+        features, lesion = model.features_and_lesion(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+        pooled = model.pooled(features)
         logits = model.head_logits(pooled)
-    return {**{k: v.float().numpy() for k, v in logits.items()}, "pooled": pooled.float().numpy()}
+    out = {**{k: v.float().numpy() for k, v in logits.items()}, "pooled": pooled.float().numpy()}
+    if lesion is not None:
+        out["lesion"] = torch.sigmoid(lesion.float()).numpy()
+    return out
 
 
 def _chunks(arrays: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
@@ -158,6 +164,8 @@ def max_prob_diff(cfg: ModelConfig, path: Path, inputs: Iterable[np.ndarray], ba
         for head in cfg.heads:
             t = cfg.temperature.get(head, 1.0)
             worst = max(worst, float(np.abs(softmax(ref[head], t) - softmax(got[head], t)).max()))
+        if "lesion" in ref:  # the lesion probabilities are held to the same tolerance
+            worst = max(worst, float(np.abs(ref["lesion"] - got["lesion"]).max()))
         n += len(x)
     return worst, n
 

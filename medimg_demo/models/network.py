@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
+from .lesion_head import DEFAULT_CHANNELS, LesionHead, tap_channels
 from .weights import create_backbone, load_checkpoint
 
 
@@ -17,7 +18,15 @@ class TumorNet(nn.Module):
     architecture (for EfficientNet it carries exactly the output of ``backbone.bn2``).
     """
 
-    def __init__(self, arch: str, heads: dict[str, list[str]], pretrained: str = "none", drop_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        arch: str,
+        heads: dict[str, list[str]],
+        pretrained: str = "none",
+        drop_rate: float = 0.0,
+        lesion_taps: tuple[int, ...] | None = None,
+        lesion_channels: int = DEFAULT_CHANNELS,
+    ) -> None:
         super().__init__()
         self.arch = arch
         self.backbone = create_backbone(arch, pretrained)
@@ -27,10 +36,28 @@ class TumorNet(nn.Module):
         self.head_names = list(heads)
         # ModuleDict keys are prefixed: a bare "type" would clash with nn.Module.type().
         self.heads = nn.ModuleDict({f"head_{name}": nn.Linear(n, len(labels)) for name, labels in heads.items()})
+        #: Optional lesion head (see ``lesion_head``) on the blocks listed in ``lesion_taps``.
+        self.lesion_taps = tuple(lesion_taps or ())
+        self.lesion = (LesionHead(tap_channels(self.backbone, self.lesion_taps), lesion_channels)
+                       if self.lesion_taps else None)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) -> the backbone's last feature map (N, C, h, w)."""
         return self.features(self.backbone.forward_features(x))
+
+    def features_and_lesion(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One forward: the last feature map (as :meth:`forward_features`) and the lesion logits (N, 1, h, w) at the
+        finest tapped stride, or None for a model without a lesion head."""
+        if self.lesion is None:
+            return self.forward_features(x), None
+        b = self.backbone
+        x = b.bn1(b.conv_stem(x))
+        taps = []
+        for i, block in enumerate(b.blocks):
+            x = block(x)
+            if i in self.lesion_taps:
+                taps.append(x)
+        return self.features(b.bn2(b.conv_head(x))), self.lesion(taps)
 
     def pooled(self, feature_map: torch.Tensor) -> torch.Tensor:
         """Feature map -> pooled features (N, C), before any head."""
@@ -58,7 +85,9 @@ class TumorNet(nn.Module):
 
 def load_model(cfg: ModelConfig) -> TumorNet:
     """Build the architecture from config and load its pinned weights, in eval mode."""
-    model = TumorNet(cfg.arch, cfg.heads, pretrained="none")
+    lesion = cfg.lesion
+    model = TumorNet(cfg.arch, cfg.heads, pretrained="none", lesion_taps=lesion.taps if lesion else None,
+                     lesion_channels=lesion.channels if lesion else DEFAULT_CHANNELS)
     load_checkpoint(model, cfg.weights_path, cfg.weights_sha256)
     model.eval()
     return model

@@ -138,11 +138,18 @@ def _answer(pred: Prediction) -> list[object]:
     if pred.status != "ok":
         out.append(_p(STAGE_NO_ANSWER))
     elif pred.stage_label is None or pred.stage_probs is None:
-        out.append(_p(STAGE_NOT_STAGED))
+        if pred.size_category is not None:
+            c = pred.size_category
+            out.append(Paragraph(f"Size category <b>{escape(str(c['label']))}</b> (imaging size estimate; "
+                                 f"{escape(str(c['rule']))}). {escape(str(c['note']))}", STYLES["body"]))
+        else:
+            out.append(_p(spec.staging_note or STAGE_NOT_STAGED))
     else:
         out.append(Paragraph(f"Stage group <b>{escape(stage_name(pred.stage_label))}</b> "
                              f"({pred.stage_probs[pred.stage_label]:.1%}). "
                              f"Basis: {escape(pred.stage_note or 'learned stage head')}", STYLES["body"]))
+    if pred.status == "ok" and pred.lesion is not None:
+        out.append(_p(f"Lesion outlined by the model: {pred.lesion.describe()}."))
     out.append(_p("Treatment pathway", "h2"))
     tp = pred.treatment if pred.status == "ok" else None
     if tp is None:
@@ -223,6 +230,7 @@ def render_report(pred: Prediction, info: StudyInfo, cfg: ModelConfig | None = N
     cfg = cfg or get_model(pred.model_id)
     when = when or datetime.now(timezone.utc)
     title = f"Case report - {get_task(pred.task).title}"
+    outline = outline if outline is not None else pred.lesion_mask  # the model's lesion, where it outlined one
     story: list[object] = [_p(title, "h1"), _notice(), Spacer(1, 4 * mm), _pictures(pred, outline),
                            *_answer(pred), KeepTogether(_facts(pred, info, cfg, when)), KeepTogether(_metrics(cfg))]
     buf = io.BytesIO()

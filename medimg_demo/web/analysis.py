@@ -70,6 +70,7 @@ class View:
     model_id: str = ""  # the model and frame of the shown result (the report describes exactly that)
     frame_index: int = 0
     created_by: str = ""  # the login the result was shown to ("" without logins): see auth.is_owner_of
+    lesion: np.ndarray | None = None  # the model's lesion (bool mask, scan pixels), drawn as an outline
 
     def window_for(self, choice: str | None, center: float | None, width: float | None) -> tuple[float, float] | None:
         """(centre, width) for a window choice, or None for the file's default view."""
@@ -99,11 +100,11 @@ class View:
 
     def display(self, choice: str | None = None, center: float | None = None, width: float | None = None,
                 opacity: float = 0.45, zoom: int = 1, mode: str | None = None,
-                point: tuple[float, float] | None = None) -> Pictures:
+                point: tuple[float, float] | None = None, outline: bool = True) -> Pictures:
         """The viewer's pictures at display resolution: the whole scan and its ``zoom``x region (see
-        :func:`medimg_demo.explain.display.pictures`)."""
+        :func:`medimg_demo.explain.display.pictures`), with the lesion outlined unless ``outline`` is off."""
         return pictures(self.gray(choice, center, width), self.heatmap, self.spacing_mm, opacity, zoom,
-                        self.centre(mode, point))
+                        self.centre(mode, point), lesion=self.lesion if outline else None)
 
     def render(self, choice: str | None = None, center: float | None = None, width: float | None = None,
                opacity: float = 0.45) -> tuple[np.ndarray, np.ndarray]:
@@ -163,14 +164,34 @@ def pathway_markdown(pred: Prediction) -> str:
     )
 
 
+def lesion_text(pred: Prediction) -> str:
+    """The lesion's measurements and, where a guideline stages by size, its size category (or why there is none)."""
+    spec = get_task(pred.task)
+    lines = []
+    if pred.lesion is not None:
+        lines.append(f"**Lesion (model outline):** {pred.lesion.describe()}.")
+    if pred.size_category is not None:
+        c = pred.size_category
+        lines.append(f"**Size category {c['label']}** (imaging size estimate; {c['rule']}). _{c['note']}_")
+    elif spec.size_rule is not None and pred.lesion is not None:
+        lines.append("Size category: not measurable (the image carries no pixel spacing, so the lesion has no size "
+                     "in mm). A DICOM with Pixel Spacing or ultrasound region calibration can be measured.")
+    return "\n\n".join(lines)
+
+
 def stage_text(pred: Prediction) -> str:
-    """The stage line with its basis (or why the model does not stage)."""
+    """The stage line with its basis (or why the model does not stage), then the lesion and its size category."""
     if pred.status != "ok":
         return ""
+    lesion = lesion_text(pred)
     if pred.stage_label is None:
-        return STAGE_NOT_ASSESSED
+        note = get_task(pred.task).staging_note
+        parts = [lesion] if lesion else []
+        if note and not lesion:
+            parts.append(f"_{note}_")
+        return "\n\n".join(parts) or STAGE_NOT_ASSESSED
     group = stage_name(pred.stage_label).removeprefix("Stage ")
-    return f"Stage group **{group}**. _{pred.stage_note or ''}_"
+    return "\n\n".join(x for x in (f"Stage group **{group}**. _{pred.stage_note or ''}_", lesion) if x)
 
 
 def info_markdown(study: Study, cfg: ModelConfig, pred: Prediction, seconds: float) -> str:
@@ -222,6 +243,7 @@ def analyse(
         modality=study.modality,
         model_id=pred.model_id,
         frame_index=study.frame_index,
+        lesion=pred.lesion_mask,
     )
     original, over = view.render(window, center, width, opacity)
     shown = view.display(window, center, width, opacity)

@@ -28,6 +28,14 @@ EXPLAIN_HELP = {
     "explain_insertion_auc": "insertion AUC, heatmap order (higher = more faithful)",
     "explain_insertion_auc_random": "insertion AUC, random order (baseline)",
     "explain_randomised_rank_corr": "rank correlation with a last-stage-randomised model (sanity: should be low)",
+    "explain_pointing_15px": "pointing game, native pixels: heatmap peak within 15 px of the lesion (correct tumor calls)",
+    "explain_pointing_strict": "pointing game, strict: heatmap peak inside the lesion (correct tumor calls)",
+    "explain_lesion_dice_median": "lesion outline vs. annotated mask: median Dice",
+    "explain_lesion_box_iou_median": "lesion box vs. annotated box: median IoU",
+    "explain_lesion_box_iou_ge_0.5": "share of tumor cases whose lesion box IoU is at least 0.5",
+    "explain_lesion_diameter_error_mm_median": "longest diameter vs. the annotated box's longer side: median error (mm)",
+    "explain_erase_lesion_call_lost": "lesion erased (in-filled from its border): share of tumor calls lost",
+    "explain_erase_elsewhere_call_kept": "same-shaped region erased elsewhere: share of calls kept",
 }
 
 
@@ -81,7 +89,9 @@ def performance_view(model_id: str | None) -> dict[str, Any]:
                  *(f"- {v}" for v in explanation_verdicts(explain_rows, spec.title)),
                  "", "| measure | value [95% CI] |", "|---|---|"]
         for _, r in explain_rows.iterrows():
-            lines.append(f"| {EXPLAIN_HELP.get(r['metric'], r['metric'])} | {r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] |")
+            cls = str(r.get("class", "") or "") if pd.notna(r.get("class", "")) else ""
+            what = EXPLAIN_HELP.get(r["metric"], r["metric"]) + (f", {spec.label_name(cls)}" if cls else "")
+            lines.append(f"| {what} | {r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] |")
         explain_md = "\n".join(lines)
     else:
         explain_md = f"Explanation quality not measured yet: `python -m medimg_demo evaluate --model {cfg.id} --split test --explain`."

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 #: The viewer outputs appended after /predict's first 13, in this order.
 VIEWER_OUTPUTS = ("viewer", "zoom", "centre", "point", "type_box", "stage_box", "deid_btn", "report_btn",
-                  "report_file", "deid_file")
+                  "report_file", "deid_file", "outline")
 ZOOM_CHOICES = [f"{z}x" for z in ZOOMS]
 VIEWER_LABEL = "Image ◀ ▶ Grad-CAM overlay"
 VIEWER_HELP = ("<small>Drag the handle to compare the image with its heatmap; scroll on the picture to magnify it "
@@ -63,6 +63,7 @@ def after_analysis(a: analysis.Analysis, image_file: str, overlay_file: str) -> 
         gr.update(visible=True),
         gr.update(value=None, visible=False),
         gr.update(value=None, visible=False),
+        gr.update(visible=a.view.lesion is not None),
     )
 
 
@@ -74,7 +75,7 @@ def cleared(note: str = "", frame: Any = None) -> tuple[Any, ...]:  # noqa: ANN4
         None, None, "", "", None, None, "", None, None, frame or gr.update(), note, gr.update(), gr.update(),
         gr.update(value=None, label=VIEWER_LABEL), "1x", analysis.CENTRE_CHOICES[0], None,
         gr.update(visible=True), gr.update(visible=False), gr.update(visible=False), gr.update(visible=False),
-        gr.update(value=None, visible=False), gr.update(value=None, visible=False),
+        gr.update(value=None, visible=False), gr.update(value=None, visible=False), gr.update(visible=False),
     )
 
 
@@ -96,9 +97,10 @@ def clear_for_model():  # noqa: ANN201 - Gradio output tuple
 def redraw(view: analysis.View | None, window: str | None = "File default", center: float | None = None,
            width: float | None = None, opacity: float = 0.45, zoom: str | None = "1x",
            centre: str | None = None, point: Any = None,  # noqa: ANN401 - whatever the State holds
+           outline: bool = True,
            request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
            profile: gr.OAuthProfile | None = None):  # noqa: ANN201 - Gradio outputs
-    """New display window, opacity, zoom or zoom centre: redraw the pictures without running the model again.
+    """New display window, opacity, zoom, zoom centre or lesion outline on/off: redraw the pictures without running the model again.
     Returns (overview, compare slider); the plain image of /predict's output 4 is left as the analysis made it."""
     if view_store.dropped(view):
         raise gr.Error(view_store.DROPPED)
@@ -106,7 +108,7 @@ def redraw(view: analysis.View | None, window: str | None = "File default", cent
     if view is None or not auth.is_owner_of(request, profile, view.created_by):
         return gr.skip(), gr.skip()
     z = zoom_factor(zoom)
-    p = view.display(window, center, width, analysis.opacity_value(opacity), z, centre, _point(point))
+    p = view.display(window, center, width, analysis.opacity_value(opacity), z, centre, _point(point), outline is True)
     return files.png_file(p.overview), _viewer(view, p, zoomed=z > 1)
 
 

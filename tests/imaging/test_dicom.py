@@ -273,3 +273,28 @@ def test_fuzz_mutated_png_and_dicom_are_predictions_or_input_errors(tiny_registr
         assert pred.status == "refused" or (pred.heatmap is not None and np.isfinite(pred.heatmap).all())
         outcomes["prediction"] += 1
     assert outcomes["prediction"] > 50 and outcomes["input_error"] > 50, outcomes
+
+
+def test_ultrasound_region_calibration_gives_the_pixel_spacing() -> None:
+    """A US image without Pixel Spacing: its spacing comes from the Sequence of Ultrasound Regions (cm -> mm)."""
+    from pydicom.dataset import Dataset
+
+    from medimg_demo.imaging.dicom import ultrasound_spacing
+
+    def region(units: int, dx: float, dy: float, kind: int = 1) -> Dataset:
+        r = Dataset()
+        r.RegionDataType, r.PhysicalUnitsXDirection, r.PhysicalUnitsYDirection = kind, units, units
+        r.PhysicalDeltaX, r.PhysicalDeltaY = dx, dy
+        return r
+
+    ds = Dataset()
+    ds.SequenceOfUltrasoundRegions = [region(3, 0.01, 0.02, kind=2), region(4, 0.5, 0.5), region(3, 0.008, 0.009)]
+    assert ultrasound_spacing(ds) == pytest.approx((0.09, 0.08))  # (row, column) in mm of the tissue region in cm
+    raw = dicom_bytes((gradient(64, 64) * 1000).astype(np.uint16), modality="US", spacing=None)
+    plain = dcmread(io.BytesIO(raw))
+    assert ultrasound_spacing(plain) is None
+    plain.SequenceOfUltrasoundRegions = [region(3, 0.01, 0.01)]
+    buf = io.BytesIO()
+    plain.save_as(buf)
+    study = read_bytes(buf.getvalue())
+    assert study.pixel_spacing_mm == pytest.approx((0.1, 0.1))

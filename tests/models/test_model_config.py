@@ -39,6 +39,10 @@ def _good() -> dict:
         (("temperature",), {"type": -1}, "temperature.type"),
         (("id",), 7, "id"),
         (("input", "dicom_windows"), {"CT": [40, 0]}, "input.dicom_windows.CT"),
+        (("lesion",), {"taps": []}, "lesion.taps"),
+        (("lesion",), {"taps": [1, -2]}, "lesion.taps"),
+        (("lesion",), {"taps": [1, 2], "threshold": 1.5}, "lesion.threshold"),
+        (("lesion",), {"taps": [1, 2], "channels": 0}, "lesion.channels"),
     ],
 )
 def test_invalid_fields_are_named(path: tuple[str, ...], value: object, field: str) -> None:
@@ -49,6 +53,14 @@ def test_invalid_fields_are_named(path: tuple[str, ...], value: object, field: s
     target[path[-1]] = value
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         ModelConfig.from_dict(d)
+
+
+def test_lesion_block_is_read() -> None:
+    d = _good()
+    d["lesion"] = {"taps": [1, 2, 4, 6], "channels": 32, "threshold": 0.4}
+    cfg = ModelConfig.from_dict(d)
+    assert cfg.lesion is not None and cfg.lesion.taps == (1, 2, 4, 6) and cfg.lesion.channels == 32
+    assert ModelConfig.from_dict(_good()).lesion is None
 
 
 def test_missing_field_is_named() -> None:

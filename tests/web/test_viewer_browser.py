@@ -105,20 +105,34 @@ def test_sample_click_analyses_with_compare_slider_zoom_and_colour_bar(page) -> 
 
 def test_breast_and_brain_samples_show_only_boxes_that_hold_something(page) -> None:  # noqa: ANN001
     _sample(page, "Breast ultrasound: Malignant")
-    page.get_by_text("Stage: not assessed by this model").wait_for(timeout=RESULT_TIMEOUT)
-    _wait_viewer(page)
-    assert "Malignant" in _type_text(page)
+    page.wait_for_function("() => (document.querySelector('#analysis-info')?.innerText || '').includes('breast_us')",
+                           timeout=RESULT_TIMEOUT)
+    before = _wait_viewer(page)
     assert not page.locator("#stage-out").is_visible()  # no stage head: no empty Stage box
     assert not page.locator("#frame").is_visible() and not page.locator("#deid-file").is_visible()
-    _shot(page, "analyse_breast_us.png")
+    if "Lesion (model outline)" in page.inner_text("body"):  # a tumor call: outlined, measured, with a toggle
+        assert page.locator("#lesion-outline").is_visible()
+        assert "not measurable" in page.inner_text("body")  # a PNG carries no pixel spacing
+        _shot(page, "analyse_breast_us.png")
+        page.locator("#lesion-outline input").uncheck()
+        _wait_viewer(page, before)  # drawn again, without the outline
+        page.locator("#lesion-outline input").check()
+    else:
+        assert not page.locator("#lesion-outline").is_visible()
+        _shot(page, "analyse_breast_us.png")
 
     _sample(page, "Brain MRI: Glioma")
-    page.wait_for_function("() => (document.querySelector('#type-out')?.innerText || '').includes('Pituitary tumor')",
+    page.wait_for_function("() => (document.querySelector('#analysis-info')?.innerText || '').includes('brain_mri')",
                            timeout=RESULT_TIMEOUT)
     _wait_viewer(page)
     assert "Malignant" not in _type_text(page)  # nothing of the breast case left
-    assert "brain_mri" in page.locator("#analysis-info").inner_text()
+    if page.locator("#type-out").is_visible():
+        assert "not staged by imaging" in page.inner_text("body").lower()
     _shot(page, "analyse_brain_mri.png")
+
+    _sample(page, "Lung CT: Adenocarcinoma")  # no lesion head: no outline toggle
+    page.get_by_text("Stage group").wait_for(timeout=RESULT_TIMEOUT)
+    assert not page.locator("#lesion-outline").is_visible()
 
 
 def test_multiframe_dicom_opens_on_its_middle_frame(page, tmp_path) -> None:  # noqa: ANN001

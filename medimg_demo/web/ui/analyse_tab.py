@@ -78,6 +78,8 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
                     zoom = gr.Radio(ZOOM_CHOICES, value="1x", label="Zoom (rendered from the scan's own pixels)")
                     centre = gr.Radio(CENTRE_CHOICES, value=CENTRE_CHOICES[0], label="Zoom centre")
                     opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Heatmap opacity")
+                    outline = gr.Checkbox(value=True, label="Lesion outline (the model's lesion head)", visible=False,
+                                          elem_id="lesion-outline")
             # the plain image of /predict's output 4 (API clients read it); the viewer shows it on screen
             original = gr.Image(label="Image", type="numpy", interactive=False, format="png", buttons=IMAGE_BUTTONS,
                                 visible=False)
@@ -100,7 +102,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
     inputs = [upload, model, opacity, frame, window, center, width]
     # /predict's 13 outputs (their order is the API's), then the viewer's (web/viewer.py: VIEWER_OUTPUTS)
     outputs = [type_out, stage_out, stage_md, pathway, original, heat, info, raw, view, frame, notes, center, width,
-               slider, zoom, centre, point, type_box, stage_box, deid_btn, report_btn, report_file, deid_file]
+               slider, zoom, centre, point, type_box, stage_box, deid_btn, report_btn, report_file, deid_file, outline]
     private = dict(api_visibility="private")
 
     offer_switch = dict(fn=h.suggestion, inputs=raw, outputs=switch, queue=False, **private)  # none for a blank result
@@ -124,10 +126,11 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
     if examples is not None:  # a sample case analyses on click, as an upload does
         analyse(examples.load_input_event.then(None, None, [frame, window], js=RESET_FRAME_JS))
     analyse(frame.submit(None, None, None, js="() => null"))
-    redraw_args = dict(inputs=[view, window, center, width, opacity, zoom, centre, point],
+    redraw_args = dict(inputs=[view, window, center, width, opacity, zoom, centre, point, outline],
                        outputs=[heat, slider], **private)
     opacity.release(h.redraw, **redraw_args)
     zoom.input(h.redraw, **redraw_args)
+    outline.input(h.redraw, **redraw_args)
     centre.input(h.redraw, **redraw_args)
     heat.select(viewer.pick_point, [view, zoom], [point, centre, zoom], queue=False, **private).then(
         h.redraw, **redraw_args)

@@ -1,0 +1,74 @@
+"""Counterfactual training images against shortcuts (right for the right reasons): with the annotated lesion
+covered the image is labelled as the task's no-tumor class; with a same-sized region elsewhere covered, the label
+stays. The model so learns that the lesion, not the context or the source's look, carries the call.
+
+Training covers a region with a feathered patch copied from another part of the same image. Evaluation erases
+with a different method (``explain.lesion.erase``, in-fill from the border), so the erasure test is not passed by
+recognising the training in-fill.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from ..explain.lesion import region_elsewhere
+
+
+def _box(region: np.ndarray, pad: int) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(region)
+    h, w = region.shape
+    return max(0, ys.min() - pad), min(h, ys.max() + 1 + pad), max(0, xs.min() - pad), min(w, xs.max() + 1 + pad)
+
+
+def cover(image: np.ndarray, region: np.ndarray, rng: np.random.Generator, avoid: np.ndarray | None = None,
+          tries: int = 12) -> np.ndarray:
+    """``image`` with the bounding box of ``region`` (padded by 3 px) covered by a patch of the same image taken
+    where it does not touch ``avoid``, chosen among ``tries`` places as the one whose mean is nearest the box's
+    surroundings; the patch is feathered in over 3 px."""
+    h, w = image.shape
+    y0, y1, x0, x1 = _box(region, 3)
+    bh, bw = y1 - y0, x1 - x0
+    if bh >= h or bw >= w:
+        return image.copy()
+    around = image[max(0, y0 - 4):y1 + 4, max(0, x0 - 4):x1 + 4]
+    target = float(around.mean())
+    blocked = region if avoid is None else (region | avoid)
+    best: tuple[float, int, int] | None = None
+    for _ in range(tries):
+        ny, nx = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+        if blocked[ny:ny + bh, nx:nx + bw].any() or (abs(ny - y0) < bh and abs(nx - x0) < bw):
+            continue
+        gap = abs(float(image[ny:ny + bh, nx:nx + bw].mean()) - target)
+        if best is None or gap < best[0]:
+            best = (gap, ny, nx)
+    out = image.astype(np.float32).copy()
+    if best is None:
+        out[y0:y1, x0:x1] = target
+        return out
+    _, ny, nx = best
+    alpha = np.zeros((bh, bw), np.float32)
+    alpha[1:-1, 1:-1] = 1.0
+    alpha = ndimage.gaussian_filter(alpha, 1.5)
+    alpha = np.clip(alpha / max(float(alpha.max()), 1e-6), 0.0, 1.0)
+    patch = image[ny:ny + bh, nx:nx + bw].astype(np.float32)
+    out[y0:y1, x0:x1] = alpha * patch + (1 - alpha) * out[y0:y1, x0:x1]
+    return out
+
+
+def counterfactual(image: np.ndarray, lesion: np.ndarray, rng: np.random.Generator, p_lesion: float,
+                   p_elsewhere: float) -> tuple[np.ndarray, bool, bool]:
+    """Maybe cover the lesion or a same-sized region elsewhere. Returns (image, lesion covered, anything covered)."""
+    if not lesion.any():
+        return image, False, False
+    u = float(rng.random())
+    if u < p_lesion:
+        return cover(image, lesion, rng), True, True
+    if u < p_lesion + p_elsewhere:
+        y0, y1, x0, x1 = _box(lesion, 0)
+        box = np.zeros_like(lesion)
+        box[y0:y1, x0:x1] = True
+        moved = region_elsewhere(box, rng, tries=20)
+        if moved is not None:
+            return cover(image, moved, rng, avoid=lesion), False, True
+    return image, False, False

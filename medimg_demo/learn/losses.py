@@ -1,0 +1,50 @@
+"""Losses of the lesion head and of the guidance term.
+
+- ``lesion_loss``: BCE on every image plus soft Dice on images with a lesion, at the head's resolution (the mask
+  is area-averaged down to it, so a small lesion still counts).
+- ``guidance_loss`` (right for the right reasons; GAIN-style attention guidance): the true class's evidence map
+  must peak on the annotated lesion. For a head that average-pools the last feature map and applies a linear layer,
+  that evidence map is exactly the class activation map (and Grad-CAM at that layer, up to ReLU and a constant), so
+  it costs one einsum and no second backward.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def lesion_loss(logits: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 1, h, w) logits, (N, 1, H, W) mask in {0, 1} -> (BCE + Dice, Dice score of the lesion images)."""
+    target = F.adaptive_avg_pool2d(mask, logits.shape[-2:])
+    logits = logits.float()
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    p = torch.sigmoid(logits)
+    has = target.flatten(1).sum(1) > 0
+    if not bool(has.any()):
+        return bce, torch.ones(())
+    inter = (p * target).flatten(1).sum(1)[has]
+    denom = (p.flatten(1).sum(1) + target.flatten(1).sum(1))[has]
+    dice = (2 * inter + 1.0) / (denom + 1.0)
+    return bce + (1 - dice).mean(), dice.mean().detach()
+
+
+def guidance_loss(features: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Where the target class's evidence peaks: minus the log of the share of the evidence map's spatial softmax that
+    falls on lesion cells (each cell weighted by the share of its pixels that are lesion), averaged over images with
+    a lesion. It is zero only when the evidence peaks where the lesion is, whatever the map's sign: a bare "no
+    evidence outside" penalty is also met by a map with no positive evidence anywhere (the heatmap of a class that
+    wins by its bias), which points nowhere.
+
+    features (N, C, h, w): the map the head pools; weight (K, C): the head's linear weights; target (N,): class;
+    mask (N, 1, H, W): lesion.
+    """
+    cam = torch.einsum("nc,nchw->nhw", weight[target].float(), features.float())
+    share = F.adaptive_avg_pool2d(mask, features.shape[-2:])[:, 0]
+    has = share.flatten(1).sum(1) > 0
+    if not bool(has.any()):
+        return features.sum() * 0.0
+    w = share / share.flatten(1).amax(1).clamp(min=1e-6)[:, None, None]
+    p = torch.softmax(cam.flatten(1), dim=1)
+    on_lesion = (p * w.flatten(1)).sum(1)
+    return -torch.log(on_lesion[has] + 1e-6).mean()

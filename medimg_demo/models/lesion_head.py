@@ -1,0 +1,50 @@
+"""The lesion head: a light FPN-style decoder on the backbone's multi-scale features that outputs one logit map
+(lesion vs. background) at the finest tapped stride.
+
+Lateral 1x1 convolutions bring each tapped stage to ``channels``; the coarsest is upsampled and added stage by
+stage (top-down, as in Lin et al.'s FPN); two 3x3 convolutions smooth the sum and a 1x1 convolution gives the logit.
+It reads the same forward as the classifier, so predicting the lesion costs a few small convolutions.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Blocks tapped on timm EfficientNets (strides 4, 8, 16 and 32).
+DEFAULT_TAPS = (1, 2, 4, 6)
+DEFAULT_CHANNELS = 48
+
+
+class LesionHead(nn.Module):
+    """Feature maps of the tapped stages (fine to coarse) -> lesion logits (N, 1, h, w) at the finest stage."""
+
+    def __init__(self, in_channels: list[int], channels: int = DEFAULT_CHANNELS) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
+        self.smooth = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+        )
+        self.out = nn.Conv2d(channels, 1, 1)
+
+    def forward(self, taps: list[torch.Tensor]) -> torch.Tensor:
+        y = self.lateral[-1](taps[-1])
+        for lateral, tap in zip(reversed(self.lateral[:-1]), reversed(taps[:-1])):
+            y = F.interpolate(y, size=tap.shape[-2:], mode="bilinear", align_corners=False) + lateral(tap)
+        return self.out(self.smooth(y))
+
+
+def tap_channels(backbone: nn.Module, taps: tuple[int, ...]) -> list[int]:
+    """Channels of each tapped block of a timm EfficientNet-style backbone (``conv_stem``, ``blocks``, ``conv_head``)."""
+    if not all(hasattr(backbone, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
+        raise ValueError(f"The lesion head needs an EfficientNet-style timm backbone; {type(backbone).__name__} is not.")
+    info = {f["module"]: int(f["num_chs"]) for f in getattr(backbone, "feature_info", [])}
+    out = []
+    for t in taps:
+        key = f"blocks.{t}"
+        if key not in info:
+            raise ValueError(f"Block {t} is not a feature stage of this backbone (stages: {', '.join(info)}).")
+        out.append(info[key])
+    return out

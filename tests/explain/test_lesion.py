@@ -1,0 +1,110 @@
+"""The lesion as pixels: measurements in px and mm, the outline, the border in-fill, the size category rule."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from medimg_demo.explain.lesion import (erase, largest_component, longest_diameter, mask_from_probs, measure, outline,
+                                        peak_xy, region_elsewhere)
+from medimg_demo.learn.counterfactual import counterfactual, cover
+from medimg_demo.tasks import BREAST_T_BY_SIZE, get_task
+
+
+def _rect(h: int = 60, w: int = 80, y0: int = 10, x0: int = 20, bh: int = 10, bw: int = 20) -> np.ndarray:
+    m = np.zeros((h, w), bool)
+    m[y0:y0 + bh, x0:x0 + bw] = True
+    return m
+
+
+def test_measure_gives_box_area_and_longest_diameter_in_px_and_mm() -> None:
+    m = measure(_rect(), (0.5, 0.5))
+    assert m is not None
+    assert m.bbox_xywh == (20, 10, 20, 10) and m.area_px == 200
+    assert m.longest_diameter_px == pytest.approx(math.hypot(10, 20))  # corner to corner
+    assert m.longest_diameter_mm == pytest.approx(math.hypot(10, 20) * 0.5)
+    assert m.area_mm2 == pytest.approx(50.0)
+    assert "mm" in m.describe()
+
+
+def test_anisotropic_spacing_scales_rows_and_columns_apart() -> None:
+    line = np.zeros((50, 50), bool)
+    line[10:40, 5] = True  # 30 px tall, 1 px wide
+    assert longest_diameter(line, (2.0, 1.0)) == pytest.approx(math.hypot(60, 1))
+    assert longest_diameter(line, (1.0, 2.0)) == pytest.approx(math.hypot(30, 2))
+
+
+def test_without_spacing_the_lesion_is_not_measurable_in_mm() -> None:
+    m = measure(_rect(), None)
+    assert m is not None and m.longest_diameter_mm is None and m.area_mm2 is None
+    assert "not measurable" in m.describe()
+    assert m.to_json()["longest_diameter_mm"] is None
+    assert measure(np.zeros((5, 5), bool), (1.0, 1.0)) is None
+
+
+def test_largest_component_and_outline() -> None:
+    m = _rect() | _rect(y0=40, x0=60, bh=3, bw=3)
+    big = largest_component(m)
+    assert big.sum() == 200 and not big[41, 61]
+    edge = outline(big)
+    assert edge[10, 25] and not edge[15, 30] and edge.sum() == 2 * (20 + 10) - 4
+
+
+def test_mask_from_probs_upsamples_and_cuts() -> None:
+    probs = np.zeros((8, 8), np.float32)
+    probs[2:4, 2:4] = 0.9
+    mask = mask_from_probs(probs, (64, 64), 0.5)
+    assert mask.shape == (64, 64) and mask[24, 24] and not mask[50, 50]
+
+
+def test_erase_infills_from_the_border_and_leaves_the_rest() -> None:
+    img = np.full((60, 80), 0.3, np.float32)
+    region = _rect()
+    img[region] = 1.0
+    out = erase(img, region)
+    assert np.allclose(out[region], 0.3, atol=1e-3)
+    assert np.array_equal(out[~region], img[~region])
+
+
+def test_region_elsewhere_has_the_same_shape_and_keeps_away() -> None:
+    region = _rect(h=100, w=100)
+    moved = region_elsewhere(region, np.random.default_rng(0))
+    assert moved is not None and moved.sum() == region.sum()
+    from scipy import ndimage
+
+    assert not (moved & ndimage.binary_dilation(region, iterations=4)).any()
+
+
+def test_counterfactual_cover_changes_the_lesion_box_only() -> None:
+    rng = np.random.default_rng(0)
+    img = np.random.default_rng(1).random((64, 64)).astype(np.float32) * 0.2
+    lesion = _rect(64, 64, 20, 20, 10, 10)
+    img[lesion] = 1.0
+    out = cover(img, lesion, rng)
+    assert out[lesion].mean() < 0.5  # the bright lesion is gone
+    assert np.array_equal(out[:10], img[:10]) and np.array_equal(out[:, 40:], img[:, 40:])
+    _, covered, changed = counterfactual(img, lesion, rng, 1.0, 0.0)
+    assert covered and changed
+    same, covered, changed = counterfactual(img, np.zeros_like(lesion), rng, 1.0, 0.0)
+    assert not covered and not changed and same is img
+
+
+def test_heatmap_peak_is_x_then_y() -> None:
+    h = np.zeros((30, 40))
+    h[7, 31] = 1
+    assert peak_xy(h) == (31, 7)
+
+
+@pytest.mark.parametrize(("mm", "cat"), [(5.0, "T1"), (20.0, "T1"), (20.1, "T2"), (50.0, "T2"), (50.1, "T3")])
+def test_breast_size_category_follows_ajcc_cut_points(mm: float, cat: str) -> None:
+    assert BREAST_T_BY_SIZE.category(mm) == cat
+    j = BREAST_T_BY_SIZE.to_json(mm)
+    assert j["label"] == cat and "imaging size estimate" in str(j["note"]).lower()
+
+
+def test_staging_rules_live_in_tasks() -> None:
+    assert get_task("breast_us").size_rule is BREAST_T_BY_SIZE and get_task("breast_us").stage_rule == "size"
+    assert "not staged by imaging" in (get_task("brain_mri").staging_note or "").lower()
+    assert get_task("lung_ct").stage_rule == "learned" and get_task("lung_ct").size_rule is None
