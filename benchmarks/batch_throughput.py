@@ -3,7 +3,7 @@ time, write), the batch pipeline in-process without Ray, Ray local end to end (R
 ONNX Runtime batch-32 forward alone; images/s and the ratio end-to-end / forward (issue 15 target: >= 0.5).
 
     python benchmarks/make_mixed_folder.py /tmp/mixed1000
-    python benchmarks/batch_throughput.py /tmp/mixed1000 --model brain_mri.tf_efficientnet_lite1_v1 --actors 1,2
+    python benchmarks/batch_throughput.py /tmp/mixed1000 --model brain_mri.tf_efficientnet_lite1_v2 --actors 1,2
 
 The forward is timed right before and right after each end-to-end run and the ratio uses their mean, so that a
 change in the machine's load during the run moves both sides of a ratio alike. Outputs go to a temporary folder.

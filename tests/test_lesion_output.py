@@ -66,14 +66,17 @@ def test_without_spacing_the_size_is_not_measurable(tiny_breast_registry, monkey
     assert not np.array_equal(with_outline, without)  # the outline is drawn, and the toggle removes it
 
 
-def test_brain_says_it_is_not_staged_by_imaging(tiny_brain_registry, monkeypatch) -> None:
+def test_brain_says_it_is_not_staged_by_imaging(monkeypatch, tmp_path) -> None:
+    from conftest import _tiny_model
     from medimg_demo.web import analysis
 
-    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tiny_brain_registry))
+    _tiny_model(tmp_path, "brain_mri.glioma_v0", "brain_mri", {"type": ["glioma", "meningioma", "no_tumor", "pituitary"]},
+                call="glioma")
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tmp_path))
     a = analysis.analyse(png_bytes((gradient(96, 96) * 255).astype(np.uint8)))
-    if a.prediction.status == "ok":
-        assert "not staged by imaging" in a.stage_text.lower()
-        assert "not staged by imaging" in a.prediction.to_json()["staging_note"].lower()
+    assert a.prediction.type_label == "glioma"
+    assert "not staged by imaging" in a.stage_text.lower()
+    assert "not staged by imaging" in a.prediction.to_json()["staging_note"].lower()
 
 
 def test_batch_rows_carry_the_lesion_size(tiny_breast_registry, tmp_path) -> None:

@@ -51,6 +51,8 @@ class TrainConfig:
     guidance_weight: float = _opt(0.0, "weight of the guidance loss: class evidence outside the annotated lesion")
     erase_lesion: float = _opt(0.0, "probability of covering the lesion in a training image (labelled no tumor)")
     erase_elsewhere: float = _opt(0.0, "probability of covering a same-sized region elsewhere (label kept)")
+    reweight_erased: bool = _opt(False, "class weights from the labels after counterfactual covering (a covered "
+                                        "lesion's image counts as no tumor)")
     init_from: str = _opt("", "start from this trained model's weights (a model id); new layers start fresh")
     target_layer: str = _opt("features", "layer Grad-CAM explains (written to config.json)")
     default: bool = field(default=True, metadata={"cli": False})

@@ -145,7 +145,7 @@ def train(cfg: TrainConfig) -> ModelConfig:
         init_weights(model, cfg.init_from)
     model = model.to(memory_format=torch.channels_last)  # faster on CPU in fp32 and bf16 alike
     weights = {h: _class_weights(train_ds.targets[h], len(labels)) for h, labels in heads.items()}
-    if cfg.erase_lesion > 0 and train_ds.masks is not None and train_ds.normal_index is not None:
+    if cfg.reweight_erased and cfg.erase_lesion > 0 and train_ds.masks is not None and train_ds.normal_index is not None:
         # the class weights follow the labels the model will see: a covered lesion's image counts as no tumor
         weights["type"] = _erased_weights(train_ds.targets["type"], train_ds.masks, train_ds.normal_index,
                                           len(heads["type"]), cfg.erase_lesion)

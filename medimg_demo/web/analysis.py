@@ -185,9 +185,12 @@ def stage_text(pred: Prediction) -> str:
         return ""
     lesion = lesion_text(pred)
     if pred.stage_label is None:
-        note = get_task(pred.task).staging_note
+        spec = get_task(pred.task)
+        if pred.type_label == spec.normal_label and spec.lesion_column:
+            return f"No lesion outlined or staged: the model's call is {spec.label_name(pred.type_label)}."
+        note = spec.staging_note
         parts = [lesion] if lesion else []
-        if note and not lesion:
+        if note and (not lesion or spec.size_rule is None):  # breast: the lesion line already says how it is sized
             parts.append(f"_{note}_")
         return "\n\n".join(parts) or STAGE_NOT_ASSESSED
     group = stage_name(pred.stage_label).removeprefix("Stage ")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..manifest import read_manifest
-from ..models.registry import get_model, list_models
+from ..models.registry import get_model, list_models, task_models
 from ..paths import data_root
 from ..tasks import get_task
 
@@ -22,13 +22,15 @@ def default_model_id() -> str:
 
 
 def sample_cases(per_class: int = 1) -> list[tuple[str, str, str]]:
-    """(image path, model id, true label) of test-split cases per class for each model's task, where data is found.
+    """(image path, model id, true label) of test-split cases per class for each task's default model, where data is
+    found (a task with several models shows its samples once).
 
     Only the shared data folder is read; nothing is copied into the repository.
     """
     out: list[tuple[str, str, str]] = []
     root = data_root()
-    for cfg in list_models():
+    shown = {c.id for c in task_models()}
+    for cfg in (c for c in list_models() if c.id in shown):
         manifest = root / cfg.task / "manifest.csv"
         if not manifest.is_file():
             continue

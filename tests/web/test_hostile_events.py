@@ -166,7 +166,7 @@ def test_analysed_views_stay_within_the_memory_budget(client: Any) -> None:
         Image.fromarray((np.random.default_rng(k).random((768, 768)) * 255).astype(np.uint8)).save(buf, format="PNG")
         pages.append(_analysed(client, buf.getvalue(), "big.png"))
     redraw, report = _fn(client, "redraw"), _fn(client, "report")
-    args = [None, "File default", None, None, 0.3, "2x", "Heatmap peak", None]
+    args = [None, "File default", None, None, 0.3, "2x", "Heatmap peak", None, True]
     first = _queue_fn(client, redraw, args, pages[0][0])
     first_report = _queue_fn(client, report, [pages[0][1], None], pages[0][0])
     last = _queue_fn(client, redraw, args, pages[-1][0])
@@ -186,7 +186,7 @@ def test_redraw_with_forged_numbers_draws_the_file_view_or_refuses(client: Any) 
     redraw = _fn(client, "redraw")
 
     def draw(window: Any, c: Any, w: Any, opacity: Any, zoom: Any, centre: Any) -> tuple[bool, Any]:
-        return _queue_fn(client, redraw, [None, window, c, w, opacity, zoom, centre, None], session)
+        return _queue_fn(client, redraw, [None, window, c, w, opacity, zoom, centre, None, "forged"], session)
 
     ok, base = draw("File default", None, None, 0.45, "2x", "Image centre")
     assert ok, base
@@ -231,7 +231,7 @@ def test_a_forged_click_never_breaks_the_viewer(client: Any) -> None:
             raw = raw.replace('"1e400"', "1" + "0" * 400)
         r = client.post("/gradio_api/run/predict", content=raw, headers={"content-type": "application/json"})
         errors += [index] if r.status_code != 200 else []
-        ok, out = _queue_fn(client, redraw, [None, "File default", None, None, 0.45, "2x", "Chosen point", None], session)
+        ok, out = _queue_fn(client, redraw, [None, "File default", None, None, 0.45, "2x", "Chosen point", None, True], session)
         broken += [index] if not ok else []
     status, body = _direct(client, pick, [None, "1x"], session, {"index": [100, 50], "value": None})
     print(f"\nforged clicks: {len(errors)} of {len(clicks)} answered with an error; redraws broken after them: "
@@ -249,7 +249,7 @@ def test_state_cannot_be_forged_or_borrowed_from_another_page(client: Any) -> No
             "default_window": None, "modality": "CT", "model_id": "lung_ct.tiny_v0", "frame_index": 0}
     reading = {"reader": "carol03", "session_id": "carol-study", "model_id": "lung_ct.tiny_v0", "cases": [], "index": 0}
     calls = {
-        "redraw": [view, "File default", None, None, 0.45, "4x", "Chosen point", [1, 2]],
+        "redraw": [view, "File default", None, None, 0.45, "4x", "Chosen point", [1, 2], True],
         "report": [work, view],
         "session_redraw": [reading, 128, 255, "2x", 50, 50],
         "session_feedback": [reading, "Agree", None, None, None, None, 3, 3, ""],
@@ -262,7 +262,7 @@ def test_state_cannot_be_forged_or_borrowed_from_another_page(client: Any) -> No
           f"report: {_message(answers['report'][1])!r}")
     assert drawn == [] and stored == [] and not answers["report"][0]
     assert "Analyse the scan first" in _message(answers["report"][1])
-    ok, out = _queue_fn(client, _fn(client, "redraw"), [None, "File default", None, None, 0.45, "4x", "Heatmap peak", None], victim)
+    ok, out = _queue_fn(client, _fn(client, "redraw"), [None, "File default", None, None, 0.45, "4x", "Heatmap peak", None, True], victim)
     assert ok and _pictures(out)  # the victim's own page still draws
 
 
@@ -303,7 +303,7 @@ def test_no_identifier_leaves_through_the_viewer(app: App, client: Any) -> None:
     answers: list[Any] = []
     _, click = _direct(client, _fn(client, "pick_point"), [None, "1x"], session, {"index": [30, 40], "value": None})
     answers.append(click)
-    for fn, data in (("redraw", [None, "Brain", None, None, 0.3, "4x", "Chosen point", None]),
+    for fn, data in (("redraw", [None, "Brain", None, None, 0.3, "4x", "Chosen point", None, True]),
                      ("report", [work, None]), ("deidentify", [work])):
         ok, out = _queue_fn(client, _fn(client, fn), data, session)
         assert ok, (fn, out)
@@ -479,7 +479,7 @@ def test_a_borrowed_page_shows_nothing_to_another_login(auth_app: App, readers: 
     ok, out = _queue_fn(alice, _fn(alice, "session_start"), ["", "alice-session", None, 2, 0], page)
     assert ok, out
     attempts = {
-        "redraw": (_fn(bob, "redraw"), [None, "File default", None, None, 0.45, "4x", "Heatmap peak", None]),
+        "redraw": (_fn(bob, "redraw"), [None, "File default", None, None, 0.45, "4x", "Heatmap peak", None, True]),
         "report": (_fn(bob, "report"), [work, None]),
         "session_redraw": (_fn(bob, "session_redraw"), [None, 100, 200, "2x", 40, 40]),
     }
