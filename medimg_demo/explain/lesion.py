@@ -73,20 +73,33 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == (int(np.argmax(sizes)) + 1)
 
 
+def _hull_corners(mask: np.ndarray) -> np.ndarray:
+    """Corners (row, col) of the pixels that can lie on the convex hull of a mask: the first and last pixel of each
+    row (every other pixel lies between them), reduced to the hull's vertices. (0, 2) for an empty mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not len(rows):
+        return np.zeros((0, 2))
+    sub = mask[rows]
+    first = sub.argmax(axis=1)
+    last = sub.shape[1] - 1 - sub[:, ::-1].argmax(axis=1)
+    corners = np.concatenate([np.stack([rows + dy, cols + dx], 1)
+                              for cols, dx in ((first, 0), (last, 1)) for dy in (0, 1)]).astype(np.float64)
+    try:
+        return corners[ConvexHull(corners).vertices]
+    except (QhullError, ValueError):  # a line of pixels: the hull is flat; every corner is a candidate
+        return corners
+
+
+def _max_distance(pts: np.ndarray) -> float:
+    if not len(pts):
+        return 0.0
+    return float(np.sqrt(((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)).max())
+
+
 def longest_diameter(mask: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)) -> float:
     """Maximum Feret diameter of a boolean mask: the largest distance between two pixel corners of its convex hull,
     with rows and columns scaled by ``spacing`` = (row mm, column mm)."""
-    ys, xs = np.nonzero(mask)
-    if not len(ys):
-        return 0.0
-    corners = np.concatenate([np.stack([ys + dy, xs + dx], 1) for dy in (0, 1) for dx in (0, 1)]).astype(np.float64)
-    corners *= np.asarray(spacing, dtype=np.float64)
-    try:
-        pts = corners[ConvexHull(corners).vertices]
-    except (QhullError, ValueError):  # a line of pixels: the hull is flat; every corner is a candidate
-        pts = corners
-    d = np.sqrt(((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1))
-    return float(d.max())
+    return _max_distance(_hull_corners(mask) * np.asarray(spacing, dtype=np.float64))
 
 
 def measure(mask: np.ndarray, spacing_mm: tuple[float, float] | None) -> LesionMeasure | None:
@@ -97,10 +110,11 @@ def measure(mask: np.ndarray, spacing_mm: tuple[float, float] | None) -> LesionM
     x0, y0 = int(xs.min()), int(ys.min())
     bbox = (x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1)
     area = int(len(ys))
-    d_px = longest_diameter(mask)
+    hull = _hull_corners(mask)  # scaling rows and columns maps the hull's vertices onto the scaled hull's
+    d_px = _max_distance(hull)
     d_mm = area_mm2 = None
     if spacing_mm is not None and all(np.isfinite(s) and s > 0 for s in spacing_mm):
-        d_mm = longest_diameter(mask, spacing_mm)
+        d_mm = _max_distance(hull * np.asarray(spacing_mm, dtype=np.float64))
         area_mm2 = area * float(spacing_mm[0]) * float(spacing_mm[1])
     return LesionMeasure(bbox_xywh=bbox, area_px=area, longest_diameter_px=d_px, longest_diameter_mm=d_mm,
                          area_mm2=area_mm2)

@@ -57,7 +57,12 @@ class TumorNet(nn.Module):
             x = block(x)
             if i in self.lesion_taps:
                 taps.append(x)
-        return self.features(b.bn2(b.conv_head(x))), self.lesion(taps)
+        if self.training:
+            return self.features(b.bn2(b.conv_head(x))), self.lesion(taps)
+        # Inference: nothing differentiates the lesion map (Grad-CAM runs on the class), so skip its autograd graph.
+        with torch.no_grad():
+            lesion = self.lesion([t.detach() for t in taps])
+        return self.features(b.bn2(b.conv_head(x))), lesion
 
     def pooled(self, feature_map: torch.Tensor) -> torch.Tensor:
         """Feature map -> pooled features (N, C), before any head."""
@@ -84,10 +89,13 @@ class TumorNet(nn.Module):
 
 
 def load_model(cfg: ModelConfig) -> TumorNet:
-    """Build the architecture from config and load its pinned weights, in eval mode."""
+    """Build the architecture from config and load its pinned weights, in eval mode, the lesion head fused for
+    inference (see :meth:`LesionHead.fuse_for_inference`)."""
     lesion = cfg.lesion
     model = TumorNet(cfg.arch, cfg.heads, pretrained="none", lesion_taps=lesion.taps if lesion else None,
                      lesion_channels=lesion.channels if lesion else DEFAULT_CHANNELS)
     load_checkpoint(model, cfg.weights_path, cfg.weights_sha256)
     model.eval()
+    if model.lesion is not None:
+        model.lesion.fuse_for_inference()
     return model

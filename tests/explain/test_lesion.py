@@ -36,6 +36,21 @@ def test_anisotropic_spacing_scales_rows_and_columns_apart() -> None:
     assert longest_diameter(line, (1.0, 2.0)) == pytest.approx(math.hypot(30, 2))
 
 
+def test_longest_diameter_matches_all_pairs_of_pixel_corners_on_random_masks() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        mask = rng.random((25, 30)) < rng.uniform(0.02, 0.4)
+        if not mask.any():
+            continue
+        spacing = (float(rng.uniform(0.2, 2.0)), float(rng.uniform(0.2, 2.0)))
+        ys, xs = np.nonzero(mask)
+        corners = np.concatenate([np.stack([ys + dy, xs + dx], 1) for dy in (0, 1) for dx in (0, 1)]) * spacing
+        brute = np.sqrt(((corners[:, None] - corners[None]) ** 2).sum(-1)).max()
+        assert longest_diameter(mask, spacing) == pytest.approx(brute)
+        m = measure(mask, spacing)
+        assert m is not None and m.longest_diameter_mm == pytest.approx(brute)
+
+
 def test_without_spacing_the_lesion_is_not_measurable_in_mm() -> None:
     m = measure(_rect(), None)
     assert m is not None and m.longest_diameter_mm is None and m.area_mm2 is None

@@ -62,6 +62,24 @@ def test_tumornet_output_shapes() -> None:
     assert out["type"].shape == (2, 4) and out["stage"].shape == (2, 3)
 
 
+def test_fused_lesion_head_gives_the_same_map_without_a_graph() -> None:
+    torch.manual_seed(0)
+    m = TumorNet("tf_efficientnet_lite0", {"type": ["a", "b"]}, pretrained="none", lesion_taps=(1, 2, 4, 6))
+    m.train()
+    m(torch.randn(4, 3, 64, 64))  # move the batch-norm statistics off their defaults
+    m.eval()
+    x = torch.randn(2, 3, 64, 64)
+    _, before = m.features_and_lesion(x)
+    m.lesion.fuse_for_inference()
+    assert not any(isinstance(layer, torch.nn.BatchNorm2d) for layer in m.lesion.smooth)
+    feats, after = m.features_and_lesion(x)
+    assert feats.requires_grad and not after.requires_grad  # Grad-CAM still differentiates the features
+    assert torch.allclose(before, after, atol=1e-4)
+    m.train()
+    with pytest.raises(RuntimeError, match="eval"):
+        m.lesion.fuse_for_inference()
+
+
 def test_checkpoint_sha_is_checked(tmp_path) -> None:
     heads = {"type": ["a", "b"]}
     m = TumorNet("tf_efficientnet_lite0", heads, pretrained="none")
