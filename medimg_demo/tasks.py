@@ -23,6 +23,12 @@ class AugmentSpec:
     brightness: float = 0.08
     contrast: float = 0.15
     gamma: float = 0.2
+    #: Against source artefacts (a shortcut where classes come from different sources): each with probability 1/3,
+    #: a Gaussian blur of up to ``blur`` px, a resample through ``resample`` (0.5: half the resolution) of the size,
+    #: Gaussian noise of up to ``noise`` (on 0-1 grey). 0 turns one off (and draws nothing from the generator).
+    blur: float = 0.0
+    resample: float = 0.0
+    noise: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,9 @@ class TaskSpec:
     #: Window (centre, width) per DICOM modality that the model sees, whatever the display shows.
     dicom_windows: dict[str, tuple[float, float]] = field(default_factory=dict)
     augment: AugmentSpec = field(default_factory=AugmentSpec)
+    #: The augmentation ``train --source-artefacts`` uses instead (stronger, against source artefacts); None: no such
+    #: option for this task.
+    artefact_augment: AugmentSpec | None = None
     #: How stage is produced: "learned" (a stage head), "size" (from the lesion size), or "none" (not staged).
     stage_rule: str = "none"
     #: Shown beside every stage this task outputs.
@@ -183,6 +192,7 @@ TASKS: dict[str, TaskSpec] = {
         body_parts=("HEAD", "BRAIN", "SKULL", "HEADNECK"),
         looks_like="a brain MRI",
         augment=AugmentSpec(hflip=True),
+        artefact_augment=AugmentSpec(hflip=True, scale=(0.85, 1.15), blur=1.2, resample=0.5, noise=0.03),
         staging_note=("Not staged by imaging: brain tumors are graded by the WHO classification on tissue "
                       "(histology and molecular markers), not by size on an image."),
         caveats=(

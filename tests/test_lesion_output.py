@@ -137,6 +137,8 @@ def test_lesion_metrics_measure_pointing_dice_and_erasure(tiny_breast_registry, 
     assert bool(first["pointing_strict"]) == inside
     # the toy model calls everything malignant: erasing never changes its call
     assert not cases["erase_lesion_call_lost"].any() and cases["erase_elsewhere_call_kept"].all()
+    assert not cases["erase_smooth_call_lost"].any()
     m = res.summary.set_index(["metric", "class"])["value"]
     assert m[("explain_erase_lesion_call_lost", "")] == 0.0 and m[("explain_erase_elsewhere_call_kept", "")] == 1.0
+    assert m[("explain_erase_smooth_call_lost", "")] == 0.0
     assert m[("explain_lesion_dice_median", "malignant")] == pytest.approx(cases["dice"].median())

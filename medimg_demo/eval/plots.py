@@ -118,6 +118,10 @@ def explanation_verdicts(metrics: pd.DataFrame, task_title: str) -> list[str]:
                    f"same-sized region elsewhere keeps {kept['value']:.0%}" + (
                        " - the call depends on the lesion" if lost["value"] >= 0.7 and kept["value"] >= 0.95 else
                        " - the call does not depend on the lesion alone: read it with the heatmap"))
+    smooth = rows.get("explain_erase_smooth_call_lost")
+    if smooth is not None:
+        out.append(f"lesion erasure by an in-fill no training run saw (a smooth fill from the surroundings): "
+                   f"{smooth['value']:.0%} of correct tumor calls change")
     iou = rows.get("explain_iou")
     if iou is not None:
         out.append(f"overlap: the heatmap's hot area (at least half its maximum) overlaps the lesion with IoU "

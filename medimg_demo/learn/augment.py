@@ -1,4 +1,5 @@
-"""Training augmentation from a task's :class:`~medimg_demo.tasks.AugmentSpec` (flip, affine, gamma, contrast)."""
+"""Training augmentation from a task's :class:`~medimg_demo.tasks.AugmentSpec` (flip, affine, gamma, contrast, and
+against source artefacts blur, resampling and noise)."""
 
 from __future__ import annotations
 
@@ -35,4 +36,24 @@ def apply_augment(x: torch.Tensor, spec: AugmentSpec, g: torch.Generator,
     gamma = math.exp(u(-spec.gamma, spec.gamma))
     x = x.clamp(0, 1) ** gamma
     x = (x - 0.5) * (1 + u(-spec.contrast, spec.contrast)) + 0.5 + u(-spec.brightness, spec.brightness)
-    return x.clamp(0, 1), mask
+    return _source_artefacts(x.clamp(0, 1), spec, u, g), mask
+
+
+def _source_artefacts(x: torch.Tensor, spec: AugmentSpec, u, g: torch.Generator) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """Blur, resampling and noise, each with probability 1/3 (only those the spec turns on draw random numbers)."""
+    import torch.nn.functional as F
+    import torchvision.transforms.v2.functional as TF
+
+    if spec.blur > 0 and u(0, 1) < 1 / 3:
+        sigma = u(0.3, spec.blur)
+        k = 2 * math.ceil(3 * sigma) + 1
+        x = TF.gaussian_blur(x, kernel_size=[k, k], sigma=[sigma, sigma])
+    if spec.resample > 0 and u(0, 1) < 1 / 3:
+        h, w = x.shape[-2:]
+        f = u(spec.resample, 1.0)
+        small = F.interpolate(x[None], size=(max(8, round(h * f)), max(8, round(w * f))), mode="bilinear",
+                              antialias=True, align_corners=False)
+        x = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)[0]
+    if spec.noise > 0 and u(0, 1) < 1 / 3:
+        x = x + torch.randn(x.shape, generator=g) * u(0.0, spec.noise)
+    return x.clamp(0, 1)

@@ -51,8 +51,14 @@ class TrainConfig:
     guidance_weight: float = _opt(0.0, "weight of the guidance loss: class evidence outside the annotated lesion")
     erase_lesion: float = _opt(0.0, "probability of covering the lesion in a training image (labelled no tumor)")
     erase_elsewhere: float = _opt(0.0, "probability of covering a same-sized region elsewhere (label kept)")
+    erase_infill: str = _opt("patch", "how a region is covered: a patch of the same image, or mixed (half of the time "
+                                      "the border in-fill evaluation uses)", choices=["patch", "mixed"])
+    source_artefacts: bool = _opt(False, "augment against source artefacts (blur, resampling, noise, wider scale) "
+                                         "as the task defines it (brain_mri)")
     reweight_erased: bool = _opt(False, "class weights from the labels after counterfactual covering (a covered "
                                         "lesion's image counts as no tumor)")
+    select_erasure: float = _opt(0.0, "weight of the val lesion-erasure test (call lost, calls kept elsewhere) in "
+                                      "epoch selection, beside macro F1 (0: F1 and Dice only)")
     init_from: str = _opt("", "start from this trained model's weights (a model id); new layers start fresh")
     target_layer: str = _opt("features", "layer Grad-CAM explains (written to config.json)")
     default: bool = field(default=True, metadata={"cli": False})

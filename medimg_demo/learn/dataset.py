@@ -62,6 +62,7 @@ class ManifestDataset(Dataset):
         lesions: bool = False,
         erase: tuple[float, float] = (0.0, 0.0),
         normal_label: str | None = None,
+        infill: str = "patch",
     ) -> None:
         self.frame = frame
         self.input_cfg = input_cfg
@@ -79,6 +80,7 @@ class ManifestDataset(Dataset):
         self._rng = np.random.default_rng(seed)
         self.masks = load_masks(folder, frame, input_cfg.size) if lesions else None
         self.erase = erase
+        self.infill = infill
         labels = heads.get("type", [])
         self.normal_index = labels.index(normal_label) if normal_label in labels else None
         if any(erase) and self.normal_index is None:
@@ -94,7 +96,7 @@ class ManifestDataset(Dataset):
         if self.masks is not None:
             lesion = self.masks[i].astype(bool)
             if any(self.erase):
-                img, covered, _ = counterfactual(img, lesion, self._rng, *self.erase)
+                img, covered, _ = counterfactual(img, lesion, self._rng, *self.erase, infill=self.infill)
                 if covered:
                     lesion = np.zeros_like(lesion)
                     targets["type"] = torch.tensor(self.normal_index, dtype=torch.long)

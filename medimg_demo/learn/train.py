@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import f1_score
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -35,6 +34,7 @@ from ..tasks import get_task
 from .config import TrainConfig, portable_data_path
 from .dataset import ManifestDataset, predict_logits
 from .losses import guidance_loss, lesion_loss
+from .selection import selection_score, val_dice, val_erasure, val_scores
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +60,6 @@ def _erased_weights(targets: torch.Tensor, masks: np.ndarray, normal: int, n: in
     return counts.sum() / (n * counts)
 
 
-def _val_scores(logits: dict[str, torch.Tensor], ds: ManifestDataset, weights: dict[str, torch.Tensor]) -> dict[str, float]:
-    scores: dict[str, float] = {}
-    loss = 0.0
-    for head, lg in logits.items():
-        y = ds.targets[head]
-        loss += float(F.cross_entropy(lg, y, weight=weights[head]))
-        pred = lg.argmax(1)
-        scores[f"{head}_acc"] = float((pred == y).float().mean())
-        scores[f"{head}_macro_f1"] = float(f1_score(y.numpy(), pred.numpy(), labels=list(range(lg.shape[1])),
-                                                    average="macro", zero_division=0))
-    scores["loss"] = loss
-    return scores
-
-
 def init_weights(model: TumorNet, model_id: str) -> None:
     """Start from a trained model's weights (same architecture and heads); layers it lacks (a new lesion head) keep
     their fresh initialisation."""
@@ -89,18 +75,6 @@ def init_weights(model: TumorNet, model_id: str) -> None:
         raise ValueError(f"--init-from {model_id}: {len(skipped)} tensors do not fit this architecture (e.g. {skipped[0]}).")
     model.load_state_dict(fixed, strict=False)
     log.info("Initialised from %s (%d tensors; %d new)", model_id, len(fixed), len(own) - len(fixed))
-
-
-def _val_dice(probs: torch.Tensor, masks: np.ndarray) -> float:
-    """Median Dice of the val images with a lesion, the head's map upsampled to the input size, cut at 0.5."""
-    up = F.interpolate(probs, size=masks.shape[-2:], mode="bilinear", align_corners=False)[:, 0] > 0.5
-    gt = torch.from_numpy(masks.astype(bool))
-    has = gt.flatten(1).any(1)
-    if not bool(has.any()):
-        return 0.0
-    inter = (up & gt).flatten(1).sum(1).float()
-    dice = 2 * inter / (up.flatten(1).sum(1) + gt.flatten(1).sum(1)).clamp(min=1).float()
-    return float(dice[has].median())
 
 
 def train(cfg: TrainConfig) -> ModelConfig:
@@ -136,8 +110,14 @@ def train(cfg: TrainConfig) -> ModelConfig:
     if cfg.lesion and lesion_column not in df.columns:
         raise ValueError(f"--lesion needs lesion annotations: the {cfg.task} manifest has no mask or bbox_xywh_norm column.")
     log.info("Decoding %d train and %d val images at %dpx", len(train_df), len(val_df), cfg.size)
-    train_ds = ManifestDataset(folder, train_df, heads, input_cfg, augment=spec.augment, seed=cfg.seed, desc="decode train",
-                               lesions=cfg.lesion, erase=(cfg.erase_lesion, cfg.erase_elsewhere), normal_label=spec.normal_label)
+    augment = spec.augment
+    if cfg.source_artefacts:
+        if spec.artefact_augment is None:
+            raise ValueError(f"--source-artefacts: task {cfg.task!r} defines no artefact augmentation (tasks.py).")
+        augment = spec.artefact_augment
+    train_ds = ManifestDataset(folder, train_df, heads, input_cfg, augment=augment, seed=cfg.seed, desc="decode train",
+                               lesions=cfg.lesion, erase=(cfg.erase_lesion, cfg.erase_elsewhere), normal_label=spec.normal_label,
+                               infill=cfg.erase_infill)
     val_ds = ManifestDataset(folder, val_df, heads, input_cfg, augment=None, desc="decode val", lesions=cfg.lesion)
     taps = DEFAULT_TAPS if cfg.lesion else None
     model = TumorNet(cfg.arch, heads, pretrained=cfg.pretrained, drop_rate=cfg.drop_rate, lesion_taps=taps)
@@ -220,17 +200,19 @@ def train(cfg: TrainConfig) -> ModelConfig:
         # Select in the precision the app serves (fp32): bf16 val scores differed by up to 0.04 accuracy.
         val_logits = predict_logits(model, val_ds, bf16=cfg.bf16 and cfg.select_bf16, lesion=cfg.lesion)
         val_lesion = val_logits.pop("lesion", None)
-        scores = _val_scores(val_logits, val_ds, weights)
+        scores = val_scores(val_logits, val_ds, weights)
         if val_lesion is not None and val_ds.masks is not None:
-            scores["lesion_dice"] = _val_dice(val_lesion, val_ds.masks)
-        # Selection on val: macro F1 of the type head (plus a tenth of the lesion Dice), ties broken by lower val loss.
-        score = scores["type_macro_f1"] + 0.1 * scores.get("lesion_dice", 0.0) - 1e-4 * scores["loss"]
+            scores["lesion_dice"] = val_dice(val_lesion, val_ds.masks)
+        if cfg.select_erasure > 0:
+            scores.update(val_erasure(model, val_ds, val_logits["type"], seed=cfg.seed))
+        score = selection_score(scores, cfg.select_erasure)  # macro F1 (+ Dice, + erasure test where asked)
         row = {"epoch": epoch + 1, "warmup": warm, "train_loss": running / max(seen, 1), **scores, "seconds": round(time.time() - t0, 1)}
         history.append(row)
         log.info(
-            "epoch %d/%d train_loss %.3f val_loss %.3f val_acc %.3f val_macro_f1 %.3f val_lesion_dice %s",
+            "epoch %d/%d train_loss %.3f val_loss %.3f val_acc %.3f val_macro_f1 %.3f val_lesion_dice %s%s",
             epoch + 1, total_epochs, row["train_loss"], scores["loss"], scores["type_acc"], scores["type_macro_f1"],
             f"{scores['lesion_dice']:.3f}" if "lesion_dice" in scores else "-",
+            "".join(f" val_{k} {scores[k]:.3f}" for k in ("erase_lost", "elsewhere_kept") if k in scores),
         )
         if score > best["score"]:
             best = {"score": score, "epoch": epoch + 1, **scores}

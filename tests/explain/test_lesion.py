@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from medimg_demo.explain.lesion import (erase, largest_component, longest_diameter, mask_from_probs, measure, outline,
+from medimg_demo.explain.lesion import (erase, erase_smooth, largest_component, longest_diameter, mask_from_probs, measure, outline,
                                         peak_xy, region_elsewhere)
 from medimg_demo.learn.counterfactual import counterfactual, cover
 from medimg_demo.tasks import BREAST_T_BY_SIZE, get_task
@@ -83,6 +83,17 @@ def test_erase_infills_from_the_border_and_leaves_the_rest() -> None:
     assert np.array_equal(out[~region], img[~region])
 
 
+def test_smooth_erase_fills_from_the_surroundings_with_their_texture_and_leaves_the_rest() -> None:
+    img = (0.3 + 0.05 * np.random.default_rng(2).standard_normal((60, 80))).astype(np.float32)
+    region = _rect()
+    img[region] = 1.0
+    out = erase_smooth(img, region)
+    assert abs(float(out[region].mean()) - 0.3) < 0.03  # the bright lesion is gone
+    assert 0.005 < float(out[region].std()) < 0.05  # with some texture, not a flat patch
+    assert np.array_equal(out[~region], img[~region])
+    assert not np.array_equal(out[region], erase(img, region)[region])  # a different in-fill from the border one
+
+
 def test_region_elsewhere_has_the_same_shape_and_keeps_away() -> None:
     region = _rect(h=100, w=100)
     moved = region_elsewhere(region, np.random.default_rng(0))
@@ -104,6 +115,12 @@ def test_counterfactual_cover_changes_the_lesion_box_only() -> None:
     assert covered and changed
     same, covered, changed = counterfactual(img, np.zeros_like(lesion), rng, 1.0, 0.0)
     assert not covered and not changed and same is img
+    fills = [counterfactual(img, lesion, np.random.default_rng(s), 1.0, 0.0, infill="mixed")[0] for s in range(12)]
+    assert all(f[lesion].mean() < 0.5 for f in fills)
+    border = [f for f in fills if np.array_equal(f[:10], img[:10]) and f[lesion].std() < 0.05]  # smooth in-fill
+    assert 0 < len(border) < len(fills)  # both methods drawn
+    with pytest.raises(ValueError, match="in-fill"):
+        counterfactual(img, lesion, rng, 1.0, 0.0, infill="paint")
 
 
 def test_heatmap_peak_is_x_then_y() -> None:
