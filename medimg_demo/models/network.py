@@ -57,12 +57,12 @@ class TumorNet(nn.Module):
             x = block(x)
             if i in self.lesion_taps:
                 taps.append(x)
+        features = self.features(b.bn2(b.conv_head(x)))
         if self.training:
-            return self.features(b.bn2(b.conv_head(x))), self.lesion(taps)
+            return features, self.lesion(taps)
         # Inference: nothing differentiates the lesion map (Grad-CAM runs on the class), so skip its autograd graph.
         with torch.no_grad():
-            lesion = self.lesion([t.detach() for t in taps])
-        return self.features(b.bn2(b.conv_head(x))), lesion
+            return features, self.lesion([t.detach() for t in taps])
 
     def pooled(self, feature_map: torch.Tensor) -> torch.Tensor:
         """Feature map -> pooled features (N, C), before any head."""
