@@ -55,7 +55,7 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         "one linear head per output; grayscale input repeated to 3 channels.",
         f"- Input: {cfg.input.size[0]}x{cfg.input.size[1]} px, mean {list(cfg.input.mean)}, std {list(cfg.input.std)}.",
         f"- Weights: `weights.safetensors` ({raw.get('weights', {}).get('dtype', 'float16')}), sha256 `{cfg.weights_sha256}`.",
-        f"- Calibration: temperature scaling fitted on `val`: {cfg.temperature}.",
+        _calibration_line(cfg),
         f"- Grad-CAM target layer: `{cfg.target_layer}`.",
         *([f"- Lesion head: FPN-style decoder on backbone blocks {list(cfg.lesion.taps)} ({cfg.lesion.channels} channels), "
            f"trained with Dice + BCE on the data set's lesion annotations; a pixel is lesion above probability "
@@ -72,8 +72,9 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         "",
         "## Training and evaluation data",
         cfg.data_source or "See the data set's README.",
-        "Trained on `train`, model selection, early stopping and temperature on `val`, reported on `"
-        + split + f"` ({n_images} images).",
+        ("Trained on `train`, model selection and early stopping on `val`, temperature on out-of-fold `train` + `val`"
+         if raw.get("calibration") else "Trained on `train`, model selection, early stopping and temperature on `val`")
+        + ", reported on `" + split + f"` ({n_images} images).",
         "",
         f"## Metrics on `{split}` (95% bootstrap intervals, 1000 resamples of cases)",
         "| metric | value [95% CI] |",
@@ -118,11 +119,24 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         f"Selected epoch {raw.get('selected_epoch')}; training took {raw.get('training_seconds')} s on 2 CPU cores (torch {raw.get('torch')}).",
         "```bash",
         cmd,
+        *([f"python -m medimg_demo calibrate --model {cfg.id} --folds {raw['calibration']['folds']} --write",
+           f"python -m medimg_demo gate --model {cfg.id}"] if raw.get("calibration") else []),
         eval_command,
         "```",
         "",
     ]
     return "\n".join(lines)
+
+
+def _calibration_line(cfg: ModelConfig) -> str:
+    cal = cfg.raw.get("calibration")
+    if not cal:
+        return f"- Calibration: temperature scaling fitted on `val`: {cfg.temperature}."
+    return (f"- Calibration: temperature scaling {cfg.temperature}, fitted (NLL) on {cal['cases']} cases: out-of-fold "
+            f"predictions of {cal['folds']} models trained by this model's own recipe on folds of `train` (accuracy "
+            f"{cal['oof_type_accuracy']:.3f}) plus this model on `val` (accuracy {cal['val_type_accuracy']:.3f}). "
+            f"`val` alone would give {cal['val_only_temperature']}. Fold models' val accuracy: "
+            f"{cal.get('fold_val_type_accuracy', [])}.")
 
 
 def write(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, eval_command: str) -> Path:

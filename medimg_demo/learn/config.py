@@ -59,6 +59,9 @@ class TrainConfig:
                                         "lesion's image counts as no tumor)")
     select_erasure: float = _opt(0.0, "weight of the val lesion-erasure test (call lost, calls kept elsewhere) in "
                                       "epoch selection, beside macro F1 (0: F1 and Dice only)")
+    distill_from: str = _opt("", "a trained model id (same type labels and input) whose softened type probabilities "
+                                 "the model follows on images whose lesion is not covered (knowledge distillation)")
+    distill_weight: float = _opt(0.0, "weight of the distillation term (with --distill-from)")
     init_from: str = _opt("", "start from this trained model's weights (a model id); new layers start fresh")
     target_layer: str = _opt("features", "layer Grad-CAM explains (written to config.json)")
     default: bool = field(default=True, metadata={"cli": False})

@@ -48,7 +48,8 @@ def load_masks(folder: Path, frame: pd.DataFrame, size: tuple[int, int]) -> np.n
 class ManifestDataset(Dataset):
     """Images of one split, decoded once, with integer targets per head; with ``lesions``, the annotated lesion
     masks too (target ``"mask"``), and with ``erase`` = (p lesion, p elsewhere) counterfactual images (see
-    ``counterfactual``) whose covered lesion turns the type target into ``normal_label``."""
+    ``counterfactual``) whose covered lesion turns the type target into ``normal_label`` (target ``"covered"``
+    says so, for distillation)."""
 
     def __init__(
         self,
@@ -97,6 +98,7 @@ class ManifestDataset(Dataset):
             lesion = self.masks[i].astype(bool)
             if any(self.erase):
                 img, covered, _ = counterfactual(img, lesion, self._rng, *self.erase, infill=self.infill)
+                targets["covered"] = torch.tensor(bool(covered))
                 if covered:
                     lesion = np.zeros_like(lesion)
                     targets["type"] = torch.tensor(self.normal_index, dtype=torch.long)

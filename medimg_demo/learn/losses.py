@@ -6,6 +6,8 @@
   must peak on the annotated lesion. For a head that average-pools the last feature map and applies a linear layer,
   that evidence map is exactly the class activation map (and Grad-CAM at that layer, up to ReLU and a constant), so
   it costs one einsum and no second backward.
+- ``distill_loss`` (Hinton et al., 2015): the type head follows a teacher's softened probabilities on the images
+  whose label the counterfactual covering left alone, so grounding the call need not cost the teacher's accuracy.
 """
 
 from __future__ import annotations
@@ -48,3 +50,14 @@ def guidance_loss(features: torch.Tensor, weight: torch.Tensor, target: torch.Te
     p = torch.softmax(cam.flatten(1), dim=1)
     on_lesion = (p * w.flatten(1)).sum(1)
     return -torch.log(on_lesion[has] + 1e-6).mean()
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, keep: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    """KL(teacher || student) of the softened type probabilities, times T^2, averaged over the ``keep`` images
+    (N,) bool: those whose lesion was not covered; zero if there are none."""
+    if not bool(keep.any()):
+        return student.sum() * 0.0
+    t = temperature
+    log_s = F.log_softmax(student[keep].float() / t, dim=1)
+    log_t = F.log_softmax(teacher[keep].float() / t, dim=1)
+    return F.kl_div(log_s, log_t, log_target=True, reduction="batchmean") * t * t

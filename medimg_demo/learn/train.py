@@ -2,7 +2,8 @@
 
 Recipe: class-weighted cross-entropy per head; warm-up epochs with the backbone frozen (heads
 only), then full fine-tuning with a lower backbone learning rate and a cosine schedule; model
-selection and early stopping on the ``val`` split; temperature scaling fitted on ``val``.
+selection and early stopping on the ``val`` split; temperature scaling fitted on ``val``. Optionally a lesion head,
+guidance and counterfactual terms, and distillation from a trained teacher (see ``losses``).
 channels_last memory; bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX), fp32 otherwise or with ``--no-bf16``.
 """
 
@@ -33,7 +34,7 @@ from ..models.weights import load_checkpoint, save_checkpoint, sha256_file
 from ..tasks import get_task
 from .config import TrainConfig, portable_data_path
 from .dataset import ManifestDataset, predict_logits
-from .losses import guidance_loss, lesion_loss
+from .losses import distill_loss, guidance_loss, lesion_loss
 from .selection import selection_score, val_dice, val_erasure, val_scores
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,28 @@ def init_weights(model: TumorNet, model_id: str) -> None:
     log.info("Initialised from %s (%d tensors; %d new)", model_id, len(fixed), len(own) - len(fixed))
 
 
-def train(cfg: TrainConfig) -> ModelConfig:
-    """Fine-tune, select on val, calibrate on val, and write the model folder. Returns its config."""
+def load_teacher(model_id: str, type_labels: list[str], input_cfg: InputConfig) -> torch.nn.Module:
+    """A trained model to distil from, in eval mode; it must share the type labels and the input normalisation."""
+    from ..models.network import load_model
+    from ..models.registry import get_model
+
+    tcfg = get_model(model_id)
+    if tcfg.type_labels != type_labels or tuple(tcfg.input.size) != tuple(input_cfg.size) \
+            or tuple(tcfg.input.mean) != tuple(input_cfg.mean) or tuple(tcfg.input.std) != tuple(input_cfg.std):
+        raise ValueError(f"--distill-from {model_id}: its labels {tcfg.type_labels} or input ({tcfg.input.size}, mean "
+                         f"{tcfg.input.mean}, std {tcfg.input.std}) differ from this run's {type_labels} "
+                         f"({input_cfg.size}, mean {input_cfg.mean}, std {input_cfg.std}).")
+    teacher = load_model(tcfg).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    log.info("Distilling from %s", model_id)
+    return teacher.to(memory_format=torch.channels_last)
+
+
+def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfig:
+    """Fine-tune, select on val, calibrate on val, and write the model folder. Returns its config.
+
+    ``exclude``: train images (manifest ``image`` paths) left out, e.g. a cross-validation fold."""
     seed_everything(cfg.seed)
     if cfg.bf16 and not bf16_supported():
         log.warning("This CPU has no native bf16 (AVX512-BF16/AMX): training in fp32, which is faster here")
@@ -86,6 +107,8 @@ def train(cfg: TrainConfig) -> ModelConfig:
     cfg.model_id = cfg.model_id or f"{cfg.task}.{cfg.arch}_v1"
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if bool(cfg.distill_from) != (cfg.distill_weight > 0):
+        raise ValueError("--distill-from and --distill-weight go together: give a teacher model and a weight above 0.")
     folder = resolve_data_dir(cfg.data or None, cfg.task)
     df = read_manifest(folder)
     heads: dict[str, list[str]] = {"type": sorted(df["label"].unique().tolist())}
@@ -102,6 +125,11 @@ def train(cfg: TrainConfig) -> ModelConfig:
         interpolation="bilinear",
     )
     train_df = split_frame(df, "train")
+    if exclude:
+        unknown = set(exclude) - set(train_df["image"])
+        if unknown:
+            raise ValueError(f"{len(unknown)} images to leave out are not in train (e.g. {sorted(unknown)[0]}).")
+        train_df = train_df[~train_df["image"].isin(exclude)].reset_index(drop=True)
     if cfg.max_train:
         train_df = train_df.sample(n=min(cfg.max_train, len(train_df)), random_state=cfg.seed).reset_index(drop=True)
     val_df = split_frame(df, "val")
@@ -124,6 +152,7 @@ def train(cfg: TrainConfig) -> ModelConfig:
     if cfg.init_from:
         init_weights(model, cfg.init_from)
     model = model.to(memory_format=torch.channels_last)  # faster on CPU in fp32 and bf16 alike
+    teacher = load_teacher(cfg.distill_from, heads["type"], input_cfg) if cfg.distill_from else None
     weights = {h: _class_weights(train_ds.targets[h], len(labels)) for h, labels in heads.items()}
     if cfg.reweight_erased and cfg.erase_lesion > 0 and train_ds.masks is not None and train_ds.normal_index is not None:
         # the class weights follow the labels the model will see: a covered lesion's image counts as no tumor
@@ -186,6 +215,11 @@ def train(cfg: TrainConfig) -> ModelConfig:
             )
             if lesion_logits is not None:  # from the first epoch; it reaches the backbone after the warm-up
                 loss = loss + cfg.lesion_weight * lesion_loss(lesion_logits, ys["mask"])[0]
+            if teacher is not None:
+                with torch.no_grad():
+                    t_logits = teacher(x)["type"]
+                keep = ~ys["covered"] if "covered" in ys else torch.ones(len(x), dtype=torch.bool)
+                loss = loss + cfg.distill_weight * distill_loss(logits["type"], t_logits, keep)
             if cfg.guidance_weight > 0 and "mask" in ys:
                 w_type = model.heads["head_type"].weight
                 loss = loss + cfg.guidance_weight * guidance_loss(feats, w_type, ys["type"], ys["mask"])

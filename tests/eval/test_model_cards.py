@@ -45,3 +45,45 @@ def test_card_command_reproduces_the_training_configuration(tmp_path) -> None:
             if key in ("data", "out_dir", "heads"):
                 continue
             assert parsed[key] == value, (cfg.id, key, parsed[key], value)
+
+
+def test_cross_validated_temperature_is_stated_and_reproducible() -> None:
+    """A model whose temperature came from ``calibrate`` says so, with the val-only figure, and its card prints the
+    command; the pinned temperature is the one in the record's config."""
+    from medimg_demo.cli import build_parser
+
+    for cfg in list_models():
+        cal = cfg.raw.get("calibration")
+        card = (cfg.folder / "MODEL_CARD.md").read_text()
+        if not cal:
+            assert "temperature scaling fitted on `val`" in card, cfg.id
+            continue
+        assert f"fitted (NLL) on {cal['cases']} cases" in card and str(cal["val_only_temperature"]) in card, cfg.id
+        line = next(ln for ln in card.splitlines() if ln.startswith("python -m medimg_demo calibrate "))
+        args = build_parser().parse_args(line.split()[3:])
+        assert args.model == cfg.id and args.folds == cal["folds"] and args.write
+        assert set(cfg.temperature) == set(cal["val_only_temperature"]) == set(cfg.heads)
+
+
+def test_card_states_a_cross_validated_temperature() -> None:
+    """render() with a calibration record: the sentence, the val-only figure, the fold accuracies and the commands."""
+    import dataclasses
+
+    import pandas as pd
+
+    from medimg_demo.eval.card import render
+
+    cfg = next(m for m in list_models() if m.task == "lung_ct")
+    cal = {"method": "m", "folds": 3, "cases": 592, "oof_type_accuracy": 0.93, "val_type_accuracy": 0.965,
+           "val_only_temperature": {"type": 0.31}, "fold_val_type_accuracy": [0.95, 0.94, 0.96]}
+    fake = dataclasses.replace(cfg, temperature={"type": 0.42}, raw={**cfg.raw, "calibration": cal})
+    metrics = pd.read_csv(cfg.folder / "metrics" / "metrics.csv", keep_default_na=False, na_values=[""])
+    card = render(fake, metrics, "test", 125, "python -m medimg_demo evaluate")
+    assert "temperature scaling {'type': 0.42}, fitted (NLL) on 592 cases" in card
+    assert "`val` alone would give {'type': 0.31}" in card and "[0.95, 0.94, 0.96]" in card
+    assert "temperature on out-of-fold `train` + `val`" in card
+    lines = card.splitlines()
+    i = lines.index(f"python -m medimg_demo calibrate --model {cfg.id} --folds 3 --write")
+    assert lines[i + 1] == f"python -m medimg_demo gate --model {cfg.id}"
+    plain = render(cfg, metrics, "test", 125, "python -m medimg_demo evaluate")
+    assert "calibrate --model" not in plain and "temperature scaling fitted on `val`" in plain
