@@ -63,6 +63,9 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
           if cfg.lesion is not None else []),
         *([f"- Initialised from `{training['init_from']}` (its training command is in its card, in the git history), "
            "then trained with the command under Reproduce."] if training.get("init_from") else []),
+        *([f"- Distilled from `{training['distill_from']}` (weight {training.get('distill_weight')}, temperature 2) on "
+           "the training images whose lesion was not covered: its softened type probabilities are a second target."]
+          if training.get("distill_from") else []),
         "",
         "## Intended use",
         "- Research and teaching demos, and structured feedback sessions with clinicians about model behaviour.",

@@ -22,6 +22,8 @@ def test_cards_and_bundled_metrics() -> None:
         assert f"{acc['value']:.3f}" in card  # the card shows the measured figure
         cases = pd.read_csv(cfg.folder / "metrics" / "cases.csv")
         assert abs((cases["pred"] == cases["label"]).mean() - acc["value"]) < 1e-9
+        teacher = cfg.raw.get("training", {}).get("distill_from")
+        assert (f"Distilled from `{teacher}`" in card) == bool(teacher), cfg.id
     lung = [m for m in models if m.task == "lung_ct"][0]
     assert "through the type" in (lung.folder / "MODEL_CARD.md").read_text()
 
