@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dry-run", action="store_true", help="print the files to upload, one per line; no network")
     d.set_defaults(func=_cmd_deploy)
     from .batch.cli import add_commands  # batch, export-onnx
-    from .learn.commands import add_commands as add_learn_commands  # calibrate
+    from .learn.cli import add_commands as add_learn_commands  # calibrate
 
     add_commands(sub)
     add_learn_commands(sub)

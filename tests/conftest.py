@@ -43,6 +43,27 @@ def gradient(h: int = 64, w: int = 80) -> np.ndarray:
     return np.clip(img, 0, 1)
 
 
+def two_class_set(root: Path, n_per_class: int = 12, noise: int = 60, square: int = 230, seed: int = 0) -> None:
+    """A toy manifest set: two classes that differ by a bright square's side (left vs right), 48 px, over noise;
+    ``n_per_class`` train and 4 val images per class."""
+    import pandas as pd
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for split, n in (("train", n_per_class), ("val", 4)):
+        for label in ("left", "right"):
+            for i in range(n):
+                arr = (rng.random((48, 48)) * noise).astype(np.uint8)
+                c = 12 if label == "left" else 36
+                arr[18:30, c - 6 : c + 6] = square
+                name = f"images/{split}_{label}_{i}.png"
+                Image.fromarray(arr).save(root / name)
+                rows.append({"image": name, "label": label, "split": split})
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+
+
 def dicom_bytes(
     pixels: np.ndarray,
     *,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import two_class_set
 from medimg_demo.learn.cv_calibrate import cross_val_temperature, fold_assignment, near_duplicate_groups, recipe, write_calibration
 from medimg_demo.learn.train import TrainConfig, train
 
@@ -48,21 +49,7 @@ def test_folds_keep_groups_together_and_stratify() -> None:
 
 def _toy(root) -> None:
     """Two classes (bright square left or right) with noise that makes a few training calls hard."""
-    import pandas as pd
-
-    (root / "images").mkdir(parents=True)
-    rng = np.random.default_rng(1)
-    rows = []
-    for split, n in (("train", 12), ("val", 4)):
-        for label in ("left", "right"):
-            for i in range(n):
-                arr = (rng.random((48, 48)) * 120).astype(np.uint8)
-                c = 12 if label == "left" else 36
-                arr[18:30, c - 6:c + 6] = 160
-                name = f"images/{split}_{label}_{i}.png"
-                Image.fromarray(arr).save(root / name)
-                rows.append({"image": name, "label": label, "split": split})
-    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    two_class_set(root, noise=120, square=160, seed=1)
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import two_class_set
 from medimg_demo.models.calibrate import fit_temperature
 from medimg_demo.models.network import load_model
 from medimg_demo.learn.train import TrainConfig, train
@@ -17,19 +18,7 @@ from medimg_demo.learn.train import TrainConfig, train
 
 def _synthetic_set(root, n_per_class: int = 12):
     """Two classes that differ by a bright square's side (left vs right)."""
-    (root / "images").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    rows = []
-    for split, n in (("train", n_per_class), ("val", 4)):
-        for label in ("left", "right"):
-            for i in range(n):
-                arr = (rng.random((48, 48)) * 60).astype(np.uint8)
-                c = 12 if label == "left" else 36
-                arr[18:30, c - 6 : c + 6] = 230
-                name = f"images/{split}_{label}_{i}.png"
-                Image.fromarray(arr).save(root / name)
-                rows.append({"image": name, "label": label, "split": split})
-    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    two_class_set(root, n_per_class)
 
 
 @pytest.mark.slow
