@@ -63,6 +63,12 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
           if cfg.lesion is not None else []),
         *([f"- Initialised from `{training['init_from']}` (its training command is in its card, in the git history), "
            "then trained with the command under Reproduce."] if training.get("init_from") else []),
+        *([f"- Only the lesion head was trained (`--lesion-only`): the backbone, the classifier and its calibration are "
+           f"`{training.get('init_from')}`'s, tensor for tensor, so its calls, heatmaps and erasure test are too."]
+          if training.get("lesion_only") else []),
+        *([f"- Box-projection term (Tian et al., BoxInst 2021; weight {training['projection_weight']}): the lesion map's "
+           "row and column maxima follow the annotation's, so the predicted extent is trained to be the box's."]
+          if training.get("projection_weight") else []),
         *([f"- Distilled from `{training['distill_from']}` (weight {training.get('distill_weight')}, temperature 2) on "
            "the training images whose lesion was not covered: its softened type probabilities are a second target."]
           if training.get("distill_from") else []),

@@ -22,8 +22,8 @@ import pandas as pd
 from scipy import ndimage
 from tqdm import tqdm
 
-from ..explain.lesion import (anatomy, annotation_mask, erase, erase_smooth, longest_diameter, mask_from_probs,
-                              peak_xy, region_elsewhere)
+from ..explain.lesion import (anatomy, annotation_mask, box_iou, erase, erase_smooth, longest_diameter, mask_box,
+                              mask_from_probs, peak_xy, region_elsewhere)
 from ..imaging.decode import read_file
 from ..imaging.study import Study
 from ..models.config import ModelConfig
@@ -39,22 +39,6 @@ TOLERANCE_PX = 15
 class LesionResult:
     per_case: pd.DataFrame
     summary: pd.DataFrame  # metric, class, value, ci_low, ci_high
-
-
-def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    ys, xs = np.nonzero(mask)
-    return None if not len(ys) else (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-
-
-def box_iou(a: tuple[int, int, int, int] | None, b: tuple[int, int, int, int] | None) -> float:
-    """IoU of two boxes (x0, y0, x1, y1); 0 when either is missing."""
-    if a is None or b is None:
-        return 0.0
-    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union else 0.0
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -93,10 +77,10 @@ def evaluate_lesions(cfg: ModelConfig, folder: Path, frame: pd.DataFrame, seed: 
             probs = _lesion_map(pred, study)
             predicted = mask_from_probs(probs, gt.shape, cfg.lesion.threshold)
             rec["dice"] = dice(predicted, gt)
-            rec["box_iou"] = box_iou(_bbox(predicted), _bbox(gt))
+            rec["box_iou"] = box_iou(mask_box(predicted), mask_box(gt))
             spacing = _spacing(row, study)
             if spacing is not None and spec.lesion_column == "bbox_xywh_norm":
-                b = _bbox(gt)
+                b = mask_box(gt)
                 assert b is not None
                 truth = max((b[2] - b[0]) * spacing[1], (b[3] - b[1]) * spacing[0])
                 rec["diameter_error_mm"] = abs(longest_diameter(predicted, spacing) - truth) if predicted.any() else truth

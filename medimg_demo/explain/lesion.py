@@ -190,6 +190,23 @@ def region_elsewhere(region: np.ndarray, rng: np.random.Generator, tries: int = 
     return None
 
 
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of a boolean mask's pixels (x1, y1 exclusive); None when it is empty."""
+    ys, xs = np.nonzero(mask)
+    return None if not len(ys) else (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+
+
+def box_iou(a: tuple[int, int, int, int] | None, b: tuple[int, int, int, int] | None) -> float:
+    """IoU of two boxes (x0, y0, x1, y1); 0 when either is missing."""
+    if a is None or b is None:
+        return 0.0
+    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
 def mask_from_probs(probs: np.ndarray, shape: tuple[int, int], threshold: float = 0.5) -> np.ndarray:
     """The lesion head's probability map (h, w) -> the largest lesion component as a boolean mask of ``shape`` (H, W),
     upsampled bilinearly before the cut so the outline is not blocky."""

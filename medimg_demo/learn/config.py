@@ -49,6 +49,10 @@ class TrainConfig:
     lesion: bool = _opt(False, "train a lesion head on the data set's lesion masks or boxes (breast_us, brain_mri)")
     lesion_weight: float = _opt(1.0, "weight of the lesion head's loss (BCE + Dice)")
     guidance_weight: float = _opt(0.0, "weight of the guidance loss: class evidence outside the annotated lesion")
+    projection_weight: float = _opt(0.0, "weight of the box-projection loss (BoxInst): the lesion map's row and column "
+                                         "maxima follow the annotation's, so the lesion's extent is the box's")
+    lesion_only: bool = _opt(False, "train only the lesion head of the --init-from model; its classifier, its calibration "
+                                    "and the backbone stay as they are (epochs selected on val box hits or Dice)")
     erase_lesion: float = _opt(0.0, "probability of covering the lesion in a training image (labelled no tumor)")
     erase_elsewhere: float = _opt(0.0, "probability of covering a same-sized region elsewhere (label kept)")
     erase_infill: str = _opt("patch", "how a region is covered: a patch of the same image, or mixed (half of the time "

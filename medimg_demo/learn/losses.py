@@ -6,6 +6,9 @@
   must peak on the annotated lesion. For a head that average-pools the last feature map and applies a linear layer,
   that evidence map is exactly the class activation map (and Grad-CAM at that layer, up to ReLU and a constant), so
   it costs one einsum and no second backward.
+- ``projection_loss`` (Tian et al., BoxInst, CVPR 2021): the lesion map's column and row maxima must match the
+  annotation's, i.e. the predicted lesion's extent is the annotated box's. Box-derived masks tell the head where the
+  box is, not which pixels in it are tumor; this term trains exactly what a box gives.
 - ``distill_loss`` (Hinton et al., 2015): the type head follows a teacher's softened probabilities on the images
   whose label the counterfactual covering left alone, so grounding the call need not cost the teacher's accuracy.
 """
@@ -29,6 +32,21 @@ def lesion_loss(logits: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor,
     denom = (p.flatten(1).sum(1) + target.flatten(1).sum(1))[has]
     dice = (2 * inter + 1.0) / (denom + 1.0)
     return bce + (1 - dice).mean(), dice.mean().detach()
+
+
+def _dice_1d(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return 1 - (2 * (a * b).sum(-1) + 1) / ((a * a).sum(-1) + (b * b).sum(-1) + 1)
+
+
+def projection_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(N, 1, h, w) logits, (N, 1, H, W) mask -> Dice loss of the x and y max-projections (BoxInst), averaged over
+    the images with a lesion (zero when there is none; BCE in ``lesion_loss`` covers lesion-free images)."""
+    target = F.adaptive_avg_pool2d(mask, logits.shape[-2:])[:, 0]
+    has = target.flatten(1).sum(1) > 0
+    if not bool(has.any()):
+        return logits.sum() * 0.0
+    p, t = torch.sigmoid(logits.float())[has, 0], target[has]
+    return (_dice_1d(p.amax(-2), t.amax(-2)) + _dice_1d(p.amax(-1), t.amax(-1))).mean()
 
 
 def guidance_loss(features: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import f1_score
 
-from ..explain.lesion import anatomy, erase, region_elsewhere
+from ..explain.lesion import anatomy, box_iou, erase, largest_component, mask_box, region_elsewhere
 from ..models.preprocess import normalize
 from .dataset import ManifestDataset
 
@@ -43,6 +43,15 @@ def val_dice(probs: torch.Tensor, masks: np.ndarray) -> float:
     inter = (up & gt).flatten(1).sum(1).float()
     dice = 2 * inter / (up.flatten(1).sum(1) + gt.flatten(1).sum(1)).clamp(min=1).float()
     return float(dice[has].median())
+
+
+def val_box_hits(probs: torch.Tensor, masks: np.ndarray) -> float:
+    """Share of the val images with an annotated box whose predicted lesion (largest component of the map upsampled
+    to the input size and cut at 0.5, as the app draws it) has a box of IoU >= 0.5 with it."""
+    up = F.interpolate(probs, size=masks.shape[-2:], mode="bilinear", align_corners=False)[:, 0].numpy() > 0.5
+    hits = [box_iou(mask_box(largest_component(p)), mask_box(g)) >= 0.5
+            for p, g in zip(up, masks.astype(bool)) if g.any()]
+    return float(np.mean(hits)) if hits else 0.0
 
 
 @torch.no_grad()
@@ -83,6 +92,12 @@ def val_erasure(model: torch.nn.Module, ds: ManifestDataset, type_logits: torch.
     if other_idx:
         scores["elsewhere_kept"] = float((calls(other_imgs) == pred[other_idx]).float().mean())
     return scores
+
+
+def lesion_score(scores: dict[str, float]) -> float:
+    """Epoch selection when only the lesion head trains: the val box hits where the annotations are boxes, else the
+    median Dice."""
+    return scores.get("lesion_box_hits", scores.get("lesion_dice", 0.0))
 
 
 def selection_score(scores: dict[str, float], erasure_weight: float) -> float:

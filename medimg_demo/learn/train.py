@@ -3,7 +3,8 @@
 Recipe: class-weighted cross-entropy per head; warm-up epochs with the backbone frozen (heads
 only), then full fine-tuning with a lower backbone learning rate and a cosine schedule; model
 selection and early stopping on the ``val`` split; temperature scaling fitted on ``val``. Optionally a lesion head,
-guidance and counterfactual terms, and distillation from a trained teacher (see ``losses``).
+guidance, box-projection and counterfactual terms, distillation from a trained teacher (see ``losses``), or
+only the lesion head of a trained model (``--lesion-only``).
 channels_last memory; bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX), fp32 otherwise or with ``--no-bf16``.
 """
 
@@ -34,8 +35,9 @@ from ..models.weights import load_checkpoint, save_checkpoint, sha256_file
 from ..tasks import get_task
 from .config import TrainConfig, portable_data_path
 from .dataset import ManifestDataset, predict_logits
-from .losses import distill_loss, guidance_loss, lesion_loss
-from .selection import selection_score, val_dice, val_erasure, val_scores
+from .losses import distill_loss, guidance_loss, lesion_loss, projection_loss
+from .selection import lesion_score, selection_score, val_box_hits, val_dice, val_erasure, val_scores
+from .start import init_weights, load_teacher
 
 log = logging.getLogger(__name__)
 
@@ -59,41 +61,6 @@ def _erased_weights(targets: torch.Tensor, masks: np.ndarray, normal: int, n: in
     counts = (counts - moved).clamp(min=1)
     counts[normal] += float(moved.sum())
     return counts.sum() / (n * counts)
-
-
-def init_weights(model: TumorNet, model_id: str) -> None:
-    """Start from a trained model's weights (same architecture and heads); layers it lacks (a new lesion head) keep
-    their fresh initialisation."""
-    from ..models.registry import get_model
-    from safetensors.torch import load_file
-
-    cfg = get_model(model_id)
-    tensors = load_file(str(cfg.weights_path))
-    own = model.state_dict()
-    fixed = {k: v.to(own[k].dtype) for k, v in tensors.items() if k in own and own[k].shape == v.shape}
-    skipped = sorted(set(tensors) - set(fixed))
-    if skipped:
-        raise ValueError(f"--init-from {model_id}: {len(skipped)} tensors do not fit this architecture (e.g. {skipped[0]}).")
-    model.load_state_dict(fixed, strict=False)
-    log.info("Initialised from %s (%d tensors; %d new)", model_id, len(fixed), len(own) - len(fixed))
-
-
-def load_teacher(model_id: str, type_labels: list[str], input_cfg: InputConfig) -> torch.nn.Module:
-    """A trained model to distil from, in eval mode; it must share the type labels and the input normalisation."""
-    from ..models.network import load_model
-    from ..models.registry import get_model
-
-    tcfg = get_model(model_id)
-    if tcfg.type_labels != type_labels or tuple(tcfg.input.size) != tuple(input_cfg.size) \
-            or tuple(tcfg.input.mean) != tuple(input_cfg.mean) or tuple(tcfg.input.std) != tuple(input_cfg.std):
-        raise ValueError(f"--distill-from {model_id}: its labels {tcfg.type_labels} or input ({tcfg.input.size}, mean "
-                         f"{tcfg.input.mean}, std {tcfg.input.std}) differ from this run's {type_labels} "
-                         f"({input_cfg.size}, mean {input_cfg.mean}, std {input_cfg.std}).")
-    teacher = load_model(tcfg).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    log.info("Distilling from %s", model_id)
-    return teacher.to(memory_format=torch.channels_last)
 
 
 def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfig:
@@ -135,6 +102,12 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     val_df = split_frame(df, "val")
     spec = get_task(cfg.task)
     lesion_column = spec.lesion_column or next((c for c in ("mask", "bbox_xywh_norm") if c in df.columns), None)
+    if cfg.lesion_only and not (cfg.lesion and cfg.init_from and cfg.lesion_weight > 0):
+        raise ValueError("--lesion-only retrains the lesion head of a trained model: give --lesion, --init-from MODEL "
+                         "and a --lesion-weight above 0.")
+    if cfg.lesion_only and (cfg.guidance_weight or cfg.distill_from or cfg.select_erasure):
+        raise ValueError("--lesion-only keeps the classifier as it is: --guidance-weight, --distill-from and "
+                         "--select-erasure act on the classifier; leave them out.")
     if cfg.lesion and lesion_column not in df.columns:
         raise ValueError(f"--lesion needs lesion annotations: the {cfg.task} manifest has no mask or bbox_xywh_norm column.")
     log.info("Decoding %d train and %d val images at %dpx", len(train_df), len(val_df), cfg.size)
@@ -163,6 +136,10 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
 
     head_params = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
     back_params = [p for n, p in model.named_parameters() if n.startswith("backbone.")]
+    if cfg.lesion_only:  # the classifier and the backbone stay exactly as loaded; only the lesion head learns
+        model.requires_grad_(False)
+        model.lesion.requires_grad_(True)  # type: ignore[union-attr]
+        head_params, back_params = list(model.lesion.parameters()), []  # type: ignore[union-attr]
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -1.0}
     out = Path(cfg.out_dir) / cfg.model_id
@@ -198,7 +175,9 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         # weights are frozen, so the heads learn on the same features the fine-tuning phase starts from.
         # With freeze_bn the ImageNet statistics are kept throughout (BN layers in eval mode).
         model.train()
-        if cfg.freeze_bn:
+        if cfg.lesion_only:
+            model.backbone.eval()
+        elif cfg.freeze_bn:
             for mod in model.backbone.modules():  # the new lesion head learns its own statistics
                 if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
                     mod.eval()
@@ -211,10 +190,12 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
                 logits = model.forward_head(feats)
             loss = sum(
                 F.cross_entropy(logits[h].float(), ys[h], weight=weights[h], label_smoothing=cfg.label_smoothing)
-                for h in heads
+                for h in heads if not cfg.lesion_only
             )
             if lesion_logits is not None:  # from the first epoch; it reaches the backbone after the warm-up
                 loss = loss + cfg.lesion_weight * lesion_loss(lesion_logits, ys["mask"])[0]
+                if cfg.projection_weight > 0:
+                    loss = loss + cfg.projection_weight * projection_loss(lesion_logits, ys["mask"])
             if teacher is not None:
                 with torch.no_grad():
                     t_logits = teacher(x)["type"]
@@ -237,16 +218,19 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         scores = val_scores(val_logits, val_ds, weights)
         if val_lesion is not None and val_ds.masks is not None:
             scores["lesion_dice"] = val_dice(val_lesion, val_ds.masks)
+            if lesion_column == "bbox_xywh_norm":
+                scores["lesion_box_hits"] = val_box_hits(val_lesion, val_ds.masks)
         if cfg.select_erasure > 0:
             scores.update(val_erasure(model, val_ds, val_logits["type"], seed=cfg.seed))
-        score = selection_score(scores, cfg.select_erasure)  # macro F1 (+ Dice, + erasure test where asked)
+        # macro F1 (+ Dice, + erasure test where asked); the lesion head's own score when only it trains
+        score = lesion_score(scores) if cfg.lesion_only else selection_score(scores, cfg.select_erasure)
         row = {"epoch": epoch + 1, "warmup": warm, "train_loss": running / max(seen, 1), **scores, "seconds": round(time.time() - t0, 1)}
         history.append(row)
         log.info(
             "epoch %d/%d train_loss %.3f val_loss %.3f val_acc %.3f val_macro_f1 %.3f val_lesion_dice %s%s",
             epoch + 1, total_epochs, row["train_loss"], scores["loss"], scores["type_acc"], scores["type_macro_f1"],
             f"{scores['lesion_dice']:.3f}" if "lesion_dice" in scores else "-",
-            "".join(f" val_{k} {scores[k]:.3f}" for k in ("erase_lost", "elsewhere_kept") if k in scores),
+            "".join(f" val_{k} {scores[k]:.3f}" for k in ("lesion_box_hits", "erase_lost", "elsewhere_kept") if k in scores),
         )
         if score > best["score"]:
             best = {"score": score, "epoch": epoch + 1, **scores}

@@ -28,7 +28,7 @@ def test_distill_loss_is_zero_when_student_matches_and_ignores_covered_images() 
 
 
 def test_teacher_must_share_labels_and_input(tiny_registry, monkeypatch) -> None:
-    from medimg_demo.learn.train import load_teacher
+    from medimg_demo.learn.start import load_teacher
     from medimg_demo.models.registry import get_model, list_models
 
     monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tiny_registry))

@@ -114,3 +114,52 @@ def test_temperature_scaling_softens_overconfident_logits() -> None:
     logits[torch.arange(300), y] += 1.0  # right most of the time, but not always
     t = fit_temperature(logits * 8, y)  # made 8x overconfident
     assert t > 3.0
+
+
+@pytest.mark.slow
+def test_lesion_only_retrains_the_lesion_head_and_nothing_else(tmp_path, monkeypatch) -> None:
+    """--lesion-only from a trained model: every tensor outside the lesion head is bit-identical to the start model's,
+    so its calls and calibration are too; the lesion head's tensors change; epochs are selected on the lesion score."""
+    from safetensors.torch import load_file
+
+    data = tmp_path / "toy"
+    _lesion_set(data)
+    models = tmp_path / "models"
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(models))
+    common = dict(data=str(data), task="toy", out_dir=str(models), pretrained="offline", size=48, batch_size=8,
+                  seed=0, lesion=True, patience=10)
+    start = train(TrainConfig(model_id="toy.lesion_v0", epochs=1, warmup_epochs=1, **common))
+    with pytest.raises(ValueError, match="--init-from"):
+        train(TrainConfig(model_id="toy.lesion_v1", epochs=1, warmup_epochs=0, lesion_only=True, **common))
+    with pytest.raises(ValueError, match="classifier"):
+        train(TrainConfig(model_id="toy.lesion_v1", epochs=1, lesion_only=True, init_from="toy.lesion_v0",
+                          guidance_weight=0.5, **common))
+    mc = train(TrainConfig(model_id="toy.lesion_v1", epochs=2, warmup_epochs=1, lesion_only=True, projection_weight=1.0,
+                           init_from="toy.lesion_v0", **common))
+    before, after = load_file(str(start.weights_path)), load_file(str(mc.weights_path))
+    assert before.keys() == after.keys()
+    for name in before:
+        same = torch.equal(before[name], after[name])
+        assert same != name.startswith("lesion."), name
+    assert mc.temperature == start.temperature
+    log = pd.read_csv(mc.folder / "training_log.csv")
+    assert log["train_loss"].notna().all() and len(log) == 3
+
+
+def test_projection_loss_scores_the_extent_not_the_fill() -> None:
+    """BoxInst's projection term: a cross spanning the box exactly scores (near) zero though it fills little of it;
+    the same cross shifted off the box scores high; lesion-free images do not count."""
+    from medimg_demo.learn.losses import projection_loss
+
+    box = torch.zeros(2, 1, 16, 16)
+    box[0, 0, 4:12, 2:10] = 1
+    cross = torch.full((2, 1, 16, 16), -12.0)
+    cross[0, 0, 7, 2:10] = 12.0
+    cross[0, 0, 4:12, 5] = 12.0
+    assert float(projection_loss(cross, box)) < 0.02
+    shifted = torch.roll(cross, shifts=(4, 5), dims=(2, 3))
+    assert float(projection_loss(shifted, box)) > 0.3
+    assert float(projection_loss(cross, torch.zeros_like(box))) == 0.0
+    logits = cross.clone().requires_grad_(True)
+    projection_loss(torch.roll(logits, shifts=(4, 5), dims=(2, 3)), box).backward()
+    assert logits.grad is not None and float(logits.grad.abs().sum()) > 0

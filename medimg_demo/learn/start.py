@@ -1,0 +1,48 @@
+"""Where a training run starts from: a trained model's weights (``--init-from``) and a teacher to distil from
+(``--distill-from``)."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ..models.config import InputConfig
+from ..models.network import TumorNet
+
+log = logging.getLogger(__name__)
+
+
+def init_weights(model: TumorNet, model_id: str) -> None:
+    """Start from a trained model's weights (same architecture and heads); layers it lacks (a new lesion head) keep
+    their fresh initialisation."""
+    from ..models.registry import get_model
+    from safetensors.torch import load_file
+
+    cfg = get_model(model_id)
+    tensors = load_file(str(cfg.weights_path))
+    own = model.state_dict()
+    fixed = {k: v.to(own[k].dtype) for k, v in tensors.items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(set(tensors) - set(fixed))
+    if skipped:
+        raise ValueError(f"--init-from {model_id}: {len(skipped)} tensors do not fit this architecture (e.g. {skipped[0]}).")
+    model.load_state_dict(fixed, strict=False)
+    log.info("Initialised from %s (%d tensors; %d new)", model_id, len(fixed), len(own) - len(fixed))
+
+
+def load_teacher(model_id: str, type_labels: list[str], input_cfg: InputConfig) -> torch.nn.Module:
+    """A trained model to distil from, in eval mode; it must share the type labels and the input normalisation."""
+    from ..models.network import load_model
+    from ..models.registry import get_model
+
+    tcfg = get_model(model_id)
+    if tcfg.type_labels != type_labels or tuple(tcfg.input.size) != tuple(input_cfg.size) \
+            or tuple(tcfg.input.mean) != tuple(input_cfg.mean) or tuple(tcfg.input.std) != tuple(input_cfg.std):
+        raise ValueError(f"--distill-from {model_id}: its labels {tcfg.type_labels} or input ({tcfg.input.size}, mean "
+                         f"{tcfg.input.mean}, std {tcfg.input.std}) differ from this run's {type_labels} "
+                         f"({input_cfg.size}, mean {input_cfg.mean}, std {input_cfg.std}).")
+    teacher = load_model(tcfg).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    log.info("Distilling from %s", model_id)
+    return teacher.to(memory_format=torch.channels_last)
