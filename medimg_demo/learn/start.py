@@ -7,27 +7,43 @@ import logging
 
 import torch
 
-from ..models.config import InputConfig
+from ..models.config import InputConfig, ModelConfig
 from ..models.network import TumorNet
 
 log = logging.getLogger(__name__)
 
 
-def init_weights(model: TumorNet, model_id: str) -> None:
+def _input_differs(other: ModelConfig, type_labels: list[str], input_cfg: InputConfig) -> bool:
+    return other.type_labels != type_labels or tuple(other.input.size) != tuple(input_cfg.size) \
+        or tuple(other.input.mean) != tuple(input_cfg.mean) or tuple(other.input.std) != tuple(input_cfg.std)
+
+
+def init_weights(model: TumorNet, model_id: str, same_as: tuple[list[str], InputConfig] | None = None,
+                 complete: bool = False) -> None:
     """Start from a trained model's weights (same architecture and heads); layers it lacks (a new lesion head) keep
-    their fresh initialisation."""
+    their fresh initialisation. With ``same_as`` = (type labels, input) the start model must share them (size, mean,
+    std); with ``complete`` it must have every tensor of ``model`` (``--lesion-only``: nothing new)."""
     from ..models.registry import get_model
     from safetensors.torch import load_file
 
     cfg = get_model(model_id)
+    if same_as is not None and _input_differs(cfg, *same_as):
+        input_cfg = same_as[1]
+        raise ValueError(f"--init-from {model_id}: its labels {cfg.type_labels} or input ({cfg.input.size}, mean "
+                         f"{cfg.input.mean}, std {cfg.input.std}) differ from this run's {same_as[0]} ({input_cfg.size}, mean "
+                         f"{input_cfg.mean}, std {input_cfg.std}); give the options it was trained with.")
     tensors = load_file(str(cfg.weights_path))
     own = model.state_dict()
     fixed = {k: v.to(own[k].dtype) for k, v in tensors.items() if k in own and own[k].shape == v.shape}
     skipped = sorted(set(tensors) - set(fixed))
     if skipped:
         raise ValueError(f"--init-from {model_id}: {len(skipped)} tensors do not fit this architecture (e.g. {skipped[0]}).")
+    new = sorted(set(own) - set(fixed))
+    if complete and new:
+        raise ValueError(f"--init-from {model_id}: it lacks {len(new)} tensors of this model (e.g. {new[0]}); "
+                         "--lesion-only needs a model that already has a lesion head.")
     model.load_state_dict(fixed, strict=False)
-    log.info("Initialised from %s (%d tensors; %d new)", model_id, len(fixed), len(own) - len(fixed))
+    log.info("Initialised from %s (%d tensors; %d new)", model_id, len(fixed), len(new))
 
 
 def load_teacher(model_id: str, type_labels: list[str], input_cfg: InputConfig) -> torch.nn.Module:
@@ -36,8 +52,7 @@ def load_teacher(model_id: str, type_labels: list[str], input_cfg: InputConfig) 
     from ..models.registry import get_model
 
     tcfg = get_model(model_id)
-    if tcfg.type_labels != type_labels or tuple(tcfg.input.size) != tuple(input_cfg.size) \
-            or tuple(tcfg.input.mean) != tuple(input_cfg.mean) or tuple(tcfg.input.std) != tuple(input_cfg.std):
+    if _input_differs(tcfg, type_labels, input_cfg):
         raise ValueError(f"--distill-from {model_id}: its labels {tcfg.type_labels} or input ({tcfg.input.size}, mean "
                          f"{tcfg.input.mean}, std {tcfg.input.std}) differ from this run's {type_labels} "
                          f"({input_cfg.size}, mean {input_cfg.mean}, std {input_cfg.std}).")

@@ -31,6 +31,7 @@ from ..models.config import InputConfig, ModelConfig
 from ..models.lesion_head import DEFAULT_CHANNELS, DEFAULT_TAPS
 from ..models.network import TumorNet
 from ..models.precision import bf16_supported
+from ..models.registry import get_model
 from ..models.weights import load_checkpoint, save_checkpoint, sha256_file
 from ..tasks import get_task
 from .config import TrainConfig, portable_data_path
@@ -105,6 +106,8 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     if cfg.lesion_only and not (cfg.lesion and cfg.init_from and cfg.lesion_weight > 0):
         raise ValueError("--lesion-only retrains the lesion head of a trained model: give --lesion, --init-from MODEL "
                          "and a --lesion-weight above 0.")
+    if cfg.projection_weight and not cfg.lesion:
+        raise ValueError("--projection-weight trains the lesion head: add --lesion.")
     if cfg.lesion_only and (cfg.guidance_weight or cfg.distill_from or cfg.select_erasure):
         raise ValueError("--lesion-only keeps the classifier as it is: --guidance-weight, --distill-from and "
                          "--select-erasure act on the classifier; leave them out.")
@@ -123,7 +126,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     taps = DEFAULT_TAPS if cfg.lesion else None
     model = TumorNet(cfg.arch, heads, pretrained=cfg.pretrained, drop_rate=cfg.drop_rate, lesion_taps=taps)
     if cfg.init_from:
-        init_weights(model, cfg.init_from)
+        init_weights(model, cfg.init_from, (heads["type"], input_cfg) if cfg.lesion_only else None, complete=cfg.lesion_only)
     model = model.to(memory_format=torch.channels_last)  # faster on CPU in fp32 and bf16 alike
     teacher = load_teacher(cfg.distill_from, heads["type"], input_cfg) if cfg.distill_from else None
     weights = {h: _class_weights(train_ds.targets[h], len(labels)) for h, labels in heads.items()}
@@ -192,7 +195,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
                 F.cross_entropy(logits[h].float(), ys[h], weight=weights[h], label_smoothing=cfg.label_smoothing)
                 for h in heads if not cfg.lesion_only
             )
-            if lesion_logits is not None:  # from the first epoch; it reaches the backbone after the warm-up
+            if lesion_logits is not None:  # from the first epoch; it reaches the backbone after the warm-up (not with --lesion-only)
                 loss = loss + cfg.lesion_weight * lesion_loss(lesion_logits, ys["mask"])[0]
                 if cfg.projection_weight > 0:
                     loss = loss + cfg.projection_weight * projection_loss(lesion_logits, ys["mask"])
@@ -247,6 +250,10 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     load_checkpoint(served, best_path, None)
     val_logits = predict_logits(served, val_ds, bf16=False)
     temperature = {h: fit_temperature(val_logits[h], val_ds.targets[h]) for h in heads}
+    if cfg.lesion_only:  # the classifier is the start model's, so is its calibration (the refit above is for the log)
+        kept = get_model(cfg.init_from).temperature
+        log.info("Temperature kept from %s: %s (a refit on val gives %s)", cfg.init_from, kept, temperature)
+        temperature = dict(kept)
     sha = sha256_file(best_path)
     config = {
         "id": cfg.model_id,

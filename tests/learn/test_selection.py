@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from medimg_demo.learn.selection import selection_score, val_erasure
+from medimg_demo.learn.selection import lesion_score, selection_score, val_box_hits, val_erasure
 from medimg_demo.models.config import InputConfig
 
 CFG = InputConfig(size=(48, 48), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -55,3 +55,25 @@ def test_selection_score_weighs_the_erasure_test_only_when_asked() -> None:
     better = selection_score({**base, "erase_lost": 0.6, "elsewhere_kept": 1.0}, 0.3)
     careless = selection_score({**base, "erase_lost": 0.6, "elsewhere_kept": 0.80}, 0.3)
     assert better > selection_score(base, 0.3) and careless < better
+
+
+def test_val_box_hits_counts_boxes_of_iou_at_least_half_on_annotated_images_only() -> None:
+    """The head's map (here at half the input size) upsampled and cut at 0.5: a box on the annotation is a hit, one
+    beside it a miss; an image without annotation does not count, whatever the map shows."""
+    masks = np.zeros((3, 48, 48), dtype=np.uint8)
+    masks[0, 8:24, 8:24] = 1
+    masks[1, 8:24, 8:24] = 1
+    probs = torch.zeros(3, 1, 24, 24)
+    probs[0, 0, 4:12, 4:12] = 1.0  # on the box
+    probs[1, 0, 14:22, 14:22] = 1.0  # beside it
+    probs[2, 0, 0:10, 0:10] = 1.0  # no annotation
+    assert val_box_hits(probs, masks) == 0.5
+    probs[1] = probs[0]
+    assert val_box_hits(probs, masks) == 1.0
+    assert val_box_hits(probs, np.zeros_like(masks)) == 0.0
+
+
+def test_lesion_score_prefers_box_hits_then_dice() -> None:
+    assert lesion_score({"lesion_box_hits": 0.7, "lesion_dice": 0.9, "type_macro_f1": 1.0}) == 0.7
+    assert lesion_score({"lesion_dice": 0.9, "type_macro_f1": 1.0}) == 0.9
+    assert lesion_score({"type_macro_f1": 1.0}) == 0.0

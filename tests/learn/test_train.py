@@ -134,6 +134,11 @@ def test_lesion_only_retrains_the_lesion_head_and_nothing_else(tmp_path, monkeyp
     with pytest.raises(ValueError, match="classifier"):
         train(TrainConfig(model_id="toy.lesion_v1", epochs=1, lesion_only=True, init_from="toy.lesion_v0",
                           guidance_weight=0.5, **common))
+    with pytest.raises(ValueError, match="differ"):  # a different input would make the calls not the start's
+        train(TrainConfig(model_id="toy.lesion_v1", epochs=1, lesion_only=True, init_from="toy.lesion_v0",
+                          **{**common, "size": 64}))
+    with pytest.raises(ValueError, match="--lesion"):
+        train(TrainConfig(model_id="toy.lesion_v1", epochs=1, projection_weight=1.0, **{**common, "lesion": False}))
     mc = train(TrainConfig(model_id="toy.lesion_v1", epochs=2, warmup_epochs=1, lesion_only=True, projection_weight=1.0,
                            init_from="toy.lesion_v0", **common))
     before, after = load_file(str(start.weights_path)), load_file(str(mc.weights_path))
@@ -144,6 +149,9 @@ def test_lesion_only_retrains_the_lesion_head_and_nothing_else(tmp_path, monkeyp
     assert mc.temperature == start.temperature
     log = pd.read_csv(mc.folder / "training_log.csv")
     assert log["train_loss"].notna().all() and len(log) == 3
+    assert (log["type_acc"] == log["type_acc"].iloc[0]).all()
+    # mask annotations: epochs are selected on the val Dice alone (classification scores do not move)
+    assert json.loads((mc.folder / "config.json").read_text())["selected_epoch"] == int(log["lesion_dice"].idxmax()) + 1
 
 
 def test_projection_loss_scores_the_extent_not_the_fill() -> None:
