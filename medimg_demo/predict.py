@@ -13,7 +13,8 @@ import torch
 from .explain.gradcam import gradcam, lesion_probs
 from .explain.lesion import LesionMeasure, mask_from_probs, measure, peak_xy
 from .imaging.study import Study
-from .models.config import ModelConfig
+from .models.calibrate import calibrated_softmax
+from .models.config import Calibration, ModelConfig
 from .models.gate import GateStats, header_refusal, load_stats
 from .models.network import TumorNet, load_model
 from .models.precision import bf16_supported, default_precision  # noqa: F401 - bf16_supported: public here too
@@ -90,8 +91,8 @@ class Prediction:
         }
 
 
-def _probs(logits: torch.Tensor, labels: list[str], temperature: float) -> dict[str, float]:
-    p = torch.softmax(logits[0].float() / max(temperature, 1e-3), dim=0)
+def _probs(logits: torch.Tensor, labels: list[str], cal: Calibration) -> dict[str, float]:
+    p = calibrated_softmax(logits[0], cal)
     return {label: float(v) for label, v in zip(labels, p.tolist())}
 
 
@@ -180,7 +181,7 @@ class Predictor:
             return self._refused(study, f"This image is not similar enough to the {spec.title} images this model "
                                         f"was trained on (out-of-distribution score {ood['score']:.3g} above "
                                         f"{ood['threshold']:.3g}). No answer is given.", ood)
-        type_probs = _probs(logits["type"], cfg.type_labels, cfg.temperature.get("type", 1.0))
+        type_probs = _probs(logits["type"], cfg.type_labels, cfg.calibration("type"))
         type_label = max(type_probs, key=type_probs.__getitem__)
         status, reason, top2 = "ok", None, None
         if gate and cfg.gate is not None and type_probs[type_label] < cfg.gate.abstain_below:
@@ -193,7 +194,7 @@ class Predictor:
                       f"below {cfg.gate.abstain_below:.0%} confidence are not given. No pathway is shown.")
         stage_label = stage_probs = None
         if status == "ok" and cfg.stage_labels and "stage" in logits:
-            stage_probs = _probs(logits["stage"], cfg.stage_labels, cfg.temperature.get("stage", 1.0))
+            stage_probs = _probs(logits["stage"], cfg.stage_labels, cfg.calibration("stage"))
             stage_label = max(stage_probs, key=stage_probs.__getitem__)
         heat_cls = None if heatmap is None else (target or type_label)
         lesion = lesion_mask = size_category = None

@@ -19,7 +19,7 @@ from ..errors import MedimgError
 from ..imaging.decode import read_bytes
 from ..imaging.study import Study
 from ..models.config import ModelConfig
-from ..models.export import OnnxForward, softmax, torch_forward
+from ..models.export import OnnxForward, torch_forward
 from ..models.gate import GateStats, header_refusal, load_stats
 from ..models.preprocess import model_pixels, to_batch
 from ..models.registry import AUTO, get_model, task_models
@@ -181,7 +181,7 @@ class BatchScorer:
                            f"this model was trained on (out-of-distribution score {float(score[j]):.3g} above "
                            f"{cfg.gate.threshold:.3g}). No answer is given.")
                 return
-        p = softmax(out["type"][j:j + 1], cfg.temperature.get("type", 1.0))[0]
+        p = cfg.calibration("type").probs(out["type"][j:j + 1])[0]
         probs = dict(zip(cfg.type_labels, p.tolist()))
         label = max(probs, key=probs.__getitem__)
         row.update(type_label=label, type_probs=_json(probs), status="ok")
@@ -189,6 +189,6 @@ class BatchScorer:
             row.update(status="indeterminate", reason=f"Top probability {probs[label]:.0%} below the "
                        f"{cfg.gate.abstain_below:.0%} this model needs to give an answer.")
         elif cfg.stage_labels and "stage" in out:
-            sp = softmax(out["stage"][j:j + 1], cfg.temperature.get("stage", 1.0))[0]
+            sp = cfg.calibration("stage").probs(out["stage"][j:j + 1])[0]
             stage = dict(zip(cfg.stage_labels, sp.tolist()))
             row.update(stage_label=max(stage, key=stage.__getitem__), stage_probs=_json(stage))

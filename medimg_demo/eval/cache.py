@@ -1,14 +1,16 @@
 """Cached evaluations and the tidy metrics log (pandas).
 
-An evaluation is cached under ``runs/cache/<model id>/<weights sha>-<manifest sha>-<split>[-explain]/``; a
-re-run with the same weights and data reads the cache. Every run (computed or cached) appends its rows
-to ``runs/metrics_log.csv``: run time, model id, weights sha256, data set, split, metric, class, value,
+An evaluation is cached under
+``runs/cache/<model id>/<weights sha>-<calibration digest>-<manifest sha>-<split>[-explain]/``; a re-run with the same
+weights, calibration and data reads the cache. Every run (computed or cached) appends its rows to
+``runs/metrics_log.csv``: run time, model id, weights sha256, data set, split, metric, class, value,
 interval, source. The app only reads caches; it never evaluates a test set on a page load.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,8 +32,16 @@ def _file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _calibration_tag(cfg: ModelConfig) -> str:
+    """A short digest of the model's calibration (temperatures and biases): recalibrating the same weights
+    (``calibrate --write``) gives another cache folder, so no stale probabilities are shown."""
+    state = json.dumps({"temperature": cfg.temperature, "bias": {h: list(b) for h, b in cfg.bias.items()}}, sort_keys=True)
+    return hashlib.sha256(state.encode()).hexdigest()[:8]
+
+
 def cache_dir(cfg: ModelConfig, data_dir: Path, split: str, explain: bool, runs: Path) -> Path:
-    key = f"{(cfg.weights_sha256 or 'unpinned')[:12]}-{_file_sha(data_dir / 'manifest.csv')[:12]}-{split}"
+    key = (f"{(cfg.weights_sha256 or 'unpinned')[:12]}-{_calibration_tag(cfg)}-"
+           f"{_file_sha(data_dir / 'manifest.csv')[:12]}-{split}")
     return runs / "cache" / cfg.id / (key + ("-explain" if explain else ""))
 
 
@@ -82,7 +92,7 @@ def find_results(cfg: ModelConfig, runs: Path) -> Results | None:
     """The newest cached evaluation of this model's current weights (preferring one with explanations), else the
     metrics bundled in ``models/<id>/metrics``; None if neither exists."""
     base = runs / "cache" / cfg.id
-    prefix = (cfg.weights_sha256 or "unpinned")[:12]
+    prefix = f"{(cfg.weights_sha256 or 'unpinned')[:12]}-{_calibration_tag(cfg)}"
     candidates = sorted(base.glob(f"{prefix}-*-test*"), key=lambda p: (p.name.endswith("-explain"), p.stat().st_mtime)) if base.is_dir() else []
     bundled = cfg.folder / "metrics" if cfg.folder else None
     folder = candidates[-1] if candidates else (bundled if bundled and (bundled / "metrics.csv").is_file() else None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -82,7 +83,8 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         "## Training and evaluation data",
         cfg.data_source or "See the data set's README.",
         ("Trained on `train`, model selection and early stopping on `val`, temperature on out-of-fold `train` + `val`"
-         if raw.get("calibration") else "Trained on `train`, model selection, early stopping and temperature on `val`")
+         if raw.get("calibration") and raw["calibration"].get("method") != "bcts"
+         else "Trained on `train`, model selection, early stopping and calibration on `val`")
         + ", reported on `" + split + f"` ({n_images} images).",
         "",
         f"## Metrics on `{split}` (95% bootstrap intervals, 1000 resamples of cases)",
@@ -128,8 +130,8 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         f"Selected epoch {raw.get('selected_epoch')}; training took {raw.get('training_seconds')} s on 2 CPU cores (torch {raw.get('torch')}).",
         "```bash",
         cmd,
-        *([f"python -m medimg_demo calibrate --model {cfg.id} --folds {raw['calibration']['folds']} --write",
-           f"python -m medimg_demo gate --model {cfg.id}"] if raw.get("calibration") else []),
+        *([_calibrate_command(cfg, raw["calibration"]), f"python -m medimg_demo gate --model {cfg.id}"]
+          if raw.get("calibration") else []),
         eval_command,
         "```",
         "",
@@ -137,10 +139,27 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
     return "\n".join(lines)
 
 
+def _calibrate_command(cfg: ModelConfig, cal: dict[str, Any]) -> str:
+    if cal.get("method") == "bcts":
+        return f"python -m medimg_demo calibrate --method bcts --model {cfg.id} --folds {cal['folds']} --write"
+    return f"python -m medimg_demo calibrate --model {cfg.id} --folds {cal['folds']} --write"
+
+
 def _calibration_line(cfg: ModelConfig) -> str:
     cal = cfg.raw.get("calibration")
     if not cal:
         return f"- Calibration: temperature scaling fitted on `val`: {cfg.temperature}."
+    if cal.get("method") == "bcts":
+        cv = cal["cv"]
+        return (f"- Calibration: bias-corrected temperature scaling (BCTS, Alexandari et al., ICML 2020) fitted on `val` "
+                f"({cal['cases']} cases): probabilities are softmax(logits / {cfg.temperature.get('type')} + bias), bias "
+                f"{dict(zip(cfg.type_labels, cfg.bias.get('type', ())))}. Chosen over temperature scaling alone (T = "
+                f"{cal['temperature_only']}) by {cal['repeats']} x {cal['folds']}-fold cross-validation within `val`: "
+                f"held-out NLL {cv['bcts']['cv_nll']:.3f} vs {cv['temperature']['cv_nll']:.3f}, ECE "
+                f"{cv['bcts']['cv_ece']:.3f} vs {cv['temperature']['cv_ece']:.3f}, accuracy {cv['bcts']['cv_accuracy']:.3f} "
+                f"vs {cv['temperature']['cv_accuracy']:.3f}. The bias moves decisions, not only confidences (a temperature "
+                "cannot): it corrects a class prior the training run learned, such as the no-tumor class that "
+                "counterfactual covers (`--erase-lesion`) make more frequent in training than in the data.")
     return (f"- Calibration: temperature scaling {cfg.temperature}, fitted (NLL) on {cal['cases']} cases: out-of-fold "
             f"predictions of {cal['folds']} models trained by this model's own recipe on folds of `train` (accuracy "
             f"{cal['oof_type_accuracy']:.3f}) plus this model on `val` (accuracy {cal['val_type_accuracy']:.3f}). "

@@ -13,6 +13,7 @@ import torch
 
 from ..learn.dataset import ManifestDataset, predict_logits
 from ..manifest import read_manifest, split_frame
+from ..models.calibrate import calibrated_softmax
 from ..models.config import ModelConfig
 from ..models.network import load_model
 from ..tasks import get_task
@@ -40,8 +41,7 @@ def evaluate(cfg: ModelConfig, data_dir: Path, split: str, n_boot: int = 1000, s
     frames = []
     cases = df[["image", "label"] + (["stage"] if "stage" in heads else [])].copy()
     for head, labels in heads.items():
-        t = cfg.temperature.get(head, 1.0)
-        probs = torch.softmax(logits[head] / t, dim=1).numpy()
+        probs = calibrated_softmax(logits[head], cfg.calibration(head)).numpy()
         y = ds.targets[head].numpy()
         prefix = "" if head == "type" else f"{head}_"
         with warnings.catch_warnings():

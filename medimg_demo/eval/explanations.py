@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from ..explain.gradcam import gradcam
 from ..explain.lesion import annotation_mask as lesion_mask
+from ..models.calibrate import calibrated_softmax
 from ..models.config import ModelConfig
 from ..models.network import TumorNet
 from ..models.preprocess import normalize
@@ -51,7 +52,6 @@ def _auc(y: np.ndarray) -> float:
 @torch.no_grad()
 def _curve(model: TumorNet, gray: np.ndarray, order: np.ndarray, target: int, cfg: ModelConfig, insertion: bool) -> np.ndarray:
     """Class probability as pixels are deleted (or inserted) in ``order`` (flat indices, most important first)."""
-    temp = cfg.temperature.get("type", 1.0)
     base = np.full_like(gray, float(gray.mean())) if not insertion else np.asarray(
         Image.fromarray(gray, mode="F").resize((8, 8), Image.Resampling.BILINEAR).resize(gray.shape[::-1], Image.Resampling.BILINEAR)
     )
@@ -63,7 +63,7 @@ def _curve(model: TumorNet, gray: np.ndarray, order: np.ndarray, target: int, cf
         img[cut] = (gray if insertion else base).ravel()[cut]
         batch.append(img.reshape(gray.shape))
     x = normalize(torch.from_numpy(np.stack(batch))[:, None].float(), cfg.input)
-    p = torch.softmax(model(x)["type"] / temp, dim=1)[:, target]
+    p = calibrated_softmax(model(x)["type"], cfg.calibration("type"))[:, target]
     return p.numpy()
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..errors import ModelError
 from ..learn.gate import SplitOutputs, abstain_threshold, fit_all, refusal_threshold, split_outputs
-from ..models.config import ModelConfig
+from ..models.config import Calibration, ModelConfig
 from ..models.gate import METHODS, save_stats
 from ..models.network import load_model
 from .card import update_gate_section
@@ -34,16 +34,9 @@ class GateReport:
     selective: pd.DataFrame  # split, plain_accuracy, accepted, coverage, selective_accuracy, refused, indeterminate
 
 
-def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
-    z = logits / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def _selective(split: str, out: SplitOutputs, scores: np.ndarray, threshold: float, abstain: float,
-               temperature: float) -> dict[str, float | str]:
-    probs = _softmax(out.logits, temperature)
+               cal: Calibration) -> dict[str, float | str]:
+    probs = cal.probs(out.logits)
     right = probs.argmax(1) == out.labels
     refused = scores > threshold
     indeterminate = ~refused & (probs.max(1) < abstain)
@@ -78,9 +71,9 @@ def fit_gate(cfg: ModelConfig, data_dir: Path, data_root: Path, method: str = "a
     if method == "auto":  # the best separation of all OOD sets on val; ties go to the earlier (feature) method
         val_all = ood[(ood["split"] == "val") & (ood["set"] == "all OOD")].set_index("method")["auroc"]
         method = max(METHODS, key=lambda m: (round(float(val_all[m]), 4), -METHODS.index(m)))
-    val_probs = _softmax(outs["val"].logits, temperature)
+    val_probs = cfg.calibration("type").probs(outs["val"].logits)
     abstain = abstain_threshold(val_probs, outs["val"].labels)
-    selective = pd.DataFrame([_selective(s, outs[s], scores[s][method], thresholds[method], abstain, temperature)
+    selective = pd.DataFrame([_selective(s, outs[s], scores[s][method], thresholds[method], abstain, cfg.calibration("type"))
                               for s in ("val", "test")])
     report = GateReport(method=method, threshold=thresholds[method], abstain_below=abstain, ood=ood, selective=selective)
     _write(cfg, report, stats[method])

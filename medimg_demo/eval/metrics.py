@@ -12,6 +12,8 @@ import pandas as pd
 from sklearn.metrics import multilabel_confusion_matrix, precision_recall_fscore_support, roc_auc_score
 from tqdm import tqdm
 
+from ..models.calibrate import ece  # noqa: F401 - the calibration error lives with calibration; public here too
+
 #: Labels meaning "no tumor"; where a head has one, "any tumor vs none" sensitivity is reported too.
 NEGATIVE_LABELS = ("normal", "no_tumor", "none")
 
@@ -32,19 +34,6 @@ def macro_auc(y: np.ndarray, probs: np.ndarray) -> float:
 def _mean_defined(values: list[float]) -> float:
     vals = [v for v in values if not np.isnan(v)]
     return float(np.mean(vals)) if vals else float("nan")
-
-
-def ece(y: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> float:
-    """Expected calibration error of the top-1 confidence, equal-width bins (right-closed)."""
-    conf = probs.max(1)
-    correct = probs.argmax(1) == y
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.searchsorted(edges, conf, side="left") - 1  # bin i holds edges[i] < conf <= edges[i + 1]
-    total = 0.0
-    for b in np.unique(bins[bins >= 0]):
-        m = bins == b
-        total += m.mean() * abs(correct[m].mean() - conf[m].mean())
-    return float(total)
 
 
 def per_class(y: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:

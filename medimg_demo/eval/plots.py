@@ -23,7 +23,7 @@ METRIC_NAMES = {
     "accuracy": "Accuracy",
     "macro_auc": "Macro AUC (one vs rest)",
     "ece": "Expected calibration error (ECE)",
-    "ece_uncalibrated": "ECE before temperature scaling",
+    "ece_uncalibrated": "ECE before calibration (T = 1, no bias)",
     "any_tumor_sensitivity": "Sensitivity for any tumor (vs no tumor)",
     "sensitivity": "Sensitivity",
     "specificity": "Specificity",
@@ -184,7 +184,7 @@ def _curve(correct: np.ndarray, conf: np.ndarray, n_bins: int) -> tuple[np.ndarr
 
 
 def reliability_figure(cases: pd.DataFrame, labels: list[str], n_bins: int | None = None) -> Figure:
-    """Accuracy against top-class confidence, before and after temperature scaling, in equal-count bins (default
+    """Accuracy against top-class confidence, before and after calibration, in equal-count bins (default
     :func:`reliability_bins`: a 125-image test set gets 5 bins of 25), with a table of each bin's mean confidence,
     accuracy and number of images under the plot (confident bins pile up near 1.0, where labels on the points
     would overlap). The axes start just below the lowest bin. The ECE in the legend is the table's (15 equal-width
@@ -193,7 +193,7 @@ def reliability_figure(cases: pd.DataFrame, labels: list[str], n_bins: int | Non
     n_bins = n_bins or reliability_bins(len(cases))
     fig, (ax, tab) = plt.subplots(2, 1, figsize=(5.6, 5.8), gridspec_kw={"height_ratios": [3.2, 1]})
     lows, rows = [0.5], None
-    for prefix, name, style in (("raw_p_", "before (T = 1)", "s--"), ("p_", "after temperature scaling", "o-")):
+    for prefix, name, style in (("raw_p_", "before (T = 1)", "s--"), ("p_", "after calibration", "o-")):
         if not all(f"{prefix}{l}" in cases for l in labels):
             continue
         probs = cases[[f"{prefix}{l}" for l in labels]].to_numpy()
@@ -223,6 +223,6 @@ def reliability_figure(cases: pd.DataFrame, labels: list[str], n_bins: int | Non
                           colLabels=[f"bin {i}" for i in range(1, len(rows[0]) + 1)], loc="center", cellLoc="center")
         table.auto_set_font_size(False)
         table.set_fontsize(7 if len(rows[0]) <= 6 else 6)
-        tab.set_title("Bins after temperature scaling, left to right on the curve", fontsize=8)
+        tab.set_title("Bins after calibration, left to right on the curve", fontsize=8)
     fig.tight_layout()
     return fig

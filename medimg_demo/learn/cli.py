@@ -5,11 +5,39 @@ from __future__ import annotations
 import argparse
 
 
+def _cmd_bcts(args: argparse.Namespace) -> int:
+    from ..models.registry import get_model
+    from .bcts import MIN_GAIN, fit_bcts, write_bcts
+
+    cfg = get_model(args.model)
+    result = fit_bcts(cfg, data=args.data, folds=args.folds or 5)
+    print(result.comparison.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"{cfg.id}: {result.n_cases} val cases, {result.repeats} x {result.folds}-fold cross-validation within val")
+    print(f"BCTS on all of val: temperature {result.fitted.temperature}, bias {list(result.fitted.bias or ())} "
+          f"(labels {cfg.type_labels}); temperature only: {result.temperature_only.temperature}")
+    print(f"held-out NLL gain of BCTS: {result.gain:.1%} (recommended at {MIN_GAIN:.0%} or more): "
+          + ("recommended" if result.recommended else "not recommended")
+          + (f" (the temperature sits on its bound {result.fitted.temperature}: val is nearly separable)"
+             if result.on_bound else ""))
+    if not args.write:
+        return 0
+    if not result.recommended and not args.force:
+        print("not written: BCTS is not recommended for this model (see above); --force writes anyway")
+        return 1
+    path = write_bcts(cfg, result)
+    print(f"wrote the temperature and bias to {path.parent.name}/config.json; now refit the gate (gate --model {cfg.id}) "
+          f"and re-evaluate (evaluate --model {cfg.id} --split test --explain --card)")
+    return 0
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from ..models.registry import get_model
     from .cv_calibrate import cross_val_temperature, summary_frame, write_calibration
 
+    if args.method == "bcts":
+        return _cmd_bcts(args)
     cfg = get_model(args.model)
+    args.folds = args.folds or 3
     result = cross_val_temperature(cfg, folds=args.folds, data=args.data)
     print(summary_frame(result).to_string(index=False))
     print(f"{cfg.id}: {result.n_cases} calibration cases ({args.folds}-fold out-of-fold train + val); out-of-fold "
@@ -35,11 +63,18 @@ def _folds(text: str) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``calibrate`` to the CLI's subparsers."""
-    c = sub.add_parser("calibrate", help="cross-validated temperature: re-train the model's recipe on K folds of train "
-                       "and fit the temperature on out-of-fold + val logits (minutes per fold)")
+    c = sub.add_parser("calibrate", help="recalibrate a trained model: cross-validated temperature (re-train the "
+                       "model's recipe on K folds of train and fit the temperature on out-of-fold + val logits; minutes "
+                       "per fold) or, with --method bcts, a temperature plus one offset per class fitted on val "
+                       "(seconds), compared with temperature scaling by cross-validation within val")
+    c.add_argument("--method", choices=["cv-temperature", "bcts"], default="cv-temperature",
+                   help="cv-temperature (default) or bcts: bias-corrected temperature scaling (Alexandari et al., 2020)")
     c.add_argument("--model", default=None, help="model id (default: the registry's default)")
     c.add_argument("--data", default=None, help="the model's data set folder (default: <data root>/<task>)")
-    c.add_argument("--folds", type=_folds, default=3, help="folds of train, at least 2 (each trains the full recipe once)")
-    c.add_argument("--write", action="store_true", help="pin the fitted temperature in the model's config.json")
-    c.add_argument("--force", action="store_true", help="write even when the fold models trail the served model")
+    c.add_argument("--folds", type=_folds, default=None,
+                   help="cv-temperature: folds of train, at least 2, each trains the full recipe once (default 3); "
+                        "bcts: folds of val for the comparison (default 5)")
+    c.add_argument("--write", action="store_true", help="pin the fitted calibration in the model's config.json")
+    c.add_argument("--force", action="store_true", help="write even when the fold models trail the served model "
+                   "(cv-temperature) or BCTS does not beat temperature scaling on held-out val cases (bcts)")
     c.set_defaults(func=_cmd_calibrate)

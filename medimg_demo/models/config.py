@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import ConfigError, ModelError
 from ..tasks import get_task
 
@@ -52,6 +54,28 @@ class LesionConfig:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """How one head's logits become probabilities: ``softmax(logits / temperature + bias)``. Temperature scaling
+    (Guo et al., 2017) has no bias; bias-corrected temperature scaling (BCTS, Alexandari et al., ICML 2020) adds one
+    offset per class, fitted on ``val`` with the temperature (``calibrate --method bcts``)."""
+
+    temperature: float = 1.0
+    bias: tuple[float, ...] | None = None
+
+    def scaled(self, logits: Any) -> np.ndarray:
+        """Calibrated logits (..., K) in float64."""
+        z = np.asarray(logits, dtype=np.float64) / max(self.temperature, 1e-3)
+        return z + np.asarray(self.bias, dtype=np.float64) if self.bias is not None else z
+
+    def probs(self, logits: Any) -> np.ndarray:
+        """Calibrated probabilities (..., K) of logits (..., K)."""
+        z = self.scaled(logits)
+        z = z - z.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=-1, keepdims=True)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """One model folder's contract. ``raw`` keeps the whole JSON (training record, card notes) for the card."""
 
@@ -64,6 +88,8 @@ class ModelConfig:
     weights_file: str = "weights.safetensors"
     weights_sha256: str | None = None
     temperature: dict[str, float] = field(default_factory=dict)
+    #: Per-class offsets added after the temperature (BCTS); absent for plain temperature scaling.
+    bias: dict[str, tuple[float, ...]] = field(default_factory=dict)
     default: bool = False
     task_title: str = ""
     intended_use: str = INTENDED_USE
@@ -81,6 +107,10 @@ class ModelConfig:
     @property
     def stage_labels(self) -> list[str] | None:
         return self.heads.get("stage")
+
+    def calibration(self, head: str = "type") -> Calibration:
+        """How ``head``'s logits become the probabilities the app shows (temperature, optional per-class bias)."""
+        return Calibration(self.temperature.get(head, 1.0), self.bias.get(head))
 
     @property
     def weights_path(self) -> Path:
@@ -134,6 +164,14 @@ class ModelConfig:
             if not isinstance(t, (int, float)) or not t > 0:
                 raise ConfigError(f"{where}: field 'temperature.{head}' must be a positive number.")
             temperature[str(head)] = float(t)
+        bias: dict[str, tuple[float, ...]] = {}
+        for head, b in v.get(d, "bias", dict, default={}).items():
+            n = len(heads.get(str(head), []))
+            if (not isinstance(b, list) or len(b) != n or n == 0
+                    or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in b)):
+                raise ConfigError(f"{where}: field 'bias.{head}' must list one finite number per label of the "
+                                  f"head {head!r} ({n} labels)" + ("" if n else "; the model has no such head") + ".")
+            bias[str(head)] = tuple(float(x) for x in b)
         gate = _gate(d.get("gate"), where)
         spec = get_task(task)
         return cls(
@@ -152,6 +190,7 @@ class ModelConfig:
             weights_file=wfile,
             weights_sha256=sha,
             temperature=temperature,
+            bias=bias,
             default=bool(d.get("default", False)),
             task_title=str(d.get("task_title") or spec.title),
             intended_use=str(d.get("intended_use") or INTENDED_USE),

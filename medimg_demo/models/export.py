@@ -91,12 +91,6 @@ def _export_graph(cfg: ModelConfig, path: Path) -> None:
     onnx.save(graph_model, str(path))
 
 
-def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """Calibrated probabilities, as ``predict._probs`` computes them."""
-    z = np.asarray(logits, dtype=np.float64) / max(temperature, 1e-3)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class OnnxForward:
@@ -162,8 +156,8 @@ def max_prob_diff(cfg: ModelConfig, path: Path, inputs: Iterable[np.ndarray], ba
     for x in _chunks(inputs, batch):
         ref, got = torch_forward(model, x), session(x)
         for head in cfg.heads:
-            t = cfg.temperature.get(head, 1.0)
-            worst = max(worst, float(np.abs(softmax(ref[head], t) - softmax(got[head], t)).max()))
+            cal = cfg.calibration(head)
+            worst = max(worst, float(np.abs(cal.probs(ref[head]) - cal.probs(got[head])).max()))
         if "lesion" in ref:  # the lesion probabilities are held to the same tolerance
             worst = max(worst, float(np.abs(ref["lesion"] - got["lesion"]).max()))
         n += len(x)

@@ -133,7 +133,7 @@ def _answer(pred: Prediction) -> list[object]:
         rows: list[list[object]] = [["Class", "Calibrated probability"]]
         rows += [[spec.label_name(k), f"{v:.1%}" if v >= 0.001 else "< 0.1%"] for k, v in sorted(pred.type_probs.items(), key=lambda kv: -kv[1])]
         out += [Spacer(1, 2 * mm), _table(rows, [70 * mm, 40 * mm]),
-                _p("Probabilities after temperature scaling on the validation split.", "caption")]
+                _p("Calibrated probabilities (calibration fitted on the validation split).", "caption")]
     out.append(_p("Stage", "h2"))
     if pred.status != "ok":
         out.append(_p(STAGE_NO_ANSWER))
