@@ -14,7 +14,8 @@ from .explain.gradcam import gradcam, lesion_probs
 from .explain.lesion import LesionMeasure, mask_from_probs, measure, peak_xy
 from .imaging.study import Study
 from .models.calibrate import calibrated_softmax
-from .models.config import Calibration, ModelConfig
+from .models.calibration import Calibration
+from .models.config import ModelConfig
 from .models.gate import GateStats, header_refusal, load_stats
 from .models.network import TumorNet, load_model
 from .models.precision import bf16_supported, default_precision  # noqa: F401 - bf16_supported: public here too
@@ -116,7 +117,7 @@ class Predictor:
         self.gate: GateStats | None = None
         if cfg.gate is not None:
             g = cfg.gate
-            self.gate = load_stats(cfg.weights_path.parent / g.file, g.sha256, g.method, g.k, cfg.temperature.get("type", 1.0))
+            self.gate = load_stats(cfg.weights_path.parent / g.file, g.sha256, g.method, g.k, cfg.gate_temperature)
 
     def _refused(self, study: Study, reason: str, ood: dict[str, Any] | None = None) -> Prediction:
         return Prediction(
@@ -163,7 +164,8 @@ class Predictor:
         target_idx = None if target is None else cfg.type_labels.index(target)
         with self._lock, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             if explain:
-                ex = gradcam(self.model, x, "type", cfg.target_layer, (study.height, study.width), target_idx)
+                ex = gradcam(self.model, x, "type", cfg.target_layer, (study.height, study.width), target_idx,
+                             calibration=cfg.calibration("type"))
                 logits, heatmap, pooled, lesion_map = ex.logits, ex.cam, ex.pooled, ex.lesion
             else:
                 with torch.inference_mode():
@@ -239,12 +241,14 @@ _PREDICTORS_LOCK = threading.Lock()
 
 
 def get_predictor(model: str | ModelConfig | None = None) -> Predictor:
-    """A shared Predictor per model (id, weights pin and gate): loaded once per process, never copied per request.
+    """A shared Predictor per model (id, weights pin, gate and calibration): loaded once per process, never copied per request.
 
     ``model``: a model id, a config (for example of a registry outside ``models/``), or None for the default.
     """
     cfg = model if isinstance(model, ModelConfig) else get_model(model)
-    key = (cfg.id, cfg.weights_sha256 or str(cfg.weights_path), cfg.gate)  # a refitted gate is a new predictor
+    # a refitted gate or a new calibration (calibrate --write) is a new predictor
+    key = (cfg.id, cfg.weights_sha256 or str(cfg.weights_path), cfg.gate, tuple(sorted(cfg.temperature.items())),
+           tuple(sorted(cfg.bias.items())))
     with _PREDICTORS_LOCK:
         pred = _PREDICTORS.get(key)
         if pred is None:

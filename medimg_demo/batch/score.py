@@ -49,7 +49,7 @@ class _Runner:
         gate = None
         if cfg.gate is not None and cfg.folder is not None:
             g = cfg.gate
-            gate = load_stats(cfg.folder / g.file, g.sha256, g.method, g.k, cfg.temperature.get("type", 1.0))
+            gate = load_stats(cfg.folder / g.file, g.sha256, g.method, g.k, cfg.gate_temperature)
         made_from = (cfg.raw.get("onnx") or {}).get("weights_sha256")
         if prefer_onnx and cfg.onnx is not None and made_from == cfg.weights_sha256:
             try:

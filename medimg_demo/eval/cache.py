@@ -32,7 +32,7 @@ def _file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _calibration_tag(cfg: ModelConfig) -> str:
+def calibration_tag(cfg: ModelConfig) -> str:
     """A short digest of the model's calibration (temperatures and biases): recalibrating the same weights
     (``calibrate --write``) gives another cache folder, so no stale probabilities are shown."""
     state = json.dumps({"temperature": cfg.temperature, "bias": {h: list(b) for h, b in cfg.bias.items()}}, sort_keys=True)
@@ -40,7 +40,7 @@ def _calibration_tag(cfg: ModelConfig) -> str:
 
 
 def cache_dir(cfg: ModelConfig, data_dir: Path, split: str, explain: bool, runs: Path) -> Path:
-    key = (f"{(cfg.weights_sha256 or 'unpinned')[:12]}-{_calibration_tag(cfg)}-"
+    key = (f"{(cfg.weights_sha256 or 'unpinned')[:12]}-{calibration_tag(cfg)}-"
            f"{_file_sha(data_dir / 'manifest.csv')[:12]}-{split}")
     return runs / "cache" / cfg.id / (key + ("-explain" if explain else ""))
 
@@ -92,7 +92,7 @@ def find_results(cfg: ModelConfig, runs: Path) -> Results | None:
     """The newest cached evaluation of this model's current weights (preferring one with explanations), else the
     metrics bundled in ``models/<id>/metrics``; None if neither exists."""
     base = runs / "cache" / cfg.id
-    prefix = f"{(cfg.weights_sha256 or 'unpinned')[:12]}-{_calibration_tag(cfg)}"
+    prefix = f"{(cfg.weights_sha256 or 'unpinned')[:12]}-{calibration_tag(cfg)}"
     candidates = sorted(base.glob(f"{prefix}-*-test*"), key=lambda p: (p.name.endswith("-explain"), p.stat().st_mtime)) if base.is_dir() else []
     bundled = cfg.folder / "metrics" if cfg.folder else None
     folder = candidates[-1] if candidates else (bundled if bundled and (bundled / "metrics.csv").is_file() else None)

@@ -121,7 +121,7 @@ def evaluate_explanations(
         row = frame.iloc[i]
         gray = images[i].astype(np.float32)
         x = normalize(torch.from_numpy(gray)[None, None], cfg.input)
-        ex = gradcam(model, x, "type", cfg.target_layer, (h, w))
+        ex = gradcam(model, x, "type", cfg.target_layer, (h, w), calibration=cfg.calibration("type"))
         rec: dict[str, object] = {"image": row["image"], "label": row["label"], "target": cfg.type_labels[ex.target]}
         lesion = lesion_mask(row, folder, (h, w))
         if lesion is not None:

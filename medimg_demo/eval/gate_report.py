@@ -14,7 +14,8 @@ import pandas as pd
 
 from ..errors import ModelError
 from ..learn.gate import SplitOutputs, abstain_threshold, fit_all, refusal_threshold, split_outputs
-from ..models.config import Calibration, ModelConfig
+from ..models.calibration import Calibration
+from ..models.config import ModelConfig
 from ..models.gate import METHODS, save_stats
 from ..models.network import load_model
 from .card import update_gate_section
@@ -56,7 +57,7 @@ def fit_gate(cfg: ModelConfig, data_dir: Path, data_root: Path, method: str = "a
     model = load_model(cfg)
     for p in model.parameters():
         p.requires_grad_(False)
-    temperature = cfg.temperature.get("type", 1.0)
+    temperature = cfg.gate_temperature
     outs = {split: split_outputs(model, cfg, data_dir, split) for split in ("train", "val", "test")}
     stats = {m: s.as_stored() for m, s in fit_all(outs["train"], temperature).items()}
     scores = {split: {m: s.score(outs[split].features, outs[split].logits) for m, s in stats.items()}

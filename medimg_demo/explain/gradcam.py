@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
 
+from ..models.calibrate import calibrated_softmax
+from ..models.calibration import Calibration
 from ..models.network import TumorNet
 
 
@@ -43,8 +45,12 @@ def gradcam(
     out_size: tuple[int, int],
     target: int | None = None,
     relu: bool = True,
+    calibration: Calibration | None = None,
 ) -> Explanation:
     """Grad-CAM of ``head``'s class ``target`` (default: the predicted class) for one input ``x`` (1, 3, h, w).
+
+    The predicted class is the top class of the calibrated probabilities where ``calibration`` is given (the class
+    the app shows: a per-class bias can move it away from the raw logits' top class), else of the raw logits.
 
     ReLU on the weighted sum (as in Selvaraju et al.), bilinear upsampling to ``out_size`` = (H, W),
     then scaled so the maximum is 1. An all-zero map means no positive evidence at this layer.
@@ -64,7 +70,11 @@ def gradcam(
         if lesion is not None:
             cache["lesion"] = {"lesion": lesion}
         logits = out[head]
-        idx = int(logits.argmax(dim=1)[0]) if target is None else int(target)
+        if target is not None:
+            idx = int(target)
+        else:
+            scores = logits.detach() if calibration is None else calibrated_softmax(logits.detach(), calibration)
+            idx = int(scores.argmax(dim=1)[0])
         chosen["target"] = idx
         return logits[:, idx]  # one scalar per example: the score being explained
 

@@ -28,7 +28,8 @@ from sklearn.model_selection import StratifiedKFold
 from ..errors import ModelError
 from ..manifest import read_manifest, resolve_data_dir, split_frame
 from ..models.calibrate import T_MAX, T_MIN, ece, fit_calibration
-from ..models.config import Calibration, ModelConfig
+from ..models.calibration import Calibration
+from ..models.config import ModelConfig
 from ..models.network import load_model
 from .dataset import ManifestDataset, predict_logits
 

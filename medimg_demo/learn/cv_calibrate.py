@@ -171,13 +171,14 @@ def cross_val_temperature(cfg: ModelConfig, folds: int = 3, data: str | None = N
 
 def write_calibration(cfg: ModelConfig, result: CvCalibration) -> Path:
     """Pin the temperature and its record in the model's config.json (weights unchanged), atomically (the app may
-    be reading it). The gate's abstention threshold was chosen on the old probabilities: refit it (``gate``), then
-    re-evaluate with ``--force`` (the evaluation cache is keyed by weights and data, not temperature)."""
+    be reading it); a BCTS bias is dropped. The gate's abstention threshold was chosen on the old probabilities: refit it
+    (``gate``), then re-evaluate (the evaluation cache is keyed by the calibration too)."""
     if cfg.folder is None:
         raise ValueError(f"{cfg.id} was not loaded from a model folder: nothing to write.")
     path = cfg.folder / "config.json"
     record = json.loads(path.read_text())
     record["temperature"] = result.temperature
+    record.pop("bias", None)  # a BCTS bias belongs to the temperature it was fitted with: it goes with it
     record["calibration"] = result.record()
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")

@@ -250,10 +250,15 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     load_checkpoint(served, best_path, None)
     val_logits = predict_logits(served, val_ds, bf16=False)
     temperature = {h: fit_temperature(val_logits[h], val_ds.targets[h]) for h in heads}
+    kept_calibration: dict[str, object] = {}
     if cfg.lesion_only:  # the classifier is the start model's, so is its calibration (the refit above is for the log)
-        kept = get_model(cfg.init_from).temperature
-        log.info("Temperature kept from %s: %s (a refit on val gives %s)", cfg.init_from, kept, temperature)
-        temperature = dict(kept)
+        start = get_model(cfg.init_from)
+        log.info("Calibration kept from %s: temperature %s, bias %s (a refit of the temperature on val gives %s)",
+                 cfg.init_from, start.temperature, start.bias or "none", temperature)
+        temperature = dict(start.temperature)
+        if start.bias:  # BCTS: the bias belongs to its temperature; keep both, and the record the card states
+            kept_calibration = {"bias": {h: list(b) for h, b in start.bias.items()},
+                                **({"calibration": start.raw["calibration"]} if start.raw.get("calibration") else {})}
     sha = sha256_file(best_path)
     config = {
         "id": cfg.model_id,
@@ -266,6 +271,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         "target_layer": cfg.target_layer,
         **({"lesion": {"taps": list(taps), "channels": DEFAULT_CHANNELS, "threshold": 0.5}} if taps else {}),
         "temperature": temperature,
+        **kept_calibration,
         "weights": {"file": "weights.safetensors", "sha256": sha, "dtype": "float16"},
         "default": cfg.default,
         "selected_epoch": best.get("epoch"),

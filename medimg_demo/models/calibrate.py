@@ -1,6 +1,6 @@
 """Calibration fitted on the validation split: temperature scaling (Guo et al., 2017) and bias-corrected temperature
 scaling (BCTS: one temperature plus one offset per class; Alexandari et al., ICML 2020), and their application to
-torch logits (the NumPy twin is :meth:`ModelConfig.Calibration.probs`)."""
+torch logits (the NumPy twin is :meth:`calibration.Calibration.probs`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import Calibration
+from .calibration import Calibration
 
 #: The range a fitted temperature is kept in; a fit on the bound means the split is (nearly) separable.
 T_MIN, T_MAX = 0.05, 20.0

@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import ConfigError, ModelError
+from .calibration import Calibration
 from ..tasks import get_task
 
 #: Grad-CAM target when a config names none: the output of ``forward_features`` (any timm backbone).
@@ -54,28 +53,6 @@ class LesionConfig:
 
 
 @dataclass(frozen=True)
-class Calibration:
-    """How one head's logits become probabilities: ``softmax(logits / temperature + bias)``. Temperature scaling
-    (Guo et al., 2017) has no bias; bias-corrected temperature scaling (BCTS, Alexandari et al., ICML 2020) adds one
-    offset per class, fitted on ``val`` with the temperature (``calibrate --method bcts``)."""
-
-    temperature: float = 1.0
-    bias: tuple[float, ...] | None = None
-
-    def scaled(self, logits: Any) -> np.ndarray:
-        """Calibrated logits (..., K) in float64."""
-        z = np.asarray(logits, dtype=np.float64) / max(self.temperature, 1e-3)
-        return z + np.asarray(self.bias, dtype=np.float64) if self.bias is not None else z
-
-    def probs(self, logits: Any) -> np.ndarray:
-        """Calibrated probabilities (..., K) of logits (..., K)."""
-        z = self.scaled(logits)
-        z = z - z.max(axis=-1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=-1, keepdims=True)
-
-
-@dataclass(frozen=True)
 class ModelConfig:
     """One model folder's contract. ``raw`` keeps the whole JSON (training record, card notes) for the card."""
 
@@ -111,6 +88,15 @@ class ModelConfig:
     def calibration(self, head: str = "type") -> Calibration:
         """How ``head``'s logits become the probabilities the app shows (temperature, optional per-class bias)."""
         return Calibration(self.temperature.get(head, 1.0), self.bias.get(head))
+
+    @property
+    def gate_temperature(self) -> float:
+        """The temperature of the gate's logit scores (energy, MSP): the type head's, or under BCTS the temperature
+        fitted without a bias (BCTS's own temperature belongs with its bias, which those scores do not use)."""
+        cal = self.raw.get("calibration") or {}
+        if self.bias.get("type") is not None and cal.get("method") == "bcts" and cal.get("temperature_only"):
+            return float(cal["temperature_only"])
+        return self.temperature.get("type", 1.0)
 
     @property
     def weights_path(self) -> Path:
@@ -168,7 +154,7 @@ class ModelConfig:
         for head, b in v.get(d, "bias", dict, default={}).items():
             n = len(heads.get(str(head), []))
             if (not isinstance(b, list) or len(b) != n or n == 0
-                    or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in b)):
+                    or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and _finite(x) for x in b)):
                 raise ConfigError(f"{where}: field 'bias.{head}' must list one finite number per label of the "
                                   f"head {head!r} ({n} labels)" + ("" if n else "; the model has no such head") + ".")
             bias[str(head)] = tuple(float(x) for x in b)
@@ -201,6 +187,14 @@ class ModelConfig:
             folder=folder,
             raw=d,
         )
+
+
+def _finite(x: float) -> bool:
+    """A finite number that fits a float (a huge JSON integer does not: float() would overflow)."""
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:
+        return False
 
 
 def _gate(d: Any, where: str) -> GateConfig | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..eval.cache import Results, find_results
+from ..eval.cache import Results, calibration_tag, find_results
 from ..eval.gallery import write_gallery
 from ..eval.plots import (confusion_figure, explanation_verdicts, overall_table, per_class_table, reliability_figure,
                           roc_figure)
@@ -56,7 +56,8 @@ def _with_gallery(cfg: ModelConfig, res: Results) -> Results:
     folder = data_root() / cfg.task
     if not (folder / "manifest.csv").is_file():
         return res
-    out = runs_dir() / "cache" / cfg.id / f"{(cfg.weights_sha256 or 'unpinned')[:12]}-bundled-gallery"
+    tag = f"{(cfg.weights_sha256 or 'unpinned')[:12]}-{calibration_tag(cfg)}"  # a recalibration changes the errors
+    out = runs_dir() / "cache" / cfg.id / f"{tag}-bundled-gallery"
     if not (out / "index.csv").is_file():
         write_gallery(cfg, folder, res.cases, out)
     index = out / "index.csv"

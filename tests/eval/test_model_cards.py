@@ -64,7 +64,7 @@ def test_cross_validated_temperature_is_stated_and_reproducible() -> None:
         line = next(ln for ln in card.splitlines() if ln.startswith("python -m medimg_demo calibrate "))
         args = build_parser().parse_args(line.split()[3:])
         assert args.model == cfg.id and args.folds == cal["folds"] and args.write
-        if cal["method"] == "bcts":  # bias-corrected temperature scaling on val, chosen by cross-validation in val
+        if cal.get("method") == "bcts":  # bias-corrected temperature scaling on val, chosen by cross-validation in val
             assert args.method == "bcts" and len(cfg.bias["type"]) == len(cfg.type_labels), cfg.id
             assert "bias-corrected temperature scaling" in card and f"({cal['cases']} cases)" in card, cfg.id
             assert cal["cv"]["bcts"]["cv_nll"] < cal["cv"]["temperature"]["cv_nll"], cfg.id

@@ -14,7 +14,8 @@ import torch
 from medimg_demo.errors import ConfigError
 from medimg_demo.learn.bcts import MIN_GAIN, BctsResult, cross_validate, write_bcts
 from medimg_demo.models.calibrate import T_MIN, calibrated_softmax, fit_calibration
-from medimg_demo.models.config import Calibration, ModelConfig
+from medimg_demo.models.calibration import Calibration
+from medimg_demo.models.config import ModelConfig
 from medimg_demo.models.registry import list_models
 
 
@@ -115,7 +116,6 @@ def test_write_pins_the_calibration_and_the_cache_key_follows_it(tmp_path) -> No
     data.mkdir()
     (data / "manifest.csv").write_text("image,label,split\n")
     assert cache_dir(cfg, data, "test", True, tmp_path) != cache_dir(again, data, "test", True, tmp_path)
-    assert cache_dir(again, data, "test", True, tmp_path) == cache_dir(dataclasses.replace(again), data, "test", True, tmp_path)
 
 
 def test_card_states_bcts_with_its_evidence_and_command() -> None:
@@ -138,3 +138,60 @@ def test_card_states_bcts_with_its_evidence_and_command() -> None:
     lines = card.splitlines()
     i = lines.index(f"python -m medimg_demo calibrate --method bcts --model {cfg.id} --folds 5 --write")
     assert lines[i + 1] == f"python -m medimg_demo gate --model {cfg.id}"
+
+
+def test_a_bias_that_moves_the_call_moves_the_heatmap_with_it(tiny_registry) -> None:
+    """The app shows the calibrated top class; Grad-CAM must explain that class, not the raw logits' top class."""
+    from medimg_demo.imaging.decode import read_bytes
+    from medimg_demo.predict import Predictor
+
+    from conftest import gradient, png_bytes
+
+    folder = tiny_registry / "lung_ct.tiny_v0"
+    cfg = ModelConfig.from_dict(json.loads((folder / "config.json").read_text()), folder)
+    study = read_bytes(png_bytes((gradient() * 255).astype(np.uint8)))
+    plain = Predictor(cfg).run(study, gate=False)
+    other = next(c for c in cfg.type_labels if c != plain.type_label)
+    bias = tuple(20.0 if c == other else 0.0 for c in cfg.type_labels)
+    moved = Predictor(dataclasses.replace(cfg, bias={"type": bias})).run(study, gate=False)
+    assert moved.type_label == other and moved.heatmap_class == other
+    assert moved.type_probs is not None and moved.type_probs[other] > 0.99
+    assert moved.heatmap is not None and plain.heatmap is not None
+    assert not np.allclose(moved.heatmap, plain.heatmap)  # another class's evidence, not the raw top class's map
+
+
+def test_find_results_skips_an_evaluation_made_under_another_calibration(tmp_path) -> None:
+    from medimg_demo.eval.cache import cache_dir, find_results
+
+    cfg = ModelConfig.from_dict(_config(temperature={"type": 1.1}))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.csv").write_text("image,label,split\n")
+    old = cache_dir(cfg, data, "test", True, tmp_path)
+    old.mkdir(parents=True)
+    (old / "metrics.csv").write_text("metric,class,value,ci_low,ci_high\naccuracy,,0.5,0.4,0.6\n")
+    assert find_results(cfg, tmp_path) is not None
+    same_t = dataclasses.replace(cfg, bias={"type": (1.0, 0.0, -1.0)})  # only the bias differs
+    assert cache_dir(same_t, data, "test", True, tmp_path) != old
+    assert find_results(same_t, tmp_path) is None
+
+
+def test_a_cross_validated_temperature_replaces_a_bcts_calibration_whole(tmp_path) -> None:
+    """A BCTS bias belongs to the temperature it was fitted with: writing a cv-temperature drops it."""
+    from medimg_demo.learn.cv_calibrate import CvCalibration, write_calibration
+
+    folder = tmp_path / "toy.v0"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(_config(temperature={"type": 0.7}, bias={"type": [1, 0, -1]})))
+    cfg = ModelConfig.from_dict(json.loads((folder / "config.json").read_text()), folder)
+    write_calibration(cfg, CvCalibration({"type": 0.9}, {"type": 0.8}, 3, 100, 0.9, 0.9))
+    again = ModelConfig.from_dict(json.loads((folder / "config.json").read_text()), folder)
+    assert again.calibration("type") == Calibration(0.9, None) and not again.bias
+
+
+def test_gate_scores_use_the_temperature_fitted_without_the_bias() -> None:
+    plain = ModelConfig.from_dict(_config(temperature={"type": 1.3}))
+    assert plain.gate_temperature == 1.3
+    bcts = ModelConfig.from_dict(_config(temperature={"type": 0.7}, bias={"type": [1, 0, -1]},
+                                         calibration={"method": "bcts", "temperature_only": 1.2}))
+    assert bcts.gate_temperature == 1.2
