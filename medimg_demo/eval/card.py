@@ -67,6 +67,9 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         *([f"- Only the lesion head was trained (`--lesion-only`): the backbone, the classifier and its calibration are "
            f"`{training.get('init_from')}`'s, tensor for tensor, so its calls, heatmaps and erasure test are too."]
           if training.get("lesion_only") else []),
+        *([f"- Only the classifier head was trained (`--head-only`): the backbone and the lesion head are "
+           f"`{training.get('init_from')}`'s, tensor for tensor, so its lesion outlines are too."]
+          if training.get("head_only") else []),
         *([f"- Box-projection term (Tian et al., BoxInst 2021; weight {training['projection_weight']}): the lesion map's "
            "row and column maxima follow the annotation's, so the predicted extent is trained to be the box's."]
           if training.get("projection_weight") else []),

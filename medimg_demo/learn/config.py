@@ -53,6 +53,8 @@ class TrainConfig:
                                          "maxima follow the annotation's, so the lesion's extent is the box's")
     lesion_only: bool = _opt(False, "train only the lesion head of the --init-from model; its classifier, its calibration "
                                     "and the backbone stay as they are (epochs selected on val box hits or Dice)")
+    head_only: bool = _opt(False, "train only the type (and stage) head of the --init-from model on its frozen "
+                                  "backbone, with the covers, guidance and selection asked for; the lesion head stays")
     erase_lesion: float = _opt(0.0, "probability of covering the lesion in a training image (labelled no tumor)")
     erase_elsewhere: float = _opt(0.0, "probability of covering a same-sized region elsewhere (label kept)")
     erase_infill: str = _opt("patch", "how a region is covered: a patch of the same image, or mixed (half of the time "

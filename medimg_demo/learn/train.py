@@ -108,6 +108,9 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
                          "and a --lesion-weight above 0.")
     if cfg.projection_weight and not cfg.lesion:
         raise ValueError("--projection-weight trains the lesion head: add --lesion.")
+    if cfg.head_only and (cfg.lesion_only or not cfg.init_from):
+        raise ValueError("--head-only retrains the classifier of a trained model: give --init-from MODEL, and not "
+                         "--lesion-only (keep the start model's lesion head with --lesion).")
     if cfg.lesion_only and (cfg.guidance_weight or cfg.distill_from or cfg.select_erasure):
         raise ValueError("--lesion-only keeps the classifier as it is: --guidance-weight, --distill-from and "
                          "--select-erasure act on the classifier; leave them out.")
@@ -126,7 +129,8 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     taps = DEFAULT_TAPS if cfg.lesion else None
     model = TumorNet(cfg.arch, heads, pretrained=cfg.pretrained, drop_rate=cfg.drop_rate, lesion_taps=taps)
     if cfg.init_from:
-        init_weights(model, cfg.init_from, (heads["type"], input_cfg) if cfg.lesion_only else None, complete=cfg.lesion_only)
+        frozen = cfg.lesion_only or cfg.head_only  # a part retrained on the start model's frozen backbone
+        init_weights(model, cfg.init_from, (heads["type"], input_cfg) if frozen else None, complete=frozen)
     model = model.to(memory_format=torch.channels_last)  # faster on CPU in fp32 and bf16 alike
     teacher = load_teacher(cfg.distill_from, heads["type"], input_cfg) if cfg.distill_from else None
     weights = {h: _class_weights(train_ds.targets[h], len(labels)) for h, labels in heads.items()}
@@ -143,6 +147,10 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         model.requires_grad_(False)
         model.lesion.requires_grad_(True)  # type: ignore[union-attr]
         head_params, back_params = list(model.lesion.parameters()), []  # type: ignore[union-attr]
+    if cfg.head_only:  # only the classifier learns, on the start model's features; the lesion head stays too
+        model.requires_grad_(False)
+        model.heads.requires_grad_(True)
+        head_params, back_params = list(model.heads.parameters()), []
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -1.0}
     out = Path(cfg.out_dir) / cfg.model_id
@@ -178,8 +186,10 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         # weights are frozen, so the heads learn on the same features the fine-tuning phase starts from.
         # With freeze_bn the ImageNet statistics are kept throughout (BN layers in eval mode).
         model.train()
-        if cfg.lesion_only:
+        if cfg.lesion_only or cfg.head_only:
             model.backbone.eval()
+            if cfg.head_only and model.lesion is not None:
+                model.lesion.eval()
         elif cfg.freeze_bn:
             for mod in model.backbone.modules():  # the new lesion head learns its own statistics
                 if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
@@ -195,7 +205,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
                 F.cross_entropy(logits[h].float(), ys[h], weight=weights[h], label_smoothing=cfg.label_smoothing)
                 for h in heads if not cfg.lesion_only
             )
-            if lesion_logits is not None:  # from the first epoch; it reaches the backbone after the warm-up (not with --lesion-only)
+            if lesion_logits is not None and not cfg.head_only:  # from the first epoch; it reaches the backbone after the warm-up (not with --lesion-only)
                 loss = loss + cfg.lesion_weight * lesion_loss(lesion_logits, ys["mask"])[0]
                 if cfg.projection_weight > 0:
                     loss = loss + cfg.projection_weight * projection_loss(lesion_logits, ys["mask"])

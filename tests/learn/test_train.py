@@ -154,6 +154,34 @@ def test_lesion_only_retrains_the_lesion_head_and_nothing_else(tmp_path, monkeyp
     assert json.loads((mc.folder / "config.json").read_text())["selected_epoch"] == int(log["lesion_dice"].idxmax()) + 1
 
 
+@pytest.mark.slow
+def test_head_only_retrains_the_classifier_and_nothing_else(tmp_path, monkeypatch) -> None:
+    """--head-only from a trained model: the backbone and the lesion head (BatchNorm statistics included) are
+    bit-identical to the start model's, the classifier's tensors change, and its temperature is refitted on val."""
+    from safetensors.torch import load_file
+
+    data = tmp_path / "toy"
+    _lesion_set(data)
+    models = tmp_path / "models"
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(models))
+    common = dict(data=str(data), task="toy", out_dir=str(models), pretrained="offline", size=48, batch_size=8,
+                  seed=0, lesion=True, patience=10)
+    start = train(TrainConfig(model_id="toy.head_v0", epochs=1, warmup_epochs=1, **common))
+    with pytest.raises(ValueError, match="--init-from"):
+        train(TrainConfig(model_id="toy.head_v1", epochs=1, warmup_epochs=0, head_only=True, **common))
+    with pytest.raises(ValueError, match="--lesion-only"):
+        train(TrainConfig(model_id="toy.head_v1", epochs=1, head_only=True, lesion_only=True, init_from="toy.head_v0",
+                          **common))
+    mc = train(TrainConfig(model_id="toy.head_v1", epochs=2, warmup_epochs=0, head_only=True, init_from="toy.head_v0",
+                           guidance_weight=0.5, lr_head=0.01, **common))
+    before, after = load_file(str(start.weights_path)), load_file(str(mc.weights_path))
+    assert before.keys() == after.keys()
+    for name in before:
+        same = torch.equal(before[name], after[name])
+        assert same != name.startswith("heads."), name
+    assert json.loads((mc.folder / "config.json").read_text())["training"]["head_only"] is True
+
+
 def test_projection_loss_scores_the_extent_not_the_fill() -> None:
     """BoxInst's projection term: a cross spanning the box exactly scores (near) zero though it fills little of it;
     the same cross shifted off the box scores high; lesion-free images do not count."""
