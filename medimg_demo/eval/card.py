@@ -73,6 +73,10 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         *([f"- Box-projection term (Tian et al., BoxInst 2021; weight {training['projection_weight']}): the lesion map's "
            "row and column maxima follow the annotation's, so the predicted extent is trained to be the box's."]
           if training.get("projection_weight") else []),
+        *([f"- Paired counterfactuals (`--pair-margin {training['pair_margin']}`): each tumor image was seen with a "
+           "twin whose lesion (or a region elsewhere) was in-filled; the lesion-removed twin's no-tumor log-odds had to "
+           "exceed the image's by the margin, the other twin's to stay the same. No label was switched."]
+          if training.get("pair_margin") else []),
         *([f"- Distilled from `{training['distill_from']}` (weight {training.get('distill_weight')}, temperature 2) on "
            "the training images whose lesion was not covered: its softened type probabilities are a second target."]
           if training.get("distill_from") else []),

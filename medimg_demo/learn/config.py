@@ -59,6 +59,10 @@ class TrainConfig:
     erase_elsewhere: float = _opt(0.0, "probability of covering a same-sized region elsewhere (label kept)")
     erase_infill: str = _opt("patch", "how a region is covered: a patch of the same image, or mixed (half of the time "
                                       "the border in-fill evaluation uses)", choices=["patch", "mixed"])
+    pair_margin: float = _opt(0.0, "paired counterfactuals: each tumor image is seen with a twin whose lesion (or, half "
+                                   "of the time, a region elsewhere) is in-filled; the twin's no-tumor log-odds must "
+                                   "exceed the image's by this margin (elsewhere: stay equal). No label is switched, "
+                                   "so no prior for no tumor is learned (0: off)")
     source_artefacts: bool = _opt(False, "augment against source artefacts (blur, resampling, noise, wider scale) "
                                          "as the task defines it (brain_mri)")
     reweight_erased: bool = _opt(False, "class weights from the labels after counterfactual covering (a covered "
@@ -72,6 +76,27 @@ class TrainConfig:
     target_layer: str = _opt("features", "layer Grad-CAM explains (written to config.json)")
     default: bool = field(default=True, metadata={"cli": False})
     heads: dict[str, list[str]] = field(default_factory=dict, metadata={"cli": False})
+
+    def check_options(self) -> None:
+        """Refuse combinations of options that cannot mean what they say, naming the option to fix."""
+        if bool(self.distill_from) != (self.distill_weight > 0):
+            raise ValueError("--distill-from and --distill-weight go together: give a teacher model and a weight above 0.")
+        if self.lesion_only and not (self.lesion and self.init_from and self.lesion_weight > 0):
+            raise ValueError("--lesion-only retrains the lesion head of a trained model: give --lesion, --init-from "
+                             "MODEL and a --lesion-weight above 0.")
+        if self.projection_weight and not self.lesion:
+            raise ValueError("--projection-weight trains the lesion head: add --lesion.")
+        if self.head_only and (self.lesion_only or not self.init_from):
+            raise ValueError("--head-only retrains the classifier of a trained model: give --init-from MODEL, and not "
+                             "--lesion-only (keep the start model's lesion head with --lesion).")
+        if self.lesion_only and (self.guidance_weight or self.distill_from or self.select_erasure or self.pair_margin):
+            raise ValueError("--lesion-only keeps the classifier as it is: --guidance-weight, --distill-from, "
+                             "--select-erasure and --pair-margin act on the classifier; leave them out.")
+        if self.pair_margin < 0 or (self.pair_margin and not self.lesion):
+            raise ValueError("--pair-margin needs the lesion annotations (add --lesion) and a margin of 0 or more.")
+        if self.pair_margin and (self.erase_lesion or self.erase_elsewhere):
+            raise ValueError("--pair-margin makes each image's counterfactual twin itself and never switches a label: "
+                             "leave out --erase-lesion and --erase-elsewhere.")
 
 
 #: Options a model card always prints, even at their default value (the rest only where they differ).

@@ -89,3 +89,26 @@ def counterfactual(image: np.ndarray, lesion: np.ndarray, rng: np.random.Generat
         if moved is not None:
             return _fill(image, moved, rng, infill, avoid=lesion), False, True
     return image, False, False
+
+
+#: What a twin is: its lesion in-filled, a same-sized region elsewhere in-filled, or no twin (no lesion or no place).
+TWIN_LESION, TWIN_ELSEWHERE, TWIN_NONE = 1, 0, -1
+
+
+def twin(image: np.ndarray, lesion: np.ndarray, rng: np.random.Generator, infill: str = "mixed") -> tuple[np.ndarray, int]:
+    """The paired counterfactual of a tumor image: half of the time its lesion in-filled (``TWIN_LESION``), else a
+    same-sized region elsewhere (``TWIN_ELSEWHERE``); ``TWIN_NONE`` (and the image) where there is no lesion or no
+    place elsewhere. Unlike :func:`counterfactual`, the label is never switched: the pair is compared instead."""
+    if infill not in INFILLS:
+        raise ValueError(f"Unknown in-fill {infill!r}; use one of {', '.join(INFILLS)}.")
+    if not lesion.any():
+        return image, TWIN_NONE
+    if float(rng.random()) < 0.5:
+        return _fill(image, lesion, rng, infill), TWIN_LESION
+    y0, y1, x0, x1 = _box(lesion, 0)
+    box = np.zeros_like(lesion)
+    box[y0:y1, x0:x1] = True
+    moved = region_elsewhere(box, rng, tries=20)
+    if moved is None:
+        return image, TWIN_NONE
+    return _fill(image, moved, rng, infill, avoid=lesion), TWIN_ELSEWHERE

@@ -18,7 +18,7 @@ from ..models.config import InputConfig
 from ..models.preprocess import normalize, resize_gray
 from ..tasks import AugmentSpec
 from .augment import apply_augment
-from .counterfactual import counterfactual
+from .counterfactual import counterfactual, twin
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,8 @@ class ManifestDataset(Dataset):
     """Images of one split, decoded once, with integer targets per head; with ``lesions``, the annotated lesion
     masks too (target ``"mask"``), and with ``erase`` = (p lesion, p elsewhere) counterfactual images (see
     ``counterfactual``) whose covered lesion turns the type target into ``normal_label`` (target ``"covered"``
-    says so, for distillation)."""
+    says so, for distillation). With ``pairs``, each image also brings its counterfactual twin (targets ``"twin"``,
+    an input like the image's, and ``"twin_kind"``: see ``counterfactual.twin``), its label unchanged."""
 
     def __init__(
         self,
@@ -64,6 +65,7 @@ class ManifestDataset(Dataset):
         erase: tuple[float, float] = (0.0, 0.0),
         normal_label: str | None = None,
         infill: str = "patch",
+        pairs: bool = False,
     ) -> None:
         self.frame = frame
         self.input_cfg = input_cfg
@@ -82,9 +84,10 @@ class ManifestDataset(Dataset):
         self.masks = load_masks(folder, frame, input_cfg.size) if lesions else None
         self.erase = erase
         self.infill = infill
+        self.pairs = pairs and self.masks is not None  # a counterfactual twin per image (``counterfactual.twin``)
         labels = heads.get("type", [])
         self.normal_index = labels.index(normal_label) if normal_label in labels else None
-        if any(erase) and self.normal_index is None:
+        if (any(erase) or self.pairs) and self.normal_index is None:
             raise DataError(f"Counterfactual erasure needs the no-tumor label {normal_label!r} among {labels}.")
 
     def __len__(self) -> int:
@@ -103,6 +106,11 @@ class ManifestDataset(Dataset):
                     lesion = np.zeros_like(lesion)
                     targets["type"] = torch.tensor(self.normal_index, dtype=torch.long)
             mask_t = torch.from_numpy(lesion.astype(np.float32))[None]
+            if self.pairs:
+                other, kind = twin(img, lesion, self._rng, self.infill)
+                t = torch.from_numpy(np.ascontiguousarray(other, dtype=np.float32))[None]
+                t = apply_augment(t, self.augment, self._g, None)[0] if self.augment is not None else t
+                targets["twin"], targets["twin_kind"] = normalize(t, self.input_cfg), torch.tensor(kind)
         x = torch.from_numpy(np.ascontiguousarray(img))[None]
         if self.augment is not None:
             x, mask_t = apply_augment(x, self.augment, self._g, mask_t)

@@ -9,6 +9,9 @@
 - ``projection_loss`` (Tian et al., BoxInst, CVPR 2021): the lesion map's column and row maxima must match the
   annotation's, i.e. the predicted lesion's extent is the annotated box's. Box-derived masks tell the head where the
   box is, not which pixels in it are tumor; this term trains exactly what a box gives.
+- ``pair_loss`` (paired counterfactuals): the same image without its lesion must lean further to no tumor by a
+  margin, and with a region elsewhere in-filled must not move; nothing is relabelled, so unlike covers labelled no
+  tumor it cannot be met by a learned prior for no tumor.
 - ``distill_loss`` (Hinton et al., 2015): the type head follows a teacher's softened probabilities on the images
   whose label the counterfactual covering left alone, so grounding the call need not cost the teacher's accuracy.
 """
@@ -79,3 +82,24 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, keep: torch.Tenso
     log_s = F.log_softmax(student[keep].float() / t, dim=1)
     log_t = F.log_softmax(teacher[keep].float() / t, dim=1)
     return F.kl_div(log_s, log_t, log_target=True, reduction="batchmean") * t * t
+
+
+def no_tumor_log_odds(logits: torch.Tensor, normal: int) -> torch.Tensor:
+    """(N, K) logits -> (N,) log of p(no tumor) / p(any tumor class)."""
+    z = logits.float()
+    others = torch.cat([z[:, :normal], z[:, normal + 1:]], dim=1)
+    return z[:, normal] - torch.logsumexp(others, dim=1)
+
+
+def pair_loss(image: torch.Tensor, twin: torch.Tensor, kind: torch.Tensor, normal: int, margin: float) -> torch.Tensor:
+    """Logits of images and of their twins (N, K), ``kind`` (N,) as ``counterfactual.twin`` gives it: a hinge that
+    asks a lesion-removed twin's no-tumor log-odds to exceed the image's by ``margin``, plus the absolute change of a
+    twin with a region elsewhere in-filled; each averaged over its pairs (zero where there are none)."""
+    d = no_tumor_log_odds(twin, normal) - no_tumor_log_odds(image, normal)
+    removed, elsewhere = kind == 1, kind == 0
+    loss = image.sum() * 0.0
+    if bool(removed.any()):
+        loss = loss + F.relu(margin - d[removed]).mean()
+    if bool(elsewhere.any()):
+        loss = loss + d[elsewhere].abs().mean()
+    return loss

@@ -36,7 +36,7 @@ from ..models.weights import load_checkpoint, save_checkpoint, sha256_file
 from ..tasks import get_task
 from .config import TrainConfig, portable_data_path
 from .dataset import ManifestDataset, predict_logits
-from .losses import distill_loss, guidance_loss, lesion_loss, projection_loss
+from .losses import distill_loss, guidance_loss, lesion_loss, pair_loss, projection_loss
 from .selection import lesion_score, selection_score, val_box_hits, val_dice, val_erasure, val_scores
 from .start import init_weights, load_teacher
 
@@ -75,8 +75,6 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     cfg.model_id = cfg.model_id or f"{cfg.task}.{cfg.arch}_v1"
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    if bool(cfg.distill_from) != (cfg.distill_weight > 0):
-        raise ValueError("--distill-from and --distill-weight go together: give a teacher model and a weight above 0.")
     folder = resolve_data_dir(cfg.data or None, cfg.task)
     df = read_manifest(folder)
     heads: dict[str, list[str]] = {"type": sorted(df["label"].unique().tolist())}
@@ -103,17 +101,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     val_df = split_frame(df, "val")
     spec = get_task(cfg.task)
     lesion_column = spec.lesion_column or next((c for c in ("mask", "bbox_xywh_norm") if c in df.columns), None)
-    if cfg.lesion_only and not (cfg.lesion and cfg.init_from and cfg.lesion_weight > 0):
-        raise ValueError("--lesion-only retrains the lesion head of a trained model: give --lesion, --init-from MODEL "
-                         "and a --lesion-weight above 0.")
-    if cfg.projection_weight and not cfg.lesion:
-        raise ValueError("--projection-weight trains the lesion head: add --lesion.")
-    if cfg.head_only and (cfg.lesion_only or not cfg.init_from):
-        raise ValueError("--head-only retrains the classifier of a trained model: give --init-from MODEL, and not "
-                         "--lesion-only (keep the start model's lesion head with --lesion).")
-    if cfg.lesion_only and (cfg.guidance_weight or cfg.distill_from or cfg.select_erasure):
-        raise ValueError("--lesion-only keeps the classifier as it is: --guidance-weight, --distill-from and "
-                         "--select-erasure act on the classifier; leave them out.")
+    cfg.check_options()
     if cfg.lesion and lesion_column not in df.columns:
         raise ValueError(f"--lesion needs lesion annotations: the {cfg.task} manifest has no mask or bbox_xywh_norm column.")
     log.info("Decoding %d train and %d val images at %dpx", len(train_df), len(val_df), cfg.size)
@@ -124,7 +112,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         augment = spec.artefact_augment
     train_ds = ManifestDataset(folder, train_df, heads, input_cfg, augment=augment, seed=cfg.seed, desc="decode train",
                                lesions=cfg.lesion, erase=(cfg.erase_lesion, cfg.erase_elsewhere), normal_label=spec.normal_label,
-                               infill=cfg.erase_infill)
+                               infill=cfg.erase_infill, pairs=cfg.pair_margin > 0)
     val_ds = ManifestDataset(folder, val_df, heads, input_cfg, augment=None, desc="decode val", lesions=cfg.lesion)
     taps = DEFAULT_TAPS if cfg.lesion else None
     model = TumorNet(cfg.arch, heads, pretrained=cfg.pretrained, drop_rate=cfg.drop_rate, lesion_taps=taps)
@@ -197,10 +185,19 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         running, seen = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}{' (warm-up)' if warm else ''}", unit="batch", leave=False, mininterval=2.0)
         for x, ys in bar:
+            n = len(x)
+            if "twin" in ys:  # one forward over the images and their twins; only the pair term sees the twins
+                x = torch.cat([x, ys["twin"]])
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
                 feats, lesion_logits = model.features_and_lesion(x)
                 logits = model.forward_head(feats)
+            pair = None
+            if "twin" in ys:
+                pair = pair_loss(logits["type"][:n], logits["type"][n:], ys["twin_kind"],
+                                 train_ds.normal_index, cfg.pair_margin)  # type: ignore[arg-type]
+                feats, logits = feats[:n], {h: v[:n] for h, v in logits.items()}
+                lesion_logits = None if lesion_logits is None else lesion_logits[:n]
             loss = sum(
                 F.cross_entropy(logits[h].float(), ys[h], weight=weights[h], label_smoothing=cfg.label_smoothing)
                 for h in heads if not cfg.lesion_only
@@ -211,9 +208,11 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
                     loss = loss + cfg.projection_weight * projection_loss(lesion_logits, ys["mask"])
             if teacher is not None:
                 with torch.no_grad():
-                    t_logits = teacher(x)["type"]
-                keep = ~ys["covered"] if "covered" in ys else torch.ones(len(x), dtype=torch.bool)
+                    t_logits = teacher(x[:n])["type"]
+                keep = ~ys["covered"] if "covered" in ys else torch.ones(n, dtype=torch.bool)
                 loss = loss + cfg.distill_weight * distill_loss(logits["type"], t_logits, keep)
+            if pair is not None:
+                loss = loss + pair
             if cfg.guidance_weight > 0 and "mask" in ys:
                 w_type = model.heads["head_type"].weight
                 loss = loss + cfg.guidance_weight * guidance_loss(feats, w_type, ys["type"], ys["mask"])
@@ -222,8 +221,8 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
             opt.step()
             if sched is not None:
                 sched.step()
-            running += float(loss.detach()) * len(x)  # type: ignore[union-attr]
-            seen += len(x)
+            running += float(loss.detach()) * n  # type: ignore[union-attr]
+            seen += n
             bar.set_postfix(loss=f"{running / seen:.3f}")
         # Select in the precision the app serves (fp32): bf16 val scores differed by up to 0.04 accuracy.
         val_logits = predict_logits(model, val_ds, bf16=cfg.bf16 and cfg.select_bf16, lesion=cfg.lesion)

@@ -199,3 +199,62 @@ def test_projection_loss_scores_the_extent_not_the_fill() -> None:
     logits = cross.clone().requires_grad_(True)
     projection_loss(torch.roll(logits, shifts=(4, 5), dims=(2, 3)), box).backward()
     assert logits.grad is not None and float(logits.grad.abs().sum()) > 0
+
+
+def test_pair_loss_asks_a_margin_for_the_lesion_and_nothing_for_elsewhere() -> None:
+    """The lesion-removed twin must lean further to no tumor by the margin; an elsewhere twin must not move; a prior
+    shift that moves image and twin alike gains nothing."""
+    from medimg_demo.learn.losses import no_tumor_log_odds, pair_loss
+
+    image = torch.tensor([[2.0, 0.0, -1.0], [2.0, 0.0, -1.0]])  # classes: benign, malignant, normal (index 2)
+    kind = torch.tensor([1, 0])
+    assert float(pair_loss(image, image.clone(), kind, 2, 3.0)) == pytest.approx(3.0)  # no response: the full margin
+    moved = image.clone()
+    moved[0, 2] += 5.0  # the lesion-removed twin leans to normal by 5 > 3: no hinge left
+    assert float(pair_loss(image, moved, kind, 2, 3.0)) == pytest.approx(0.0, abs=1e-6)
+    moved[1, 2] += 1.0  # the elsewhere twin moved too: penalised by how far its log-odds moved
+    d = float(no_tumor_log_odds(moved[1:], 2) - no_tumor_log_odds(image[1:], 2))
+    assert float(pair_loss(image, moved, kind, 2, 3.0)) == pytest.approx(abs(d)) and d > 0.5
+    shifted = image + torch.tensor([0.0, 0.0, 4.0])  # a prior for normal on both: the pair does not change
+    assert float(pair_loss(shifted, shifted + 0.0, kind, 2, 3.0)) == pytest.approx(3.0)
+    assert float(pair_loss(image, image, torch.tensor([-1, -1]), 2, 3.0)) == 0.0
+
+
+def test_twin_in_fills_the_lesion_or_a_region_elsewhere_and_keeps_the_rest() -> None:
+    from medimg_demo.learn.counterfactual import TWIN_ELSEWHERE, TWIN_LESION, TWIN_NONE, twin
+
+    rng = np.random.default_rng(0)
+    img = (np.random.default_rng(1).random((64, 64)) * 0.2).astype(np.float32)
+    lesion = np.zeros((64, 64), bool)
+    lesion[10:22, 10:22] = True
+    img[lesion] = 1.0
+    kinds = set()
+    for _ in range(20):
+        out, kind = twin(img, lesion, rng)
+        kinds.add(kind)
+        if kind == TWIN_LESION:
+            assert out[lesion].mean() < 0.5  # the bright lesion is gone
+        elif kind == TWIN_ELSEWHERE:
+            assert out[lesion].mean() == pytest.approx(1.0)  # the lesion is untouched, something else changed
+            assert not np.allclose(out, img)
+    assert kinds == {TWIN_LESION, TWIN_ELSEWHERE}
+    same, kind = twin(img, np.zeros_like(lesion), rng)
+    assert kind == TWIN_NONE and same is img
+
+
+@pytest.mark.slow
+def test_pair_margin_trains_with_twins_and_refuses_label_switching(tmp_path, monkeypatch) -> None:
+    data = tmp_path / "toy"
+    _lesion_set(data)
+    models = tmp_path / "models"
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(models))
+    common = dict(data=str(data), task="breast_us", out_dir=str(models), pretrained="offline", size=48, batch_size=8,
+                  seed=0, lesion=True, patience=10, epochs=1, warmup_epochs=0)
+    with pytest.raises(ValueError, match="--erase-lesion"):
+        train(TrainConfig(model_id="toy.pair_v0", pair_margin=2.0, erase_lesion=0.3, **common))
+    with pytest.raises(ValueError, match="--lesion"):
+        train(TrainConfig(model_id="toy.pair_v0", pair_margin=2.0, **{**common, "lesion": False}))
+    mc = train(TrainConfig(model_id="toy.pair_v0", pair_margin=2.0, **common))
+    log = pd.read_csv(mc.folder / "training_log.csv")
+    assert len(log) == 1 and np.isfinite(log["train_loss"]).all()
+    assert json.loads((mc.folder / "config.json").read_text())["training"]["pair_margin"] == 2.0
