@@ -116,18 +116,23 @@ def test_temperature_scaling_softens_overconfident_logits() -> None:
     assert t > 3.0
 
 
+def _toy_run(tmp_path, monkeypatch, **over) -> dict:
+    """The lesion toy set and a models folder the registry reads: the common training options of the tests below."""
+    data = tmp_path / "toy"
+    _lesion_set(data)
+    models = tmp_path / "models"
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(models))
+    return {**dict(data=str(data), task="toy", out_dir=str(models), pretrained="offline", size=48, batch_size=8,
+                   seed=0, lesion=True, patience=10), **over}
+
+
 @pytest.mark.slow
 def test_lesion_only_retrains_the_lesion_head_and_nothing_else(tmp_path, monkeypatch) -> None:
     """--lesion-only from a trained model: every tensor outside the lesion head is bit-identical to the start model's,
     so its calls and calibration are too; the lesion head's tensors change; epochs are selected on the lesion score."""
     from safetensors.torch import load_file
 
-    data = tmp_path / "toy"
-    _lesion_set(data)
-    models = tmp_path / "models"
-    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(models))
-    common = dict(data=str(data), task="toy", out_dir=str(models), pretrained="offline", size=48, batch_size=8,
-                  seed=0, lesion=True, patience=10)
+    common = _toy_run(tmp_path, monkeypatch)
     start = train(TrainConfig(model_id="toy.lesion_v0", epochs=1, warmup_epochs=1, **common))
     with pytest.raises(ValueError, match="--init-from"):
         train(TrainConfig(model_id="toy.lesion_v1", epochs=1, warmup_epochs=0, lesion_only=True, **common))
@@ -160,12 +165,7 @@ def test_head_only_retrains_the_classifier_and_nothing_else(tmp_path, monkeypatc
     bit-identical to the start model's, the classifier's tensors change, and its temperature is refitted on val."""
     from safetensors.torch import load_file
 
-    data = tmp_path / "toy"
-    _lesion_set(data)
-    models = tmp_path / "models"
-    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(models))
-    common = dict(data=str(data), task="toy", out_dir=str(models), pretrained="offline", size=48, batch_size=8,
-                  seed=0, lesion=True, patience=10)
+    common = _toy_run(tmp_path, monkeypatch)
     start = train(TrainConfig(model_id="toy.head_v0", epochs=1, warmup_epochs=1, **common))
     with pytest.raises(ValueError, match="--init-from"):
         train(TrainConfig(model_id="toy.head_v1", epochs=1, warmup_epochs=0, head_only=True, **common))
@@ -244,12 +244,7 @@ def test_twin_in_fills_the_lesion_or_a_region_elsewhere_and_keeps_the_rest() -> 
 
 @pytest.mark.slow
 def test_pair_margin_trains_with_twins_and_refuses_label_switching(tmp_path, monkeypatch) -> None:
-    data = tmp_path / "toy"
-    _lesion_set(data)
-    models = tmp_path / "models"
-    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(models))
-    common = dict(data=str(data), task="breast_us", out_dir=str(models), pretrained="offline", size=48, batch_size=8,
-                  seed=0, lesion=True, patience=10, epochs=1, warmup_epochs=0)
+    common = _toy_run(tmp_path, monkeypatch, task="breast_us", epochs=1, warmup_epochs=0)  # breast: "normal" is no tumor
     with pytest.raises(ValueError, match="--erase-lesion"):
         train(TrainConfig(model_id="toy.pair_v0", pair_margin=2.0, erase_lesion=0.3, **common))
     with pytest.raises(ValueError, match="--lesion"):
