@@ -27,7 +27,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from ..errors import ModelError
 from ..manifest import read_manifest, resolve_data_dir, split_frame
-from ..models.calibrate import T_MAX, T_MIN, ece, fit_calibration
+from ..models.calibrate import T_MAX, T_MIN, calibrated_logits, ece, fit_calibration
 from ..models.calibration import Calibration
 from ..models.config import ModelConfig
 from ..models.network import load_model
@@ -76,9 +76,7 @@ class BctsResult:
 
 
 def _held_out(logits: torch.Tensor, targets: torch.Tensor, cal: Calibration) -> tuple[np.ndarray, np.ndarray]:
-    z = logits.float() / max(cal.temperature, 1e-3)
-    if cal.bias is not None:
-        z = z + torch.tensor(cal.bias)
+    z = calibrated_logits(logits, cal)
     nll = F.cross_entropy(z, targets, reduction="none").numpy()
     return nll, torch.softmax(z, dim=1).numpy()
 

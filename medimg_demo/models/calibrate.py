@@ -47,12 +47,17 @@ def fit_calibration(logits: torch.Tensor, targets: torch.Tensor, bias: bool = Tr
     return Calibration(temperature=t, bias=tuple(round(float(v), 4) for v in b))
 
 
-def calibrated_softmax(logits: torch.Tensor, cal: Calibration) -> torch.Tensor:
-    """``softmax(logits / T + b)`` over the last dimension, in float32."""
+def calibrated_logits(logits: torch.Tensor, cal: Calibration) -> torch.Tensor:
+    """``logits / T + b`` in float32 (the torch twin of :meth:`Calibration.scaled`)."""
     z = logits.float() / max(cal.temperature, 1e-3)
     if cal.bias is not None:
         z = z + torch.tensor(cal.bias, dtype=z.dtype)
-    return torch.softmax(z, dim=-1)
+    return z
+
+
+def calibrated_softmax(logits: torch.Tensor, cal: Calibration) -> torch.Tensor:
+    """``softmax(logits / T + b)`` over the last dimension, in float32."""
+    return torch.softmax(calibrated_logits(logits, cal), dim=-1)
 
 
 def ece(y: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> float:
