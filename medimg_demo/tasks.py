@@ -115,6 +115,10 @@ class TaskSpec:
     lesion_column: str | None = None
     #: The label of images without a tumor (a lesion covered in a counterfactual training image gets it).
     normal_label: str | None = None
+    #: Ultrasound: the lesion's posterior acoustic features (enhancement behind a cyst, shadowing behind many
+    #: cancers) lie beneath it and outside its mask. The lesion evaluation also erases the lesion together with the
+    #: column beneath it, this many lesion heights deep (``explain.lesion.with_posterior``); 0: not done.
+    posterior_depth: float = 0.0
 
     def label_name(self, label: str) -> str:
         """Readable name of a label ("Squamous cell carcinoma"), falling back to the label with spaces."""
@@ -182,6 +186,7 @@ TASKS: dict[str, TaskSpec] = {
                  Target("explain_erase_elsewhere_call_kept", "", 0.95)),
         lesion_column="mask",
         normal_label="normal",
+        posterior_depth=1.0,
     ),
     "brain_mri": TaskSpec(
         name="brain_mri",

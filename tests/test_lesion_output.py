@@ -142,3 +142,52 @@ def test_lesion_metrics_measure_pointing_dice_and_erasure(tiny_breast_registry, 
     assert m[("explain_erase_lesion_call_lost", "")] == 0.0 and m[("explain_erase_elsewhere_call_kept", "")] == 1.0
     assert m[("explain_erase_smooth_call_lost", "")] == 0.0
     assert m[("explain_lesion_dice_median", "malignant")] == pytest.approx(cases["dice"].median())
+
+
+def test_with_posterior_adds_the_column_beneath_the_lesion_and_stops_at_the_edge() -> None:
+    from medimg_demo.explain.lesion import with_posterior
+
+    region = np.zeros((40, 30), bool)
+    region[5:15, 10:20] = True  # 10 px high
+    full = with_posterior(region, 1.0)
+    assert full[5:25, 10:20].all() and full.sum() == 200  # the lesion and 10 px beneath it, nothing beside
+    assert with_posterior(region, 0.0).sum() == 100 and not with_posterior(np.zeros_like(region), 1.0).any()
+    low = np.zeros((40, 30), bool)
+    low[30:38, 0:5] = True
+    assert with_posterior(low, 1.0)[30:40, 0:5].all() and with_posterior(low, 1.0).sum() == 50  # clipped at row 40
+
+
+def test_posterior_erasure_tells_a_call_that_reads_the_shadow_from_one_that_does_not(tiny_breast_registry, tmp_path) -> None:
+    """A stand-in model that calls "malignant" from a bright band beneath the lesion (posterior enhancement):
+    erasing the mask alone keeps its call; erasing the lesion with its posterior column loses it."""
+    import dataclasses
+
+    import pandas as pd
+
+    from medimg_demo.eval.lesions import evaluate_lesions
+    from medimg_demo.models.registry import get_model
+
+    folder = _breast_folder(tmp_path)
+    cfg = dataclasses.replace(get_model("breast_us.tiny_v0", tiny_breast_registry), lesion=None)
+
+    bands = [(30, 45, 12, 28), (72, 90, 52, 73), (27, 40, 62, 88)]  # beneath each toy lesion (rows, columns)
+
+    class ReadsTheShadow:
+        def run(self, study, explain=False, gate=True):
+            bright = any(study.pixels[y0:y1, x0:x1].mean() > 0.6 for y0, y1, x0, x1 in bands)  # pixels in [0, 1]
+            return type("Out", (), {"type_label": "malignant" if bright else "normal", "heatmap": None})()
+
+    from PIL import Image  # each lesion gets a bright posterior band, as a cyst's enhancement would be
+
+    for i, (y0, y1, x0, x1) in enumerate(bands):
+        img = np.array(Image.open(folder / "images" / f"{i}.png"))
+        img[y0:y1, x0:x1] = 230
+        Image.fromarray(img).save(folder / "images" / f"{i}.png")
+    res = evaluate_lesions(cfg, folder, pd.read_csv(folder / "manifest.csv"), predictor=ReadsTheShadow())  # type: ignore[arg-type]
+    cases = res.per_case
+    assert cases["correct"].all()
+    assert not cases["erase_lesion_call_lost"].any()  # the mask alone: the band remains, the call too
+    assert cases["erase_posterior_call_lost"].all()  # with the column beneath: the band is gone
+    assert cases["erase_posterior_elsewhere_call_kept"].dropna().all()
+    m = res.summary.set_index(["metric", "class"])["value"]
+    assert m[("explain_erase_posterior_call_lost", "")] == 1.0 and m[("explain_erase_lesion_call_lost", "")] == 0.0

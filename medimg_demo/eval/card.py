@@ -78,7 +78,8 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
            "exceed the image's by the margin, the other twin's to stay the same. No label was switched."]
           if training.get("pair_margin") else []),
         *([f"- Distilled from `{training['distill_from']}` (weight {training.get('distill_weight')}, temperature 2) on "
-           "the training images whose lesion was not covered: its softened type probabilities are a second target."]
+           "the training images whose lesion was not covered: its softened type probabilities (calibrated, where the "
+           "teacher carries per-class offsets) are a second target."]
           if training.get("distill_from") else []),
         "",
         "## Intended use",

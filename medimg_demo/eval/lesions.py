@@ -9,6 +9,10 @@ the native images of a manifest split.
   region elsewhere in the anatomy; the share of correct tumor calls lost, resp. kept. The call lost is also given for
   a second in-fill no training run uses (``explain.lesion.erase_smooth``): a model trained with the border in-fill
   could otherwise pass the test by recognising it.
+- Ultrasound (a task with ``posterior_depth``): the lesion erased together with the column beneath it, where its
+  posterior acoustic features lie (``explain.lesion.with_posterior``), vs. that same shape erased elsewhere. A
+  diagnostic beside the issue's test, not a replacement: it tells a call that needs nothing of the lesion from one
+  that reads its acoustic signature below the mask.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from ..explain.lesion import (anatomy, annotation_mask, box_iou, erase, erase_smooth, longest_diameter, mask_box,
-                              mask_from_probs, peak_xy, region_elsewhere)
+                              mask_from_probs, peak_xy, region_elsewhere, with_posterior)
 from ..imaging.decode import read_file
 from ..imaging.study import Study
 from ..models.config import ModelConfig
@@ -58,6 +62,7 @@ def evaluate_lesions(cfg: ModelConfig, folder: Path, frame: pd.DataFrame, seed: 
     spec = get_task(cfg.task)
     pred = predictor or Predictor(cfg)
     rng = np.random.default_rng(seed)
+    rng_posterior = np.random.default_rng(seed + 1)  # its own draws: the other figures stay as they were
     rows = []
     for _, row in tqdm(frame.iterrows(), total=len(frame), desc="lesion metrics", unit="img", leave=False, mininterval=2.0):
         if row["label"] == spec.normal_label:
@@ -93,9 +98,25 @@ def evaluate_lesions(cfg: ModelConfig, folder: Path, frame: pd.DataFrame, seed: 
             if elsewhere is not None:
                 kept = pred.run(_with_pixels(study, erase(study.pixels, elsewhere)), explain=False, gate=False)
                 rec["erase_elsewhere_call_kept"] = kept.type_label == out.type_label
+            if spec.posterior_depth > 0:
+                rec.update(_posterior_erasure(pred, study, gt, out.type_label, spec.posterior_depth, rng_posterior))
         rows.append(rec)
     per_case = pd.DataFrame(rows)
     return LesionResult(per_case=per_case, summary=summarise(per_case, seed))
+
+
+def _posterior_erasure(pred: Predictor, study: Study, gt: np.ndarray, call: str, depth: float,
+                       rng: np.random.Generator) -> dict[str, bool]:
+    """Ultrasound: the call lost with the lesion and its posterior column erased; kept with that shape erased
+    elsewhere in the image."""
+    region = with_posterior(gt, depth)
+    erased = pred.run(_with_pixels(study, erase(study.pixels, region)), explain=False, gate=False)
+    rec = {"erase_posterior_call_lost": erased.type_label != call}
+    elsewhere = region_elsewhere(region, rng, inside=anatomy(study.pixels))
+    if elsewhere is not None:
+        kept = pred.run(_with_pixels(study, erase(study.pixels, elsewhere)), explain=False, gate=False)
+        rec["erase_posterior_elsewhere_call_kept"] = kept.type_label == call
+    return rec
 
 
 def _lesion_map(pred: Predictor, study: Study) -> np.ndarray:
@@ -141,6 +162,8 @@ def summarise(per_case: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
         ("explain_erase_lesion_call_lost", "erase_lesion_call_lost", correct, np.mean),
         ("explain_erase_smooth_call_lost", "erase_smooth_call_lost", correct, np.mean),
         ("explain_erase_elsewhere_call_kept", "erase_elsewhere_call_kept", correct, np.mean),
+        ("explain_erase_posterior_call_lost", "erase_posterior_call_lost", correct, np.mean),
+        ("explain_erase_posterior_elsewhere_call_kept", "erase_posterior_elsewhere_call_kept", correct, np.mean),
     ]
     if "box_iou" in per_case:
         per_case = per_case.assign(box_iou_ge_half=per_case["box_iou"] >= 0.5)

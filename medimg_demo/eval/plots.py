@@ -122,6 +122,11 @@ def explanation_verdicts(metrics: pd.DataFrame, task_title: str) -> list[str]:
     if smooth is not None:
         out.append(f"lesion erasure by an in-fill no training run saw (a smooth fill from the surroundings): "
                    f"{smooth['value']:.0%} of correct tumor calls change")
+    post, post_kept = rows.get("explain_erase_posterior_call_lost"), rows.get("explain_erase_posterior_elsewhere_call_kept")
+    if post is not None:
+        out.append(f"lesion erased with the column beneath it, where ultrasound shows posterior enhancement or "
+                   f"shadowing: {post['value']:.0%} of correct tumor calls change" + (
+                       f"; that shape erased elsewhere keeps {post_kept['value']:.0%}" if post_kept is not None else ""))
     iou = rows.get("explain_iou")
     if iou is not None:
         out.append(f"overlap: the heatmap's hot area (at least half its maximum) overlaps the lesion with IoU "

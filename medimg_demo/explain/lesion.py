@@ -165,6 +165,22 @@ def erase_smooth(image: np.ndarray, region: np.ndarray, seed: int = 0) -> np.nda
     return out
 
 
+def with_posterior(region: np.ndarray, depth: float) -> np.ndarray:
+    """``region`` together with the column beneath it (ultrasound: where its posterior acoustic enhancement or
+    shadowing lies), ``depth`` times the region's height deep below each image column's lowest region pixel,
+    clipped at the image's lower edge. The beam is taken to run down the image rows (a linear probe)."""
+    out = region.copy()
+    ys, xs = np.nonzero(region)
+    if not len(ys) or depth <= 0:
+        return out
+    reach = int(round(depth * (ys.max() - ys.min() + 1)))
+    bottom = np.full(region.shape[1], -1)
+    np.maximum.at(bottom, xs, ys)
+    rows = np.arange(region.shape[0])[:, None]
+    below = (rows > bottom[None, :]) & (rows <= bottom[None, :] + reach) & (bottom[None, :] >= 0)
+    return out | below
+
+
 def region_elsewhere(region: np.ndarray, rng: np.random.Generator, tries: int = 50,
                      inside: np.ndarray | None = None) -> np.ndarray | None:
     """The same-shaped region moved to a random place that does not touch ``region`` (dilated by 4 px) and, where

@@ -63,6 +63,8 @@ class TrainConfig:
                                    "of the time, a region elsewhere) is in-filled; the twin's no-tumor log-odds must "
                                    "exceed the image's by this margin (elsewhere: stay equal). No label is switched, "
                                    "so no prior for no tumor is learned (0: off)")
+    pair_elsewhere: float = _opt(1.0, "weight of the pair term's elsewhere part: a twin with a region away from the "
+                                      "lesion in-filled keeps the image's no-tumor log-odds (with --pair-margin)")
     source_artefacts: bool = _opt(False, "augment against source artefacts (blur, resampling, noise, wider scale) "
                                          "as the task defines it (brain_mri)")
     reweight_erased: bool = _opt(False, "class weights from the labels after counterfactual covering (a covered "
@@ -94,6 +96,8 @@ class TrainConfig:
                              "--select-erasure and --pair-margin act on the classifier; leave them out.")
         if self.pair_margin < 0 or (self.pair_margin and not self.lesion):
             raise ValueError("--pair-margin needs the lesion annotations (add --lesion) and a margin of 0 or more.")
+        if self.pair_elsewhere < 0:
+            raise ValueError("--pair-elsewhere is a weight: give 0 or more.")
         if self.pair_margin and (self.erase_lesion or self.erase_elsewhere):
             raise ValueError("--pair-margin makes each image's counterfactual twin itself and never switches a label: "
                              "leave out --erase-lesion and --erase-elsewhere.")

@@ -91,15 +91,17 @@ def no_tumor_log_odds(logits: torch.Tensor, normal: int) -> torch.Tensor:
     return z[:, normal] - torch.logsumexp(others, dim=1)
 
 
-def pair_loss(image: torch.Tensor, twin: torch.Tensor, kind: torch.Tensor, normal: int, margin: float) -> torch.Tensor:
+def pair_loss(image: torch.Tensor, twin: torch.Tensor, kind: torch.Tensor, normal: int, margin: float,
+              elsewhere_weight: float = 1.0) -> torch.Tensor:
     """Logits of images and of their twins (N, K), ``kind`` (N,) as ``counterfactual.twin`` gives it: a hinge that
-    asks a lesion-removed twin's no-tumor log-odds to exceed the image's by ``margin``, plus the absolute change of a
-    twin with a region elsewhere in-filled; each averaged over its pairs (zero where there are none)."""
+    asks a lesion-removed twin's no-tumor log-odds to exceed the image's by ``margin``, plus ``elsewhere_weight``
+    times the absolute change of a twin with a region elsewhere in-filled; each averaged over its pairs (zero where
+    there are none)."""
     d = no_tumor_log_odds(twin, normal) - no_tumor_log_odds(image, normal)
     removed, elsewhere = kind == 1, kind == 0
     loss = image.sum() * 0.0
     if bool(removed.any()):
         loss = loss + F.relu(margin - d[removed]).mean()
     if bool(elsewhere.any()):
-        loss = loss + d[elsewhere].abs().mean()
+        loss = loss + elsewhere_weight * d[elsewhere].abs().mean()
     return loss

@@ -7,6 +7,8 @@ import logging
 
 import torch
 
+from ..models.calibrate import calibrated_logits
+from ..models.calibration import Calibration
 from ..models.config import InputConfig, ModelConfig
 from ..models.network import TumorNet
 
@@ -46,8 +48,24 @@ def init_weights(model: TumorNet, model_id: str, same_as: tuple[list[str], Input
     log.info("Initialised from %s (%d tensors; %d new)", model_id, len(fixed), len(new))
 
 
+class _CalibratedTeacher(torch.nn.Module):
+    """A teacher whose type logits come out calibrated (``logits / T + b``): for a teacher with per-class offsets
+    (BCTS), whose raw logits carry a prior that its calibration undoes."""
+
+    def __init__(self, model: torch.nn.Module, cal: Calibration) -> None:
+        super().__init__()
+        self.model, self.cal = model, cal
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = dict(self.model(x))
+        out["type"] = calibrated_logits(out["type"], self.cal)
+        return out
+
+
 def load_teacher(model_id: str, type_labels: list[str], input_cfg: InputConfig) -> torch.nn.Module:
-    """A trained model to distil from, in eval mode; it must share the type labels and the input normalisation."""
+    """A trained model to distil from, in eval mode; it must share the type labels and the input normalisation.
+    A teacher calibrated with per-class offsets (BCTS) is distilled in its calibrated form, the probabilities the
+    app shows; any other teacher's raw logits are used (its temperature only rescales them)."""
     from ..models.network import load_model
     from ..models.registry import get_model
 
@@ -59,5 +77,7 @@ def load_teacher(model_id: str, type_labels: list[str], input_cfg: InputConfig) 
     teacher = load_model(tcfg).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    log.info("Distilling from %s", model_id)
-    return teacher.to(memory_format=torch.channels_last)
+    teacher = teacher.to(memory_format=torch.channels_last)
+    cal = tcfg.calibration("type")
+    log.info("Distilling from %s%s", model_id, " (calibrated: temperature and offsets)" if cal.bias is not None else "")
+    return _CalibratedTeacher(teacher, cal).eval() if cal.bias is not None else teacher

@@ -195,7 +195,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
             pair = None
             if "twin" in ys:
                 pair = pair_loss(logits["type"][:n], logits["type"][n:], ys["twin_kind"],
-                                 train_ds.normal_index, cfg.pair_margin)  # type: ignore[arg-type]
+                                 train_ds.normal_index, cfg.pair_margin, cfg.pair_elsewhere)  # type: ignore[arg-type]
                 feats, logits = feats[:n], {h: v[:n] for h, v in logits.items()}
                 lesion_logits = None if lesion_logits is None else lesion_logits[:n]
             loss = sum(

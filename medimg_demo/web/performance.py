@@ -37,6 +37,9 @@ EXPLAIN_HELP = {
     "explain_erase_lesion_call_lost": "lesion erased (in-filled from its border): share of tumor calls lost",
     "explain_erase_smooth_call_lost": "lesion erased by a second in-fill no training run used: share of calls lost",
     "explain_erase_elsewhere_call_kept": "same-shaped region erased elsewhere: share of calls kept",
+    "explain_erase_posterior_call_lost": "ultrasound: lesion and the column beneath it (posterior acoustic features) "
+                                         "erased: share of calls lost",
+    "explain_erase_posterior_elsewhere_call_kept": "ultrasound: that same shape erased elsewhere: share of calls kept",
 }
 
 

@@ -65,3 +65,25 @@ def test_dataset_marks_covered_images(tmp_path) -> None:
         assert bool(t["covered"]) and int(t["type"]) == 1 and float(t["mask"].sum()) == 0
     plain = ManifestDataset(tmp_path, frame, {"type": ["lesion", "normal"]}, cfg, lesions=True)
     assert "covered" not in plain[0][1]
+
+
+def test_a_teacher_with_offsets_is_distilled_in_its_calibrated_form(tiny_registry, monkeypatch) -> None:
+    """A BCTS teacher's raw logits carry the prior its offsets undo: the student must follow what the app shows."""
+    import dataclasses
+
+    from medimg_demo.learn import start
+    from medimg_demo.models import registry
+    from medimg_demo.models.registry import get_model, list_models
+
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tiny_registry))
+    cfg = next(m for m in list_models() if m.task == "lung_ct")
+    x = torch.randn(2, 3, *cfg.input.size)
+    raw = start.load_teacher(cfg.id, cfg.type_labels, cfg.input)(x)["type"]
+    bias = (3.0, 0.0, -2.0, 0.5)
+    offset = dataclasses.replace(get_model(cfg.id), temperature={"type": 0.5}, bias={"type": bias})
+    monkeypatch.setattr(registry, "get_model", lambda model_id: offset)
+    teacher = start.load_teacher(cfg.id, cfg.type_labels, cfg.input)
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    out = teacher(x)
+    assert torch.allclose(out["type"], raw / 0.5 + torch.tensor(bias), atol=1e-4)
+    assert set(out) >= {"type", "stage"}  # the other heads pass through

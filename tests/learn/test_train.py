@@ -218,6 +218,9 @@ def test_pair_loss_asks_a_margin_for_the_lesion_and_nothing_for_elsewhere() -> N
     shifted = image + torch.tensor([0.0, 0.0, 4.0])  # a prior for normal on both: the pair does not change
     assert float(pair_loss(shifted, shifted + 0.0, kind, 2, 3.0)) == pytest.approx(3.0)
     assert float(pair_loss(image, image, torch.tensor([-1, -1]), 2, 3.0)) == 0.0
+    # --pair-elsewhere weighs the elsewhere part only
+    assert float(pair_loss(image, moved, kind, 2, 3.0, elsewhere_weight=3.0)) == pytest.approx(3 * abs(d))
+    assert float(pair_loss(image, image.clone(), kind, 2, 3.0, elsewhere_weight=3.0)) == pytest.approx(3.0)
 
 
 def test_twin_in_fills_the_lesion_or_a_region_elsewhere_and_keeps_the_rest() -> None:
@@ -249,6 +252,8 @@ def test_pair_margin_trains_with_twins_and_refuses_label_switching(tmp_path, mon
         train(TrainConfig(model_id="toy.pair_v0", pair_margin=2.0, erase_lesion=0.3, **common))
     with pytest.raises(ValueError, match="--lesion"):
         train(TrainConfig(model_id="toy.pair_v0", pair_margin=2.0, **{**common, "lesion": False}))
+    with pytest.raises(ValueError, match="--pair-elsewhere"):
+        train(TrainConfig(model_id="toy.pair_v0", pair_margin=2.0, pair_elsewhere=-1.0, **common))
     mc = train(TrainConfig(model_id="toy.pair_v0", pair_margin=2.0, **common))
     log = pd.read_csv(mc.folder / "training_log.csv")
     assert len(log) == 1 and np.isfinite(log["train_loss"]).all()

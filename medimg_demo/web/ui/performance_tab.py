@@ -24,9 +24,9 @@ def performance_tab(choices: list[tuple[str, str]]) -> None:
     stage = gr.Dataframe(label="Per class (stage head): value [95% CI]", interactive=False, wrap=True, visible=False,
                          column_widths=widths, elem_id="perf-stage")
     with gr.Row():
-        confusion = gr.Plot(label="Confusion matrix")
-        roc = gr.Plot(label="ROC curves")
-        reliability = gr.Plot(label="Calibration")
+        confusion = gr.Plot(label="Confusion matrix", show_label=False)  # the figures carry their own titles
+        roc = gr.Plot(label="ROC curves", show_label=False)
+        reliability = gr.Plot(label="Calibration", show_label=False)
     explain = gr.Markdown()
     gallery = gr.Gallery(label="Error gallery: misclassified test cases (image | Grad-CAM)", columns=4, height="auto",
                          buttons=["download", "fullscreen"])
