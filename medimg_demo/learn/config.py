@@ -58,7 +58,9 @@ class TrainConfig:
     erase_lesion: float = _opt(0.0, "probability of covering the lesion in a training image (labelled no tumor)")
     erase_elsewhere: float = _opt(0.0, "probability of covering a same-sized region elsewhere (label kept)")
     erase_infill: str = _opt("patch", "how a region is covered: a patch of the same image, or mixed (half of the time "
-                                      "the border in-fill evaluation uses)", choices=["patch", "mixed"])
+                                      "the border in-fill evaluation uses), or patch_smooth (half of the time the "
+                                      "smooth in-fill: the test's border in-fill stays out of training)",
+                       choices=["patch", "mixed", "patch_smooth"])
     pair_margin: float = _opt(0.0, "paired counterfactuals: each tumor image is seen with a twin whose lesion (or, half "
                                    "of the time, a region elsewhere) is in-filled; the twin's no-tumor log-odds must "
                                    "exceed the image's by this margin (elsewhere: stay equal). No label is switched, "

@@ -2,11 +2,13 @@
 covered the image is labelled as the task's no-tumor class; with a same-sized region elsewhere covered, the label
 stays. The model so learns that the lesion, not the context or the source's look, carries the call.
 
-Training covers a region with a feathered patch copied from another part of the same image (``infill="patch"``)
-or, with ``infill="mixed"``, half of the time with the border in-fill that evaluation uses (``explain.lesion.erase``,
-at a random blur). Patch covers alone taught the models to recognise the cover: on val, brain v2 lost its call for
-61% of patch-covered lesions but 41% of border in-filled ones. Evaluation therefore also erases with a third method
-no training run sees (``explain.lesion.erase_smooth``), to tell a model that needs the lesion from one that
+Training covers a region with a feathered patch copied from another part of the same image (``infill="patch"``);
+with ``infill="mixed"``, half of the time with the border in-fill that evaluation uses (``explain.lesion.erase``, at
+a random blur); with ``infill="patch_smooth"``, half of the time with the smooth in-fill
+(``explain.lesion.erase_smooth``), so that the test's border in-fill stays out of training altogether. Patch covers alone taught the
+models to recognise the cover: on val, brain v2 lost its call for 61% of patch-covered lesions but 41% of border
+in-filled ones. Evaluation therefore also erases with the smooth in-fill, which no run trains on except with
+"patch_smooth" (then the border in-fill is the held-out one), to tell a model that needs the lesion from one that
 recognises an in-fill.
 """
 
@@ -15,10 +17,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..explain.lesion import erase, region_elsewhere
+from ..explain.lesion import erase, erase_smooth, region_elsewhere
 
-#: How training covers a region: a patch of the same image, or half of the time the border in-fill.
-INFILLS = ("patch", "mixed")
+#: How training covers a region: a patch of the same image; half of the time the border in-fill ("mixed"); or half
+#: of the time the smooth in-fill ("patch_smooth"), which keeps the test's border in-fill out of training.
+INFILLS = ("patch", "mixed", "patch_smooth")
 
 
 def _box(region: np.ndarray, pad: int) -> tuple[int, int, int, int]:
@@ -67,6 +70,9 @@ def _fill(image: np.ndarray, region: np.ndarray, rng: np.random.Generator, infil
     if infill == "mixed" and float(rng.random()) < 0.5:  # "patch" draws nothing here: old runs stay reproducible
         grown = ndimage.binary_dilation(region, iterations=3)
         return erase(image, grown, blur=float(rng.uniform(1.0, 4.0)))
+    if infill == "patch_smooth" and float(rng.random()) < 0.5:
+        grown = ndimage.binary_dilation(region, iterations=3)
+        return erase_smooth(image, grown, seed=int(rng.integers(2**31)))
     return cover(image, region, rng, avoid=avoid)
 
 

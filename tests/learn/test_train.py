@@ -223,7 +223,8 @@ def test_pair_loss_asks_a_margin_for_the_lesion_and_nothing_for_elsewhere() -> N
     assert float(pair_loss(image, image.clone(), kind, 2, 3.0, elsewhere_weight=3.0)) == pytest.approx(3.0)
 
 
-def test_twin_in_fills_the_lesion_or_a_region_elsewhere_and_keeps_the_rest() -> None:
+@pytest.mark.parametrize("infill", ["mixed", "patch", "patch_smooth"])
+def test_twin_in_fills_the_lesion_or_a_region_elsewhere_and_keeps_the_rest(infill: str) -> None:
     from medimg_demo.learn.counterfactual import TWIN_ELSEWHERE, TWIN_LESION, TWIN_NONE, twin
 
     rng = np.random.default_rng(0)
@@ -233,7 +234,7 @@ def test_twin_in_fills_the_lesion_or_a_region_elsewhere_and_keeps_the_rest() -> 
     img[lesion] = 1.0
     kinds = set()
     for _ in range(20):
-        out, kind = twin(img, lesion, rng)
+        out, kind = twin(img, lesion, rng, infill)
         kinds.add(kind)
         if kind == TWIN_LESION:
             assert out[lesion].mean() < 0.5  # the bright lesion is gone
@@ -241,6 +242,8 @@ def test_twin_in_fills_the_lesion_or_a_region_elsewhere_and_keeps_the_rest() -> 
             assert out[lesion].mean() == pytest.approx(1.0)  # the lesion is untouched, something else changed
             assert not np.allclose(out, img)
     assert kinds == {TWIN_LESION, TWIN_ELSEWHERE}
+    with pytest.raises(ValueError, match="in-fill"):
+        twin(img, lesion, rng, "border")
     same, kind = twin(img, np.zeros_like(lesion), rng)
     assert kind == TWIN_NONE and same is img
 
