@@ -59,8 +59,9 @@ class TrainConfig:
     erase_elsewhere: float = _opt(0.0, "probability of covering a same-sized region elsewhere (label kept)")
     erase_infill: str = _opt("patch", "how a region is covered: a patch of the same image, or mixed (half of the time "
                                       "the border in-fill evaluation uses), or patch_smooth (half of the time the "
-                                      "smooth in-fill: the test's border in-fill stays out of training)",
-                       choices=["patch", "mixed", "patch_smooth"])
+                                      "smooth in-fill), or varied (patch, smooth in-fill or the strip beside the "
+                                      "region, a third each); the last two keep the test's border in-fill out of training",
+                       choices=["patch", "mixed", "patch_smooth", "varied"])
     pair_margin: float = _opt(0.0, "paired counterfactuals: each tumor image is seen with a twin whose lesion (or, half "
                                    "of the time, a region elsewhere) is in-filled; the twin's no-tumor log-odds must "
                                    "exceed the image's by this margin (elsewhere: stay equal). No label is switched, "

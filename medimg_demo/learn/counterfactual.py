@@ -19,9 +19,10 @@ from scipy import ndimage
 
 from ..explain.lesion import erase, erase_smooth, region_elsewhere
 
-#: How training covers a region: a patch of the same image; half of the time the border in-fill ("mixed"); or half
-#: of the time the smooth in-fill ("patch_smooth"), which keeps the test's border in-fill out of training.
-INFILLS = ("patch", "mixed", "patch_smooth")
+#: How training covers a region: a patch of the same image; half of the time the border in-fill ("mixed"); half of
+#: the time the smooth in-fill ("patch_smooth"); or a third of the time each the patch, the smooth in-fill and the
+#: strip beside the region at the same depth ("varied"). The last two keep the test's border in-fill out of training.
+INFILLS = ("patch", "mixed", "patch_smooth", "varied")
 
 
 def _box(region: np.ndarray, pad: int) -> tuple[int, int, int, int]:
@@ -65,8 +66,35 @@ def cover(image: np.ndarray, region: np.ndarray, rng: np.random.Generator, avoid
     return out
 
 
+def lateral(image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``image`` with the bounding box of ``region`` (padded by 3 px) covered by the strip of the same width just
+    beside it, left or right, at the same rows (ultrasound: the same depth, so the same attenuation), feathered in
+    over 3 px; a patch cover (:func:`cover`) where neither side has room."""
+    h, w = image.shape
+    y0, y1, x0, x1 = _box(region, 3)
+    bw = x1 - x0
+    sides = [s for s, room in ((-1, x0 - bw >= 0), (1, x1 + bw <= w)) if room]
+    if not sides:
+        return cover(image, region, rng)
+    side = sides[int(rng.integers(len(sides)))]
+    src = image[y0:y1, x0 - bw:x0] if side < 0 else image[y0:y1, x1:x1 + bw]
+    alpha = np.zeros((y1 - y0, bw), np.float32)
+    alpha[1:-1, 1:-1] = 1.0
+    alpha = ndimage.gaussian_filter(alpha, 1.5)
+    alpha = np.clip(alpha / max(float(alpha.max()), 1e-6), 0.0, 1.0)
+    out = image.astype(np.float32).copy()
+    out[y0:y1, x0:x1] = alpha * src.astype(np.float32) + (1 - alpha) * out[y0:y1, x0:x1]
+    return out
+
+
 def _fill(image: np.ndarray, region: np.ndarray, rng: np.random.Generator, infill: str,
           avoid: np.ndarray | None = None) -> np.ndarray:
+    if infill == "varied":
+        pick = int(rng.integers(3))
+        if pick == 1:
+            return erase_smooth(image, ndimage.binary_dilation(region, iterations=3), seed=int(rng.integers(2**31)))
+        if pick == 2:
+            return lateral(image, region, rng)
     if infill == "mixed" and float(rng.random()) < 0.5:  # "patch" draws nothing here: old runs stay reproducible
         grown = ndimage.binary_dilation(region, iterations=3)
         return erase(image, grown, blur=float(rng.uniform(1.0, 4.0)))

@@ -223,7 +223,7 @@ def test_pair_loss_asks_a_margin_for_the_lesion_and_nothing_for_elsewhere() -> N
     assert float(pair_loss(image, image.clone(), kind, 2, 3.0, elsewhere_weight=3.0)) == pytest.approx(3.0)
 
 
-@pytest.mark.parametrize("infill", ["mixed", "patch", "patch_smooth"])
+@pytest.mark.parametrize("infill", ["mixed", "patch", "patch_smooth", "varied"])
 def test_twin_in_fills_the_lesion_or_a_region_elsewhere_and_keeps_the_rest(infill: str) -> None:
     from medimg_demo.learn.counterfactual import TWIN_ELSEWHERE, TWIN_LESION, TWIN_NONE, twin
 
@@ -246,6 +246,25 @@ def test_twin_in_fills_the_lesion_or_a_region_elsewhere_and_keeps_the_rest(infil
         twin(img, lesion, rng, "border")
     same, kind = twin(img, np.zeros_like(lesion), rng)
     assert kind == TWIN_NONE and same is img
+
+
+def test_lateral_cover_takes_the_strip_beside_the_lesion_at_the_same_rows() -> None:
+    from medimg_demo.learn.counterfactual import lateral
+
+    img = np.tile(np.linspace(0.0, 1.0, 64, dtype=np.float32)[:, None], (1, 64))  # brighter with depth, as attenuation
+    img[20:30, 20:30] = 5.0  # the lesion
+    lesion = np.zeros((64, 64), bool)
+    lesion[20:30, 20:30] = True
+    out = lateral(img, lesion, np.random.default_rng(0))
+    assert out[20:30, 20:30].max() < 1.1  # the lesion is gone
+    depth = np.broadcast_to(img[22:28, :1], (6, 6))  # each row's own value: the strip beside it, at the same depth
+    assert np.allclose(out[22:28, 22:28], depth, atol=0.02)
+    untouched = np.ones((64, 64), bool)
+    untouched[17:33, 17:33] = False  # the padded box
+    assert np.array_equal(out[untouched], img[untouched])
+    wide = np.zeros((64, 64), bool)
+    wide[20:30, 2:60] = True  # no room on either side: falls back to a patch cover
+    assert not np.array_equal(lateral(img, wide, np.random.default_rng(0)), img)
 
 
 @pytest.mark.slow
