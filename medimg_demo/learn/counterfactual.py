@@ -31,6 +31,14 @@ def _box(region: np.ndarray, pad: int) -> tuple[int, int, int, int]:
     return max(0, ys.min() - pad), min(h, ys.max() + 1 + pad), max(0, xs.min() - pad), min(w, xs.max() + 1 + pad)
 
 
+def _feather(h: int, w: int) -> np.ndarray:
+    """A (h, w) blending weight: 1 inside, falling to 0 over about 3 px at the edges."""
+    alpha = np.zeros((h, w), np.float32)
+    alpha[1:-1, 1:-1] = 1.0
+    alpha = ndimage.gaussian_filter(alpha, 1.5)
+    return np.clip(alpha / max(float(alpha.max()), 1e-6), 0.0, 1.0)
+
+
 def cover(image: np.ndarray, region: np.ndarray, rng: np.random.Generator, avoid: np.ndarray | None = None,
           tries: int = 12) -> np.ndarray:
     """``image`` with the bounding box of ``region`` (padded by 3 px) covered by a patch of the same image taken
@@ -57,10 +65,7 @@ def cover(image: np.ndarray, region: np.ndarray, rng: np.random.Generator, avoid
         out[y0:y1, x0:x1] = target
         return out
     _, ny, nx = best
-    alpha = np.zeros((bh, bw), np.float32)
-    alpha[1:-1, 1:-1] = 1.0
-    alpha = ndimage.gaussian_filter(alpha, 1.5)
-    alpha = np.clip(alpha / max(float(alpha.max()), 1e-6), 0.0, 1.0)
+    alpha = _feather(bh, bw)
     patch = image[ny:ny + bh, nx:nx + bw].astype(np.float32)
     out[y0:y1, x0:x1] = alpha * patch + (1 - alpha) * out[y0:y1, x0:x1]
     return out
@@ -78,10 +83,7 @@ def lateral(image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> 
         return cover(image, region, rng)
     side = sides[int(rng.integers(len(sides)))]
     src = image[y0:y1, x0 - bw:x0] if side < 0 else image[y0:y1, x1:x1 + bw]
-    alpha = np.zeros((y1 - y0, bw), np.float32)
-    alpha[1:-1, 1:-1] = 1.0
-    alpha = ndimage.gaussian_filter(alpha, 1.5)
-    alpha = np.clip(alpha / max(float(alpha.max()), 1e-6), 0.0, 1.0)
+    alpha = _feather(y1 - y0, bw)
     out = image.astype(np.float32).copy()
     out[y0:y1, x0:x1] = alpha * src.astype(np.float32) + (1 - alpha) * out[y0:y1, x0:x1]
     return out
