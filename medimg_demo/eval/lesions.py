@@ -7,7 +7,7 @@ the native images of a manifest split.
   of the longest diameter in mm against the box's longer side (brain, at the manifest's pixel spacing).
 - Lesion erasure: the annotated lesion in-filled from its border (``explain.lesion.erase``) vs. a same-shaped
   region elsewhere in the anatomy; the share of correct tumor calls lost, resp. kept. The call lost is also given for
-  a second in-fill no training run uses (``explain.lesion.erase_smooth``): a model trained with the border in-fill
+  a second in-fill no served model was trained on (``explain.lesion.erase_smooth``): a model trained with the border in-fill
   could otherwise pass the test by recognising it.
 - Ultrasound (a task with ``posterior_depth``): the lesion erased together with the column beneath it, where its
   posterior acoustic features lie (``explain.lesion.with_posterior``), vs. that same shape erased elsewhere. A

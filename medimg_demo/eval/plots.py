@@ -120,7 +120,7 @@ def explanation_verdicts(metrics: pd.DataFrame, task_title: str) -> list[str]:
                        " - the call does not depend on the lesion alone: read it with the heatmap"))
     smooth = rows.get("explain_erase_smooth_call_lost")
     if smooth is not None:
-        out.append(f"lesion erasure by an in-fill no training run saw (a smooth fill from the surroundings): "
+        out.append(f"lesion erasure by a smooth in-fill from the surroundings, held out in training: "
                    f"{smooth['value']:.0%} of correct tumor calls change")
     post, post_kept = rows.get("explain_erase_posterior_call_lost"), rows.get("explain_erase_posterior_elsewhere_call_kept")
     if post is not None:

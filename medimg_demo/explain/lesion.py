@@ -146,8 +146,8 @@ def anatomy(image: np.ndarray) -> np.ndarray:
 
 
 def erase_smooth(image: np.ndarray, region: np.ndarray, seed: int = 0) -> np.ndarray:
-    """A second in-fill that no training run uses (a check that a model needs the lesion rather than recognising an
-    in-fill): the mask-aware Gaussian average of the surroundings (normalised convolution, sigma a third of the
+    """A second in-fill, which no served model was trained on (a check that a model needs the lesion rather than
+    recognising an in-fill; ``train --erase-infill patch_smooth`` or ``varied`` trains on it and holds out the border): the mask-aware Gaussian average of the surroundings (normalised convolution, sigma a third of the
     region's larger side) plus smooth noise at half the standard deviation of a 5-px ring around the region."""
     if not region.any():
         return image.copy()
@@ -167,7 +167,7 @@ def erase_smooth(image: np.ndarray, region: np.ndarray, seed: int = 0) -> np.nda
 
 def with_posterior(region: np.ndarray, depth: float) -> np.ndarray:
     """``region`` together with the column beneath it (ultrasound: where its posterior acoustic enhancement or
-    shadowing lies), ``depth`` times the region's height deep below each image column's lowest region pixel,
+    shadowing lies), ``depth`` times the whole region's height deep (for a mask of several lesions, the mask's) below each image column's lowest region pixel,
     clipped at the image's lower edge. The beam is taken to run down the image rows (a linear probe)."""
     out = region.copy()
     ys, xs = np.nonzero(region)

@@ -8,7 +8,7 @@ a random blur); with ``infill="patch_smooth"``, half of the time with the smooth
 (``explain.lesion.erase_smooth``), so that the test's border in-fill stays out of training altogether. Patch covers alone taught the
 models to recognise the cover: on val, brain v2 lost its call for 61% of patch-covered lesions but 41% of border
 in-filled ones. Evaluation therefore also erases with the smooth in-fill, which no run trains on except with
-"patch_smooth" (then the border in-fill is the held-out one), to tell a model that needs the lesion from one that
+"patch_smooth" or "varied" (then the border in-fill is the held-out one), to tell a model that needs the lesion from one that
 recognises an in-fill.
 """
 
@@ -71,16 +71,19 @@ def cover(image: np.ndarray, region: np.ndarray, rng: np.random.Generator, avoid
     return out
 
 
-def lateral(image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def lateral(image: np.ndarray, region: np.ndarray, rng: np.random.Generator,
+            avoid: np.ndarray | None = None) -> np.ndarray:
     """``image`` with the bounding box of ``region`` (padded by 3 px) covered by the strip of the same width just
     beside it, left or right, at the same rows (ultrasound: the same depth, so the same attenuation), feathered in
-    over 3 px; a patch cover (:func:`cover`) where neither side has room."""
+    over 3 px; only a strip that does not touch ``avoid`` (the lesion, for a region elsewhere) is taken; a patch
+    cover (:func:`cover`) where neither side has room."""
     h, w = image.shape
     y0, y1, x0, x1 = _box(region, 3)
     bw = x1 - x0
-    sides = [s for s, room in ((-1, x0 - bw >= 0), (1, x1 + bw <= w)) if room]
+    clear = (lambda a, b: True) if avoid is None else (lambda a, b: not avoid[y0:y1, a:b].any())
+    sides = [s for s, room in ((-1, x0 - bw >= 0 and clear(x0 - bw, x0)), (1, x1 + bw <= w and clear(x1, x1 + bw))) if room]
     if not sides:
-        return cover(image, region, rng)
+        return cover(image, region, rng, avoid=avoid)
     side = sides[int(rng.integers(len(sides)))]
     src = image[y0:y1, x0 - bw:x0] if side < 0 else image[y0:y1, x1:x1 + bw]
     alpha = _feather(y1 - y0, bw)
@@ -96,7 +99,7 @@ def _fill(image: np.ndarray, region: np.ndarray, rng: np.random.Generator, infil
         if pick == 1:
             return erase_smooth(image, ndimage.binary_dilation(region, iterations=3), seed=int(rng.integers(2**31)))
         if pick == 2:
-            return lateral(image, region, rng)
+            return lateral(image, region, rng, avoid=avoid)
     if infill == "mixed" and float(rng.random()) < 0.5:  # "patch" draws nothing here: old runs stay reproducible
         grown = ndimage.binary_dilation(region, iterations=3)
         return erase(image, grown, blur=float(rng.uniform(1.0, 4.0)))

@@ -35,7 +35,7 @@ EXPLAIN_HELP = {
     "explain_lesion_box_iou_ge_0.5": "share of tumor cases whose lesion box IoU is at least 0.5",
     "explain_lesion_diameter_error_mm_median": "longest diameter vs. the annotated box's longer side: median error (mm)",
     "explain_erase_lesion_call_lost": "lesion erased (in-filled from its border): share of tumor calls lost",
-    "explain_erase_smooth_call_lost": "lesion erased by a second in-fill no training run used: share of calls lost",
+    "explain_erase_smooth_call_lost": "lesion erased by a second, smooth in-fill (held out in training): share of calls lost",
     "explain_erase_elsewhere_call_kept": "same-shaped region erased elsewhere: share of calls kept",
     "explain_erase_posterior_call_lost": "ultrasound: lesion and the column beneath it (posterior acoustic features) "
                                          "erased: share of calls lost",

@@ -262,6 +262,11 @@ def test_lateral_cover_takes_the_strip_beside_the_lesion_at_the_same_rows() -> N
     untouched = np.ones((64, 64), bool)
     untouched[17:33, 17:33] = False  # the padded box
     assert np.array_equal(out[untouched], img[untouched])
+    region = np.zeros((64, 64), bool)
+    region[20:30, 38:48] = True  # a region elsewhere, beside the lesion: its left strip would take the lesion in
+    for seed in range(8):
+        beside = lateral(img, region, np.random.default_rng(seed), avoid=lesion)
+        assert beside[20:30, 38:48].max() < 1.1 and np.array_equal(beside[lesion], img[lesion])
     wide = np.zeros((64, 64), bool)
     wide[20:30, 2:60] = True  # no room on either side: falls back to a patch cover
     assert not np.array_equal(lateral(img, wide, np.random.default_rng(0)), img)
