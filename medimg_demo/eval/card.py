@@ -13,6 +13,7 @@ from ..learn.config import train_command
 from ..models.config import ModelConfig
 from ..notice import DISCLAIMER
 from ..tasks import get_task
+from .consistency import from_metrics
 
 
 def target_rows(task: str, metrics: pd.DataFrame) -> list[str]:
@@ -105,6 +106,10 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
     if targets:
         lines += ["", "### Against the project's targets (test split)", "| target | threshold | measured [95% CI] | |",
                   "|---|---|---|---|", *targets]
+        consistency = from_metrics(m, n_images)
+        if consistency is not None:
+            lines += ["", f"Reading the calibration error (consistency resampling, Broecker and Smith 2007): "
+                          f"{consistency.sentence()}"]
         tried = raw.get("tried", [])
         if tried:
             lines += ["", "What was tried (selection on `val` only):", *[f"- {t}" for t in tried]]

@@ -17,6 +17,7 @@ from ..models.calibrate import calibrated_softmax
 from ..models.config import ModelConfig
 from ..models.network import load_model
 from ..tasks import get_task
+from .consistency import consistency_rows
 from .metrics import ece, with_bootstrap
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def evaluate(cfg: ModelConfig, data_dir: Path, split: str, n_boot: int = 1000, s
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             frames.append(with_bootstrap(y, probs, labels, prefix=prefix, n_boot=n_boot, seed=seed))
+        frames.append(consistency_rows(y, probs, prefix=prefix, seed=seed))
         cases[f"{prefix}pred"] = [labels[i] for i in probs.argmax(1)]
         raw = torch.softmax(logits[head], dim=1).numpy()
         for i, name in enumerate(labels):

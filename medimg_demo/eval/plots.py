@@ -16,6 +16,7 @@ from sklearn.metrics import confusion_matrix, roc_curve
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
 
+from .consistency import bin_bands
 from .metrics import auc_binary, ece
 
 #: Readable names of the metric keys in ``metrics.csv`` (a ``stage_`` prefix reads "Stage ...").
@@ -24,6 +25,8 @@ METRIC_NAMES = {
     "macro_auc": "Macro AUC (one vs rest)",
     "ece": "Expected calibration error (ECE)",
     "ece_uncalibrated": "ECE before calibration (T = 1, no bias)",
+    "ece_if_calibrated": "ECE a perfectly calibrated model would score on these images (median, 95% range)",
+    "ece_consistency_p": "p: a calibrated model scores this ECE or more (consistency resampling)",
     "any_tumor_sensitivity": "Sensitivity for any tumor (vs no tumor)",
     "sensitivity": "Sensitivity",
     "specificity": "Specificity",
@@ -176,24 +179,28 @@ def reliability_bins(n_cases: int) -> int:
     return int(np.clip(n_cases // 25, 5, 10))
 
 
-def _curve(correct: np.ndarray, conf: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean confidence, accuracy, images) per non-empty equal-count bin: scikit-learn's quantile calibration curve
-    with the counts of the same bins (its edges, so tied confidences that merge bins are counted as merged)."""
+def _curve(correct: np.ndarray, conf: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(mean confidence, accuracy, images, bin of each case) per non-empty equal-count bin: scikit-learn's quantile
+    calibration curve with the counts of the same bins (its edges, so tied confidences that merge bins are counted
+    as merged)."""
     acc, mean_conf = calibration_curve(correct.astype(int), conf, n_bins=n_bins, strategy="quantile")
     edges = np.percentile(conf, np.linspace(0, 100, n_bins + 1))
-    counts = np.bincount(np.searchsorted(edges[1:-1], conf), minlength=n_bins)
+    which = np.searchsorted(edges[1:-1], conf)
+    counts = np.bincount(which, minlength=n_bins)
     counts = counts[counts > 0]
     if len(counts) != len(acc):
         raise RuntimeError("reliability bins and their counts disagree; check scikit-learn's calibration_curve")
-    return mean_conf, acc, counts
+    return mean_conf, acc, counts, which
 
 
 def reliability_figure(cases: pd.DataFrame, labels: list[str], n_bins: int | None = None) -> Figure:
     """Accuracy against top-class confidence, before and after calibration, in equal-count bins (default
     :func:`reliability_bins`: a 125-image test set gets 5 bins of 25), with a table of each bin's mean confidence,
     accuracy and number of images under the plot (confident bins pile up near 1.0, where labels on the points
-    would overlap). The axes start just below the lowest bin. The ECE in the legend is the table's (15 equal-width
-    bins)."""
+    would overlap). Grey bars on the diagonal: where a perfectly calibrated model's accuracy would fall in each bin
+    after calibration, 95% of the time (consistency bars, :mod:`.consistency`); a point outside its bar is
+    miscalibration the bin's size does not explain. The axes start just below the lowest bin. The ECE in the legend
+    is the table's (15 equal-width bins)."""
     y = cases["label"].map({l: i for i, l in enumerate(labels)}).to_numpy()
     n_bins = n_bins or reliability_bins(len(cases))
     fig, (ax, tab) = plt.subplots(2, 1, figsize=(5.6, 5.8), gridspec_kw={"height_ratios": [3.2, 1]})
@@ -203,7 +210,12 @@ def reliability_figure(cases: pd.DataFrame, labels: list[str], n_bins: int | Non
             continue
         probs = cases[[f"{prefix}{l}" for l in labels]].to_numpy()
         conf, correct = probs.max(1), probs.argmax(1) == y
-        xs, ys, counts = _curve(correct, conf, n_bins)
+        xs, ys, counts, which = _curve(correct, conf, n_bins)
+        if prefix == "p_":
+            band_lo, band_hi = bin_bands(conf, which)
+            ax.vlines(xs, band_lo, band_hi, color="grey", alpha=0.45, linewidth=6,
+                      label="95% of a calibrated model's bins")
+            lows.append(float(band_lo.min()))
         line, = ax.plot(xs, ys, style, markersize=5, label=f"{name}: ECE {ece(y, probs):.3f}")
         lows += [float(xs.min()), float(ys.min())]
         if prefix == "p_":

@@ -62,8 +62,11 @@ def calibrated_softmax(logits: torch.Tensor, cal: Calibration) -> torch.Tensor:
 
 def ece(y: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> float:
     """Expected calibration error of the top-1 confidence, equal-width bins (right-closed)."""
-    conf = probs.max(1)
-    correct = probs.argmax(1) == y
+    return top1_ece(probs.max(1), probs.argmax(1) == y, n_bins)
+
+
+def top1_ece(conf: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float:
+    """:func:`ece` from the top-class confidences and whether each top class was right."""
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     bins = np.searchsorted(edges, conf, side="left") - 1  # bin i holds edges[i] < conf <= edges[i + 1]
     total = 0.0

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from ..eval.cache import Results, calibration_tag, find_results
+from ..eval.consistency import from_metrics
 from ..eval.gallery import write_gallery
 from ..eval.plots import (confusion_figure, explanation_verdicts, overall_table, per_class_table, reliability_figure,
                           roc_figure)
@@ -107,6 +108,9 @@ def performance_view(model_id: str | None) -> dict[str, Any]:
     note = spec.performance_note
     if note:
         header += " " + note
+    consistency = from_metrics(m, n) if n else None
+    if consistency is not None:
+        header += f"\n\n**Calibration:** {consistency.sentence()}"
     return {
         "header": header,
         "overall": overall,

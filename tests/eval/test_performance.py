@@ -78,7 +78,8 @@ def test_evaluate_is_cached_logged_and_shown(tmp_path, tiny_registry, monkeypatc
     metrics = pd.read_csv(folder / "metrics.csv", keep_default_na=False, na_values=[""])
     names = set(metrics["metric"])
     assert {"accuracy", "macro_auc", "ece", "ece_uncalibrated", "explain_pointing_hit", "explain_iou",
-            "explain_deletion_auc", "explain_deletion_auc_random", "explain_randomised_rank_corr"} <= names
+            "explain_deletion_auc", "explain_deletion_auc_random", "explain_randomised_rank_corr",
+            "ece_if_calibrated", "ece_consistency_p", "stage_ece_if_calibrated"} <= names
     again, source2 = evaluate_cached(cfg, data, "test", runs, explain=True, n_boot=30)
     assert again == folder and source2 == "cache"
     log = pd.read_csv(runs / "metrics_log.csv")
@@ -90,6 +91,7 @@ def test_evaluate_is_cached_logged_and_shown(tmp_path, tiny_registry, monkeypatc
     assert res is not None and res.folder == folder and res.cases is not None and len(res.cases) == 12
     view = service.performance_view(None)
     assert "lung_ct.tiny_v0" in view["header"]
+    assert "**Calibration:** ECE" in view["header"] and "perfectly calibrated model" in view["header"]
     assert view["confusion"] is not None and view["roc"] is not None and view["reliability"] is not None
     assert "pointing game" in view["explain"]
     wrong = int((res.cases["pred"] != res.cases["label"]).sum())

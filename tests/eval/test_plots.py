@@ -47,6 +47,10 @@ def test_reliability_bins_suit_small_sets_and_print_their_counts() -> None:
     counts = [int(cells[(3, c)]) for c in range(5)]  # row 0 is the header, row 3 the images per bin
     assert sum(counts) == n and max(counts) - min(counts) <= 1
     assert cells[(3, -1)] == "images" and cells[(0, 0)] == "bin 1"
+    bars = [c for c in ax.collections if c.get_label() == "95% of a calibrated model's bins"]
+    assert len(bars) == 1 and len(bars[0].get_segments()) == 5  # one consistency bar per bin
+    for (x0, y0), (x1, y1) in bars[0].get_segments():
+        assert x0 == x1 and y0 <= x0 + 0.02 and y1 >= x0 - 0.02  # each bar spans (about) its bin's confidence
 
 
 def test_explanation_verdicts_follow_the_numbers() -> None:
