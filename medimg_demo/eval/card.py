@@ -13,7 +13,7 @@ from ..learn.config import train_command
 from ..models.config import ModelConfig
 from ..notice import DISCLAIMER
 from ..tasks import get_task
-from .consistency import from_metrics
+from .consistency import from_metrics, order_under_ece
 
 
 def target_rows(task: str, metrics: pd.DataFrame) -> list[str]:
@@ -34,6 +34,8 @@ def target_rows(task: str, metrics: pd.DataFrame) -> list[str]:
 
 
 def _fmt(row: pd.Series) -> str:
+    if str(row.get("metric", "")).endswith("consistency_p") and row["value"] < 0.001:
+        return "< 0.001"  # below the resolution of the resampling's draws
     if pd.isna(row["ci_low"]):
         return f"{row['value']:.3f}"
     return f"{row['value']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
@@ -100,7 +102,7 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         "| metric | value [95% CI] |",
         "|---|---|",
     ]
-    for _, r in overall.iterrows():
+    for _, r in overall.iloc[order_under_ece(overall["metric"].tolist())].iterrows():
         lines.append(f"| {r['metric']} | {_fmt(r)} |")
     targets = target_rows(cfg.task, m)
     if targets:
@@ -155,7 +157,8 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
 def _calibrate_command(cfg: ModelConfig, cal: dict[str, Any]) -> str:
     if cal.get("method") == "bcts":
         return f"python -m medimg_demo calibrate --method bcts --model {cfg.id} --folds {cal['folds']} --write"
-    return f"python -m medimg_demo calibrate --model {cfg.id} --folds {cal['folds']} --write"
+    full = " --full-schedule" if cal.get("full_schedule") else ""
+    return f"python -m medimg_demo calibrate --model {cfg.id} --folds {cal['folds']}{full} --write"
 
 
 def _calibration_line(cfg: ModelConfig) -> str:
@@ -177,7 +180,8 @@ def _calibration_line(cfg: ModelConfig) -> str:
             f"predictions of {cal['folds']} models trained by this model's own recipe on folds of `train` (accuracy "
             f"{cal['oof_type_accuracy']:.3f}) plus this model on `val` (accuracy {cal['val_type_accuracy']:.3f}). "
             f"`val` alone would give {cal['val_only_temperature']}. Fold models' val accuracy: "
-            f"{cal.get('fold_val_type_accuracy', [])}.")
+            f"{cal.get('fold_val_type_accuracy', [])}"
+            + (" (every epoch of the recipe run, no early stop)." if cal.get("full_schedule") else "."))
 
 
 def write(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, eval_command: str) -> Path:

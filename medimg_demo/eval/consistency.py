@@ -95,3 +95,26 @@ def from_metrics(metrics: pd.DataFrame, n: int, prefix: str = "") -> Consistency
     obs, cal, p = (m.loc[k] for k in keys)
     return Consistency(observed=float(obs["value"]), median=float(cal["value"]), low=float(cal["ci_low"]),
                        high=float(cal["ci_high"]), p_value=float(p["value"]), n=n)
+
+
+#: Rows that read as a comment on the ECE, in the order the overall table shows them right under it.
+ECE_COMPANIONS = ("ece_uncalibrated", "ece_if_calibrated", "ece_consistency_p")
+
+
+def order_under_ece(keys: list[str]) -> list[int]:
+    """Row order that moves each ``<prefix>ece_uncalibrated``, ``ece_if_calibrated`` and ``ece_consistency_p`` right
+    under its ``<prefix>ece`` row (in that order); rows without an ECE row of their prefix stay where they are."""
+    present = set(keys)
+    moves: list[tuple[int, int, str]] = []  # (rank among the companions, row index, prefix)
+    for i, key in enumerate(keys):
+        for rank, suffix in enumerate(ECE_COMPANIONS):
+            prefix = key.removesuffix(suffix)
+            if key.endswith(suffix) and prefix + "ece" in present:
+                moves.append((rank, i, prefix))
+                break
+    moved = {i for _, i, _ in moves}
+    order = [i for i in range(len(keys)) if i not in moved]
+    for _, i, prefix in sorted(moves):
+        mine = {prefix + "ece", *(prefix + c for c in ECE_COMPANIONS)}
+        order.insert(max(j for j, pos in enumerate(order) if keys[pos] in mine) + 1, i)
+    return order

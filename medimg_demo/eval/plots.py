@@ -16,7 +16,7 @@ from sklearn.metrics import confusion_matrix, roc_curve
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
 
-from .consistency import bin_bands
+from .consistency import bin_bands, order_under_ece
 from .metrics import auc_binary, ece
 
 #: Readable names of the metric keys in ``metrics.csv`` (a ``stage_`` prefix reads "Stage ...").
@@ -70,12 +70,21 @@ def per_class_table(metrics: pd.DataFrame, prefix: str = "", names: Mapping[str,
     return table.rename(columns={"class": "Stage" if prefix == "stage_" else "Class"})
 
 
+def _value(key: str, value: float) -> str:
+    """Three decimals; a resampling p-value below the resolution of its draws reads "< 0.001", never "0"."""
+    if key.endswith("consistency_p") and value < 0.001:
+        return "< 0.001"
+    return f"{value:.3f}" if np.isfinite(value) else ""
+
+
 def overall_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Rows = metrics without a class, by readable name: value and its 95% interval."""
+    """Rows = metrics without a class, by readable name: value (three decimals) and its 95% interval (the ECE's
+    consistency rows right under the ECE)."""
     m = metrics[metrics["class"].fillna("") == ""]
+    m = m.iloc[order_under_ece(m["metric"].tolist())]
     return pd.DataFrame({
         "Metric": [metric_name(k) for k in m["metric"]],
-        "Value": m["value"].round(3).to_numpy(),
+        "Value": [_value(k, v) for k, v in zip(m["metric"], m["value"])],
         "95% CI": [f"[{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else "" for lo, hi in zip(m["ci_low"], m["ci_high"])],
     })
 

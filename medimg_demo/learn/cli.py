@@ -38,7 +38,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         return _cmd_bcts(args)
     cfg = get_model(args.model)
     args.folds = args.folds or 3
-    result = cross_val_temperature(cfg, folds=args.folds, data=args.data)
+    result = cross_val_temperature(cfg, folds=args.folds, data=args.data, full_schedule=args.full_schedule)
     print(summary_frame(result).to_string(index=False))
     print(f"{cfg.id}: {result.n_cases} calibration cases ({args.folds}-fold out-of-fold train + val); out-of-fold "
           f"accuracy {result.oof_accuracy:.3f}, val {result.val_accuracy:.3f}")
@@ -74,6 +74,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     c.add_argument("--folds", type=_folds, default=None,
                    help="cv-temperature: folds of train, at least 2, each trains the full recipe once (default 3); "
                         "bcts: folds of val for the comparison (default 5)")
+    c.add_argument("--full-schedule", action="store_true",
+                   help="cv-temperature: fold models run every epoch of the recipe (no early stop; the epoch is still "
+                        "selected on val), as a served model whose selected epoch is near the end did")
     c.add_argument("--write", action="store_true", help="pin the fitted calibration in the model's config.json")
     c.add_argument("--force", action="store_true", help="write even when the fold models trail the served model "
                    "(cv-temperature) or BCTS does not beat temperature scaling on held-out val cases (bcts)")

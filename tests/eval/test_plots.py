@@ -28,6 +28,21 @@ def test_tables_use_readable_metric_and_class_names() -> None:
     assert list(table.columns) == ["Class", "sensitivity", "specificity", "precision", "f1", "auc"]
     assert list(table["Class"]) == ["normal", "Squamous cell carcinoma"]  # model order; unnamed labels kept
     assert table.iloc[0]["sensitivity"] == "0.50 [0.40, 0.60]"
+
+
+def test_the_ece_consistency_rows_sit_under_their_ece() -> None:
+    """evaluate appends the consistency rows after every other row; the table reads them as the ECE's comment."""
+    keys = ["accuracy", "ece", "any_tumor_sensitivity", "ece_uncalibrated", "stage_accuracy", "stage_ece",
+            "ece_if_calibrated", "ece_consistency_p", "stage_ece_consistency_p", "stage_ece_if_calibrated",
+            "orphan_ece_if_calibrated"]
+    overall = overall_table(pd.DataFrame([_row(k, "", 0.5, 0.4, 0.6) for k in keys]))
+    assert list(overall["Metric"]) == [metric_name(k) for k in (
+        "accuracy", "ece", "ece_uncalibrated", "ece_if_calibrated", "ece_consistency_p", "any_tumor_sensitivity",
+        "stage_accuracy", "stage_ece", "stage_ece_if_calibrated", "stage_ece_consistency_p",
+        "orphan_ece_if_calibrated")]  # no "orphan_ece" row: it stays where it was
+    small_p = overall_table(pd.DataFrame([_row("ece", "", 0.05, 0.02, 0.09), _row("ece_consistency_p", "", 0.0005,
+                                                                                  np.nan, np.nan)]))
+    assert list(small_p["Value"]) == ["0.050", "< 0.001"] and list(small_p["95% CI"]) == ["[0.020, 0.090]", ""]
     assert metric_name("stage_f1") == "Stage F1 score" and metric_name("new_thing") == "New thing"
 
 

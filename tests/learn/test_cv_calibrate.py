@@ -164,3 +164,41 @@ def test_train_leaves_out_excluded_images(tmp_path, monkeypatch) -> None:
     with pytest.raises(ValueError, match="go together"):
         train(TrainConfig(data=str(data), task="toy", out_dir=str(tmp_path / "m"), pretrained="none", size=48,
                           distill_weight=1.0))
+
+
+def test_full_schedule_turns_early_stopping_off_for_the_folds(tmp_path, monkeypatch) -> None:
+    """``full_schedule``: each fold model may run every epoch (patience beyond the schedule); the record says so."""
+    import torch
+
+    import medimg_demo.learn.cv_calibrate as cv
+    import medimg_demo.learn.train as train_mod
+    from medimg_demo.eval.card import _calibrate_command, _calibration_line
+    from medimg_demo.models.config import InputConfig, ModelConfig
+
+    data = tmp_path / "toy"
+    _toy(data)
+    inp = InputConfig(size=(48, 48), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    served = ModelConfig(id="toy.m_v0", task="toy", arch="tf_efficientnet_lite0", heads={"type": ["left", "right"]},
+                         input=inp, raw={"training": {"task": "toy", "size": 48, "seed": 0, "epochs": 18,
+                                                      "warmup_epochs": 2, "patience": 6}})
+    runs = []
+
+    def fake_train(run, exclude=frozenset()):  # noqa: ANN001, ANN202
+        runs.append(run)
+        return ModelConfig(id=run.model_id, task="toy", arch="x", heads=served.heads, input=inp, raw={})
+
+    monkeypatch.setattr(train_mod, "train", fake_train)
+    monkeypatch.setattr(cv, "load_model", lambda cfg: None)
+    monkeypatch.setattr(cv, "predict_logits", lambda model, ds, bf16=False: {"type": torch.randn(len(ds), 2)})
+    plain = cv.cross_val_temperature(served, folds=2, data=str(data), work_dir=tmp_path)
+    assert [r.patience for r in runs] == [6, 6] and "full_schedule" not in plain.record()
+    runs.clear()
+    full = cv.cross_val_temperature(served, folds=2, data=str(data), work_dir=tmp_path, full_schedule=True)
+    assert all(r.patience > r.epochs + r.warmup_epochs and r.epochs == 18 for r in runs) and len(runs) == 2
+    record = full.record()
+    assert record["full_schedule"] is True
+    cfg = ModelConfig(id="toy.m_v0", task="toy", arch="a", heads=served.heads, input=inp,
+                      temperature={"type": 0.5}, raw={"calibration": record})
+    assert _calibrate_command(cfg, record).endswith("--folds 2 --full-schedule --write")
+    assert "no early stop" in _calibration_line(cfg)
+    assert "--full-schedule" not in _calibrate_command(cfg, plain.record())
