@@ -13,7 +13,7 @@ from ..learn.config import train_command
 from ..models.config import ModelConfig
 from ..notice import DISCLAIMER
 from ..tasks import get_task
-from .consistency import from_metrics, order_under_ece
+from .consistency import from_metrics, order_under_ece, small_p
 
 
 def target_rows(task: str, metrics: pd.DataFrame) -> list[str]:
@@ -34,8 +34,9 @@ def target_rows(task: str, metrics: pd.DataFrame) -> list[str]:
 
 
 def _fmt(row: pd.Series) -> str:
-    if str(row.get("metric", "")).endswith("consistency_p") and row["value"] < 0.001:
-        return "< 0.001"  # below the resolution of the resampling's draws
+    shown = small_p(row["value"]) if str(row.get("metric", "")).endswith("consistency_p") else None
+    if shown:
+        return shown
     if pd.isna(row["ci_low"]):
         return f"{row['value']:.3f}"
     return f"{row['value']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"

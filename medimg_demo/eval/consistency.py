@@ -41,9 +41,14 @@ class Consistency:
         head = (f"ECE {self.observed:.3f}; a perfectly calibrated model with these confidences would score "
                 f"{self.median:.3f} on {self.n} images (95% range {self.low:.3f} to {self.high:.3f})")
         if self.p_value < 0.05:
-            p = "p < 0.001" if self.p_value < 0.001 else f"p = {self.p_value:.3f}"
+            p = "p " + (small_p(self.p_value) or f"= {self.p_value:.3f}")
             return f"{head}: {p}, more miscalibration than this sample size explains."
         return f"{head}: p = {self.p_value:.2f}, within what this sample size alone produces."
+
+
+def small_p(p_value: float) -> str | None:
+    """"< 0.001" for a resampling p below what its draws resolve (never "0"); None otherwise."""
+    return "< 0.001" if p_value < 0.001 else None
 
 
 def ece_consistency(y: np.ndarray, probs: np.ndarray, n_sim: int = N_SIM, seed: int = 0) -> Consistency:

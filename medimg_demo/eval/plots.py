@@ -16,7 +16,7 @@ from sklearn.metrics import confusion_matrix, roc_curve
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
 
-from .consistency import bin_bands, order_under_ece
+from .consistency import bin_bands, order_under_ece, small_p
 from .metrics import auc_binary, ece
 
 #: Readable names of the metric keys in ``metrics.csv`` (a ``stage_`` prefix reads "Stage ...").
@@ -72,9 +72,8 @@ def per_class_table(metrics: pd.DataFrame, prefix: str = "", names: Mapping[str,
 
 def _value(key: str, value: float) -> str:
     """Three decimals; a resampling p-value below the resolution of its draws reads "< 0.001", never "0"."""
-    if key.endswith("consistency_p") and value < 0.001:
-        return "< 0.001"
-    return f"{value:.3f}" if np.isfinite(value) else ""
+    shown = small_p(value) if key.endswith("consistency_p") else None
+    return shown or (f"{value:.3f}" if np.isfinite(value) else "")
 
 
 def overall_table(metrics: pd.DataFrame) -> pd.DataFrame:
