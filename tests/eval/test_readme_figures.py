@@ -1,0 +1,54 @@
+"""The figures the README quotes for the committed models are the ones their bundled test metrics hold: the models
+table (accuracy with its interval, macro AUC) and the calibration table (ECE, what a calibrated model would score,
+p). A model re-evaluated without its README row updated fails here."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from medimg_demo.eval.consistency import small_p
+from medimg_demo.models.registry import list_models
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def _metrics(model_id: str) -> dict[str, tuple[float, float, float]]:
+    cfg = {m.id: m for m in list_models()}[model_id]
+    df = pd.read_csv(cfg.folder / "metrics" / "metrics.csv", keep_default_na=False, na_values=[""])
+    overall = df[df["class"].isna()]
+    return {r.metric: (r.value, r.ci_low, r.ci_high) for r in overall.itertuples()}
+
+
+def _table_rows(first_cell: str) -> list[list[str]]:
+    rows = [line for line in README.splitlines() if re.match(rf"\|\s*{first_cell}", line)]
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in rows]
+
+
+def test_models_table_matches_bundled_metrics() -> None:
+    rows = {re.search(r"`([^`]+)`", r[0]).group(1): r for r in _table_rows(r"`(lung_ct|breast_us|brain_mri)\.")}
+    assert set(rows) == {m.id for m in list_models()}, "every committed model has one row in the README's table"
+    for model_id, row in rows.items():
+        m = _metrics(model_id)
+        value, low, high = m["accuracy"]
+        assert row[3] == f"{value:.3f} [{low:.3f}, {high:.3f}]", model_id
+        assert row[4] == f"{m['macro_auc'][0]:.3f}", model_id
+
+
+@pytest.mark.parametrize("name, model_id", [
+    ("lung v2", "lung_ct.tf_efficientnet_lite0_v2"),
+    ("breast v2 + BCTS", "breast_us.tf_efficientnet_lite1_v2"),
+    ("brain v5", "brain_mri.tf_efficientnet_lite1_v5"),
+])
+def test_calibration_table_matches_bundled_metrics(name: str, model_id: str) -> None:
+    rows = [r for r in _table_rows(re.escape(name) + r"\s*\|")]
+    assert len(rows) == 1, f"one README calibration row for {name}"
+    row, m = rows[0], _metrics(model_id)
+    assert row[1] == f"{m['ece'][0]:.3f}", name
+    value, low, high = m["ece_if_calibrated"]
+    assert row[2] == f"{value:.3f} [{low:.3f}, {high:.3f}]", name
+    p = m["ece_consistency_p"][0]
+    assert row[3] == (small_p(p) or f"{p:.2f}"), name
