@@ -44,7 +44,7 @@ def test_models_table_matches_bundled_metrics() -> None:
     ("brain v5", "brain_mri.tf_efficientnet_lite1_v5"),
 ])
 def test_calibration_table_matches_bundled_metrics(name: str, model_id: str) -> None:
-    rows = [r for r in _table_rows(re.escape(name) + r"\s*\|")]
+    rows = _table_rows(re.escape(name) + r"\s*\|")
     assert len(rows) == 1, f"one README calibration row for {name}"
     row, m = rows[0], _metrics(model_id)
     assert row[1] == f"{m['ece'][0]:.3f}", name
