@@ -7,18 +7,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from medimg_demo.eval.consistency import small_p
 from medimg_demo.models.registry import list_models
+from medimg_demo.report.pdf import bundled_metrics
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def _metrics(model_id: str) -> dict[str, tuple[float, float, float]]:
-    cfg = {m.id: m for m in list_models()}[model_id]
-    df = pd.read_csv(cfg.folder / "metrics" / "metrics.csv", keep_default_na=False, na_values=[""])
+    df, _ = bundled_metrics({m.id: m for m in list_models()}[model_id])
+    assert df is not None, f"{model_id} has no bundled metrics"
     overall = df[df["class"].isna()]
     return {r.metric: (r.value, r.ci_low, r.ci_high) for r in overall.itertuples()}
 
