@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ModelError
-from ..learn.config import train_command
+from ..learn.config import HELD_OUT, train_command
 from ..models.config import ModelConfig
 from ..notice import DISCLAIMER
 from ..tasks import get_task
@@ -94,9 +94,7 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         "",
         "## Training and evaluation data",
         cfg.data_source or "See the data set's README.",
-        ("Trained on `train`, model selection and early stopping on `val`, temperature on out-of-fold `train` + `val`"
-         if raw.get("calibration") and raw["calibration"].get("method") != "bcts"
-         else "Trained on `train`, model selection, early stopping and calibration on `val`")
+        _data_line(raw.get("calibration") or {})
         + ", reported on `" + split + f"` ({n_images} images).",
         "",
         f"## Metrics on `{split}` (95% bootstrap intervals, 1000 resamples of cases)",
@@ -147,12 +145,21 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         "```bash",
         cmd,
         *([_calibrate_command(cfg, raw["calibration"]), f"python -m medimg_demo gate --model {cfg.id}"]
-          if raw.get("calibration") else []),
+          if raw.get("calibration") and raw["calibration"].get("method") != HELD_OUT else []),
         eval_command,
         "```",
         "",
     ]
     return "\n".join(lines)
+
+
+def _data_line(cal: dict[str, Any]) -> str:
+    if cal.get("method") == HELD_OUT:
+        return (f"Trained on `train` less a calibration fold ({cal['held_out']} images, fold {cal['fold']} of "
+                f"{cal['folds']}), model selection and early stopping on `val`, temperature on that fold + `val`")
+    if cal and cal.get("method") != "bcts":
+        return "Trained on `train`, model selection and early stopping on `val`, temperature on out-of-fold `train` + `val`"
+    return "Trained on `train`, model selection, early stopping and calibration on `val`"
 
 
 def _calibrate_command(cfg: ModelConfig, cal: dict[str, Any]) -> str:
@@ -177,6 +184,12 @@ def _calibration_line(cfg: ModelConfig) -> str:
                 f"vs {cv['temperature']['cv_accuracy']:.3f}. The bias moves decisions, not only confidences (a temperature "
                 "cannot): it corrects a class prior the training run learned, such as the no-tumor class that "
                 "counterfactual covers (`--erase-lesion`) make more frequent in training than in the data.")
+    if cal.get("method") == HELD_OUT:
+        return (f"- Calibration: temperature scaling {cfg.temperature}, fitted (NLL) on {cal['cases']} cases this model "
+                f"never trained on: {cal['held_out']} `train` images held out of its training (fold {cal['fold']} of "
+                f"{cal['folds']}, stratified by label, near-duplicate twins together; accuracy "
+                f"{cal['held_out_type_accuracy']:.3f}) plus `val` (accuracy {cal['val_type_accuracy']:.3f}), which also "
+                f"selected the epoch. `val` alone would give {cal['val_only_temperature']}.")
     return (f"- Calibration: temperature scaling {cfg.temperature}, fitted (NLL) on {cal['cases']} cases: out-of-fold "
             f"predictions of {cal['folds']} models trained by this model's own recipe on folds of `train` (accuracy "
             f"{cal['oof_type_accuracy']:.3f}) plus this model on `val` (accuracy {cal['val_type_accuracy']:.3f}). "

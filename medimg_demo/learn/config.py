@@ -77,6 +77,10 @@ class TrainConfig:
     distill_from: str = _opt("", "a trained model id (same type labels and input) whose softened type probabilities "
                                  "the model follows on images whose lesion is not covered (knowledge distillation)")
     distill_weight: float = _opt(0.0, "weight of the distillation term (with --distill-from)")
+    calibration_folds: int = _opt(0, "hold one fold of train out of training (train split into this many folds, "
+                                     "stratified by label, near-duplicate twins together) and fit the temperature on "
+                                     "it plus val (0: val only)")
+    calibration_fold: int = _opt(0, "which fold --calibration-folds holds out (0 to folds - 1)")
     init_from: str = _opt("", "start from this trained model's weights (a model id); new layers start fresh")
     target_layer: str = _opt("features", "layer Grad-CAM explains (written to config.json)")
     default: bool = field(default=True, metadata={"cli": False})
@@ -99,12 +103,19 @@ class TrainConfig:
                              "--select-erasure and --pair-margin act on the classifier; leave them out.")
         if self.pair_margin < 0 or (self.pair_margin and not self.lesion):
             raise ValueError("--pair-margin needs the lesion annotations (add --lesion) and a margin of 0 or more.")
+        if self.calibration_folds and (self.lesion_only or not 0 <= self.calibration_fold < self.calibration_folds
+                                       or self.calibration_folds < 2):
+            raise ValueError("--calibration-folds N holds out fold --calibration-fold K (0 <= K < N, N >= 2) to fit the "
+                             "temperature; --lesion-only keeps its start model's calibration, so leave it out there.")
         if self.pair_elsewhere < 0:
             raise ValueError("--pair-elsewhere is a weight: give 0 or more.")
         if self.pair_margin and (self.erase_lesion or self.erase_elsewhere):
             raise ValueError("--pair-margin makes each image's counterfactual twin itself and never switches a label: "
                              "leave out --erase-lesion and --erase-elsewhere.")
 
+
+#: config.json's ``calibration.method`` of a temperature fitted on a train fold held out of training (``holdout``).
+HELD_OUT = "held-out fold"
 
 #: Options a model card always prints, even at their default value (the rest only where they differ).
 CARD_OPTIONS = ("task", "arch", "size", "epochs", "warmup_epochs", "batch_size", "lr_head", "lr_backbone", "patience",

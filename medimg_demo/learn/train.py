@@ -2,7 +2,8 @@
 
 Recipe: class-weighted cross-entropy per head; warm-up epochs with the backbone frozen (heads
 only), then full fine-tuning with a lower backbone learning rate and a cosine schedule; model
-selection and early stopping on the ``val`` split; temperature scaling fitted on ``val``. Optionally a lesion head,
+selection and early stopping on the ``val`` split; temperature scaling fitted on ``val`` (and a held-out fold of
+``train``, ``--calibration-folds``). Optionally a lesion head,
 guidance, box-projection and counterfactual terms, distillation from a trained teacher (see ``losses``), or
 only the lesion head of a trained model (``--lesion-only``).
 channels_last memory; bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX), fp32 otherwise or with ``--no-bf16``.
@@ -36,6 +37,7 @@ from ..models.weights import load_checkpoint, save_checkpoint, sha256_file
 from ..tasks import get_task
 from .config import TrainConfig, portable_data_path
 from .dataset import ManifestDataset, predict_logits
+from .holdout import holdout_temperature, split_calibration_fold
 from .losses import distill_loss, guidance_loss, lesion_loss, pair_loss, projection_loss
 from .selection import lesion_score, selection_score, val_box_hits, val_dice, val_erasure, val_scores
 from .start import init_weights, load_teacher
@@ -90,7 +92,9 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         std=tuple(pcfg.get("std", (0.229, 0.224, 0.225))),  # type: ignore[arg-type]
         interpolation="bilinear",
     )
-    train_df = split_frame(df, "train")
+    train_df, held_df = split_frame(df, "train"), None
+    if cfg.calibration_folds:  # before ``exclude``: the folds are those of the whole train split
+        train_df, held_df = split_calibration_fold(folder, train_df, cfg.calibration_folds, cfg.calibration_fold, cfg.seed)
     if exclude:
         unknown = set(exclude) - set(train_df["image"])
         if unknown:
@@ -158,17 +162,10 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
                 opt = torch.optim.AdamW(head_params, lr=cfg.lr_head, weight_decay=cfg.weight_decay)
                 sched = None
             else:
-                opt = torch.optim.AdamW(
-                    [{"params": back_params, "lr": cfg.lr_backbone}, {"params": head_params, "lr": cfg.lr_head}],
-                    weight_decay=cfg.weight_decay,
-                )
-                sched = torch.optim.lr_scheduler.OneCycleLR(
-                    opt,
-                    max_lr=[cfg.lr_backbone, cfg.lr_head],
-                    total_steps=max(cfg.epochs * len(loader), 1),
-                    pct_start=0.15,
-                    anneal_strategy="cos",
-                )
+                opt = torch.optim.AdamW([{"params": back_params, "lr": cfg.lr_backbone},
+                                         {"params": head_params, "lr": cfg.lr_head}], weight_decay=cfg.weight_decay)
+                sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[cfg.lr_backbone, cfg.lr_head], pct_start=0.15,
+                                                            total_steps=max(cfg.epochs * len(loader), 1), anneal_strategy="cos")
         assert opt is not None
         # BatchNorm stays in train mode during the warm-up too: its statistics adapt to the new domain while the
         # weights are frozen, so the heads learn on the same features the fine-tuning phase starts from.
@@ -256,10 +253,14 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
 
     # Reload the selected epoch exactly as it will be served (fp16 weights), then calibrate on val.
     served = TumorNet(cfg.arch, heads, pretrained="none", lesion_taps=taps)
-    load_checkpoint(served, best_path, None)
+    sha = sha256_file(best_path)  # written by this run a moment ago: pinned here, checked on every later load
+    load_checkpoint(served, best_path, sha)
     val_logits = predict_logits(served, val_ds, bf16=False)
     temperature = {h: fit_temperature(val_logits[h], val_ds.targets[h]) for h in heads}
     kept_calibration: dict[str, object] = {}
+    if held_df is not None:  # fitted on a train fold the model never saw, plus val
+        temperature, kept_calibration["calibration"] = holdout_temperature(
+            served, folder, held_df, heads, input_cfg, val_logits, val_ds.targets, cfg.calibration_folds, cfg.calibration_fold)
     if cfg.lesion_only:  # the classifier is the start model's, so is its calibration (the refit above is for the log)
         start = get_model(cfg.init_from)
         log.info("Calibration kept from %s: temperature %s, bias %s (a refit of the temperature on val gives %s)",
@@ -268,7 +269,6 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         if start.bias:  # BCTS: the bias belongs to its temperature; keep both, and the record the card states
             kept_calibration = {"bias": {h: list(b) for h, b in start.bias.items()},
                                 **({"calibration": start.raw["calibration"]} if start.raw.get("calibration") else {})}
-    sha = sha256_file(best_path)
     config = {
         "id": cfg.model_id,
         "task": cfg.task,
