@@ -43,6 +43,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"{cfg.id}: {result.n_cases} calibration cases ({args.folds}-fold out-of-fold train + val); out-of-fold "
           f"accuracy {result.oof_accuracy:.3f}, val {result.val_accuracy:.3f}")
     print(f"fold models' val accuracy {[round(a, 3) for a in result.fold_val_accuracy]}")
+    if args.predictions_out and result.predictions is not None:
+        result.predictions.to_csv(args.predictions_out, index=False)
+        print(f"wrote {len(result.predictions)} raw logits (out-of-fold train; fold -1: this model on val) to "
+              f"{args.predictions_out}")
     if not args.write:
         return 0
     if result.folds_trail and not args.force:
@@ -77,6 +81,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     c.add_argument("--full-schedule", action="store_true",
                    help="cv-temperature: fold models run every epoch of the recipe (no early stop; the epoch is still "
                         "selected on val), as a served model whose selected epoch is near the end did")
+    c.add_argument("--predictions-out", default=None, metavar="CSV",
+                   help="cv-temperature: also write every calibration case's raw logits (out-of-fold train images with "
+                        "their fold; val by the served model as fold -1), e.g. to study a decision threshold")
     c.add_argument("--write", action="store_true", help="pin the fitted calibration in the model's config.json")
     c.add_argument("--force", action="store_true", help="write even when the fold models trail the served model "
                    "(cv-temperature) or BCTS does not beat temperature scaling on held-out val cases (bcts)")

@@ -22,7 +22,7 @@ import json
 import logging
 import tempfile
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,8 @@ class CvCalibration:
     val_accuracy: float  # type head, the served model on val
     fold_val_accuracy: tuple[float, ...] = ()  # type head, each fold model on val at its selected epoch
     full_schedule: bool = False  # fold models ran every epoch of the recipe (no early stop), selected on val
+    #: one row per calibration case: image, label, fold (-1: val, the served model), raw logits per head and class
+    predictions: pd.DataFrame | None = field(default=None, compare=False, repr=False)
 
     @property
     def folds_trail(self) -> bool:
@@ -144,6 +146,7 @@ def cross_val_temperature(cfg: ModelConfig, folds: int = 3, data: str | None = N
              np.bincount(fold).tolist())
     heads = cfg.heads
     val_ds = ManifestDataset(folder, split_frame(df, "val"), heads, cfg.input, augment=None, desc="val")
+    frames: list[pd.DataFrame] = []
     oof: dict[str, list[torch.Tensor]] = {h: [] for h in heads}
     oof_targets: dict[str, list[torch.Tensor]] = {h: [] for h in heads}
     fold_val: list[float] = []
@@ -164,7 +167,9 @@ def cross_val_temperature(cfg: ModelConfig, folds: int = 3, data: str | None = N
             for h in heads:
                 oof[h].append(logits[h])
                 oof_targets[h].append(ds.targets[h])
+            frames.append(_prediction_frame(held, k, logits, heads))
     val_logits = predict_logits(load_model(cfg), val_ds, bf16=False)
+    frames.append(_prediction_frame(val_ds.frame, -1, val_logits, heads))
     temperature, val_only = {}, {}
     for h in heads:
         z = torch.cat(oof[h] + [val_logits[h]])
@@ -174,13 +179,21 @@ def cross_val_temperature(cfg: ModelConfig, folds: int = 3, data: str | None = N
     oof_acc = float((torch.cat(oof["type"]).argmax(1) == torch.cat(oof_targets["type"])).float().mean())
     val_acc = float((val_logits["type"].argmax(1) == val_ds.targets["type"]).float().mean())
     result = CvCalibration(temperature, val_only, folds, len(train_df) + len(val_ds), oof_acc, val_acc, tuple(fold_val),
-                           full_schedule)
+                           full_schedule, pd.concat(frames, ignore_index=True))
     if result.folds_trail:
         log.warning("The fold models reached val accuracy %s, the served model %.3f: their out-of-fold logits make the "
                     "temperature too cautious. Use more folds, or keep the val temperature.",
                     [round(a, 3) for a in fold_val], val_acc)
     log.info("Temperature %s (val only: %s); out-of-fold accuracy %.3f, val %.3f", temperature, val_only, oof_acc, val_acc)
     return result
+
+
+def _prediction_frame(frame: pd.DataFrame, fold: int, logits: dict[str, torch.Tensor],
+                      heads: dict[str, list[str]]) -> pd.DataFrame:
+    out = frame[["image", "label"]].reset_index(drop=True).assign(fold=fold)
+    for h, labels in heads.items():
+        out = out.assign(**{f"logit_{h}_{c}": logits[h][:, i].float().numpy() for i, c in enumerate(labels)})
+    return out
 
 
 def write_calibration(cfg: ModelConfig, result: CvCalibration) -> Path:

@@ -117,6 +117,12 @@ def test_every_train_image_is_predicted_by_the_fold_model_that_left_it_out(tmp_p
     twin_fold = [k for k, e in enumerate(left_out) if "images/train_left_0.png" in e]
     assert twin_fold and "images/train_left_1.png" in left_out[twin_fold[0]]
     assert result.n_cases == len(train_images) + 8 and len(result.fold_val_accuracy) == 3
+    pred = result.predictions  # what --predictions-out writes: each image once, with the fold that predicted it
+    assert len(pred) == result.n_cases and pred.image.is_unique
+    assert set(pred[pred.fold == -1].image) == set(frame[frame.split == "val"].image)
+    for k, images in enumerate(left_out):
+        assert set(pred[pred.fold == k].image) == images
+    assert {"logit_type_left", "logit_type_right"} <= set(pred.columns) and pred["logit_type_left"].notna().all()
 
 
 def test_recipes_built_on_a_trained_model_are_refused() -> None:
