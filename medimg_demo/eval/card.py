@@ -94,7 +94,7 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         "",
         "## Training and evaluation data",
         cfg.data_source or "See the data set's README.",
-        _data_line(raw.get("calibration") or {})
+        _data_line(training, raw.get("calibration") or {})
         + ", reported on `" + split + f"` ({n_images} images).",
         "",
         f"## Metrics on `{split}` (95% bootstrap intervals, 1000 resamples of cases)",
@@ -123,7 +123,6 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
                 f"| {head} | {cls} | {vals.get('sensitivity', '')} | {vals.get('specificity', '')} | "
                 f"{vals.get('precision', '')} | {vals.get('f1', '')} | {vals.get('auc', '')} |"
             )
-    cmd = train_command(training)
     side = int(cfg.input.size[0])
     lines += [
         "",
@@ -143,20 +142,34 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         "## Reproduce",
         f"Selected epoch {raw.get('selected_epoch')}; training took {raw.get('training_seconds')} s on 2 CPU cores (torch {raw.get('torch')}).",
         "```bash",
-        cmd,
-        *([_calibrate_command(cfg, raw["calibration"]), f"python -m medimg_demo gate --model {cfg.id}"]
-          if raw.get("calibration") and raw["calibration"].get("method") != HELD_OUT else []),
-        eval_command,
+        *reproduce_commands(cfg, eval_command),
         "```",
         "",
     ]
     return "\n".join(lines)
 
 
-def _data_line(cal: dict[str, Any]) -> str:
+def reproduce_commands(cfg: ModelConfig, eval_command: str) -> list[str]:
+    """The commands that rebuild the model as served: train, any recalibration (with the gate refit it asks for), evaluate.
+    A temperature fitted on a held-out fold comes from ``train`` itself."""
+    cal = cfg.raw.get("calibration") or {}
+    recalibrated = bool(cal) and cal.get("method") != HELD_OUT and not (cfg.raw.get("training") or {}).get("lesion_only")
+    return [train_command(cfg.raw.get("training") or {}),
+            *([_calibrate_command(cfg, cal), f"python -m medimg_demo gate --model {cfg.id}"] if recalibrated else []),
+            eval_command]
+
+
+def _fold(cal: dict[str, Any]) -> str:
+    return f"fold {cal['fold'] + 1} of {cal['folds']}, `--calibration-fold {cal['fold']}`"
+
+
+def _data_line(training: dict[str, Any], cal: dict[str, Any]) -> str:
+    if cal.get("method") == HELD_OUT and training.get("calibration_folds"):
+        return (f"Trained on `train` less a calibration fold ({cal['held_out']} images, {_fold(cal)}), model "
+                "selection and early stopping on `val`, temperature on that fold + `val`")
     if cal.get("method") == HELD_OUT:
-        return (f"Trained on `train` less a calibration fold ({cal['held_out']} images, fold {cal['fold']} of "
-                f"{cal['folds']}), model selection and early stopping on `val`, temperature on that fold + `val`")
+        return ("Trained on `train`, model selection and early stopping on `val`; the classifier and its temperature are "
+                "the start model's (fitted on a `train` fold it never trained on + `val`)")
     if cal and cal.get("method") != "bcts":
         return "Trained on `train`, model selection and early stopping on `val`, temperature on out-of-fold `train` + `val`"
     return "Trained on `train`, model selection, early stopping and calibration on `val`"
@@ -186,8 +199,7 @@ def _calibration_line(cfg: ModelConfig) -> str:
                 "counterfactual covers (`--erase-lesion`) make more frequent in training than in the data.")
     if cal.get("method") == HELD_OUT:
         return (f"- Calibration: temperature scaling {cfg.temperature}, fitted (NLL) on {cal['cases']} cases this model "
-                f"never trained on: {cal['held_out']} `train` images held out of its training (fold {cal['fold']} of "
-                f"{cal['folds']}, stratified by label, near-duplicate twins together; accuracy "
+                f"never trained on: {cal['held_out']} `train` images held out of its training ({_fold(cal)}, stratified by label, near-duplicate twins together; accuracy "
                 f"{cal['held_out_type_accuracy']:.3f}) plus `val` (accuracy {cal['val_type_accuracy']:.3f}), which also "
                 f"selected the epoch. `val` alone would give {cal['val_only_temperature']}.")
     return (f"- Calibration: temperature scaling {cfg.temperature}, fitted (NLL) on {cal['cases']} cases: out-of-fold "

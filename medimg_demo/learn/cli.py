@@ -35,6 +35,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .cv_calibrate import cross_val_temperature, summary_frame, write_calibration
 
     if args.method == "bcts":
+        if args.predictions_out:
+            print("--predictions-out keeps the cross-validation's out-of-fold logits: it goes with --method cv-temperature")
+            return 2
         return _cmd_bcts(args)
     cfg = get_model(args.model)
     args.folds = args.folds or 3

@@ -80,7 +80,7 @@ class TrainConfig:
     calibration_folds: int = _opt(0, "hold one fold of train out of training (train split into this many folds, "
                                      "stratified by label, near-duplicate twins together) and fit the temperature on "
                                      "it plus val (0: val only)")
-    calibration_fold: int = _opt(0, "which fold --calibration-folds holds out (0 to folds - 1)")
+    calibration_fold: int = _opt(0, "which fold --calibration-folds holds out, counted from 0 (0 to folds - 1)")
     init_from: str = _opt("", "start from this trained model's weights (a model id); new layers start fresh")
     target_layer: str = _opt("features", "layer Grad-CAM explains (written to config.json)")
     default: bool = field(default=True, metadata={"cli": False})
@@ -103,10 +103,13 @@ class TrainConfig:
                              "--select-erasure and --pair-margin act on the classifier; leave them out.")
         if self.pair_margin < 0 or (self.pair_margin and not self.lesion):
             raise ValueError("--pair-margin needs the lesion annotations (add --lesion) and a margin of 0 or more.")
-        if self.calibration_folds and (self.lesion_only or not 0 <= self.calibration_fold < self.calibration_folds
-                                       or self.calibration_folds < 2):
-            raise ValueError("--calibration-folds N holds out fold --calibration-fold K (0 <= K < N, N >= 2) to fit the "
-                             "temperature; --lesion-only keeps its start model's calibration, so leave it out there.")
+        if self.calibration_fold and not self.calibration_folds:
+            raise ValueError("--calibration-fold K picks the fold --calibration-folds N holds out: give N too.")
+        if self.calibration_folds and not (2 <= self.calibration_folds and 0 <= self.calibration_fold < self.calibration_folds):
+            raise ValueError("--calibration-folds N holds out fold --calibration-fold K (counted from 0: 0 <= K < N, N >= 2).")
+        if self.calibration_folds and (self.init_from or self.distill_from):
+            raise ValueError("--calibration-folds holds a fold out of training, but --init-from / --distill-from bring a "
+                             "model that trained on all of train, that fold included: train from ImageNet weights.")
         if self.pair_elsewhere < 0:
             raise ValueError("--pair-elsewhere is a weight: give 0 or more.")
         if self.pair_margin and (self.erase_lesion or self.erase_elsewhere):

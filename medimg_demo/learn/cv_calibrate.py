@@ -29,22 +29,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import StratifiedGroupKFold
 
-from ..imaging.decode import read_file
 from ..manifest import read_manifest, resolve_data_dir, split_frame
 from ..models.calibrate import fit_temperature
 from ..models.config import ModelConfig
 from ..models.network import load_model
-from ..models.preprocess import resize_gray
 from .config import TrainConfig
 from .dataset import ManifestDataset, predict_logits
+from .folds import fold_assignment, near_duplicate_groups
 
 log = logging.getLogger(__name__)
 
-#: Near duplicates as the data README defines them: mean absolute difference of 32x32 thumbnails under 3 grey levels.
-THUMB = 32
-TWIN_GREY_LEVELS = 3.0
 #: Val accuracy by which the fold models may trail the served model before the result is flagged as too cautious.
 FOLD_GAP = 0.03
 
@@ -74,33 +69,6 @@ class CvCalibration:
                 "val_type_accuracy": round(self.val_accuracy, 4), "val_only_temperature": self.val_only,
                 "fold_val_type_accuracy": [round(a, 4) for a in self.fold_val_accuracy],
                 **({"full_schedule": True} if self.full_schedule else {})}
-
-
-def near_duplicate_groups(folder: Path, images: list[str]) -> np.ndarray:
-    """A group id per image: images whose 32x32 thumbnails differ by under 3 grey levels share a group (transitively)."""
-    thumbs = np.stack([resize_gray(read_file(folder / p).pixels, (THUMB, THUMB)).ravel() * 255.0 for p in images])
-    parent = np.arange(len(images))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = int(parent[i])
-        return i
-
-    for i in range(len(images)):
-        close = np.nonzero(np.abs(thumbs[i + 1:] - thumbs[i]).mean(1) < TWIN_GREY_LEVELS)[0] + i + 1
-        for j in close:
-            parent[find(int(j))] = find(i)
-    return np.array([find(i) for i in range(len(images))])
-
-
-def fold_assignment(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Fold index per image, stratified by label, twins kept together."""
-    out = np.empty(len(labels), dtype=int)
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for k, (_, held) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
-        out[held] = k
-    return out
 
 
 def recipe(cfg: ModelConfig) -> TrainConfig:
@@ -167,9 +135,9 @@ def cross_val_temperature(cfg: ModelConfig, folds: int = 3, data: str | None = N
             for h in heads:
                 oof[h].append(logits[h])
                 oof_targets[h].append(ds.targets[h])
-            frames.append(_prediction_frame(held, k, logits, heads))
+            frames.append(_prediction_frame(held, k, logits, ds.targets, heads))
     val_logits = predict_logits(load_model(cfg), val_ds, bf16=False)
-    frames.append(_prediction_frame(val_ds.frame, -1, val_logits, heads))
+    frames.append(_prediction_frame(val_ds.frame, -1, val_logits, val_ds.targets, heads))
     temperature, val_only = {}, {}
     for h in heads:
         z = torch.cat(oof[h] + [val_logits[h]])
@@ -188,11 +156,13 @@ def cross_val_temperature(cfg: ModelConfig, folds: int = 3, data: str | None = N
     return result
 
 
-def _prediction_frame(frame: pd.DataFrame, fold: int, logits: dict[str, torch.Tensor],
+def _prediction_frame(frame: pd.DataFrame, fold: int, logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
                       heads: dict[str, list[str]]) -> pd.DataFrame:
-    out = frame[["image", "label"]].reset_index(drop=True).assign(fold=fold)
+    """Image, fold, and per head its target label and raw logits, in the dataset's order (``predict_logits``')."""
+    out = frame[["image"]].reset_index(drop=True).assign(fold=fold)
     for h, labels in heads.items():
-        out = out.assign(**{f"logit_{h}_{c}": logits[h][:, i].float().numpy() for i, c in enumerate(labels)})
+        out = out.assign(**{f"target_{h}": [labels[int(i)] for i in targets[h]]},
+                         **{f"logit_{h}_{c}": logits[h][:, i].float().numpy() for i, c in enumerate(labels)})
     return out
 
 

@@ -19,10 +19,11 @@ import torch
 from ..models.calibrate import fit_temperature
 from ..models.config import InputConfig
 from .config import HELD_OUT
-from .cv_calibrate import fold_assignment, near_duplicate_groups
 from .dataset import ManifestDataset, predict_logits
+from .folds import fold_assignment, near_duplicate_groups
 
 log = logging.getLogger(__name__)
+
 
 def split_calibration_fold(folder: Path, train_df: pd.DataFrame, folds: int, fold: int,
                            seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -43,17 +44,14 @@ def split_calibration_fold(folder: Path, train_df: pd.DataFrame, folds: int, fol
 
 def holdout_temperature(model: torch.nn.Module, folder: Path, held: pd.DataFrame, heads: dict[str, list[str]],
                         input_cfg: InputConfig, val_logits: dict[str, torch.Tensor],
-                        val_targets: dict[str, torch.Tensor], folds: int, fold: int) -> tuple[dict[str, float], dict[str, Any]]:
+                        val_targets: dict[str, torch.Tensor], val_only: dict[str, float], folds: int,
+                        fold: int) -> tuple[dict[str, float], dict[str, Any]]:
     """The temperature per head fitted on the calibration fold's and val's logits, and the record config.json keeps
-    (the card states it)."""
+    (the card states it); ``val_only``: the temperature val alone gives, for the record."""
     ds = ManifestDataset(folder, held, heads, input_cfg, augment=None, desc="decode calibration fold")
     held_logits = predict_logits(model, ds, bf16=False)
-    temperature, val_only = {}, {}
-    for h in heads:
-        z = torch.cat([held_logits[h], val_logits[h]])
-        y = torch.cat([ds.targets[h], val_targets[h]])
-        temperature[h] = fit_temperature(z, y)
-        val_only[h] = fit_temperature(val_logits[h], val_targets[h])
+    temperature = {h: fit_temperature(torch.cat([held_logits[h], val_logits[h]]), torch.cat([ds.targets[h], val_targets[h]]))
+                   for h in heads}
 
     def accuracy(z: torch.Tensor, y: torch.Tensor) -> float:
         return round(float((z.argmax(1) == y).float().mean()), 4)

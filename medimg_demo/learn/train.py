@@ -67,9 +67,10 @@ def _erased_weights(targets: torch.Tensor, masks: np.ndarray, normal: int, n: in
 
 
 def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfig:
-    """Fine-tune, select on val, calibrate on val, and write the model folder. Returns its config.
+    """Fine-tune, select on val, calibrate (on val, or a held-out train fold + val), write the model folder; return its config.
 
     ``exclude``: train images (manifest ``image`` paths) left out, e.g. a cross-validation fold."""
+    cfg.check_options()  # before any decoding: a wrong combination is refused at once
     seed_everything(cfg.seed)
     if cfg.bf16 and not bf16_supported():
         log.warning("This CPU has no native bf16 (AVX512-BF16/AMX): training in fp32, which is faster here")
@@ -105,7 +106,6 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     val_df = split_frame(df, "val")
     spec = get_task(cfg.task)
     lesion_column = spec.lesion_column or next((c for c in ("mask", "bbox_xywh_norm") if c in df.columns), None)
-    cfg.check_options()
     if cfg.lesion and lesion_column not in df.columns:
         raise ValueError(f"--lesion needs lesion annotations: the {cfg.task} manifest has no mask or bbox_xywh_norm column.")
     log.info("Decoding %d train and %d val images at %dpx", len(train_df), len(val_df), cfg.size)
@@ -251,7 +251,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
                 log.info("Early stop: val did not improve for %d epochs", cfg.patience)
                 break
 
-    # Reload the selected epoch exactly as it will be served (fp16 weights), then calibrate on val.
+    # Reload the selected epoch exactly as it will be served (fp16 weights), then calibrate (val, or a held-out fold + val).
     served = TumorNet(cfg.arch, heads, pretrained="none", lesion_taps=taps)
     sha = sha256_file(best_path)  # written by this run a moment ago: pinned here, checked on every later load
     load_checkpoint(served, best_path, sha)
@@ -260,15 +260,15 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     kept_calibration: dict[str, object] = {}
     if held_df is not None:  # fitted on a train fold the model never saw, plus val
         temperature, kept_calibration["calibration"] = holdout_temperature(
-            served, folder, held_df, heads, input_cfg, val_logits, val_ds.targets, cfg.calibration_folds, cfg.calibration_fold)
+            served, folder, held_df, heads, input_cfg, val_logits, val_ds.targets, temperature, cfg.calibration_folds,
+            cfg.calibration_fold)
     if cfg.lesion_only:  # the classifier is the start model's, so is its calibration (the refit above is for the log)
         start = get_model(cfg.init_from)
         log.info("Calibration kept from %s: temperature %s, bias %s (a refit of the temperature on val gives %s)",
                  cfg.init_from, start.temperature, start.bias or "none", temperature)
         temperature = dict(start.temperature)
-        if start.bias:  # BCTS: the bias belongs to its temperature; keep both, and the record the card states
-            kept_calibration = {"bias": {h: list(b) for h, b in start.bias.items()},
-                                **({"calibration": start.raw["calibration"]} if start.raw.get("calibration") else {})}
+        kept_calibration = {**({"bias": {h: list(b) for h, b in start.bias.items()}} if start.bias else {}),
+                            **({"calibration": start.raw["calibration"]} if start.raw.get("calibration") else {})}
     config = {
         "id": cfg.model_id,
         "task": cfg.task,

@@ -32,39 +32,72 @@ def test_the_calibration_fold_is_one_whole_fold_with_its_twins(tmp_path) -> None
         assert set(held.label) == {"left", "right"}  # stratified
         held_sets.append(set(held.image))
     assert sum(len(h) for h in held_sets) == len(train_df) and set().union(*held_sets) == set(train_df.image)
+    from medimg_demo.learn.folds import fold_assignment, near_duplicate_groups  # the cross-validation's folds
+
+    frame_t = train_df.reset_index(drop=True)
+    cv_fold = fold_assignment(frame_t.label.to_numpy(), near_duplicate_groups(data, frame_t.image.tolist()), 3, 0)
+    assert [set(frame_t.image[cv_fold == k]) for k in range(3)] == held_sets
     with pytest.raises(ValueError, match="calibration-fold"):
         split_calibration_fold(data, train_df, 3, 3, seed=0)
 
 
-@pytest.mark.parametrize("folds,fold,extra", [(1, 0, {}), (5, 5, {}), (5, -1, {}),
-                                              (5, 0, {"lesion_only": True, "lesion": True, "init_from": "m"})])
+@pytest.mark.parametrize("folds,fold,extra", [(1, 0, {}), (5, 5, {}), (5, -1, {}), (0, 2, {}),
+                                              (5, 0, {"lesion_only": True, "lesion": True, "init_from": "m"}),
+                                              (5, 0, {"init_from": "m"}),
+                                              (5, 0, {"distill_from": "m", "distill_weight": 1.0})])
 def test_options_refuse_a_fold_that_cannot_be_held_out(folds: int, fold: int, extra: dict) -> None:
-    with pytest.raises(ValueError, match="calibration-folds"):
+    with pytest.raises(ValueError, match="calibration-fold"):
         TrainConfig(task="toy", calibration_folds=folds, calibration_fold=fold, **extra).check_options()
+    TrainConfig(task="toy", calibration_folds=5, calibration_fold=4).check_options()  # a valid one passes
 
 
-def test_card_states_the_held_out_calibration_and_no_calibrate_command() -> None:
-    from medimg_demo.eval.card import _calibration_line, _data_line
+def _held_out_model(folder=None):  # noqa: ANN001, ANN202
+    from medimg_demo.models.config import InputConfig, ModelConfig
 
-    cal = {"method": "held-out fold", "folds": 10, "fold": 1, "held_out": 51, "cases": 136,
-           "held_out_type_accuracy": 0.94, "val_type_accuracy": 0.965, "val_only_temperature": {"type": 0.3}}
-    assert "calibration fold (51 images, fold 1 of 10)" in _data_line(cal)
+    cal = {"method": "held-out fold", "folds": 10, "fold": 1, "held_out": 52, "cases": 137,
+           "held_out_type_accuracy": 0.885, "val_type_accuracy": 0.965, "val_only_temperature": {"type": 0.4}}
+    raw = {"calibration": cal, "training": {"task": "toy", "arch": "tf_efficientnet_lite0", "size": 48, "seed": 0,
+                                            "calibration_folds": 10, "calibration_fold": 1}}
+    inp = InputConfig(size=(48, 48), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    return ModelConfig(id="toy.m_v3", task="toy", arch="tf_efficientnet_lite0", heads={"type": ["left", "right"]},
+                       input=inp, temperature={"type": 0.62}, raw=raw, folder=folder)
 
-    class Cfg:
-        temperature = {"type": 0.5}
-        raw = {"calibration": cal}
 
-    line = _calibration_line(Cfg())  # type: ignore[arg-type]
-    assert "136 cases this model never trained on" in line and "51 `train` images held out" in line
-    assert "out-of-fold" not in line and "calibrate --model" not in line
+def test_card_states_the_held_out_calibration_and_train_alone_reproduces_it() -> None:
+    from medimg_demo.eval.card import _calibration_line, _data_line, reproduce_commands
+
+    cfg = _held_out_model()
+    assert "calibration fold (52 images, fold 2 of 10, `--calibration-fold 1`)" in _data_line(cfg.raw["training"],
+                                                                                             cfg.raw["calibration"])
+    line = _calibration_line(cfg)
+    assert "137 cases this model never trained on" in line and "52 `train` images held out" in line
+    assert "out-of-fold" not in line
+    commands = reproduce_commands(cfg, "python -m medimg_demo evaluate --model toy.m_v3")
+    assert len(commands) == 2 and "--calibration-folds 10 --calibration-fold 1" in commands[0]
+    assert not any("calibrate" in c.split("medimg_demo ")[1].split()[0] for c in commands)
+    bcts_cfg = _held_out_model()
+    bcts_cfg.raw["calibration"] = {"method": "bcts", "folds": 5}
+    bcts_cfg.raw["training"].pop("calibration_folds")
+    assert any(c.startswith("python -m medimg_demo calibrate --method bcts") for c in reproduce_commands(bcts_cfg, "e"))
+
+
+def test_no_second_calibration_on_top_of_a_held_out_fold(tmp_path) -> None:
+    from medimg_demo.learn.bcts import write_bcts
+    from medimg_demo.learn.cv_calibrate import recipe
+
+    cfg = _held_out_model(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(cfg.raw))
+    with pytest.raises(ValueError, match="held out of its training"):
+        recipe(cfg)
+    with pytest.raises(ValueError, match="held out of its training"):
+        write_bcts(cfg, None)  # type: ignore[arg-type]
+    assert json.loads((tmp_path / "config.json").read_text()) == cfg.raw  # untouched
 
 
 @pytest.mark.slow
 def test_train_never_sees_the_calibration_fold_and_fits_the_temperature_on_it(tmp_path, monkeypatch) -> None:
     import medimg_demo.learn.holdout as holdout_mod
     import medimg_demo.learn.train as train_mod
-    from medimg_demo.learn.cv_calibrate import recipe
-
     data = tmp_path / "toy"
     _toy(data)
     seen: dict[str, set[str]] = {}
@@ -86,5 +119,18 @@ def test_train_never_sees_the_calibration_fold_and_fits_the_temperature_on_it(tm
     assert cal["method"] == "held-out fold" and cal["held_out"] == len(held) and cal["cases"] == len(held) + 8
     assert saved["temperature"]["type"] > 0 and "type" in cal["val_only_temperature"]
     assert saved["training"]["calibration_folds"] == 3 and saved["training"]["calibration_fold"] == 2
-    with pytest.raises(ValueError, match="held out of its training"):
-        recipe(cfg)  # no cross-validation on top of a held-out fold
+    # the temperature is the one the served model's logits on the held-out fold + val ask for (not val's alone)
+    from medimg_demo.learn.dataset import predict_logits
+    from medimg_demo.models.calibrate import fit_temperature
+    from medimg_demo.models.network import load_model
+
+    frame = pd.read_csv(data / "manifest.csv")
+    model, heads = load_model(cfg), cfg.heads
+    ds = [real(data, frame[frame.image.isin(held)].reset_index(drop=True), heads, cfg.input, augment=None),
+          real(data, frame[frame.split == "val"].reset_index(drop=True), heads, cfg.input, augment=None)]
+    logits = [predict_logits(model, d)["type"] for d in ds]
+    import torch
+
+    expected = fit_temperature(torch.cat(logits), torch.cat([d.targets["type"] for d in ds]))
+    assert saved["temperature"]["type"] == pytest.approx(expected, abs=1e-3)
+    assert cal["val_only_temperature"]["type"] == pytest.approx(fit_temperature(logits[1], ds[1].targets["type"]), abs=1e-3)
