@@ -190,7 +190,18 @@ def _run_fn(client: Any, fn_index: int, data: list[Any]) -> tuple[int, Any]:
 
 
 def _all_files(*roots: Path) -> list[Path]:
-    return [p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()]
+    """Every file under ``roots``. os.walk, not Path.rglob: on Python 3.11 rglob raises FileNotFoundError when a folder
+    vanishes mid-walk (the shared temp folder churns, the upload reaper deletes), while os.walk skips it."""
+    found = [Path(d) / n for root in roots for d, _, names in os.walk(root) for n in names]
+    return [p for p in found if p.is_file()]
+
+
+def _read(p: Path) -> bytes:
+    """A file's bytes; empty if it is huge or was deleted since it was listed (then it is not on disk)."""
+    try:
+        return p.read_bytes() if p.stat().st_size < 50_000_000 else b""
+    except FileNotFoundError:
+        return b""
 
 
 def _dicom_with_phi() -> bytes:
@@ -209,7 +220,7 @@ def _predict(client: Any, path: str, frame: int | None = None) -> tuple[bool, An
 # ------------------------------------------------------------------------------------------------- findings
 
 def test_startup_sweep_removed_leftovers_of_an_earlier_run(app: App) -> None:
-    left = [p for p in _all_files(app.uploads, app.state) if b"old raw upload" in p.read_bytes()]
+    left = [p for p in _all_files(app.uploads, app.state) if b"old raw upload" in _read(p)]
     print(f"\nleftovers after start-up: {len(left)} (2 planted)")
     assert left == []
 
@@ -303,8 +314,8 @@ def test_no_raw_upload_on_disk_after_a_request(app: App, client: Any) -> None:
         time.sleep(0.5)
     everything = sorted(set(_all_files(app.uploads, app.state)))
     by_name = [p for p in _all_files(app.uploads, app.state, Path(tempfile.gettempdir())) if "PID998877_" in p.name]
-    by_bytes = [p for p in everything if p.stat().st_size < 50_000_000 and p.read_bytes() == data]
-    by_phi = [p for p in everything if p.stat().st_size < 50_000_000 and any(s in p.read_bytes() for s in PHI_STRINGS)]
+    by_bytes = [p for p in everything if _read(p) == data]
+    by_phi = [p for p in everything if any(s in _read(p) for s in PHI_STRINGS)]
     print(f"\nraw uploads on disk after the requests: {len(by_bytes)}; files named after the upload: {len(by_name)}; "
           f"files holding PHI: {len(by_phi)} (of {len(everything)} files)")
     assert (by_name, by_bytes, by_phi) == ([], [], [])
