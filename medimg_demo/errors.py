@@ -7,6 +7,10 @@ class MedimgError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
+class OptionError(MedimgError, ValueError):
+    """A command's options do not fit together, or with the named model or data; the message names what to change."""
+
+
 class InputError(MedimgError):
     """The uploaded or named file cannot be used as an image; the message says why and what is accepted."""
 

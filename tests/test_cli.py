@@ -114,3 +114,16 @@ def test_default_lung_model_is_accurate_on_test_cases() -> None:
     predictor = get_predictor("lung_ct.tf_efficientnet_lite0_v2")
     hits = sum(predictor.run(read_file(LUNG / r["image"]), explain=False).type_label == r["label"] for r in rows)
     assert hits / len(rows) >= 0.8, f"{hits}/{len(rows)}"
+
+
+@pytest.mark.parametrize("argv,names", [
+    (["train", "--task", "lung_ct", "--calibration-fold", "2"], "--calibration-folds"),
+    (["train", "--task", "lung_ct", "--calibration-folds", "5", "--init-from", "lung_ct.tf_efficientnet_lite0_v2"],
+     "--init-from"),
+    (["train", "--task", "lung_ct", "--projection-weight", "1"], "--lesion"),
+])
+def test_options_that_do_not_fit_exit_2_with_what_to_change(argv: list[str], names: str, caplog) -> None:
+    """Refused before any image is decoded: a logged message naming the option, exit code 2, no traceback."""
+    assert main(argv) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and names in errors[0]

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import StratifiedKFold
 
-from ..errors import ModelError
+from ..errors import ModelError, OptionError
 from ..manifest import read_manifest, resolve_data_dir, split_frame
 from ..models.calibrate import T_MAX, T_MIN, calibrated_logits, ece, fit_calibration
 from ..models.calibration import Calibration
@@ -129,11 +129,11 @@ def write_bcts(cfg: ModelConfig, result: BctsResult) -> Path:
     The gate's abstention threshold was chosen on the old probabilities: refit it (``gate``), then re-evaluate (the
     evaluation cache is keyed by the calibration too, so the old figures are not reused)."""
     if cfg.folder is None:
-        raise ValueError(f"{cfg.id} was not loaded from a model folder: nothing to write.")
+        raise OptionError(f"{cfg.id} was not loaded from a model folder: nothing to write.")
     path = cfg.folder / "config.json"
     record = json.loads(path.read_text())
     if (record.get("training") or {}).get("calibration_folds"):
-        raise ValueError(f"{cfg.id} is calibrated on a train fold held out of its training plus val; BCTS fits on val "
+        raise OptionError(f"{cfg.id} is calibrated on a train fold held out of its training plus val; BCTS fits on val "
                          "alone and would replace that with less. Keep it, or retrain without --calibration-folds.")
     record.setdefault("temperature", {})["type"] = result.fitted.temperature
     record.setdefault("bias", {})["type"] = list(result.fitted.bias or ())

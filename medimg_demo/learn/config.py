@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import OptionError
 from ..options import command_args
 from ..paths import data_root
 
@@ -89,31 +90,31 @@ class TrainConfig:
     def check_options(self) -> None:
         """Refuse combinations of options that cannot mean what they say, naming the option to fix."""
         if bool(self.distill_from) != (self.distill_weight > 0):
-            raise ValueError("--distill-from and --distill-weight go together: give a teacher model and a weight above 0.")
+            raise OptionError("--distill-from and --distill-weight go together: give a teacher model and a weight above 0.")
         if self.lesion_only and not (self.lesion and self.init_from and self.lesion_weight > 0):
-            raise ValueError("--lesion-only retrains the lesion head of a trained model: give --lesion, --init-from "
+            raise OptionError("--lesion-only retrains the lesion head of a trained model: give --lesion, --init-from "
                              "MODEL and a --lesion-weight above 0.")
         if self.projection_weight and not self.lesion:
-            raise ValueError("--projection-weight trains the lesion head: add --lesion.")
+            raise OptionError("--projection-weight trains the lesion head: add --lesion.")
         if self.head_only and (self.lesion_only or not self.init_from):
-            raise ValueError("--head-only retrains the classifier of a trained model: give --init-from MODEL, and not "
+            raise OptionError("--head-only retrains the classifier of a trained model: give --init-from MODEL, and not "
                              "--lesion-only (keep the start model's lesion head with --lesion).")
         if self.lesion_only and (self.guidance_weight or self.distill_from or self.select_erasure or self.pair_margin):
-            raise ValueError("--lesion-only keeps the classifier as it is: --guidance-weight, --distill-from, "
+            raise OptionError("--lesion-only keeps the classifier as it is: --guidance-weight, --distill-from, "
                              "--select-erasure and --pair-margin act on the classifier; leave them out.")
         if self.pair_margin < 0 or (self.pair_margin and not self.lesion):
-            raise ValueError("--pair-margin needs the lesion annotations (add --lesion) and a margin of 0 or more.")
+            raise OptionError("--pair-margin needs the lesion annotations (add --lesion) and a margin of 0 or more.")
         if self.calibration_fold and not self.calibration_folds:
-            raise ValueError("--calibration-fold K picks the fold --calibration-folds N holds out: give N too.")
+            raise OptionError("--calibration-fold K picks the fold --calibration-folds N holds out: give N too.")
         if self.calibration_folds and not (2 <= self.calibration_folds and 0 <= self.calibration_fold < self.calibration_folds):
-            raise ValueError("--calibration-folds N holds out fold --calibration-fold K (counted from 0: 0 <= K < N, N >= 2).")
+            raise OptionError("--calibration-folds N holds out fold --calibration-fold K (counted from 0: 0 <= K < N, N >= 2).")
         if self.calibration_folds and (self.init_from or self.distill_from):
-            raise ValueError("--calibration-folds holds a fold out of training, but --init-from / --distill-from bring a "
+            raise OptionError("--calibration-folds holds a fold out of training, but --init-from / --distill-from bring a "
                              "model that trained on all of train, that fold included: train from ImageNet weights.")
         if self.pair_elsewhere < 0:
-            raise ValueError("--pair-elsewhere is a weight: give 0 or more.")
+            raise OptionError("--pair-elsewhere is a weight: give 0 or more.")
         if self.pair_margin and (self.erase_lesion or self.erase_elsewhere):
-            raise ValueError("--pair-margin makes each image's counterfactual twin itself and never switches a label: "
+            raise OptionError("--pair-margin makes each image's counterfactual twin itself and never switches a label: "
                              "leave out --erase-lesion and --erase-elsewhere.")
 
 

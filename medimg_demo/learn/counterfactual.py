@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..errors import OptionError
 from ..explain.lesion import erase, erase_smooth, region_elsewhere
 
 #: How training covers a region: a patch of the same image; half of the time the border in-fill ("mixed"); half of
@@ -114,7 +115,7 @@ def counterfactual(image: np.ndarray, lesion: np.ndarray, rng: np.random.Generat
     """Maybe cover the lesion or a same-sized region elsewhere (``infill``: see :data:`INFILLS`). Returns (image,
     lesion covered, anything covered)."""
     if infill not in INFILLS:
-        raise ValueError(f"Unknown in-fill {infill!r}; use one of {', '.join(INFILLS)}.")
+        raise OptionError(f"Unknown in-fill {infill!r}; use one of {', '.join(INFILLS)}.")
     if not lesion.any():
         return image, False, False
     u = float(rng.random())
@@ -139,7 +140,7 @@ def twin(image: np.ndarray, lesion: np.ndarray, rng: np.random.Generator, infill
     same-sized region elsewhere (``TWIN_ELSEWHERE``); ``TWIN_NONE`` (and the image) where there is no lesion or no
     place elsewhere. Unlike :func:`counterfactual`, the label is never switched: the pair is compared instead."""
     if infill not in INFILLS:
-        raise ValueError(f"Unknown in-fill {infill!r}; use one of {', '.join(INFILLS)}.")
+        raise OptionError(f"Unknown in-fill {infill!r}; use one of {', '.join(INFILLS)}.")
     if not lesion.any():
         return image, TWIN_NONE
     if float(rng.random()) < 0.5:

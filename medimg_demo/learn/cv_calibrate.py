@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..errors import OptionError
 from ..manifest import read_manifest, resolve_data_dir, split_frame
 from ..models.calibrate import fit_temperature
 from ..models.config import ModelConfig
@@ -78,14 +79,14 @@ def recipe(cfg: ModelConfig) -> TrainConfig:
     model has seen every train image, so a fold model built on it would not be out-of-fold."""
     record = dict(cfg.raw.get("training") or {})
     if not record:
-        raise ValueError(f"{cfg.id} has no training record in its config.json: nothing to cross-validate.")
+        raise OptionError(f"{cfg.id} has no training record in its config.json: nothing to cross-validate.")
     for key in ("init_from", "distill_from"):
         if record.get(key):
-            raise ValueError(f"{cfg.id} was trained with --{key.replace('_', '-')} {record[key]}, a model that saw all "
+            raise OptionError(f"{cfg.id} was trained with --{key.replace('_', '-')} {record[key]}, a model that saw all "
                              "of train: its fold models would not be out-of-fold. Calibrate a model trained from "
                              "ImageNet weights, or keep the val temperature.")
     if record.get("calibration_folds"):
-        raise ValueError(f"{cfg.id} was calibrated on a fold held out of its training (--calibration-folds): that is "
+        raise OptionError(f"{cfg.id} was calibrated on a fold held out of its training (--calibration-folds): that is "
                          "already out-of-sample; cross-validating its recipe would mix two hold-outs.")
     record.setdefault("select_bf16", True)  # records written before the option were selected under bf16 val scores
     known = {f.name for f in fields(TrainConfig)}
@@ -125,7 +126,7 @@ def cross_val_temperature(cfg: ModelConfig, folds: int = 3, data: str | None = N
             log.info("Fold %d/%d: training on %d images, predicting %d", k + 1, folds, len(train_df) - len(held), len(held))
             fold_cfg = train(run, exclude=frozenset(held["image"]))
             if fold_cfg.heads != heads:
-                raise ValueError(f"Fold {k + 1} learned heads {fold_cfg.heads}, the served model has {heads}.")
+                raise OptionError(f"Fold {k + 1} learned heads {fold_cfg.heads}, the served model has {heads}.")
             fold_model = load_model(fold_cfg)
             # the fold model's val accuracy in fp32, as the served model's below (selection may have scored bf16)
             fold_val_logits = predict_logits(fold_model, val_ds, bf16=False)["type"]
@@ -171,7 +172,7 @@ def write_calibration(cfg: ModelConfig, result: CvCalibration) -> Path:
     be reading it); a BCTS bias is dropped. The gate's abstention threshold was chosen on the old probabilities: refit it
     (``gate``), then re-evaluate (the evaluation cache is keyed by the calibration too)."""
     if cfg.folder is None:
-        raise ValueError(f"{cfg.id} was not loaded from a model folder: nothing to write.")
+        raise OptionError(f"{cfg.id} was not loaded from a model folder: nothing to write.")
     path = cfg.folder / "config.json"
     record = json.loads(path.read_text())
     record["temperature"] = result.temperature

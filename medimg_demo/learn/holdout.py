@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from ..errors import OptionError
 from ..models.calibrate import fit_temperature
 from ..models.config import InputConfig
 from .config import HELD_OUT
@@ -30,7 +31,7 @@ def split_calibration_fold(folder: Path, train_df: pd.DataFrame, folds: int, fol
     """(images to train on, the calibration fold): fold ``fold`` of ``folds`` of the whole ``train`` split, stratified
     by label with near-duplicate twins kept together, so no image's twin is trained on while it calibrates."""
     if not 2 <= folds or not 0 <= fold < folds:
-        raise ValueError(f"--calibration-fold {fold} of --calibration-folds {folds}: give 2 or more folds and a fold "
+        raise OptionError(f"--calibration-fold {fold} of --calibration-folds {folds}: give 2 or more folds and a fold "
                          f"from 0 to {folds - 1}.")
     train_df = train_df.reset_index(drop=True)
     groups = near_duplicate_groups(folder, train_df["image"].tolist())

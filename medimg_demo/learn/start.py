@@ -7,6 +7,7 @@ import logging
 
 import torch
 
+from ..errors import OptionError
 from ..models.calibrate import calibrated_logits
 from ..models.calibration import Calibration
 from ..models.config import InputConfig, ModelConfig
@@ -31,7 +32,7 @@ def init_weights(model: TumorNet, model_id: str, same_as: tuple[list[str], Input
     cfg = get_model(model_id)
     if same_as is not None and _input_differs(cfg, *same_as):
         input_cfg = same_as[1]
-        raise ValueError(f"--init-from {model_id}: its labels {cfg.type_labels} or input ({cfg.input.size}, mean "
+        raise OptionError(f"--init-from {model_id}: its labels {cfg.type_labels} or input ({cfg.input.size}, mean "
                          f"{cfg.input.mean}, std {cfg.input.std}) differ from this run's {same_as[0]} ({input_cfg.size}, mean "
                          f"{input_cfg.mean}, std {input_cfg.std}); give the options it was trained with.")
     tensors = load_file(str(cfg.weights_path))
@@ -39,10 +40,10 @@ def init_weights(model: TumorNet, model_id: str, same_as: tuple[list[str], Input
     fixed = {k: v.to(own[k].dtype) for k, v in tensors.items() if k in own and own[k].shape == v.shape}
     skipped = sorted(set(tensors) - set(fixed))
     if skipped:
-        raise ValueError(f"--init-from {model_id}: {len(skipped)} tensors do not fit this architecture (e.g. {skipped[0]}).")
+        raise OptionError(f"--init-from {model_id}: {len(skipped)} tensors do not fit this architecture (e.g. {skipped[0]}).")
     new = sorted(set(own) - set(fixed))
     if complete and new:
-        raise ValueError(f"--init-from {model_id}: it lacks {len(new)} tensors of this model (e.g. {new[0]}); "
+        raise OptionError(f"--init-from {model_id}: it lacks {len(new)} tensors of this model (e.g. {new[0]}); "
                          "--lesion-only needs a model that already has a lesion head.")
     model.load_state_dict(fixed, strict=False)
     log.info("Initialised from %s (%d tensors; %d new)", model_id, len(fixed), len(new))
@@ -71,7 +72,7 @@ def load_teacher(model_id: str, type_labels: list[str], input_cfg: InputConfig) 
 
     tcfg = get_model(model_id)
     if _input_differs(tcfg, type_labels, input_cfg):
-        raise ValueError(f"--distill-from {model_id}: its labels {tcfg.type_labels} or input ({tcfg.input.size}, mean "
+        raise OptionError(f"--distill-from {model_id}: its labels {tcfg.type_labels} or input ({tcfg.input.size}, mean "
                          f"{tcfg.input.mean}, std {tcfg.input.std}) differ from this run's {type_labels} "
                          f"({input_cfg.size}, mean {input_cfg.mean}, std {input_cfg.std}).")
     teacher = load_model(tcfg).eval()

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..errors import OptionError
 from ..manifest import read_manifest, resolve_data_dir, split_frame
 from ..models.calibrate import fit_temperature
 from ..models.config import InputConfig, ModelConfig
@@ -99,7 +100,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     if exclude:
         unknown = set(exclude) - set(train_df["image"])
         if unknown:
-            raise ValueError(f"{len(unknown)} images to leave out are not in train (e.g. {sorted(unknown)[0]}).")
+            raise OptionError(f"{len(unknown)} images to leave out are not in train (e.g. {sorted(unknown)[0]}).")
         train_df = train_df[~train_df["image"].isin(exclude)].reset_index(drop=True)
     if cfg.max_train:
         train_df = train_df.sample(n=min(cfg.max_train, len(train_df)), random_state=cfg.seed).reset_index(drop=True)
@@ -107,12 +108,12 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     spec = get_task(cfg.task)
     lesion_column = spec.lesion_column or next((c for c in ("mask", "bbox_xywh_norm") if c in df.columns), None)
     if cfg.lesion and lesion_column not in df.columns:
-        raise ValueError(f"--lesion needs lesion annotations: the {cfg.task} manifest has no mask or bbox_xywh_norm column.")
+        raise OptionError(f"--lesion needs lesion annotations: the {cfg.task} manifest has no mask or bbox_xywh_norm column.")
     log.info("Decoding %d train and %d val images at %dpx", len(train_df), len(val_df), cfg.size)
     augment = spec.augment
     if cfg.source_artefacts:
         if spec.artefact_augment is None:
-            raise ValueError(f"--source-artefacts: task {cfg.task!r} defines no artefact augmentation (tasks.py).")
+            raise OptionError(f"--source-artefacts: task {cfg.task!r} defines no artefact augmentation (tasks.py).")
         augment = spec.artefact_augment
     train_ds = ManifestDataset(folder, train_df, heads, input_cfg, augment=augment, seed=cfg.seed, desc="decode train",
                                lesions=cfg.lesion, erase=(cfg.erase_lesion, cfg.erase_elsewhere), normal_label=spec.normal_label,
