@@ -199,7 +199,8 @@ def _calibration_line(cfg: ModelConfig) -> str:
                 "counterfactual covers (`--erase-lesion`) make more frequent in training than in the data.")
     if cal.get("method") == HELD_OUT:
         return (f"- Calibration: temperature scaling {cfg.temperature}, fitted (NLL) on {cal['cases']} cases this model "
-                f"never trained on: {cal['held_out']} `train` images held out of its training ({_fold(cal)}, stratified by label, near-duplicate twins together; accuracy "
+                f"never trained on: {cal['held_out']} `train` images held out of its training ({_fold(cal)}, "
+                "stratified by label, near-duplicate twins together; accuracy "
                 f"{cal['held_out_type_accuracy']:.3f}) plus `val` (accuracy {cal['val_type_accuracy']:.3f}), which also "
                 f"selected the epoch. `val` alone would give {cal['val_only_temperature']}.")
     return (f"- Calibration: temperature scaling {cfg.temperature}, fitted (NLL) on {cal['cases']} cases: out-of-fold "

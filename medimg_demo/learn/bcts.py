@@ -134,7 +134,7 @@ def write_bcts(cfg: ModelConfig, result: BctsResult) -> Path:
     record = json.loads(path.read_text())
     if (record.get("training") or {}).get("calibration_folds"):
         raise OptionError(f"{cfg.id} is calibrated on a train fold held out of its training plus val; BCTS fits on val "
-                         "alone and would replace that with less. Keep it, or retrain without --calibration-folds.")
+                          "alone and would replace that with less. Keep it, or retrain without --calibration-folds.")
     record.setdefault("temperature", {})["type"] = result.fitted.temperature
     record.setdefault("bias", {})["type"] = list(result.fitted.bias or ())
     record["calibration"] = result.record()

@@ -93,15 +93,15 @@ class TrainConfig:
             raise OptionError("--distill-from and --distill-weight go together: give a teacher model and a weight above 0.")
         if self.lesion_only and not (self.lesion and self.init_from and self.lesion_weight > 0):
             raise OptionError("--lesion-only retrains the lesion head of a trained model: give --lesion, --init-from "
-                             "MODEL and a --lesion-weight above 0.")
+                              "MODEL and a --lesion-weight above 0.")
         if self.projection_weight and not self.lesion:
             raise OptionError("--projection-weight trains the lesion head: add --lesion.")
         if self.head_only and (self.lesion_only or not self.init_from):
             raise OptionError("--head-only retrains the classifier of a trained model: give --init-from MODEL, and not "
-                             "--lesion-only (keep the start model's lesion head with --lesion).")
+                              "--lesion-only (keep the start model's lesion head with --lesion).")
         if self.lesion_only and (self.guidance_weight or self.distill_from or self.select_erasure or self.pair_margin):
             raise OptionError("--lesion-only keeps the classifier as it is: --guidance-weight, --distill-from, "
-                             "--select-erasure and --pair-margin act on the classifier; leave them out.")
+                              "--select-erasure and --pair-margin act on the classifier; leave them out.")
         if self.pair_margin < 0 or (self.pair_margin and not self.lesion):
             raise OptionError("--pair-margin needs the lesion annotations (add --lesion) and a margin of 0 or more.")
         if self.calibration_fold and not self.calibration_folds:
@@ -110,12 +110,12 @@ class TrainConfig:
             raise OptionError("--calibration-folds N holds out fold --calibration-fold K (counted from 0: 0 <= K < N, N >= 2).")
         if self.calibration_folds and (self.init_from or self.distill_from):
             raise OptionError("--calibration-folds holds a fold out of training, but --init-from / --distill-from bring a "
-                             "model that trained on all of train, that fold included: train from ImageNet weights.")
+                              "model that trained on all of train, that fold included: train from ImageNet weights.")
         if self.pair_elsewhere < 0:
             raise OptionError("--pair-elsewhere is a weight: give 0 or more.")
         if self.pair_margin and (self.erase_lesion or self.erase_elsewhere):
             raise OptionError("--pair-margin makes each image's counterfactual twin itself and never switches a label: "
-                             "leave out --erase-lesion and --erase-elsewhere.")
+                              "leave out --erase-lesion and --erase-elsewhere.")
 
 
 #: config.json's ``calibration.method`` of a temperature fitted on a train fold held out of training (``holdout``).

@@ -83,11 +83,11 @@ def recipe(cfg: ModelConfig) -> TrainConfig:
     for key in ("init_from", "distill_from"):
         if record.get(key):
             raise OptionError(f"{cfg.id} was trained with --{key.replace('_', '-')} {record[key]}, a model that saw all "
-                             "of train: its fold models would not be out-of-fold. Calibrate a model trained from "
-                             "ImageNet weights, or keep the val temperature.")
+                              "of train: its fold models would not be out-of-fold. Calibrate a model trained from "
+                              "ImageNet weights, or keep the val temperature.")
     if record.get("calibration_folds"):
         raise OptionError(f"{cfg.id} was calibrated on a fold held out of its training (--calibration-folds): that is "
-                         "already out-of-sample; cross-validating its recipe would mix two hold-outs.")
+                          "already out-of-sample; cross-validating its recipe would mix two hold-outs.")
     record.setdefault("select_bf16", True)  # records written before the option were selected under bf16 val scores
     known = {f.name for f in fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in record.items() if k in known and k not in ("data", "heads")})

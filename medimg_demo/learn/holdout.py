@@ -32,7 +32,7 @@ def split_calibration_fold(folder: Path, train_df: pd.DataFrame, folds: int, fol
     by label with near-duplicate twins kept together, so no image's twin is trained on while it calibrates."""
     if not 2 <= folds or not 0 <= fold < folds:
         raise OptionError(f"--calibration-fold {fold} of --calibration-folds {folds}: give 2 or more folds and a fold "
-                         f"from 0 to {folds - 1}.")
+                          f"from 0 to {folds - 1}.")
     train_df = train_df.reset_index(drop=True)
     groups = near_duplicate_groups(folder, train_df["image"].tolist())
     assignment = fold_assignment(train_df["label"].to_numpy(), groups, folds, seed)

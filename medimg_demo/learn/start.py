@@ -33,8 +33,8 @@ def init_weights(model: TumorNet, model_id: str, same_as: tuple[list[str], Input
     if same_as is not None and _input_differs(cfg, *same_as):
         input_cfg = same_as[1]
         raise OptionError(f"--init-from {model_id}: its labels {cfg.type_labels} or input ({cfg.input.size}, mean "
-                         f"{cfg.input.mean}, std {cfg.input.std}) differ from this run's {same_as[0]} ({input_cfg.size}, mean "
-                         f"{input_cfg.mean}, std {input_cfg.std}); give the options it was trained with.")
+                          f"{cfg.input.mean}, std {cfg.input.std}) differ from this run's {same_as[0]} ({input_cfg.size}, mean "
+                          f"{input_cfg.mean}, std {input_cfg.std}); give the options it was trained with.")
     tensors = load_file(str(cfg.weights_path))
     own = model.state_dict()
     fixed = {k: v.to(own[k].dtype) for k, v in tensors.items() if k in own and own[k].shape == v.shape}
@@ -44,7 +44,7 @@ def init_weights(model: TumorNet, model_id: str, same_as: tuple[list[str], Input
     new = sorted(set(own) - set(fixed))
     if complete and new:
         raise OptionError(f"--init-from {model_id}: it lacks {len(new)} tensors of this model (e.g. {new[0]}); "
-                         "--lesion-only needs a model that already has a lesion head.")
+                          "--lesion-only needs a model that already has a lesion head.")
     model.load_state_dict(fixed, strict=False)
     log.info("Initialised from %s (%d tensors; %d new)", model_id, len(fixed), len(new))
 
@@ -73,8 +73,8 @@ def load_teacher(model_id: str, type_labels: list[str], input_cfg: InputConfig) 
     tcfg = get_model(model_id)
     if _input_differs(tcfg, type_labels, input_cfg):
         raise OptionError(f"--distill-from {model_id}: its labels {tcfg.type_labels} or input ({tcfg.input.size}, mean "
-                         f"{tcfg.input.mean}, std {tcfg.input.std}) differ from this run's {type_labels} "
-                         f"({input_cfg.size}, mean {input_cfg.mean}, std {input_cfg.std}).")
+                          f"{tcfg.input.mean}, std {tcfg.input.std}) differ from this run's {type_labels} "
+                          f"({input_cfg.size}, mean {input_cfg.mean}, std {input_cfg.std}).")
     teacher = load_model(tcfg).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
