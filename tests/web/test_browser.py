@@ -195,7 +195,7 @@ def test_reading_session_and_feedback_through_the_api(app_url: str) -> None:
     """The same flow through gradio_client (state is kept per client session), plus /predict and /feedback."""
     from gradio_client import Client, handle_file
 
-    client = Client(app_url, verbose=False)
+    client = Client(app_url, verbose=False, download_files=False)
     client.predict("api01", "api-session", None, 20, 0, api_name="/session_start")
     for _ in range(20):
         client.predict("squamous_cell_carcinoma", "IIIa", 4, api_name="/session_read")

@@ -111,7 +111,7 @@ def test_feedback_summary_shows_the_reader_study(page) -> None:  # noqa: ANN001
 def test_the_api_refuses_empty_answers(app_url: str) -> None:
     from gradio_client import Client
 
-    client = Client(app_url, verbose=False)
+    client = Client(app_url, verbose=False, download_files=False)
     client.predict("api03", "api-required", None, 2, 0, api_name="/session_start")
     with pytest.raises(Exception, match="Choose the tumor type"):
         client.predict(None, None, 3, api_name="/session_read")

@@ -423,12 +423,13 @@ def test_long_session_ids_resume(app: App) -> None:
     from gradio_client import Client
 
     long_id = "reader-study-" + "x" * 150
-    first = Client(app.url, verbose=False)
+    first = Client(app.url, verbose=False, download_files=False)
     start = first.predict("api02", long_id, None, 2, 0, api_name="/session_start")
     assert "Case 1 of 2" in start[0]
     first.predict("adenocarcinoma", "IIIa", 4, api_name="/session_read")
     first.predict("Agree", "Agree", "Agree", "", "", 4, 3, "", api_name="/session_feedback")
-    resumed = Client(app.url, verbose=False).predict("api02", long_id, None, 2, 0, api_name="/session_start")
+    second = Client(app.url, verbose=False, download_files=False)
+    resumed = second.predict("api02", long_id, None, 2, 0, api_name="/session_start")
     print(f"\nsession id of {len(long_id)} characters resumed at: {resumed[0].split(' - ')[0]}")
     assert "Case 2 of 2" in resumed[0]
 
@@ -475,8 +476,8 @@ def test_logins_are_enforced_when_configured(auth_app: App) -> None:
     assert wrong >= 400
     png = auth_app.state.parent / "scan.png"
     png.write_bytes(_png())
-    alice = Client(auth_app.url, auth=("alice01", "pw-alice-1"), verbose=False)
-    bob = Client(auth_app.url, auth=("bob02", "pw-bob-2"), verbose=False)
+    alice = Client(auth_app.url, auth=("alice01", "pw-alice-1"), verbose=False, download_files=False)
+    bob = Client(auth_app.url, auth=("bob02", "pw-bob-2"), verbose=False, download_files=False)
     a_pred = alice.predict(handle_file(str(png)), None, api_name="/predict")[7]
     alice.predict(a_pred, "", "alice-session", "Agree", None, None, "", "", 4, 4, "", "", api_name="/feedback")
     b_pred = bob.predict(handle_file(str(png)), None, api_name="/predict")[7]
