@@ -161,7 +161,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_feedback(args: argparse.Namespace) -> int:
     from . import feedback
 
-    db = args.db or None  # a SQLite file or a postgresql:// URL; None: MEDIMG_DB_URL, else the SQLite default
+    db = feedback.existing_location(args.db or None)  # SQLite file or postgresql:// URL; None: env, else default
     if args.action == "export":
         if not args.out:
             log.error("feedback export needs --out FILE.csv")

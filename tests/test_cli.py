@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, dicom_bytes, gradient, lung_test_image
+from conftest import LUNG, REPO, dicom_bytes, gradient, lung_test_image
 from medimg_demo.cli import main
 
 
@@ -103,7 +103,6 @@ def test_default_lung_model_is_accurate_on_test_cases() -> None:
     """The committed model, through the same reader and preprocessing as the app, on 40 test-split images."""
     import csv
 
-    from conftest import LUNG
     from medimg_demo.imaging import read_file
     from medimg_demo.predict import get_predictor
 
@@ -121,9 +120,28 @@ def test_default_lung_model_is_accurate_on_test_cases() -> None:
     (["train", "--task", "lung_ct", "--calibration-folds", "5", "--init-from", "lung_ct.tf_efficientnet_lite0_v2"],
      "--init-from"),
     (["train", "--task", "lung_ct", "--projection-weight", "1"], "--lesion"),
+    (["train", "--task", "lung_ct", "--batch-size", "0"], "--batch-size 0"),  # was torch's ValueError traceback
+    (["train", "--task", "lung_ct", "--size", "0"], "--size 0"),  # was PIL's ValueError traceback
+    (["train", "--task", "lung_ct", "--epochs", "0", "--warmup-epochs", "0"], "nothing would be trained"),
+    (["train", "--task", "lung_ct", "--erase-lesion", "1.5"], "--erase-lesion 1.5"),
+    (["feedback", "summary", "--db", "no/such/feedback.sqlite"], "No feedback store at"),  # was "no feedback yet"
 ])
 def test_options_that_do_not_fit_exit_2_with_what_to_change(argv: list[str], names: str, caplog) -> None:
     """Refused before any image is decoded: a logged message naming the option, exit code 2, no traceback."""
     assert main(argv) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and names in errors[0]
+
+
+@pytest.mark.skipif(not (LUNG / "manifest.csv").is_file(), reason="shared lung data not found")
+@pytest.mark.parametrize("arch,names", [("no_such_net", "Unknown timm architecture 'no_such_net'"),
+                                        ("resnet18", "needs an EfficientNet-style timm backbone")])
+def test_an_architecture_that_cannot_train_exits_2_with_what_to_use(arch: str, names: str, tmp_path, caplog) -> None:
+    """Before, timm's RuntimeError or the lesion head's ValueError ended ``train`` in a traceback."""
+    argv = ["train", "--task", "lung_ct", "--arch", arch, "--pretrained", "none", "--epochs", "1", "--out", str(tmp_path)]
+    if arch == "resnet18":
+        argv = [a.replace("lung_ct", "breast_us") for a in argv] + ["--lesion"]
+    assert main(argv) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and names in errors[0] and "tf_efficientnet_lite" in errors[0]
+    assert not any(tmp_path.iterdir())  # nothing written

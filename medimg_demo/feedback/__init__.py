@@ -4,8 +4,9 @@ row per submission), its per-session summary, and the seeded case lists of readi
 from __future__ import annotations
 
 from .record import Feedback
-from .store import FeedbackStore, connect, export_csv, get_prediction, open_store, read_all, record_prediction, submit
+from .store import (FeedbackStore, connect, existing_location, export_csv, get_prediction, open_store, read_all,
+                    record_prediction, submit)
 from .summary import summarise
 
-__all__ = ["Feedback", "FeedbackStore", "connect", "export_csv", "get_prediction", "open_store", "read_all",
-           "record_prediction", "submit", "summarise"]
+__all__ = ["Feedback", "FeedbackStore", "connect", "existing_location", "export_csv", "get_prediction", "open_store",
+           "read_all", "record_prediction", "submit", "summarise"]

@@ -164,6 +164,15 @@ def open_store(location: StoreLocation | None = None) -> FeedbackStore:
     return store
 
 
+def existing_location(location: StoreLocation | None) -> StoreLocation | None:
+    """``location`` unchanged, after checking that a SQLite file named on a command line exists: reading a mistyped
+    path would report an empty store ("no feedback yet") instead of the rows the user meant."""
+    if location is None or isinstance(location, FeedbackStore) or is_url(location) or Path(location).is_file():
+        return location
+    raise StoreError(f"No feedback store at {location}: nothing has been stored there. Check --db (a SQLite file the "
+                     "app wrote, by default var/feedback.sqlite, or a postgresql:// URL).")
+
+
 def record_prediction(db: StoreLocation, *, model_id: str, weights_sha256: str, image_sha256: str,
                       outputs: dict[str, Any], created_by: str = "") -> str:
     """Record a prediction the server is about to show; returns its id (see :meth:`FeedbackStore.record_prediction`)."""

@@ -27,10 +27,11 @@ def _read(fp: BinaryIO, frame: int | None) -> Study:
     fp.seek(0)
     if not head:
         raise InputError(f"The file is empty. Accepted: {ACCEPTED}.")
-    if head.startswith(_PNG_MAGIC):
-        return read_raster(fp, "png")
-    if head.startswith(_JPEG_MAGIC):
-        return read_raster(fp, "jpeg")
+    raster = "png" if head.startswith(_PNG_MAGIC) else "jpeg" if head.startswith(_JPEG_MAGIC) else None
+    if raster is not None and frame not in (None, 0):
+        raise InputError(f"Frame {frame + 1} does not exist; a {raster.upper()} image has one frame.")
+    if raster is not None:
+        return read_raster(fp, raster)
     if looks_like_dicom(head):
         return read_dicom(fp, frame)
     raise InputError(f"This file is not a recognised image. Accepted: {ACCEPTED}.")

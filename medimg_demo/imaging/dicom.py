@@ -94,9 +94,10 @@ def _decode_dicom(fp: BinaryIO, frame: int | None) -> Study:
             "server (MEDIMG_MAX_PIXELS); upload a smaller export."
         )
     check_shape(rows, cols)
-    frame_index = (n_frames // 2 if frame is None else frame) if n_frames > 1 else 0  # middle frame first
+    frame_index = n_frames // 2 if frame is None else frame  # middle frame first
     if not 0 <= frame_index < n_frames:
-        raise InputError(f"Frame {frame_index + 1} does not exist; this file has {n_frames} frames.")
+        raise InputError(f"Frame {frame_index + 1} does not exist; this file has "
+                         + (f"{n_frames} frames (1 to {n_frames})." if n_frames > 1 else "one frame."))
     file_meta = getattr(ds, "file_meta", None)
     syntax = file_meta.get("TransferSyntaxUID") if file_meta is not None else None
     fp.seek(0)

@@ -16,6 +16,24 @@ def _opt(default: Any, help: str, **meta: Any) -> Any:  # noqa: A002 - argparse'
     return field(default=default, metadata={"help": help, **meta})
 
 
+#: Numeric options' allowed ranges (inclusive) and how the refusal says it.
+_RANGES: tuple[tuple[str, float, float, str], ...] = (
+    ("size", 32, 1024, "an input side of 32 to 1024 pixels"),
+    ("epochs", 0, 1000, "0 or more epochs"), ("warmup_epochs", 0, 1000, "0 or more warm-up epochs"),
+    ("batch_size", 1, 4096, "a batch size of 1 or more"),
+    ("lr_head", 1e-12, 10.0, "a learning rate above 0"), ("lr_backbone", 0.0, 10.0, "a learning rate of 0 or more"),
+    ("weight_decay", 0.0, 10.0, "a weight decay of 0 or more"),
+    ("label_smoothing", 0.0, 0.99, "a label smoothing from 0 to below 1"),
+    ("drop_rate", 0.0, 0.99, "a dropout rate from 0 to below 1"),
+    ("patience", 1, 10_000, "a patience of 1 or more epochs"), ("min_epochs", 0, 10_000, "0 or more epochs"),
+    ("threads", 0, 1024, "0 (torch's default) or more threads"), ("max_train", 0, 10**9, "0 (all) or more images"),
+    ("lesion_weight", 0.0, 1e6, "a weight of 0 or more"), ("guidance_weight", 0.0, 1e6, "a weight of 0 or more"),
+    ("projection_weight", 0.0, 1e6, "a weight of 0 or more"), ("distill_weight", 0.0, 1e6, "a weight of 0 or more"),
+    ("select_erasure", 0.0, 1e6, "a weight of 0 or more"),
+    ("erase_lesion", 0.0, 1.0, "a probability from 0 to 1"), ("erase_elsewhere", 0.0, 1.0, "a probability from 0 to 1"),
+)
+
+
 @dataclass
 class TrainConfig:
     """One training run. Each field is also a ``train`` option (generated, see ``options``) and is saved in the
@@ -88,7 +106,13 @@ class TrainConfig:
     heads: dict[str, list[str]] = field(default_factory=dict, metadata={"cli": False})
 
     def check_options(self) -> None:
-        """Refuse combinations of options that cannot mean what they say, naming the option to fix."""
+        """Refuse values and combinations of options that cannot mean what they say, naming the option to fix."""
+        for name, low, high, what in _RANGES:
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise OptionError(f"--{name.replace('_', '-')} {value}: give {what}.")
+        if self.epochs + self.warmup_epochs < 1:
+            raise OptionError("--epochs and --warmup-epochs are both 0: nothing would be trained; give --epochs 1 or more.")
         if bool(self.distill_from) != (self.distill_weight > 0):
             raise OptionError("--distill-from and --distill-weight go together: give a teacher model and a weight above 0.")
         if self.lesion_only and not (self.lesion and self.init_from and self.lesion_weight > 0):

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ..errors import OptionError
+
 #: Blocks tapped on timm EfficientNets (strides 4, 8, 16 and 32).
 DEFAULT_TAPS = (1, 2, 4, 6)
 DEFAULT_CHANNELS = 48
@@ -58,12 +60,13 @@ class LesionHead(nn.Module):
 def tap_channels(backbone: nn.Module, taps: tuple[int, ...]) -> list[int]:
     """Channels of each tapped block of a timm EfficientNet-style backbone (``conv_stem``, ``blocks``, ``conv_head``)."""
     if not all(hasattr(backbone, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
-        raise ValueError(f"The lesion head needs an EfficientNet-style timm backbone; {type(backbone).__name__} is not.")
+        raise OptionError(f"--lesion needs an EfficientNet-style timm backbone (conv_stem, blocks, conv_head), such as "
+                          f"tf_efficientnet_lite0/1/2; {type(backbone).__name__} is not one.")
     info = {f["module"]: int(f["num_chs"]) for f in getattr(backbone, "feature_info", [])}
     out = []
     for t in taps:
         key = f"blocks.{t}"
         if key not in info:
-            raise ValueError(f"Block {t} is not a feature stage of this backbone (stages: {', '.join(info)}).")
+            raise OptionError(f"Block {t} is not a feature stage of this backbone (stages: {', '.join(info)}).")
         out.append(info[key])
     return out

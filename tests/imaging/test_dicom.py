@@ -93,6 +93,16 @@ def test_compressed_multiframe_mr_middle_frame_first_and_selectable() -> None:
         read_bytes(data, frame=5)
 
 
+def test_a_frame_a_single_frame_image_lacks_is_refused_not_ignored() -> None:
+    """--frame 3 on a one-frame file used to return frame 0 without a word: the user read the wrong image."""
+    dcm, png = dicom_bytes(gradient()), png_bytes((gradient() * 255).astype(np.uint8))
+    assert read_bytes(dcm, frame=0).frame_index == 0 and read_bytes(png, frame=0).n_frames == 1
+    with pytest.raises(InputError, match="Frame 4 does not exist; this file has one frame"):
+        read_bytes(dcm, frame=3)
+    with pytest.raises(InputError, match="Frame 2 does not exist; a PNG image has one frame"):
+        read_bytes(png, frame=1)
+
+
 def test_compressed_multiframe_mr_predicts(tiny_brain_registry, monkeypatch, tmp_path) -> None:
     from medimg_demo.web import analysis as service
 

@@ -130,3 +130,21 @@ def test_models_from_a_hub_repo_when_the_deployer_sets_it(tmp_path, tiny_registr
     assert cfg.id == "lung_ct.tiny_v0" and calls["repo_id"] == "someone/medimg-models"
     assert all(p.endswith((".json", ".safetensors", ".md")) for p in calls["allow_patterns"])
     load_model(cfg)  # sha256 still checked
+
+
+def test_hub_weights_out_of_reach_say_what_works_offline(monkeypatch) -> None:
+    """Without internet, timm's hub raises huggingface_hub's LocalEntryNotFoundError (an OSError) from deep inside;
+    ``train --arch resnet18`` ended in that traceback. Now a ModelError names the offline choices."""
+    import timm
+
+    from medimg_demo.errors import OptionError
+    from medimg_demo.models.weights import create_backbone
+
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(ModelError, match="needs internet.*tf_efficientnet_lite0.*--pretrained none"):
+        create_backbone("resnet18", "auto")  # no offline package ships resnet18: auto means the hub
+    with pytest.raises(OptionError, match="Unknown timm architecture 'resnet_18'"):
+        create_backbone("resnet_18", "none")
