@@ -58,8 +58,8 @@ def build_app() -> gr.Blocks:
         gr.Markdown("# medimg_demo\nUpload a scan to see the suggested tumor type, a stage, a guideline-based pathway and a Grad-CAM heatmap.")
         with gr.Tab("Analyse"):
             analyse_tab(choices)
-        with gr.Tab("Performance"):
-            performance_tab(choices)
+        with gr.Tab("Performance") as perf:
+            performance_tab(choices, perf)
         with gr.Tab("Reading session"):
             session_tab(choices)
         with gr.Tab("Feedback summary"):
