@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import MedimgError
 from .learn.config import TrainConfig
 from .notice import DISCLAIMER
-from .options import add_options, from_args
+from .options import add_options, bounded, from_args
 
 log = logging.getLogger("medimg_demo")
 
@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("paths", type=Path, nargs="+", metavar="PATH")
     pr.add_argument("--model", default=None, help="model id, or 'auto' to let the gates pick the task (default: the registry's default)")
     pr.add_argument("--heatmap-out", type=Path, default=None, help="write the Grad-CAM overlay to this PNG")
-    pr.add_argument("--opacity", type=float, default=0.45, help="overlay opacity 0..1")
+    pr.add_argument("--opacity", type=bounded(float, 0, 1), default=0.45, help="overlay opacity 0..1")
     pr.add_argument("--frame", type=int, default=None,
                     help="0-based frame of a multi-frame DICOM (default: the middle one, as the app, batch and report)")
     pr.add_argument("--json", action="store_true", help="one JSON object per input file, one per line, in input order")
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test")
     e.add_argument("--out", default=None, help="metrics CSV (metric, class, value, ci_low, ci_high)")
     e.add_argument("--cases-out", default=None, help="per-image predictions CSV")
-    e.add_argument("--bootstrap", type=int, default=1000)
+    e.add_argument("--bootstrap", type=bounded(int, 10, 100_000), default=1000)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--card", action="store_true", help="also copy the results to models/<id>/metrics/ and write MODEL_CARD.md")
     e.add_argument("--explain", action="store_true", help="also measure heatmap quality (localisation, deletion/insertion, sanity)")

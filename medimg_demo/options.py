@@ -57,6 +57,23 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
         parser.add_argument(flag(f), **kw)
 
 
+def bounded(kind: type, low: float, high: float) -> Any:
+    """An argparse ``type`` that converts with ``kind`` and refuses values outside [low, high] with a usage error
+    (exit 2) naming the range, instead of a traceback or a silently clipped value later."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is outside {low:g} to {high:g}")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its messages
+    return convert
+
+
 def from_args(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:
     """The dataclass ``cls`` filled from parsed ``args`` (command-line fields) and ``overrides``."""
     values = {f.name: getattr(args, f.name) for f in cli_fields(cls) if hasattr(args, f.name)}

@@ -125,6 +125,8 @@ def test_default_lung_model_is_accurate_on_test_cases() -> None:
     (["train", "--task", "lung_ct", "--epochs", "0", "--warmup-epochs", "0"], "nothing would be trained"),
     (["train", "--task", "lung_ct", "--erase-lesion", "1.5"], "--erase-lesion 1.5"),
     (["feedback", "summary", "--db", "no/such/feedback.sqlite"], "No feedback store at"),  # was "no feedback yet"
+    (["report", "no-such-scan.png", "--out", "."], "is a folder: give the report's file name"),
+    (["batch", "no/such/folder", "--out", "x.parquet", "--model", "no_such_model"], "Unknown model 'no_such_model'"),
 ])
 def test_options_that_do_not_fit_exit_2_with_what_to_change(argv: list[str], names: str, caplog) -> None:
     """Refused before any image is decoded: a logged message naming the option, exit code 2, no traceback."""
@@ -145,3 +147,14 @@ def test_an_architecture_that_cannot_train_exits_2_with_what_to_use(arch: str, n
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and names in errors[0] and "tf_efficientnet_lite" in errors[0]
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("argv,names", [
+    (["predict", "--opacity", "5", "scan.png"], "--opacity: 5 is outside 0 to 1"),  # was drawn at opacity 5
+    (["evaluate", "--bootstrap", "-5"], "--bootstrap: -5 is outside 10 to 100000"),
+    (["evaluate", "--bootstrap", "many"], "'many' is not a number"),
+])
+def test_numbers_out_of_range_are_usage_errors(argv: list[str], names: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and names in capsys.readouterr().err

@@ -188,6 +188,10 @@ def run_batch(input_dir: str | Path, model: str | None, out: Path, *, heatmaps: 
     into the Parquet table ``out``; see the module docstring."""
     start = time.perf_counter()
     summary = BatchSummary()
+    if model != "auto":  # a wrong id is a ModelError here, not a Ray actor that fails and retries without end
+        from ..models.registry import get_model
+
+        get_model(model, registry)
     files = list_files(input_dir)
     done = _read_keys(out)
     todo = [f for f in files if f[3] not in done]

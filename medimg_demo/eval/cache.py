@@ -39,9 +39,13 @@ def calibration_tag(cfg: ModelConfig) -> str:
     return hashlib.sha256(state.encode()).hexdigest()[:8]
 
 
-def cache_dir(cfg: ModelConfig, data_dir: Path, split: str, explain: bool, runs: Path) -> Path:
+def cache_dir(cfg: ModelConfig, data_dir: Path, split: str, explain: bool, runs: Path, n_boot: int = 1000,
+              seed: int = 0) -> Path:
+    """The folder of one evaluation: keyed by the weights, calibration, manifest, split, explanation and, where not
+    the defaults, the bootstrap count and seed (``--bootstrap 5000`` must not be served the 1000-resample intervals)."""
     key = (f"{(cfg.weights_sha256 or 'unpinned')[:12]}-{calibration_tag(cfg)}-"
            f"{_file_sha(data_dir / 'manifest.csv')[:12]}-{split}")
+    key += "" if (n_boot, seed) == (1000, 0) else f"-boot{n_boot}-seed{seed}"
     return runs / "cache" / cfg.id / (key + ("-explain" if explain else ""))
 
 
@@ -63,7 +67,7 @@ def append_log(runs: Path, cfg: ModelConfig, dataset: str, split: str, metrics: 
 def evaluate_cached(cfg: ModelConfig, data_dir: Path, split: str, runs: Path, explain: bool = False,
                     n_boot: int = 1000, seed: int = 0, force: bool = False) -> tuple[Path, str]:
     """The cache folder of this evaluation, computing it only if needed. Returns (folder, 'cache' | 'computed')."""
-    folder = cache_dir(cfg, data_dir, split, explain, runs)
+    folder = cache_dir(cfg, data_dir, split, explain, runs, n_boot, seed)
     metrics_path = folder / "metrics.csv"
     if metrics_path.is_file() and not force:
         append_log(runs, cfg, data_dir.name, split, pd.read_csv(metrics_path, keep_default_na=False, na_values=[""]), "cache")

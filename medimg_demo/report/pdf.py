@@ -262,6 +262,8 @@ def report_file(path: str | os.PathLike[str], out: str | os.PathLike[str], model
                 frame: int | None = None) -> Prediction:
     """Decode one file (``frame``: 0-based, default the middle frame), predict with Grad-CAM and write its case
     report to ``out``: the command line's ``report``. Returns the prediction the report shows."""
+    if Path(out).is_dir():  # checked before the model runs
+        raise ReportError(f"--out {out} is a folder: give the report's file name, e.g. {Path(out) / 'case_report.pdf'}.")
     study = read_file(path, frame)
     pred = predict_study(study, model, explain=True)
     write_report(pred, StudyInfo.from_study(study), out)

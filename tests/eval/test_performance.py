@@ -82,9 +82,12 @@ def test_evaluate_is_cached_logged_and_shown(tmp_path, tiny_registry, monkeypatc
             "ece_if_calibrated", "ece_consistency_p", "stage_ece_if_calibrated"} <= names
     again, source2 = evaluate_cached(cfg, data, "test", runs, explain=True, n_boot=30)
     assert again == folder and source2 == "cache"
+    other, source3 = evaluate_cached(cfg, data, "test", runs, explain=False, n_boot=30, seed=1)
+    assert other != folder and source3 == "computed"  # another bootstrap seed is not served the cached intervals
     log = pd.read_csv(runs / "metrics_log.csv")
     assert list(log.columns[:5]) == ["run_time_utc", "model_id", "weights_sha256", "dataset", "split"]
-    assert set(log["source"]) == {"computed", "cache"} and len(log) == 2 * len(metrics)
+    n_other = len(pd.read_csv(other / "metrics.csv"))
+    assert list(log["source"]) == ["computed"] * len(metrics) + ["cache"] * len(metrics) + ["computed"] * n_other
     assert (log["weights_sha256"] == cfg.weights_sha256).all()
 
     res = find_results(cfg, runs)
