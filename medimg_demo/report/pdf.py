@@ -120,18 +120,24 @@ def _pictures(pred: Prediction, outline: np.ndarray | None) -> Table:
     return t
 
 
+def percent(p: float) -> str:
+    """A calibrated probability as printed: never "100.0%" or "0.0%", which would claim a certainty no model has
+    (brain v5 gives 0.9995 or more to most test images, a few of them wrong)."""
+    return "> 99.9%" if p >= 0.9995 else "< 0.1%" if p < 0.001 else f"{p:.1%}"
+
+
 def _answer(pred: Prediction) -> list[object]:
     """Status, calibrated probabilities, stage and pathway (no pathway unless the status is ok)."""
     spec = get_task(pred.task)
     out: list[object] = [_p("Result", "h2")]
     if pred.status == "ok" and pred.type_label and pred.type_probs:
         out.append(Paragraph(f"Status: <b>answer given</b> - {escape(spec.label_name(pred.type_label))} "
-                             f"({pred.type_probs[pred.type_label]:.1%})", STYLES["body"]))
+                             f"({percent(pred.type_probs[pred.type_label])})", STYLES["body"]))
     else:
         out.append(Paragraph(f"Status: <b>{escape(pred.status)}</b> - {escape(pred.reason or '')}", STYLES["warn"]))
     if pred.type_probs:
         rows: list[list[object]] = [["Class", "Calibrated probability"]]
-        rows += [[spec.label_name(k), f"{v:.1%}" if v >= 0.001 else "< 0.1%"] for k, v in sorted(pred.type_probs.items(), key=lambda kv: -kv[1])]
+        rows += [[spec.label_name(k), percent(v)] for k, v in sorted(pred.type_probs.items(), key=lambda kv: -kv[1])]
         out += [Spacer(1, 2 * mm), _table(rows, [70 * mm, 40 * mm]),
                 _p("Calibrated probabilities (calibration fitted on the validation split).", "caption")]
     out.append(_p("Stage", "h2"))
@@ -146,7 +152,7 @@ def _answer(pred: Prediction) -> list[object]:
             out.append(_p(spec.staging_note or STAGE_NOT_STAGED))
     else:
         out.append(Paragraph(f"Stage group <b>{escape(stage_name(pred.stage_label))}</b> "
-                             f"({pred.stage_probs[pred.stage_label]:.1%}). "
+                             f"({percent(pred.stage_probs[pred.stage_label])}). "
                              f"Basis: {escape(pred.stage_note or 'learned stage head')}", STYLES["body"]))
     if pred.status == "ok" and pred.lesion is not None:
         out.append(_p(f"Lesion outlined by the model: {pred.lesion.describe()}."))

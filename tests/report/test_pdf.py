@@ -61,9 +61,11 @@ def test_lung_report_has_notice_answer_pathway_pins_and_metrics(lung_report) -> 
     assert _flat(DISCLAIMER) in text and _flat(PATHWAY_NOTICE) in text
     cfg = get_model(LUNG_MODEL)
     assert pred.status == "ok" and pred.type_label == "adenocarcinoma"
-    assert f"Status: answer given - Adenocarcinoma ({pred.type_probs['adenocarcinoma']:.1%})" in text
-    for label, p in pred.type_probs.items():  # every calibrated probability, by its readable name
-        assert f"{get_task('lung_ct').label_name(label)} {p:.1%}" in text if p >= 0.001 else "< 0.1%" in text
+    shown = {k: "> 99.9%" if p >= 0.9995 else "< 0.1%" if p < 0.001 else f"{p:.1%}" for k, p in pred.type_probs.items()}
+    assert f"Status: answer given - Adenocarcinoma ({shown['adenocarcinoma']})" in text
+    for label in pred.type_probs:  # every calibrated probability, by its readable name
+        assert f"{get_task('lung_ct').label_name(label)} {shown[label]}" in text
+    assert "100.0%" not in text and " 0.0%" not in text
     assert "Squamous cell carcinoma" in text and "squamous_cell_carcinoma" not in text
     assert f"Stage group {stage_name(pred.stage_label)}" in text and "learned through the type" in text
     assert _flat(pred.treatment.summary) in text and _flat(pred.treatment.source) in text
