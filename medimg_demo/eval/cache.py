@@ -1,8 +1,8 @@
 """Cached evaluations and the tidy metrics log (pandas).
 
 An evaluation is cached under
-``runs/cache/<model id>/<weights sha>-<calibration digest>-<manifest sha>-<split>[-explain]/``; a re-run with the same
-weights, calibration and data reads the cache. Every run (computed or cached) appends its rows to
+``runs/cache/<model id>/<weights sha>-<calibration digest>-<manifest sha>-<split>-<layer>[-boot<n>-seed<s>]``
+``[-<checks version>-explain]/``; a re-run with the same weights, calibration, data and options reads the cache. Every run (computed or cached) appends its rows to
 ``runs/metrics_log.csv``: run time, model id, weights sha256, data set, split, metric, class, value,
 interval, source. The app only reads caches; it never evaluates a test set on a page load.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..models.config import ModelConfig
+from ..probability_text import two_decimals
 from .evaluate import evaluate
 from .gallery import write_gallery
 
@@ -39,14 +40,25 @@ def calibration_tag(cfg: ModelConfig) -> str:
     return hashlib.sha256(state.encode()).hexdigest()[:8]
 
 
+#: Version of the explanation checks, part of an explained evaluation's cache key: "rand32" since the deletion and
+#: insertion baseline is a random map of 32 px cells (folders computed against the pixel-random order are not read).
+EXPLAIN_TAG = "rand32"
+
+
+def _layer_tag(cfg: ModelConfig) -> str:
+    """The Grad-CAM layer in a cache key: explanation checks and the error gallery's heatmaps depend on it."""
+    return "layer" + hashlib.sha256(cfg.target_layer.encode()).hexdigest()[:8]
+
+
 def cache_dir(cfg: ModelConfig, data_dir: Path, split: str, explain: bool, runs: Path, n_boot: int = 1000,
               seed: int = 0) -> Path:
-    """The folder of one evaluation: keyed by the weights, calibration, manifest, split, explanation and, where not
-    the defaults, the bootstrap count and seed (``--bootstrap 5000`` must not be served the 1000-resample intervals)."""
+    """The folder of one evaluation: keyed by the weights, calibration, manifest, split, Grad-CAM layer, the
+    explanation checks' version and, where not the defaults, the bootstrap count and seed (``--bootstrap 5000`` must
+    not be served the 1000-resample intervals, nor another layer the old heatmap checks)."""
     key = (f"{(cfg.weights_sha256 or 'unpinned')[:12]}-{calibration_tag(cfg)}-"
-           f"{_file_sha(data_dir / 'manifest.csv')[:12]}-{split}")
+           f"{_file_sha(data_dir / 'manifest.csv')[:12]}-{split}-{_layer_tag(cfg)}")
     key += "" if (n_boot, seed) == (1000, 0) else f"-boot{n_boot}-seed{seed}"
-    return runs / "cache" / cfg.id / (key + ("-explain" if explain else ""))
+    return runs / "cache" / cfg.id / (key + (f"-{EXPLAIN_TAG}-explain" if explain else ""))
 
 
 def append_log(runs: Path, cfg: ModelConfig, dataset: str, split: str, metrics: pd.DataFrame, source: str) -> Path:
@@ -97,7 +109,10 @@ def find_results(cfg: ModelConfig, runs: Path) -> Results | None:
     metrics bundled in ``models/<id>/metrics``; None if neither exists."""
     base = runs / "cache" / cfg.id
     prefix = f"{(cfg.weights_sha256 or 'unpinned')[:12]}-{calibration_tag(cfg)}"
-    candidates = sorted(base.glob(f"{prefix}-*-test*"), key=lambda p: (p.name.endswith("-explain"), p.stat().st_mtime)) if base.is_dir() else []
+    # only this configuration's default runs (not a --bootstrap 10 trial, another layer or older explanation checks)
+    patterns = (f"{prefix}-*-test-{_layer_tag(cfg)}", f"{prefix}-*-test-{_layer_tag(cfg)}-{EXPLAIN_TAG}-explain")
+    found = [p for pattern in patterns for p in base.glob(pattern)] if base.is_dir() else []
+    candidates = sorted(found, key=lambda p: (p.name.endswith("-explain"), p.stat().st_mtime))
     bundled = cfg.folder / "metrics" if cfg.folder else None
     folder = candidates[-1] if candidates else (bundled if bundled and (bundled / "metrics.csv").is_file() else None)
     if folder is None:
@@ -111,7 +126,7 @@ def find_results(cfg: ModelConfig, runs: Path) -> Results | None:
     index = read("gallery/index.csv")
     if index is not None:
         for _, r in index.iterrows():
-            gallery.append((str(folder / "gallery" / r["file"]), f"true {r['label']} - predicted {r['pred']} ({r['confidence']:.2f})"))
+            gallery.append((str(folder / "gallery" / r["file"]), f"true {r['label']} - predicted {r['pred']} ({two_decimals(r['confidence'])})"))
     metrics = read("metrics.csv")
     assert metrics is not None
     return Results(folder=folder, metrics=metrics, cases=read("cases.csv"), explain_cases=read("explain_cases.csv"), gallery=gallery)

@@ -64,13 +64,13 @@ def evaluate(cfg: ModelConfig, data_dir: Path, split: str, n_boot: int = 1000, s
     if explain:
         from .explanations import evaluate_explanations
 
-        ex = evaluate_explanations(model, cfg, data_dir, df, ds.images, seed=seed)
+        ex = evaluate_explanations(model, cfg, data_dir, df, ds.images, seed=seed, n_boot=n_boot)
         frames.append(ex.summary)
         explain_cases = ex.per_case
         if get_task(cfg.task).lesion_column in df.columns:
             from .lesions import evaluate_lesions
 
-            les = evaluate_lesions(cfg, data_dir, df, seed=seed)
+            les = evaluate_lesions(cfg, data_dir, df, seed=seed, n_boot=n_boot)
             frames.append(les.summary)
             if not les.per_case.empty:
                 explain_cases = explain_cases.merge(les.per_case.drop(columns=["label"]), on="image", how="left",

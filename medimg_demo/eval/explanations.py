@@ -3,7 +3,11 @@
 - Pointing game: the heatmap's maximum falls inside the lesion (mask or box).
 - IoU of the heatmap thresholded at half its maximum with the lesion.
 - Deletion / insertion AUC (Petsiuk et al., 2018): pixels removed (set to the image mean) or revealed (from a
-  blurred image) in heatmap order; the area under the class-probability curve, against a random order.
+  blurred image) in heatmap order; the area under the class-probability curve, against the order of a random map
+  as coarse as a Grad-CAM (:func:`smooth_random_order`). A pixel-random order deletes scattered pixels, which ruins
+  the image far sooner than any compact region does: against it lung v2's heatmap read "worse than random" on
+  deletion (val AUC 0.294 vs 0.194), while a random map of the heatmap's coarseness scores 0.324 and deleting the
+  heatmap's least relevant pixels first 0.551.
 - Sanity check (Adebayo et al., 2018): the heatmap of a model whose last stage is re-initialised must differ
   from the trained one; reported as the mean Spearman rank correlation between the two signed (pre-ReLU) maps.
 """
@@ -67,6 +71,20 @@ def _curve(model: TumorNet, gray: np.ndarray, order: np.ndarray, target: int, cf
     return p.numpy()
 
 
+#: The random baseline map's cell: the stride of the last feature map every bundled model explains.
+RANDOM_CELL = 32
+
+
+def smooth_random_order(shape: tuple[int, int], rng: np.random.Generator, cell: int = RANDOM_CELL) -> np.ndarray:
+    """Flat pixel indices, most "important" first, of a random map with one value per ``cell`` x ``cell`` block,
+    upsampled bilinearly: deletions in this order come in blobs, as a heatmap's do, so the comparison asks whether
+    the heatmap puts its blobs in the right place rather than whether blobs hurt less than salt noise."""
+    h, w = shape
+    coarse = rng.random((max(1, round(h / cell)), max(1, round(w / cell)))).astype(np.float32)
+    smooth = np.asarray(Image.fromarray(coarse, mode="F").resize((w, h), Image.Resampling.BILINEAR))
+    return np.argsort(-(smooth + 1e-6 * rng.random(smooth.shape, dtype=np.float32)).ravel(), kind="stable")
+
+
 def randomised_copy(model: TumorNet, seed: int = 0) -> TumorNet:
     """The model with its last feature stage and head-side layers re-initialised (cascading randomisation, top)."""
     rnd = copy.deepcopy(model)
@@ -108,6 +126,7 @@ def evaluate_explanations(
     max_faithfulness: int = 60,
     max_sanity: int = 30,
     seed: int = 0,
+    n_boot: int = 1000,
 ) -> ExplainResult:
     """Explanation metrics on ``frame`` (a manifest split) with its pre-resized ``images`` (N, H, W)."""
     rng = np.random.default_rng(seed)
@@ -129,7 +148,7 @@ def evaluate_explanations(
             rec["iou"] = cam_iou(ex.cam, lesion)
         if i in faith_idx:
             order = np.argsort(-ex.cam.ravel(), kind="stable")
-            rand = rng.permutation(gray.size)
+            rand = smooth_random_order(gray.shape, rng)
             rec["deletion_auc"] = _auc(_curve(model, gray, order, ex.target, cfg, insertion=False))
             rec["insertion_auc"] = _auc(_curve(model, gray, order, ex.target, cfg, insertion=True))
             rec["deletion_auc_random"] = _auc(_curve(model, gray, rand, ex.target, cfg, insertion=False))
@@ -150,7 +169,7 @@ def evaluate_explanations(
         v = per_case[col].dropna().astype(float).to_numpy()
         if not len(v):
             continue
-        means = [boot.choice(v, size=len(v)).mean() for _ in range(1000)]
+        means = [boot.choice(v, size=len(v)).mean() for _ in range(n_boot)]
         summary.append({"metric": f"explain_{col}", "class": "", "value": float(v.mean()),
                         "ci_low": float(np.percentile(means, 2.5)), "ci_high": float(np.percentile(means, 97.5))})
     return ExplainResult(per_case=per_case, summary=pd.DataFrame(summary))

@@ -57,7 +57,7 @@ def _with_pixels(study: Study, pixels: np.ndarray) -> Study:
 
 
 def evaluate_lesions(cfg: ModelConfig, folder: Path, frame: pd.DataFrame, seed: int = 0,
-                     predictor: Predictor | None = None) -> LesionResult:
+                     predictor: Predictor | None = None, n_boot: int = 1000) -> LesionResult:
     """Lesion metrics on ``frame`` (a manifest split of a task with lesion annotations)."""
     spec = get_task(cfg.task)
     pred = predictor or Predictor(cfg)
@@ -102,7 +102,7 @@ def evaluate_lesions(cfg: ModelConfig, folder: Path, frame: pd.DataFrame, seed: 
                 rec.update(_posterior_erasure(pred, study, gt, out.type_label, spec.posterior_depth, rng_posterior))
         rows.append(rec)
     per_case = pd.DataFrame(rows)
-    return LesionResult(per_case=per_case, summary=summarise(per_case, seed))
+    return LesionResult(per_case=per_case, summary=summarise(per_case, seed, n_boot))
 
 
 def _posterior_erasure(pred: Predictor, study: Study, gt: np.ndarray, call: str, depth: float,
@@ -146,7 +146,7 @@ def _boot(v: np.ndarray, stat, rng: np.random.Generator, n: int = 1000) -> tuple
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def summarise(per_case: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+def summarise(per_case: pd.DataFrame, seed: int = 0, n_boot: int = 1000) -> pd.DataFrame:
     """Summary rows (metric, class, value, 95% bootstrap interval): overall and per class."""
     rng = np.random.default_rng(seed)
     out = []
@@ -176,6 +176,6 @@ def summarise(per_case: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             v = g[col].dropna().astype(float).to_numpy()
             if not len(v):
                 continue
-            lo, hi = _boot(v, stat, rng)
+            lo, hi = _boot(v, stat, rng, n_boot)
             out.append({"metric": metric, "class": cls, "value": float(stat(v)), "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(out)

@@ -90,7 +90,7 @@ def overall_table(metrics: pd.DataFrame) -> pd.DataFrame:
 
 def explanation_verdicts(metrics: pd.DataFrame, task_title: str) -> list[str]:
     """One line per explanation-quality measure present, read from the numbers: is the heatmap order better than a
-    random order (deletion, insertion), does the heatmap depend on the learned weights (sanity), does it hit the
+    random map as coarse as a Grad-CAM (deletion, insertion), does the heatmap depend on the learned weights (sanity), does it hit the
     lesion. "Better" needs the 95% intervals apart; overlapping intervals are said to be inconclusive."""
     rows = {r["metric"]: r for _, r in metrics[metrics["class"].fillna("") == ""].iterrows()}
     task = task_title[:1].lower() + task_title[1:] if task_title[:2] != task_title[:2].upper() else task_title
@@ -99,7 +99,7 @@ def explanation_verdicts(metrics: pd.DataFrame, task_title: str) -> list[str]:
         h, r = rows.get(f"explain_{kind}_auc"), rows.get(f"explain_{kind}_auc_random")
         if h is None or r is None:
             continue
-        nums = f"AUC {h['value']:.3f} vs {r['value']:.3f} random"
+        nums = f"AUC {h['value']:.3f} vs {r['value']:.3f} for a random map as coarse as a Grad-CAM"
         better = h["value"] < r["value"] if lower_better else h["value"] > r["value"]
         apart = h["ci_high"] < r["ci_low"] if lower_better else h["ci_low"] > r["ci_high"]
         if not better:

@@ -29,7 +29,8 @@ def _read(fp: BinaryIO, frame: int | None) -> Study:
         raise InputError(f"The file is empty. Accepted: {ACCEPTED}.")
     raster = "png" if head.startswith(_PNG_MAGIC) else "jpeg" if head.startswith(_JPEG_MAGIC) else None
     if raster is not None and frame not in (None, 0):
-        raise InputError(f"Frame {frame + 1} does not exist; a {raster.upper()} image has one frame.")
+        raise InputError(f"Frame {frame + 1} does not exist (index {frame}, counting from 0); a {raster.upper()} image "
+                         "has one frame.")
     if raster is not None:
         return read_raster(fp, raster)
     if looks_like_dicom(head):

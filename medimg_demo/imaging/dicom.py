@@ -96,8 +96,9 @@ def _decode_dicom(fp: BinaryIO, frame: int | None) -> Study:
     check_shape(rows, cols)
     frame_index = n_frames // 2 if frame is None else frame  # middle frame first
     if not 0 <= frame_index < n_frames:
-        raise InputError(f"Frame {frame_index + 1} does not exist; this file has "
-                         + (f"{n_frames} frames (1 to {n_frames})." if n_frames > 1 else "one frame."))
+        count = f"{n_frames} frames (1 to {n_frames})" if n_frames > 1 else "one frame"
+        raise InputError(f"Frame {frame_index + 1} does not exist (index {frame_index}, counting from 0); this file "
+                         f"has {count}.")
     file_meta = getattr(ds, "file_meta", None)
     syntax = file_meta.get("TransferSyntaxUID") if file_meta is not None else None
     fp.seek(0)

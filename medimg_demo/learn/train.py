@@ -85,7 +85,8 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     if cfg.stage and "stage" in df.columns and (df["stage"] != "").all():
         heads["stage"] = sorted(df["stage"].unique().tolist())
     cfg.heads = heads
-    backbone_probe = TumorNet(cfg.arch, heads, pretrained="none", lesion_taps=DEFAULT_TAPS if cfg.lesion else None)
+    # the requested weights and lesion taps, before any decoding: a hub download out of reach fails here, not later
+    backbone_probe = TumorNet(cfg.arch, heads, pretrained=cfg.pretrained, lesion_taps=DEFAULT_TAPS if cfg.lesion else None)
     pcfg = backbone_probe.backbone.pretrained_cfg
     del backbone_probe
     input_cfg = InputConfig(

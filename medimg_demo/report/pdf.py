@@ -30,6 +30,7 @@ from ..imaging.study import Study
 from ..models.config import ModelConfig
 from ..models.registry import get_model
 from ..notice import DISCLAIMER
+from ..probability_text import percent
 from ..predict import Prediction, predict_study
 from ..tasks import get_task, stage_name
 from ..treatment import PATHWAY_NOTICE
@@ -118,12 +119,6 @@ def _pictures(pred: Prediction, outline: np.ndarray | None) -> Table:
     t = Table([[left, right]], colWidths=[CONTENT_W / 2] * 2)
     t.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("ALIGN", (0, 0), (-1, -1), "CENTER")]))
     return t
-
-
-def percent(p: float) -> str:
-    """A calibrated probability as printed: never "100.0%" or "0.0%", which would claim a certainty no model has
-    (brain v5 gives 0.9995 or more to most test images, a few of them wrong)."""
-    return "> 99.9%" if p >= 0.9995 else "< 0.1%" if p < 0.001 else f"{p:.1%}"
 
 
 def _answer(pred: Prediction) -> list[object]:

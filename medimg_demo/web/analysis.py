@@ -20,6 +20,7 @@ from ..imaging.windowing import CT_PRESETS, apply_window
 from ..models.config import ModelConfig
 from ..models.registry import get_model
 from ..predict import Prediction, predict_study
+from ..probability_text import capped
 from ..tasks import get_task, stage_name  # noqa: F401 - stage_name: used here and by callers
 from ..treatment import PATHWAY_NOTICE
 
@@ -51,15 +52,10 @@ def opacity_value(value: Any, default: float = 0.45) -> float:
     return default if f is None else min(max(f, 0.0), 1.0)
 
 
-#: Highest probability the screen shows. Gradio's Label rounds to whole percent, so 0.995 read "100%": on test,
-#: 609 of brain v5's 646 calls and 100 of lung v2's 125 did, 8 and 1 of them wrong. The JSON keeps the value.
-SHOWN_MAX = 0.99
-
-
 def readable(scores: dict[str, float] | None, name: Callable[[str], str]) -> dict[str, float] | None:
-    """Probabilities keyed by readable names for the screen, at most ``SHOWN_MAX`` (the JSON keeps the model's raw
-    labels and values)."""
-    return None if scores is None else {name(k): min(v, SHOWN_MAX) for k, v in scores.items()}
+    """Probabilities keyed by readable names for the screen, at most 99% (``probability_text``; the JSON keeps the
+    model's raw labels and values)."""
+    return None if scores is None else {name(k): capped(v) for k, v in scores.items()}
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from ..eval.plots import (confusion_figure, explanation_verdicts, overall_table,
 from ..models.config import ModelConfig
 from ..models.registry import get_model
 from ..paths import data_root, runs_dir
+from ..probability_text import two_decimals
 from ..tasks import get_task
 from .analysis import stage_name
 
@@ -25,9 +26,9 @@ EXPLAIN_HELP = {
     "explain_pointing_hit": "pointing game: heatmap maximum inside the lesion (mask or box)",
     "explain_iou": "IoU of the heatmap (>= half its max) with the lesion",
     "explain_deletion_auc": "deletion AUC, heatmap order (lower = more faithful)",
-    "explain_deletion_auc_random": "deletion AUC, random order (baseline)",
+    "explain_deletion_auc_random": "deletion AUC, random map order (baseline)",
     "explain_insertion_auc": "insertion AUC, heatmap order (higher = more faithful)",
-    "explain_insertion_auc_random": "insertion AUC, random order (baseline)",
+    "explain_insertion_auc_random": "insertion AUC, random map order (baseline)",
     "explain_randomised_rank_corr": "rank correlation with a last-stage-randomised model (sanity: should be low)",
     "explain_pointing_15px": "pointing game, native pixels: heatmap peak within 15 px of the lesion (correct tumor calls)",
     "explain_pointing_strict": "pointing game, strict: heatmap peak inside the lesion (correct tumor calls)",
@@ -69,7 +70,7 @@ def _with_gallery(cfg: ModelConfig, res: Results) -> Results:
         return res
     rows = pd.read_csv(index)
     name = get_task(cfg.task).label_name
-    gallery = [(str(out / r["file"]), f"true {name(r['label'])} - predicted {name(r['pred'])} ({r['confidence']:.2f})")
+    gallery = [(str(out / r["file"]), f"true {name(r['label'])} - predicted {name(r['pred'])} ({two_decimals(r['confidence'])})")
                for _, r in rows.iterrows()]
     return dataclasses.replace(res, gallery=gallery)
 

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..feedback.reader_study import label_name
+from ..probability_text import two_decimals
 from ..tasks import stage_name
 
 ZOOMS = ("1x", "2x", "4x")
@@ -97,13 +98,13 @@ def compare_markdown(own: dict[str, Any] | None, prediction: dict[str, Any] | No
     if typ.get("label"):
         label = typ["label"]
         p = (typ.get("probabilities") or {}).get(label)
-        model = f"{label_name(model_id, label)}" + (f" {p:.2f}" if isinstance(p, (int, float)) else "")
+        model = f"{label_name(model_id, label)}" + (f" {two_decimals(p)}" if isinstance(p, (int, float)) else "")
         if stage.get("label"):
             sp = (stage.get("probabilities") or {}).get(stage["label"])
-            model += f", {stage_name(stage['label'])}" + (f" {sp:.2f}" if isinstance(sp, (int, float)) else "")
+            model += f", {stage_name(stage['label'])}" + (f" {two_decimals(sp)}" if isinstance(sp, (int, float)) else "")
         same = "same type" if own.get("type") == label else "**different type**"
     elif status == "indeterminate" and prediction.get("top2"):
-        top = ", ".join(f"{label_name(model_id, t['label'])} {t['probability']:.2f}" for t in prediction["top2"])
+        top = ", ".join(f"{label_name(model_id, t['label'])} {two_decimals(t['probability'])}" for t in prediction["top2"])
         model, same = f"indeterminate (top two: {top})", "no single type: 'Agree' keeps your own call"
     else:
         model, same = f"no answer ({status})", "'Agree' keeps your own call"

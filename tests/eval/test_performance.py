@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from medimg_demo.eval.explanations import cam_iou, lesion_mask, pointing_hit, randomised_copy, spearman
+from medimg_demo.eval.explanations import (cam_iou, lesion_mask, pointing_hit, randomised_copy, smooth_random_order,
+                                           spearman)
 from medimg_demo.eval.cache import evaluate_cached, find_results
 from medimg_demo.models.registry import get_model
 
@@ -84,14 +85,16 @@ def test_evaluate_is_cached_logged_and_shown(tmp_path, tiny_registry, monkeypatc
     assert again == folder and source2 == "cache"
     other, source3 = evaluate_cached(cfg, data, "test", runs, explain=False, n_boot=30, seed=1)
     assert other != folder and source3 == "computed"  # another bootstrap seed is not served the cached intervals
+    assert find_results(cfg, runs) is None  # trial runs (30 resamples) are never what the app shows
     log = pd.read_csv(runs / "metrics_log.csv")
     assert list(log.columns[:5]) == ["run_time_utc", "model_id", "weights_sha256", "dataset", "split"]
     n_other = len(pd.read_csv(other / "metrics.csv"))
     assert list(log["source"]) == ["computed"] * len(metrics) + ["cache"] * len(metrics) + ["computed"] * n_other
     assert (log["weights_sha256"] == cfg.weights_sha256).all()
 
+    shown, _ = evaluate_cached(cfg, data, "test", runs, explain=True)  # the default run: 1000 resamples, seed 0
     res = find_results(cfg, runs)
-    assert res is not None and res.folder == folder and res.cases is not None and len(res.cases) == 12
+    assert res is not None and res.folder == shown and res.cases is not None and len(res.cases) == 12
     view = service.performance_view(None)
     assert "lung_ct.tiny_v0" in view["header"]
     assert "**Calibration:** ECE" in view["header"] and "perfectly calibrated model" in view["header"]
@@ -128,3 +131,37 @@ def test_fresh_clone_shows_bundled_metrics_and_draws_the_gallery_from_data(tmp_p
     assert len(view["gallery"]) == min(int((cases["pred"] != cases["label"]).sum()), 24) > 0
     assert all(str(tmp_path) in path for path, _ in view["gallery"])
     assert "deletion AUC" in view["explain"]  # lung has no lesion masks: faithfulness and sanity rows only
+
+
+def test_explanation_cache_follows_the_grad_cam_layer(tmp_path, tiny_registry, monkeypatch) -> None:
+    """Setting another target_layer in config.json must not serve the old layer's heatmap checks from the cache, nor
+    an explained evaluation made against the old pixel-random baseline."""
+    import dataclasses
+
+    from medimg_demo.eval.cache import cache_dir
+
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tiny_registry))
+    data = tmp_path / "lung_ct"
+    _dataset(data)
+    cfg = get_model()
+    other = dataclasses.replace(cfg, target_layer="backbone.blocks.4")
+    for explain in (True, False):  # without explanations too: the error gallery draws the layer's heatmaps
+        assert cache_dir(cfg, data, "test", explain, tmp_path) != cache_dir(other, data, "test", explain, tmp_path)
+    assert cache_dir(cfg, data, "test", True, tmp_path).name.endswith("-rand32-explain")  # the checks' version
+
+
+def test_the_random_baseline_deletes_in_blobs_like_a_heatmap() -> None:
+    """The deletion/insertion baseline is a random map as coarse as a Grad-CAM: its first tenth of pixels forms a
+    few compact regions (a pixel-random order scatters salt noise over the whole image, which no heatmap does)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    order = smooth_random_order((224, 224), rng)
+    assert sorted(order.tolist()) == list(range(224 * 224))  # a permutation of every pixel
+    first = np.zeros(224 * 224, bool)
+    first[order[: 224 * 224 // 10]] = True
+    scattered = np.zeros(224 * 224, bool)
+    scattered[rng.permutation(224 * 224)[: 224 * 224 // 10]] = True
+    blobs, salt = ndimage.label(first.reshape(224, 224))[1], ndimage.label(scattered.reshape(224, 224))[1]
+    assert blobs <= 12 and salt > 1000, (blobs, salt)
+    assert not np.array_equal(order, smooth_random_order((224, 224), rng))  # each image gets its own random map

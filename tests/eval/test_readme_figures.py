@@ -52,3 +52,18 @@ def test_calibration_table_matches_bundled_metrics(name: str, model_id: str) -> 
     assert row[2] == f"{value:.3f} [{low:.3f}, {high:.3f}]", name
     p = m["ece_consistency_p"][0]
     assert row[3] == (small_p(p) or f"{p:.2f}"), name
+
+
+@pytest.mark.parametrize("name, model_id", [
+    ("lung v2", "lung_ct.tf_efficientnet_lite0_v2"),
+    ("breast v2", "breast_us.tf_efficientnet_lite1_v2"),
+    ("brain v5", "brain_mri.tf_efficientnet_lite1_v5"),
+])
+def test_heatmap_faithfulness_table_matches_bundled_metrics(name: str, model_id: str) -> None:
+    """Deletion and insertion AUC, heatmap order and the random map's, as the README's table quotes them."""
+    rows = _table_rows(r"Grad-CAM of " + re.escape(name) + r"\s*\|")
+    assert len(rows) == 1, f"one README faithfulness row for {name}"
+    row, m = rows[0], _metrics(model_id)
+    cell = [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in (m[f"explain_{k}"] for k in
+            ("deletion_auc", "deletion_auc_random", "insertion_auc", "insertion_auc_random"))]
+    assert row[1] == cell[0] and row[2].startswith(cell[1]) and row[3] == cell[2] and row[4].startswith(cell[3]), name
