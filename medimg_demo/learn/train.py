@@ -85,10 +85,11 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     if cfg.stage and "stage" in df.columns and (df["stage"] != "").all():
         heads["stage"] = sorted(df["stage"].unique().tolist())
     cfg.heads = heads
-    # the requested weights and lesion taps, before any decoding: a hub download out of reach fails here, not later
-    backbone_probe = TumorNet(cfg.arch, heads, pretrained=cfg.pretrained, lesion_taps=DEFAULT_TAPS if cfg.lesion else None)
-    pcfg = backbone_probe.backbone.pretrained_cfg
-    del backbone_probe
+    pcfg = TumorNet(cfg.arch, heads, pretrained="none").backbone.pretrained_cfg  # RNG use as the recorded recipes had
+    # the model as training builds it, before any decoding, so that weights out of reach or a backbone the lesion head
+    # cannot tap fail at once; the RNG state is restored, so every recorded recipe still reproduces its weights
+    with torch.random.fork_rng(devices=[]):
+        TumorNet(cfg.arch, heads, pretrained=cfg.pretrained, lesion_taps=DEFAULT_TAPS if cfg.lesion else None)
     input_cfg = InputConfig(
         size=(cfg.size, cfg.size),
         mean=tuple(pcfg.get("mean", (0.485, 0.456, 0.406))),  # type: ignore[arg-type]

@@ -285,3 +285,26 @@ def test_pair_margin_trains_with_twins_and_refuses_label_switching(tmp_path, mon
     log = pd.read_csv(mc.folder / "training_log.csv")
     assert len(log) == 1 and np.isfinite(log["train_loss"]).all()
     assert json.loads((mc.folder / "config.json").read_text())["training"]["pair_margin"] == 2.0
+
+
+def test_early_model_checks_leave_the_rng_where_recorded_recipes_had_it(tmp_path, monkeypatch) -> None:
+    """train builds the model it will train (weights, lesion taps) before decoding, to fail at once; that build must
+    not move the RNG, or every recorded recipe (model cards' reproduce commands) would train other weights. The RNG
+    state when decoding starts is the same with and without the lesion head and the ImageNet weights, as it was."""
+    from medimg_demo.learn import train as train_module
+
+    states: list[torch.Tensor] = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(*args, **kwargs):
+        states.append(torch.get_rng_state())
+        raise Stop
+
+    monkeypatch.setattr(train_module, "ManifestDataset", capture)
+    common = _toy_run(tmp_path, monkeypatch)
+    for over in ({"lesion": False, "pretrained": "none"}, {"lesion": True, "pretrained": "offline"}):
+        with pytest.raises(Stop):
+            train(TrainConfig(model_id="toy.rng_v0", epochs=1, **{**common, **over}))
+    assert len(states) == 2 and torch.equal(states[0], states[1])
