@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from captum._utils.gradient import compute_layer_gradients_and_eval
 from captum.attr import LayerAttribution, LayerGradCam
 
 from ..models.calibrate import calibrated_softmax
@@ -79,15 +80,18 @@ def gradcam(
         return logits[:, idx]  # one scalar per example: the score being explained
 
     # "a*b": stages combined - the product of each layer's normalised map (a coarse, class-specific stage sharpened
-    # by a finer one); one Captum LayerGradCam per layer, each explaining the same class.
-    maps = []
-    for name in layer.split("*"):
-        cam_layer = LayerGradCam(forward, model.layer(name.strip()))
-        with torch.enable_grad():
-            attr = cam_layer.attribute(x, relu_attributions=relu)
-        up = LayerAttribution.interpolate(attr.detach(), out_size, interpolate_mode="bilinear")
-        maps.append(_normalise(up[0, 0]))
-        target = chosen["target"]
+    # by a finer one). One layer: Captum's LayerGradCam. Several: Captum's layer-gradient routine (the one
+    # LayerGradCam runs) on all of them at once, so one forward and one backward serve every layer, then the same
+    # Grad-CAM weighting (spatially averaged gradients times activations, summed over channels).
+    modules = [model.layer(name.strip()) for name in layer.split("*")]
+    with torch.enable_grad():
+        if len(modules) == 1:
+            attrs = [LayerGradCam(forward, modules[0]).attribute(x, relu_attributions=relu)]
+        else:
+            grads, acts = compute_layer_gradients_and_eval(forward, modules, x)
+            attrs = [_grad_cam(g[0], a[0], relu) for g, a in zip(grads, acts)]
+    maps = [_normalise(LayerAttribution.interpolate(a.detach(), out_size, interpolate_mode="bilinear")[0, 0])
+            for a in attrs]
     cam = maps[0]
     for extra in maps[1:]:
         cam = cam * extra if relu else cam * np.abs(extra)
@@ -96,6 +100,12 @@ def gradcam(
     lesion = cache.get("lesion", {}).get("lesion")
     return Explanation(logits=logits, target=chosen["target"], cam=_normalise(torch.from_numpy(cam)), pooled=pooled,
                        lesion=None if lesion is None else lesion_probs(lesion))
+
+
+def _grad_cam(grad: torch.Tensor, act: torch.Tensor, relu: bool) -> torch.Tensor:
+    """LayerGradCam's weighting of one layer's gradient and activation (N, C, h, w) -> (N, 1, h, w)."""
+    cam = (grad.mean(dim=(2, 3), keepdim=True) * act).sum(dim=1, keepdim=True)
+    return torch.relu(cam) if relu else cam
 
 
 def lesion_probs(logits: torch.Tensor) -> np.ndarray:

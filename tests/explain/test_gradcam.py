@@ -64,3 +64,20 @@ def test_overlay_blends_with_opacity() -> None:
     assert zero.shape == (32, 48, 3) and zero.dtype == np.uint8
     np.testing.assert_array_equal(zero[..., 0], zero[..., 1])  # opacity 0: the grey image
     assert np.abs(full.astype(int) - zero.astype(int)).mean() > 20
+
+
+def test_stages_combined_in_one_pass_equal_the_product_of_captum_maps() -> None:
+    """"a*b" runs one forward and one backward for both layers (Captum's layer-gradient routine): the map must equal
+    the normalised product of Captum's LayerGradCam map of each layer, explaining the same class; no hook is left."""
+    m = _model()
+    img = gradient(80, 96)
+    x = to_tensor(img, CFG)
+    both = gradcam(m, x, "type", "backbone.bn2*backbone.blocks.4", img.shape)
+    one = gradcam(m, x, "type", "backbone.bn2", img.shape, target=both.target).cam
+    four = gradcam(m, x, "type", "backbone.blocks.4", img.shape, target=both.target).cam
+    expected = one * four
+    expected = expected / expected.max()
+    assert both.cam.max() == 1.0 and np.allclose(both.cam, expected, atol=1e-5)
+    assert not np.allclose(both.cam, one, atol=1e-2)  # the finer stage changes the map
+    for name in ("backbone.bn2", "backbone.blocks.4"):
+        assert not m.layer(name)._forward_hooks and not m.layer(name)._backward_hooks
