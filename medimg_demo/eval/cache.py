@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,9 +46,21 @@ def calibration_tag(cfg: ModelConfig) -> str:
 EXPLAIN_TAG = "rand32"
 
 
-def _layer_tag(cfg: ModelConfig) -> str:
-    """The Grad-CAM layer in a cache key: explanation checks and the error gallery's heatmaps depend on it."""
+def model_tag(cfg: ModelConfig) -> str:
+    """Weights and calibration: the start of every cache folder name of this model (a recalibration changes the
+    probabilities and the errors)."""
+    return f"{(cfg.weights_sha256 or 'unpinned')[:12]}-{calibration_tag(cfg)}"
+
+
+def layer_tag(cfg: ModelConfig) -> str:
+    """The Grad-CAM layer in a cache folder name: explanation checks and the error gallery's heatmaps depend on it."""
     return "layer" + hashlib.sha256(cfg.target_layer.encode()).hexdigest()[:8]
+
+
+def gallery_captions(folder: Path, index: pd.DataFrame, name: Callable[[str], str] = str) -> list[tuple[str, str]]:
+    """(picture path, caption) of each misclassified case of a gallery ``index``; labels through ``name``."""
+    return [(str(folder / r["file"]), f"true {name(r['label'])} - predicted {name(r['pred'])} "
+             f"({two_decimals(r['confidence'])})") for _, r in index.iterrows()]
 
 
 def cache_dir(cfg: ModelConfig, data_dir: Path, split: str, explain: bool, runs: Path, n_boot: int = 1000,
@@ -55,8 +68,7 @@ def cache_dir(cfg: ModelConfig, data_dir: Path, split: str, explain: bool, runs:
     """The folder of one evaluation: keyed by the weights, calibration, manifest, split, Grad-CAM layer, the
     explanation checks' version and, where not the defaults, the bootstrap count and seed (``--bootstrap 5000`` must
     not be served the 1000-resample intervals, nor another layer the old heatmap checks)."""
-    key = (f"{(cfg.weights_sha256 or 'unpinned')[:12]}-{calibration_tag(cfg)}-"
-           f"{_file_sha(data_dir / 'manifest.csv')[:12]}-{split}-{_layer_tag(cfg)}")
+    key = f"{model_tag(cfg)}-{_file_sha(data_dir / 'manifest.csv')[:12]}-{split}-{layer_tag(cfg)}"
     key += "" if (n_boot, seed) == (1000, 0) else f"-boot{n_boot}-seed{seed}"
     return runs / "cache" / cfg.id / (key + (f"-{EXPLAIN_TAG}-explain" if explain else ""))
 
@@ -108,9 +120,9 @@ def find_results(cfg: ModelConfig, runs: Path) -> Results | None:
     """The newest cached evaluation of this model's current weights (preferring one with explanations), else the
     metrics bundled in ``models/<id>/metrics``; None if neither exists."""
     base = runs / "cache" / cfg.id
-    prefix = f"{(cfg.weights_sha256 or 'unpinned')[:12]}-{calibration_tag(cfg)}"
+    prefix = model_tag(cfg)
     # only this configuration's default runs (not a --bootstrap 10 trial, another layer or older explanation checks)
-    patterns = (f"{prefix}-*-test-{_layer_tag(cfg)}", f"{prefix}-*-test-{_layer_tag(cfg)}-{EXPLAIN_TAG}-explain")
+    patterns = (f"{prefix}-*-test-{layer_tag(cfg)}", f"{prefix}-*-test-{layer_tag(cfg)}-{EXPLAIN_TAG}-explain")
     found = [p for pattern in patterns for p in base.glob(pattern)] if base.is_dir() else []
     candidates = sorted(found, key=lambda p: (p.name.endswith("-explain"), p.stat().st_mtime))
     bundled = cfg.folder / "metrics" if cfg.folder else None
@@ -122,11 +134,8 @@ def find_results(cfg: ModelConfig, runs: Path) -> Results | None:
         p = folder / name
         return pd.read_csv(p, keep_default_na=False, na_values=[""]) if p.is_file() else None
 
-    gallery: list[tuple[str, str]] = []
     index = read("gallery/index.csv")
-    if index is not None:
-        for _, r in index.iterrows():
-            gallery.append((str(folder / "gallery" / r["file"]), f"true {r['label']} - predicted {r['pred']} ({two_decimals(r['confidence'])})"))
+    gallery = [] if index is None else gallery_captions(folder / "gallery", index)
     metrics = read("metrics.csv")
     assert metrics is not None
     return Results(folder=folder, metrics=metrics, cases=read("cases.csv"), explain_cases=read("explain_cases.csv"), gallery=gallery)

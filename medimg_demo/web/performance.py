@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..eval.cache import Results, calibration_tag, find_results
+from ..eval.cache import Results, find_results, gallery_captions, layer_tag, model_tag
 from ..eval.consistency import from_metrics
 from ..eval.gallery import write_gallery
 from ..eval.plots import (confusion_figure, explanation_verdicts, overall_table, per_class_table, reliability_figure,
@@ -18,7 +18,6 @@ from ..eval.plots import (confusion_figure, explanation_verdicts, overall_table,
 from ..models.config import ModelConfig
 from ..models.registry import get_model
 from ..paths import data_root, runs_dir
-from ..probability_text import two_decimals
 from ..tasks import get_task
 from .analysis import stage_name
 
@@ -61,17 +60,13 @@ def _with_gallery(cfg: ModelConfig, res: Results) -> Results:
     folder = data_root() / cfg.task
     if not (folder / "manifest.csv").is_file():
         return res
-    tag = f"{(cfg.weights_sha256 or 'unpinned')[:12]}-{calibration_tag(cfg)}"  # a recalibration changes the errors
-    out = runs_dir() / "cache" / cfg.id / f"{tag}-bundled-gallery"
+    out = runs_dir() / "cache" / cfg.id / f"{model_tag(cfg)}-{layer_tag(cfg)}-bundled-gallery"  # heatmaps at this layer
     if not (out / "index.csv").is_file():
         write_gallery(cfg, folder, res.cases, out)
     index = out / "index.csv"
     if not index.is_file():
         return res
-    rows = pd.read_csv(index)
-    name = get_task(cfg.task).label_name
-    gallery = [(str(out / r["file"]), f"true {name(r['label'])} - predicted {name(r['pred'])} ({two_decimals(r['confidence'])})")
-               for _, r in rows.iterrows()]
+    gallery = gallery_captions(out, pd.read_csv(index), get_task(cfg.task).label_name)
     return dataclasses.replace(res, gallery=gallery)
 
 
