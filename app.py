@@ -33,7 +33,7 @@ from starlette.middleware import Middleware  # noqa: E402
 
 from medimg_demo.web.catalog import model_choices, model_versions  # noqa: E402
 from medimg_demo.web import auth  # noqa: E402
-from medimg_demo.web import files, uploads  # noqa: E402
+from medimg_demo.web import files, lifecycle, uploads  # noqa: E402
 from medimg_demo.web.ui.analyse_tab import analyse_tab  # noqa: E402
 from medimg_demo.web.ui.common import BANNER  # noqa: E402
 from medimg_demo.web.ui.performance_tab import performance_tab  # noqa: E402
@@ -95,11 +95,15 @@ if __name__ == "__main__":
         log.info("model %s", line)
     options = launch_options()
     # leftovers of an earlier run (a crash leaves raw uploads behind): anything untouched since before this start
-    uploads.sweep(max_age_s=time.time() - STARTED + 5)
+    lifecycle.sweep(max_age_s=time.time() - STARTED + 5)
     uploads.start_upload_reaper(demo)  # an upload that no request used is deleted after MEDIMG_RAW_UPLOAD_TTL_S
     # api_open=False: a queued event cannot be run through the REST route (POST /gradio_api/run/predict), which
     # would skip the concurrency limit that bounds memory (Gradio leaves that route open outside Spaces)
     # api_open=False: queued events only through the queue; max_size: one client cannot queue without limit
     demo.queue(default_concurrency_limit=int(os.environ.get("MEDIMG_CONCURRENCY", "2")), api_open=False,
                max_size=int(os.environ.get("MEDIMG_QUEUE_MAX", "64")))
-    demo.launch(**options)
+    lifecycle.stop_like_ctrl_c()  # SIGTERM closes the server as Ctrl-C does, then the sweep below runs
+    try:
+        demo.launch(**options)
+    finally:
+        lifecycle.sweep_at_exit()  # cleaned working copies and scratch files do not wait for the next start

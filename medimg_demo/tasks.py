@@ -29,6 +29,9 @@ class AugmentSpec:
     blur: float = 0.0
     resample: float = 0.0
     noise: float = 0.0
+    #: Burned-in marks (teaching-file arrows, lines and frames, where one source's images carry them): with this
+    #: probability 1-3 lines or arrows are drawn, and with half of it a frame; 0: off.
+    marks: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,10 @@ TASKS: dict[str, TaskSpec] = {
         looks_like="a chest CT slice",
         dicom_windows={"CT": (-600.0, 1500.0)},  # the PNG training data were exported with a lung window
         augment=AugmentSpec(hflip=False),
+        # The normal images come from another source (brighter display, some with lines drawn across), and teaching-
+        # file figures with arrows and frames are called normal: display and marks are shortcuts to break.
+        artefact_augment=AugmentSpec(hflip=False, brightness=0.12, contrast=0.35, gamma=0.4, blur=1.0,
+                                     resample=0.6, marks=0.3),
         normal_label="normal",
         stage_rule="learned",
         stage_note=_LUNG_STAGE_NOTE,

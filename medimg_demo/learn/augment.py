@@ -1,5 +1,5 @@
 """Training augmentation from a task's :class:`~medimg_demo.tasks.AugmentSpec` (flip, affine, gamma, contrast, and
-against source artefacts blur, resampling and noise)."""
+against source artefacts blur, resampling, noise and burned-in marks)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def apply_augment(x: torch.Tensor, spec: AugmentSpec, g: torch.Generator,
     gamma = math.exp(u(-spec.gamma, spec.gamma))
     x = x.clamp(0, 1) ** gamma
     x = (x - 0.5) * (1 + u(-spec.contrast, spec.contrast)) + 0.5 + u(-spec.brightness, spec.brightness)
-    return _source_artefacts(x.clamp(0, 1), spec, u, g), mask
+    x = _source_artefacts(x.clamp(0, 1), spec, u, g)
+    return (_marks(x, spec, u) if spec.marks > 0 else x), mask
 
 
 def _source_artefacts(x: torch.Tensor, spec: AugmentSpec, u, g: torch.Generator) -> torch.Tensor:  # type: ignore[no-untyped-def]
@@ -57,3 +58,38 @@ def _source_artefacts(x: torch.Tensor, spec: AugmentSpec, u, g: torch.Generator)
     if spec.noise > 0 and u(0, 1) < 1 / 3:
         x = x + torch.randn(x.shape, generator=g) * u(0.0, spec.noise)
     return x.clamp(0, 1)
+
+
+def _marks(x: torch.Tensor, spec: AugmentSpec, u) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """Burned-in marks as teaching-file figures carry them: with probability ``spec.marks`` 1-3 straight lines, half of
+    them arrows, in near-white or near-black; with half that probability a frame a few pixels in from the edge. The
+    lesion mask is left alone (a mark is not anatomy)."""
+    from PIL import Image, ImageDraw
+
+    h, w = x.shape[-2:]
+    px = max(1.0, min(h, w) / 224)  # sizes are set for 224 px inputs
+    shapes: list[tuple[Image.Image, float]] = []
+    if u(0, 1) < spec.marks:
+        for _ in range(1 + int(u(0, 3))):
+            layer = Image.new("L", (w, h), 0)
+            draw = ImageDraw.Draw(layer)
+            x0, y0 = u(0, w), u(0, h)
+            length, angle = u(15, 90) * px, u(0, 2 * math.pi)
+            x1, y1 = x0 + length * math.cos(angle), y0 + length * math.sin(angle)
+            width = max(1, round(u(1, 3.5) * px))
+            draw.line([(x0, y0), (x1, y1)], fill=255, width=width)
+            if u(0, 1) < 0.5:  # an arrowhead at the end
+                head = u(5, 12) * px
+                for turn in (math.pi - 0.5, math.pi + 0.5):
+                    draw.line([(x1, y1), (x1 + head * math.cos(angle + turn), y1 + head * math.sin(angle + turn))],
+                              fill=255, width=width)
+            shapes.append((layer, u(0.85, 1.0) if u(0, 1) < 0.7 else u(0.0, 0.1)))
+    if u(0, 1) < spec.marks / 2:
+        layer = Image.new("L", (w, h), 0)
+        inset, width = u(0, 8) * px, max(1, round(u(2, 6) * px))
+        ImageDraw.Draw(layer).rectangle([inset, inset, w - 1 - inset, h - 1 - inset], outline=255, width=width)
+        shapes.append((layer, u(0.85, 1.0)))
+    for layer, value in shapes:
+        m = torch.frombuffer(bytearray(layer.tobytes()), dtype=torch.uint8).reshape(1, h, w).float() / 255
+        x = x * (1 - m) + value * m
+    return x

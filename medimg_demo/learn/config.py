@@ -87,8 +87,9 @@ class TrainConfig:
                                    "so no prior for no tumor is learned (0: off)")
     pair_elsewhere: float = _opt(1.0, "weight of the pair term's elsewhere part: a twin with a region away from the "
                                       "lesion in-filled keeps the image's no-tumor log-odds (with --pair-margin)")
-    source_artefacts: bool = _opt(False, "augment against source artefacts (blur, resampling, noise, wider scale) "
-                                         "as the task defines it (brain_mri)")
+    source_artefacts: bool = _opt(False, "augment against source artefacts as the task defines it "
+                                         "(brain_mri: blur, resampling, noise, wider scale; lung_ct: "
+                                         "display contrast, blur, resampling, burned-in marks)")
     reweight_erased: bool = _opt(False, "class weights from the labels after counterfactual covering (a covered "
                                         "lesion's image counts as no tumor)")
     select_erasure: float = _opt(0.0, "weight of the val lesion-erasure test (call lost, calls kept elsewhere) in "

@@ -4,7 +4,7 @@ The handler that receives an upload reads it once, deletes Gradio's cached copy 
 and keeps only cleaned bytes: a de-identified DICOM, or a PNG/JPEG with its text and metadata chunks dropped (pixels
 unchanged). The cleaned working copy is written into Gradio's upload folder under a random name, so Gradio hands it
 out without copying it again and its ``delete_cache`` prunes it. An upload that no request used is deleted after
-``MEDIMG_RAW_UPLOAD_TTL_S`` (:func:`start_upload_reaper`); :func:`sweep` removes what an earlier run left behind.
+``MEDIMG_RAW_UPLOAD_TTL_S`` (:func:`start_upload_reaper`); ``web.lifecycle`` removes what a run leaves behind.
 """
 
 from __future__ import annotations
@@ -13,27 +13,25 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import struct
 import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
 from ..imaging.deid import deidentify
 from ..imaging.dicom import looks_like_dicom
-from ..paths import public_dir, upload_dir, work_dir
-from .files import MAX_AGE_S, _prune
+from ..paths import upload_dir
 
 log = logging.getLogger(__name__)
 
 ACCEPTED = "PNG, JPEG or DICOM"
 #: Prefix of the folders holding cleaned working copies inside Gradio's upload folder.
 WORKING_PREFIX = "medimg-"
-_GRADIO_DIR = re.compile(r"^[0-9a-f]{64}$")  # Gradio names its cache folders by a seeded SHA-256
-_WORKING_DIR = re.compile(r"^medimg-[0-9a-f]{32}$")
+#: Gradio names its cache folders by a seeded SHA-256; ours are WORKING_PREFIX and 32 hex digits.
+GRADIO_DIR = re.compile(r"^[0-9a-f]{64}$")
+WORKING_DIR = re.compile(r"^medimg-[0-9a-f]{32}$")
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: PNG chunks that carry the image; text (tEXt/zTXt/iTXt), EXIF, time, ICC profile name and the rest are dropped.
@@ -140,7 +138,7 @@ def _forget_upload(path: Path, uploaded: set[str] | None = None) -> None:
     the app whose handler is running)."""
     try:
         path.unlink(missing_ok=True)
-        if _GRADIO_DIR.match(path.parent.name):
+        if GRADIO_DIR.match(path.parent.name):
             path.parent.rmdir()  # only when empty
     except OSError:
         log.debug("A raw upload's folder was not empty or already gone")
@@ -243,49 +241,3 @@ def working_copy(data: bytes, ext: str, folder: Path | None = None) -> Path:
     out = folder / f"scan{ext}"
     out.write_bytes(data)
     return out
-
-
-
-# --------------------------------------------------------------------------------------------------- start-up
-
-def _age(path: Path) -> float:
-    try:
-        newest = max((p.lstat().st_mtime for p in [path, *path.rglob("*")]), default=0.0)
-    except OSError:
-        return 0.0
-    return time.time() - newest
-
-
-def sweep(max_age_s: float = 60.0, folders: Iterable[Path] | None = None) -> int:
-    """At start-up: remove what an earlier run left behind; returns how many entries were removed.
-
-    The scratch folder is emptied; in Gradio's upload folder, the folders Gradio names by a hash (uploads and
-    cached outputs), our working-copy folders and Gradio's empty ``tmp*`` files, untouched for ``max_age_s``
-    seconds, are removed (nothing else there is touched, in case the folder is shared); in the public folder,
-    files older than :data:`MAX_AGE_S`.
-    """
-    removed = 0
-    scratch = work_dir()
-    if scratch.is_dir():
-        for entry in scratch.iterdir():
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
-            removed += 1
-    for folder in folders if folders is not None else [upload_dir()]:
-        if not folder.is_dir():
-            continue
-        for entry in folder.iterdir():
-            ours = entry.is_dir() and (_GRADIO_DIR.match(entry.name) or _WORKING_DIR.match(entry.name))
-            gradio_tmp = entry.is_file() and entry.name.startswith("tmp")
-            if (ours or gradio_tmp) and _age(entry) > max_age_s:
-                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
-                removed += 1
-    public = public_dir()
-    if public.is_dir():
-        for sub in public.iterdir():
-            if sub.is_dir():
-                before = sum(1 for _ in sub.iterdir())
-                _prune(sub, "*", MAX_AGE_S)
-                removed += before - sum(1 for _ in sub.iterdir())
-    if removed:
-        log.info("Start-up sweep removed %d leftover upload or scratch entries", removed)
-    return removed

@@ -13,7 +13,7 @@ from PIL import Image, PngImagePlugin
 
 from conftest import dicom_bytes, gradient
 from medimg_demo.errors import AccessError, ConfigError, InputError
-from medimg_demo.web import auth, files, uploads
+from medimg_demo.web import auth, files, lifecycle, uploads
 
 PHI = b"PID998877"
 
@@ -134,7 +134,7 @@ def test_startup_sweep_removes_leftovers_and_nothing_else(tmp_path, monkeypatch)
     two_hours_ago = time.time() - 7200
     for f in (old_raw, old_raw.parent, other):
         os.utime(f, (two_hours_ago, two_hours_ago))
-    assert uploads.sweep(max_age_s=60, folders=[cache]) == 2
+    assert lifecycle.sweep(max_age_s=60, folders=[cache]) == 2
     assert not old_raw.parent.exists() and not scratch.exists()
     assert fresh.exists() and other.exists()
 

@@ -321,6 +321,30 @@ def test_no_raw_upload_on_disk_after_a_request(app: App, client: Any) -> None:
     assert (by_name, by_bytes, by_phi) == ([], [], [])
 
 
+@pytest.mark.slow
+def test_a_stopped_server_leaves_no_working_copy(tmp_path: Path, tiny_registry: Path) -> None:
+    """SIGTERM (how Spaces, Docker and systemd stop a server) ends the app as Ctrl-C does: it exits cleanly and
+    its cleaned working copies and scratch files go with it, not at the next start; a stranger's file in a shared
+    upload folder stays."""
+    stopped = _start(tmp_path, tiny_registry, {}, uploads_in_state=False)
+    try:
+        with httpx.Client(base_url=stopped.url, timeout=60) as c:
+            raw = _upload(c, "scan.dcm", _dicom_with_phi())
+            status, body = _run_fn(c, _fn_index(c, "upload", "Scan"), [_file(raw, "scan.dcm")])
+            assert status == 200, body
+            working = Path(body["data"][0]["path"])
+            assert working.is_file() and _predict(c, str(working))[0]
+        stranger = stopped.uploads / "someone-elses-file.txt"
+        stranger.write_bytes(b"x")
+    finally:
+        stopped.proc.terminate()
+        code = stopped.proc.wait(timeout=30)
+    left = [p for p in _all_files(stopped.uploads, stopped.state / "work") if p != stranger]
+    print(f"\nexit code after SIGTERM: {code}; files left in the upload and scratch folders: {len(left)}")
+    assert code == 0, stopped.log.read_text()[-2000:]
+    assert not working.exists() and left == [] and stranger.exists()
+
+
 def test_run_history_and_share_buttons_are_off(client: Any) -> None:
     cfg = client.get("/config").json()
     images = [c for c in cfg["components"] if c["type"] in ("image", "gallery")]

@@ -1,0 +1,87 @@
+"""What the app does when it starts and when it stops: nothing an earlier run or this one wrote outlives it.
+
+At start, :func:`sweep` removes what an earlier run left behind (a crash, a killed process). At stop,
+:func:`stop_like_ctrl_c` makes a SIGTERM (how Hugging Face Spaces, Docker and systemd stop a server) end the app as
+Ctrl-C does, so Gradio closes its server and runs its own clean-up, and :func:`sweep_at_exit` then removes the
+cleaned working copies and scratch files at once, instead of leaving them for the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import FrameType
+
+from ..paths import public_dir, upload_dir, work_dir
+from .files import MAX_AGE_S, _prune
+from .uploads import GRADIO_DIR, WORKING_DIR
+
+log = logging.getLogger(__name__)
+
+
+def _age(path: Path) -> float:
+    try:
+        newest = max((p.lstat().st_mtime for p in [path, *path.rglob("*")]), default=0.0)
+    except OSError:
+        return 0.0
+    return time.time() - newest
+
+
+def _remove(entry: Path) -> None:
+    shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+
+
+def sweep(max_age_s: float = 60.0, folders: Iterable[Path] | None = None) -> int:
+    """Remove what a run left behind; returns how many entries were removed.
+
+    The scratch folder is emptied; in Gradio's upload folder, the folders Gradio names by a hash (uploads and
+    cached outputs), our working-copy folders and Gradio's empty ``tmp*`` files, untouched for ``max_age_s``
+    seconds, are removed (nothing else there is touched, in case the folder is shared); in the public folder,
+    files older than :data:`MAX_AGE_S`.
+    """
+    removed = 0
+    scratch = work_dir()
+    if scratch.is_dir():
+        for entry in scratch.iterdir():
+            _remove(entry)
+            removed += 1
+    for folder in folders if folders is not None else [upload_dir()]:
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            ours = entry.is_dir() and (GRADIO_DIR.match(entry.name) or WORKING_DIR.match(entry.name))
+            gradio_tmp = entry.is_file() and entry.name.startswith("tmp")
+            if (ours or gradio_tmp) and _age(entry) > max_age_s:
+                _remove(entry)
+                removed += 1
+    public = public_dir()
+    if public.is_dir():
+        for sub in public.iterdir():
+            if sub.is_dir():
+                before = sum(1 for _ in sub.iterdir())
+                _prune(sub, "*", MAX_AGE_S)
+                removed += before - sum(1 for _ in sub.iterdir())
+    if removed:
+        log.info("Sweep removed %d leftover upload or scratch entries", removed)
+    return removed
+
+
+def sweep_at_exit() -> int:
+    """At stop: every upload, working copy and scratch file of this app, whatever its age (no request is left
+    to need one); derived images in the public folder age out as at start."""
+    return sweep(max_age_s=-1.0)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def stop_like_ctrl_c() -> None:
+    """From the main thread, before ``launch``: a SIGTERM raises KeyboardInterrupt there, which Gradio's
+    ``block_thread`` answers by closing the server (its shutdown deletes the files it cached), and ``launch``
+    returns, so the caller's :func:`sweep_at_exit` runs. Python's default for SIGTERM ends the process at once."""
+    signal.signal(signal.SIGTERM, _interrupt)
