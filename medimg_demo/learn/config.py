@@ -101,7 +101,8 @@ class TrainConfig:
                                      "stratified by label, near-duplicate twins together) and fit the temperature on "
                                      "it plus val (0: val only)")
     calibration_fold: int = _opt(0, "which fold --calibration-folds holds out, counted from 0 (0 to folds - 1)")
-    init_from: str = _opt("", "start from this trained model's weights (a model id); new layers start fresh")
+    init_from: str = _opt("", "start from this trained model's weights (a model id, looked up in --out first, then "
+                              "the registry); new layers start fresh")
     target_layer: str = _opt("features", "layer Grad-CAM explains (written to config.json)")
     default: bool = field(default=True, metadata={"cli": False})
     heads: dict[str, list[str]] = field(default_factory=dict, metadata={"cli": False})

@@ -4,7 +4,8 @@ A temperature fitted on a small val split (lung: 85 images, 2 errors) follows th
 was sharpened to T = 0.31 and came out over-confident on test. Here the model's own recipe (its config.json
 ``training`` record) is re-run on K folds of ``train`` (folds stratified by label and grouped by near-duplicate
 thumbnails, so no image's twin is predicted by a model that saw it); each fold model predicts the images it did not
-see. The temperature is then fitted (NLL, as before) on those out-of-fold logits together with the served model's
+see. A model trained from another (``--init-from``) is re-built per fold from the first recipe of its chain, every
+step on the fold's images only (:func:`recipe_chain`). The temperature is then fitted (NLL, as before) on those out-of-fold logits together with the served model's
 ``val`` logits. Fold models are trained on (K-1)/K of ``train``, so if anything they err a little more than the
 served model: the temperature leans to the cautious side. How far is reported: each fold model's val accuracy at
 its selected epoch beside the served model's, with a warning when they differ by more than ``FOLD_GAP``; the record
@@ -24,7 +25,7 @@ import tempfile
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: Val accuracy by which the fold models may trail the served model before the result is flagged as too cautious.
 FOLD_GAP = 0.03
+#: Recipes re-run per fold at most (a model started from a model started from ImageNet weights is 2).
+MAX_CHAIN = 3
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class CvCalibration:
     val_accuracy: float  # type head, the served model on val
     fold_val_accuracy: tuple[float, ...] = ()  # type head, each fold model on val at its selected epoch
     full_schedule: bool = False  # fold models ran every epoch of the recipe (no early stop), selected on val
+    chain: tuple[str, ...] = ()  # the models whose recipes each fold re-ran, first to last (when more than one)
     #: one row per calibration case: image, label, fold (-1: val, the served model), raw logits per head and class
     predictions: pd.DataFrame | None = field(default=None, compare=False, repr=False)
 
@@ -69,28 +73,44 @@ class CvCalibration:
                 "folds": self.folds, "cases": self.n_cases, "oof_type_accuracy": round(self.oof_accuracy, 4),
                 "val_type_accuracy": round(self.val_accuracy, 4), "val_only_temperature": self.val_only,
                 "fold_val_type_accuracy": [round(a, 4) for a in self.fold_val_accuracy],
-                **({"full_schedule": True} if self.full_schedule else {})}
+                **({"full_schedule": True} if self.full_schedule else {}),
+                **({"recipes_per_fold": list(self.chain)} if len(self.chain) > 1 else {})}
 
 
 def recipe(cfg: ModelConfig) -> TrainConfig:
     """The TrainConfig that trained ``cfg`` (its config.json record), ready to re-run on a fold.
 
-    A recipe that starts from (``init_from``) or distils (``distill_from``) another trained model is refused: that
-    model has seen every train image, so a fold model built on it would not be out-of-fold."""
+    A recipe that distils (``distill_from``) another trained model is refused: that teacher has seen every train
+    image, so a fold model taught by it would not be out-of-fold. A recipe that starts from one (``init_from``) is
+    re-run from the start by :func:`recipe_chain`."""
     record = dict(cfg.raw.get("training") or {})
     if not record:
         raise OptionError(f"{cfg.id} has no training record in its config.json: nothing to cross-validate.")
-    for key in ("init_from", "distill_from"):
-        if record.get(key):
-            raise OptionError(f"{cfg.id} was trained with --{key.replace('_', '-')} {record[key]}, a model that saw all "
-                              "of train: its fold models would not be out-of-fold. Calibrate a model trained from "
-                              "ImageNet weights, or keep the val temperature.")
+    if record.get("distill_from"):
+        raise OptionError(f"{cfg.id} was trained with --distill-from {record['distill_from']}, a model that saw all "
+                          "of train: its fold models would not be out-of-fold. Calibrate a model trained without a "
+                          "teacher, or keep the val temperature.")
     if record.get("calibration_folds"):
         raise OptionError(f"{cfg.id} was calibrated on a fold held out of its training (--calibration-folds): that is "
                           "already out-of-sample; cross-validating its recipe would mix two hold-outs.")
     record.setdefault("select_bf16", True)  # records written before the option were selected under bf16 val scores
     known = {f.name for f in fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in record.items() if k in known and k not in ("data", "heads")})
+
+
+def recipe_chain(cfg: ModelConfig, lookup: Callable[[str], ModelConfig] | None = None) -> list[TrainConfig]:
+    """The recipes that built ``cfg``, first to last. A model trained from another (``--init-from``) is re-built on
+    each fold from ImageNet weights up, every step on the fold's images only (a start model trained on all of train
+    would have seen the fold's held-out images). ``lookup`` finds a start model by id (default: the registry)."""
+    if lookup is None:
+        from ..models.registry import get_model as lookup
+    chain = [recipe(cfg)]
+    while chain[0].init_from:
+        if len(chain) >= MAX_CHAIN:
+            raise OptionError(f"{cfg.id} is built on {len(chain)} trained models in a row; cross-validation re-runs at "
+                              f"most {MAX_CHAIN}.")
+        chain.insert(0, recipe(lookup(chain[0].init_from)))
+    return chain
 
 
 def cross_val_temperature(cfg: ModelConfig, folds: int = 3, data: str | None = None,
@@ -103,9 +123,10 @@ def cross_val_temperature(cfg: ModelConfig, folds: int = 3, data: str | None = N
     fold models that stop early miss that tail and trail it."""
     from .train import train  # heavy; imported here so this module's helpers load fast
 
-    base = recipe(cfg)
+    chain = recipe_chain(cfg)
     if full_schedule:
-        base = replace(base, patience=base.epochs + base.warmup_epochs + 1)
+        chain = [replace(r, patience=r.epochs + r.warmup_epochs + 1) for r in chain]
+    base = chain[-1]
     folder = resolve_data_dir(data, cfg.task)
     df = read_manifest(folder)
     train_df = split_frame(df, "train").reset_index(drop=True)
@@ -122,9 +143,13 @@ def cross_val_temperature(cfg: ModelConfig, folds: int = 3, data: str | None = N
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         for k in range(folds):
             held = train_df[fold == k].reset_index(drop=True)
-            run = replace(base, model_id=f"{cfg.id}.fold{k}", out_dir=tmp, default=False, data=str(folder))
             log.info("Fold %d/%d: training on %d images, predicting %d", k + 1, folds, len(train_df) - len(held), len(held))
-            fold_cfg = train(run, exclude=frozenset(held["image"]))
+            start = ""  # each step of the chain starts from the fold's previous step (found in the fold's --out)
+            for step in chain:
+                run = replace(step, model_id=f"{step.model_id or cfg.id}.fold{k}", out_dir=tmp, default=False,
+                              data=str(folder), init_from=start)
+                fold_cfg = train(run, exclude=frozenset(held["image"]))
+                start = run.model_id
             if fold_cfg.heads != heads:
                 raise OptionError(f"Fold {k + 1} learned heads {fold_cfg.heads}, the served model has {heads}.")
             fold_model = load_model(fold_cfg)
@@ -148,7 +173,7 @@ def cross_val_temperature(cfg: ModelConfig, folds: int = 3, data: str | None = N
     oof_acc = float((torch.cat(oof["type"]).argmax(1) == torch.cat(oof_targets["type"])).float().mean())
     val_acc = float((val_logits["type"].argmax(1) == val_ds.targets["type"]).float().mean())
     result = CvCalibration(temperature, val_only, folds, len(train_df) + len(val_ds), oof_acc, val_acc, tuple(fold_val),
-                           full_schedule, pd.concat(frames, ignore_index=True))
+                           full_schedule, tuple(r.model_id for r in chain), pd.concat(frames, ignore_index=True))
     if result.folds_trail:
         log.warning("The fold models reached val accuracy %s, the served model %.3f: their out-of-fold logits make the "
                     "temperature too cautious. Use more folds, or keep the val temperature.",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 
@@ -21,15 +22,25 @@ def _input_differs(other: ModelConfig, type_labels: list[str], input_cfg: InputC
         or tuple(other.input.mean) != tuple(input_cfg.mean) or tuple(other.input.std) != tuple(input_cfg.std)
 
 
+def start_model(model_id: str, out_dir: str | Path = "") -> ModelConfig:
+    """The trained model ``--init-from`` names: in the run's ``--out`` folder if it is there (a model just trained
+    into it, such as a cross-validation fold's previous step), else in the registry."""
+    from ..models.registry import get_model
+
+    if out_dir and (Path(out_dir) / model_id / "config.json").is_file():
+        return get_model(model_id, Path(out_dir))
+    return get_model(model_id)
+
+
 def init_weights(model: TumorNet, model_id: str, same_as: tuple[list[str], InputConfig] | None = None,
-                 complete: bool = False) -> None:
+                 complete: bool = False, out_dir: str | Path = "") -> None:
     """Start from a trained model's weights (same architecture and heads); layers it lacks (a new lesion head) keep
     their fresh initialisation. With ``same_as`` = (type labels, input) the start model must share them (size, mean,
-    std); with ``complete`` it must have every tensor of ``model`` (``--lesion-only``: nothing new)."""
-    from ..models.registry import get_model
+    std); with ``complete`` it must have every tensor of ``model`` (``--lesion-only``: nothing new). The model is
+    looked up as :func:`start_model` does."""
     from safetensors.torch import load_file
 
-    cfg = get_model(model_id)
+    cfg = start_model(model_id, out_dir)
     if same_as is not None and _input_differs(cfg, *same_as):
         input_cfg = same_as[1]
         raise OptionError(f"--init-from {model_id}: its labels {cfg.type_labels} or input ({cfg.input.size}, mean "

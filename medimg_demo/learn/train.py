@@ -33,7 +33,6 @@ from ..models.config import InputConfig, ModelConfig
 from ..models.lesion_head import DEFAULT_CHANNELS, DEFAULT_TAPS
 from ..models.network import TumorNet
 from ..models.precision import bf16_supported
-from ..models.registry import get_model
 from ..models.weights import load_checkpoint, save_checkpoint, sha256_file
 from ..tasks import get_task
 from .config import TrainConfig, portable_data_path
@@ -41,7 +40,7 @@ from .dataset import ManifestDataset, predict_logits
 from .holdout import holdout_temperature, split_calibration_fold
 from .losses import distill_loss, guidance_loss, lesion_loss, pair_loss, projection_loss
 from .selection import lesion_score, selection_score, val_box_hits, val_dice, val_erasure, val_scores
-from .start import init_weights, load_teacher
+from .start import init_weights, load_teacher, start_model
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +124,8 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     model = TumorNet(cfg.arch, heads, pretrained=cfg.pretrained, drop_rate=cfg.drop_rate, lesion_taps=taps)
     if cfg.init_from:
         frozen = cfg.lesion_only or cfg.head_only  # a part retrained on the start model's frozen backbone
-        init_weights(model, cfg.init_from, (heads["type"], input_cfg) if frozen else None, complete=frozen)
+        init_weights(model, cfg.init_from, (heads["type"], input_cfg) if frozen else None, complete=frozen,
+                     out_dir=cfg.out_dir)
     model = model.to(memory_format=torch.channels_last)  # faster on CPU in fp32 and bf16 alike
     teacher = load_teacher(cfg.distill_from, heads["type"], input_cfg) if cfg.distill_from else None
     weights = {h: _class_weights(train_ds.targets[h], len(labels)) for h, labels in heads.items()}
@@ -266,7 +266,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
             served, folder, held_df, heads, input_cfg, val_logits, val_ds.targets, temperature, cfg.calibration_folds,
             cfg.calibration_fold)
     if cfg.lesion_only:  # the classifier is the start model's, so is its calibration (the refit above is for the log)
-        start = get_model(cfg.init_from)
+        start = start_model(cfg.init_from, cfg.out_dir)
         log.info("Calibration kept from %s: temperature %s, bias %s (a refit of the temperature on val gives %s)",
                  cfg.init_from, start.temperature, start.bias or "none", temperature)
         temperature = dict(start.temperature)

@@ -128,15 +128,62 @@ def test_every_train_image_is_predicted_by_the_fold_model_that_left_it_out(tmp_p
     assert (pred["target_type"] == truth[pred.image].to_numpy()).all()
 
 
-def test_recipes_built_on_a_trained_model_are_refused() -> None:
+def test_recipes_taught_by_a_trained_model_are_refused() -> None:
     from medimg_demo.models.config import InputConfig, ModelConfig
 
     inp = InputConfig(size=(48, 48), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-    for key in ("init_from", "distill_from"):
-        cfg = ModelConfig(id="t.m_v2", task="toy", arch="a", heads={"type": ["x", "y"]}, input=inp,
-                          raw={"training": {"task": "toy", key: "t.m_v1"}})
-        with pytest.raises(ValueError, match="out-of-fold"):
-            recipe(cfg)
+    cfg = ModelConfig(id="t.m_v2", task="toy", arch="a", heads={"type": ["x", "y"]}, input=inp,
+                      raw={"training": {"task": "toy", "distill_from": "t.m_v1"}})
+    with pytest.raises(ValueError, match="out-of-fold"):
+        recipe(cfg)
+
+
+def test_a_model_built_on_another_is_rebuilt_from_the_start_on_each_fold(tmp_path, monkeypatch) -> None:
+    """--init-from: each fold trains the start model's recipe on the fold's images, then this model's recipe from that
+    fold model (never from the start model trained on all of train)."""
+    import torch
+
+    import medimg_demo.learn.cv_calibrate as cv
+    import medimg_demo.learn.train as train_mod
+    import medimg_demo.models.registry as registry
+    from medimg_demo.models.config import InputConfig, ModelConfig
+
+    data = tmp_path / "toy"
+    _toy(data)
+    inp = InputConfig(size=(48, 48), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    heads = {"type": ["left", "right"]}
+
+    def model(mid: str, **training: object) -> ModelConfig:
+        return ModelConfig(id=mid, task="toy", arch="x", heads=heads, input=inp,
+                           raw={"training": {"task": "toy", "size": 48, "seed": 0, "model_id": mid, **training}})
+
+    start, served = model("toy.m_v1", epochs=3), model("toy.m_v2", epochs=2, init_from="toy.m_v1")
+    runs: list[tuple[str, str, int, frozenset[str]]] = []
+
+    def fake_train(run, exclude=frozenset()):  # noqa: ANN001, ANN202
+        runs.append((run.model_id, run.init_from, run.epochs, exclude))
+        return ModelConfig(id=run.model_id, task="toy", arch="x", heads=heads, input=inp, raw={})
+
+    monkeypatch.setattr(registry, "get_model", lambda mid=None, root=None: {"toy.m_v1": start}[mid])
+    monkeypatch.setattr(train_mod, "train", fake_train)
+    monkeypatch.setattr(cv, "load_model", lambda cfg: None)
+    monkeypatch.setattr(cv, "predict_logits", lambda m, ds, bf16=False: {"type": torch.zeros(len(ds.frame), 2)})
+    assert [r.model_id for r in cv.recipe_chain(served)] == ["toy.m_v1", "toy.m_v2"]
+    result = cv.cross_val_temperature(served, folds=2, data=str(data), work_dir=tmp_path)
+    assert [(m, i, e) for m, i, e, _ in runs] == [("toy.m_v1.fold0", "", 3), ("toy.m_v2.fold0", "toy.m_v1.fold0", 2),
+                                                  ("toy.m_v1.fold1", "", 3), ("toy.m_v2.fold1", "toy.m_v1.fold1", 2)]
+    assert runs[0][3] == runs[1][3] and runs[2][3] == runs[3][3] and not runs[0][3] & runs[2][3]
+    assert result.record()["recipes_per_fold"] == ["toy.m_v1", "toy.m_v2"]
+
+
+def test_init_from_finds_a_model_in_the_run_s_out_folder_first(tiny_registry, tmp_path, monkeypatch) -> None:
+    from medimg_demo.errors import ModelError
+    from medimg_demo.learn.start import start_model
+
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tmp_path))  # the registry does not hold it
+    assert start_model("lung_ct.tiny_v0", tiny_registry).id == "lung_ct.tiny_v0"
+    with pytest.raises(ModelError, match="No models found"):
+        start_model("lung_ct.tiny_v0", tmp_path / "elsewhere")
 
 
 def test_trailing_folds_are_flagged() -> None:
