@@ -45,6 +45,8 @@ class Prediction:
     image_sha256: str
     modality: str | None
     pixel_spacing_mm: tuple[float, float] | None
+    #: where a spacing the file does not carry came from (the data set manifest); "" when from the file or none
+    pixel_spacing_source: str = ""
     #: "ok" (an answer), "refused" (not an image for this model), "indeterminate" (not sure: top two shown)
     status: str = "ok"
     reason: str | None = None
@@ -83,6 +85,7 @@ class Prediction:
             "image_sha256": self.image_sha256,
             "modality": self.modality,
             "pixel_spacing_mm": list(self.pixel_spacing_mm) if self.pixel_spacing_mm else None,
+            "pixel_spacing_source": (self.pixel_spacing_source or "file") if self.pixel_spacing_mm else None,
             "frame_index": self.frame_index,
             "warnings": list(self.warnings),
             "heatmap_peak_xy": None if self.heatmap is None else list(peak_xy(self.heatmap)),
@@ -124,7 +127,8 @@ class Predictor:
             model_id=self.cfg.id, task=self.cfg.task, type_label=None, type_probs=None, stage_label=None,
             stage_probs=None, stage_note=None, treatment=None, image=study.pixels, heatmap=None, heatmap_class=None,
             image_sha256=study.sha256, modality=study.modality, pixel_spacing_mm=study.pixel_spacing_mm,
-            status="refused", reason=reason, ood=ood, frame_index=study.frame_index, warnings=study.warnings,
+            pixel_spacing_source=study.spacing_source, status="refused", reason=reason, ood=ood,
+            frame_index=study.frame_index, warnings=study.warnings,
         )
 
     def ood(self, pooled: torch.Tensor, logits: torch.Tensor) -> dict[str, Any] | None:
@@ -224,6 +228,7 @@ class Predictor:
             image_sha256=study.sha256,
             modality=study.modality,
             pixel_spacing_mm=study.pixel_spacing_mm,
+            pixel_spacing_source=study.spacing_source,
             status=status,
             reason=reason,
             ood=ood,

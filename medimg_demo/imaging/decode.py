@@ -9,6 +9,7 @@ from typing import BinaryIO
 
 from ..errors import InputError
 from .dicom import looks_like_dicom, read_dicom
+from .known_spacing import with_known_spacing
 from .raster import read_raster
 from .study import ACCEPTED, Study
 
@@ -31,8 +32,8 @@ def _read(fp: BinaryIO, frame: int | None) -> Study:
     if raster is not None and frame not in (None, 0):
         raise InputError(f"Frame {frame + 1} does not exist (index {frame}, counting from 0); a {raster.upper()} image "
                          "has one frame.")
-    if raster is not None:
-        return read_raster(fp, raster)
+    if raster is not None:  # a copy of a data set image gets the spacing its manifest states
+        return with_known_spacing(read_raster(fp, raster))
     if looks_like_dicom(head):
         return read_dicom(fp, frame)
     raise InputError(f"This file is not a recognised image. Accepted: {ACCEPTED}.")

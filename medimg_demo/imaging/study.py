@@ -46,6 +46,7 @@ class Study:
     modality: str | None = None
     body_part: str | None = None  # DICOM BodyPartExamined (upper case), where the file states one
     pixel_spacing_mm: tuple[float, float] | None = None
+    spacing_source: str = ""  # where a spacing not in the file came from (``known_spacing.SOURCE``); "" if the file's
     n_frames: int = 1
     frame_index: int = 0
     values: np.ndarray | None = field(default=None, repr=False)

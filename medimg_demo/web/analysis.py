@@ -206,7 +206,8 @@ def info_markdown(study: Study, cfg: ModelConfig, pred: Prediction, seconds: flo
     if study.modality:
         parts.append(f"modality {study.modality}")
     if study.pixel_spacing_mm:
-        parts.append(f"pixel spacing {study.pixel_spacing_mm[0]:.3g} x {study.pixel_spacing_mm[1]:.3g} mm")
+        parts.append(f"pixel spacing {study.pixel_spacing_mm[0]:.3g} x {study.pixel_spacing_mm[1]:.3g} mm"
+                     + (f" (from the {study.spacing_source})" if study.spacing_source else ""))
     if study.window is not None and study.values is not None:
         parts.append(f"default window C {study.window[0]:g} / W {study.window[1]:g}")
     if study.n_frames > 1:

@@ -128,6 +128,10 @@ def test_breast_and_brain_samples_show_only_boxes_that_hold_something(page) -> N
     assert "Malignant" not in _type_text(page)  # nothing of the breast case left
     if page.locator("#type-out").is_visible():
         assert "not staged by imaging" in page.inner_text("body").lower()
+    # a figshare image: the brain manifest states its pixel spacing, so the lesion is measured in mm
+    assert "pixel spacing 0.98 x 0.98 mm (from the data set manifest)" in page.inner_text("#analysis-info")
+    if "Lesion (model outline)" in page.inner_text("body"):
+        assert "not measurable" not in page.inner_text("body") and " mm" in page.inner_text("body")
     _shot(page, "analyse_brain_mri.png")
 
     _sample(page, "Lung CT: Adenocarcinoma")  # no lesion head: no outline toggle
