@@ -48,7 +48,10 @@ def with_known_spacing(study: Study) -> Study:
     """``study`` with the spacing its data set states, if it has none of its own and is a data set image."""
     if study.pixel_spacing_mm is not None or study.source_format == "dicom":
         return study
-    mm = _index().get(pixel_key(study.pixels))
+    index = _index()
+    if not index:  # no data set here (a hosted Space): no hashing on the request path
+        return study
+    mm = index.get(pixel_key(study.pixels))
     if mm is None:
         return study
     return replace(study, pixel_spacing_mm=(mm, mm), spacing_source=SOURCE)

@@ -109,7 +109,11 @@ def recipe_chain(cfg: ModelConfig, lookup: Callable[[str], ModelConfig] | None =
         if len(chain) >= MAX_CHAIN:
             raise OptionError(f"{cfg.id} is built on {len(chain)} trained models in a row; cross-validation re-runs at "
                               f"most {MAX_CHAIN}.")
-        chain.insert(0, recipe(lookup(chain[0].init_from)))
+        start = lookup(chain[0].init_from)
+        if start.task != cfg.task:  # every step is re-run on this model's data set
+            raise OptionError(f"{cfg.id} starts from {start.id}, a {start.task} model: cross-validation re-runs every "
+                              f"step on {cfg.task}'s folds, so it cannot rebuild that one.")
+        chain.insert(0, recipe(start))
     return chain
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import OptionError
+from ..errors import ModelError, OptionError
 from ..models.calibrate import calibrated_logits
 from ..models.calibration import Calibration
 from ..models.config import InputConfig, ModelConfig
@@ -27,9 +27,17 @@ def start_model(model_id: str, out_dir: str | Path = "") -> ModelConfig:
     into it, such as a cross-validation fold's previous step), else in the registry."""
     from ..models.registry import get_model
 
-    if out_dir and (Path(out_dir) / model_id / "config.json").is_file():
-        return get_model(model_id, Path(out_dir))
-    return get_model(model_id)
+    if not (out_dir and (Path(out_dir) / model_id / "config.json").is_file()):
+        return get_model(model_id)
+    local = get_model(model_id, Path(out_dir))
+    try:
+        registered = get_model(model_id)
+    except ModelError:
+        return local
+    if registered.weights_sha256 != local.weights_sha256:  # the record names only the id: it must be one model
+        raise OptionError(f"--init-from {model_id}: --out {out_dir} and the model registry hold different models of "
+                          "that id; rename one, or train into another --out.")
+    return local
 
 
 def init_weights(model: TumorNet, model_id: str, same_as: tuple[list[str], InputConfig] | None = None,

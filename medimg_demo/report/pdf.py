@@ -61,12 +61,13 @@ class StudyInfo:
     n_frames: int = 1
     frame_index: int = 0
     source_format: str | None = None
+    spacing_source: str = ""  # where a spacing the file does not carry came from (the data set manifest)
 
     @classmethod
     def from_study(cls, study: Study) -> StudyInfo:
         return cls(width=study.width, height=study.height, modality=study.modality,
                    pixel_spacing_mm=study.pixel_spacing_mm, n_frames=study.n_frames, frame_index=study.frame_index,
-                   source_format=study.source_format)
+                   source_format=study.source_format, spacing_source=study.spacing_source)
 
 
 def _p(text: str, style: str = "body") -> Paragraph:
@@ -170,7 +171,9 @@ def _facts(pred: Prediction, info: StudyInfo, cfg: ModelConfig, when: datetime) 
             ["Report date (UTC)", when.strftime("%Y-%m-%d %H:%M")],
             ["Input", " ".join(x for x in ((info.source_format or "").upper(), f"{info.width} x {info.height} px",
                                           f"modality {info.modality}" if info.modality else "") if x)],
-            ["Pixel spacing", f"{spacing[0]:.3g} x {spacing[1]:.3g} mm" if spacing else "not stated (no scale bar)"],
+            ["Pixel spacing", f"{spacing[0]:.3g} x {spacing[1]:.3g} mm"
+             + (f" (from the {info.spacing_source})" if info.spacing_source else "") if spacing
+             else "not stated (no scale bar)"],
             ["Frame", frame], ["Image pixel hash", pred.image_sha256[:12]]]
     if pred.ood:
         rows.append(["Out-of-distribution score", f"{pred.ood['score']:.3g} (refused above {pred.ood['threshold']:.3g}, "

@@ -2,8 +2,8 @@
 
 At start, :func:`sweep` removes what an earlier run left behind (a crash, a killed process). At stop,
 :func:`stop_like_ctrl_c` makes a SIGTERM (how Hugging Face Spaces, Docker and systemd stop a server) end the app as
-Ctrl-C does, so Gradio closes its server and runs its own clean-up, and :func:`sweep_at_exit` then removes the
-cleaned working copies and scratch files at once, instead of leaving them for the next start.
+Ctrl-C does, so Gradio closes its server and removes the files it cached, and :func:`sweep_at_exit` then removes
+the cleaned working copies this process made, instead of leaving them for the next start.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from types import FrameType
 
 from ..paths import public_dir, upload_dir, work_dir
 from .files import MAX_AGE_S, _prune
-from .uploads import GRADIO_DIR, WORKING_DIR
+from .uploads import GRADIO_DIR, MADE, MADE_LOCK, WORKING_DIR, remove_empty_tmp_files
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +71,22 @@ def sweep(max_age_s: float = 60.0, folders: Iterable[Path] | None = None) -> int
 
 
 def sweep_at_exit() -> int:
-    """At stop: every upload, working copy and scratch file of this app, whatever its age (no request is left
-    to need one); derived images in the public folder age out as at start."""
-    return sweep(max_age_s=-1.0)
+    """At stop, once the server is closed: the working copies this process made, whatever their age (no request
+    is left to need one). Gradio's shutdown has removed the files it cached; another instance sharing the folders
+    keeps its own; de-identified downloads, pictures and reports in the public folder expire by age, as always."""
+    with MADE_LOCK:
+        made = sorted(MADE)
+        MADE.clear()
+    for folder in made:
+        _remove(folder)
+    remove_empty_tmp_files(ttl_s=0.0)  # gr.File's empty leftovers: nothing in them to keep
+    if made:
+        log.info("Removed the %d working copies this run made", len(made))
+    return len(made)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signum, signal.SIG_IGN)  # a second signal must not cut the clean-up short (SIGKILL still works)
     raise KeyboardInterrupt(f"signal {signum}")
 
 

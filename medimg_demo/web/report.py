@@ -15,6 +15,7 @@ def report_for_analysis(analysis: Analysis) -> Path:
     (never the upload's name, which may carry a patient's) and return its path; the caller publishes it."""
     view = analysis.view
     info = StudyInfo(width=int(view.pixels.shape[1]), height=int(view.pixels.shape[0]), modality=view.modality,
-                     pixel_spacing_mm=view.spacing_mm, n_frames=analysis.n_frames, frame_index=analysis.frame_index)
+                     pixel_spacing_mm=view.spacing_mm, n_frames=analysis.n_frames, frame_index=analysis.frame_index,
+                     spacing_source=analysis.prediction.pixel_spacing_source)
     out = work_dir() / "reports" / f"{secrets.token_hex(16)}.pdf"
     return write_report(analysis.prediction, info, out)

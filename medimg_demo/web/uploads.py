@@ -173,7 +173,7 @@ def expire_raw_uploads(uploaded: set[str], ttl_s: float = RAW_UPLOAD_TTL_S) -> i
     return removed
 
 
-def _remove_empty_tmp_files(ttl_s: float) -> None:
+def remove_empty_tmp_files(ttl_s: float) -> None:
     """gr.File leaves an empty ``tmp*`` file in its cache on every call (``NamedTemporaryFile(delete=False)``)."""
     folder, cutoff = upload_dir(), time.time() - ttl_s
     if not folder.is_dir():
@@ -196,7 +196,7 @@ def start_upload_reaper(blocks: Any, ttl_s: float = RAW_UPLOAD_TTL_S) -> threadi
             time.sleep(max(1.0, ttl_s / 4))
             try:
                 n = expire_raw_uploads(blocks.upload_file_set, ttl_s)
-                _remove_empty_tmp_files(ttl_s)
+                remove_empty_tmp_files(ttl_s)
                 if n:
                     log.info("Deleted %d raw upload(s) that no request used within %.0f s", n, ttl_s)
             except Exception:  # noqa: BLE001 - a reaper that dies would keep raw uploads: log and go on
@@ -233,11 +233,20 @@ def to_analyse(path: str | Path) -> str | Path | bytes:
     return path
 
 
+#: The working-copy folders this process made (removed when it stops: another app instance may share the folder).
+MADE: set[Path] = set()
+MADE_LOCK = threading.Lock()
+
+
 def working_copy(data: bytes, ext: str, folder: Path | None = None) -> Path:
     """Write cleaned upload bytes under a random name (never the uploaded name, never a hash that feedback
     keeps) in Gradio's upload folder (or ``folder``), so Gradio serves this one copy and prunes it."""
     folder = (folder or upload_dir()) / f"{WORKING_PREFIX}{secrets.token_hex(16)}"
     folder.mkdir(parents=True, exist_ok=True)
+    with MADE_LOCK:
+        if len(MADE) >= 1000:  # bounded: forget the folders already pruned by age
+            MADE.difference_update([f for f in MADE if not f.exists()])
+        MADE.add(folder)
     out = folder / f"scan{ext}"
     out.write_bytes(data)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -44,11 +45,13 @@ def test_a_manifest_image_gets_its_spacing_and_an_edited_copy_does_not(data_root
     assert read_bytes(_png(other)).pixel_spacing_mm is None  # in the manifest without a spacing (another source)
     dicom = read_bytes(dicom_bytes((gradient(64, 64) * 1000).astype(np.uint16), slope=1, intercept=-1024,
                                    window=(40, 400)))
-    assert dicom.spacing_source == ""  # a DICOM's spacing is its own
+    as_if_known = known_spacing.with_known_spacing(replace(dicom, pixels=study.pixels, pixel_spacing_mm=None))
+    assert as_if_known.pixel_spacing_mm is None  # a DICOM is never given a manifest's spacing, even with its pixels
 
 
-def test_no_data_folder_means_no_spacing(tmp_path, monkeypatch) -> None:
+def test_no_data_folder_means_no_spacing_and_no_hashing(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MEDIMG_DATA_DIR", str(tmp_path / "missing"))
+    monkeypatch.setattr(known_spacing, "pixel_key", lambda pixels: pytest.fail("hashed without a data set"))
     known_spacing._index.cache_clear()
     try:
         assert read_bytes(_png(np.full((64, 64), 7, np.uint8))).pixel_spacing_mm is None

@@ -174,16 +174,34 @@ def test_a_model_built_on_another_is_rebuilt_from_the_start_on_each_fold(tmp_pat
                                                   ("toy.m_v1.fold1", "", 3), ("toy.m_v2.fold1", "toy.m_v1.fold1", 2)]
     assert runs[0][3] == runs[1][3] and runs[2][3] == runs[3][3] and not runs[0][3] & runs[2][3]
     assert result.record()["recipes_per_fold"] == ["toy.m_v1", "toy.m_v2"]
+    other_task = ModelConfig(id="toy.m_v1", task="lung_ct", arch="x", heads=heads, input=inp, raw=start.raw)
+    with pytest.raises(ValueError, match="a lung_ct model"):
+        cv.recipe_chain(served, lookup=lambda mid: other_task)
 
 
 def test_init_from_finds_a_model_in_the_run_s_out_folder_first(tiny_registry, tmp_path, monkeypatch) -> None:
+    import json
+    import shutil
+
     from medimg_demo.errors import ModelError
     from medimg_demo.learn.start import start_model
 
-    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tmp_path))  # the registry does not hold it
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tmp_path / "registry"))  # the registry does not hold it
+    (tmp_path / "registry").mkdir()
     assert start_model("lung_ct.tiny_v0", tiny_registry).id == "lung_ct.tiny_v0"
     with pytest.raises(ModelError, match="No models found"):
         start_model("lung_ct.tiny_v0", tmp_path / "elsewhere")
+    # the same id in --out and in the registry: one model (same weights) is fine, two different ones are refused
+    out = tmp_path / "out"
+    shutil.copytree(tiny_registry, out)
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tiny_registry))
+    assert start_model("lung_ct.tiny_v0", out).folder == out / "lung_ct.tiny_v0"
+    config = out / "lung_ct.tiny_v0" / "config.json"
+    record = json.loads(config.read_text())
+    record["weights"]["sha256"] = "f" * 64
+    config.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="hold different models"):
+        start_model("lung_ct.tiny_v0", out)
 
 
 def test_trailing_folds_are_flagged() -> None:

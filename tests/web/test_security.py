@@ -324,8 +324,8 @@ def test_no_raw_upload_on_disk_after_a_request(app: App, client: Any) -> None:
 @pytest.mark.slow
 def test_a_stopped_server_leaves_no_working_copy(tmp_path: Path, tiny_registry: Path) -> None:
     """SIGTERM (how Spaces, Docker and systemd stop a server) ends the app as Ctrl-C does: it exits cleanly and
-    its cleaned working copies and scratch files go with it, not at the next start; a stranger's file in a shared
-    upload folder stays."""
+    its cleaned working copies and Gradio's cached files go with it, not at the next start; a stranger's file and
+    another instance's working copy in a shared upload folder stay."""
     stopped = _start(tmp_path, tiny_registry, {}, uploads_in_state=False)
     try:
         with httpx.Client(base_url=stopped.url, timeout=60) as c:
@@ -336,13 +336,16 @@ def test_a_stopped_server_leaves_no_working_copy(tmp_path: Path, tiny_registry: 
             assert working.is_file() and _predict(c, str(working))[0]
         stranger = stopped.uploads / "someone-elses-file.txt"
         stranger.write_bytes(b"x")
+        other = stopped.uploads / f"medimg-{secrets.token_hex(16)}" / "scan.png"  # another instance's working copy
+        other.parent.mkdir()
+        other.write_bytes(b"x")
     finally:
         stopped.proc.terminate()
         code = stopped.proc.wait(timeout=30)
-    left = [p for p in _all_files(stopped.uploads, stopped.state / "work") if p != stranger]
+    left = [p for p in _all_files(stopped.uploads, stopped.state / "work") if p not in (stranger, other)]
     print(f"\nexit code after SIGTERM: {code}; files left in the upload and scratch folders: {len(left)}")
     assert code == 0, stopped.log.read_text()[-2000:]
-    assert not working.exists() and left == [] and stranger.exists()
+    assert not working.exists() and left == [] and stranger.exists() and other.exists()
 
 
 def test_run_history_and_share_buttons_are_off(client: Any) -> None:
