@@ -87,8 +87,9 @@ def test_batch_rows_carry_the_lesion_size(tiny_breast_registry, tmp_path) -> Non
     rows, _ = scorer.score(blobs, [{"path": "a.dcm"}, {"path": "b.png"}])
     assert rows[0]["status"] == "ok" and rows[0]["lesion_area_px"] == 160 * 160
     assert rows[0]["lesion_longest_diameter_mm"] == pytest.approx(0.1 * 160 * 2 ** 0.5, abs=0.1)
-    assert rows[0]["size_category"] == "T2"  # 22.6 mm
+    assert rows[0]["size_category"] == "T2" and rows[0]["pixel_spacing_source"] == "file"  # 22.6 mm
     assert rows[1]["lesion_longest_diameter_mm"] is None and rows[1]["size_category"] is None
+    assert rows[1]["pixel_spacing_source"] is None
     assert rows[1]["lesion_longest_diameter_px"] == pytest.approx(80 * 2 ** 0.5, abs=0.1)
 
 

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 COLUMNS = ("path", "file_key", "size_bytes", "image_sha256", "status", "reason", "model_id", "weights_sha256",
            "forward", "type_label", "type_probs", "stage_label", "stage_probs", "ood_score", "ood_threshold",
            "ood_method", "modality", "frame_index", "lesion_longest_diameter_px", "lesion_longest_diameter_mm",
-           "lesion_area_px", "size_category")
+           "lesion_area_px", "size_category", "pixel_spacing_source")
 
 
 @dataclass
@@ -147,7 +147,8 @@ class BatchScorer:
         if m is None:
             return
         row.update(lesion_longest_diameter_px=round(m.longest_diameter_px, 1), lesion_area_px=m.area_px,
-                   lesion_longest_diameter_mm=None if m.longest_diameter_mm is None else round(m.longest_diameter_mm, 1))
+                   lesion_longest_diameter_mm=None if m.longest_diameter_mm is None else round(m.longest_diameter_mm, 1),
+                   pixel_spacing_source=(study.spacing_source or "file") if m.longest_diameter_mm is not None else None)
         if spec.size_rule is not None and m.longest_diameter_mm is not None:
             row["size_category"] = spec.size_rule.category(m.longest_diameter_mm)
 
