@@ -12,6 +12,7 @@ import torch
 
 from .explain.gradcam import gradcam, lesion_probs
 from .explain.lesion import LesionMeasure, mask_from_probs, measure, peak_xy
+from .imaging.known_spacing import spacing_origin
 from .imaging.study import Study
 from .models.calibrate import calibrated_softmax
 from .models.calibration import Calibration
@@ -85,7 +86,7 @@ class Prediction:
             "image_sha256": self.image_sha256,
             "modality": self.modality,
             "pixel_spacing_mm": list(self.pixel_spacing_mm) if self.pixel_spacing_mm else None,
-            "pixel_spacing_source": (self.pixel_spacing_source or "file") if self.pixel_spacing_mm else None,
+            "pixel_spacing_source": spacing_origin(self.pixel_spacing_mm, self.pixel_spacing_source),
             "frame_index": self.frame_index,
             "warnings": list(self.warnings),
             "heatmap_peak_xy": None if self.heatmap is None else list(peak_xy(self.heatmap)),

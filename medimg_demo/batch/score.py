@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import MedimgError
 from ..imaging.decode import read_bytes
+from ..imaging.known_spacing import spacing_origin
 from ..imaging.study import Study
 from ..models.config import ModelConfig
 from ..models.export import OnnxForward, torch_forward
@@ -148,7 +149,7 @@ class BatchScorer:
             return
         row.update(lesion_longest_diameter_px=round(m.longest_diameter_px, 1), lesion_area_px=m.area_px,
                    lesion_longest_diameter_mm=None if m.longest_diameter_mm is None else round(m.longest_diameter_mm, 1),
-                   pixel_spacing_source=(study.spacing_source or "file") if m.longest_diameter_mm is not None else None)
+                   pixel_spacing_source=spacing_origin(study.pixel_spacing_mm, study.spacing_source))
         if spec.size_rule is not None and m.longest_diameter_mm is not None:
             row["size_category"] = spec.size_rule.category(m.longest_diameter_mm)
 

@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 SOURCE = "data set manifest"
 
 
+def spacing_origin(spacing_mm: object, source: str) -> str | None:
+    """Where a spacing came from, as the JSON and batch rows name it: ``file``, :data:`SOURCE`, or None without one."""
+    return (source or "file") if spacing_mm else None
+
+
 def pixel_key(pixels: np.ndarray) -> str:
     """The manifests' ``sha256``: first 16 hex digits of the SHA-256 of the 8-bit grey pixels."""
     grey = np.clip(np.rint(np.asarray(pixels, dtype=np.float32) * 255), 0, 255).astype(np.uint8)
