@@ -9,11 +9,17 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ModelError
-from ..learn.config import HELD_OUT, train_command
+from ..learn.config import HELD_OUT, teacher_ids, train_command
 from ..models.config import ModelConfig
 from ..notice import DISCLAIMER
 from ..tasks import get_task
 from .consistency import from_metrics, order_under_ece, small_p
+
+
+def _teachers(distill_from: str) -> str:
+    """``--distill-from`` as a card names it: one model, or an ensemble's mean probabilities."""
+    ids = [f"`{t}`" for t in teacher_ids(distill_from)]
+    return ids[0] if len(ids) == 1 else f"the mean probabilities of {', '.join(ids[:-1])} and {ids[-1]}"
 
 
 def target_rows(task: str, metrics: pd.DataFrame) -> list[str]:
@@ -81,9 +87,9 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
            "twin whose lesion (or a region elsewhere) was in-filled; the lesion-removed twin's no-tumor log-odds had to "
            "exceed the image's by the margin, the other twin's to stay the same. No label was switched."]
           if training.get("pair_margin") else []),
-        *([f"- Distilled from `{training['distill_from']}` (weight {training.get('distill_weight')}, temperature 2) on "
-           "the training images whose lesion was not covered: its softened type probabilities (calibrated, where the "
-           "teacher carries per-class offsets) are a second target."]
+        *([f"- Distilled from {_teachers(training['distill_from'])} (weight {training.get('distill_weight')}, "
+           "temperature 2) on the training images whose lesion was not covered: the softened type probabilities "
+           "(calibrated, where a teacher carries per-class offsets) are a second target."]
           if training.get("distill_from") else []),
         "",
         "## Intended use",

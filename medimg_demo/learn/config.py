@@ -12,6 +12,15 @@ from ..options import command_args
 from ..paths import data_root
 
 
+def teacher_ids(distill_from: str) -> list[str]:
+    """The model ids ``--distill-from`` names, comma-separated (one teacher, or an ensemble)."""
+    ids = [t.strip() for t in distill_from.split(",") if t.strip()]
+    if not ids or len(set(ids)) != len(ids):
+        raise OptionError(f"--distill-from {distill_from!r}: name one model id, or several separated by commas, each "
+                          "once.")
+    return ids
+
+
 def _opt(default: Any, help: str, **meta: Any) -> Any:  # noqa: A002 - argparse's word
     return field(default=default, metadata={"help": help, **meta})
 
@@ -94,18 +103,25 @@ class TrainConfig:
                                         "lesion's image counts as no tumor)")
     select_erasure: float = _opt(0.0, "weight of the val lesion-erasure test (call lost, calls kept elsewhere) in "
                                       "epoch selection, beside macro F1 (0: F1 and Dice only)")
-    distill_from: str = _opt("", "a trained model id (same type labels and input) whose softened type probabilities "
-                                 "the model follows on images whose lesion is not covered (knowledge distillation)")
+    distill_from: str = _opt("", "a trained model id (same type labels and input), or several separated by commas (their "
+                                 "mean probabilities), whose softened type probabilities the model follows on images "
+                                 "whose lesion is not covered (knowledge distillation)")
     distill_weight: float = _opt(0.0, "weight of the distillation term (with --distill-from)")
     calibration_folds: int = _opt(0, "hold one fold of train out of training (train split into this many folds, "
                                      "stratified by label, near-duplicate twins together) and fit the temperature on "
                                      "it plus val (0: val only)")
     calibration_fold: int = _opt(0, "which fold --calibration-folds holds out, counted from 0 (0 to folds - 1)")
+    calibration_seed: int = _opt(0, "seed of the fold split --calibration-folds makes (the same folds whatever --seed, "
+                                    "so models of several seeds can hold out the same images)")
     init_from: str = _opt("", "start from this trained model's weights (a model id, looked up in --out first, then "
                               "the registry); new layers start fresh")
     target_layer: str = _opt("features", "layer Grad-CAM explains (written to config.json)")
     default: bool = field(default=True, metadata={"cli": False})
     heads: dict[str, list[str]] = field(default_factory=dict, metadata={"cli": False})
+
+    def held_out_fold(self) -> tuple[int, int, int]:
+        """(folds, fold, fold split seed) of the calibration fold this run holds out (with --calibration-folds)."""
+        return self.calibration_folds, self.calibration_fold, self.calibration_seed
 
     def check_options(self) -> None:
         """Refuse values and combinations of options that cannot mean what they say, naming the option to fix."""
@@ -117,6 +133,8 @@ class TrainConfig:
             raise OptionError("--epochs and --warmup-epochs are both 0: nothing would be trained; give --epochs 1 or more.")
         if bool(self.distill_from) != (self.distill_weight > 0):
             raise OptionError("--distill-from and --distill-weight go together: give a teacher model and a weight above 0.")
+        if self.distill_from:
+            teacher_ids(self.distill_from)
         if self.lesion_only and not (self.lesion and self.init_from and self.lesion_weight > 0):
             raise OptionError("--lesion-only retrains the lesion head of a trained model: give --lesion, --init-from "
                               "MODEL and a --lesion-weight above 0.")
@@ -130,13 +148,14 @@ class TrainConfig:
                               "--select-erasure and --pair-margin act on the classifier; leave them out.")
         if self.pair_margin < 0 or (self.pair_margin and not self.lesion):
             raise OptionError("--pair-margin needs the lesion annotations (add --lesion) and a margin of 0 or more.")
-        if self.calibration_fold and not self.calibration_folds:
-            raise OptionError("--calibration-fold K picks the fold --calibration-folds N holds out: give N too.")
+        if (self.calibration_fold or self.calibration_seed) and not self.calibration_folds:
+            raise OptionError("--calibration-fold K and --calibration-seed S pick the fold --calibration-folds N holds "
+                              "out: give N too.")
         if self.calibration_folds and not (2 <= self.calibration_folds and 0 <= self.calibration_fold < self.calibration_folds):
             raise OptionError("--calibration-folds N holds out fold --calibration-fold K (counted from 0: 0 <= K < N, N >= 2).")
-        if self.calibration_folds and (self.init_from or self.distill_from):
-            raise OptionError("--calibration-folds holds a fold out of training, but --init-from / --distill-from bring a "
-                              "model that trained on all of train, that fold included: train from ImageNet weights.")
+        if self.calibration_folds and self.init_from:
+            raise OptionError("--calibration-folds holds a fold out of training, but --init-from brings a model that "
+                              "trained on all of train, that fold included: train from ImageNet weights.")
         if self.pair_elsewhere < 0:
             raise OptionError("--pair-elsewhere is a weight: give 0 or more.")
         if self.pair_margin and (self.erase_lesion or self.erase_elsewhere):
@@ -156,6 +175,8 @@ def train_command(training: dict[str, Any]) -> str:
     """The ``train`` command line that reproduces a saved training record (config.json's ``training``)."""
     values = dict(training)
     values.setdefault("select_bf16", True)  # records written before the option were selected under bf16 val scores
+    if values.get("calibration_folds"):  # records written before the option split the folds with the training seed
+        values.setdefault("calibration_seed", values.get("seed", 0))
     return "python -m medimg_demo train " + command_args(TrainConfig, values, always=CARD_OPTIONS,
                                                          skip=("data", "out_dir"))
 

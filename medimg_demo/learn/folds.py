@@ -1,7 +1,7 @@
 """Folds of a train split for calibration: stratified by label, near-duplicate twins kept in one fold.
 
-Used by the cross-validated temperature (``cv_calibrate``) and the calibration fold held out of training
-(``holdout``), so both see the same folds for the same seed.
+Used by the cross-validated temperature (``cv_calibrate``, split with the model's ``--seed``) and the calibration fold
+held out of training (``holdout``, split with ``--calibration-seed``), so both see the same folds for the same seed.
 """
 
 from __future__ import annotations

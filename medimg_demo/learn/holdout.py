@@ -2,13 +2,15 @@
 
 Val is used to select the epoch, so a temperature fitted on val alone follows a small split's luck (lung: 85 images,
 2 errors, T = 0.31, over-confident on test). Cross-validated temperatures (``cv_calibrate``) fit on fold models that
-are not the served model. Here one fold of ``train`` (the same stratified, twin-grouped folds as ``cv_calibrate``)
-is left out of training; the served model predicts it, and the temperature is fitted (NLL) on those logits plus its
-val logits. The price: the model trains on (K-1)/K of train.
+are not the served model. Here one fold of ``train`` (the same stratified, twin-grouped folds as ``cv_calibrate``,
+split with ``--calibration-seed``, so models of several seeds can hold out the same images) is left out of training; the served model predicts it, and the temperature is fitted (NLL) on those logits plus its
+val logits. The price: the model trains on (K-1)/K of train. The record names the held-out images (a fingerprint),
+so a later run distilling from this model can check it never saw that run's calibration fold (``start``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,12 @@ def split_calibration_fold(folder: Path, train_df: pd.DataFrame, folds: int, fol
     return rest, held
 
 
+def held_out_fingerprint(held: pd.DataFrame) -> str:
+    """sha256 of the held-out fold's sorted image paths: which images a model never trained on, so a teacher of a
+    later run can be checked to have held out the very same ones (not only the same fold numbers)."""
+    return hashlib.sha256("\n".join(sorted(held["image"].astype(str))).encode()).hexdigest()
+
+
 def holdout_temperature(model: torch.nn.Module, folder: Path, held: pd.DataFrame, heads: dict[str, list[str]],
                         input_cfg: InputConfig, val_logits: dict[str, torch.Tensor],
                         val_targets: dict[str, torch.Tensor], val_only: dict[str, float], folds: int,
@@ -58,6 +66,7 @@ def holdout_temperature(model: torch.nn.Module, folder: Path, held: pd.DataFrame
         return round(float((z.argmax(1) == y).float().mean()), 4)
 
     record = {"method": HELD_OUT, "folds": folds, "fold": fold, "held_out": len(ds), "cases": len(ds) + len(val_targets["type"]),
+              "held_out_sha256": held_out_fingerprint(held),
               "held_out_type_accuracy": accuracy(held_logits["type"], ds.targets["type"]),
               "val_type_accuracy": accuracy(val_logits["type"], val_targets["type"]), "val_only_temperature": val_only}
     log.info("Temperature %s on %d held-out + %d val images (val only: %s); held-out accuracy %.3f",

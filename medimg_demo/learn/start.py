@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from ..errors import ModelError, OptionError
@@ -13,6 +14,7 @@ from ..models.calibrate import calibrated_logits
 from ..models.calibration import Calibration
 from ..models.config import InputConfig, ModelConfig
 from ..models.network import TumorNet
+from .config import TrainConfig, teacher_ids
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +24,9 @@ def _input_differs(other: ModelConfig, type_labels: list[str], input_cfg: InputC
         or tuple(other.input.mean) != tuple(input_cfg.mean) or tuple(other.input.std) != tuple(input_cfg.std)
 
 
-def start_model(model_id: str, out_dir: str | Path = "") -> ModelConfig:
-    """The trained model ``--init-from`` names: in the run's ``--out`` folder if it is there (a model just trained
-    into it, such as a cross-validation fold's previous step), else in the registry."""
+def start_model(model_id: str, out_dir: str | Path = "", option: str = "--init-from") -> ModelConfig:
+    """The trained model ``--init-from`` (or ``option``) names: in the run's ``--out`` folder if it is there (a model
+    just trained into it, such as a cross-validation fold's previous step or a teacher), else in the registry."""
     from ..models.registry import get_model
 
     if not (out_dir and (Path(out_dir) / model_id / "config.json").is_file()):
@@ -35,7 +37,7 @@ def start_model(model_id: str, out_dir: str | Path = "") -> ModelConfig:
     except ModelError:
         return local
     if registered.weights_sha256 != local.weights_sha256:  # the record names only the id: it must be one model
-        raise OptionError(f"--init-from {model_id}: --out {out_dir} and the model registry hold different models of "
+        raise OptionError(f"{option} {model_id}: --out {out_dir} and the model registry hold different models of "
                           "that id; rename one, or train into another --out.")
     return local
 
@@ -82,14 +84,50 @@ class _CalibratedTeacher(torch.nn.Module):
         return out
 
 
-def load_teacher(model_id: str, type_labels: list[str], input_cfg: InputConfig) -> torch.nn.Module:
-    """A trained model to distil from, in eval mode; it must share the type labels and the input normalisation.
-    A teacher calibrated with per-class offsets (BCTS) is distilled in its calibrated form, the probabilities the
-    app shows; any other teacher's raw logits are used (its temperature only rescales them)."""
-    from ..models.network import load_model
-    from ..models.registry import get_model
+class _EnsembleTeacher(torch.nn.Module):
+    """Several teachers as one: the type "logits" are the log of their mean probabilities (an ensemble's prediction,
+    which the distillation loss softens like any logits); the other heads are the first teacher's."""
 
-    tcfg = get_model(model_id)
+    def __init__(self, members: list[torch.nn.Module]) -> None:
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        outs = [m(x) for m in self.members]
+        probs = torch.stack([torch.softmax(o["type"].float(), dim=1) for o in outs]).mean(0)
+        return {**outs[0], "type": torch.log(probs.clamp_min(1e-12))}
+
+
+def _blind_to_fold(model_id: str, tcfg: ModelConfig, fold: tuple[int, int, int], data: str, held_sha: str) -> None:
+    """A teacher of a run that holds a calibration fold out must not have trained on that fold's images: its record
+    names the same held-out images (their fingerprint; for records without one, the same data, folds, fold and fold
+    split seed), and it did not start from another model's weights (which saw all of train)."""
+    t, cal = tcfg.raw.get("training", {}), tcfg.raw.get("calibration", {})
+    theirs = (t.get("calibration_folds", 0), t.get("calibration_fold", 0), t.get("calibration_seed", t.get("seed")))
+    same = cal["held_out_sha256"] == held_sha if "held_out_sha256" in cal else (theirs == fold and t.get("data") == data)
+    if not same or t.get("init_from"):
+        raise OptionError(f"--distill-from {model_id}: it was trained on {t.get('data')!r} with calibration fold "
+                          f"{theirs[1]} of {theirs[0]} (fold split seed {theirs[2]})"
+                          f"{', starting from ' + t['init_from'] if t.get('init_from') else ''}, but this run holds out "
+                          f"fold {fold[1]} of {fold[0]} (seed {fold[2]}) of {data!r}; a teacher must not have trained on "
+                          "the images the temperature is fitted on. Train the teacher from ImageNet weights with the "
+                          "same --calibration-* options.")
+
+
+def check_teachers_blind(cfg: TrainConfig, data: str, held: pd.DataFrame) -> None:
+    """Refuse, before anything is decoded for training, a ``--distill-from`` teacher that trained on the calibration
+    fold this run holds out (``held``) of ``data`` (the record's data path)."""
+    from .holdout import held_out_fingerprint
+
+    for model_id in teacher_ids(cfg.distill_from):
+        _blind_to_fold(model_id, start_model(model_id, cfg.out_dir, option="--distill-from"), cfg.held_out_fold(),
+                       data, held_out_fingerprint(held))
+
+
+def _one_teacher(model_id: str, type_labels: list[str], input_cfg: InputConfig, out_dir: str | Path) -> torch.nn.Module:
+    from ..models.network import load_model
+
+    tcfg = start_model(model_id, out_dir, option="--distill-from")
     if _input_differs(tcfg, type_labels, input_cfg):
         raise OptionError(f"--distill-from {model_id}: its labels {tcfg.type_labels} or input ({tcfg.input.size}, mean "
                           f"{tcfg.input.mean}, std {tcfg.input.std}) differ from this run's {type_labels} "
@@ -101,3 +139,15 @@ def load_teacher(model_id: str, type_labels: list[str], input_cfg: InputConfig) 
     cal = tcfg.calibration("type")
     log.info("Distilling from %s%s", model_id, " (calibrated: temperature and offsets)" if cal.bias is not None else "")
     return _CalibratedTeacher(teacher, cal).eval() if cal.bias is not None else teacher
+
+
+def load_teacher(distill_from: str, type_labels: list[str], input_cfg: InputConfig, out_dir: str | Path = "") -> torch.nn.Module:
+    """The trained model(s) to distil from, in eval mode, looked up as :func:`start_model` does; each must share the
+    type labels and the input normalisation. Several comma-separated ids are one teacher: their mean probabilities.
+    A teacher calibrated with per-class offsets (BCTS) is distilled in its calibrated form, the probabilities the
+    app shows; any other teacher's raw logits are used (its temperature only rescales them; in an ensemble the
+    members' raw logits are averaged as probabilities, so a temperature fitted on a held-out calibration fold
+    carries nothing of that fold into training). A run holding a calibration fold out checks its teachers first
+    (:func:`check_teachers_blind`)."""
+    members = [_one_teacher(m, type_labels, input_cfg, out_dir) for m in teacher_ids(distill_from)]
+    return members[0] if len(members) == 1 else _EnsembleTeacher(members).eval()

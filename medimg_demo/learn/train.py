@@ -40,7 +40,7 @@ from .dataset import ManifestDataset, predict_logits
 from .holdout import holdout_temperature, split_calibration_fold
 from .losses import distill_loss, guidance_loss, lesion_loss, pair_loss, projection_loss
 from .selection import lesion_score, selection_score, val_box_hits, val_dice, val_erasure, val_scores
-from .start import init_weights, load_teacher, start_model
+from .start import check_teachers_blind, init_weights, load_teacher, start_model
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,9 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     )
     train_df, held_df = split_frame(df, "train"), None
     if cfg.calibration_folds:  # before ``exclude``: the folds are those of the whole train split
-        train_df, held_df = split_calibration_fold(folder, train_df, cfg.calibration_folds, cfg.calibration_fold, cfg.seed)
+        train_df, held_df = split_calibration_fold(folder, train_df, *cfg.held_out_fold())
+        if cfg.distill_from:  # a teacher must not have trained on the fold: refused before any image is decoded
+            check_teachers_blind(cfg, portable_data_path(folder), held_df)
     if exclude:
         unknown = set(exclude) - set(train_df["image"])
         if unknown:
@@ -127,7 +129,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         init_weights(model, cfg.init_from, (heads["type"], input_cfg) if frozen else None, complete=frozen,
                      out_dir=cfg.out_dir)
     model = model.to(memory_format=torch.channels_last)  # faster on CPU in fp32 and bf16 alike
-    teacher = load_teacher(cfg.distill_from, heads["type"], input_cfg) if cfg.distill_from else None
+    teacher = load_teacher(cfg.distill_from, heads["type"], input_cfg, cfg.out_dir) if cfg.distill_from else None
     weights = {h: _class_weights(train_ds.targets[h], len(labels)) for h, labels in heads.items()}
     if cfg.reweight_erased and cfg.erase_lesion > 0 and train_ds.masks is not None and train_ds.normal_index is not None:
         # the class weights follow the labels the model will see: a covered lesion's image counts as no tumor

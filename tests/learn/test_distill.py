@@ -1,5 +1,6 @@
 """Knowledge distillation: the loss follows the teacher on uncovered images only; a teacher must fit the run; the
-dataset marks which images had their lesion covered."""
+dataset marks which images had their lesion covered; several teachers are one (their mean probabilities); a run that
+holds a calibration fold out takes only teachers that held out the same fold."""
 
 from __future__ import annotations
 
@@ -87,3 +88,107 @@ def test_a_teacher_with_offsets_is_distilled_in_its_calibrated_form(tiny_registr
     out = teacher(x)
     assert torch.allclose(out["type"], raw / 0.5 + torch.tensor(bias), atol=1e-4)
     assert set(out) >= {"type", "stage"}  # the other heads pass through
+
+
+def test_several_teachers_are_one_whose_probabilities_are_their_mean() -> None:
+    from medimg_demo.learn.config import teacher_ids
+    from medimg_demo.learn.start import _EnsembleTeacher
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, z: list[list[float]], stage: float) -> None:
+            super().__init__()
+            self.z, self.stage = torch.tensor(z), stage
+
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"type": self.z, "stage": torch.full((len(self.z), 2), self.stage)}
+
+    a, b = [[4.0, 0.0, 0.0], [0.0, 1.0, 0.0]], [[0.0, 4.0, 0.0], [0.0, 1.0, 3.0]]
+    out = _EnsembleTeacher([Fixed(a, 1.0), Fixed(b, 2.0)])(torch.zeros(2, 3, 8, 8))
+    mean = (torch.softmax(torch.tensor(a), 1) + torch.softmax(torch.tensor(b), 1)) / 2
+    assert torch.allclose(torch.softmax(out["type"], 1), mean, atol=1e-6)
+    # not the softmax of mean logits: the two disagree where the members do
+    assert not torch.allclose(torch.softmax(out["type"], 1), torch.softmax((torch.tensor(a) + torch.tensor(b)) / 2, 1), atol=1e-2)
+    assert float(out["stage"][0, 0]) == 1.0  # the other heads are the first teacher's
+    assert teacher_ids(" m1, m2 ,m3 ") == ["m1", "m2", "m3"]
+    with pytest.raises(ValueError, match="each once"):
+        teacher_ids("m1,m2,m1")
+
+
+def _teacher_trained_with(tiny_registry, out, training: dict, model_id: str = "lung_ct.tiny_v0",  # noqa: ANN001
+                          calibration: dict | None = None) -> str:
+    import json
+    import shutil
+
+    shutil.copytree(tiny_registry / "lung_ct.tiny_v0", out / model_id, dirs_exist_ok=True)
+    raw = json.loads((out / model_id / "config.json").read_text())
+    raw["id"] = model_id
+    raw["training"] = {"task": "lung_ct", "data": "lung_ct", "seed": 2, **training}
+    if calibration is not None:
+        raw["calibration"] = calibration
+    (out / model_id / "config.json").write_text(json.dumps(raw))
+    return model_id
+
+
+HELD = pd.DataFrame({"image": ["images/b.png", "images/a.png"]})
+BLIND = {"calibration_folds": 10, "calibration_fold": 1, "calibration_seed": 0}
+
+
+def _fingerprint(images: list[str]) -> str:
+    from medimg_demo.learn.holdout import held_out_fingerprint
+
+    return held_out_fingerprint(pd.DataFrame({"image": images}))
+
+
+@pytest.mark.parametrize("training,calibration,accepted", [
+    (BLIND, None, True),
+    ({"calibration_folds": 10, "calibration_fold": 1, "seed": 0}, None, True),  # a record from before the fold split seed
+    ({}, None, False),  # trained on all of train, the fold included
+    ({**BLIND, "calibration_fold": 2}, None, False),
+    ({**BLIND, "calibration_folds": 5}, None, False),
+    ({"calibration_folds": 10, "calibration_fold": 1}, None, False),  # an old record: its folds came from seed 2
+    ({**BLIND, "data": "other"}, None, False),
+    ({**BLIND, "init_from": "lung_ct.other_v1"}, None, False),  # its start model saw all of train
+    # a record that names its held-out images: they decide, whatever the fold numbers say
+    ({**BLIND, "calibration_fold": 7}, {"held_out_sha256": _fingerprint(["images/a.png", "images/b.png"])}, True),
+    (BLIND, {"held_out_sha256": _fingerprint(["images/a.png", "images/c.png"])}, False),
+])
+def test_a_run_holding_a_fold_out_takes_only_teachers_blind_to_it(tiny_registry, tmp_path, training: dict,
+                                                                    calibration: dict | None, accepted: bool) -> None:
+    from medimg_demo.learn.config import TrainConfig
+    from medimg_demo.learn.start import check_teachers_blind
+
+    model_id = _teacher_trained_with(tiny_registry, tmp_path, training, calibration=calibration)
+    run = TrainConfig(task="lung_ct", out_dir=str(tmp_path), seed=5, calibration_folds=10, calibration_fold=1,
+                      distill_from=model_id, distill_weight=1.0)
+    if accepted:
+        check_teachers_blind(run, "lung_ct", HELD)
+    else:
+        with pytest.raises(ValueError, match="must not have trained on the images the temperature is fitted on"):
+            check_teachers_blind(run, "lung_ct", HELD)
+
+
+def test_every_member_of_an_ensemble_teacher_is_checked_and_loaded(tiny_registry, tmp_path) -> None:
+    from medimg_demo.learn.config import TrainConfig
+    from medimg_demo.learn.start import _EnsembleTeacher, check_teachers_blind, load_teacher
+    from medimg_demo.models.registry import get_model
+
+    first = _teacher_trained_with(tiny_registry, tmp_path, BLIND, "lung_ct.a_v1")
+    second = _teacher_trained_with(tiny_registry, tmp_path, {}, "lung_ct.b_v1")  # saw the fold
+    run = TrainConfig(task="lung_ct", out_dir=str(tmp_path), calibration_folds=10, calibration_fold=1,
+                      distill_from=f"{first}, {second}", distill_weight=1.0)
+    with pytest.raises(ValueError, match=second):
+        check_teachers_blind(run, "lung_ct", HELD)
+    cfg = get_model(first, tmp_path)
+    teacher = load_teacher(f"{first},{second}", cfg.type_labels, cfg.input, tmp_path)
+    assert isinstance(teacher, _EnsembleTeacher) and len(teacher.members) == 2 and not teacher.training
+    x = torch.randn(2, 3, *cfg.input.size)
+    assert torch.allclose(teacher(x)["type"].exp().sum(1), torch.ones(2), atol=1e-5)  # log-probabilities
+    with pytest.raises(ValueError, match="each once"):
+        TrainConfig(task="lung_ct", distill_from=" , ", distill_weight=1.0).check_options()
+
+
+def test_a_card_names_every_teacher() -> None:
+    from medimg_demo.eval.card import _teachers
+
+    assert _teachers("m_v1") == "`m_v1`"
+    assert _teachers("a_v1, b_v1 ,c_v1") == "the mean probabilities of `a_v1`, `b_v1` and `c_v1`"

@@ -43,12 +43,32 @@ def test_the_calibration_fold_is_one_whole_fold_with_its_twins(tmp_path) -> None
 
 @pytest.mark.parametrize("folds,fold,extra", [(1, 0, {}), (5, 5, {}), (5, -1, {}), (0, 2, {}),
                                               (5, 0, {"lesion_only": True, "lesion": True, "init_from": "m"}),
-                                              (5, 0, {"init_from": "m"}),
-                                              (5, 0, {"distill_from": "m", "distill_weight": 1.0})])
+                                              (5, 0, {"init_from": "m"})])
 def test_options_refuse_a_fold_that_cannot_be_held_out(folds: int, fold: int, extra: dict) -> None:
     with pytest.raises(ValueError, match="calibration-fold"):
         TrainConfig(task="toy", calibration_folds=folds, calibration_fold=fold, **extra).check_options()
     TrainConfig(task="toy", calibration_folds=5, calibration_fold=4).check_options()  # a valid one passes
+    # teachers are checked when loaded: each must have held out the same fold (tests/learn/test_distill.py)
+    TrainConfig(task="toy", calibration_folds=5, calibration_fold=4, distill_from="m", distill_weight=1.0).check_options()
+
+
+def test_the_held_out_fold_is_the_same_whatever_the_training_seed() -> None:
+    one, two = (TrainConfig(task="toy", seed=s, calibration_folds=10, calibration_fold=1) for s in (0, 7))
+    assert one.held_out_fold() == two.held_out_fold() == (10, 1, 0)
+    assert TrainConfig(task="toy", seed=7, calibration_folds=10, calibration_fold=1,
+                       calibration_seed=3).held_out_fold() == (10, 1, 3)
+    with pytest.raises(ValueError, match="give N too"):
+        TrainConfig(task="toy", calibration_seed=3).check_options()
+
+
+def test_a_record_from_before_the_fold_split_seed_reproduces_its_folds() -> None:
+    """Such a record split its folds with --seed: its printed command must say so, or the folds would differ."""
+    from medimg_demo.learn.config import train_command
+
+    old = {"task": "toy", "seed": 3, "calibration_folds": 10, "calibration_fold": 1}
+    assert "--calibration-seed 3" in train_command(old)
+    assert "--calibration-seed" not in train_command({**old, "seed": 0})  # the default
+    assert "--calibration-seed" not in train_command({"task": "toy", "seed": 3})
 
 
 def _held_out_model(folder=None):  # noqa: ANN001, ANN202
@@ -119,6 +139,9 @@ def test_train_never_sees_the_calibration_fold_and_fits_the_temperature_on_it(tm
     assert cal["method"] == "held-out fold" and cal["held_out"] == len(held) and cal["cases"] == len(held) + 8
     assert saved["temperature"]["type"] > 0 and "type" in cal["val_only_temperature"]
     assert saved["training"]["calibration_folds"] == 3 and saved["training"]["calibration_fold"] == 2
+    # the record names the very images held out, so a later run can check a teacher never trained on them
+    assert cal["held_out_sha256"] == holdout_mod.held_out_fingerprint(pd.DataFrame({"image": list(held)}))
+    assert cal["held_out_sha256"] != holdout_mod.held_out_fingerprint(pd.DataFrame({"image": list(trained)[:len(held)]}))
     # the temperature is the one the served model's logits on the held-out fold + val ask for (not val's alone)
     from medimg_demo.learn.dataset import predict_logits
     from medimg_demo.models.calibrate import fit_temperature
