@@ -119,9 +119,10 @@ def check_teachers_blind(cfg: TrainConfig, data: str, held: pd.DataFrame) -> Non
     fold this run holds out (``held``) of ``data`` (the record's data path)."""
     from .holdout import held_out_fingerprint
 
+    held_sha = held_out_fingerprint(held)  # once, whatever the number of teachers
     for model_id in teacher_ids(cfg.distill_from):
         _blind_to_fold(model_id, start_model(model_id, cfg.out_dir, option="--distill-from"), cfg.held_out_fold(),
-                       data, held_out_fingerprint(held))
+                       data, held_sha)
 
 
 def _one_teacher(model_id: str, type_labels: list[str], input_cfg: InputConfig, out_dir: str | Path) -> torch.nn.Module:
