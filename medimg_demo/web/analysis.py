@@ -53,9 +53,12 @@ def opacity_value(value: Any, default: float = 0.45) -> float:
 
 
 def readable(scores: dict[str, float] | None, name: Callable[[str], str]) -> dict[str, float] | None:
-    """Probabilities keyed by readable names for the screen, at most 99% (``probability_text``; the JSON keeps the
+    """Probabilities keyed by readable names for the screen, from 1% to 99% (``probability_text``; the JSON keeps the
     model's raw labels and values)."""
-    return None if scores is None else {name(k): capped(v) for k, v in scores.items()}
+    if scores is None:
+        return None
+    # highest first: classes the floor shows alike (1%) keep their order, as the Label lists ties as given
+    return {name(k): capped(v) for k, v in sorted(scores.items(), key=lambda kv: -kv[1])}
 
 
 @dataclass(frozen=True)

@@ -186,7 +186,7 @@ def test_stale_results_are_cleared_when_the_model_or_the_file_changes(page, tmp_
     page.get_by_text("not a recognised image").first.wait_for(timeout=30_000)
     page.wait_for_timeout(1000)
     assert _viewer_srcs(page) == []
-    assert _type_text(page).strip() in ("", "Tumor type (calibrated probability, shown up to 99%)")
+    assert _type_text(page).strip() in ("", "Tumor type (calibrated probability, shown from 1% to 99%)")
     assert "breast_us" not in page.locator("#analysis-info").inner_text()
     assert not page.get_by_role("button", name="Switch to").is_visible()  # no offer left from the previous case
 

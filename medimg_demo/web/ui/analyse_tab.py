@@ -88,10 +88,10 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
             notes = gr.Markdown(elem_id="analysis-notes")
             switch = gr.Button("Switch model", visible=False, size="sm")
             with gr.Column() as type_box:
-                type_out = gr.Label(label="Tumor type (calibrated probability, shown up to 99%)", num_top_classes=4,
+                type_out = gr.Label(label="Tumor type (calibrated probability, shown from 1% to 99%)", num_top_classes=4,
                                     elem_id="type-out")
             with gr.Column(visible=False) as stage_box:  # only for a model with a stage head
-                stage_out = gr.Label(label="Stage (calibrated probability, shown up to 99%)", num_top_classes=3,
+                stage_out = gr.Label(label="Stage (calibrated probability, shown from 1% to 99%)", num_top_classes=3,
                                      elem_id="stage-out")
             stage_md = gr.Markdown()  # the stage's basis, or why this model gives none
             gr.Markdown("### Treatment pathway (options for a tumor board)")

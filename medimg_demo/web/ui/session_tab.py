@@ -61,8 +61,8 @@ def session_tab(choices: list[tuple[str, str]]) -> None:
         gr.Markdown("#### 2. The model's output - your aided answer")
         compare = gr.Markdown(elem_id="session-compare")
         with gr.Row():
-            m_type = gr.Label(label="Model: tumor type (shown up to 99%)", num_top_classes=4)
-            m_stage = gr.Label(label="Model: stage (shown up to 99%)", num_top_classes=3)
+            m_type = gr.Label(label="Model: tumor type (shown from 1% to 99%)", num_top_classes=4)
+            m_stage = gr.Label(label="Model: stage (shown from 1% to 99%)", num_top_classes=3)
         m_stage_md = gr.Markdown()
         m_path = gr.Markdown()
         with gr.Row():
