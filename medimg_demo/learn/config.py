@@ -38,7 +38,7 @@ _RANGES: tuple[tuple[str, float, float, str], ...] = (
     ("threads", 0, 1024, "0 (torch's default) or more threads"), ("max_train", 0, 10**9, "0 (all) or more images"),
     ("lesion_weight", 0.0, 1e6, "a weight of 0 or more"), ("guidance_weight", 0.0, 1e6, "a weight of 0 or more"),
     ("projection_weight", 0.0, 1e6, "a weight of 0 or more"), ("distill_weight", 0.0, 1e6, "a weight of 0 or more"),
-    ("select_erasure", 0.0, 1e6, "a weight of 0 or more"),
+    ("select_erasure", 0.0, 1e6, "a weight of 0 or more"), ("ema_halflife", 0.0, 1000.0, "0 (off) or more epochs"),
     ("erase_lesion", 0.0, 1.0, "a probability from 0 to 1"), ("erase_elsewhere", 0.0, 1.0, "a probability from 0 to 1"),
 )
 
@@ -113,6 +113,8 @@ class TrainConfig:
     calibration_fold: int = _opt(0, "which fold --calibration-folds holds out, counted from 0 (0 to folds - 1)")
     calibration_seed: int = _opt(0, "seed of the fold split --calibration-folds makes (the same folds whatever --seed, "
                                     "so models of several seeds can hold out the same images)")
+    ema_halflife: float = _opt(0.0, "score, select and save an exponential moving average of the weights over the "
+                                    "fine-tuning steps, whose weight on a step halves after this many epochs (0: off)")
     init_from: str = _opt("", "start from this trained model's weights (a model id, looked up in --out first, then "
                               "the registry); new layers start fresh")
     target_layer: str = _opt("features", "layer Grad-CAM explains (written to config.json)")
@@ -156,6 +158,9 @@ class TrainConfig:
         if self.calibration_folds and self.init_from:
             raise OptionError("--calibration-folds holds a fold out of training, but --init-from brings a model that "
                               "trained on all of train, that fold included: train from ImageNet weights.")
+        if self.ema_halflife and not self.epochs:
+            raise OptionError("--ema-halflife averages the fine-tuning steps, and --epochs 0 runs none: give --epochs "
+                              "1 or more, or leave --ema-halflife out.")
         if self.pair_elsewhere < 0:
             raise OptionError("--pair-elsewhere is a weight: give 0 or more.")
         if self.pair_margin and (self.erase_lesion or self.erase_elsewhere):

@@ -12,12 +12,15 @@
 - ``pair_loss`` (paired counterfactuals): the same image without its lesion must lean further to no tumor by a
   margin, and with a region elsewhere in-filled must not move; nothing is relabelled, so unlike covers labelled no
   tumor it cannot be met by a learned prior for no tumor.
+- ``class_weights``, ``erased_class_weights``: the cross-entropy's class weights, inverse to the label counts (after
+  counterfactual covering, for the latter).
 - ``distill_loss`` (Hinton et al., 2015): the type head follows a teacher's softened probabilities on the images
   whose label the counterfactual covering left alone, so grounding the call need not cost the teacher's accuracy.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -105,3 +108,19 @@ def pair_loss(image: torch.Tensor, twin: torch.Tensor, kind: torch.Tensor, norma
     if bool(elsewhere.any()):
         loss = loss + elsewhere_weight * d[elsewhere].abs().mean()
     return loss
+
+
+def class_weights(targets: torch.Tensor, n: int) -> torch.Tensor:
+    """Cross-entropy class weights inverse to the label counts (a class never seen counts once)."""
+    counts = torch.bincount(targets, minlength=n).float().clamp(min=1)
+    return counts.sum() / (n * counts)
+
+
+def erased_class_weights(targets: torch.Tensor, masks: np.ndarray, normal: int, n: int, p: float) -> torch.Tensor:
+    """Class weights from the expected label counts under counterfactual covering (probability ``p`` per lesion)."""
+    has = torch.from_numpy(masks.reshape(len(masks), -1).any(1))
+    counts = torch.bincount(targets, minlength=n).float()
+    moved = torch.bincount(targets[has], minlength=n).float() * p
+    counts = (counts - moved).clamp(min=1)
+    counts[normal] += float(moved.sum())
+    return counts.sum() / (n * counts)

@@ -1,11 +1,10 @@
 """Fine-tune a pretrained timm backbone on a manifest data set and write ``models/<id>/``.
 
-Recipe: class-weighted cross-entropy per head; warm-up epochs with the backbone frozen (heads
-only), then full fine-tuning with a lower backbone learning rate and a cosine schedule; model
-selection and early stopping on the ``val`` split; temperature scaling fitted on ``val`` (and a held-out fold of
-``train``, ``--calibration-folds``). Optionally a lesion head,
-guidance, box-projection and counterfactual terms, distillation from a trained teacher (see ``losses``), or
-only the lesion head of a trained model (``--lesion-only``).
+Recipe: class-weighted cross-entropy per head; warm-up epochs with the backbone frozen (heads only), then full
+fine-tuning with a lower backbone learning rate and a cosine schedule (optionally an average of the weights, see
+``averaging``); model selection and early stopping on the ``val`` split; temperature scaling fitted on ``val`` (and a
+held-out fold of ``train``, ``--calibration-folds``). Optionally a lesion head, guidance, box-projection and
+counterfactual terms, distillation from a trained teacher (see ``losses``), or only the lesion head (``--lesion-only``).
 channels_last memory; bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX), fp32 otherwise or with ``--no-bf16``.
 """
 
@@ -35,10 +34,11 @@ from ..models.network import TumorNet
 from ..models.precision import bf16_supported
 from ..models.weights import load_checkpoint, save_checkpoint, sha256_file
 from ..tasks import get_task
+from .averaging import WeightAverage
 from .config import TrainConfig, portable_data_path
 from .dataset import ManifestDataset, predict_logits
 from .holdout import holdout_temperature, split_calibration_fold
-from .losses import distill_loss, guidance_loss, lesion_loss, pair_loss, projection_loss
+from .losses import class_weights, distill_loss, erased_class_weights, guidance_loss, lesion_loss, pair_loss, projection_loss
 from .selection import lesion_score, selection_score, val_box_hits, val_dice, val_erasure, val_scores
 from .start import check_teachers_blind, init_weights, load_teacher, start_model
 
@@ -49,21 +49,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _class_weights(targets: torch.Tensor, n: int) -> torch.Tensor:
-    counts = torch.bincount(targets, minlength=n).float().clamp(min=1)
-    return counts.sum() / (n * counts)
-
-
-def _erased_weights(targets: torch.Tensor, masks: np.ndarray, normal: int, n: int, p: float) -> torch.Tensor:
-    """Class weights from the expected label counts under counterfactual covering (probability ``p`` per lesion)."""
-    has = torch.from_numpy(masks.reshape(len(masks), -1).any(1))
-    counts = torch.bincount(targets, minlength=n).float()
-    moved = torch.bincount(targets[has], minlength=n).float() * p
-    counts = (counts - moved).clamp(min=1)
-    counts[normal] += float(moved.sum())
-    return counts.sum() / (n * counts)
 
 
 def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfig:
@@ -130,11 +115,11 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
                      out_dir=cfg.out_dir)
     model = model.to(memory_format=torch.channels_last)  # faster on CPU in fp32 and bf16 alike
     teacher = load_teacher(cfg.distill_from, heads["type"], input_cfg, cfg.out_dir) if cfg.distill_from else None
-    weights = {h: _class_weights(train_ds.targets[h], len(labels)) for h, labels in heads.items()}
+    weights = {h: class_weights(train_ds.targets[h], len(labels)) for h, labels in heads.items()}
     if cfg.reweight_erased and cfg.erase_lesion > 0 and train_ds.masks is not None and train_ds.normal_index is not None:
         # the class weights follow the labels the model will see: a covered lesion's image counts as no tumor
-        weights["type"] = _erased_weights(train_ds.targets["type"], train_ds.masks, train_ds.normal_index,
-                                          len(heads["type"]), cfg.erase_lesion)
+        weights["type"] = erased_class_weights(train_ds.targets["type"], train_ds.masks, train_ds.normal_index,
+                                               len(heads["type"]), cfg.erase_lesion)
     g = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_ds) > cfg.batch_size, generator=g)
 
@@ -157,7 +142,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     total_epochs = cfg.warmup_epochs + cfg.epochs
     opt: torch.optim.Optimizer | None = None
     sched: torch.optim.lr_scheduler.LRScheduler | None = None
-    t0 = time.time()
+    t0, average = time.time(), WeightAverage(cfg.ema_halflife, len(loader))
     for epoch in range(total_epochs):
         warm = epoch < cfg.warmup_epochs
         if epoch == 0 or epoch == cfg.warmup_epochs:
@@ -171,6 +156,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
                                          {"params": head_params, "lr": cfg.lr_head}], weight_decay=cfg.weight_decay)
                 sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[cfg.lr_backbone, cfg.lr_head], pct_start=0.15,
                                                             total_steps=max(cfg.epochs * len(loader), 1), anneal_strategy="cos")
+                average.start(model)  # --ema-halflife: averaged from the first fine-tuning step
         assert opt is not None
         # BatchNorm stays in train mode during the warm-up too: its statistics adapt to the new domain while the
         # weights are frozen, so the heads learn on the same features the fine-tuning phase starts from.
@@ -223,11 +209,13 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
             opt.step()
             if sched is not None:
                 sched.step()
+            average.update(model)
             running += float(loss.detach()) * n  # type: ignore[union-attr]
             seen += n
             bar.set_postfix(loss=f"{running / seen:.3f}")
         # Select in the precision the app serves (fp32): bf16 val scores differed by up to 0.04 accuracy.
-        val_logits = predict_logits(model, val_ds, bf16=cfg.bf16 and cfg.select_bf16, lesion=cfg.lesion)
+        judged = average.judged(model)  # the weights scored and saved: the average's with --ema-halflife
+        val_logits = predict_logits(judged, val_ds, bf16=cfg.bf16 and cfg.select_bf16, lesion=cfg.lesion)
         val_lesion = val_logits.pop("lesion", None)
         scores = val_scores(val_logits, val_ds, weights)
         if val_lesion is not None and val_ds.masks is not None:
@@ -235,7 +223,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
             if lesion_column == "bbox_xywh_norm":
                 scores["lesion_box_hits"] = val_box_hits(val_lesion, val_ds.masks)
         if cfg.select_erasure > 0:
-            scores.update(val_erasure(model, val_ds, val_logits["type"], seed=cfg.seed))
+            scores.update(val_erasure(judged, val_ds, val_logits["type"], seed=cfg.seed))
         # macro F1 (+ Dice, + erasure test where asked); the lesion head's own score when only it trains
         score = lesion_score(scores) if cfg.lesion_only else selection_score(scores, cfg.select_erasure)
         row = {"epoch": epoch + 1, "warmup": warm, "train_loss": running / max(seen, 1), **scores, "seconds": round(time.time() - t0, 1)}
@@ -248,7 +236,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         )
         if score > best["score"]:
             best = {"score": score, "epoch": epoch + 1, **scores}
-            save_checkpoint(model, best_path, fp16=True)
+            save_checkpoint(judged, best_path, fp16=True)
             bad_epochs = 0
         elif not warm and epoch >= cfg.warmup_epochs + cfg.min_epochs:
             bad_epochs += 1

@@ -25,6 +25,7 @@ def test_cards_and_bundled_metrics() -> None:
         teacher = cfg.raw.get("training", {}).get("distill_from")
         assert ("- Distilled from " in card) == bool(teacher), cfg.id
         assert all(f"`{t.strip()}`" in card.split("- Distilled from ")[-1].split("\n")[0] for t in (teacher or "").split(",") if t.strip())
+        assert ("- Weights averaged" in card) == bool(cfg.raw.get("training", {}).get("ema_halflife")), cfg.id
         assert ("Only the lesion head was trained" in card) == bool(cfg.raw.get("training", {}).get("lesion_only")), cfg.id
     lung = [m for m in models if m.task == "lung_ct"][0]
     assert "through the type" in (lung.folder / "MODEL_CARD.md").read_text()
