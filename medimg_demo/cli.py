@@ -60,14 +60,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             Image.fromarray(overlay(pred.image, pred.heatmap, args.opacity)).save(args.heatmap_out)
         elif args.heatmap_out is not None:
             log.warning("No overlay written: the model gave no answer for this image (status %s)", pred.status)
-        out = pred.to_json()
+        out = {**pred.to_json(), "disclaimer": DISCLAIMER}
         if args.lesion_masks is not None and out.get("lesion") is not None and pred.lesion_mask is not None:
             # named by position, never after the input: a file name may carry a patient's name
             args.lesion_masks.mkdir(parents=True, exist_ok=True)
             name = f"lesion_mask_{index:05d}.png"
             Image.fromarray(pred.lesion_mask.astype("uint8") * 255).save(args.lesion_masks / name)
             out["lesion"]["mask_png"] = name
-        out["disclaimer"] = DISCLAIMER
         if args.json:
             out["index"] = index  # position in the input list: file names may carry a patient's name, so none is echoed
             print(json.dumps(out))
@@ -116,7 +115,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .learn.train import train
 
     mc = train(train_config_from_args(args))
-    print(json.dumps({"model": mc.id, "folder": str(mc.folder), "val_at_selection": mc.raw.get("val_at_selection")}, indent=2))
+    scores = {k: mc.raw[k] for k in ("val_at_selection", "held_out_at_last_epoch") if k in mc.raw}
+    print(json.dumps({"model": mc.id, "folder": str(mc.folder), **scores}, indent=2))
     return 0
 
 

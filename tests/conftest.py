@@ -3,6 +3,7 @@ store on both backends (SQLite, and a throwaway PostgreSQL server)."""
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
@@ -18,8 +19,11 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-# In-process tests record predictions and feedback: keep them out of the developer's own state folder.
-os.environ.setdefault("MEDIMG_STATE_DIR", tempfile.mkdtemp(prefix="medimg-test-state-"))
+# In-process tests record predictions and feedback: keep them out of the developer's own state folder, in a folder
+# removed when the test run ends (one run used to leave one behind in the system's temporary folder).
+if "MEDIMG_STATE_DIR" not in os.environ:
+    os.environ["MEDIMG_STATE_DIR"] = tempfile.mkdtemp(prefix="medimg-test-state-")
+    atexit.register(shutil.rmtree, os.environ["MEDIMG_STATE_DIR"], ignore_errors=True)
 # ... and out of a developer's own feedback database server (tests that want PostgreSQL use the `store` fixture).
 os.environ.pop("MEDIMG_DB_URL", None)
 
@@ -62,6 +66,25 @@ def two_class_set(root: Path, n_per_class: int = 12, noise: int = 60, square: in
                 Image.fromarray(arr).save(root / name)
                 rows.append({"image": name, "label": label, "split": split})
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+
+
+@pytest.fixture()
+def decoded(monkeypatch) -> dict[str, set[str]]:  # noqa: ANN001
+    """The images of each data set a training run builds, by its progress label ("decode train", "decode val",
+    "decode calibration fold"): ``train`` and the held-out fold's calibration are spied on."""
+    import medimg_demo.learn.holdout as holdout_mod
+    import medimg_demo.learn.train as train_mod
+
+    seen: dict[str, set[str]] = {}
+    real = train_mod.ManifestDataset
+
+    def spy(folder, frame, *args, desc="", **kwargs):  # noqa: ANN001, ANN202
+        seen[desc] = set(frame.image)
+        return real(folder, frame, *args, desc=desc, **kwargs)
+
+    monkeypatch.setattr(train_mod, "ManifestDataset", spy)
+    monkeypatch.setattr(holdout_mod, "ManifestDataset", spy)
+    return seen
 
 
 def dicom_bytes(

@@ -91,6 +91,8 @@ def append_log(runs: Path, cfg: ModelConfig, dataset: str, split: str, metrics: 
 def evaluate_cached(cfg: ModelConfig, data_dir: Path, split: str, runs: Path, explain: bool = False,
                     n_boot: int = 1000, seed: int = 0, force: bool = False) -> tuple[Path, str]:
     """The cache folder of this evaluation, computing it only if needed. Returns (folder, 'cache' | 'computed')."""
+    if split == "val":  # before the cache too: no in-sample val figures, computed or cached
+        cfg.refuse_in_sample_val("evaluating", "evaluate it on test")
     folder = cache_dir(cfg, data_dir, split, explain, runs, n_boot, seed)
     metrics_path = folder / "metrics.csv"
     if metrics_path.is_file() and not force:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from ..errors import ModelError
-from ..learn.config import HELD_OUT, teacher_ids, train_command
+from ..learn.config import teacher_ids
 from ..models.config import ModelConfig
 from ..notice import DISCLAIMER
 from ..tasks import get_task
+from .card_training import calibration_line, data_line, reproduce_commands
 from .consistency import from_metrics, order_under_ece, small_p
 
 
@@ -66,7 +66,7 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         "one linear head per output; grayscale input repeated to 3 channels.",
         f"- Input: {cfg.input.size[0]}x{cfg.input.size[1]} px, mean {list(cfg.input.mean)}, std {list(cfg.input.std)}.",
         f"- Weights: `weights.safetensors` ({raw.get('weights', {}).get('dtype', 'float16')}), sha256 `{cfg.weights_sha256}`.",
-        _calibration_line(cfg),
+        calibration_line(cfg),
         f"- Grad-CAM target layer: `{cfg.target_layer}`.",
         *([f"- Lesion head: FPN-style decoder on backbone blocks {list(cfg.lesion.taps)} ({cfg.lesion.channels} channels), "
            f"trained with Dice + BCE on the data set's lesion annotations; a pixel is lesion above probability "
@@ -104,7 +104,7 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         "",
         "## Training and evaluation data",
         cfg.data_source or "See the data set's README.",
-        _data_line(training, raw.get("calibration") or {})
+        data_line(training, raw.get("calibration") or {})
         + ", reported on `" + split + f"` ({n_images} images).",
         "",
         f"## Metrics on `{split}` (95% bootstrap intervals, 1000 resamples of cases)",
@@ -147,78 +147,18 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         lines.append(f"- {get_task(cfg.task).limitation}")
     gate = gate_section(cfg.folder) if cfg.folder is not None else []
     lines += ["", *gate] if gate else []
+    epoch_note = "Last epoch kept (val was trained on):" if cfg.trained_on_val else "Selected epoch"
     lines += [
         "",
         "## Reproduce",
-        f"Selected epoch {raw.get('selected_epoch')}; training took {raw.get('training_seconds')} s on 2 CPU cores (torch {raw.get('torch')}).",
+        f"{epoch_note} {raw.get('selected_epoch')}; training took {raw.get('training_seconds')} s on 2 CPU cores "
+        f"(torch {raw.get('torch')}).",
         "```bash",
         *reproduce_commands(cfg, eval_command),
         "```",
         "",
     ]
     return "\n".join(lines)
-
-
-def reproduce_commands(cfg: ModelConfig, eval_command: str) -> list[str]:
-    """The commands that rebuild the model as served: train, any recalibration (with the gate refit it asks for), evaluate.
-    A temperature fitted on a held-out fold comes from ``train`` itself."""
-    cal = cfg.raw.get("calibration") or {}
-    recalibrated = bool(cal) and cal.get("method") != HELD_OUT and not (cfg.raw.get("training") or {}).get("lesion_only")
-    return [train_command(cfg.raw.get("training") or {}),
-            *([_calibrate_command(cfg, cal), f"python -m medimg_demo gate --model {cfg.id}"] if recalibrated else []),
-            eval_command]
-
-
-def _fold(cal: dict[str, Any]) -> str:
-    return f"fold {cal['fold'] + 1} of {cal['folds']}, `--calibration-fold {cal['fold']}`"
-
-
-def _data_line(training: dict[str, Any], cal: dict[str, Any]) -> str:
-    if cal.get("method") == HELD_OUT and training.get("calibration_folds"):
-        return (f"Trained on `train` less a calibration fold ({cal['held_out']} images, {_fold(cal)}), model "
-                "selection and early stopping on `val`, temperature on that fold + `val`")
-    if cal.get("method") == HELD_OUT:
-        return ("Trained on `train`, model selection and early stopping on `val`; the classifier and its temperature are "
-                "the start model's (fitted on a `train` fold it never trained on + `val`)")
-    if cal and cal.get("method") != "bcts":
-        return "Trained on `train`, model selection and early stopping on `val`, temperature on out-of-fold `train` + `val`"
-    return "Trained on `train`, model selection, early stopping and calibration on `val`"
-
-
-def _calibrate_command(cfg: ModelConfig, cal: dict[str, Any]) -> str:
-    if cal.get("method") == "bcts":
-        return f"python -m medimg_demo calibrate --method bcts --model {cfg.id} --folds {cal['folds']} --write"
-    full = " --full-schedule" if cal.get("full_schedule") else ""
-    return f"python -m medimg_demo calibrate --model {cfg.id} --folds {cal['folds']}{full} --write"
-
-
-def _calibration_line(cfg: ModelConfig) -> str:
-    cal = cfg.raw.get("calibration")
-    if not cal:
-        return f"- Calibration: temperature scaling fitted on `val`: {cfg.temperature}."
-    if cal.get("method") == "bcts":
-        cv = cal["cv"]
-        return (f"- Calibration: bias-corrected temperature scaling (BCTS, Alexandari et al., ICML 2020) fitted on `val` "
-                f"({cal['cases']} cases): probabilities are softmax(logits / {cfg.temperature.get('type')} + bias), bias "
-                f"{dict(zip(cfg.type_labels, cfg.bias.get('type', ())))}. Chosen over temperature scaling alone (T = "
-                f"{cal['temperature_only']}) by {cal['repeats']} x {cal['folds']}-fold cross-validation within `val`: "
-                f"held-out NLL {cv['bcts']['cv_nll']:.3f} vs {cv['temperature']['cv_nll']:.3f}, ECE "
-                f"{cv['bcts']['cv_ece']:.3f} vs {cv['temperature']['cv_ece']:.3f}, accuracy {cv['bcts']['cv_accuracy']:.3f} "
-                f"vs {cv['temperature']['cv_accuracy']:.3f}. The bias moves decisions, not only confidences (a temperature "
-                "cannot): it corrects a class prior the training run learned, such as the no-tumor class that "
-                "counterfactual covers (`--erase-lesion`) make more frequent in training than in the data.")
-    if cal.get("method") == HELD_OUT:
-        return (f"- Calibration: temperature scaling {cfg.temperature}, fitted (NLL) on {cal['cases']} cases this model "
-                f"never trained on: {cal['held_out']} `train` images held out of its training ({_fold(cal)}, "
-                "stratified by label, near-duplicate twins together; accuracy "
-                f"{cal['held_out_type_accuracy']:.3f}) plus `val` (accuracy {cal['val_type_accuracy']:.3f}), which also "
-                f"selected the epoch. `val` alone would give {cal['val_only_temperature']}.")
-    return (f"- Calibration: temperature scaling {cfg.temperature}, fitted (NLL) on {cal['cases']} cases: out-of-fold "
-            f"predictions of {cal['folds']} models trained by this model's own recipe on folds of `train` (accuracy "
-            f"{cal['oof_type_accuracy']:.3f}) plus this model on `val` (accuracy {cal['val_type_accuracy']:.3f}). "
-            f"`val` alone would give {cal['val_only_temperature']}. Fold models' val accuracy: "
-            f"{cal.get('fold_val_type_accuracy', [])}"
-            + (" (every epoch of the recipe run, no early stop)." if cal.get("full_schedule") else "."))
 
 
 def write(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, eval_command: str) -> Path:

@@ -34,6 +34,8 @@ def evaluate(cfg: ModelConfig, data_dir: Path, split: str, n_boot: int = 1000, s
              explain: bool = False) -> Evaluation:
     """Calibrated predictions of every image of ``split`` and their metrics (type head, then stage head);
     with ``explain``, the heatmap quality metrics too."""
+    if split == "val":
+        cfg.refuse_in_sample_val("evaluating", "evaluate it on test")
     df = split_frame(read_manifest(data_dir), split)
     model = load_model(cfg)
     heads = {h: labels for h, labels in cfg.heads.items() if h == "type" or h in df.columns}

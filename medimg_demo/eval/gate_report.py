@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ModelError
-from ..learn.gate import SplitOutputs, abstain_threshold, fit_all, refusal_threshold, split_outputs
+from ..learn.gate import GATE_INSTEAD, SplitOutputs, abstain_threshold, fit_all, refusal_threshold, split_outputs
 from ..models.calibration import Calibration
 from ..models.config import ModelConfig
 from ..models.gate import METHODS, save_stats
@@ -54,6 +54,7 @@ def fit_gate(cfg: ModelConfig, data_dir: Path, data_root: Path, method: str = "a
         raise ModelError(f"Model {cfg.id} has no folder to write its gate into.")
     if method != "auto" and method not in METHODS:
         raise ModelError(f"Unknown gate method {method!r}; use auto or one of {', '.join(METHODS)}.")
+    cfg.refuse_in_sample_val("choosing the gate's thresholds", GATE_INSTEAD)  # before train is decoded
     model = load_model(cfg)
     for p in model.parameters():
         p.requires_grad_(False)

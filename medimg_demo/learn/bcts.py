@@ -31,6 +31,7 @@ from ..models.calibrate import T_MAX, T_MIN, calibrated_logits, ece, fit_calibra
 from ..models.calibration import Calibration
 from ..models.config import ModelConfig
 from ..models.network import load_model
+from .config import FROM_HELD_OUT
 from .dataset import ManifestDataset, predict_logits
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ def cross_validate(logits: torch.Tensor, targets: torch.Tensor, folds: int = 5, 
 
 def fit_bcts(cfg: ModelConfig, data: str | None = None, folds: int = 5, repeats: int = 5) -> BctsResult:
     """BCTS and temperature scaling of the type head, fitted on ``val`` and compared by cross-validation on it."""
+    cfg.refuse_in_sample_val("fitting BCTS", FROM_HELD_OUT)
     folder = resolve_data_dir(data, cfg.task)
     val_df = split_frame(read_manifest(folder), "val")
     ds = ManifestDataset(folder, val_df, {"type": cfg.type_labels}, cfg.input, augment=None, desc="decode val")

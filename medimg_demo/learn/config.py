@@ -109,10 +109,16 @@ class TrainConfig:
     distill_weight: float = _opt(0.0, "weight of the distillation term (with --distill-from)")
     calibration_folds: int = _opt(0, "hold one fold of train out of training (train split into this many folds, "
                                      "stratified by label, near-duplicate twins together) and fit the temperature on "
-                                     "it plus val (0: val only)")
+                                     "it plus val (0: val only); with --train-on-val a fold of train + val, and the "
+                                     "temperature on it alone")
     calibration_fold: int = _opt(0, "which fold --calibration-folds holds out, counted from 0 (0 to folds - 1)")
     calibration_seed: int = _opt(0, "seed of the fold split --calibration-folds makes (the same folds whatever --seed, "
                                     "so models of several seeds can hold out the same images)")
+    train_on_val: bool = _opt(False, "train on train + val: val then selects nothing (the last epoch is kept); the "
+                                     "temperature comes from a fold of that pool held out (--calibration-folds) or "
+                                     "from a sibling model that held one out (--temperature-from)")
+    temperature_from: str = _opt("", "with --train-on-val and no fold held out: copy the temperature of this trained "
+                                     "model, one of the same recipe that held a calibration fold out of the pool")
     ema_halflife: float = _opt(0.0, "score, select and save an exponential moving average of the weights over the "
                                     "fine-tuning steps, whose weight on a step halves after this many epochs (0: off)")
     init_from: str = _opt("", "start from this trained model's weights (a model id, looked up in --out first, then "
@@ -161,15 +167,43 @@ class TrainConfig:
         if self.ema_halflife and not self.epochs:
             raise OptionError("--ema-halflife averages the fine-tuning steps, and --epochs 0 runs none: give --epochs "
                               "1 or more, or leave --ema-halflife out.")
+        self._check_pool_options()
         if self.pair_elsewhere < 0:
             raise OptionError("--pair-elsewhere is a weight: give 0 or more.")
         if self.pair_margin and (self.erase_lesion or self.erase_elsewhere):
             raise OptionError("--pair-margin makes each image's counterfactual twin itself and never switches a label: "
                               "leave out --erase-lesion and --erase-elsewhere.")
 
+    def _check_pool_options(self) -> None:
+        """--train-on-val and --temperature-from: val is trained on, so nothing may be selected or calibrated on it."""
+        if self.temperature_from and not self.train_on_val:
+            raise OptionError("--temperature-from is for a --train-on-val run, which has no images left to calibrate "
+                              "on; without --train-on-val the temperature is fitted on val (or a held-out fold + val).")
+        if not self.train_on_val:
+            return
+        if bool(self.calibration_folds) == bool(self.temperature_from):
+            raise OptionError("--train-on-val trains on val, so the temperature needs images the model never saw: "
+                              "give either --calibration-folds N (a fold of train + val held out) or --temperature-from "
+                              "MODEL.")
+        if self.init_from or self.distill_from or self.lesion_only or self.head_only:
+            raise OptionError("--train-on-val trains from ImageNet weights: --init-from, --distill-from, --lesion-only "
+                              "and --head-only bring a model that trained on the images this run holds out, or was "
+                              "selected on val; leave them out.")
+        if self.temperature_from and self.temperature_from == self.model_id:
+            raise OptionError(f"--temperature-from {self.temperature_from} names this run's own --id: give the sibling "
+                              "that held a fold out, under another id.")
+        if self.select_erasure:
+            raise OptionError("--train-on-val keeps the last epoch (val is trained on): --select-erasure selects on "
+                              "val; leave it out.")
+
 
 #: config.json's ``calibration.method`` of a temperature fitted on a train fold held out of training (``holdout``).
 HELD_OUT = "held-out fold"
+#: config.json's ``calibration.method`` of a temperature copied from a sibling that held a fold out
+#: (``--temperature-from``).
+SIBLING = "sibling's held-out fold"
+#: What to do instead of recalibrating on val a model trained on val.
+FROM_HELD_OUT = "its temperature comes from a held-out fold (see its card), and no calibration is ever fitted on test"
 
 #: Options a model card always prints, even at their default value (the rest only where they differ).
 CARD_OPTIONS = ("task", "arch", "size", "epochs", "warmup_epochs", "batch_size", "lr_head", "lr_backbone", "patience",

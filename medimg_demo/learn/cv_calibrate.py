@@ -36,7 +36,7 @@ from ..manifest import read_manifest, resolve_data_dir, split_frame
 from ..models.calibrate import fit_temperature
 from ..models.config import ModelConfig
 from ..models.network import load_model
-from .config import TrainConfig
+from .config import FROM_HELD_OUT, TrainConfig
 from .dataset import ManifestDataset, predict_logits
 from .folds import fold_assignment, near_duplicate_groups
 
@@ -127,6 +127,7 @@ def cross_val_temperature(cfg: ModelConfig, folds: int = 3, data: str | None = N
     fold models that stop early miss that tail and trail it."""
     from .train import train  # heavy; imported here so this module's helpers load fast
 
+    cfg.refuse_in_sample_val("cross-validated calibration", FROM_HELD_OUT)
     chain = recipe_chain(cfg)
     if full_schedule:
         chain = [replace(r, patience=r.epochs + r.warmup_epochs + 1) for r in chain]

@@ -25,6 +25,9 @@ VAL_REFUSAL = 0.02
 #: which the accepted val cases reach this accuracy while keeping at least MIN_COVERAGE of them.
 ABSTAIN_ACCURACY = 0.98
 MIN_COVERAGE = 0.85
+#: What to do instead of fitting a gate on val for a model that trained on val.
+GATE_INSTEAD = ("a gate needs images the model never trained on to set its thresholds, and test is never used for "
+                "that: serve a model that held val out where a gate is needed")
 
 
 @torch.no_grad()
@@ -55,6 +58,8 @@ class SplitOutputs:
 
 def split_outputs(model: TumorNet, cfg: ModelConfig, data_dir: Path, split: str) -> SplitOutputs:
     """Decode a split once (same reader and preprocessing as the app) and run the model over it."""
+    if split == "val":
+        cfg.refuse_in_sample_val("choosing the gate's thresholds", GATE_INSTEAD)
     df = split_frame(read_manifest(data_dir), split)
     ds = ManifestDataset(data_dir, df, {"type": cfg.type_labels}, cfg.input, augment=None, desc=f"decode {split}")
     feats, logits = features_and_logits(model, ds, desc=f"features {split}")

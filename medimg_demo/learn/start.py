@@ -26,7 +26,17 @@ def _input_differs(other: ModelConfig, type_labels: list[str], input_cfg: InputC
 
 def start_model(model_id: str, out_dir: str | Path = "", option: str = "--init-from") -> ModelConfig:
     """The trained model ``--init-from`` (or ``option``) names: in the run's ``--out`` folder if it is there (a model
-    just trained into it, such as a cross-validation fold's previous step or a teacher), else in the registry."""
+    just trained into it, such as a cross-validation fold's previous step or a teacher), else in the registry.
+    A model trained on val (``--train-on-val``) is refused as a start or a teacher, since the run would then select
+    and calibrate on val images its start had learned; ``--temperature-from`` may name one."""
+    cfg = _find_model(model_id, out_dir, option)
+    if cfg.trained_on_val and option != "--temperature-from":
+        raise OptionError(f"{option} {model_id}: it was trained on val (--train-on-val), and this run selects and "
+                          "calibrates on val; start from, or distil from, a model that held val out.")
+    return cfg
+
+
+def _find_model(model_id: str, out_dir: str | Path, option: str) -> ModelConfig:
     from ..models.registry import get_model
 
     if not (out_dir and (Path(out_dir) / model_id / "config.json").is_file()):

@@ -3,8 +3,10 @@
 Recipe: class-weighted cross-entropy per head; warm-up epochs with the backbone frozen (heads only), then full
 fine-tuning with a lower backbone learning rate and a cosine schedule (optionally an average of the weights, see
 ``averaging``); model selection and early stopping on the ``val`` split; temperature scaling fitted on ``val`` (and a
-held-out fold of ``train``, ``--calibration-folds``). Optionally a lesion head, guidance, box-projection and
-counterfactual terms, distillation from a trained teacher (see ``losses``), or only the lesion head (``--lesion-only``).
+held-out fold of ``train``, ``--calibration-folds``); or, with ``--train-on-val``, val in training, the last epoch
+kept and the temperature from a fold of train + val held out (see ``served_calibration``). Optionally a lesion head,
+guidance, box-projection and counterfactual terms, distillation from a trained teacher (see ``losses``), or only the
+lesion head (``--lesion-only``).
 channels_last memory; bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX), fp32 otherwise or with ``--no-bf16``.
 """
 
@@ -27,7 +29,6 @@ from tqdm import tqdm
 
 from ..errors import OptionError
 from ..manifest import read_manifest, resolve_data_dir, split_frame
-from ..models.calibrate import fit_temperature
 from ..models.config import InputConfig, ModelConfig
 from ..models.lesion_head import DEFAULT_CHANNELS, DEFAULT_TAPS
 from ..models.network import TumorNet
@@ -37,10 +38,11 @@ from ..tasks import get_task
 from .averaging import WeightAverage
 from .config import TrainConfig, portable_data_path
 from .dataset import ManifestDataset, predict_logits
-from .holdout import holdout_temperature, split_calibration_fold
+from .holdout import split_calibration_fold
 from .losses import class_weights, distill_loss, erased_class_weights, guidance_loss, lesion_loss, pair_loss, projection_loss
 from .selection import lesion_score, selection_score, val_box_hits, val_dice, val_erasure, val_scores
-from .start import check_teachers_blind, init_weights, load_teacher, start_model
+from .served_calibration import check_sibling, served_calibration
+from .start import check_teachers_blind, init_weights, load_teacher
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,13 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         interpolation="bilinear",
     )
     train_df, held_df = split_frame(df, "train"), None
-    if cfg.calibration_folds:  # before ``exclude``: the folds are those of the whole train split
+    if cfg.train_on_val:  # val joins the pool: nothing is selected on it (the last epoch is kept)
+        if exclude:
+            raise OptionError("--train-on-val trains on val: a cross-validation fold model must hold val out.")
+        train_df = pd.concat([train_df, split_frame(df, "val")], ignore_index=True)
+    # the sibling whose temperature is copied (--temperature-from) is checked before any image is decoded
+    sibling = check_sibling(cfg, heads, folder, train_df) if cfg.temperature_from else None
+    if cfg.calibration_folds:  # before ``exclude``: the folds are those of the whole train split (or train + val)
         train_df, held_df = split_calibration_fold(folder, train_df, *cfg.held_out_fold())
         if cfg.distill_from:  # a teacher must not have trained on the fold: refused before any image is decoded
             check_teachers_blind(cfg, portable_data_path(folder), held_df)
@@ -92,7 +100,10 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         train_df = train_df[~train_df["image"].isin(exclude)].reset_index(drop=True)
     if cfg.max_train:
         train_df = train_df.sample(n=min(cfg.max_train, len(train_df)), random_state=cfg.seed).reset_index(drop=True)
-    val_df = split_frame(df, "val")
+    val_df = split_frame(df, "val") if not (cfg.train_on_val and held_df is not None) else held_df
+    if cfg.train_on_val:
+        log.warning("--train-on-val: the epoch scores below are on %s; the last epoch is kept",
+                    "the held-out fold" if held_df is not None else "val, which is trained on (in-sample)")
     spec = get_task(cfg.task)
     lesion_column = spec.lesion_column or next((c for c in ("mask", "bbox_xywh_norm") if c in df.columns), None)
     if cfg.lesion and lesion_column not in df.columns:
@@ -234,34 +245,21 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
             f"{scores['lesion_dice']:.3f}" if "lesion_dice" in scores else "-",
             "".join(f" val_{k} {scores[k]:.3f}" for k in ("lesion_box_hits", "erase_lost", "elsewhere_kept") if k in scores),
         )
-        if score > best["score"]:
+        if score > best["score"] or cfg.train_on_val:
             best = {"score": score, "epoch": epoch + 1, **scores}
             save_checkpoint(judged, best_path, fp16=True)
             bad_epochs = 0
-        elif not warm and epoch >= cfg.warmup_epochs + cfg.min_epochs:
+        elif not warm and not cfg.train_on_val and epoch >= cfg.warmup_epochs + cfg.min_epochs:
             bad_epochs += 1
             if bad_epochs >= cfg.patience:
                 log.info("Early stop: val did not improve for %d epochs", cfg.patience)
                 break
 
-    # Reload the selected epoch exactly as it will be served (fp16 weights), then calibrate (val, or a held-out fold + val).
+    # Reload the selected epoch exactly as it will be served (fp16 weights), then calibrate (see served_calibration).
     served = TumorNet(cfg.arch, heads, pretrained="none", lesion_taps=taps)
     sha = sha256_file(best_path)  # written by this run a moment ago: pinned here, checked on every later load
     load_checkpoint(served, best_path, sha)
-    val_logits = predict_logits(served, val_ds, bf16=False)
-    temperature = {h: fit_temperature(val_logits[h], val_ds.targets[h]) for h in heads}
-    kept_calibration: dict[str, object] = {}
-    if held_df is not None:  # fitted on a train fold the model never saw, plus val
-        temperature, kept_calibration["calibration"] = holdout_temperature(
-            served, folder, held_df, heads, input_cfg, val_logits, val_ds.targets, temperature, cfg.calibration_folds,
-            cfg.calibration_fold)
-    if cfg.lesion_only:  # the classifier is the start model's, so is its calibration (the refit above is for the log)
-        start = start_model(cfg.init_from, cfg.out_dir)
-        log.info("Calibration kept from %s: temperature %s, bias %s (a refit of the temperature on val gives %s)",
-                 cfg.init_from, start.temperature, start.bias or "none", temperature)
-        temperature = dict(start.temperature)
-        kept_calibration = {**({"bias": {h: list(b) for h, b in start.bias.items()}} if start.bias else {}),
-                            **({"calibration": start.raw["calibration"]} if start.raw.get("calibration") else {})}
+    temperature, kept_calibration = served_calibration(cfg, served, folder, held_df, heads, input_cfg, val_ds, sibling)
     config = {
         "id": cfg.model_id,
         "task": cfg.task,
@@ -277,7 +275,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         "weights": {"file": "weights.safetensors", "sha256": sha, "dtype": "float16"},
         "default": cfg.default,
         "selected_epoch": best.get("epoch"),
-        "val_at_selection": {k: v for k, v in best.items() if k not in ("score", "epoch")},
+        **_scores_record(cfg, held_df is not None, best),
         "training": {**{k: v for k, v in asdict(cfg).items() if k not in ("heads",)}, "data": portable_data_path(folder)},
         "training_seconds": round(time.time() - t0, 1),
         "torch": torch.__version__,
@@ -286,3 +284,12 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     pd.DataFrame(history).to_csv(out / "training_log.csv", index=False)
     log.info("Wrote %s (selected epoch %s, temperature %s)", out, best.get("epoch"), temperature)
     return ModelConfig.from_dict(config, folder=out)
+
+
+def _scores_record(cfg: TrainConfig, held_out: bool, best: dict[str, Any]) -> dict[str, Any]:
+    """The epoch's scores config.json keeps: val's at selection; with --train-on-val the held-out fold's at the last
+    epoch (the images its temperature is fitted on), or none (val was trained on: its scores are in-sample)."""
+    scores = {k: v for k, v in best.items() if k not in ("score", "epoch")}
+    if not cfg.train_on_val:
+        return {"val_at_selection": scores}
+    return {"held_out_at_last_epoch": scores} if held_out else {}

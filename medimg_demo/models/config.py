@@ -90,6 +90,18 @@ class ModelConfig:
         return Calibration(self.temperature.get(head, 1.0), self.bias.get(head))
 
     @property
+    def trained_on_val(self) -> bool:
+        """Whether ``val`` was in this model's training pool (``--train-on-val``): its val figures are in-sample."""
+        return bool((self.raw.get("training") or {}).get("train_on_val"))
+
+    def refuse_in_sample_val(self, what: str, instead: str) -> None:
+        """Refuse to use ``val`` for ``what`` (scoring, calibrating, fitting a threshold) where the model trained on
+        it; ``instead`` says what to do."""
+        if self.trained_on_val:
+            raise ModelError(f"{self.id} was trained on val (--train-on-val): {what} on val would be in-sample; "
+                             f"{instead}.")
+
+    @property
     def gate_temperature(self) -> float:
         """The temperature of the gate's logit scores (energy, MSP): the type head's, or under BCTS the temperature
         fitted without a bias (BCTS's own temperature belongs with its bias, which those scores do not use)."""

@@ -246,7 +246,7 @@ def test_full_schedule_turns_early_stopping_off_for_the_folds(tmp_path, monkeypa
 
     import medimg_demo.learn.cv_calibrate as cv
     import medimg_demo.learn.train as train_mod
-    from medimg_demo.eval.card import _calibrate_command, _calibration_line
+    from medimg_demo.eval.card_training import calibrate_command, calibration_line
     from medimg_demo.models.config import InputConfig, ModelConfig
 
     data = tmp_path / "toy"
@@ -273,6 +273,6 @@ def test_full_schedule_turns_early_stopping_off_for_the_folds(tmp_path, monkeypa
     assert record["full_schedule"] is True
     cfg = ModelConfig(id="toy.m_v0", task="toy", arch="a", heads=served.heads, input=inp,
                       temperature={"type": 0.5}, raw={"calibration": record})
-    assert _calibrate_command(cfg, record).endswith("--folds 2 --full-schedule --write")
-    assert "no early stop" in _calibration_line(cfg)
-    assert "--full-schedule" not in _calibrate_command(cfg, plain.record())
+    assert calibrate_command(cfg, record).endswith("--folds 2 --full-schedule --write")
+    assert "no early stop" in calibration_line(cfg)
+    assert "--full-schedule" not in calibrate_command(cfg, plain.record())

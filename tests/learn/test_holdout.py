@@ -84,12 +84,12 @@ def _held_out_model(folder=None):  # noqa: ANN001, ANN202
 
 
 def test_card_states_the_held_out_calibration_and_train_alone_reproduces_it() -> None:
-    from medimg_demo.eval.card import _calibration_line, _data_line, reproduce_commands
+    from medimg_demo.eval.card_training import calibration_line, data_line, reproduce_commands
 
     cfg = _held_out_model()
-    assert "calibration fold (52 images, fold 2 of 10, `--calibration-fold 1`)" in _data_line(cfg.raw["training"],
+    assert "calibration fold (52 images, fold 2 of 10, `--calibration-fold 1`)" in data_line(cfg.raw["training"],
                                                                                              cfg.raw["calibration"])
-    line = _calibration_line(cfg)
+    line = calibration_line(cfg)
     assert "137 cases this model never trained on" in line and "52 `train` images held out" in line
     assert "out-of-fold" not in line
     commands = reproduce_commands(cfg, "python -m medimg_demo evaluate --model toy.m_v3")
@@ -115,20 +115,14 @@ def test_no_second_calibration_on_top_of_a_held_out_fold(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_train_never_sees_the_calibration_fold_and_fits_the_temperature_on_it(tmp_path, monkeypatch) -> None:
+def test_train_never_sees_the_calibration_fold_and_fits_the_temperature_on_it(tmp_path, decoded) -> None:
     import medimg_demo.learn.holdout as holdout_mod
     import medimg_demo.learn.train as train_mod
+    from medimg_demo.learn.dataset import ManifestDataset
+
     data = tmp_path / "toy"
     _toy(data)
-    seen: dict[str, set[str]] = {}
-    real = train_mod.ManifestDataset
-
-    def spy(folder, frame, *args, desc="", **kwargs):  # noqa: ANN001, ANN202
-        seen[desc] = set(frame.image)
-        return real(folder, frame, *args, desc=desc, **kwargs)
-
-    monkeypatch.setattr(train_mod, "ManifestDataset", spy)
-    monkeypatch.setattr(holdout_mod, "ManifestDataset", spy)
+    seen, real = decoded, ManifestDataset
     cfg = train_mod.train(TrainConfig(data=str(data), task="toy", model_id="toy.lite0_v0", out_dir=str(tmp_path / "m"),
                                       pretrained="offline", size=48, epochs=2, warmup_epochs=1, batch_size=8, seed=0,
                                       calibration_folds=3, calibration_fold=2))
