@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..learn.config import HELD_OUT, SIBLING, train_command
+from ..learn.drift_calibration import DRIFT
 from ..models.config import ModelConfig
 
 
@@ -38,6 +39,8 @@ def data_line(training: dict[str, Any], cal: dict[str, Any]) -> str:
     if cal.get("method") == HELD_OUT:
         return ("Trained on `train`, model selection and early stopping on `val`; the classifier and its temperature are "
                 "the start model's (fitted on a `train` fold it never trained on + `val`)")
+    if cal.get("method") == DRIFT:
+        return "Trained on `train`, model selection and early stopping on `val`, temperature on `val` + perturbed copies"
     if cal and cal.get("method") != "bcts":
         return "Trained on `train`, model selection and early stopping on `val`, temperature on out-of-fold `train` + `val`"
     return "Trained on `train`, model selection, early stopping and calibration on `val`"
@@ -46,6 +49,8 @@ def data_line(training: dict[str, Any], cal: dict[str, Any]) -> str:
 def calibrate_command(cfg: ModelConfig, cal: dict[str, Any]) -> str:
     if cal.get("method") == "bcts":
         return f"python -m medimg_demo calibrate --method bcts --model {cfg.id} --folds {cal['folds']} --write"
+    if cal.get("method") == DRIFT:
+        return f"python -m medimg_demo calibrate --method drift --model {cfg.id} --copies {cal['copies']} --write"
     full = " --full-schedule" if cal.get("full_schedule") else ""
     return f"python -m medimg_demo calibrate --model {cfg.id} --folds {cal['folds']}{full} --write"
 
@@ -65,6 +70,13 @@ def calibration_line(cfg: ModelConfig) -> str:
                 f"vs {cv['temperature']['cv_accuracy']:.3f}. The bias moves decisions, not only confidences (a temperature "
                 "cannot): it corrects a class prior the training run learned, such as the no-tumor class that "
                 "counterfactual covers (`--erase-lesion`) make more frequent in training than in the data.")
+    if cal.get("method") == DRIFT:
+        return (f"- Calibration: temperature scaling {cfg.temperature}, fitted (NLL) for drift (Tomani et al., CVPR "
+                f"2021) on {cal['cases']} cases: `val` (accuracy {cal['val_type_accuracy']:.3f}) and {cal['copies']} "
+                "copies of it, each image perturbed by the task's source-artefact augmentation (display contrast and "
+                "gamma, blur, resampling, burned-in marks; accuracy "
+                f"{cal['perturbed_type_accuracy']:.3f}). `val` alone would give {cal['val_only_temperature']}. A "
+                "temperature changes no call, only how sure the model says it is on images unlike its sources.")
     if cal.get("method") == SIBLING:
         return (f"- Calibration: temperature scaling {cfg.temperature}, copied from `{cal['model']}`, trained by this "
                 f"recipe on the same `train` + `val` pool less {cal['held_out']} images ({_fold(cal)}; accuracy "

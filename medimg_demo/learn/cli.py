@@ -30,14 +30,36 @@ def _cmd_bcts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_drift(args: argparse.Namespace) -> int:
+    from ..models.registry import get_model
+    from .cv_calibrate import write_calibration
+    from .drift_calibration import fit_drift_temperature
+
+    cfg = get_model(args.model)
+    result = fit_drift_temperature(cfg, data=args.data, copies=args.copies)
+    for head, t in result.temperature.items():
+        print(f"{head}: temperature {t} on val + {result.copies} perturbed copies ({result.n_cases} cases); val "
+              f"alone {result.val_only[head]}")
+    print(f"{cfg.id}: type accuracy {result.val_accuracy:.3f} on val, {result.perturbed_accuracy:.3f} on its "
+          "perturbed copies (a temperature changes no call)")
+    if not args.write:
+        return 0
+    path = write_calibration(cfg, result)
+    print(f"wrote the temperature to {path.parent.name}/config.json; now refit the gate (gate --model {cfg.id}) "
+          f"and re-evaluate (evaluate --model {cfg.id} --split test --explain --card --force)")
+    return 0
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from ..models.registry import get_model
     from .cv_calibrate import cross_val_temperature, summary_frame, write_calibration
 
+    if args.predictions_out and args.method != "cv-temperature":
+        print("--predictions-out keeps the cross-validation's out-of-fold logits: it goes with --method cv-temperature")
+        return 2
+    if args.method == "drift":
+        return _cmd_drift(args)
     if args.method == "bcts":
-        if args.predictions_out:
-            print("--predictions-out keeps the cross-validation's out-of-fold logits: it goes with --method cv-temperature")
-            return 2
         return _cmd_bcts(args)
     cfg = get_model(args.model)
     args.folds = args.folds or 3
@@ -72,10 +94,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     """Add ``calibrate`` to the CLI's subparsers."""
     c = sub.add_parser("calibrate", help="recalibrate a trained model: cross-validated temperature (re-train the "
                        "model's recipe on K folds of train and fit the temperature on out-of-fold + val logits; minutes "
-                       "per fold) or, with --method bcts, a temperature plus one offset per class fitted on val "
-                       "(seconds), compared with temperature scaling by cross-validation within val")
-    c.add_argument("--method", choices=["cv-temperature", "bcts"], default="cv-temperature",
-                   help="cv-temperature (default) or bcts: bias-corrected temperature scaling (Alexandari et al., 2020)")
+                       "per fold); with --method bcts, a temperature plus one offset per class fitted on val "
+                       "(seconds), compared with temperature scaling by cross-validation within val; with --method "
+                       "drift, a temperature on val plus perturbed copies of it (seconds)")
+    c.add_argument("--method", choices=["cv-temperature", "bcts", "drift"], default="cv-temperature",
+                   help="cv-temperature (default); bcts: bias-corrected temperature scaling (Alexandari et al., "
+                        "2020); drift: a temperature on val plus copies of val perturbed by the task's "
+                        "source-artefact augmentation (Tomani et al., 2021; seconds)")
+    c.add_argument("--copies", type=int, default=5, help="drift: perturbed copies of val (default 5)")
     c.add_argument("--model", default=None, help="model id (default: the registry's default)")
     c.add_argument("--data", default=None, help="the model's data set folder (default: <data root>/<task>)")
     c.add_argument("--folds", type=_folds, default=None,

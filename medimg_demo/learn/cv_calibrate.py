@@ -38,6 +38,7 @@ from ..models.config import ModelConfig
 from ..models.network import load_model
 from .config import FROM_HELD_OUT, TrainConfig
 from .dataset import ManifestDataset, predict_logits
+from .drift_calibration import DriftCalibration
 from .folds import fold_assignment, near_duplicate_groups
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,7 @@ def _prediction_frame(frame: pd.DataFrame, fold: int, logits: dict[str, torch.Te
     return out
 
 
-def write_calibration(cfg: ModelConfig, result: CvCalibration) -> Path:
+def write_calibration(cfg: ModelConfig, result: CvCalibration | DriftCalibration) -> Path:
     """Pin the temperature and its record in the model's config.json (weights unchanged), atomically (the app may
     be reading it); a BCTS bias is dropped. The gate's abstention threshold was chosen on the old probabilities: refit it
     (``gate``), then re-evaluate (the evaluation cache is keyed by the calibration too)."""

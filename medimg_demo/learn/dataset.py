@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -92,6 +93,15 @@ class ManifestDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    def augmented(self, augment: AugmentSpec, seed: int) -> "ManifestDataset":
+        """The same decoded images and targets, each drawn through ``augment`` from generators seeded with ``seed``
+        (e.g. perturbed copies of val for a drift calibration); this data set is left as it is."""
+        other = copy.copy(self)
+        other.augment = augment
+        other._g = torch.Generator().manual_seed(seed)
+        other._rng = np.random.default_rng(seed)
+        return other
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         img = self.images[i].astype(np.float32)
