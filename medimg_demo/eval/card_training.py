@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..learn.config import HELD_OUT, SIBLING, train_command
-from ..learn.drift_calibration import DRIFT
+from ..learn.config import DRIFT, HELD_OUT, SIBLING, train_command
 from ..models.config import ModelConfig
 
 
@@ -73,8 +72,8 @@ def calibration_line(cfg: ModelConfig) -> str:
     if cal.get("method") == DRIFT:
         return (f"- Calibration: temperature scaling {cfg.temperature}, fitted (NLL) for drift (Tomani et al., CVPR "
                 f"2021) on {cal['cases']} cases: `val` (accuracy {cal['val_type_accuracy']:.3f}) and {cal['copies']} "
-                "copies of it, each image perturbed by the task's source-artefact augmentation (display contrast and "
-                "gamma, blur, resampling, burned-in marks; accuracy "
+                "copies of it, each image perturbed by the task's source-artefact augmentation (copy k drawn from seed "
+                "k; the perturbation's parameters are in config.json; accuracy "
                 f"{cal['perturbed_type_accuracy']:.3f}). `val` alone would give {cal['val_only_temperature']}. A "
                 "temperature changes no call, only how sure the model says it is on images unlike its sources.")
     if cal.get("method") == SIBLING:

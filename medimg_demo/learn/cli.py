@@ -33,10 +33,10 @@ def _cmd_bcts(args: argparse.Namespace) -> int:
 def _cmd_drift(args: argparse.Namespace) -> int:
     from ..models.registry import get_model
     from .cv_calibrate import write_calibration
-    from .drift_calibration import fit_drift_temperature
+    from .drift_calibration import COPIES, fit_drift_temperature
 
     cfg = get_model(args.model)
-    result = fit_drift_temperature(cfg, data=args.data, copies=args.copies)
+    result = fit_drift_temperature(cfg, data=args.data, copies=COPIES if args.copies is None else args.copies)
     for head, t in result.temperature.items():
         print(f"{head}: temperature {t} on val + {result.copies} perturbed copies ({result.n_cases} cases); val "
               f"alone {result.val_only[head]}")
@@ -57,7 +57,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if args.predictions_out and args.method != "cv-temperature":
         print("--predictions-out keeps the cross-validation's out-of-fold logits: it goes with --method cv-temperature")
         return 2
+    if args.copies is not None and args.method != "drift":
+        print("--copies is the number of perturbed copies of val: it goes with --method drift")
+        return 2
     if args.method == "drift":
+        if args.folds or args.full_schedule:
+            print("--method drift fits on val and perturbed copies of it: --folds and --full-schedule do not apply")
+            return 2
         return _cmd_drift(args)
     if args.method == "bcts":
         return _cmd_bcts(args)
@@ -101,7 +107,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                    help="cv-temperature (default); bcts: bias-corrected temperature scaling (Alexandari et al., "
                         "2020); drift: a temperature on val plus copies of val perturbed by the task's "
                         "source-artefact augmentation (Tomani et al., 2021; seconds)")
-    c.add_argument("--copies", type=int, default=5, help="drift: perturbed copies of val (default 5)")
+    c.add_argument("--copies", type=int, default=None, help="drift: perturbed copies of val (default 5)")
     c.add_argument("--model", default=None, help="model id (default: the registry's default)")
     c.add_argument("--data", default=None, help="the model's data set folder (default: <data root>/<task>)")
     c.add_argument("--folds", type=_folds, default=None,

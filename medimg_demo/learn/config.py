@@ -202,6 +202,8 @@ HELD_OUT = "held-out fold"
 #: config.json's ``calibration.method`` of a temperature copied from a sibling that held a fold out
 #: (``--temperature-from``).
 SIBLING = "sibling's held-out fold"
+#: config.json's ``calibration.method`` of a temperature fitted on val and perturbed copies of it (``drift_calibration``).
+DRIFT = "temperature scaling (NLL) on val + perturbed copies of val (drift)"
 #: What to do instead of recalibrating on val a model trained on val.
 FROM_HELD_OUT = "its temperature comes from a held-out fold (see its card), and no calibration is ever fitted on test"
 

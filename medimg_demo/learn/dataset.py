@@ -132,7 +132,8 @@ class ManifestDataset(Dataset):
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, ds: ManifestDataset, batch_size: int = 64, bf16: bool = False,
                    lesion: bool = False) -> dict[str, torch.Tensor]:
-    """Logits of every image in ``ds`` (no augmentation), in order; used for selection, calibration and evaluation.
+    """Logits of every image in ``ds``, in order (through its augmentation, if it has one: see ``augmented``); used
+    for selection, calibration and evaluation.
     With ``lesion`` (a model with a lesion head), also ``"lesion"``: lesion probabilities (N, 1, h, w)."""
     from torch.utils.data import DataLoader
 

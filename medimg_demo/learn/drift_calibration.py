@@ -7,14 +7,17 @@ lung v2's val temperature of 0.31 gives test an ECE of 0.052, which consistency 
 calibrated model would score. Here the served model also predicts ``copies`` copies of val, each image perturbed by
 the task's source-artefact augmentation (``tasks.py`` ``artefact_augment``: display contrast and gamma, blur,
 resampling, noise, burned-in marks, small affine changes; generator seed = copy index), and one temperature per head
-is fitted (NLL) on the clean and perturbed logits together. A temperature keeps every argmax: accuracy, AUC and
-sensitivities are unchanged; only confidences move. ``test`` is not touched.
+is fitted (NLL) on the clean and perturbed logits together. A temperature keeps every argmax: accuracy and
+sensitivities are unchanged and confidences move (one-vs-rest AUCs may shift a little, as probabilities rescale per
+image). ``test`` is not touched. Refused where a temperature was fitted on images held out of training, which this
+would replace with less (``--calibration-folds``, ``--train-on-val``), and for a model whose classifier and
+calibration are another's (``--lesion-only``: recalibrate that model, then retrain the lesion head).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -25,13 +28,11 @@ from ..models.calibrate import fit_temperature
 from ..models.config import ModelConfig
 from ..models.network import load_model
 from ..tasks import get_task
-from .config import FROM_HELD_OUT
+from .config import DRIFT, FROM_HELD_OUT
 from .dataset import ManifestDataset, predict_logits
 
 log = logging.getLogger(__name__)
 
-#: config.json's ``calibration.method`` of a temperature fitted on val and perturbed copies of it.
-DRIFT = "temperature scaling (NLL) on val + perturbed copies of val (drift)"
 #: Perturbed copies of val by default.
 COPIES = 5
 
@@ -44,12 +45,14 @@ class DriftCalibration:
     n_cases: int
     val_accuracy: float  # type head, clean val
     perturbed_accuracy: float  # type head, the perturbed copies
+    perturbation: dict[str, Any] = field(default_factory=dict)  # the AugmentSpec used (copy k drawn from seed k)
 
     def record(self) -> dict[str, Any]:
-        """What config.json keeps beside the temperature (the card states it)."""
-        return {"method": DRIFT, "copies": self.copies, "cases": self.n_cases,
+        """What config.json keeps beside the temperature (the card states it): enough to check and redo the fit."""
+        return {"method": DRIFT, "copies": self.copies, "seeds": list(range(self.copies)), "cases": self.n_cases,
                 "val_type_accuracy": round(self.val_accuracy, 4),
-                "perturbed_type_accuracy": round(self.perturbed_accuracy, 4), "val_only_temperature": self.val_only}
+                "perturbed_type_accuracy": round(self.perturbed_accuracy, 4), "val_only_temperature": self.val_only,
+                "perturbation": self.perturbation}
 
 
 def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
@@ -65,9 +68,20 @@ def fit_drift_temperature(cfg: ModelConfig, data: str | None = None, copies: int
     if copies < 1:
         raise OptionError(f"--copies {copies}: give 1 or more perturbed copies of val.")
     cfg.refuse_in_sample_val("fitting a temperature", FROM_HELD_OUT)
+    training = cfg.raw.get("training") or {}
+    if training.get("calibration_folds"):
+        raise OptionError(f"{cfg.id} is calibrated on a train fold held out of its training plus val; a drift "
+                          "temperature fits on val alone and would replace that with less. Keep it, or retrain "
+                          "without --calibration-folds.")
+    if training.get("lesion_only"):
+        raise OptionError(f"{cfg.id} keeps the classifier and calibration of {training.get('init_from')}: recalibrate "
+                          "that model, then retrain the lesion head from it (--lesion-only).")
     folder = resolve_data_dir(data, cfg.task)
     val_df = split_frame(read_manifest(folder), "val")
     heads = {h: labels for h, labels in cfg.heads.items() if h == "type" or (h in val_df.columns)}
+    if set(heads) != set(cfg.heads):
+        raise OptionError(f"{cfg.id} has heads {sorted(cfg.heads)} but val of {folder} labels only {sorted(heads)}: "
+                          "give the data set it was trained on (--data).")
     ds = ManifestDataset(folder, val_df, heads, cfg.input, augment=None, desc="decode val")
     model = load_model(cfg)
     clean = predict_logits(model, ds)
@@ -82,7 +96,8 @@ def fit_drift_temperature(cfg: ModelConfig, data: str | None = None, copies: int
     result = DriftCalibration(
         temperature=temperature, val_only={h: fit_temperature(clean[h], ds.targets[h]) for h in heads}, copies=copies,
         n_cases=n * (copies + 1), val_accuracy=_accuracy(clean["type"], ds.targets["type"]),
-        perturbed_accuracy=_accuracy(torch.cat(perturbed["type"]), ds.targets["type"].repeat(copies)))
+        perturbed_accuracy=_accuracy(torch.cat(perturbed["type"]), ds.targets["type"].repeat(copies)),
+        perturbation=asdict(spec))
     log.info("%s: temperature %s on %d val + %d perturbed cases (val only: %s); accuracy %.3f clean, %.3f perturbed",
              cfg.id, temperature, n, n * copies, result.val_only, result.val_accuracy, result.perturbed_accuracy)
     return result

@@ -36,6 +36,15 @@ def start_model(model_id: str, out_dir: str | Path = "", option: str = "--init-f
     return cfg
 
 
+def check_sources(cfg: TrainConfig) -> None:
+    """Look the ``--init-from`` model and every ``--distill-from`` teacher up before anything is decoded, so one that
+    cannot serve (unknown, or trained on val) is refused at once."""
+    for model_id in [cfg.init_from] if cfg.init_from else []:
+        start_model(model_id, cfg.out_dir)
+    for model_id in teacher_ids(cfg.distill_from) if cfg.distill_from else []:
+        start_model(model_id, cfg.out_dir, option="--distill-from")
+
+
 def _find_model(model_id: str, out_dir: str | Path, option: str) -> ModelConfig:
     from ..models.registry import get_model
 

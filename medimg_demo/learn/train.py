@@ -42,7 +42,7 @@ from .holdout import split_calibration_fold
 from .losses import class_weights, distill_loss, erased_class_weights, guidance_loss, lesion_loss, pair_loss, projection_loss
 from .selection import lesion_score, selection_score, val_box_hits, val_dice, val_erasure, val_scores
 from .served_calibration import check_sibling, served_calibration
-from .start import check_teachers_blind, init_weights, load_teacher
+from .start import check_sources, check_teachers_blind, init_weights, load_teacher
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,8 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         if exclude:
             raise OptionError("--train-on-val trains on val: a cross-validation fold model must hold val out.")
         train_df = pd.concat([train_df, split_frame(df, "val")], ignore_index=True)
-    # the sibling whose temperature is copied (--temperature-from) is checked before any image is decoded
+    # the start model, teachers and the sibling whose temperature is copied are checked before any image is decoded
+    check_sources(cfg)
     sibling = check_sibling(cfg, heads, folder, train_df) if cfg.temperature_from else None
     if cfg.calibration_folds:  # before ``exclude``: the folds are those of the whole train split (or train + val)
         train_df, held_df = split_calibration_fold(folder, train_df, *cfg.held_out_fold())

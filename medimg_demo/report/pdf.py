@@ -135,7 +135,7 @@ def _answer(pred: Prediction) -> list[object]:
         rows: list[list[object]] = [["Class", "Calibrated probability"]]
         rows += [[spec.label_name(k), percent(v)] for k, v in sorted(pred.type_probs.items(), key=lambda kv: -kv[1])]
         out += [Spacer(1, 2 * mm), _table(rows, [70 * mm, 40 * mm]),
-                _p("Calibrated probabilities (calibration fitted on the validation split).", "caption")]
+                _p("Calibrated probabilities (how the calibration was fitted: see the model card).", "caption")]
     out.append(_p("Stage", "h2"))
     if pred.status != "ok":
         out.append(_p(STAGE_NO_ANSWER))

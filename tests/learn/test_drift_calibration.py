@@ -42,35 +42,47 @@ def test_perturbed_copies_are_reproducible_and_leave_val_alone(tiny_registry, tm
 
 
 def test_the_temperature_is_fitted_on_val_and_every_copy(tiny_registry, tmp_path, monkeypatch) -> None:
-    """Confident on val, as confident but often wrong on the perturbed copies: the drift temperature must soften
-    what val alone would fit, from all 3 x 85 cases."""
+    """Confident on val, as confident but often wrong on the perturbed copies: the drift temperature is the NLL fit on
+    all 3 x 85 cases (val first, then each copy, drawn through the task's artefact augmentation from seeds 0 and 1),
+    and it softens what val alone would fit."""
     import medimg_demo.learn.drift_calibration as drift
+    from medimg_demo.models.calibrate import fit_temperature
+    from medimg_demo.tasks import get_task
 
     cfg = _tiny(tiny_registry, tmp_path)
-    seen: list[tuple[object, int]] = []
+    seen: list[tuple[object, int | None]] = []
+    given: list[dict[str, torch.Tensor]] = []
 
     def logits(model, ds):  # noqa: ANN001, ANN202
-        seen.append((ds.augment, len(ds)))
+        seen.append((ds.augment, None if ds.augment is None else ds._g.initial_seed()))
         out = {}
         for head, y in ds.targets.items():
             k = len(cfg.heads[head])
             z = torch.zeros(len(y), k)
-            wrong = torch.zeros(len(y), dtype=torch.bool) if ds.augment is None else torch.arange(len(y)) % 3 == 0
+            wrong = torch.zeros(len(y), dtype=torch.bool) if ds.augment is None else \
+                (torch.arange(len(y)) + len(seen)) % 3 == 0  # each copy wrong on other images
             z[torch.arange(len(y)), torch.where(wrong, (y + 1) % k, y)] = 6.0
             out[head] = z
+        given.append(out)
         return out
 
     monkeypatch.setattr(drift, "predict_logits", logits)
     result = fit_drift_temperature(cfg, data=str(LUNG), copies=2)
-    assert [a is None for a, _ in seen] == [True, False, False] and {n for _, n in seen} == {85}
-    assert result.copies == 2 and result.n_cases == 3 * 85
-    assert result.val_accuracy == 1.0 and result.perturbed_accuracy == pytest.approx(56 / 85)
-    assert set(result.temperature) == {"type", "stage"}
-    for head in result.temperature:
+    spec = get_task("lung_ct").artefact_augment
+    assert seen == [(None, None), (spec, 0), (spec, 1)]
+    assert result.copies == 2 and result.n_cases == 3 * 85 and result.val_accuracy == 1.0
+    from medimg_demo.learn.dataset import ManifestDataset
+    from medimg_demo.manifest import read_manifest, split_frame
+
+    targets = ManifestDataset(LUNG, split_frame(read_manifest(LUNG), "val"), cfg.heads, cfg.input).targets
+    for head in ("type", "stage"):
+        expected = fit_temperature(torch.cat([g[head] for g in given]), targets[head].repeat(3))
+        assert result.temperature[head] == pytest.approx(expected)
+        assert result.val_only[head] == pytest.approx(fit_temperature(given[0][head], targets[head]))
         assert result.temperature[head] > 1.0 > result.val_only[head]  # val alone sharpens, the copies soften
     record = result.record()
-    assert record["method"] == DRIFT and record["copies"] == 2 and record["cases"] == 255
-    assert record["perturbed_type_accuracy"] == round(56 / 85, 4) and record["val_only_temperature"] == result.val_only
+    assert record["method"] == DRIFT and record["copies"] == 2 and record["seeds"] == [0, 1] and record["cases"] == 255
+    assert record["perturbation"]["marks"] == spec.marks and record["val_only_temperature"] == result.val_only
 
 
 def test_a_written_drift_temperature_replaces_a_bias_and_the_card_says_how_to_redo_it(tiny_registry, tmp_path) -> None:
@@ -102,7 +114,19 @@ def test_drift_calibration_refuses_what_it_cannot_do(tiny_registry, tmp_path) ->
     breast = ModelConfig.from_dict({**json.loads((cfg.folder / "config.json").read_text()), "task": "breast_us"})
     with pytest.raises(OptionError, match="defines none"):
         fit_drift_temperature(breast, data=str(LUNG))
-    on_val = ModelConfig.from_dict({**json.loads((cfg.folder / "config.json").read_text()),
-                                    "training": {"train_on_val": True}})
+    raw = json.loads((cfg.folder / "config.json").read_text())
     with pytest.raises(ModelError, match="trained on val"):
-        fit_drift_temperature(on_val, data=str(LUNG))
+        fit_drift_temperature(ModelConfig.from_dict({**raw, "training": {"train_on_val": True}}), data=str(LUNG))
+    with pytest.raises(OptionError, match="held out of its training"):  # would replace a temperature fitted on more
+        fit_drift_temperature(ModelConfig.from_dict({**raw, "training": {"calibration_folds": 10}}), data=str(LUNG))
+    with pytest.raises(OptionError, match="recalibrate that model"):
+        fit_drift_temperature(ModelConfig.from_dict({**raw, "training": {"lesion_only": True, "init_from": "m"}}),
+                              data=str(LUNG))
+    no_stage = tmp_path / "no_stage"
+    no_stage.mkdir()
+    (no_stage / "manifest.csv").write_text((LUNG / "manifest.csv").read_text())
+    import pandas as pd
+
+    pd.read_csv(no_stage / "manifest.csv").drop(columns=["stage"]).to_csv(no_stage / "manifest.csv", index=False)
+    with pytest.raises(OptionError, match="labels only"):  # a head left at T = 1 silently, else
+        fit_drift_temperature(cfg, data=str(no_stage))

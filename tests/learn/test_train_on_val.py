@@ -80,8 +80,13 @@ def test_nothing_scores_or_calibrates_on_val_once_val_was_trained_on(tmp_path) -
     from medimg_demo.learn.cv_calibrate import cross_val_temperature
     from medimg_demo.learn.gate import split_outputs
 
-    cfg = _pool_model(SIBLING)
+    from medimg_demo.eval.gate_report import fit_gate
+
+    import dataclasses
+
+    cfg = dataclasses.replace(_pool_model(SIBLING), folder=tmp_path)
     for call in (lambda: evaluate(cfg, tmp_path, "val"), lambda: fit_bcts(cfg, data=str(tmp_path)),
+                 lambda: fit_gate(cfg, tmp_path, tmp_path),
                  lambda: cross_val_temperature(cfg, folds=3, data=str(tmp_path)),
                  lambda: split_outputs(None, cfg, tmp_path, "val")):  # type: ignore[arg-type]
         with pytest.raises(ModelError, match="trained on val"):
@@ -133,6 +138,7 @@ def test_a_pool_run_trains_on_val_keeps_the_last_epoch_and_its_sibling_copies_th
     trained, held = seen["decode train"], seen["decode calibration fold"]
     val = set(frame.image[frame.split == "val"])
     assert held and trained.isdisjoint(held) and trained | held == set(frame.image)  # val is in the pool
+    assert seen["decode val"] == held  # the epochs are scored on the held-out fold, not on val
     assert val & trained and not val <= held
     saved = json.loads((a.folder / "config.json").read_text())
     assert saved["selected_epoch"] == 3 and len(pd.read_csv(a.folder / "training_log.csv")) == 3  # last kept, no stop
@@ -163,7 +169,7 @@ def test_a_pool_run_trains_on_val_keeps_the_last_epoch_and_its_sibling_copies_th
     import shutil
 
     shutil.copytree(data, tmp_path / "other")  # the same images under another data set's name
-    with pytest.raises(ValueError, match="data"):
+    with pytest.raises(ValueError, match=r"data \('toy' vs 'other'\)"):
         train_mod.train(TrainConfig(model_id="toy.pool_e", temperature_from="toy.pool_a",
                                     **{**recipe, "data": str(tmp_path / "other")}))
     frame[frame.image != sorted(held)[0]].to_csv(data / "manifest.csv", index=False)  # one held-out image gone
