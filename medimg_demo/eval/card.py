@@ -91,8 +91,9 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
            "temperature 2) on the training images whose lesion was not covered: the softened type probabilities "
            "(calibrated, where a teacher carries per-class offsets) are a second target."]
           if training.get("distill_from") else []),
-        *([f"- Weights averaged (`--ema-halflife {training['ema_halflife']}`): the weights scored on val, selected, "
-           "saved and calibrated are an exponential moving average of the fine-tuning steps, whose weight on a step "
+        *([f"- Weights averaged (`--ema-halflife {training['ema_halflife']}`): the weights "
+           f"{'saved' if cfg.trained_on_val else 'scored on val, selected, saved'} and calibrated are an exponential "
+           "moving average of the fine-tuning steps, whose weight on a step "
            f"halves after {training['ema_halflife']} epoch(s); the training log's loss is the trained model's."]
           if training.get("ema_halflife") else []),
         "",

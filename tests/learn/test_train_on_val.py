@@ -176,3 +176,20 @@ def test_a_pool_run_trains_on_val_keeps_the_last_epoch_and_its_sibling_copies_th
     with pytest.raises(ValueError, match="not a fold of this run's train"):
         train_mod.train(TrainConfig(model_id="toy.pool_f", temperature_from="toy.pool_a", **recipe))
     assert not seen  # each refused before any image was decoded
+
+
+def test_a_whole_card_of_a_model_trained_on_val_never_says_val_selected_it() -> None:
+    import dataclasses
+
+    from medimg_demo.eval.card import render
+    from medimg_demo.models.registry import list_models
+
+    cfg = next(m for m in list_models() if m.task == "lung_ct")
+    pool = _pool_model(SIBLING)
+    training = {**cfg.raw["training"], **pool.raw["training"], "ema_halflife": 1.0}
+    fake = dataclasses.replace(cfg, raw={**cfg.raw, "training": training, "calibration": pool.raw["calibration"]})
+    metrics = pd.read_csv(cfg.folder / "metrics" / "metrics.csv", keep_default_na=False, na_values=[""])
+    card = render(fake, metrics, "test", 125, "python -m medimg_demo evaluate")
+    assert "Last epoch kept (val was trained on):" in card and "Selected epoch" not in card
+    assert "the weights saved and calibrated are an exponential moving average" in card
+    assert "scored on val" not in card and "copied from `toy.pool_a`" in card
