@@ -31,7 +31,7 @@ from ..models.calibrate import T_MAX, T_MIN, calibrated_logits, ece, fit_calibra
 from ..models.calibration import Calibration
 from ..models.config import ModelConfig
 from ..models.network import load_model
-from .config import FROM_HELD_OUT
+from .config import FROM_HELD_OUT, refuse_replacing_held_out
 from .dataset import ManifestDataset, predict_logits
 
 log = logging.getLogger(__name__)
@@ -134,9 +134,7 @@ def write_bcts(cfg: ModelConfig, result: BctsResult) -> Path:
         raise OptionError(f"{cfg.id} was not loaded from a model folder: nothing to write.")
     path = cfg.folder / "config.json"
     record = json.loads(path.read_text())
-    if (record.get("training") or {}).get("calibration_folds"):
-        raise OptionError(f"{cfg.id} is calibrated on a train fold held out of its training plus val; BCTS fits on val "
-                          "alone and would replace that with less. Keep it, or retrain without --calibration-folds.")
+    refuse_replacing_held_out(cfg.id, record.get("training") or {}, "BCTS")
     record.setdefault("temperature", {})["type"] = result.fitted.temperature
     record.setdefault("bias", {})["type"] = list(result.fitted.bias or ())
     record["calibration"] = result.record()

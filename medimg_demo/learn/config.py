@@ -212,6 +212,15 @@ CARD_OPTIONS = ("task", "arch", "size", "epochs", "warmup_epochs", "batch_size",
                 "min_epochs", "label_smoothing", "seed", "model_id")
 
 
+def refuse_replacing_held_out(model_id: str, training: dict[str, Any], method: str) -> None:
+    """Refuse a calibration ``method`` fitted on val alone for a model calibrated on a train fold held out of its
+    training plus val (``--calibration-folds``): it would replace that calibration with one fitted on less."""
+    if training.get("calibration_folds"):
+        raise OptionError(f"{model_id} is calibrated on a train fold held out of its training plus val; {method} fits "
+                          "on val alone and would replace that with less. Keep it, or retrain without "
+                          "--calibration-folds.")
+
+
 def train_command(training: dict[str, Any]) -> str:
     """The ``train`` command line that reproduces a saved training record (config.json's ``training``)."""
     values = dict(training)

@@ -28,7 +28,7 @@ from ..models.calibrate import fit_temperature
 from ..models.config import ModelConfig
 from ..models.network import load_model
 from ..tasks import get_task
-from .config import DRIFT, FROM_HELD_OUT
+from .config import DRIFT, FROM_HELD_OUT, refuse_replacing_held_out
 from .dataset import ManifestDataset, predict_logits
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,7 @@ def fit_drift_temperature(cfg: ModelConfig, data: str | None = None, copies: int
         raise OptionError(f"--copies {copies}: give 1 or more perturbed copies of val.")
     cfg.refuse_in_sample_val("fitting a temperature", FROM_HELD_OUT)
     training = cfg.raw.get("training") or {}
-    if training.get("calibration_folds"):
-        raise OptionError(f"{cfg.id} is calibrated on a train fold held out of its training plus val; a drift "
-                          "temperature fits on val alone and would replace that with less. Keep it, or retrain "
-                          "without --calibration-folds.")
+    refuse_replacing_held_out(cfg.id, training, "a drift temperature")
     if training.get("lesion_only"):
         raise OptionError(f"{cfg.id} keeps the classifier and calibration of {training.get('init_from')}: recalibrate "
                           "that model, then retrain the lesion head from it (--lesion-only).")
