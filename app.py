@@ -33,7 +33,7 @@ from starlette.middleware import Middleware  # noqa: E402
 
 from medimg_demo.web.catalog import model_choices, model_versions  # noqa: E402
 from medimg_demo.web import auth  # noqa: E402
-from medimg_demo.web import files, lifecycle, uploads  # noqa: E402
+from medimg_demo.web import expiry, files, lifecycle  # noqa: E402
 from medimg_demo.web.ui.analyse_tab import analyse_tab  # noqa: E402
 from medimg_demo.web.ui.common import BANNER  # noqa: E402
 from medimg_demo.web.ui.performance_tab import performance_tab  # noqa: E402
@@ -96,7 +96,10 @@ if __name__ == "__main__":
     options = launch_options()
     # leftovers of an earlier run (a crash leaves raw uploads behind): anything untouched since before this start
     lifecycle.sweep(max_age_s=time.time() - STARTED + 5)
-    uploads.start_upload_reaper(demo)  # an upload that no request used is deleted after MEDIMG_RAW_UPLOAD_TTL_S
+    kept = expiry.cache_baseline()  # what Gradio cached while building the app (sample cases): kept for its life
+    # raw uploads no request used go after MEDIMG_RAW_UPLOAD_TTL_S; cached outputs, working copies and public files
+    # after MEDIMG_FILE_MAX_AGE_S, including those Gradio's own clean-up does not track
+    expiry.start_reaper(demo, kept)
     # api_open=False: a queued event cannot be run through the REST route (POST /gradio_api/run/predict), which
     # would skip the concurrency limit that bounds memory (Gradio leaves that route open outside Spaces)
     # api_open=False: queued events only through the queue; max_size: one client cannot queue without limit
@@ -106,4 +109,4 @@ if __name__ == "__main__":
     try:
         demo.launch(**options)
     finally:
-        lifecycle.sweep_at_exit()  # cleaned working copies and scratch files do not wait for the next start
+        lifecycle.sweep_at_exit()  # working copies and Gradio's cached files do not wait for the next start

@@ -30,7 +30,7 @@ from ..paths import private_paths, public_dir, upload_dir
 
 log = logging.getLogger(__name__)
 
-#: How long generated and uploaded files are kept (Gradio's delete_cache and the public folder's pruning).
+#: How long generated and uploaded files are kept (web.expiry's reaper, delete_cache, the public folder's pruning).
 MAX_AGE_S = float(os.environ.get("MEDIMG_FILE_MAX_AGE_S", "3600"))
 #: Raster types a browser may show inline; everything else served from /file= is a download.
 INLINE_TYPES = {b"image/png", b"image/jpeg", b"image/webp", b"image/gif"}

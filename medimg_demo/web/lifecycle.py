@@ -2,8 +2,10 @@
 
 At start, :func:`sweep` removes what an earlier run left behind (a crash, a killed process). At stop,
 :func:`stop_like_ctrl_c` makes a SIGTERM (how Hugging Face Spaces, Docker and systemd stop a server) end the app as
-Ctrl-C does, so Gradio closes its server and removes the files it cached, and :func:`sweep_at_exit` then removes
-the cleaned working copies this process made, instead of leaving them for the next start.
+Ctrl-C does, so Gradio closes its server, and :func:`sweep_at_exit` then removes the cleaned working copies this
+process made and Gradio's cached files, instead of leaving them for the next start. Gradio's
+own shutdown clean-up misses some of them (see ``web.expiry``) and does not run at all while a page is still
+connected: ``Blocks.close`` waits 5 s for the server thread, and the process ends first.
 """
 
 from __future__ import annotations
@@ -16,19 +18,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
 
-from ..paths import public_dir, upload_dir, work_dir
-from .files import MAX_AGE_S, _prune
-from .uploads import GRADIO_DIR, MADE, MADE_LOCK, WORKING_DIR, remove_empty_tmp_files
+from ..paths import upload_dir, work_dir
+from .expiry import expire_cached, expire_public, expire_working_copies, newest_mtime
+from .uploads import GRADIO_DIR, WORKING_DIR, remove_empty_tmp_files
 
 log = logging.getLogger(__name__)
 
 
 def _age(path: Path) -> float:
-    try:
-        newest = max((p.lstat().st_mtime for p in [path, *path.rglob("*")]), default=0.0)
-    except OSError:
-        return 0.0
-    return time.time() - newest
+    newest = newest_mtime(path)
+    return time.time() - newest if newest else 0.0
 
 
 def _remove(entry: Path) -> None:
@@ -58,31 +57,23 @@ def sweep(max_age_s: float = 60.0, folders: Iterable[Path] | None = None) -> int
             if (ours or gradio_tmp) and _age(entry) > max_age_s:
                 _remove(entry)
                 removed += 1
-    public = public_dir()
-    if public.is_dir():
-        for sub in public.iterdir():
-            if sub.is_dir():
-                before = sum(1 for _ in sub.iterdir())
-                _prune(sub, "*", MAX_AGE_S)
-                removed += before - sum(1 for _ in sub.iterdir())
+    removed += expire_public()
     if removed:
         log.info("Sweep removed %d leftover upload or scratch entries", removed)
     return removed
 
 
 def sweep_at_exit() -> int:
-    """At stop, once the server is closed: the working copies this process made, whatever their age (no request
-    is left to need one). Gradio's shutdown has removed the files it cached; another instance sharing the folders
-    keeps its own; de-identified downloads, pictures and reports in the public folder expire by age, as always."""
-    with MADE_LOCK:
-        made = sorted(MADE)
-        MADE.clear()
-    for folder in made:
-        _remove(folder)
+    """At stop, once the server is closed: the working copies this process made and Gradio's hash-named cache
+    folders, whatever their age (no request is left to need one; Gradio copies its sample cases again at the next
+    start); another instance's working copies and anything else in the folder stay; de-identified downloads,
+    pictures and reports in the public folder expire by age, as always. Returns how many folders were removed."""
+    made = expire_working_copies(0.0)
+    cached = expire_cached(0.0, baseline=())
     remove_empty_tmp_files(ttl_s=0.0)  # gr.File's empty leftovers: nothing in them to keep
-    if made:
-        log.info("Removed the %d working copies this run made", len(made))
-    return len(made)
+    if made or cached:
+        log.info("Removed the %d working copies and %d cached folders this run made", made, cached)
+    return made + cached
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -3,8 +3,9 @@
 The handler that receives an upload reads it once, deletes Gradio's cached copy (named by the uploaded file name)
 and keeps only cleaned bytes: a de-identified DICOM, or a PNG/JPEG with its text and metadata chunks dropped (pixels
 unchanged). The cleaned working copy is written into Gradio's upload folder under a random name, so Gradio hands it
-out without copying it again and its ``delete_cache`` prunes it. An upload that no request used is deleted after
-``MEDIMG_RAW_UPLOAD_TTL_S`` (:func:`start_upload_reaper`); ``web.lifecycle`` removes what a run leaves behind.
+out without copying it again. An upload that no request used is deleted after ``MEDIMG_RAW_UPLOAD_TTL_S``
+(:func:`expire_raw_uploads`, run by ``web.expiry``'s reaper, which also expires working copies and Gradio's cached
+outputs by age); ``web.lifecycle`` removes what a run leaves behind.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import struct
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from ..errors import InputError
 from ..imaging.deid import deidentify
@@ -173,38 +173,21 @@ def expire_raw_uploads(uploaded: set[str], ttl_s: float = RAW_UPLOAD_TTL_S) -> i
     return removed
 
 
-def remove_empty_tmp_files(ttl_s: float) -> None:
-    """gr.File leaves an empty ``tmp*`` file in its cache on every call (``NamedTemporaryFile(delete=False)``)."""
-    folder, cutoff = upload_dir(), time.time() - ttl_s
+def remove_empty_tmp_files(ttl_s: float) -> int:
+    """gr.File leaves an empty ``tmp*`` file in its cache on every call (``NamedTemporaryFile(delete=False)``);
+    returns how many were removed."""
+    folder, cutoff, removed = upload_dir(), time.time() - ttl_s, 0
     if not folder.is_dir():
-        return
+        return 0
     for entry in folder.glob("tmp*"):
         try:
             st = entry.lstat()
             if entry.is_file() and st.st_size == 0 and st.st_mtime < cutoff:
                 entry.unlink()
+                removed += 1
         except OSError:
             continue
-
-
-def start_upload_reaper(blocks: Any, ttl_s: float = RAW_UPLOAD_TTL_S) -> threading.Thread:
-    """A daemon thread that applies :func:`expire_raw_uploads` to the app's raw uploads every ttl/4 seconds, so
-    an upload that no request used (a client that uploads and goes away) does not stay for Gradio's cache age."""
-
-    def run() -> None:
-        while True:
-            time.sleep(max(1.0, ttl_s / 4))
-            try:
-                n = expire_raw_uploads(blocks.upload_file_set, ttl_s)
-                remove_empty_tmp_files(ttl_s)
-                if n:
-                    log.info("Deleted %d raw upload(s) that no request used within %.0f s", n, ttl_s)
-            except Exception:  # noqa: BLE001 - a reaper that dies would keep raw uploads: log and go on
-                log.exception("Raw-upload expiry failed; trying again")
-
-    thread = threading.Thread(target=run, name="medimg-upload-reaper", daemon=True)
-    thread.start()
-    return thread
+    return removed
 
 
 def read_upload(path: str | Path, consume: bool) -> bytes:

@@ -324,9 +324,11 @@ def test_no_raw_upload_on_disk_after_a_request(app: App, client: Any) -> None:
 @pytest.mark.slow
 def test_a_stopped_server_leaves_no_working_copy(tmp_path: Path, tiny_registry: Path) -> None:
     """SIGTERM (how Spaces, Docker and systemd stop a server) ends the app as Ctrl-C does: it exits cleanly and
-    its cleaned working copies and Gradio's cached files go with it, not at the next start; a stranger's file and
-    another instance's working copy in a shared upload folder stay."""
+    its cleaned working copies and Gradio's cached files (here a de-identified copy) go with it, not at the next
+    start, even while a page is still connected; a stranger's file and another instance's working copy in a shared
+    upload folder stay."""
     stopped = _start(tmp_path, tiny_registry, {}, uploads_in_state=False)
+    page = httpx.Client(base_url=stopped.url, timeout=None)
     try:
         with httpx.Client(base_url=stopped.url, timeout=60) as c:
             raw = _upload(c, "scan.dcm", _dicom_with_phi())
@@ -334,6 +336,14 @@ def test_a_stopped_server_leaves_no_working_copy(tmp_path: Path, tiny_registry: 
             assert status == 200, body
             working = Path(body["data"][0]["path"])
             assert working.is_file() and _predict(c, str(working))[0]
+            status, body = _run_fn(c, _fn_index(c, "click", "De-identified DICOM copy"), [_file(str(working))])
+            assert status == 200, body
+            copy = Path(body["data"][0]["value"]["path"] if "value" in body["data"][0] else body["data"][0]["path"])
+            assert copy.is_file() and copy.is_relative_to(stopped.uploads)  # Gradio's cached copy of the output
+        # a browser tab still open: its heartbeat stream holds a connection while the server stops (the server
+        # thread then outlives Gradio's 5 s wait, and Gradio's own clean-up of its cache never runs)
+        beat = page.send(page.build_request("GET", f"/gradio_api/heartbeat/{secrets.token_hex(6)}"), stream=True)
+        assert beat.status_code == 200
         stranger = stopped.uploads / "someone-elses-file.txt"
         stranger.write_bytes(b"x")
         other = stopped.uploads / f"medimg-{secrets.token_hex(16)}" / "scan.png"  # another instance's working copy
@@ -342,10 +352,44 @@ def test_a_stopped_server_leaves_no_working_copy(tmp_path: Path, tiny_registry: 
     finally:
         stopped.proc.terminate()
         code = stopped.proc.wait(timeout=30)
+        page.close()
     left = [p for p in _all_files(stopped.uploads, stopped.state / "work") if p not in (stranger, other)]
-    print(f"\nexit code after SIGTERM: {code}; files left in the upload and scratch folders: {len(left)}")
+    print(f"\nexit code after SIGTERM with a page open: {code}; files left in the upload and scratch folders: "
+          f"{len(left)}")
     assert code == 0, stopped.log.read_text()[-2000:]
-    assert not working.exists() and left == [] and stranger.exists() and other.exists()
+    assert not working.exists() and not copy.exists() and left == [] and stranger.exists() and other.exists()
+
+
+@pytest.mark.slow
+def test_handed_out_files_expire_while_the_server_runs(tmp_path: Path, tiny_registry: Path) -> None:
+    """A de-identified copy is cached by a session copy of its component (it is shown with ``visible=True``), which
+    Gradio's ``delete_cache`` never visits: the app's reaper expires it, its public original and the working copy
+    after MEDIMG_FILE_MAX_AGE_S, while the server runs, and keeps what Gradio cached when the app was built."""
+    app = _start(tmp_path, tiny_registry, {"MEDIMG_FILE_MAX_AGE_S": "10"}, uploads_in_state=False)
+    try:
+        built = {d for d in app.uploads.iterdir() if d.is_dir() and len(d.name) == 64}
+        with httpx.Client(base_url=app.url, timeout=60) as c:
+            raw = _upload(c, "scan.dcm", _dicom_with_phi())
+            status, body = _run_fn(c, _fn_index(c, "upload", "Scan"), [_file(raw, "scan.dcm")])
+            assert status == 200, body
+            working = Path(body["data"][0]["path"])
+            status, body = _run_fn(c, _fn_index(c, "click", "De-identified DICOM copy"), [_file(str(working))])
+            assert status == 200, body
+            out = body["data"][0]
+            copy = Path(out["value"]["path"] if "value" in out else out["path"])
+        public = list((app.state / "public" / "deidentified").glob("*.dcm"))
+        assert copy.is_file() and copy.is_relative_to(app.uploads) and working.is_file() and len(public) == 1
+        started, deadline = time.time(), time.time() + 60
+        while (copy.exists() or working.exists() or public[0].exists()) and time.time() < deadline:
+            time.sleep(0.5)
+        waited = time.time() - started
+        print(f"\ncached copy, working copy and public copy gone after {waited:.0f} s (max age 10 s): "
+              f"{not copy.exists()}, {not working.exists()}, {not public[0].exists()}")
+        assert not copy.exists() and not working.exists() and not public[0].exists()
+        assert all(d.is_dir() for d in built)  # what Gradio keeps for the app's life stays
+        assert app.proc.poll() is None
+    finally:
+        _stop(app)
 
 
 def test_run_history_and_share_buttons_are_off(client: Any) -> None:

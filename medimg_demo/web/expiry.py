@@ -1,0 +1,121 @@
+"""Expiry while the app runs: what it handed out goes after ``MEDIMG_FILE_MAX_AGE_S``, whatever Gradio tracks.
+
+Gradio's ``delete_cache`` removes the files it cached only for the components it knows. An output whose component
+is updated with new properties as well as a value (``gr.update(value=..., visible=True)``: the report and the
+de-identified copy buttons) is cached by a session copy of that component, which Gradio's clean-up never visits
+(Gradio 6.31, ``Blocks.postprocess_data``), so such a copy stayed in Gradio's cache for as long as the server ran,
+and after it. So the app expires the cache itself, by age, as Gradio does for the files it tracks:
+
+* Gradio's hash-named cache folders made after start (:func:`cache_baseline` holds the ones made while the app was
+  built: sample cases and initial values, which Gradio keeps for the app's life);
+* the cleaned working copies this process made (``uploads.MADE``);
+* the public folder's files (pictures, reports, de-identified copies, exports), which were pruned only when the
+  next file of their kind was written or at the next start;
+* raw uploads no request used (after ``MEDIMG_RAW_UPLOAD_TTL_S``) and gr.File's empty ``tmp*`` files, as before.
+
+One daemon thread (:func:`start_reaper`) does all of it every ``MEDIMG_RAW_UPLOAD_TTL_S / 4`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ..paths import public_dir, upload_dir
+from .files import MAX_AGE_S, _prune
+from .uploads import GRADIO_DIR, MADE, MADE_LOCK, RAW_UPLOAD_TTL_S, expire_raw_uploads, remove_empty_tmp_files
+
+log = logging.getLogger(__name__)
+
+
+def newest_mtime(path: Path) -> float:
+    """The latest modification time of ``path`` and everything in it (0 if it vanished meanwhile)."""
+    try:
+        return max((p.lstat().st_mtime for p in [path, *path.rglob("*")]), default=0.0)
+    except OSError:
+        return 0.0
+
+
+def cache_baseline(folder: Path | None = None) -> frozenset[Path]:
+    """Gradio's hash-named cache folders that exist now: called at start, after the start-up sweep and once the
+    app is built, these hold what Gradio keeps for the app's life (sample cases, initial values)."""
+    folder = folder or upload_dir()
+    if not folder.is_dir():
+        return frozenset()
+    return frozenset(p for p in folder.iterdir() if p.is_dir() and GRADIO_DIR.match(p.name))
+
+
+def expire_cached(max_age_s: float, baseline: Iterable[Path], folder: Path | None = None) -> int:
+    """Remove Gradio's hash-named cache folders, other than ``baseline``'s, in which nothing was written or handed
+    out again (Gradio touches a cached copy it hands out again) for ``max_age_s`` seconds; 0 removes all of them.
+    Top-level files and other folders (another program's, another instance's working copies) are left alone."""
+    folder = folder or upload_dir()
+    if not folder.is_dir():
+        return 0
+    keep, cutoff, removed = set(baseline), time.time() - max_age_s, 0
+    for entry in folder.iterdir():
+        if entry in keep or not entry.is_dir() or not GRADIO_DIR.match(entry.name):
+            continue
+        if max_age_s <= 0 or newest_mtime(entry) < cutoff:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def expire_working_copies(max_age_s: float) -> int:
+    """Remove the cleaned working copies this process made that nobody touched for ``max_age_s`` seconds."""
+    cutoff = time.time() - max_age_s
+    with MADE_LOCK:
+        old = [f for f in MADE if max_age_s <= 0 or newest_mtime(f) < cutoff]
+        MADE.difference_update(old)
+    for f in old:
+        shutil.rmtree(f, ignore_errors=True)
+    return len(old)
+
+
+def expire_public(max_age_s: float = MAX_AGE_S) -> int:
+    """Remove the public folder's files older than ``max_age_s``; returns how many."""
+    public, removed = public_dir(), 0
+    if not public.is_dir():
+        return 0
+    for sub in public.iterdir():
+        if sub.is_dir():
+            before = sum(1 for _ in sub.iterdir())
+            _prune(sub, "*", max_age_s)
+            removed += before - sum(1 for _ in sub.iterdir())
+    return removed
+
+
+def expire_all(blocks: Any, baseline: Iterable[Path], raw_ttl_s: float = RAW_UPLOAD_TTL_S,
+               max_age_s: float = MAX_AGE_S) -> dict[str, int]:
+    """One pass of the reaper; how many entries of each kind went."""
+    return {"raw uploads": expire_raw_uploads(getattr(blocks, "upload_file_set", set()), raw_ttl_s),
+            "cached outputs": expire_cached(max_age_s, baseline),
+            "working copies": expire_working_copies(max_age_s),
+            "public files": expire_public(max_age_s),
+            "empty tmp files": remove_empty_tmp_files(raw_ttl_s)}
+
+
+def start_reaper(blocks: Any, baseline: Iterable[Path], raw_ttl_s: float = RAW_UPLOAD_TTL_S,
+                 max_age_s: float = MAX_AGE_S) -> threading.Thread:
+    """A daemon thread that runs :func:`expire_all` every ``raw_ttl_s / 4`` seconds (at least 1 s)."""
+    keep = frozenset(baseline)
+
+    def run() -> None:
+        while True:
+            time.sleep(max(1.0, raw_ttl_s / 4))
+            try:
+                gone = {k: n for k, n in expire_all(blocks, keep, raw_ttl_s, max_age_s).items() if n}
+                if gone:
+                    log.info("Expired: %s", ", ".join(f"{n} {k}" for k, n in gone.items()))
+            except Exception:  # noqa: BLE001 - a reaper that dies would keep files: log and go on
+                log.exception("Expiry pass failed; trying again")
+
+    thread = threading.Thread(target=run, name="medimg-expiry", daemon=True)
+    thread.start()
+    return thread

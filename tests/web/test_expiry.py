@@ -1,0 +1,69 @@
+"""Expiry while the app runs (``web.expiry``), without a server: which cached, working and public files go, and when."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from medimg_demo.web import expiry, lifecycle, uploads
+
+
+def _file(path: Path, age_s: float = 0.0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    if age_s:
+        then = time.time() - age_s
+        for p in (path, path.parent):
+            os.utime(p, (then, then))
+    return path
+
+
+def test_old_cached_outputs_go_and_what_the_app_was_built_with_stays(tmp_path: Path) -> None:
+    cache = tmp_path / "uploads"
+    sample = _file(cache / ("a" * 64) / "ct0321.png", age_s=7200)  # cached while the app was built
+    baseline = expiry.cache_baseline(cache)
+    old_copy = _file(cache / ("b" * 64) / "deidentified-0123.dcm", age_s=7200)
+    report = _file(cache / ("c" * 64) / "report.pdf", age_s=7200)
+    _file(cache / ("c" * 64) / "handed-out-again.pdf")  # a folder touched a moment ago is not old
+    fresh = _file(cache / ("d" * 64) / "deidentified-4567.dcm")
+    stranger = _file(cache / "someone-elses-file.txt", age_s=7200)
+    other = _file(cache / "medimg-0123456789abcdef0123456789abcdef" / "scan.png", age_s=7200)
+    not_a_hash = _file(cache / ("e" * 63) / "x.png", age_s=7200)
+    assert baseline == {sample.parent}
+    assert expiry.expire_cached(3600, baseline, cache) == 1
+    assert not old_copy.exists() and report.exists() and fresh.exists() and sample.exists()
+    assert stranger.exists() and other.exists() and not_a_hash.exists()
+    assert expiry.expire_cached(0, baseline, cache) == 2  # at stop: all but the baseline's
+    assert not report.exists() and not fresh.exists() and sample.exists() and other.exists()
+
+
+def test_working_copies_this_process_made_expire_by_age(tmp_path: Path) -> None:
+    old = _file(tmp_path / "medimg-old" / "scan.png", age_s=7200).parent
+    new = _file(tmp_path / "medimg-new" / "scan.png").parent
+    theirs = _file(tmp_path / "medimg-theirs" / "scan.png", age_s=7200).parent  # not in MADE: another instance's
+    with uploads.MADE_LOCK:
+        uploads.MADE.update({old, new})
+    try:
+        assert expiry.expire_working_copies(3600) == 1
+        assert not old.exists() and new.exists() and theirs.exists() and old not in uploads.MADE
+        assert expiry.expire_working_copies(0) == 1 and not new.exists() and theirs.exists()
+    finally:
+        with uploads.MADE_LOCK:
+            uploads.MADE.difference_update({old, new})
+
+
+def test_public_files_expire_while_running_and_the_stop_clears_the_cache(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MEDIMG_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    public = tmp_path / "state" / "public"
+    old_report = _file(public / "published" / "old.pdf", age_s=7200)
+    new_report = _file(public / "published" / "new.pdf")
+    old_deid = _file(public / "deidentified" / "deidentified-1.dcm", age_s=7200)
+    assert expiry.expire_public(3600) == 2
+    assert not old_report.exists() and not old_deid.exists() and new_report.exists()
+    sample = _file(tmp_path / "uploads" / ("a" * 64) / "ct0321.png")
+    copy = _file(tmp_path / "uploads" / ("b" * 64) / "deidentified-2.dcm")
+    stranger = _file(tmp_path / "uploads" / "someone-elses-file.txt")
+    assert lifecycle.sweep_at_exit() == 2
+    assert not sample.exists() and not copy.exists() and stranger.exists()
