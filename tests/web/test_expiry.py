@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from medimg_demo.web import expiry, lifecycle, uploads
 
@@ -38,19 +41,27 @@ def test_old_cached_outputs_go_and_what_the_app_was_built_with_stays(tmp_path: P
     assert not report.exists() and not fresh.exists() and sample.exists() and other.exists()
 
 
+@pytest.fixture(autouse=True)
+def own_working_copies() -> Iterator[None]:
+    """Each test sees only the working copies it registers: app instances of other tests made some in this process."""
+    with uploads.MADE_LOCK:
+        others = set(uploads.MADE)
+        uploads.MADE.clear()
+    yield
+    with uploads.MADE_LOCK:
+        uploads.MADE.clear()
+        uploads.MADE.update(others)
+
+
 def test_working_copies_this_process_made_expire_by_age(tmp_path: Path) -> None:
     old = _file(tmp_path / "medimg-old" / "scan.png", age_s=7200).parent
     new = _file(tmp_path / "medimg-new" / "scan.png").parent
     theirs = _file(tmp_path / "medimg-theirs" / "scan.png", age_s=7200).parent  # not in MADE: another instance's
     with uploads.MADE_LOCK:
         uploads.MADE.update({old, new})
-    try:
-        assert expiry.expire_working_copies(3600) == 1
-        assert not old.exists() and new.exists() and theirs.exists() and old not in uploads.MADE
-        assert expiry.expire_working_copies(0) == 1 and not new.exists() and theirs.exists()
-    finally:
-        with uploads.MADE_LOCK:
-            uploads.MADE.difference_update({old, new})
+    assert expiry.expire_working_copies(3600) == 1
+    assert not old.exists() and new.exists() and theirs.exists() and old not in uploads.MADE
+    assert expiry.expire_working_copies(0) == 1 and not new.exists() and theirs.exists()
 
 
 def test_public_files_expire_while_running_and_the_stop_clears_the_cache(tmp_path: Path, monkeypatch) -> None:
