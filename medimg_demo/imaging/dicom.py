@@ -26,10 +26,15 @@ from .windowing import apply_window
 
 log = logging.getLogger(__name__)
 import pydicom  # noqa: E402 - imported before silencing its logger: its config sets the level on import
+import pydicom.config  # noqa: E402
 
 # pydicom may echo element values (dates, names) in its own warnings and log lines (decoder failures are logged
 # with tracebacks): keep them out of our logs.
 logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+# Its value checks on reading warn with the value itself ("Invalid value for VR DA: '<birth date>'"); the local
+# warnings.catch_warnings() around decoding is process-wide state that one thread can restore while another still
+# decodes (two requests at once), so reading does not check values at all: decoding is the same either way.
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 
 #: DICOM objects that carry pixel data but are not images to classify.
 _NON_IMAGE_MODALITIES = {"SEG", "RTDOSE", "RTSTRUCT", "RTPLAN", "RTIMAGE_PLAN", "SR", "KO", "PR", "REG", "RWV", "DOC"}

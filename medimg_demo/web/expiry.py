@@ -11,7 +11,8 @@ and after it. So the app expires the cache itself, by age, as Gradio does for th
 * the cleaned working copies this process made (``uploads.MADE``);
 * the public folder's files (pictures, reports, de-identified copies, exports), which were pruned only when the
   next file of their kind was written or at the next start;
-* raw uploads no request used (after ``MEDIMG_RAW_UPLOAD_TTL_S``) and gr.File's empty ``tmp*`` files, as before.
+* raw uploads no request used, and uploads a client abandoned halfway (Gradio's ``tmp*`` files), after
+  ``MEDIMG_RAW_UPLOAD_TTL_S``; feedback exports after ten minutes, as when the next export is written.
 
 One daemon thread (:func:`start_reaper`) does all of it every ``MEDIMG_RAW_UPLOAD_TTL_S / 4`` seconds.
 """
@@ -27,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ..paths import public_dir, upload_dir
-from .files import MAX_AGE_S, _prune
-from .uploads import GRADIO_DIR, MADE, MADE_LOCK, RAW_UPLOAD_TTL_S, expire_raw_uploads, remove_empty_tmp_files
+from .files import EXPORTS_MAX_AGE_S, MAX_AGE_S, _prune
+from .uploads import GRADIO_DIR, MADE, MADE_LOCK, RAW_UPLOAD_TTL_S, expire_raw_uploads, remove_stale_tmp_files
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,24 @@ def cache_baseline(folder: Path | None = None) -> frozenset[Path]:
     return frozenset(p for p in folder.iterdir() if p.is_dir() and GRADIO_DIR.match(p.name))
 
 
+def _remove_older(folder: Path, cutoff: float | None) -> None:
+    """Each file in ``folder`` last written before ``cutoff`` (None: all), checked file by file just before it goes,
+    then the folders left empty. Gradio names a cache folder by its content and may hand out or write the same file
+    again at any moment (it touches or re-creates it); such a file is fresh and stays, and so does its folder."""
+    for f in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)):
+        try:
+            if f.is_dir() and not f.is_symlink():
+                f.rmdir()  # only when empty
+            elif cutoff is None or f.lstat().st_mtime < cutoff:
+                f.unlink()
+        except OSError:
+            continue
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
 def expire_cached(max_age_s: float, baseline: Iterable[Path], folder: Path | None = None) -> int:
     """Remove Gradio's hash-named cache folders, other than ``baseline``'s, in which nothing was written or handed
     out again (Gradio touches a cached copy it hands out again) for ``max_age_s`` seconds; 0 removes all of them.
@@ -59,11 +78,11 @@ def expire_cached(max_age_s: float, baseline: Iterable[Path], folder: Path | Non
         return 0
     keep, cutoff, removed = set(baseline), time.time() - max_age_s, 0
     for entry in folder.iterdir():
-        if entry in keep or not entry.is_dir() or not GRADIO_DIR.match(entry.name):
+        if entry in keep or entry.is_symlink() or not entry.is_dir() or not GRADIO_DIR.match(entry.name):
             continue
         if max_age_s <= 0 or newest_mtime(entry) < cutoff:
-            shutil.rmtree(entry, ignore_errors=True)
-            removed += 1
+            _remove_older(entry, None if max_age_s <= 0 else cutoff)
+            removed += not entry.exists()
     return removed
 
 
@@ -79,14 +98,16 @@ def expire_working_copies(max_age_s: float) -> int:
 
 
 def expire_public(max_age_s: float = MAX_AGE_S) -> int:
-    """Remove the public folder's files older than ``max_age_s``; returns how many."""
+    """Remove the public folder's files older than ``max_age_s`` (feedback exports: ten minutes at most); returns
+    how many."""
     public, removed = public_dir(), 0
     if not public.is_dir():
         return 0
     for sub in public.iterdir():
-        if sub.is_dir():
+        if sub.is_dir() and not sub.is_symlink():
             before = sum(1 for _ in sub.iterdir())
-            _prune(sub, "*", max_age_s)
+            age = min(max_age_s, EXPORTS_MAX_AGE_S) if sub.name == "exports" else max_age_s
+            _prune(sub, "*", age)
             removed += before - sum(1 for _ in sub.iterdir())
     return removed
 
@@ -98,7 +119,7 @@ def expire_all(blocks: Any, baseline: Iterable[Path], raw_ttl_s: float = RAW_UPL
             "cached outputs": expire_cached(max_age_s, baseline),
             "working copies": expire_working_copies(max_age_s),
             "public files": expire_public(max_age_s),
-            "empty tmp files": remove_empty_tmp_files(raw_ttl_s)}
+            "stale tmp files": remove_stale_tmp_files(raw_ttl_s)}
 
 
 def start_reaper(blocks: Any, baseline: Iterable[Path], raw_ttl_s: float = RAW_UPLOAD_TTL_S,

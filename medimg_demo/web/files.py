@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import secrets
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,11 @@ def check_layout() -> None:
     if _inside(uploads, public):
         raise ConfigError("GRADIO_TEMP_DIR lies inside the public folder (MEDIMG_STATE_DIR/public): uploads would be "
                           "served as generated files. Give GRADIO_TEMP_DIR a folder of its own.")
+    for shared in (Path(tempfile.gettempdir()), Path.home()):
+        if _inside(shared, uploads):
+            raise ConfigError(f"GRADIO_TEMP_DIR ({uploads}) is or contains {shared}, a folder other programs use: the app "
+                              "removes Gradio's files there by age (tmp* files, hash-named folders) and would remove "
+                              "theirs. Give GRADIO_TEMP_DIR a folder of its own.")
 
 
 class SecureFileHeaders:
@@ -197,7 +203,11 @@ def png_file(rgb: np.ndarray, max_age_s: float = MAX_AGE_S) -> str:
     return str(path)
 
 
-def prune_exports(max_age_s: float = 600.0) -> None:
+#: Feedback and reader-study exports (free-text comments, reader names) are handed out once: kept ten minutes.
+EXPORTS_MAX_AGE_S = 600.0
+
+
+def prune_exports(max_age_s: float = EXPORTS_MAX_AGE_S) -> None:
     """Feedback exports are handed out once: remove those older than ten minutes."""
     _prune(public_dir() / "exports", "*.csv", max_age_s)
 

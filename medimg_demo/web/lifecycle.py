@@ -3,7 +3,7 @@
 At start, :func:`sweep` removes what an earlier run left behind (a crash, a killed process). At stop,
 :func:`stop_like_ctrl_c` makes a SIGTERM (how Hugging Face Spaces, Docker and systemd stop a server) end the app as
 Ctrl-C does, so Gradio closes its server, and :func:`sweep_at_exit` then removes the cleaned working copies this
-process made and Gradio's cached files, instead of leaving them for the next start. Gradio's
+process made, Gradio's cached files and the public folder's files, instead of leaving them for the next start. Gradio's
 own shutdown clean-up misses some of them (see ``web.expiry``) and does not run at all while a page is still
 connected: ``Blocks.close`` waits 5 s for the server thread, and the process ends first.
 """
@@ -20,7 +20,7 @@ from types import FrameType
 
 from ..paths import upload_dir, work_dir
 from .expiry import expire_cached, expire_public, expire_working_copies, newest_mtime
-from .uploads import GRADIO_DIR, WORKING_DIR, remove_empty_tmp_files
+from .uploads import GRADIO_DIR, WORKING_DIR, remove_stale_tmp_files
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +64,18 @@ def sweep(max_age_s: float = 60.0, folders: Iterable[Path] | None = None) -> int
 
 
 def sweep_at_exit() -> int:
-    """At stop, once the server is closed: the working copies this process made and Gradio's hash-named cache
-    folders, whatever their age (no request is left to need one; Gradio copies its sample cases again at the next
-    start); another instance's working copies and anything else in the folder stay; de-identified downloads,
-    pictures and reports in the public folder expire by age, as always. Returns how many folders were removed."""
+    """At stop, once the server is closed: the working copies this process made, Gradio's hash-named cache folders
+    and the public folder's files (pictures, reports, de-identified copies, exports), whatever their age: no page is
+    left to need them, and Gradio copies its sample cases again at the next start. Another instance's working copies
+    and anything else in the folders stay. Returns how many folders and public files were removed."""
     made = expire_working_copies(0.0)
     cached = expire_cached(0.0, baseline=())
-    remove_empty_tmp_files(ttl_s=0.0)  # gr.File's empty leftovers: nothing in them to keep
-    if made or cached:
-        log.info("Removed the %d working copies and %d cached folders this run made", made, cached)
-    return made + cached
+    public = expire_public(0.0)
+    remove_stale_tmp_files(ttl_s=0.0)  # uploads cut off halfway and gr.File's empty leftovers
+    if made or cached or public:
+        log.info("Removed the %d working copies, %d cached folders and %d public files this run made",
+                 made, cached, public)
+    return made + cached + public
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -8,6 +8,10 @@ bound (``launch(max_file_size=...)``, ``MEDIMG_MAX_UPLOAD_MB``); any other body 
 refused with HTTP 413 before it is parsed. The largest body the app's own page sends is a feedback form (a
 4,000-character comment and the prediction's JSON): a few kilobytes.
 
+An input file named by a URL (``{"path": "https://..."}``; the page never sends one) is refused with HTTP 400: Gradio
+would download it into its cache under the name in the URL, where no upload handler sees it as a raw upload, so the
+file would stay for the cache's age, servable, instead of being cleaned and deleted by its request.
+
 Gradio's ``GET /gradio_api/deep_link?session_hash=...`` writes the caller's session values (whatever JSON the client
 sent as inputs, file names included) to a ``deep_links`` folder of the upload cache that nothing ever prunes, and
 serves it back; the app offers no deep link, so the route answers 404.
@@ -15,23 +19,51 @@ serves it back; the app offers no deep link, so the route answers 404.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 #: Largest request body accepted outside file uploads.
 MAX_BODY_BYTES = 256 * 1024
 
 
-async def _too_large(send: Any) -> None:
-    body = f"Request body over {MAX_BODY_BYTES // 1024} KB: refused (upload files through the upload route).".encode()
-    await send({"type": "http.response.start", "status": 413,
+async def _refuse(send: Any, status: int, text: str) -> None:
+    body = text.encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"x-content-type-options", b"nosniff"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 
+async def _too_large(send: Any) -> None:
+    await _refuse(send, 413, f"Request body over {MAX_BODY_BYTES // 1024} KB: refused (upload files through the "
+                             "upload route).")
+
+
+def names_remote_file(body: bytes) -> bool:
+    """Whether a JSON body holds an input file given by URL: an object whose ``path`` is an http(s) address (Gradio
+    downloads those). Not JSON, or nested too deep to parse: False (Gradio refuses such a body itself)."""
+    if b"http" not in body.lower():
+        return False
+    try:
+        todo = [json.loads(body)]
+    except (ValueError, RecursionError):
+        return False
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            path = item.get("path")
+            if isinstance(path, str) and path.strip().lower().startswith(("http://", "https://")):
+                return True
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return False
+
+
 class RequestSizeLimit:
     """Refuses (413) a request body over :data:`MAX_BODY_BYTES` unless it is a file upload (``POST .../upload``);
-    the body is read here, at most that many bytes, and handed on unchanged. Refuses (404) Gradio's deep-link route."""
+    the body is read here, at most that many bytes, and handed on unchanged unless it names an input file by URL
+    (refused, 400). Refuses (404) Gradio's deep-link route."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -60,6 +92,9 @@ class RequestSizeLimit:
             if size > MAX_BODY_BYTES:
                 await _too_large(send)
                 return
+        if names_remote_file(b"".join(chunks)):
+            await _refuse(send, 400, "An input file given by URL is refused: upload the file itself.")
+            return
         sent = False
 
         async def replay() -> dict:

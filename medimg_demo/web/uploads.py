@@ -173,16 +173,18 @@ def expire_raw_uploads(uploaded: set[str], ttl_s: float = RAW_UPLOAD_TTL_S) -> i
     return removed
 
 
-def remove_empty_tmp_files(ttl_s: float) -> int:
-    """gr.File leaves an empty ``tmp*`` file in its cache on every call (``NamedTemporaryFile(delete=False)``);
-    returns how many were removed."""
+def remove_stale_tmp_files(ttl_s: float) -> int:
+    """Gradio's top-level ``tmp*`` files in its upload folder untouched for ``ttl_s`` seconds; returns how many went.
+    Gradio streams each upload into such a file and renames it into a cache folder when the upload completes; it
+    deletes the file on a parse error but not when the client goes away mid-upload, which left the partial upload
+    (a DICOM's header, with the patient's name, comes first) until the next start. gr.File also leaves an empty one
+    on every call. An upload in progress keeps writing, so its file stays fresh."""
     folder, cutoff, removed = upload_dir(), time.time() - ttl_s, 0
     if not folder.is_dir():
         return 0
     for entry in folder.glob("tmp*"):
         try:
-            st = entry.lstat()
-            if entry.is_file() and st.st_size == 0 and st.st_mtime < cutoff:
+            if entry.is_file() and not entry.is_symlink() and (ttl_s <= 0 or entry.lstat().st_mtime < cutoff):
                 entry.unlink()
                 removed += 1
         except OSError:

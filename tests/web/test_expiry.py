@@ -73,8 +73,35 @@ def test_public_files_expire_while_running_and_the_stop_clears_the_cache(tmp_pat
     old_deid = _file(public / "deidentified" / "deidentified-1.dcm", age_s=7200)
     assert expiry.expire_public(3600) == 2
     assert not old_report.exists() and not old_deid.exists() and new_report.exists()
+    old_export = _file(public / "exports" / "feedback-1.csv", age_s=900)  # comments, reader names: ten minutes
+    assert expiry.expire_public(3600) == 1 and not old_export.exists()
     sample = _file(tmp_path / "uploads" / ("a" * 64) / "ct0321.png")
     copy = _file(tmp_path / "uploads" / ("b" * 64) / "deidentified-2.dcm")
     stranger = _file(tmp_path / "uploads" / "someone-elses-file.txt")
-    assert lifecycle.sweep_at_exit() == 2
-    assert not sample.exists() and not copy.exists() and stranger.exists()
+    partial = _file(tmp_path / "uploads" / "tmpab12cd34")  # an upload cut off halfway: Gradio keeps its tmp file
+    assert lifecycle.sweep_at_exit() == 3  # two cache folders and the public report
+    assert not sample.exists() and not copy.exists() and not new_report.exists() and not partial.exists()
+    assert stranger.exists()
+
+
+def test_an_abandoned_upload_goes_after_the_raw_upload_ttl(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    abandoned = _file(tmp_path / "tmpq1w2e3r4", age_s=300)
+    abandoned.write_bytes(b"DICM Doe^Jane PID-998877")
+    os.utime(abandoned, (time.time() - 300, time.time() - 300))
+    uploading = _file(tmp_path / "tmpz9x8c7v6")  # still being written
+    other = _file(tmp_path / "notes.txt", age_s=300)
+    assert uploads.remove_stale_tmp_files(120) == 1
+    assert not abandoned.exists() and uploading.exists() and other.exists()
+
+
+def test_a_file_handed_out_again_keeps_its_cache_folder(tmp_path: Path) -> None:
+    """Gradio names cache folders by content and may touch or re-write a file in an old folder at any moment: only
+    the files still old when they are reached go, and a folder that keeps one stays."""
+    folder = tmp_path / ("f" * 64)
+    old = _file(folder / "a.png", age_s=7200)
+    again = _file(folder / "b.png")
+    expiry._remove_older(folder, time.time() - 3600)
+    assert not old.exists() and again.exists() and folder.is_dir()
+    expiry._remove_older(folder, None)
+    assert not folder.exists()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +16,7 @@ from PIL import Image, PngImagePlugin
 
 from conftest import dicom_bytes, gradient
 from medimg_demo.errors import AccessError, ConfigError, InputError
-from medimg_demo.web import auth, files, lifecycle, uploads
+from medimg_demo.web import auth, files, lifecycle, request_limits, uploads
 
 PHI = b"PID998877"
 
@@ -83,10 +86,22 @@ def test_private_paths_are_blocked_and_only_public_is_allowed(tmp_path, monkeypa
         assert str((tmp_path / name).resolve()) in blocked, name
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # the worst case: Gradio's cache is the state folder
     files.check_layout()
-    for bad in (tmp_path / "runs" / "gradio", tmp_path / "public" / "gradio"):
+    for bad in (tmp_path / "runs" / "gradio", tmp_path / "public" / "gradio", Path(tempfile.gettempdir()), Path.home()):
         monkeypatch.setenv("GRADIO_TEMP_DIR", str(bad))
         with pytest.raises(ConfigError, match="GRADIO_TEMP_DIR"):
             files.check_layout()
+
+
+def test_input_files_by_url_are_recognised_in_any_event_body() -> None:
+    file_by_url = {"path": "https://example.org/DOE_JANE.dcm", "meta": {"_type": "gradio.FileData"}}
+    for body in ({"data": [file_by_url], "fn_index": 3}, {"data": [None, [{"x": [file_by_url]}]]},
+                 {"data": [{"path": " HTTP://127.0.0.1/x.png"}]}):
+        assert request_limits.names_remote_file(json.dumps(body).encode()), body
+    for body in ({"data": [{"path": "/tmp/gradio/abc/scan.png", "url": "http://127.0.0.1:7860/gradio_api/file=x"}]},
+                 {"data": ["see https://example.org in my comment", {"path": "relative/https://x"}]}):
+        assert not request_limits.names_remote_file(json.dumps(body).encode()), body
+    assert not request_limits.names_remote_file(b"not json but http")
+    assert not request_limits.names_remote_file(b"[" * 100_000 + b"http")
 
 
 def _serve(ctype: bytes, disposition: bytes = b"inline") -> dict[bytes, bytes]:

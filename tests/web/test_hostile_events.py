@@ -292,6 +292,24 @@ def test_file_events_never_read_serve_or_delete_files_outside_the_cache(app: App
     assert accepted == [] and gone == [] and new == []
 
 
+def test_input_files_given_by_url_are_refused_at_the_door(app: App, client: Any) -> None:
+    """Gradio downloads an input file whose path is a URL into its cache, under the URL's file name, where no upload
+    handler treats it as a raw upload: refused (HTTP 400) before Gradio parses the event, for every file event and
+    the public /predict endpoint, whatever the case of the scheme."""
+    session, _ = _analysed(client, _dicom_with_phi())
+    answers = []
+    for url in ("https://example.org/DOE_JANE_PID998877.dcm", "HTTP://127.0.0.1:1/DOE_JANE_PID998877.png"):
+        for name, data in (("show_file", [_file(url)]), ("deidentify", [_file(url)]), ("report", [_file(url), None]),
+                           ("predict", [_file(url), None, 0.45, None, "File default", None, None])):
+            ok, out = _queue_fn(client, _fn(client, name), data, session)
+            answers.append((ok, str(out)))
+    kept = [p for p in app.uploads.rglob("*DOE_JANE*")]
+    print(f"\ninput files by URL: {sum(not ok and 'HTTP 400' in out for ok, out in answers)} of {len(answers)} "
+          f"refused with 400; files kept under the URL's name: {len(kept)}")
+    assert all(not ok and "HTTP 400" in out and "upload the file itself" in out for ok, out in answers), answers
+    assert kept == []
+
+
 def test_no_identifier_leaves_through_the_viewer(app: App, client: Any) -> None:
     """A DICOM with fake identifiers, named after its patient, through every viewer path (upload handler, analysis,
     4x redraw around a clicked point, report, de-identified copy, file boxes): no identifier in any answer, served
