@@ -42,9 +42,7 @@ async def _too_large(send: Any) -> None:
 def names_remote_file(body: bytes) -> bool:
     """Whether a JSON body holds an input file given by URL: an object whose ``path`` is an http(s) address (Gradio
     downloads those). Not JSON, or nested too deep to parse: False (Gradio refuses such a body itself)."""
-    if b"http" not in body.lower():
-        return False
-    try:
+    try:  # no byte-level shortcut: JSON may spell the scheme with escapes ("\u0068ttps://")
         todo = [json.loads(body)]
     except (ValueError, RecursionError):
         return False

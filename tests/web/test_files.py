@@ -100,6 +100,7 @@ def test_input_files_by_url_are_recognised_in_any_event_body() -> None:
     for body in ({"data": [{"path": "/tmp/gradio/abc/scan.png", "url": "http://127.0.0.1:7860/gradio_api/file=x"}]},
                  {"data": ["see https://example.org in my comment", {"path": "relative/https://x"}]}):
         assert not request_limits.names_remote_file(json.dumps(body).encode()), body
+    assert request_limits.names_remote_file(b'{"data": [{"path": "\\u0068ttps://example.org/x.dcm"}]}')
     assert not request_limits.names_remote_file(b"not json but http")
     assert not request_limits.names_remote_file(b"[" * 100_000 + b"http")
 
