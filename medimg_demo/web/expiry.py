@@ -11,6 +11,7 @@ and after it. So the app expires the cache itself, by age, as Gradio does for th
 * the cleaned working copies this process made (``uploads.MADE``);
 * the public folder's files (pictures, reports, de-identified copies, exports), which were pruned only when the
   next file of their kind was written or at the next start;
+* the analysed views kept in memory for redraws (``view_store``: a scan's pixels), unused for that long;
 * raw uploads no request used, and uploads a client abandoned halfway (Gradio's ``tmp*`` files), after
   ``MEDIMG_RAW_UPLOAD_TTL_S``; feedback exports after ten minutes, as when the next export is written.
 
@@ -115,7 +116,10 @@ def expire_public(max_age_s: float = MAX_AGE_S) -> int:
 def expire_all(blocks: Any, baseline: Iterable[Path], raw_ttl_s: float = RAW_UPLOAD_TTL_S,
                max_age_s: float = MAX_AGE_S) -> dict[str, int]:
     """One pass of the reaper; how many entries of each kind went."""
+    from . import view_store  # the analysed views (pixels kept in memory for redraws)
+
     return {"raw uploads": expire_raw_uploads(getattr(blocks, "upload_file_set", set()), raw_ttl_s),
+            "analysed views": view_store.expire(max_age_s),
             "cached outputs": expire_cached(max_age_s, baseline),
             "working copies": expire_working_copies(max_age_s),
             "public files": expire_public(max_age_s),

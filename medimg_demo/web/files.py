@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import logging
 import os
@@ -98,11 +99,17 @@ class SecureFileHeaders:
         target = os.path.realpath(scope["path"].split("/file=", 1)[1])
         return any(os.path.realpath(p) == target for p in list(uploaded))
 
+    @staticmethod
+    def _remote(scope: dict) -> bool:
+        """Whether the file asked for is a URL: Gradio would fetch it from the server (an open proxy, and the URL,
+        which the client chose, in the log); the app never hands out such a link."""
+        return scope["path"].split("/file=", 1)[1].strip().lower().startswith(("http:", "https:"))
+
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope.get("type") != "http" or "/file=" not in scope.get("path", ""):
             await self.app(scope, receive, send)
             return
-        if self._raw_upload(scope):
+        if self._raw_upload(scope) or self._remote(scope):
             await send({"type": "http.response.start", "status": 404,
                         "headers": [(b"content-type", b"text/plain"), (b"x-content-type-options", b"nosniff")]})
             await send({"type": "http.response.body", "body": b"Not found"})
@@ -174,6 +181,17 @@ def _prune(folder: Path, pattern: str, max_age_s: float, max_bytes: int | None =
             log.debug("An output file was already removed")
 
 
+#: A key of this process's own for naming public files: a plain hash of the content would let anyone holding the same
+#: image tell, by asking for its name, whether it was analysed here lately.
+_NAME_KEY = secrets.token_bytes(32)
+
+
+def content_name(data: bytes) -> str:
+    """The public name of ``data``: the same bytes get the same name within this process (one copy, handed out
+    again), and no one without the process's key can work it out from the content."""
+    return hmac.new(_NAME_KEY, data, hashlib.sha256).hexdigest()[:32]
+
+
 def public_images_budget() -> int:
     """Bytes the served pictures may take (``MEDIMG_PUBLIC_IMAGES_MB``, default 1024)."""
     return int(float(os.environ.get("MEDIMG_PUBLIC_IMAGES_MB", "1024")) * 1e6)
@@ -192,7 +210,7 @@ def png_file(rgb: np.ndarray, max_age_s: float = MAX_AGE_S) -> str:
     data = buf.getvalue()
     folder = public_dir() / "images"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+    path = folder / f"{content_name(data)}.png"
     try:
         os.utime(path)  # already there: mark it as just handed out, so pruning below does not delete it
     except FileNotFoundError:
@@ -213,13 +231,14 @@ def prune_exports(max_age_s: float = EXPORTS_MAX_AGE_S) -> None:
 
 
 def publish(path: str | Path) -> str:
-    """A copy of a generated file (error-gallery image, report) in the public folder, named by its content."""
+    """A copy of a generated file (error-gallery image, report) in the public folder, named by its keyed content
+    hash (:func:`content_name`)."""
     src = Path(path)
     data = src.read_bytes()
     ext = src.suffix.lower() if src.suffix.lower() in (".png", ".jpg", ".jpeg", ".pdf") else ".bin"
     folder = public_dir() / "published"
     folder.mkdir(parents=True, exist_ok=True)
-    out = folder / f"{hashlib.sha256(data).hexdigest()[:32]}{ext}"
+    out = folder / f"{content_name(data)}{ext}"
     if out.exists():
         os.utime(out)
     else:

@@ -5,7 +5,9 @@ zoom) and the report can describe the result without decoding again: about 3 MB 
 image decoded at 2048 px. Kept in each page's ``gr.State``, a view lived as long as Gradio kept the page (up to
 10,000 pages): a client analysing 2048 px images in new pages added 50-60 MB of memory per page, without bound.
 Here the page's state holds a :class:`ViewKey`; the views live in one least-recently-used store of at most
-``MEDIMG_VIEW_BUDGET_MB`` (default 512 MB); a page whose view was dropped is asked to analyse again.
+``MEDIMG_VIEW_BUDGET_MB`` (default 512 MB), and a view unused for ``MEDIMG_FILE_MAX_AGE_S`` goes too (a scan's
+pixels are kept no longer than the files made from them: a redraw after that would publish its pictures again); a
+page whose view was dropped is asked to analyse again.
 """
 
 from __future__ import annotations
@@ -13,17 +15,22 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from .analysis import View
+from .files import MAX_AGE_S
 
 #: Memory all pages' views may hold together; the least recently used are dropped beyond it (the newest is kept).
 BUDGET_BYTES = int(float(os.environ.get("MEDIMG_VIEW_BUDGET_MB", "512")) * 1e6)
-DROPPED = "This result is no longer kept on the server (many scans were analysed since): press Analyse again."
+DROPPED = (f"This result is no longer kept on the server (results go after {MAX_AGE_S / 60:.0f} minutes unused, or "
+           "sooner when many scans are analysed): press Analyse again.")
 
-_views: OrderedDict[str, tuple[View, int]] = OrderedDict()
+_now = time.monotonic  # the store's clock (a test replaces it)
+#: token -> (view, its bytes, when it was last used, by time.monotonic())
+_views: OrderedDict[str, tuple[View, int, float]] = OrderedDict()
 _lock = threading.Lock()
 _total = 0
 
@@ -39,29 +46,53 @@ def _nbytes(view: View) -> int:
     return sum(a.nbytes for a in (view.pixels, view.values, view.heatmap) if a is not None)
 
 
-def keep(view: View) -> ViewKey:
-    """Store ``view`` (dropping the least recently used beyond the budget) and return its key."""
+def _drop_unused(now: float, max_age_s: float) -> int:
+    """With the lock held: drop the views unused for ``max_age_s`` seconds (the oldest-used come first)."""
     global _total
-    key, size = ViewKey(secrets.token_hex(16)), _nbytes(view)
+    gone = 0
+    while _views:
+        token, (_, size, used) = next(iter(_views.items()))
+        if now - used <= max_age_s:
+            break
+        del _views[token]
+        _total -= size
+        gone += 1
+    return gone
+
+
+def expire(max_age_s: float = MAX_AGE_S) -> int:
+    """Drop the views unused for ``max_age_s`` seconds; returns how many (the reaper calls this)."""
     with _lock:
-        _views[key.token] = (view, size)
+        return _drop_unused(_now(), max_age_s)
+
+
+def keep(view: View) -> ViewKey:
+    """Store ``view`` (dropping views unused too long and the least recently used beyond the budget); its key."""
+    global _total
+    key, size, now = ViewKey(secrets.token_hex(16)), _nbytes(view), _now()
+    with _lock:
+        _drop_unused(now, MAX_AGE_S)
+        _views[key.token] = (view, size, now)
         _total += size
         while _total > BUDGET_BYTES and len(_views) > 1:
-            _, (_, old) = _views.popitem(last=False)
+            _, (_, old, _) = _views.popitem(last=False)
             _total -= old
     return key
 
 
 def lookup(state: Any) -> View | None:  # noqa: ANN401 - whatever the page's state holds
     """The view a page's state names (a :class:`View` given in-process is itself), now the most recently used;
-    None for a dropped view or anything else."""
+    None for a view dropped (unused too long, or beyond the budget) or anything else."""
     if isinstance(state, View):
         return state
     if not isinstance(state, ViewKey):
         return None
+    now = _now()
     with _lock:
+        _drop_unused(now, MAX_AGE_S)
         entry = _views.get(state.token)
         if entry is not None:
+            _views[state.token] = (entry[0], entry[1], now)
             _views.move_to_end(state.token)
     return entry[0] if entry else None
 

@@ -105,3 +105,31 @@ def test_a_file_handed_out_again_keeps_its_cache_folder(tmp_path: Path) -> None:
     assert not old.exists() and again.exists() and folder.is_dir()
     expiry._remove_older(folder, None)
     assert not folder.exists()
+
+
+def test_an_analysed_view_goes_after_the_file_age_unused(monkeypatch) -> None:
+    """A scan's pixels kept for redraws go when unused for MEDIMG_FILE_MAX_AGE_S, like the files made from them (a
+    redraw after that would publish its pictures again); a view in use stays."""
+    import numpy as np
+
+    from medimg_demo.web import view_store
+    from medimg_demo.web.analysis import View
+
+    from collections import OrderedDict
+
+    clock = [1000.0]
+    monkeypatch.setattr(view_store, "_now", lambda: clock[0])
+    monkeypatch.setattr(view_store, "_views", OrderedDict())  # this test's views only (other tests stored some)
+    monkeypatch.setattr(view_store, "_total", 0)
+
+    def view() -> View:
+        return View(np.zeros((8, 8), np.float32), None, False, None, None, None, None)
+
+    idle, used = view_store.keep(view()), view_store.keep(view())
+    clock[0] += view_store.MAX_AGE_S - 1
+    assert view_store.lookup(used) is not None  # used now: its hour starts again
+    clock[0] += 2
+    assert view_store.expire() >= 1
+    assert view_store.lookup(idle) is None and view_store.dropped(idle) and view_store.lookup(used) is not None
+    clock[0] += view_store.MAX_AGE_S + 1
+    assert view_store.lookup(used) is None

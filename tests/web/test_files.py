@@ -121,6 +121,23 @@ def _serve(ctype: bytes, disposition: bytes = b"inline") -> dict[bytes, bytes]:
     return dict(sent[0]["headers"])
 
 
+@pytest.mark.parametrize("target", ["https://example.org/DOE_JANE.dcm", "HTTP://10.0.0.1/x.png", " http:x"])
+def test_a_file_asked_for_by_url_is_never_fetched(target: str) -> None:
+    """Gradio's /file= route fetches an http(s) "file" from the server: refused (404) before Gradio sees it."""
+    called: list[dict] = []
+
+    async def app(scope, receive, send):  # noqa: ANN001, ANN202
+        called.append(scope)
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(files.SecureFileHeaders(app)({"type": "http", "path": f"/gradio_api/file={target}"}, None, send))
+    assert called == [] and sent[0]["status"] == 404
+
+
 @pytest.mark.parametrize("ctype", [b"text/html; charset=utf-8", b"image/svg+xml", b"text/javascript",
                                    b"application/xml", b"application/pdf", b"application/octet-stream"])
 def test_file_answers_never_carry_active_content_inline(ctype: bytes) -> None:
@@ -198,3 +215,14 @@ def test_with_logins_the_reader_is_the_login_not_what_was_typed(monkeypatch) -> 
     assert auth.identity(None, Profile(), "alice01") == "hf-carol"
     with pytest.raises(AccessError, match="Sign in with Hugging Face"):
         auth.identity(None, None, "alice01")
+
+
+def test_public_names_are_keyed_not_plain_content_hashes() -> None:
+    """The same picture gets the same name within the process, but not the SHA-256 of its bytes that anyone holding
+    the image could compute (and ask for, to learn whether it was analysed here)."""
+    import hashlib
+
+    data = b"\x89PNG the same picture"
+    assert files.content_name(data) == files.content_name(data) != files.content_name(data + b"!")
+    assert files.content_name(data) != hashlib.sha256(data).hexdigest()[:32]
+    assert len(files.content_name(data)) == 32

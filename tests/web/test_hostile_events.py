@@ -295,7 +295,8 @@ def test_file_events_never_read_serve_or_delete_files_outside_the_cache(app: App
 def test_input_files_given_by_url_are_refused_at_the_door(app: App, client: Any) -> None:
     """Gradio downloads an input file whose path is a URL into its cache, under the URL's file name, where no upload
     handler treats it as a raw upload: refused (HTTP 400) before Gradio parses the event, for every file event and
-    the public /predict endpoint, whatever the case of the scheme."""
+    the public /predict endpoint, whatever the case of the scheme; and its /file= route, asked for a URL, would fetch
+    it from the server: 404. Nothing is fetched."""
     session, _ = _analysed(client, _dicom_with_phi())
     answers = []
     for url in ("https://example.org/DOE_JANE_PID998877.dcm", "HTTP://127.0.0.1:1/DOE_JANE_PID998877.png"):
@@ -303,11 +304,14 @@ def test_input_files_given_by_url_are_refused_at_the_door(app: App, client: Any)
                            ("predict", [_file(url), None, 0.45, None, "File default", None, None])):
             ok, out = _queue_fn(client, _fn(client, name), data, session)
             answers.append((ok, str(out)))
+    fetched = client.get("/gradio_api/file=https://example.org/DOE_JANE_PID998877.dcm")  # Gradio would fetch it
     kept = [p for p in app.uploads.rglob("*DOE_JANE*")]
+    fetches = [line for line in app.log.read_text().splitlines() if "example.org" in line or "127.0.0.1:1/" in line]
     print(f"\ninput files by URL: {sum(not ok and 'HTTP 400' in out for ok, out in answers)} of {len(answers)} "
-          f"refused with 400; files kept under the URL's name: {len(kept)}")
+          f"refused with 400; GET file=URL: {fetched.status_code}; files kept under the URL's name: {len(kept)}; "
+          f"fetches in the log: {len(fetches)}")
     assert all(not ok and "HTTP 400" in out and "upload the file itself" in out for ok, out in answers), answers
-    assert kept == []
+    assert fetched.status_code == 404 and kept == [] and fetches == []
 
 
 def test_no_identifier_leaves_through_the_viewer(app: App, client: Any) -> None:

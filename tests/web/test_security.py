@@ -364,7 +364,9 @@ def test_a_stopped_server_leaves_no_working_copy(tmp_path: Path, tiny_registry: 
 def test_handed_out_files_expire_while_the_server_runs(tmp_path: Path, tiny_registry: Path) -> None:
     """A de-identified copy is cached by a session copy of its component (it is shown with ``visible=True``), which
     Gradio's ``delete_cache`` never visits: the app's reaper expires it, its public original and the working copy
-    after MEDIMG_FILE_MAX_AGE_S, while the server runs, and keeps what Gradio cached when the app was built."""
+    after MEDIMG_FILE_MAX_AGE_S, while the server runs, and keeps what Gradio cached when the app was built. The
+    sample cases, which Gradio's own clean-up used to delete after that age, still open and analyse."""
+    started_at = time.time()
     app = _start(tmp_path, tiny_registry, {"MEDIMG_FILE_MAX_AGE_S": "10"}, uploads_in_state=False)
     try:
         built = {d for d in app.uploads.iterdir() if d.is_dir() and len(d.name) == 64}
@@ -387,6 +389,17 @@ def test_handed_out_files_expire_while_the_server_runs(tmp_path: Path, tiny_regi
               f"{not copy.exists()}, {not working.exists()}, {not public[0].exists()}")
         assert not copy.exists() and not working.exists() and not public[0].exists()
         assert all(d.is_dir() for d in built)  # what Gradio keeps for the app's life stays
+        # sample cases still open after Gradio's own delete_cache has run (its first pass: 60 s after start)
+        time.sleep(max(0.0, started_at + 70 - time.time()))
+        with httpx.Client(base_url=app.url, timeout=60) as c:
+            deps = c.get("/config").json()["dependencies"]
+            load = next(d.get("id", i) for i, d in enumerate(deps) if d.get("api_name") == "load_example")
+            status, body = _run_fn(c, load, [0])
+            assert status == 200, body
+            sample = body["data"][0]["value"]["path"]
+            ok, out = _predict(c, sample)
+        print(f"sample case 70 s after start (file age 10 s): on disk {Path(sample).is_file()}, analysed {ok}")
+        assert Path(sample).is_file() and ok, out
         assert app.proc.poll() is None
     finally:
         _stop(app)

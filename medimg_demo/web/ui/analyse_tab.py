@@ -31,6 +31,10 @@ def _samples(upload: gr.File, model: gr.Dropdown) -> gr.Examples | None:
     samples = sample_cases()
     if not samples:
         return None
+    # Served from where they lie, not copied into Gradio's cache: gr.Examples caches them without keeping them, so
+    # Gradio's delete_cache removed them after MEDIMG_FILE_MAX_AGE_S and every sample button then failed. These are
+    # test-split images of the public data sets, the only files added (each file, not its folder).
+    gr.set_static_paths([path for path, _, _ in samples])
     return gr.Examples(
         examples=[[path, model_id] for path, model_id, _ in samples],
         inputs=[upload, model],
