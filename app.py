@@ -47,7 +47,8 @@ log = logging.getLogger("medimg_demo.app")
 
 def build_app() -> gr.Blocks:
     choices = model_choices()
-    # delete_cache: Gradio removes the uploads and outputs of its cache after MAX_AGE_S (and all at shutdown)
+    # delete_cache: Gradio removes the files of its cache it tracks after MAX_AGE_S; web.expiry's reaper and the stop
+    # remove the rest (outputs of components shown with new properties, which Gradio does not track)
     age = int(files.MAX_AGE_S)
     # fill_width: the viewer and the tables use a wide screen (the reading room's) instead of a 1200 px column
     with gr.Blocks(title="medimg_demo - research use only", delete_cache=(max(60, age // 6), age),
@@ -96,7 +97,7 @@ if __name__ == "__main__":
     options = launch_options()
     # leftovers of an earlier run (a crash leaves raw uploads behind): anything untouched since before this start
     lifecycle.sweep(max_age_s=time.time() - STARTED + 5)
-    kept = expiry.cache_baseline()  # what Gradio cached while building the app (sample cases): kept for its life
+    kept = expiry.cache_baseline()  # what Gradio cached while building the app (initial values): kept for its life
     # raw uploads no request used go after MEDIMG_RAW_UPLOAD_TTL_S; cached outputs, working copies and public files
     # after MEDIMG_FILE_MAX_AGE_S, including those Gradio's own clean-up does not track
     expiry.start_reaper(demo, kept)

@@ -7,7 +7,8 @@ de-identified copy buttons) is cached by a session copy of that component, which
 and after it. So the app expires the cache itself, by age, as Gradio does for the files it tracks:
 
 * Gradio's hash-named cache folders made after start (:func:`cache_baseline` holds the ones made while the app was
-  built: sample cases and initial values, which Gradio keeps for the app's life);
+  built, such as initial values, which Gradio keeps for the app's life; the sample cases are not copied at all,
+  see ``ui.analyse_tab``);
 * the cleaned working copies this process made (``uploads.MADE``);
 * the public folder's files (pictures, reports, de-identified copies, exports), which were pruned only when the
   next file of their kind was written or at the next start;
@@ -15,7 +16,7 @@ and after it. So the app expires the cache itself, by age, as Gradio does for th
 * raw uploads no request used, and uploads a client abandoned halfway (Gradio's ``tmp*`` files), after
   ``MEDIMG_RAW_UPLOAD_TTL_S``; feedback exports after ten minutes, as when the next export is written.
 
-One daemon thread (:func:`start_reaper`) does all of it every ``MEDIMG_RAW_UPLOAD_TTL_S / 4`` seconds.
+One daemon thread (:func:`start_reaper`) does all of it every quarter of the shorter of the two ages (1 to 60 s).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from ..paths import public_dir, upload_dir
 from .files import EXPORTS_MAX_AGE_S, MAX_AGE_S, _prune
 from .uploads import GRADIO_DIR, MADE, MADE_LOCK, RAW_UPLOAD_TTL_S, expire_raw_uploads, remove_stale_tmp_files
@@ -36,11 +38,12 @@ log = logging.getLogger(__name__)
 
 
 def newest_mtime(path: Path) -> float:
-    """The latest modification time of ``path`` and everything in it (0 if it vanished meanwhile)."""
+    """The latest modification time of ``path`` and everything in it; now, if it changed while being read (a file
+    came or went: it is in use, and nothing is removed on a guess)."""
     try:
         return max((p.lstat().st_mtime for p in [path, *path.rglob("*")]), default=0.0)
     except OSError:
-        return 0.0
+        return time.time()
 
 
 def cache_baseline(folder: Path | None = None) -> frozenset[Path]:
@@ -56,7 +59,11 @@ def _remove_older(folder: Path, cutoff: float | None) -> None:
     """Each file in ``folder`` last written before ``cutoff`` (None: all), checked file by file just before it goes,
     then the folders left empty. Gradio names a cache folder by its content and may hand out or write the same file
     again at any moment (it touches or re-creates it); such a file is fresh and stays, and so does its folder."""
-    for f in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)):
+    try:
+        entries = sorted(folder.rglob("*"), key=lambda p: -len(p.parts))
+    except OSError:  # it changed while being listed (Gradio or a request is using it): the next pass sees it again
+        return
+    for f in entries:
         try:
             if f.is_dir() and not f.is_symlink():
                 f.rmdir()  # only when empty
@@ -73,7 +80,8 @@ def _remove_older(folder: Path, cutoff: float | None) -> None:
 def expire_cached(max_age_s: float, baseline: Iterable[Path], folder: Path | None = None) -> int:
     """Remove Gradio's hash-named cache folders, other than ``baseline``'s, in which nothing was written or handed
     out again (Gradio touches a cached copy it hands out again) for ``max_age_s`` seconds; 0 removes all of them.
-    Top-level files and other folders (another program's, another instance's working copies) are left alone."""
+    Top-level files and other folders (working copies, anything not Gradio's) are left alone. The folder is this
+    app's own (README: never shared with another app or instance)."""
     folder = folder or upload_dir()
     if not folder.is_dir():
         return 0
@@ -95,7 +103,7 @@ def expire_working_copies(max_age_s: float) -> int:
         MADE.difference_update(old)
     for f in old:
         shutil.rmtree(f, ignore_errors=True)
-    return len(old)
+    return sum(not f.exists() for f in old)
 
 
 def expire_public(max_age_s: float = MAX_AGE_S) -> int:
@@ -106,40 +114,49 @@ def expire_public(max_age_s: float = MAX_AGE_S) -> int:
         return 0
     for sub in public.iterdir():
         if sub.is_dir() and not sub.is_symlink():
-            before = sum(1 for _ in sub.iterdir())
-            age = min(max_age_s, EXPORTS_MAX_AGE_S) if sub.name == "exports" else max_age_s
-            _prune(sub, "*", age)
-            removed += before - sum(1 for _ in sub.iterdir())
+            removed += _prune(sub, "*", min(max_age_s, EXPORTS_MAX_AGE_S) if sub.name == "exports" else max_age_s)
     return removed
 
 
 def expire_all(blocks: Any, baseline: Iterable[Path], raw_ttl_s: float = RAW_UPLOAD_TTL_S,
                max_age_s: float = MAX_AGE_S) -> dict[str, int]:
-    """One pass of the reaper; how many entries of each kind went."""
+    """One pass of the reaper; how many entries of each kind went. Each kind is tried whatever happens to the
+    others (a failure is logged), so one folder changing under it cannot keep the rest for another pass."""
     from . import view_store  # the analysed views (pixels kept in memory for redraws)
 
-    return {"raw uploads": expire_raw_uploads(getattr(blocks, "upload_file_set", set()), raw_ttl_s),
-            "analysed views": view_store.expire(max_age_s),
-            "cached outputs": expire_cached(max_age_s, baseline),
-            "working copies": expire_working_copies(max_age_s),
-            "public files": expire_public(max_age_s),
-            "stale tmp files": remove_stale_tmp_files(raw_ttl_s)}
+    tasks: dict[str, Callable[[], int]] = {
+        "raw uploads": lambda: expire_raw_uploads(getattr(blocks, "upload_file_set", set()), raw_ttl_s),
+        "analysed views": lambda: view_store.expire(max_age_s),
+        "cached outputs": lambda: expire_cached(max_age_s, baseline),
+        "working copies": lambda: expire_working_copies(max_age_s),
+        "public files": lambda: expire_public(max_age_s),
+        "stale tmp files": lambda: remove_stale_tmp_files(raw_ttl_s),
+    }
+    done: dict[str, int] = {}
+    for kind, task in tasks.items():
+        try:
+            done[kind] = task()
+        except Exception:  # noqa: BLE001 - a reaper that stops would keep files: log and go on
+            log.exception("Expiring %s failed; trying again at the next pass", kind)
+            done[kind] = 0
+    return done
 
 
 def start_reaper(blocks: Any, baseline: Iterable[Path], raw_ttl_s: float = RAW_UPLOAD_TTL_S,
                  max_age_s: float = MAX_AGE_S) -> threading.Thread:
-    """A daemon thread that runs :func:`expire_all` every ``raw_ttl_s / 4`` seconds (at least 1 s)."""
-    keep = frozenset(baseline)
+    """A daemon thread that runs :func:`expire_all` every quarter of the shorter age (between 1 and 60 s).
+    Ages of 0 or less are refused: the reaper would remove what a request has just made."""
+    if not (raw_ttl_s > 0 and max_age_s > 0):
+        raise ConfigError("MEDIMG_RAW_UPLOAD_TTL_S and MEDIMG_FILE_MAX_AGE_S must be positive numbers of seconds "
+                          f"(got {raw_ttl_s:g} and {max_age_s:g}): files would go while a request still needs them.")
+    keep, every = frozenset(baseline), min(60.0, max(1.0, min(raw_ttl_s, max_age_s) / 4))
 
     def run() -> None:
         while True:
-            time.sleep(max(1.0, raw_ttl_s / 4))
-            try:
-                gone = {k: n for k, n in expire_all(blocks, keep, raw_ttl_s, max_age_s).items() if n}
-                if gone:
-                    log.info("Expired: %s", ", ".join(f"{n} {k}" for k, n in gone.items()))
-            except Exception:  # noqa: BLE001 - a reaper that dies would keep files: log and go on
-                log.exception("Expiry pass failed; trying again")
+            time.sleep(every)
+            gone = {k: n for k, n in expire_all(blocks, keep, raw_ttl_s, max_age_s).items() if n}
+            if gone:
+                log.info("Expired: %s", ", ".join(f"{n} {k}" for k, n in gone.items()))
 
     thread = threading.Thread(target=run, name="medimg-expiry", daemon=True)
     thread.start()

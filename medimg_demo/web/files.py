@@ -69,7 +69,11 @@ def check_layout() -> None:
     if _inside(uploads, public):
         raise ConfigError("GRADIO_TEMP_DIR lies inside the public folder (MEDIMG_STATE_DIR/public): uploads would be "
                           "served as generated files. Give GRADIO_TEMP_DIR a folder of its own.")
-    for shared in (Path(tempfile.gettempdir()), Path.home()):
+    try:
+        home: list[Path] = [Path.home()]
+    except RuntimeError:  # no HOME and no passwd entry (a container under an arbitrary uid)
+        home = []
+    for shared in (Path(tempfile.gettempdir()), *home):
         if _inside(shared, uploads):
             raise ConfigError(f"GRADIO_TEMP_DIR ({uploads}) is or contains {shared}, a folder other programs use: the app "
                               "removes Gradio's files there by age (tmp* files, hash-named folders) and would remove "
@@ -156,16 +160,18 @@ def deidentified_copy(source: str | Path | bytes, out_dir: Path | None = None) -
 _PNG_WRITES = 0
 
 
-def _prune(folder: Path, pattern: str, max_age_s: float, max_bytes: int | None = None) -> None:
+def _prune(folder: Path, pattern: str, max_age_s: float, max_bytes: int | None = None) -> int:
     """Delete files older than ``max_age_s``; then, if the rest still hold more than ``max_bytes``, the least recently
-    handed out first (but never one handed out in the last minute), so that a flood of redraws cannot fill the disk."""
-    now = time.time()
+    handed out first (but never one handed out in the last minute), so that a flood of redraws cannot fill the disk.
+    Returns how many files were deleted."""
+    now, removed = time.time(), 0
     kept: list[tuple[float, int, Path]] = []
     for old in folder.glob(pattern):
         try:
             st = old.stat()
             if st.st_mtime < now - max_age_s:
                 old.unlink()
+                removed += 1
             else:
                 kept.append((st.st_mtime, st.st_size, old))
         except OSError:
@@ -177,8 +183,10 @@ def _prune(folder: Path, pattern: str, max_age_s: float, max_bytes: int | None =
         try:
             path.unlink()
             total -= size
+            removed += 1
         except OSError:
             log.debug("An output file was already removed")
+    return removed
 
 
 #: A key of this process's own for naming public files: a plain hash of the content would let anyone holding the same

@@ -38,7 +38,7 @@ def sweep(max_age_s: float = 60.0, folders: Iterable[Path] | None = None) -> int
     """Remove what a run left behind; returns how many entries were removed.
 
     The scratch folder is emptied; in Gradio's upload folder, the folders Gradio names by a hash (uploads and
-    cached outputs), our working-copy folders and Gradio's empty ``tmp*`` files, untouched for ``max_age_s``
+    cached outputs), our working-copy folders and Gradio's ``tmp*`` files, untouched for ``max_age_s``
     seconds, are removed (nothing else there is touched, in case the folder is shared); in the public folder,
     files older than :data:`MAX_AGE_S`.
     """
@@ -64,10 +64,11 @@ def sweep(max_age_s: float = 60.0, folders: Iterable[Path] | None = None) -> int
 
 
 def sweep_at_exit() -> int:
-    """At stop, once the server is closed: the working copies this process made, Gradio's hash-named cache folders
-    and the public folder's files (pictures, reports, de-identified copies, exports), whatever their age: no page is
-    left to need them, and Gradio copies its sample cases again at the next start. Another instance's working copies
-    and anything else in the folders stay. Returns how many folders and public files were removed."""
+    """At stop, once the server is closed: the working copies this process made, Gradio's hash-named cache folders,
+    its ``tmp*`` files and the public folder's files (pictures, reports, de-identified copies, exports), whatever
+    their age: no page is left to need them (the sample cases are served where they lie, not from the cache). The
+    folders are this app's own (README); working copies it did not make and other entries stay. Returns how many
+    folders and public files were removed."""
     made = expire_working_copies(0.0)
     cached = expire_cached(0.0, baseline=())
     public = expire_public(0.0)
@@ -85,6 +86,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def stop_like_ctrl_c() -> None:
     """From the main thread, before ``launch``: a SIGTERM raises KeyboardInterrupt there, which Gradio's
-    ``block_thread`` answers by closing the server (its shutdown deletes the files it cached), and ``launch``
-    returns, so the caller's :func:`sweep_at_exit` runs. Python's default for SIGTERM ends the process at once."""
+    ``block_thread`` answers by closing the server (its own clean-up runs only if no page is still connected), and
+    ``launch`` returns, so the caller's :func:`sweep_at_exit` runs. Python's default for SIGTERM ends the process
+    at once."""
     signal.signal(signal.SIGTERM, _interrupt)

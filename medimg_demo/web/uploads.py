@@ -22,7 +22,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..imaging.deid import deidentify
 from ..imaging.dicom import looks_like_dicom
-from ..paths import upload_dir
+from ..paths import data_root, upload_dir
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +133,17 @@ def is_raw_upload(path: str | Path) -> bool:
     return any(_norm(p) == target for p in list(uploaded))
 
 
+def _inside_data(path: Path) -> bool:
+    root = Path(_norm(data_root()))
+    target = Path(_norm(path))
+    return target == root or root in target.parents
+
+
 def _forget_upload(path: Path, uploaded: set[str] | None = None) -> None:
     """Delete a raw upload and its Gradio folder; drop it from Gradio's bookkeeping (``uploaded``, else the set of
     the app whose handler is running)."""
+    if _inside_data(path):  # a sample case or any file of the data sets: read, never deleted
+        return
     try:
         path.unlink(missing_ok=True)
         if GRADIO_DIR.match(path.parent.name):
@@ -218,7 +226,7 @@ def to_analyse(path: str | Path) -> str | Path | bytes:
     return path
 
 
-#: The working-copy folders this process made (removed when it stops: another app instance may share the folder).
+#: The working-copy folders this process made (expired by age and removed when it stops; only these, never another's).
 MADE: set[Path] = set()
 MADE_LOCK = threading.Lock()
 

@@ -6,8 +6,8 @@ image decoded at 2048 px. Kept in each page's ``gr.State``, a view lived as long
 10,000 pages): a client analysing 2048 px images in new pages added 50-60 MB of memory per page, without bound.
 Here the page's state holds a :class:`ViewKey`; the views live in one least-recently-used store of at most
 ``MEDIMG_VIEW_BUDGET_MB`` (default 512 MB), and a view unused for ``MEDIMG_FILE_MAX_AGE_S`` goes too (a scan's
-pixels are kept no longer than the files made from them: a redraw after that would publish its pictures again); a
-page whose view was dropped is asked to analyse again.
+pixels are not kept in memory after the page has left them; a redraw would publish its pictures again); a page whose
+view was dropped is asked to analyse again.
 """
 
 from __future__ import annotations
@@ -69,8 +69,9 @@ def expire(max_age_s: float = MAX_AGE_S) -> int:
 def keep(view: View) -> ViewKey:
     """Store ``view`` (dropping views unused too long and the least recently used beyond the budget); its key."""
     global _total
-    key, size, now = ViewKey(secrets.token_hex(16)), _nbytes(view), _now()
+    key, size = ViewKey(secrets.token_hex(16)), _nbytes(view)
     with _lock:
+        now = _now()  # read under the lock: the store stays ordered by last use
         _drop_unused(now, MAX_AGE_S)
         _views[key.token] = (view, size, now)
         _total += size
@@ -87,8 +88,8 @@ def lookup(state: Any) -> View | None:  # noqa: ANN401 - whatever the page's sta
         return state
     if not isinstance(state, ViewKey):
         return None
-    now = _now()
     with _lock:
+        now = _now()
         _drop_unused(now, MAX_AGE_S)
         entry = _views.get(state.token)
         if entry is not None:

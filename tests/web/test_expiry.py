@@ -133,3 +133,31 @@ def test_an_analysed_view_goes_after_the_file_age_unused(monkeypatch) -> None:
     assert view_store.lookup(idle) is None and view_store.dropped(idle) and view_store.lookup(used) is not None
     clock[0] += view_store.MAX_AGE_S + 1
     assert view_store.lookup(used) is None
+
+
+def test_one_failing_kind_does_not_stop_the_pass_and_zero_ages_are_refused(tmp_path: Path, monkeypatch) -> None:
+    from medimg_demo.errors import ConfigError
+
+    monkeypatch.setenv("MEDIMG_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    old_report = _file(tmp_path / "state" / "public" / "published" / "old.pdf", age_s=7200)
+
+    def broken(*_: object) -> int:
+        raise FileNotFoundError("a folder went while it was listed")
+
+    monkeypatch.setattr(expiry, "expire_cached", broken)
+    done = expiry.expire_all(None, (), raw_ttl_s=120, max_age_s=3600)
+    assert done["cached outputs"] == 0 and done["public files"] == 1 and not old_report.exists()
+    for raw, age in ((0, 3600), (120, 0), (120, -1)):
+        with pytest.raises(ConfigError, match="positive"):
+            expiry.start_reaper(None, (), raw_ttl_s=raw, max_age_s=age)
+
+
+def test_a_file_of_the_data_sets_is_never_deleted_as_an_upload(tmp_path: Path, monkeypatch) -> None:
+    """Sample cases are handed to the handlers from the data folder itself: whatever a handler is told (outside a
+    server it consumes the file it is given), a file there is read and left."""
+    monkeypatch.setenv("MEDIMG_DATA_DIR", str(tmp_path / "data"))
+    sample = _file(tmp_path / "data" / "lung_ct" / "images" / "ct0321.png")
+    elsewhere = _file(tmp_path / "upload" / "scan.png")
+    assert uploads.read_upload(sample, consume=True) == b"x" and sample.exists()
+    assert uploads.read_upload(elsewhere, consume=True) == b"x" and not elsewhere.exists()

@@ -4,6 +4,7 @@ and colour bar, results beside it, display controls, pathway, downloads and per-
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import gradio as gr
 
@@ -28,7 +29,7 @@ def _sample_label(model_id: str, label: str) -> str:
 
 def _samples(upload: gr.File, model: gr.Dropdown) -> gr.Examples | None:
     """Sample cases from the test split (one per class); a click fills the form and analyses (wired below)."""
-    samples = sample_cases()
+    samples = [s for s in sample_cases() if Path(s[0]).is_file()]  # a file each: never a folder made static
     if not samples:
         return None
     # Served from where they lie, not copied into Gradio's cache: gr.Examples caches them without keeping them, so
