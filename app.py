@@ -20,10 +20,10 @@ STARTED = time.time()
 def _default_upload_dir() -> str:
     """Gradio's upload cache, when the deployer sets none: a folder of this app's own under the system temp (one
     per state folder), outside MEDIMG_STATE_DIR, so that the start-up sweep never touches another app's files."""
-    from medimg_demo.paths import state_dir
+    from medimg_demo.paths import DEFAULT_UPLOAD_PREFIX, state_dir
 
     key = hashlib.sha256(str(state_dir().resolve()).encode()).hexdigest()[:12]
-    return str(Path(tempfile.gettempdir()) / f"medimg_demo-uploads-{key}")
+    return str(Path(tempfile.gettempdir()) / f"{DEFAULT_UPLOAD_PREFIX}{key}")
 
 
 os.environ.setdefault("GRADIO_TEMP_DIR", _default_upload_dir())  # before gradio reads it

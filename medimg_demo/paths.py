@@ -59,6 +59,10 @@ def public_dir() -> Path:
     return state_dir() / "public"
 
 
+#: The name app.py gives Gradio's upload folder when the deployer sets none (``<system temp>/medimg_demo-uploads-<key>``).
+DEFAULT_UPLOAD_PREFIX = "medimg_demo-uploads-"
+
+
 def upload_dir() -> Path:
     """Gradio's upload cache (``GRADIO_TEMP_DIR``, else ``<system temp>/gradio``), as Gradio itself resolves it."""
     env = os.environ.get("GRADIO_TEMP_DIR")

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
 
-from ..paths import upload_dir, work_dir
+from ..paths import DEFAULT_UPLOAD_PREFIX, upload_dir, work_dir
 from .expiry import expire_cached, expire_public, expire_working_copies, newest_mtime
 from .uploads import GRADIO_DIR, WORKING_DIR, remove_stale_tmp_files
 
@@ -73,6 +73,12 @@ def sweep_at_exit() -> int:
     cached = expire_cached(0.0, baseline=())
     public = expire_public(0.0)
     remove_stale_tmp_files(ttl_s=0.0)  # uploads cut off halfway and gr.File's empty leftovers
+    folder = upload_dir()
+    if folder.name.startswith(DEFAULT_UPLOAD_PREFIX):  # the folder app.py made for itself: not left empty behind
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            pass
     if made or cached or public:
         log.info("Removed the %d working copies, %d cached folders and %d public files this run made",
                  made, cached, public)

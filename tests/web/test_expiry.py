@@ -161,3 +161,19 @@ def test_a_file_of_the_data_sets_is_never_deleted_as_an_upload(tmp_path: Path, m
     elsewhere = _file(tmp_path / "upload" / "scan.png")
     assert uploads.read_upload(sample, consume=True) == b"x" and sample.exists()
     assert uploads.read_upload(elsewhere, consume=True) == b"x" and not elsewhere.exists()
+
+
+def test_the_stop_removes_the_apps_own_upload_folder_once_empty(tmp_path: Path, monkeypatch) -> None:
+    from medimg_demo.paths import DEFAULT_UPLOAD_PREFIX
+
+    monkeypatch.setenv("MEDIMG_STATE_DIR", str(tmp_path / "state"))
+    own = tmp_path / f"{DEFAULT_UPLOAD_PREFIX}0123456789ab"
+    _file(own / ("a" * 64) / "report.pdf")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(own))
+    lifecycle.sweep_at_exit()
+    assert not own.exists()  # app.py's default folder: nothing left behind in the system temp
+    theirs = tmp_path / "deployer-chosen"
+    _file(theirs / ("b" * 64) / "report.pdf")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(theirs))
+    lifecycle.sweep_at_exit()
+    assert theirs.is_dir() and not (theirs / ("b" * 64)).exists()  # a folder the deployer set stays
