@@ -33,6 +33,7 @@ _RANGES: tuple[tuple[str, float, float, str], ...] = (
     ("lr_head", 1e-12, 10.0, "a learning rate above 0"), ("lr_backbone", 0.0, 10.0, "a learning rate of 0 or more"),
     ("weight_decay", 0.0, 10.0, "a weight decay of 0 or more"),
     ("label_smoothing", 0.0, 0.99, "a label smoothing from 0 to below 1"),
+    ("focal_gamma", 0.0, 10.0, "a focusing parameter from 0 (cross-entropy) to 10"),
     ("drop_rate", 0.0, 0.99, "a dropout rate from 0 to below 1"),
     ("patience", 1, 10_000, "a patience of 1 or more epochs"), ("min_epochs", 0, 10_000, "0 or more epochs"),
     ("threads", 0, 1024, "0 (torch's default) or more threads"), ("max_train", 0, 10**9, "0 (all) or more images"),
@@ -63,6 +64,8 @@ class TrainConfig:
     lr_backbone: float = _opt(3e-4, "learning rate of the backbone")
     weight_decay: float = _opt(1e-2, "AdamW weight decay")
     label_smoothing: float = _opt(0.05, "label smoothing of the cross-entropy")
+    focal_gamma: float = _opt(0.0, "focal loss (Lin et al., 2017; for calibration Mukhoti et al., 2020): weight each "
+                                   "image's cross-entropy by (1 - p_true)^gamma (0: plain cross-entropy)")
     drop_rate: float = _opt(0.2, "dropout before the heads")
     patience: int = _opt(5, "early stop after this many epochs without val improvement")
     freeze_bn: bool = _opt(False, "keep ImageNet BatchNorm statistics during fine-tuning (small data sets: steadier)")

@@ -14,6 +14,8 @@
   tumor it cannot be met by a learned prior for no tumor.
 - ``class_weights``, ``erased_class_weights``: the cross-entropy's class weights, inverse to the label counts (after
   counterfactual covering, for the latter).
+- ``type_loss``: the heads' cross-entropy (class weights, label smoothing), or with ``gamma`` > 0 the focal loss
+  (Lin et al., ICCV 2017), which Mukhoti et al. (NeurIPS 2020) found better calibrated than cross-entropy.
 - ``distill_loss`` (Hinton et al., 2015): the type head follows a teacher's softened probabilities on the images
   whose label the counterfactual covering left alone, so grounding the call need not cost the teacher's accuracy.
 """
@@ -74,6 +76,20 @@ def guidance_loss(features: torch.Tensor, weight: torch.Tensor, target: torch.Te
     p = torch.softmax(cam.flatten(1), dim=1)
     on_lesion = (p * w.flatten(1)).sum(1)
     return -torch.log(on_lesion[has] + 1e-6).mean()
+
+
+def type_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+              label_smoothing: float = 0.0, gamma: float = 0.0) -> torch.Tensor:
+    """(N, K) logits, (N,) classes -> the weighted mean of each image's (label-smoothed) cross-entropy, each times
+    ``(1 - p_true) ** gamma`` (the focal loss; ``gamma`` 0 is ``F.cross_entropy`` exactly)."""
+    logits = logits.float()
+    if gamma == 0:
+        return F.cross_entropy(logits, target, weight=weight, label_smoothing=label_smoothing)
+    per = F.cross_entropy(logits, target, reduction="none", label_smoothing=label_smoothing)
+    p_true = torch.softmax(logits, dim=1).gather(1, target[:, None])[:, 0]
+    per = (1 - p_true).clamp(min=0).pow(gamma) * per
+    w = torch.ones_like(per) if weight is None else weight.float()[target]
+    return (per * w).sum() / w.sum().clamp(min=1e-12)
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, keep: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:

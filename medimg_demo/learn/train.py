@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -39,7 +38,8 @@ from .averaging import WeightAverage
 from .config import TrainConfig, portable_data_path
 from .dataset import ManifestDataset, predict_logits
 from .holdout import split_calibration_fold
-from .losses import class_weights, distill_loss, erased_class_weights, guidance_loss, lesion_loss, pair_loss, projection_loss
+from .losses import (class_weights, distill_loss, erased_class_weights, guidance_loss, lesion_loss, pair_loss,
+                     projection_loss, type_loss)
 from .selection import lesion_score, selection_score, val_box_hits, val_dice, val_erasure, val_scores
 from .served_calibration import check_sibling, served_calibration
 from .start import check_sources, check_teachers_blind, init_weights, load_teacher
@@ -199,7 +199,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
                 feats, logits = feats[:n], {h: v[:n] for h, v in logits.items()}
                 lesion_logits = None if lesion_logits is None else lesion_logits[:n]
             loss = sum(
-                F.cross_entropy(logits[h].float(), ys[h], weight=weights[h], label_smoothing=cfg.label_smoothing)
+                type_loss(logits[h], ys[h], weights[h], cfg.label_smoothing, cfg.focal_gamma)
                 for h in heads if not cfg.lesion_only
             )
             if lesion_logits is not None and not cfg.head_only:  # from the first epoch; it reaches the backbone after the warm-up (not with --lesion-only)
