@@ -34,7 +34,7 @@ _RANGES: tuple[tuple[str, float, float, str], ...] = (
     ("weight_decay", 0.0, 10.0, "a weight decay of 0 or more"),
     ("label_smoothing", 0.0, 0.99, "a label smoothing from 0 to below 1"),
     ("focal_gamma", 0.0, 10.0, "a focusing parameter from 0 (cross-entropy) to 10"),
-    ("drop_rate", 0.0, 0.99, "a dropout rate from 0 to below 1"),
+    ("drop_rate", 0.0, 0.99, "a dropout rate from 0 to below 1"), ("mixup", 0.0, 10.0, "an alpha from 0 (off) to 10"),
     ("patience", 1, 10_000, "a patience of 1 or more epochs"), ("min_epochs", 0, 10_000, "0 or more epochs"),
     ("threads", 0, 1024, "0 (torch's default) or more threads"), ("max_train", 0, 10**9, "0 (all) or more images"),
     ("lesion_weight", 0.0, 1e6, "a weight of 0 or more"), ("guidance_weight", 0.0, 1e6, "a weight of 0 or more"),
@@ -66,6 +66,9 @@ class TrainConfig:
     label_smoothing: float = _opt(0.05, "label smoothing of the cross-entropy")
     focal_gamma: float = _opt(0.0, "focal loss (Lin et al., 2017; for calibration Mukhoti et al., 2020): weight each "
                                    "image's cross-entropy by (1 - p_true)^gamma (0: plain cross-entropy)")
+    mixup: float = _opt(0.0, "mixup (Zhang et al., 2018; for calibration Thulasidasan et al., 2019): train on convex "
+                             "mixes of two images and of their labels, the weight drawn from Beta(alpha, alpha) per "
+                             "batch (0: off; classification only)")
     drop_rate: float = _opt(0.2, "dropout before the heads")
     patience: int = _opt(5, "early stop after this many epochs without val improvement")
     freeze_bn: bool = _opt(False, "keep ImageNet BatchNorm statistics during fine-tuning (small data sets: steadier)")
@@ -171,6 +174,9 @@ class TrainConfig:
             raise OptionError("--ema-halflife averages the fine-tuning steps, and --epochs 0 runs none: give --epochs "
                               "1 or more, or leave --ema-halflife out.")
         self._check_pool_options()
+        if self.mixup and (self.lesion or self.erase_lesion or self.erase_elsewhere or self.distill_from):
+            raise OptionError("--mixup mixes two images into one: a lesion mask, a cover or a teacher's call has no "
+                              "meaning for it. Leave out --lesion, --erase-lesion, --erase-elsewhere and --distill-from.")
         if self.pair_elsewhere < 0:
             raise OptionError("--pair-elsewhere is a weight: give 0 or more.")
         if self.pair_margin and (self.erase_lesion or self.erase_elsewhere):

@@ -5,8 +5,8 @@ fine-tuning with a lower backbone learning rate and a cosine schedule (optionall
 ``averaging``); model selection and early stopping on the ``val`` split; temperature scaling fitted on ``val`` (and a
 held-out fold of ``train``, ``--calibration-folds``); or, with ``--train-on-val``, val in training, the last epoch
 kept and the temperature from a fold of train + val held out (see ``served_calibration``). Optionally a lesion head,
-guidance, box-projection and counterfactual terms, distillation from a trained teacher (see ``losses``), or only the
-lesion head (``--lesion-only``).
+guidance, box-projection and counterfactual terms, distillation from a trained teacher (see ``losses``), mixup
+(see ``mixup``), or only the lesion head (``--lesion-only``).
 channels_last memory; bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX), fp32 otherwise or with ``--no-bf16``.
 """
 
@@ -40,6 +40,7 @@ from .dataset import ManifestDataset, predict_logits
 from .holdout import split_calibration_fold
 from .losses import (class_weights, distill_loss, erased_class_weights, guidance_loss, lesion_loss, pair_loss,
                      projection_loss, type_loss)
+from .mixup import Mixup, mixed_loss
 from .selection import lesion_score, selection_score, val_box_hits, val_dice, val_erasure, val_scores
 from .served_calibration import check_sibling, served_calibration
 from .start import check_sources, check_teachers_blind, init_weights, load_teacher
@@ -154,7 +155,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     total_epochs = cfg.warmup_epochs + cfg.epochs
     opt: torch.optim.Optimizer | None = None
     sched: torch.optim.lr_scheduler.LRScheduler | None = None
-    t0, average = time.time(), WeightAverage(cfg.ema_halflife, len(loader))
+    t0, average, mixup = time.time(), WeightAverage(cfg.ema_halflife, len(loader)), Mixup(cfg.mixup, cfg.seed)
     for epoch in range(total_epochs):
         warm = epoch < cfg.warmup_epochs
         if epoch == 0 or epoch == cfg.warmup_epochs:
@@ -185,7 +186,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         running, seen = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}{' (warm-up)' if warm else ''}", unit="batch", leave=False, mininterval=2.0)
         for x, ys in bar:
-            n = len(x)
+            n, (x, mix) = len(x), mixup(x)  # --mixup: a mixed batch (classification only), else x as it was
             if "twin" in ys:  # one forward over the images and their twins; only the pair term sees the twins
                 x = torch.cat([x, ys["twin"]])
             x = x.contiguous(memory_format=torch.channels_last)
@@ -198,10 +199,9 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
                                  train_ds.normal_index, cfg.pair_margin, cfg.pair_elsewhere)  # type: ignore[arg-type]
                 feats, logits = feats[:n], {h: v[:n] for h, v in logits.items()}
                 lesion_logits = None if lesion_logits is None else lesion_logits[:n]
-            loss = sum(
-                type_loss(logits[h], ys[h], weights[h], cfg.label_smoothing, cfg.focal_gamma)
-                for h in heads if not cfg.lesion_only
-            )
+            loss = sum(mixed_loss(lambda t, h=h: type_loss(logits[h], t, weights[h], cfg.label_smoothing,  # type: ignore[misc]
+                                                           cfg.focal_gamma), ys[h], mix)
+                       for h in heads if not cfg.lesion_only)
             if lesion_logits is not None and not cfg.head_only:  # from the first epoch; it reaches the backbone after the warm-up (not with --lesion-only)
                 loss = loss + cfg.lesion_weight * lesion_loss(lesion_logits, ys["mask"])[0]
                 if cfg.projection_weight > 0:
