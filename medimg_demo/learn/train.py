@@ -17,6 +17,7 @@ import logging
 import random
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -199,9 +200,8 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
                                  train_ds.normal_index, cfg.pair_margin, cfg.pair_elsewhere)  # type: ignore[arg-type]
                 feats, logits = feats[:n], {h: v[:n] for h, v in logits.items()}
                 lesion_logits = None if lesion_logits is None else lesion_logits[:n]
-            loss = sum(mixed_loss(lambda t, h=h: type_loss(logits[h], t, weights[h], cfg.label_smoothing,  # type: ignore[misc]
-                                                           cfg.focal_gamma), ys[h], mix)
-                       for h in heads if not cfg.lesion_only)
+            loss = sum(mixed_loss(partial(type_loss, logits[h], weight=weights[h], label_smoothing=cfg.label_smoothing,
+                                          gamma=cfg.focal_gamma), ys[h], mix) for h in heads if not cfg.lesion_only)
             if lesion_logits is not None and not cfg.head_only:  # from the first epoch; it reaches the backbone after the warm-up (not with --lesion-only)
                 loss = loss + cfg.lesion_weight * lesion_loss(lesion_logits, ys["mask"])[0]
                 if cfg.projection_weight > 0:
