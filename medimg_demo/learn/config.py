@@ -35,6 +35,7 @@ _RANGES: tuple[tuple[str, float, float, str], ...] = (
     ("label_smoothing", 0.0, 0.99, "a label smoothing from 0 to below 1"),
     ("focal_gamma", 0.0, 10.0, "a focusing parameter from 0 (cross-entropy) to 10"),
     ("drop_rate", 0.0, 0.99, "a dropout rate from 0 to below 1"), ("mixup", 0.0, 10.0, "an alpha from 0 (off) to 10"),
+    ("sam", 0.0, 1.0, "a radius from 0 (off) to 1"),
     ("patience", 1, 10_000, "a patience of 1 or more epochs"), ("min_epochs", 0, 10_000, "0 or more epochs"),
     ("threads", 0, 1024, "0 (torch's default) or more threads"), ("max_train", 0, 10**9, "0 (all) or more images"),
     ("lesion_weight", 0.0, 1e6, "a weight of 0 or more"), ("guidance_weight", 0.0, 1e6, "a weight of 0 or more"),
@@ -69,6 +70,8 @@ class TrainConfig:
     mixup: float = _opt(0.0, "mixup (Zhang et al., 2018; for calibration Thulasidasan et al., 2019): train on convex "
                              "mixes of two images and of their labels, the weight drawn from Beta(alpha, alpha) per "
                              "batch (0: off; classification only)")
+    sam: float = _opt(0.0, "sharpness-aware minimisation (Foret et al., 2021): take each step's gradient at the weights "
+                           "moved this radius along the normalised gradient (0: off; about twice the training time)")
     drop_rate: float = _opt(0.2, "dropout before the heads")
     patience: int = _opt(5, "early stop after this many epochs without val improvement")
     freeze_bn: bool = _opt(False, "keep ImageNet BatchNorm statistics during fine-tuning (small data sets: steadier)")

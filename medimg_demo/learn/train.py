@@ -5,8 +5,8 @@ fine-tuning with a lower backbone learning rate and a cosine schedule (optionall
 ``averaging``); model selection and early stopping on the ``val`` split; temperature scaling fitted on ``val`` (and a
 held-out fold of ``train``, ``--calibration-folds``); or, with ``--train-on-val``, val in training, the last epoch
 kept and the temperature from a fold of train + val held out (see ``served_calibration``). Optionally a lesion head,
-guidance, box-projection and counterfactual terms, distillation from a trained teacher (see ``losses``), mixup
-(see ``mixup``), or only the lesion head (``--lesion-only``).
+guidance, box-projection and counterfactual terms, distillation from a trained teacher (see ``batch_loss`` and
+``losses``), mixup (see ``mixup``), sharpness-aware steps (see ``sam``), or only the lesion head (``--lesion-only``).
 channels_last memory; bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX), fp32 otherwise or with ``--no-bf16``.
 """
 
@@ -36,12 +36,13 @@ from ..models.precision import bf16_supported
 from ..models.weights import load_checkpoint, save_checkpoint, sha256_file
 from ..tasks import get_task
 from .averaging import WeightAverage
+from .batch_loss import BatchLoss
 from .config import TrainConfig, portable_data_path
 from .dataset import ManifestDataset, predict_logits
 from .holdout import split_calibration_fold
-from .losses import (class_weights, distill_loss, erased_class_weights, guidance_loss, lesion_loss, pair_loss,
-                     projection_loss, type_loss)
-from .mixup import Mixup, mixed_loss
+from .losses import class_weights, erased_class_weights
+from .mixup import Mixup
+from .sam import SharpnessAware
 from .selection import lesion_score, selection_score, val_box_hits, val_dice, val_erasure, val_scores
 from .served_calibration import check_sibling, served_calibration
 from .start import check_sources, check_teachers_blind, init_weights, load_teacher
@@ -157,6 +158,8 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     opt: torch.optim.Optimizer | None = None
     sched: torch.optim.lr_scheduler.LRScheduler | None = None
     t0, average, mixup = time.time(), WeightAverage(cfg.ema_halflife, len(loader)), Mixup(cfg.mixup, cfg.seed)
+    sam = SharpnessAware(cfg.sam, model)
+    batch_loss = BatchLoss(model, cfg, heads, weights, teacher, train_ds.normal_index)
     for epoch in range(total_epochs):
         warm = epoch < cfg.warmup_epochs
         if epoch == 0 or epoch == cfg.warmup_epochs:
@@ -188,36 +191,8 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}{' (warm-up)' if warm else ''}", unit="batch", leave=False, mininterval=2.0)
         for x, ys in bar:
             n, (x, mix) = len(x), mixup(x)  # --mixup: a mixed batch (classification only), else x as it was
-            if "twin" in ys:  # one forward over the images and their twins; only the pair term sees the twins
-                x = torch.cat([x, ys["twin"]])
-            x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-                feats, lesion_logits = model.features_and_lesion(x)
-                logits = model.forward_head(feats)
-            pair = None
-            if "twin" in ys:
-                pair = pair_loss(logits["type"][:n], logits["type"][n:], ys["twin_kind"],
-                                 train_ds.normal_index, cfg.pair_margin, cfg.pair_elsewhere)  # type: ignore[arg-type]
-                feats, logits = feats[:n], {h: v[:n] for h, v in logits.items()}
-                lesion_logits = None if lesion_logits is None else lesion_logits[:n]
-            loss = sum(mixed_loss(partial(type_loss, logits[h], weight=weights[h], label_smoothing=cfg.label_smoothing,
-                                          gamma=cfg.focal_gamma), ys[h], mix) for h in heads if not cfg.lesion_only)
-            if lesion_logits is not None and not cfg.head_only:  # from the first epoch; it reaches the backbone after the warm-up (not with --lesion-only)
-                loss = loss + cfg.lesion_weight * lesion_loss(lesion_logits, ys["mask"])[0]
-                if cfg.projection_weight > 0:
-                    loss = loss + cfg.projection_weight * projection_loss(lesion_logits, ys["mask"])
-            if teacher is not None:
-                with torch.no_grad():
-                    t_logits = teacher(x[:n])["type"]
-                keep = ~ys["covered"] if "covered" in ys else torch.ones(n, dtype=torch.bool)
-                loss = loss + cfg.distill_weight * distill_loss(logits["type"], t_logits, keep)
-            if pair is not None:
-                loss = loss + pair
-            if cfg.guidance_weight > 0 and "mask" in ys:
-                w_type = model.heads["head_type"].weight
-                loss = loss + cfg.guidance_weight * guidance_loss(feats, w_type, ys["type"], ys["mask"])
             opt.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[union-attr]
+            loss = sam.backward(partial(batch_loss, x, ys, mix), opt)  # --sam: the gradient at perturbed weights
             opt.step()
             if sched is not None:
                 sched.step()

@@ -53,6 +53,7 @@ def test_training_uses_the_focal_loss_and_records_it(tmp_path, monkeypatch) -> N
     import json
 
     from conftest import two_class_set
+    from medimg_demo.learn import batch_loss as loss_module
     from medimg_demo.learn import train as train_module
 
     seen: list[tuple[float, float]] = []
@@ -61,7 +62,7 @@ def test_training_uses_the_focal_loss_and_records_it(tmp_path, monkeypatch) -> N
         seen.append((label_smoothing, gamma))
         return type_loss(logits, target, weight, label_smoothing, gamma)
 
-    monkeypatch.setattr(train_module, "type_loss", recording_loss)
+    monkeypatch.setattr(loss_module, "type_loss", recording_loss)
     two_class_set(tmp_path / "toy", 12)
     mc = train_module.train(TrainConfig(data=str(tmp_path / "toy"), task="toy", out_dir=str(tmp_path / "models"),
                                         pretrained="offline", size=48, epochs=1, warmup_epochs=1, batch_size=8, seed=0,

@@ -67,6 +67,7 @@ def test_training_mixes_every_batch_and_records_the_option(tmp_path, monkeypatch
     import json
 
     from conftest import two_class_set
+    from medimg_demo.learn import batch_loss as loss_module
     from medimg_demo.learn import train as train_module
 
     mixes: list[Mix | None] = []
@@ -75,7 +76,7 @@ def test_training_mixes_every_batch_and_records_the_option(tmp_path, monkeypatch
         mixes.append(mix)
         return mixed_loss(loss, target, mix)
 
-    monkeypatch.setattr(train_module, "mixed_loss", recording)
+    monkeypatch.setattr(loss_module, "mixed_loss", recording)
     two_class_set(tmp_path / "toy", 12)
     mc = train_module.train(TrainConfig(data=str(tmp_path / "toy"), task="toy", out_dir=str(tmp_path / "models"),
                                         pretrained="offline", size=48, epochs=1, warmup_epochs=1, batch_size=8, seed=0,
