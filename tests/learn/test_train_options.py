@@ -30,7 +30,7 @@ def test_card_command_round_trips_any_configuration(tmp_path) -> None:
     (tmp_path / "manifest.csv").write_text("image,label,split\n")
     cfg = TrainConfig(task="breast_us", data=str(tmp_path), model_id="breast_us.x_v3", arch="tf_efficientnet_lite1",
                       size=240, epochs=7, lr_backbone=2e-4, freeze_bn=True, bf16=False, stage=False, drop_rate=0.3,
-                      weight_decay=0.02, max_train=50, pretrained="offline")
+                      weight_decay=0.02, max_train=50, pretrained="offline", sam=0.05)
     line = train_command(dataclasses.asdict(cfg))
     args = build_parser().parse_args(shlex.split(line)[3:] + ["--data", str(tmp_path)])
     parsed = train_config_from_args(args)
