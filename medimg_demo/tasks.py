@@ -32,6 +32,9 @@ class AugmentSpec:
     #: Burned-in marks (teaching-file arrows, lines and frames, where one source's images carry them): with this
     #: probability 1-3 lines or arrows are drawn, and with half of it a frame; 0: off.
     marks: float = 0.0
+    #: Against framing shortcuts (one source crops tighter or shows a grey background): with this probability the
+    #: body is cropped to its box and put back with a random margin on a random background grey; 0: off.
+    reframe: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Training augmentation from a task's :class:`~medimg_demo.tasks.AugmentSpec` (flip, affine, gamma, contrast, and
-against source artefacts blur, resampling, noise and burned-in marks)."""
+against source artefacts blur, resampling, noise, burned-in marks and the framing of the body)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ def apply_augment(x: torch.Tensor, spec: AugmentSpec, g: torch.Generator,
     def u(a: float, b: float) -> float:
         return float(a + (b - a) * torch.rand((), generator=g))
 
+    if spec.reframe > 0:
+        x, mask = _reframe(x, mask, spec.reframe, u)
     if spec.hflip and u(0, 1) < 0.5:
         x = torch.flip(x, dims=[-1])
         mask = None if mask is None else torch.flip(mask, dims=[-1])
@@ -93,3 +95,39 @@ def _marks(x: torch.Tensor, spec: AugmentSpec, u) -> torch.Tensor:  # type: igno
         m = torch.frombuffer(bytearray(layer.tobytes()), dtype=torch.uint8).reshape(1, h, w).float() / 255
         x = x * (1 - m) + value * m
     return x
+
+
+def _reframe(x: torch.Tensor, mask: torch.Tensor | None, p: float, u) -> tuple[torch.Tensor, torch.Tensor | None]:  # type: ignore[no-untyped-def]
+    """With probability ``p``: the body cropped to its box, put back with a margin of 0-15% of the side on each side
+    (stretched to fill the rest), on a background of grey 0 (half of the time) or 0.05-0.3; the body's pixels are
+    not changed. A lesion ``mask`` follows the same geometry. Images whose body cannot be told are left alone."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from ..imaging.body import body_mask
+
+    if u(0, 1) >= p:
+        return x, mask
+    body = body_mask(x[0].numpy().astype(np.float32))
+    if body is None:
+        return x, mask
+    h, w = x.shape[-2:]
+    ys, xs = np.where(body)
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    top, bottom = round(u(0, 0.15) * h), round(u(0, 0.15) * h)
+    left, right = round(u(0, 0.15) * w), round(u(0, 0.15) * w)
+    inner = (h - top - bottom, w - left - right)
+    grey = 0.0 if u(0, 1) < 0.5 else u(0.05, 0.3)
+
+    def place(t: torch.Tensor, fill: float) -> torch.Tensor:
+        small = F.interpolate(t[None, None], size=inner, mode="bilinear", align_corners=False)[0, 0]
+        out = torch.full((h, w), fill)
+        out[top:top + inner[0], left:left + inner[1]] = small
+        return out
+
+    inside = place(torch.from_numpy(body[y0:y1, x0:x1].astype(np.float32)), 0.0)
+    content = place(torch.from_numpy(np.where(body, x[0].numpy(), 0.0)[y0:y1, x0:x1].astype(np.float32)), 0.0)
+    out = (content * inside + grey * (1 - inside)).clamp(0, 1)[None].to(x.dtype)
+    if mask is not None:
+        mask = (place(mask[0, y0:y1, x0:x1].float(), 0.0) > 0.5).float()[None]
+    return out, mask

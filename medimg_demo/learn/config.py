@@ -35,7 +35,7 @@ _RANGES: tuple[tuple[str, float, float, str], ...] = (
     ("label_smoothing", 0.0, 0.99, "a label smoothing from 0 to below 1"),
     ("focal_gamma", 0.0, 10.0, "a focusing parameter from 0 (cross-entropy) to 10"),
     ("drop_rate", 0.0, 0.99, "a dropout rate from 0 to below 1"), ("mixup", 0.0, 10.0, "an alpha from 0 (off) to 10"),
-    ("sam", 0.0, 1.0, "a radius from 0 (off) to 1"),
+    ("sam", 0.0, 1.0, "a radius from 0 (off) to 1"), ("reframe", 0.0, 1.0, "a probability from 0 (off) to 1"),
     ("patience", 1, 10_000, "a patience of 1 or more epochs"), ("min_epochs", 0, 10_000, "0 or more epochs"),
     ("threads", 0, 1024, "0 (torch's default) or more threads"), ("max_train", 0, 10**9, "0 (all) or more images"),
     ("lesion_weight", 0.0, 1e6, "a weight of 0 or more"), ("guidance_weight", 0.0, 1e6, "a weight of 0 or more"),
@@ -108,6 +108,9 @@ class TrainConfig:
     source_artefacts: bool = _opt(False, "augment against source artefacts as the task defines it "
                                          "(brain_mri: blur, resampling, noise, wider scale; lung_ct: "
                                          "display contrast, blur, resampling, burned-in marks)")
+    reframe: float = _opt(0.0, "against framing shortcuts: with this probability a training image's body is cropped "
+                               "to its box and put back with a random margin (up to 0.15 of the side) on a random "
+                               "background grey (0 half of the time, else 0.05-0.3); the body is not changed (0: off)")
     reweight_erased: bool = _opt(False, "class weights from the labels after counterfactual covering (a covered "
                                         "lesion's image counts as no tumor)")
     select_erasure: float = _opt(0.0, "weight of the val lesion-erasure test (call lost, calls kept elsewhere) in "

@@ -16,7 +16,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,8 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         if spec.artefact_augment is None:
             raise OptionError(f"--source-artefacts: task {cfg.task!r} defines no artefact augmentation (tasks.py).")
         augment = spec.artefact_augment
+    if cfg.reframe > 0:
+        augment = replace(augment, reframe=cfg.reframe)
     train_ds = ManifestDataset(folder, train_df, heads, input_cfg, augment=augment, seed=cfg.seed, desc="decode train",
                                lesions=cfg.lesion, erase=(cfg.erase_lesion, cfg.erase_elsewhere), normal_label=spec.normal_label,
                                infill=cfg.erase_infill, pairs=cfg.pair_margin > 0)

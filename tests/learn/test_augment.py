@@ -65,3 +65,38 @@ def test_marks_draw_lines_and_frames_on_the_image_only() -> None:
         framed += bool(moved[0, :, :12].any(dim=1).float().mean() > 0.9)  # a frame runs down the left edge
     assert min(changed) > 0 and max(changed) < 0.25  # every draw marks some pixels, none covers the image
     assert 3 <= framed <= 17  # a frame about half of the time
+
+
+def _body_slice(n: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
+    """A textured elliptic body on black, and a small 'lesion' mask inside it."""
+    yy, xx = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    body = ((xx - n / 2) / 34) ** 2 + ((yy - n / 2) / 24) ** 2 <= 1
+    x = torch.where(body, 0.5 + 0.2 * torch.sin(xx / 3.0), torch.zeros(())).float()[None]
+    lesion = (((xx - 40) ** 2 + (yy - 48) ** 2) <= 36).float()[None]
+    return x, lesion
+
+
+def test_reframe_moves_the_body_onto_a_new_margin_and_background_and_the_mask_follows() -> None:
+    plain = AugmentSpec(degrees=0, translate=0, scale=(1, 1), brightness=0, contrast=0, gamma=0)
+    x, lesion = _body_slice()
+    g = torch.Generator().manual_seed(0)
+    assert torch.allclose(apply_augment(x, plain, g)[0], x, atol=1e-4)  # off (the default): the frame stays
+    spec = dataclasses.replace(plain, reframe=1.0)
+    greys, moved = set(), 0
+    for _ in range(20):
+        out, m = apply_augment(x, spec, g, lesion)
+        assert out.shape == x.shape and m is not None and m.shape == lesion.shape
+        greys.add(round(float(out[0, 0, 0]), 3))  # a corner is background
+        inside = out[m.bool()]
+        assert m.sum() > 0 and float(inside.mean()) > 0.3  # the lesion mask still lies on body pixels
+        moved += int(not torch.equal(m, lesion))
+    assert 0.0 in greys and any(0.05 <= v <= 0.3 for v in greys)  # black half of the time, else grey 0.05-0.3
+    assert moved >= 15  # the body's box and the margins change the geometry
+    never = dataclasses.replace(plain, reframe=1e-9)
+    assert torch.allclose(apply_augment(x, never, g)[0], x, atol=1e-4)
+
+
+def test_reframe_leaves_an_image_without_a_body_alone() -> None:
+    spec = AugmentSpec(degrees=0, translate=0, scale=(1, 1), brightness=0, contrast=0, gamma=0, reframe=1.0)
+    white = torch.full((1, 64, 64), 0.9)
+    assert torch.allclose(apply_augment(white, spec, torch.Generator().manual_seed(0))[0], white, atol=1e-4)

@@ -4,10 +4,14 @@ prints are all generated from the TrainConfig dataclass."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 
+import pytest
+
 from medimg_demo.cli import build_parser, train_config_from_args
-from medimg_demo.learn.config import TrainConfig, portable_data_path, train_command
+from medimg_demo.errors import OptionError
+from medimg_demo.learn.config import _RANGES, TrainConfig, portable_data_path, train_command
 from medimg_demo.options import cli_fields, flag
 from medimg_demo.paths import data_root
 
@@ -30,7 +34,7 @@ def test_card_command_round_trips_any_configuration(tmp_path) -> None:
     (tmp_path / "manifest.csv").write_text("image,label,split\n")
     cfg = TrainConfig(task="breast_us", data=str(tmp_path), model_id="breast_us.x_v3", arch="tf_efficientnet_lite1",
                       size=240, epochs=7, lr_backbone=2e-4, freeze_bn=True, bf16=False, stage=False, drop_rate=0.3,
-                      weight_decay=0.02, max_train=50, pretrained="offline", sam=0.05)
+                      weight_decay=0.02, max_train=50, pretrained="offline", sam=0.05, reframe=0.5)
     line = train_command(dataclasses.asdict(cfg))
     args = build_parser().parse_args(shlex.split(line)[3:] + ["--data", str(tmp_path)])
     parsed = train_config_from_args(args)
@@ -42,3 +46,12 @@ def test_card_command_round_trips_any_configuration(tmp_path) -> None:
 def test_saved_data_path_is_portable(tmp_path) -> None:
     assert portable_data_path(data_root() / "lung_ct") == "lung_ct"
     assert portable_data_path(tmp_path / "my_set") == "my_set"
+
+
+@pytest.mark.parametrize(("name", "low", "high", "what"), _RANGES, ids=[r[0] for r in _RANGES])
+def test_every_numeric_option_refuses_values_outside_its_range(name: str, low: float, high: float, what: str) -> None:
+    TrainConfig(task="lung_ct", **{name: low}).check_options()  # the bounds themselves are allowed
+    for bad in (low - 1 if isinstance(low, int) and not isinstance(low, bool) else low - 0.01,
+                high + 1 if isinstance(high, int) else high * 1.01 + 0.01):
+        with pytest.raises(OptionError, match=f"--{name.replace('_', '-')} .*give {re.escape(what)}"):
+            TrainConfig(task="lung_ct", **{name: bad}).check_options()
