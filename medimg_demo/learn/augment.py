@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from ..tasks import AugmentSpec
@@ -101,7 +102,6 @@ def _reframe(x: torch.Tensor, mask: torch.Tensor | None, p: float, u) -> tuple[t
     """With probability ``p``: the body cropped to its box, put back with a margin of 0-15% of the side on each side
     (stretched to fill the rest), on a background of grey 0 (half of the time) or 0.05-0.3; the body's pixels are
     not changed. A lesion ``mask`` follows the same geometry. Images whose body cannot be told are left alone."""
-    import numpy as np
     import torch.nn.functional as F
 
     from ..imaging.body import body_mask
@@ -119,15 +119,16 @@ def _reframe(x: torch.Tensor, mask: torch.Tensor | None, p: float, u) -> tuple[t
     inner = (h - top - bottom, w - left - right)
     grey = 0.0 if u(0, 1) < 0.5 else u(0.05, 0.3)
 
-    def place(t: torch.Tensor, fill: float) -> torch.Tensor:
-        small = F.interpolate(t[None, None], size=inner, mode="bilinear", align_corners=False)[0, 0]
-        out = torch.full((h, w), fill)
-        out[top:top + inner[0], left:left + inner[1]] = small
+    def place(t: torch.Tensor) -> torch.Tensor:
+        """The body's box stretched into the inner frame, zeros around it."""
+        out = torch.zeros((h, w))
+        out[top:top + inner[0], left:left + inner[1]] = F.interpolate(t[None, None], size=inner, mode="bilinear",
+                                                                      align_corners=False)[0, 0]
         return out
 
-    inside = place(torch.from_numpy(body[y0:y1, x0:x1].astype(np.float32)), 0.0)
-    content = place(torch.from_numpy(np.where(body, x[0].numpy(), 0.0)[y0:y1, x0:x1].astype(np.float32)), 0.0)
+    inside = place(torch.from_numpy(body[y0:y1, x0:x1].astype(np.float32)))
+    content = place(torch.from_numpy(np.where(body, x[0].numpy(), 0.0)[y0:y1, x0:x1].astype(np.float32)))
     out = (content * inside + grey * (1 - inside)).clamp(0, 1)[None].to(x.dtype)
     if mask is not None:
-        mask = (place(mask[0, y0:y1, x0:x1].float(), 0.0) > 0.5).float()[None]
+        mask = (place(mask[0, y0:y1, x0:x1].float()) > 0.5).float()[None]
     return out, mask
