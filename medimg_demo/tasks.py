@@ -125,6 +125,10 @@ class TaskSpec:
     #: cancers) lie beneath it and outside its mask. The lesion evaluation also erases the lesion together with the
     #: column beneath it, this many lesion heights deep (``explain.lesion.with_posterior``); 0: not done.
     posterior_depth: float = 0.0
+    #: The images show a body on a flat background (a CT or MRI slice), so the body can be told from its frame
+    #: (``imaging.body``): ``train --reframe`` and the framing probe of ``evaluate --explain`` apply. Not so for
+    #: ultrasound, whose dark tissue joins the dark surround.
+    framed_body: bool = True
 
     def label_name(self, label: str) -> str:
         """Readable name of a label ("Squamous cell carcinoma"), falling back to the label with spaces."""
@@ -197,6 +201,7 @@ TASKS: dict[str, TaskSpec] = {
         lesion_column="mask",
         normal_label="normal",
         posterior_depth=1.0,
+        framed_body=False,
     ),
     "brain_mri": TaskSpec(
         name="brain_mri",

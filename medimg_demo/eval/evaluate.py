@@ -52,6 +52,8 @@ def evaluate(cfg: ModelConfig, data_dir: Path, split: str, n_boot: int = 1000, s
             frames.append(with_bootstrap(y, probs, labels, prefix=prefix, n_boot=n_boot, seed=seed))
         frames.append(consistency_rows(y, probs, prefix=prefix, seed=seed))
         cases[f"{prefix}pred"] = [labels[i] for i in probs.argmax(1)]
+        if head == "type":
+            type_calls = probs.argmax(1)
         raw = torch.softmax(logits[head], dim=1).numpy()
         for i, name in enumerate(labels):
             cases[f"{prefix}p_{name}"] = probs[:, i]
@@ -66,9 +68,16 @@ def evaluate(cfg: ModelConfig, data_dir: Path, split: str, n_boot: int = 1000, s
     if explain:
         from .explanations import evaluate_explanations
 
+        from .framing import framing_probe
+
         ex = evaluate_explanations(model, cfg, data_dir, df, ds.images, seed=seed, n_boot=n_boot)
         frames.append(ex.summary)
         explain_cases = ex.per_case
+        if get_task(cfg.task).framed_body:
+            framing = framing_probe(model, cfg, ds, type_calls, get_task(cfg.task).normal_label, seed=seed,
+                                    n_boot=n_boot)
+            frames.append(framing.summary)
+            explain_cases = explain_cases.merge(framing.per_case.drop(columns=["label"]), on="image", how="left")
         if get_task(cfg.task).lesion_column in df.columns:
             from .lesions import evaluate_lesions
 

@@ -33,6 +33,7 @@ from ..imaging.study import Study
 from ..models.config import ModelConfig
 from ..predict import Predictor
 from ..tasks import get_task
+from .metrics import PlanEntry, case_summary
 
 log = logging.getLogger(__name__)
 
@@ -141,19 +142,12 @@ def _spacing(row: pd.Series, study: Study) -> tuple[float, float] | None:
     return (mm, mm) if np.isfinite(mm) and mm > 0 else study.pixel_spacing_mm
 
 
-def _boot(v: np.ndarray, stat, rng: np.random.Generator, n: int = 1000) -> tuple[float, float]:
-    means = [stat(rng.choice(v, size=len(v))) for _ in range(n)]
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
 def summarise(per_case: pd.DataFrame, seed: int = 0, n_boot: int = 1000) -> pd.DataFrame:
     """Summary rows (metric, class, value, 95% bootstrap interval): overall and per class."""
-    rng = np.random.default_rng(seed)
-    out = []
     if per_case.empty:
         return pd.DataFrame(columns=["metric", "class", "value", "ci_low", "ci_high"])
     correct = per_case[per_case["correct"].astype(bool)]
-    plan = [
+    plan: list[PlanEntry] = [
         ("explain_pointing_15px", "pointing_15px", correct, np.mean),
         ("explain_pointing_strict", "pointing_strict", correct, np.mean),
         ("explain_lesion_dice_median", "dice", per_case, np.median),
@@ -168,14 +162,4 @@ def summarise(per_case: pd.DataFrame, seed: int = 0, n_boot: int = 1000) -> pd.D
     if "box_iou" in per_case:
         per_case = per_case.assign(box_iou_ge_half=per_case["box_iou"] >= 0.5)
         plan.insert(4, ("explain_lesion_box_iou_ge_0.5", "box_iou_ge_half", per_case, np.mean))
-    for metric, col, frame, stat in plan:
-        if col not in frame:
-            continue
-        groups = [("", frame)] + [(str(c), g) for c, g in frame.groupby("label")]
-        for cls, g in groups:
-            v = g[col].dropna().astype(float).to_numpy()
-            if not len(v):
-                continue
-            lo, hi = _boot(v, stat, rng, n_boot)
-            out.append({"metric": metric, "class": cls, "value": float(stat(v)), "ci_low": lo, "ci_high": hi})
-    return pd.DataFrame(out)
+    return case_summary(plan, seed, n_boot)

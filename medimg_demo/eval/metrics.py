@@ -7,6 +7,9 @@ with the same indices, and NaN resamples are left out per metric.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import multilabel_confusion_matrix, precision_recall_fscore_support, roc_auc_score
@@ -88,3 +91,25 @@ def with_bootstrap(
     return pd.DataFrame(
         [{"metric": m, "class": c, "value": v, "ci_low": l, "ci_high": h} for (m, c, v), l, h in zip(point, lo, hi)]
     )
+
+
+#: One summary row group: (metric name, per-case column, the cases it is taken over, statistic).
+PlanEntry = tuple[str, str, pd.DataFrame, Callable[..., Any]]
+
+
+def case_summary(plan: Sequence[PlanEntry], seed: int = 0, n_boot: int = 1000) -> pd.DataFrame:
+    """Rows (metric, class, value, 95% percentile bootstrap interval) of per-case measures: each plan entry's
+    statistic over its cases, overall (class "") and per ``label``; missing columns and empty groups are skipped."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for metric, col, frame, stat in plan:
+        if col not in frame:
+            continue
+        for cls, g in [("", frame)] + [(str(c), g) for c, g in frame.groupby("label")]:
+            v = g[col].dropna().astype(float).to_numpy()
+            if not len(v):
+                continue
+            means = [stat(rng.choice(v, size=len(v))) for _ in range(n_boot)]
+            out.append({"metric": metric, "class": cls, "value": float(stat(v)),
+                        "ci_low": float(np.percentile(means, 2.5)), "ci_high": float(np.percentile(means, 97.5))})
+    return pd.DataFrame(out, columns=["metric", "class", "value", "ci_low", "ci_high"])

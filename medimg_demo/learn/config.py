@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import OptionError
 from ..options import command_args
 from ..paths import data_root
+from ..tasks import get_task
 
 
 def teacher_ids(distill_from: str) -> list[str]:
@@ -149,6 +150,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not low <= value <= high:
                 raise OptionError(f"--{name.replace('_', '-')} {value}: give {what}.")
+        if self.reframe and not get_task(self.task).framed_body:
+            raise OptionError(f"--reframe: {get_task(self.task).title} images show no body on a flat background to "
+                              "reframe; leave it out.")
         if self.epochs + self.warmup_epochs < 1:
             raise OptionError("--epochs and --warmup-epochs are both 0: nothing would be trained; give --epochs 1 or more.")
         if bool(self.distill_from) != (self.distill_weight > 0):

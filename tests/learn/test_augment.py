@@ -1,13 +1,16 @@
 """Training augmentation: the source-artefact transforms (blur, resampling, noise, burned-in marks) act on the image
-only."""
+only; reframing moves the body and its mask together, and only where a task's images show a body on a background."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
+from medimg_demo.errors import OptionError
 from medimg_demo.learn.augment import apply_augment
+from medimg_demo.learn.config import TrainConfig
 from medimg_demo.tasks import AugmentSpec, get_task
 
 
@@ -100,3 +103,10 @@ def test_reframe_leaves_an_image_without_a_body_alone() -> None:
     spec = AugmentSpec(degrees=0, translate=0, scale=(1, 1), brightness=0, contrast=0, gamma=0, reframe=1.0)
     white = torch.full((1, 64, 64), 0.9)
     assert torch.allclose(apply_augment(white, spec, torch.Generator().manual_seed(0))[0], white, atol=1e-4)
+
+
+def test_reframe_is_refused_where_the_images_show_no_body_on_a_background() -> None:
+    assert not get_task("breast_us").framed_body and get_task("lung_ct").framed_body and get_task("brain_mri").framed_body
+    with pytest.raises(OptionError, match="--reframe: Breast ultrasound images show no body"):
+        TrainConfig(task="breast_us", reframe=0.5).check_options()
+    TrainConfig(task="lung_ct", reframe=0.5).check_options()
