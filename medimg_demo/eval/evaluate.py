@@ -67,18 +67,17 @@ def evaluate(cfg: ModelConfig, data_dir: Path, split: str, n_boot: int = 1000, s
     explain_cases = None
     if explain:
         from .explanations import evaluate_explanations
-
         from .framing import framing_probe
 
+        spec = get_task(cfg.task)
         ex = evaluate_explanations(model, cfg, data_dir, df, ds.images, seed=seed, n_boot=n_boot)
         frames.append(ex.summary)
         explain_cases = ex.per_case
-        if get_task(cfg.task).framed_body:
-            framing = framing_probe(model, cfg, ds, type_calls, get_task(cfg.task).normal_label, seed=seed,
-                                    n_boot=n_boot)
+        if spec.framed_body:
+            framing = framing_probe(model, cfg, ds, type_calls, spec.normal_label, seed=seed, n_boot=n_boot)
             frames.append(framing.summary)
             explain_cases = explain_cases.merge(framing.per_case.drop(columns=["label"]), on="image", how="left")
-        if get_task(cfg.task).lesion_column in df.columns:
+        if spec.lesion_column in df.columns:
             from .lesions import evaluate_lesions
 
             les = evaluate_lesions(cfg, data_dir, df, seed=seed, n_boot=n_boot)
