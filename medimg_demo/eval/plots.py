@@ -55,10 +55,11 @@ def _name(names: Mapping[str, str] | None, label: str) -> str:
 # ----------------------------------------------------------------------------------------------
 def per_class_table(metrics: pd.DataFrame, prefix: str = "", names: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Rows = classes (readable ``names`` where given), columns = sensitivity/specificity/precision/f1/auc as
-    'value [lo, hi]' with two decimals, so that the five columns fit beside the class name."""
+    'value [lo, hi]' with two decimals, so that the five columns fit beside the class name. Per-class heatmap
+    checks (``explain_*``) are left out: the explanation table shows them with their meaning."""
     m = metrics[(metrics["class"].fillna("") != "") & metrics["metric"].str.startswith(prefix)]
     if prefix == "":
-        m = m[~m["metric"].str.startswith("stage_")]
+        m = m[~m["metric"].str.startswith(("stage_", "explain_"))]
     m = m.assign(metric=m["metric"].str.removeprefix(prefix),
                  cell=[f"{v:.2f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in zip(m["value"], m["ci_low"], m["ci_high"])])
     order = list(dict.fromkeys(m["class"]))  # the model's label order, not alphabetical

@@ -20,7 +20,8 @@ def test_tables_use_readable_metric_and_class_names() -> None:
     m = pd.DataFrame([_row("accuracy", "", 0.9, 0.8, 0.95), _row("macro_auc", "", 0.97, 0.95, 0.99),
                       _row("ece", "", 0.04, 0.02, 0.07), _row("stage_ece", "", 0.05, 0.03, 0.08),
                       *(_row(k, c, 0.5, 0.4, 0.6) for c in ("normal", "squamous_cell_carcinoma")
-                        for k in ("auc", "f1", "sensitivity", "specificity", "precision"))])
+                        for k in ("auc", "f1", "sensitivity", "specificity", "precision")),
+                      _row("explain_pointing_15px", "normal", 0.9, 0.8, 1.0)])  # shown in the explanation table
     overall = overall_table(m)
     assert list(overall["Metric"]) == ["Accuracy", "Macro AUC (one vs rest)", "Expected calibration error (ECE)",
                                        "Stage expected calibration error (ECE)"]
