@@ -41,9 +41,9 @@ EXPLAIN_HELP = {
     "explain_erase_posterior_call_lost": "ultrasound: lesion and the column beneath it (posterior acoustic features) "
                                          "erased: share of calls lost",
     "explain_erase_posterior_elsewhere_call_kept": "ultrasound: that same shape erased elsewhere: share of calls kept",
-    "explain_frame_call_changed": "framing probe: background outside the body set to grey, body unchanged: share of "
-                                  "correct calls that change (lower = less framing shortcut)",
-    "explain_frame_tumor_to_normal": "framing probe: share of correct tumor calls that turn to no tumor",
+    "explain_frame_call_changed": "framing probe (background outside the body turned grey): share of correct calls "
+                                  "that change",
+    "explain_frame_tumor_to_normal": "framing probe: share of correct tumor calls turned to no tumor",
 }
 
 
