@@ -13,9 +13,10 @@ def performance_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -
     gr.Markdown("Measured on the bundled **test** split of each data set, with 95% bootstrap intervals. "
                 "Results come from the evaluation cache (`python -m medimg_demo evaluate --model ID --split test --explain`).")
     with gr.Row():
-        model = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, label="Model")
+        model = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, label="Model",
+                            elem_id="perf-model")
         show = gr.Button("Show")
-    header = gr.Markdown()
+    header = gr.Markdown(elem_id="perf-header")
     # one table a row, with set column widths: five "0.95 [0.90, 0.99]" columns beside the class name fit without
     # scrolling at the right (side by side with the overall table they were cut off)
     overall = gr.Dataframe(label="Overall (value and 95% bootstrap interval)", interactive=False, wrap=True,
