@@ -231,6 +231,17 @@ def _perf_tables_fit(page) -> None:  # noqa: ANN001
         overflow = page.eval_on_selector(table, """root => [...root.querySelectorAll('*')]
             .filter(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1).length""")
         assert overflow == 0, f"{table} is cut off at the right"
+    _gallery_loaded(page)
+
+
+def _gallery_loaded(page) -> None:  # noqa: ANN001
+    """Every error-gallery picture loads once scrolled to (lazy loading leaves the unseen ones blank)."""
+    imgs = page.locator("#perf-gallery img")
+    assert imgs.count() > 0, "no error gallery (every served model misclassifies some test cases)"
+    for i in range(imgs.count()):
+        imgs.nth(i).scroll_into_view_if_needed()
+    page.wait_for_function("""() => [...document.querySelectorAll('#perf-gallery img')]
+        .every(i => i.complete && i.naturalWidth > 0)""", timeout=30_000)
 
 
 def test_performance_tab_tables_fit_and_read_plainly(page) -> None:  # noqa: ANN001

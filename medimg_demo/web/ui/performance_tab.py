@@ -32,7 +32,7 @@ def performance_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -
         reliability = gr.Plot(label="Calibration", show_label=False)
     explain = gr.Markdown()
     gallery = gr.Gallery(label="Error gallery: misclassified test cases (image | Grad-CAM)", columns=4, height="auto",
-                         buttons=["download", "fullscreen"])
+                         buttons=["download", "fullscreen"], elem_id="perf-gallery")
     outs = [header, overall, per_class, stage, confusion, roc, reliability, explain, gallery]
     show.click(h.show_performance, model, outs, api_name="performance")
     model.change(h.show_performance, model, outs, api_visibility="private")
