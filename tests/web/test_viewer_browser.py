@@ -231,7 +231,6 @@ def _perf_tables_fit(page) -> None:  # noqa: ANN001
         overflow = page.eval_on_selector(table, """root => [...root.querySelectorAll('*')]
             .filter(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1).length""")
         assert overflow == 0, f"{table} is cut off at the right"
-    _gallery_loaded(page)
 
 
 def _gallery_loaded(page) -> None:  # noqa: ANN001
@@ -253,10 +252,11 @@ def test_performance_tab_tables_fit_and_read_plainly(page) -> None:  # noqa: ANN
     page.locator("#perf-per-class th").first.wait_for(timeout=RESULT_TIMEOUT)
     page.get_by_text("Explanation quality").wait_for(timeout=RESULT_TIMEOUT)
     _perf_tables_fit(page)
+    _gallery_loaded(page)
     _shot(page, "performance.png")
-    labels = {mid: label for label, mid in model_choices()}
-    first = model_choices()[0][1]
-    others = [m.id for m in task_models() if m.id != first]
+    choices = model_choices()
+    labels = {mid: label for label, mid in choices}
+    others = [m.id for m in task_models() if m.id != choices[0][1]]
     assert others, "expected a served model for more than one task"
     for model_id in others:
         page.locator("#perf-model input").click()
@@ -267,4 +267,5 @@ def test_performance_tab_tables_fit_and_read_plainly(page) -> None:  # noqa: ANN
         page.get_by_text("Explanation quality").wait_for(timeout=RESULT_TIMEOUT)
         assert page.input_value("#perf-model input") == labels[model_id]
         _perf_tables_fit(page)
+        _gallery_loaded(page)
         _shot(page, f"performance_{model_id.split('.')[0]}.png")
