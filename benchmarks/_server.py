@@ -24,6 +24,14 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_app(extra_env: dict[str, str] | None = None, timeout: float = 120.0) -> Iterator[tuple[str, float]]:
     """Yields (url, seconds from process start until the page answers)."""
+    with running_app_process(extra_env, timeout) as (url, seconds, _):
+        yield url, seconds
+
+
+@contextlib.contextmanager
+def running_app_process(extra_env: dict[str, str] | None = None,
+                        timeout: float = 120.0) -> Iterator[tuple[str, float, int]]:
+    """Yields (url, seconds from process start until the page answers, the server's process id)."""
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", **(extra_env or {})}
     t0 = time.perf_counter()
@@ -38,7 +46,7 @@ def running_app(extra_env: dict[str, str] | None = None, timeout: float = 120.0)
                 time.sleep(0.1)
             if proc.poll() is not None or time.perf_counter() - t0 > timeout:
                 raise RuntimeError("the app did not start")
-        yield url, time.perf_counter() - t0
+        yield url, time.perf_counter() - t0, proc.pid
     finally:
         proc.terminate()
         try:
