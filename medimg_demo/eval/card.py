@@ -74,6 +74,8 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
           if cfg.lesion is not None else []),
         *([f"- Initialised from `{training['init_from']}` (its training command is in its card, in the git history), "
            "then trained with the command under Reproduce."] if training.get("init_from") else []),
+        *([f"- Backbone started from `{training['backbone_from']}` (another task's model of this architecture; its "
+           "heads were not taken) instead of ImageNet weights."] if training.get("backbone_from") else []),
         *([f"- Only the lesion head was trained (`--lesion-only`): the backbone, the classifier and its calibration are "
            f"`{training.get('init_from')}`'s, tensor for tensor, so its calls, heatmaps and erasure test are too."]
           if training.get("lesion_only") else []),

@@ -136,6 +136,8 @@ class TrainConfig:
                                     "fine-tuning steps, whose weight on a step halves after this many epochs (0: off)")
     init_from: str = _opt("", "start from this trained model's weights (a model id, looked up in --out first, then "
                               "the registry); new layers start fresh")
+    backbone_from: str = _opt("", "start the backbone from another task's trained model of the same architecture "
+                                  "(a model id) instead of ImageNet weights; its heads are not taken")
     target_layer: str = _opt("features", "layer Grad-CAM explains (written to config.json)")
     default: bool = field(default=True, metadata={"cli": False})
     heads: dict[str, list[str]] = field(default_factory=dict, metadata={"cli": False})
@@ -177,6 +179,8 @@ class TrainConfig:
                               "out: give N too.")
         if self.calibration_folds and not (2 <= self.calibration_folds and 0 <= self.calibration_fold < self.calibration_folds):
             raise OptionError("--calibration-folds N holds out fold --calibration-fold K (counted from 0: 0 <= K < N, N >= 2).")
+        if self.backbone_from and self.init_from:
+            raise OptionError("--backbone-from starts the backbone and --init-from the whole model: give one of them.")
         if self.calibration_folds and self.init_from:
             raise OptionError("--calibration-folds holds a fold out of training, but --init-from brings a model that "
                               "trained on all of train, that fold included: train from ImageNet weights.")
@@ -204,10 +208,10 @@ class TrainConfig:
             raise OptionError("--train-on-val trains on val, so the temperature needs images the model never saw: "
                               "give either --calibration-folds N (a fold of train + val held out) or --temperature-from "
                               "MODEL.")
-        if self.init_from or self.distill_from or self.lesion_only or self.head_only:
-            raise OptionError("--train-on-val trains from ImageNet weights: --init-from, --distill-from, --lesion-only "
-                              "and --head-only bring a model that trained on the images this run holds out, or was "
-                              "selected on val; leave them out.")
+        if self.init_from or self.backbone_from or self.distill_from or self.lesion_only or self.head_only:
+            raise OptionError("--train-on-val trains from ImageNet weights: --init-from, --backbone-from, "
+                              "--distill-from, --lesion-only and --head-only bring a model that trained on the images "
+                              "this run holds out, or was selected on val; leave them out.")
         if self.temperature_from and self.temperature_from == self.model_id:
             raise OptionError(f"--temperature-from {self.temperature_from} names this run's own --id: give the sibling "
                               "that held a fold out, under another id.")

@@ -41,6 +41,8 @@ def check_sources(cfg: TrainConfig) -> None:
     cannot serve (unknown, or trained on val) is refused at once."""
     for model_id in [cfg.init_from] if cfg.init_from else []:
         start_model(model_id, cfg.out_dir)
+    if cfg.backbone_from:
+        start_model(cfg.backbone_from, cfg.out_dir, option="--backbone-from")
     for model_id in teacher_ids(cfg.distill_from) if cfg.distill_from else []:
         start_model(model_id, cfg.out_dir, option="--distill-from")
 
@@ -87,6 +89,28 @@ def init_weights(model: TumorNet, model_id: str, same_as: tuple[list[str], Input
                           "--lesion-only needs a model that already has a lesion head.")
     model.load_state_dict(fixed, strict=False)
     log.info("Initialised from %s (%d tensors; %d new)", model_id, len(fixed), len(new))
+
+
+def init_backbone(model: TumorNet, model_id: str, task: str, arch: str, out_dir: str | Path = "") -> None:
+    """Start the backbone from another task's trained model of the same architecture (``--backbone-from``): every
+    ``backbone.*`` tensor is replaced, the heads and any lesion head keep their fresh initialisation."""
+    from safetensors.torch import load_file
+
+    cfg = start_model(model_id, out_dir, option="--backbone-from")
+    if cfg.task == task:
+        raise OptionError(f"--backbone-from {model_id}: it is a {task} model; start from it with --init-from instead.")
+    if cfg.arch != arch:
+        raise OptionError(f"--backbone-from {model_id}: its architecture is {cfg.arch}, this run's {arch}; give "
+                          f"--arch {cfg.arch} or another model.")
+    own = model.state_dict()
+    tensors = {k: v for k, v in load_file(str(cfg.weights_path)).items() if k.startswith("backbone.")}
+    missing = sorted(k for k in own if k.startswith("backbone.") and k not in tensors)
+    unfit = sorted(k for k, v in tensors.items() if k not in own or own[k].shape != v.shape)
+    if missing or unfit:
+        raise OptionError(f"--backbone-from {model_id}: its backbone does not fit this one "
+                          f"(e.g. {(missing or unfit)[0]}).")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()}, strict=False)
+    log.info("Backbone from %s (%s, %d tensors); heads start fresh", model_id, cfg.task, len(tensors))
 
 
 class _CalibratedTeacher(torch.nn.Module):

@@ -45,7 +45,7 @@ from .mixup import Mixup
 from .sam import SharpnessAware
 from .selection import lesion_score, selection_score, val_box_hits, val_dice, val_erasure, val_scores
 from .served_calibration import check_sibling, served_calibration
-from .start import check_sources, check_teachers_blind, init_weights, load_teacher
+from .start import check_sources, check_teachers_blind, init_backbone, init_weights, load_teacher
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,8 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         frozen = cfg.lesion_only or cfg.head_only  # a part retrained on the start model's frozen backbone
         init_weights(model, cfg.init_from, (heads["type"], input_cfg) if frozen else None, complete=frozen,
                      out_dir=cfg.out_dir)
+    if cfg.backbone_from:
+        init_backbone(model, cfg.backbone_from, cfg.task, cfg.arch, cfg.out_dir)
     model = model.to(memory_format=torch.channels_last)  # faster on CPU in fp32 and bf16 alike
     teacher = load_teacher(cfg.distill_from, heads["type"], input_cfg, cfg.out_dir) if cfg.distill_from else None
     weights = {h: class_weights(train_ds.targets[h], len(labels)) for h, labels in heads.items()}
