@@ -96,6 +96,7 @@ def main() -> None:
     ap.add_argument("--junk-mb", type=float, default=50.0, help="size of the random-bytes upload (default 50 MB)")
     ap.add_argument("--view-budget-mb", type=float, default=64.0, help="MEDIMG_VIEW_BUDGET_MB for the app")
     args = ap.parse_args()
+    import httpx
     from gradio_client import Client, handle_file
 
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
@@ -107,8 +108,17 @@ def main() -> None:
         env = {"MEDIMG_STATE_DIR": str(state), "GRADIO_TEMP_DIR": str(uploads),
                "MEDIMG_VIEW_BUDGET_MB": str(args.view_budget_mb)}
         with running_app_process(env) as (url, _, pid):
-            client = Client(url, verbose=False)
-            client.predict(handle_file(str(inputs["scan"][0])), None, api_name="/predict")  # warm-up
+            # download_files=False: gradio_client leaves an empty folder in the system temp folder per download;
+            # the two pictures are fetched here instead, as a browser would
+            client = Client(url, verbose=False, download_files=False)
+            pictures = httpx.Client(timeout=60)
+
+            def analyse(path: Path) -> None:
+                out = client.predict(handle_file(str(path)), None, api_name="/predict")
+                for picture in out[4:6]:
+                    pictures.get(picture["url"]).raise_for_status()
+
+            analyse(inputs["scan"][0])  # warm-up
             rss = [status_mb(pid, "VmRSS")]
             log.info("after warm-up: RSS %.0f MB", rss[0])
             wrong: list[str] = []
@@ -116,7 +126,7 @@ def main() -> None:
             for i in range(1, args.rounds + 1):
                 for name, (path, accept) in inputs.items():
                     try:
-                        client.predict(handle_file(str(path)), None, api_name="/predict")
+                        analyse(path)
                         ok = True
                     except Exception as exc:  # noqa: BLE001 - a refusal is an exception here; checked below
                         ok, reason = False, f"{type(exc).__name__}: {str(exc)[:100]}"
