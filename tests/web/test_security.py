@@ -268,7 +268,8 @@ def test_no_active_content_is_served_inline(app: App, client: Any) -> None:
     rename = _fn_index(client, "upload", "Scan")
     answers, refused = [], 0
     for name, data in payloads.items():
-        answers.append(client.get(f"/gradio_api/file={_upload(client, name, data)}"))
+        # an upload no request uses (other bytes: the same bytes would share the path below, kept for this one)
+        answers.append(client.get(f"/gradio_api/file={_upload(client, name, data + b' ')}"))
         path = _upload(client, name, data)
         status, body = _run_fn(client, rename, [_file(path, name)])
         refused += status != 200 and "not a recognised image" in json.dumps(body)
@@ -516,6 +517,18 @@ def test_long_session_ids_resume(app: App) -> None:
     resumed = second.predict("api02", long_id, None, 2, 0, api_name="/session_start")
     print(f"\nsession id of {len(long_id)} characters resumed at: {resumed[0].split(' - ')[0]}")
     assert "Case 2 of 2" in resumed[0]
+
+
+def test_the_same_file_uploaded_twice_serves_both_requests(app: App, client: Any) -> None:
+    """Gradio names an upload by its bytes, and the app masks its name, so two clinicians uploading the same file
+    share one path: the first request must not delete the file the second is about to read."""
+    data = _png()
+    first, second = _upload(client, "case01.png", data), _upload(client, "case02.png", data)
+    assert first == second  # the premise: one path for both uploads
+    for path in (first, second):
+        ok, out = _predict(client, path)
+        assert ok, out
+    assert not Path(first).exists()  # the last request removed it
 
 
 def test_store_errors_are_clear_messages(app: App, client: Any) -> None:
