@@ -33,7 +33,7 @@ from starlette.middleware import Middleware  # noqa: E402
 
 from medimg_demo.web.catalog import model_choices, model_versions  # noqa: E402
 from medimg_demo.web import auth  # noqa: E402
-from medimg_demo.web import expiry, files, lifecycle, upload_refs  # noqa: E402
+from medimg_demo.web import expiry, files, lifecycle, upload_folders  # noqa: E402
 from medimg_demo.web.ui.analyse_tab import analyse_tab  # noqa: E402
 from medimg_demo.web.ui.common import BANNER  # noqa: E402
 from medimg_demo.web.ui.performance_tab import performance_tab  # noqa: E402
@@ -65,7 +65,7 @@ def build_app() -> gr.Blocks:
             session_tab(choices)
         with gr.Tab("Feedback summary"):
             summary_tab()
-    upload_refs.install(demo)  # two uploads of the same file share a path: each request releases its own
+    upload_folders.install(demo)  # each upload in a folder of its own: a request never deletes another's
     return demo
 
 

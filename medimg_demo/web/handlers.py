@@ -156,6 +156,17 @@ def rename_upload(upload: Any):  # noqa: ANN201
     return str(uploads.working_copy(clean, ext, WORK_DIR))
 
 
+def uploading():  # noqa: ANN201
+    """While a new upload is being cleaned, the file box still holds the raw upload: Analyse, the report and the
+    de-identified copy wait (each would use the raw file up, or describe another scan than the one shown)."""
+    return [gr.update(interactive=False)] * 3
+
+
+def upload_done():  # noqa: ANN201
+    """The cleaned copy is in the file box (or the file was refused): Analyse, the report and the copy work again."""
+    return [gr.update(interactive=True)] * 3
+
+
 def deidentify(upload: Any):  # noqa: ANN201
     """A de-identified DICOM copy to download, in the public folder under a random name."""
     path = _file_path(upload)

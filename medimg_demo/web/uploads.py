@@ -23,7 +23,6 @@ from ..errors import InputError
 from ..imaging.deid import deidentify
 from ..imaging.dicom import looks_like_dicom
 from ..paths import data_root, upload_dir
-from .upload_refs import UploadRefs
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +121,12 @@ def in_server() -> bool:
 def is_raw_upload(path: str | Path) -> bool:
     """True for a file Gradio received through its upload route in this server (not an example, not an output,
     not a cleaned working copy). Outside a running server (tests, CLI) nothing is treated as a raw upload."""
-    uploaded = _app_uploads()
+    try:
+        from gradio.context import LocalContext
+    except ImportError:  # pragma: no cover - gradio is a runtime dependency of the web part
+        return False
+    blocks = LocalContext.blocks.get(None)
+    uploaded = getattr(blocks, "upload_file_set", None)
     if not uploaded:
         return False
     target = _norm(path)
@@ -135,35 +139,23 @@ def _inside_data(path: Path) -> bool:
     return target == root or root in target.parents
 
 
-def _app_uploads() -> set[str] | None:
-    """Gradio's set of raw uploads of the app whose handler is running (None outside a server)."""
-    try:
-        from gradio.context import LocalContext
-    except ImportError:  # pragma: no cover - gradio is a runtime dependency of the web part
-        return None
-    return getattr(LocalContext.blocks.get(None), "upload_file_set", None)
-
-
-def _forget_upload(path: Path, uploaded: set[str] | None = None, by_age: bool = False) -> None:
+def _forget_upload(path: Path, uploaded: set[str] | None = None) -> None:
     """Delete a raw upload and its Gradio folder; drop it from Gradio's bookkeeping (``uploaded``, else the set of
-    the app whose handler is running). A request's upload of a file that another upload of the same bytes still
-    waits for is kept for that one (``web.upload_refs``); ``by_age`` deletes it whatever waits."""
+    the app whose handler is running)."""
     if _inside_data(path):  # a sample case or any file of the data sets: read, never deleted
         return
-    if uploaded is None:
-        uploaded = _app_uploads()
-    if isinstance(uploaded, UploadRefs):
-        if by_age:
-            uploaded.forget(path)
-        elif not uploaded.release(path):
-            log.debug("A raw upload of the same bytes waits for its request: kept for it")
-            return
     try:
         path.unlink(missing_ok=True)
         if GRADIO_DIR.match(path.parent.name):
             path.parent.rmdir()  # only when empty
     except OSError:
         log.debug("A raw upload's folder was not empty or already gone")
+    if uploaded is None:
+        try:
+            from gradio.context import LocalContext
+        except ImportError:  # pragma: no cover
+            return
+        uploaded = getattr(LocalContext.blocks.get(None), "upload_file_set", None)
     if uploaded is not None:
         target = _norm(path)
         for p in [p for p in list(uploaded) if _norm(p) == target]:
@@ -184,7 +176,7 @@ def expire_raw_uploads(uploaded: set[str], ttl_s: float = RAW_UPLOAD_TTL_S) -> i
         except OSError:
             old = True  # already gone: forget it
         if old:
-            _forget_upload(Path(p), uploaded, by_age=True)
+            _forget_upload(Path(p), uploaded)
             removed += 1
     return removed
 

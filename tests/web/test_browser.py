@@ -149,6 +149,9 @@ def test_upload_lung_ct_shows_type_stage_pathway_heatmap(page, tmp_path) -> None
     _upload(page, bad)
     page.get_by_text("not a recognised image").first.wait_for(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "browser_bad_file.png"), full_page=True)
+    # held while the upload was being cleaned (web.handlers.uploading), working again once it was refused
+    page.wait_for_function("() => [...document.querySelectorAll('button')].some("
+                           "b => b.innerText.trim() === 'Analyse' && !b.disabled)", timeout=10_000)
     _upload(page, lung_test_image())
     page.get_by_text("Stage group").wait_for(timeout=60_000)
 

@@ -143,11 +143,12 @@ def _call(client: Any, api_name: str, data: list[Any], session_hash: str | None 
 
 
 def _fn_index(client: Any, event: str, label: str) -> int:
-    """The fn_index of the helper event the browser fires on a component (as the frontend finds it)."""
+    """The fn_index of the helper event the browser fires on a component (as the frontend finds it) that takes
+    inputs (the upload's own handler, not the one that only holds the buttons meanwhile)."""
     cfg = client.get("/config").json()
     comp = next(c["id"] for c in cfg["components"] if label in (c.get("props", {}).get("label"), c.get("props", {}).get("value")))
     for i, dep in enumerate(cfg["dependencies"]):
-        if [comp, event] in [list(t) for t in dep["targets"]] and dep.get("backend_fn", True):
+        if [comp, event] in [list(t) for t in dep["targets"]] and dep.get("backend_fn", True) and dep.get("inputs"):
             return dep.get("id", i)
     raise AssertionError(f"no {event} event on {label}")
 
@@ -268,14 +269,14 @@ def test_no_active_content_is_served_inline(app: App, client: Any) -> None:
     rename = _fn_index(client, "upload", "Scan")
     answers, refused = [], 0
     for name, data in payloads.items():
-        # an upload no request uses (other bytes: the same bytes would share the path below, kept for this one)
-        answers.append(client.get(f"/gradio_api/file={_upload(client, name, data + b' ')}"))
+        answers.append(client.get(f"/gradio_api/file={_upload(client, name, data)}"))
         path = _upload(client, name, data)
         status, body = _run_fn(client, rename, [_file(path, name)])
         refused += status != 200 and "not a recognised image" in json.dumps(body)
         assert not Path(path).exists()  # refused and not kept
         answers.append(client.get(f"/gradio_api/file={path}"))
     stray = app.state / "public" / "images" / "stray.html"
+    stray.parent.mkdir(parents=True, exist_ok=True)  # made by the first picture published, if this test runs first
     stray.write_bytes(payloads["evil.html"])
     answers.append(client.get(f"/gradio_api/file={stray}"))
     inline_active = [r for r in answers if r.status_code == 200 and "attachment" not in r.headers.get("content-disposition", "")
@@ -521,14 +522,16 @@ def test_long_session_ids_resume(app: App) -> None:
 
 def test_the_same_file_uploaded_twice_serves_both_requests(app: App, client: Any) -> None:
     """Gradio names an upload by its bytes, and the app masks its name, so two clinicians uploading the same file
-    share one path: the first request must not delete the file the second is about to read."""
+    shared one path: the first request deleted the file the second was about to read. Each upload now has its own."""
     data = _png()
     first, second = _upload(client, "case01.png", data), _upload(client, "case02.png", data)
-    assert first == second  # the premise: one path for both uploads
+    assert first != second and Path(first).read_bytes() == Path(second).read_bytes() == data
     for path in (first, second):
         ok, out = _predict(client, path)
         assert ok, out
-    assert not Path(first).exists()  # the last request removed it
+        assert not Path(path).exists()  # each request removed its own upload
+    ok, out = _predict(client, first)  # naming another's (or one's used) upload again deletes nothing more
+    assert not ok and "could not be opened" in out
 
 
 def test_store_errors_are_clear_messages(app: App, client: Any) -> None:

@@ -123,7 +123,10 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
         h.predict, inputs=inputs, outputs=outputs, api_name="predict").then(**offer_switch)
     analyse(switch.click(h.switch_model, raw, model, queue=False, **private))
     # queued (not queue=False): the browser shows a queued event's error message, not just "Error"
+    held = [run, report_btn, deid_btn]  # they would use the raw upload up while it is being cleaned
+    upload.upload(h.uploading, None, held, queue=False, **private)
     cleaned = upload.upload(h.rename_upload, upload, upload, **private)
+    cleaned.then(h.upload_done, None, held, queue=False, **private)
     # a refused file: the upload box is emptied, ready again, and nothing of the previous case stays on screen
     cleaned.failure(None, None, upload, js="() => null").then(
         viewer.clear_for_file, None, outputs, queue=False, **private).then(**offer_switch)
