@@ -15,6 +15,7 @@ Failures become a :class:`StoreError` that says what to do.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -68,6 +69,13 @@ def _from_prediction(fb: Feedback, rec: dict[str, Any]) -> None:
     fb.pred_status = status if status in ("ok", "refused", "indeterminate") else None
 
 
+def scoped_key(key: str, reader: str) -> str:
+    """The stored form of a client's idempotency key: one per reader, so that a key sent again by the same reader
+    (a retry) finds its row, while the same key from another reader (a client reusing keys, or one copying a
+    reading session's predictable key) stores its own row instead of being taken for a retry and dropped."""
+    return "k-" + hashlib.sha256(f"{reader}\x1f{key}".encode()).hexdigest()[:40]
+
+
 class FeedbackStore:
     """The feedback store at one location, whichever backend holds it (see :func:`open_store`)."""
 
@@ -117,7 +125,10 @@ class FeedbackStore:
                                  "feedback on what is shown.")
             _from_prediction(fb, rec)
         fb.validate()
-        return self.backend.insert_feedback(schema.feedback_row(fb))
+        row = schema.feedback_row(fb)
+        if row.get("idempotency_key"):
+            row["idempotency_key"] = scoped_key(str(row["idempotency_key"]), row["reader"])
+        return self.backend.insert_feedback(row)
 
     def read_all(self) -> pd.DataFrame:
         """Every stored row, oldest first, with the same columns and dtypes on every backend (an empty frame with

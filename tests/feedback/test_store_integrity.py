@@ -72,6 +72,19 @@ def test_a_retry_with_the_same_key_returns_the_same_row(store) -> None:
     assert len(read_all(db)) == 2
 
 
+def test_the_same_key_from_another_reader_is_its_own_row(store) -> None:
+    """A key is a retry only for the reader who sent it: reused by another client (or copied from a reading
+    session's predictable key) it must not take that reader's row and be dropped while told "stored"."""
+    pid = _prediction(store)
+    mine = submit(store, Feedback(reader="reader1", image_sha256=SHA, prediction_id=pid, idempotency_key="rs-shared"))
+    theirs = submit(store, Feedback(reader="mallory", image_sha256=SHA, prediction_id=pid, idempotency_key="rs-shared"))
+    retry = submit(store, Feedback(reader="reader1", image_sha256=SHA, prediction_id=pid, idempotency_key="rs-shared"))
+    assert mine != theirs and retry == mine
+    rows = read_all(store)
+    assert sorted(rows["reader"]) == ["mallory", "reader1"]
+    assert set(rows["idempotency_key"]) == {store_module.scoped_key("rs-shared", r) for r in ("reader1", "mallory")}
+
+
 def test_an_older_store_is_migrated_in_place(store) -> None:
     """A store of the first release (no prediction id, idempotency key or status) gains the added columns."""
     first_release = ", ".join(f"{n} {t}" for n, t in schema.FEEDBACK_COLUMNS.items())
@@ -91,7 +104,8 @@ def test_an_older_store_is_migrated_in_place(store) -> None:
     assert submit(store, Feedback(reader="reader1", image_sha256=SHA, idempotency_key="migrated-1")) == 2
     df = read_all(store)
     assert len(df) == 2 and list(df.columns) == schema.columns()
-    assert df["idempotency_key"].tolist() == [None, "migrated-1"] and df["pred_status"].isna().all()
+    assert df["idempotency_key"].tolist() == [None, store_module.scoped_key("migrated-1", "reader1")]
+    assert df["pred_status"].isna().all()
 
 
 def test_csv_export_neutralises_formulas(tmp_path, store) -> None:
