@@ -125,12 +125,15 @@ def session_redraw(s: session.ReadingSession | None, level: float, width: float,
         return gr.skip(), gr.skip()
     try:
         auth.check_reader(request, profile, s.reader)  # the page's state, not another login's
+        shown = (s.index, s.revealed)
         s.display = session_view.display_settings(level, width, zoom, pan_x, pan_y)
         image = files.png_file(session_view.render_case(session.session_pixels(s), s.display))
         heat = (files.png_file(session_view.render_case(session.session_pixels(s), s.display, s.heatmap))
                 if s.revealed else gr.skip())
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
+    if (s.index, s.revealed) != shown:  # the next case (or the reveal) came meanwhile: its own event draws it
+        return gr.skip(), gr.skip()
     return image, heat
 
 

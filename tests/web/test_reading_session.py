@@ -130,6 +130,28 @@ def test_display_window_and_zoom_are_drawn_on_the_server_and_kept(reading) -> No
     assert session_view.display_settings("x", -5, "9x", 1e9, None)["zoom"] == "1x"  # bounded
 
 
+def test_a_redraw_overtaken_by_the_next_case_draws_nothing(reading, monkeypatch) -> None:  # noqa: ANN001
+    """A display change in flight when the aided answer moves the page to the next case must not put the previous
+    case (or its model heatmap) back on screen during the next case's unaided read."""
+    from medimg_demo.web import session_view
+
+    s, _ = _start(reading)
+    reading.session_unaided(s, "adenocarcinoma", "IIIa", 4)
+    draw = session_view.render_case
+
+    def advancing(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - the aided answer lands while this draws
+        picture = draw(*args, **kwargs)
+        s.index, s.revealed = s.index + 1, False
+        return picture
+
+    monkeypatch.setattr(session_view, "render_case", advancing)
+    image, heat = reading.session_redraw(s, 100, 60, "2x", 30, 70)
+    assert image == heat == reading.gr.skip()
+    monkeypatch.setattr(session_view, "render_case", draw)
+    image, _ = reading.session_redraw(s, 100, 60, "2x", 30, 70)  # undisturbed: drawn
+    assert isinstance(image, str)
+
+
 def test_summary_view_gives_the_mrmc_verdict_for_three_readers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from matplotlib.figure import Figure
 
