@@ -76,6 +76,7 @@ class View:
     frame_index: int = 0
     created_by: str = ""  # the login the result was shown to ("" without logins): see auth.is_owner_of
     lesion: np.ndarray | None = None  # the model's lesion (bool mask, scan pixels), drawn as an outline
+    image_sha256: str = ""  # the shown scan's pixel hash: the report checks it describes this scan
 
     def window_for(self, choice: str | None, center: float | None, width: float | None) -> tuple[float, float] | None:
         """(centre, width) for a window choice, or None for the file's default view."""
@@ -253,6 +254,7 @@ def analyse(
         model_id=pred.model_id,
         frame_index=study.frame_index,
         lesion=pred.lesion_mask,
+        image_sha256=pred.image_sha256,
     )
     original, over = view.render(window, center, width, opacity)
     shown = view.display(window, center, width, opacity)

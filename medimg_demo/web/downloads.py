@@ -26,6 +26,9 @@ def report(upload: Any, shown: Any,
     path = _file_path(upload)
     try:
         a = analysis.analyse(uploads.to_analyse(path), shown.model_id, 0.45, shown.frame_index)
+        if shown.image_sha256 and a.prediction.image_sha256 != shown.image_sha256:
+            raise gr.Error("The file in the upload box is not the scan on screen: press Analyse, then ask for the "
+                           "report again.")
         pdf = report_for_analysis(a)
         try:
             return files.publish(pdf)

@@ -148,6 +148,12 @@ def test_report_button_publishes_a_pdf_of_the_case_on_screen(tmp_path, monkeypat
     pdf = Path(downloads.report(str(img), shown))
     assert pdf.is_file() and pdf.read_bytes().startswith(b"%PDF") and pdf.parent.parent == public_dir()
     assert img.stem not in pdf.name and not list((tmp_path / "work").rglob("*.pdf"))  # scratch copy removed
+    from PIL import Image
+
+    other = tmp_path / "other.png"  # another scan in the box than the one on screen (dropped in, not analysed)
+    Image.open(img).convert("L").rotate(90, expand=True).save(other)
+    with pytest.raises(gr.Error, match="not the scan on screen"):
+        downloads.report(str(other), shown)
 
 
 def test_served_pictures_are_capped_in_size_oldest_first(tmp_path) -> None:
