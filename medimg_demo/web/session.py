@@ -231,6 +231,27 @@ def aided_problems(s: ReadingSession, type_agree: str | None, corrected_type: st
     return {}
 
 
+def _check_not_answered_elsewhere(s: ReadingSession, phase: str, answer: dict[str, Any], db: Path | None) -> None:
+    """Refuse an answer for a case this reader already answered differently in this phase (another tab or window
+    of the same session): the first answer is the one kept, and saying "recorded" would be untrue. The same answer
+    again (a retry after a lost reply) passes and stores nothing new."""
+    rows = feedback.read_all(db or feedback_store())
+    rows = rows[(rows["session_id"] == s.session_id) & (rows["reader"] == s.reader)
+                & (rows["case_id"] == s.case.case_id) & (rows["phase"] == phase)]
+    if rows.empty:
+        return
+    first = rows.iloc[0]
+    if any(not _same(first[k], v) for k, v in answer.items()):
+        raise InputError("This case was already answered in this session from another tab or window, differently; "
+                         "the first answer is kept. Press 'Start or resume session' to continue where you are.")
+
+
+def _same(stored: Any, sent: Any) -> bool:
+    if stored is None or (isinstance(stored, float) and np.isnan(stored)):
+        return sent in (None, "")
+    return str(stored) == str(sent) or (isinstance(sent, bool) and bool(stored) == sent)
+
+
 def _refuse(problems: dict[str, str]) -> None:
     if problems:
         raise InputError(" ".join(problems.values()))
@@ -242,6 +263,7 @@ def session_record_unaided(s: ReadingSession, reader_type: str | None, reader_st
     if s.done:
         raise InputError("This session is complete; start a new one.")
     _refuse(unaided_problems(s, reader_type, reader_stage))
+    _check_not_answered_elsewhere(s, "unaided", {"reader_type": reader_type, "reader_stage": reader_stage or None}, db)
     a = analyse(s.case.path, s.model_id)
     pred = a.prediction.to_json()
     pred["prediction_id"] = record_prediction(pred, s.created_by, db)

@@ -152,6 +152,19 @@ def test_a_redraw_overtaken_by_the_next_case_draws_nothing(reading, monkeypatch)
     assert isinstance(image, str)
 
 
+def test_a_second_tab_s_different_read_is_refused_not_dropped(reading) -> None:  # noqa: ANN001
+    """The same reader and session open in two tabs: the second tab's different own read of a case already read is
+    refused with a message (the first read is kept), not dropped while the tab says it was recorded."""
+    first, _ = _start(reading)
+    second, _ = _start(reading)  # another tab, same reader and session, same case
+    reading.session_unaided(first, "adenocarcinoma", "IIIa", 4)
+    with pytest.raises(reading.gr.Error, match="another tab or window"):
+        reading.session_unaided(second, "normal", "Ib", 2)
+    reading.session_unaided(second, "adenocarcinoma", "IIIa", 4)  # the same read again (a retry): fine
+    rows = reading.session.visible_feedback("")
+    assert (rows["phase"] == "unaided").sum() == 1 and rows["reader_type"].iloc[0] == "adenocarcinoma"
+
+
 def test_summary_view_gives_the_mrmc_verdict_for_three_readers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from matplotlib.figure import Figure
 
