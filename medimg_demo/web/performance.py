@@ -6,6 +6,7 @@ Nothing is evaluated here; the error gallery of bundled metrics is drawn once, w
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any
 
 import pandas as pd
@@ -57,6 +58,9 @@ def readable_per_class(table: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns={k: v for k, v in PER_CLASS_HEADERS.items() if k in table.columns})
 
 
+_GALLERY_LOCK = threading.Lock()
+
+
 def _with_gallery(cfg: ModelConfig, res: Results) -> Results:
     """Bundled metrics carry no gallery (its images are data set images, never committed): draw the misclassified
     cases listed in the bundled ``cases.csv`` once, where the data folder is present, into the runs folder."""
@@ -64,8 +68,9 @@ def _with_gallery(cfg: ModelConfig, res: Results) -> Results:
     if not (folder / "manifest.csv").is_file():
         return res
     out = runs_dir() / "cache" / cfg.id / f"{model_tag(cfg)}-{layer_tag(cfg)}-bundled-gallery"  # heatmaps at this layer
-    if not (out / "index.csv").is_file():
-        write_gallery(cfg, folder, res.cases, out)
+    with _GALLERY_LOCK:  # two first requests would draw into one folder at once, one reading the other's half
+        if not (out / "index.csv").is_file():
+            write_gallery(cfg, folder, res.cases, out)
     index = out / "index.csv"
     if not index.is_file():
         return res

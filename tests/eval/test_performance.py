@@ -165,3 +165,35 @@ def test_the_random_baseline_deletes_in_blobs_like_a_heatmap() -> None:
     blobs, salt = ndimage.label(first.reshape(224, 224))[1], ndimage.label(scattered.reshape(224, 224))[1]
     assert blobs <= 12 and salt > 1000, (blobs, salt)
     assert not np.array_equal(order, smooth_random_order((224, 224), rng))  # each image gets its own random map
+
+
+def test_two_first_requests_draw_the_gallery_once(tmp_path, monkeypatch) -> None:
+    """The first two visitors of the tab at once: one draws the gallery, the other waits and reads it whole
+    (without the lock both drew into one folder, one publishing the other's half-written pictures)."""
+    import threading
+    import time
+
+    from conftest import LUNG
+    from medimg_demo.web import performance as service
+
+    if not (LUNG / "manifest.csv").is_file():
+        pytest.skip("shared data not found")
+    monkeypatch.setenv("MEDIMG_RUNS_DIR", str(tmp_path / "runs"))
+    drawn: list[int] = []
+
+    def slow_gallery(cfg, folder, cases, out) -> int:  # noqa: ANN001
+        drawn.append(1)
+        time.sleep(0.5)
+        out.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(columns=["file", "image", "label", "pred", "confidence"]).to_csv(out / "index.csv", index=False)
+        return 0
+
+    monkeypatch.setattr(service, "write_gallery", slow_gallery)
+    views = []
+    threads = [threading.Thread(target=lambda: views.append(service.performance_view("lung_ct.tf_efficientnet_lite0_v2")))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(views) == 2 and drawn == [1]
