@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 
 import gradio as gr
 import pandas as pd
@@ -62,7 +63,8 @@ def session_unaided(s: session.ReadingSession | None, reader_type: str | None, r
         raise gr.Error("Start the session first.")
     try:
         auth.check_reader(request, profile, s.reader)  # still the reader the session was started as
-        a = session.session_record_unaided(s, reader_type, reader_stage, int(confidence) if confidence else None)
+        with _answer_lock(s):
+            a = session.session_record_unaided(s, reader_type, reader_stage, int(confidence) if confidence else None)
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
     heat = session_view.render_case(session.session_pixels(s), s.display, s.heatmap)
@@ -80,15 +82,24 @@ def session_aided(s: session.ReadingSession | None, type_agree: str | None, stag
         raise gr.Error("Start the session first.")
     try:
         auth.check_reader(request, profile, s.reader)
-        session.session_record_aided(
-            s, type_agree=type_agree, stage_agree=stage_agree, pathway_agree=pathway_agree,
-            corrected_type=corrected_type, corrected_stage=corrected_stage,
-            heatmap_plausibility=heatmap_plausibility, confidence=confidence, comment=comment,
-        )
+        with _answer_lock(s):  # a doubled "next case" (an API client; the page sends it once) moves one case on
+            session.session_record_aided(
+                s, type_agree=type_agree, stage_agree=stage_agree, pathway_agree=pathway_agree,
+                corrected_type=corrected_type, corrected_stage=corrected_stage,
+                heatmap_plausibility=heatmap_plausibility, confidence=confidence, comment=comment,
+            )
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
     return (s, *_session_view(s), None, None, "", "", None, "",  # model outputs hidden again
             None, None, 3, *AIDED_RESET)  # own-read and feedback forms reset
+
+
+#: One answer at a time per reading session (locks striped by the session object, so their number is bounded).
+_ANSWER_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+def _answer_lock(s: session.ReadingSession) -> threading.Lock:
+    return _ANSWER_LOCKS[id(s) % len(_ANSWER_LOCKS)]
 
 
 def _marks(problems: dict[str, str], names: list[str]) -> list[dict]:

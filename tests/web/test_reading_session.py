@@ -215,3 +215,36 @@ def test_reader_study_export_is_a_safe_csv(tmp_path: Path, monkeypatch: pytest.M
     assert len(df) == 3 and "'=HYPERLINK" in text and ",=HYPERLINK" not in text
     assert "public" in path.parts and path.parent.name == "exports"
     assert json.dumps(df.iloc[0].to_dict(), default=str)
+
+
+def test_the_aided_answer_sent_twice_at_once_moves_one_case_on(reading, monkeypatch) -> None:  # noqa: ANN001
+    """An API client sending "next case" twice at once (the page sends it once) moves the session one case on;
+    the second is refused as the case is no longer revealed."""
+    import threading
+    import time
+
+    from medimg_demo.web import session as session_module
+
+    s, _ = _start(reading, 3)
+    reading.session_unaided(s, "adenocarcinoma", "IIIa", 4)
+    record = session_module.session_record_aided
+
+    def slow(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - both requests inside at once without the lock
+        time.sleep(0.3)
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(session_module, "session_record_aided", slow)
+    errors: list[str] = []
+
+    def answer() -> None:
+        try:
+            reading.session_aided(s, "Agree", None, None, None, None, 3, 3, "")
+        except reading.gr.Error as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=answer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert s.index == 1 and len(errors) == 1 and "own read" in errors[0]
