@@ -31,20 +31,19 @@ def main() -> None:
 
     img = lung_image()
     with running_app() as (url, _):
-        def analyse(client: Client) -> None:
+        def analyse(client: Client, http: httpx.Client) -> None:
             """One /predict and its two pictures; download_files=False, as gradio_client's own downloads leave an
             empty folder per file in the system temp folder."""
             out = client.predict(handle_file(img), None, api_name="/predict")
-            with httpx.Client(timeout=60) as http:
-                for picture in out[4:6]:
-                    http.get(picture["url"]).raise_for_status()
+            for picture in out[4:6]:
+                http.get(picture["url"]).raise_for_status()
 
-        warm = Client(url, verbose=False, download_files=False)
-        analyse(warm)
+        warm, warm_http = Client(url, verbose=False, download_files=False), httpx.Client(timeout=60)
+        analyse(warm, warm_http)
         single = []
         for _ in range(5):
             t = time.perf_counter()
-            analyse(warm)
+            analyse(warm, warm_http)
             single.append(time.perf_counter() - t)
         single_s = statistics.median(single)
         latencies: list[float] = []
@@ -52,11 +51,11 @@ def main() -> None:
         lock = threading.Lock()
 
         def clinician() -> None:
-            client = Client(url, verbose=False, download_files=False)
+            client, http = Client(url, verbose=False, download_files=False), httpx.Client(timeout=60)
             for _ in range(args.requests):
                 t = time.perf_counter()
                 try:
-                    analyse(client)
+                    analyse(client, http)
                     with lock:
                         latencies.append(time.perf_counter() - t)
                 except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
