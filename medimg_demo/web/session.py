@@ -249,7 +249,7 @@ def _check_not_answered_elsewhere(s: ReadingSession, phase: str, answer: dict[st
 def _same(stored: Any, sent: Any) -> bool:
     if stored is None or (isinstance(stored, float) and np.isnan(stored)):
         return sent in (None, "")
-    return str(stored) == str(sent) or (isinstance(sent, bool) and bool(stored) == sent)
+    return str(stored) == str(sent)
 
 
 def _refuse(problems: dict[str, str]) -> None:
