@@ -192,6 +192,7 @@ class PostgresBackend:
                 got = con.execute(find, (key,)).fetchone()
             return int(got[0])
 
-    def fetch_feedback(self) -> list[tuple[Any, ...]]:
+    def fetch_feedback(self, where: dict[str, str] | None = None) -> list[tuple[Any, ...]]:
+        where = where or {}
         with self._session("reading the feedback") as con:
-            return con.execute(f"SELECT {', '.join(schema.columns())} FROM feedback ORDER BY id").fetchall()
+            return con.execute(schema.select_feedback("%s", where), list(where.values())).fetchall()

@@ -73,6 +73,21 @@ def columns() -> list[str]:
     return ["id", *FEEDBACK_COLUMNS, *ADDED_COLUMNS]
 
 
+#: Columns a read may be narrowed by (equality), so that a reading session's checks read its own rows only.
+FILTER_COLUMNS = ("session_id", "reader", "case_id", "phase")
+
+
+def select_feedback(mark: str, where: Iterable[str] = ()) -> str:
+    """``SELECT`` of the feedback rows, oldest first, narrowed to rows whose ``where`` columns equal the bound values
+    (in that order; ``mark`` is the backend's placeholder). Only :data:`FILTER_COLUMNS` may be named."""
+    names = list(where)
+    unknown = set(names) - set(FILTER_COLUMNS)
+    if unknown:
+        raise ValueError(f"Feedback reads can be narrowed by {', '.join(FILTER_COLUMNS)} only, not {sorted(unknown)}.")
+    clause = (" WHERE " + " AND ".join(f"{n} = {mark}" for n in names)) if names else ""
+    return f"SELECT {', '.join(columns())} FROM feedback{clause} ORDER BY id"
+
+
 def create_feedback_table(id_column: str, sql_type: Any = None) -> str:
     """``CREATE TABLE`` for the feedback table: ``id_column`` is the backend's auto-increment id; ``sql_type`` maps a
     portable column type to the backend's spelling (default: unchanged)."""

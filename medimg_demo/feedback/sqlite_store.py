@@ -133,6 +133,7 @@ class SqliteBackend:
                     con.execute("ROLLBACK")
                 raise
 
-    def fetch_feedback(self) -> list[tuple[Any, ...]]:
+    def fetch_feedback(self, where: dict[str, str] | None = None) -> list[tuple[Any, ...]]:
+        where = where or {}
         with _connection(self.path) as con, _guard("reading the feedback"):
-            return con.execute(f"SELECT {', '.join(schema.columns())} FROM feedback ORDER BY id").fetchall()
+            return con.execute(schema.select_feedback("?", where), list(where.values())).fetchall()

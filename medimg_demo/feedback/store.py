@@ -49,7 +49,8 @@ class Backend(Protocol):
     def insert_prediction(self, rec: dict[str, Any]) -> None: ...
     def fetch_prediction(self, prediction_id: str) -> tuple[Any, ...] | None: ...
     def insert_feedback(self, row: dict[str, Any]) -> int: ...  # same id again for a known idempotency key
-    def fetch_feedback(self) -> list[tuple[Any, ...]]: ...  # schema.columns() order, oldest first
+    def fetch_feedback(self, where: dict[str, str] | None = None) -> list[tuple[Any, ...]]: ...
+    # schema.columns() order, oldest first; ``where``: column -> value, equality on schema.FILTER_COLUMNS only
 
 
 def new_prediction_id() -> str:
@@ -133,7 +134,13 @@ class FeedbackStore:
     def read_all(self) -> pd.DataFrame:
         """Every stored row, oldest first, with the same columns and dtypes on every backend (an empty frame with
         those columns where nothing was stored yet)."""
-        return schema.frame(self.backend.fetch_feedback() if self.backend.exists() else [])
+        return self.read_matching()
+
+    def read_matching(self, **equal: str) -> pd.DataFrame:
+        """The stored rows whose columns equal ``equal`` (``session_id``, ``reader``, ``case_id``, ``phase``),
+        oldest first, as :meth:`read_all` gives them; the database does the narrowing, so a reading session's
+        checks do not read every other session's rows."""
+        return schema.frame(self.backend.fetch_feedback(equal) if self.backend.exists() else [])
 
     def export_csv(self, out: Path, df: pd.DataFrame | None = None) -> int:
         """Write every row (or ``df``, a selection of them) to a CSV file safe to open in a spreadsheet; returns the
@@ -204,6 +211,11 @@ def submit(db: StoreLocation, fb: Feedback) -> int:
 def read_all(db: StoreLocation) -> pd.DataFrame:
     """Every stored row, oldest first; the same columns and dtypes on every backend."""
     return open_store(db).read_all()
+
+
+def read_matching(db: StoreLocation, **equal: str) -> pd.DataFrame:
+    """The stored rows whose columns equal ``equal`` (see :meth:`FeedbackStore.read_matching`)."""
+    return open_store(db).read_matching(**equal)
 
 
 #: Leading characters a spreadsheet reads as the start of a formula (OWASP "CSV injection").

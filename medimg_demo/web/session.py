@@ -142,8 +142,8 @@ def feedback_from_prediction(
 def visible_feedback(user: str, db: Path | None = None) -> pd.DataFrame:
     """The feedback rows ``user`` may see: every reader's for a session owner (and on a laptop without logins),
     else only their own."""
-    df = feedback.read_all(db or feedback_store())
-    return df if auth.sees_everyone(user) else df[df["reader"] == user]
+    store = db or feedback_store()
+    return feedback.read_all(store) if auth.sees_everyone(user) else feedback.read_matching(store, reader=user)
 
 
 @dataclass
@@ -183,8 +183,8 @@ def start_session(reader: str, session_id: str, model_id: str | None, n_cases: i
     if not (folder / "manifest.csv").is_file():
         raise InputError(f"No test cases found for {cfg.task} under {data_root()}; set MEDIMG_DATA_DIR.")
     cases = case_list(folder, cfg.task, n_cases=n_cases, seed=seed)
-    done = feedback.read_all(db or feedback_store())
-    done = done[(done["session_id"] == session_id.strip()) & (done["reader"] == reader.strip()) & (done["phase"] == "aided")]
+    done = feedback.read_matching(db or feedback_store(), session_id=session_id.strip(), reader=reader.strip(),
+                                  phase="aided")
     finished = set(done["case_id"])
     index = next((i for i, c in enumerate(cases) if c.case_id not in finished), len(cases))
     return ReadingSession(reader=reader.strip(), session_id=session_id.strip(), model_id=cfg.id, cases=cases, index=index)
@@ -235,9 +235,8 @@ def _check_not_answered_elsewhere(s: ReadingSession, phase: str, answer: dict[st
     """Refuse an answer for a case this reader already answered differently in this phase (another tab or window
     of the same session): the first answer is the one kept, and saying "recorded" would be untrue. The same answer
     again (a retry after a lost reply) passes and stores nothing new."""
-    rows = feedback.read_all(db or feedback_store())
-    rows = rows[(rows["session_id"] == s.session_id) & (rows["reader"] == s.reader)
-                & (rows["case_id"] == s.case.case_id) & (rows["phase"] == phase)]
+    rows = feedback.read_matching(db or feedback_store(), session_id=s.session_id, reader=s.reader,
+                                  case_id=s.case.case_id, phase=phase)
     if rows.empty:
         return
     first = rows.iloc[0]

@@ -85,6 +85,27 @@ def test_the_same_key_from_another_reader_is_its_own_row(store) -> None:
     assert set(rows["idempotency_key"]) == {store_module.scoped_key("rs-shared", r) for r in ("reader1", "mallory")}
 
 
+def test_a_narrowed_read_gives_exactly_the_matching_rows(store) -> None:
+    """A reading session reads its own rows in the database, not every row: the narrowed read must equal the full
+    read filtered in pandas, with the same columns and dtypes, and name no column outside the allowed few."""
+    for session, reader, case, phase in [("s1", "ann", "c1", "unaided"), ("s1", "ann", "c1", "aided"),
+                                         ("s1", "bob", "c1", "unaided"), ("s2", "ann", "c1", "unaided"),
+                                         ("s1", "ann", "c2", "unaided"), ("s1'; DROP TABLE feedback; --", "ann", "c1",
+                                                                          "unaided")]:
+        submit(store, Feedback(reader=reader, image_sha256=SHA, session_id=session, case_id=case, phase=phase))
+    everything = read_all(store)
+    got = feedback.read_matching(store, session_id="s1", reader="ann", case_id="c1", phase="unaided")
+    want = everything[(everything["session_id"] == "s1") & (everything["reader"] == "ann")
+                      & (everything["case_id"] == "c1") & (everything["phase"] == "unaided")]
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))
+    assert len(got) == 1 and len(feedback.read_matching(store, reader="ann")) == 5
+    assert len(feedback.read_matching(store, session_id="s1'; DROP TABLE feedback; --")) == 1
+    assert len(read_all(store)) == 6
+    assert feedback.read_matching(store, session_id="nobody").empty
+    with pytest.raises(ValueError, match="narrowed by"):
+        feedback.read_matching(store, comment="x")
+
+
 def test_an_older_store_is_migrated_in_place(store) -> None:
     """A store of the first release (no prediction id, idempotency key or status) gains the added columns."""
     first_release = ", ".join(f"{n} {t}" for n, t in schema.FEEDBACK_COLUMNS.items())
