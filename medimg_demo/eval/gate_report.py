@@ -4,7 +4,6 @@ and the model card's gate section."""
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from ..errors import ModelError
 from ..learn.gate import GATE_INSTEAD, SplitOutputs, abstain_threshold, fit_all, refusal_threshold, split_outputs
 from ..models.calibration import Calibration
 from ..models.config import ModelConfig
+from ..models.config_file import update_config
 from ..models.gate import METHODS, save_stats
 from ..models.network import load_model
 from .card import update_gate_section
@@ -85,11 +85,9 @@ def fit_gate(cfg: ModelConfig, data_dir: Path, data_root: Path, method: str = "a
 def _write(cfg: ModelConfig, report: GateReport, stats) -> None:  # noqa: ANN001 - GateStats
     assert cfg.folder is not None
     sha = save_stats(stats, cfg.folder / "gate.safetensors")
-    path = cfg.folder / "config.json"
-    d = json.loads(path.read_text())
-    d["gate"] = {"file": "gate.safetensors", "sha256": sha, "method": report.method,
-                 "threshold": round(report.threshold, 6), "abstain_below": round(report.abstain_below, 6), "k": stats.k}
-    path.write_text(json.dumps(d, indent=2) + "\n")
+    pin = {"file": "gate.safetensors", "sha256": sha, "method": report.method,
+           "threshold": round(report.threshold, 6), "abstain_below": round(report.abstain_below, 6), "k": stats.k}
+    update_config(cfg.folder, lambda record: record.__setitem__("gate", pin))
     metrics = cfg.folder / "metrics"
     metrics.mkdir(exist_ok=True)
     report.ood.to_csv(metrics / "ood.csv", index=False, float_format="%.6g")

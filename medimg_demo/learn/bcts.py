@@ -12,9 +12,7 @@ separable split, where larger offsets always look better). ``test`` is never rea
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from ..manifest import read_manifest, resolve_data_dir, split_frame
 from ..models.calibrate import T_MAX, T_MIN, calibrated_logits, ece, fit_calibration
 from ..models.calibration import Calibration
 from ..models.config import ModelConfig
+from ..models.config_file import update_config
 from ..models.network import load_model
 from .config import FROM_HELD_OUT, refuse_replacing_held_out
 from .dataset import ManifestDataset, predict_logits
@@ -132,13 +131,11 @@ def write_bcts(cfg: ModelConfig, result: BctsResult) -> Path:
     evaluation cache is keyed by the calibration too, so the old figures are not reused)."""
     if cfg.folder is None:
         raise OptionError(f"{cfg.id} was not loaded from a model folder: nothing to write.")
-    path = cfg.folder / "config.json"
-    record = json.loads(path.read_text())
-    refuse_replacing_held_out(cfg.id, record.get("training") or {}, "BCTS")
-    record.setdefault("temperature", {})["type"] = result.fitted.temperature
-    record.setdefault("bias", {})["type"] = list(result.fitted.bias or ())
-    record["calibration"] = result.record()
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+
+    def change(record: dict[str, Any]) -> None:
+        refuse_replacing_held_out(cfg.id, record.get("training") or {}, "BCTS")
+        record.setdefault("temperature", {})["type"] = result.fitted.temperature
+        record.setdefault("bias", {})["type"] = list(result.fitted.bias or ())
+        record["calibration"] = result.record()
+
+    return update_config(cfg.folder, change)

@@ -19,10 +19,8 @@ make the served model under-confident; the lung temperature stays fitted on val.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
-import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +33,7 @@ from ..errors import OptionError
 from ..manifest import read_manifest, resolve_data_dir, split_frame
 from ..models.calibrate import fit_temperature
 from ..models.config import ModelConfig
+from ..models.config_file import update_config
 from ..models.network import load_model
 from .config import FROM_HELD_OUT, TrainConfig
 from .dataset import ManifestDataset, predict_logits
@@ -204,15 +203,13 @@ def write_calibration(cfg: ModelConfig, result: CvCalibration | DriftCalibration
     (``gate``), then re-evaluate (the evaluation cache is keyed by the calibration too)."""
     if cfg.folder is None:
         raise OptionError(f"{cfg.id} was not loaded from a model folder: nothing to write.")
-    path = cfg.folder / "config.json"
-    record = json.loads(path.read_text())
-    record["temperature"] = result.temperature
-    record.pop("bias", None)  # a BCTS bias belongs to the temperature it was fitted with: it goes with it
-    record["calibration"] = result.record()
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+
+    def change(record: dict[str, Any]) -> None:
+        record["temperature"] = result.temperature
+        record.pop("bias", None)  # a BCTS bias belongs to the temperature it was fitted with: it goes with it
+        record["calibration"] = result.record()
+
+    return update_config(cfg.folder, change)
 
 
 def summary_frame(result: CvCalibration) -> pd.DataFrame:

@@ -10,7 +10,6 @@ given (the model's test split from the CLI), and is pinned by sha256 in config.j
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -22,6 +21,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .config import ModelConfig
+from .config_file import update_config
 
 log = logging.getLogger(__name__)
 
@@ -199,11 +199,9 @@ def export_onnx(cfg: ModelConfig, inputs: Iterable[np.ndarray], tolerance: float
     finally:
         tmp.unlink(missing_ok=True)
     sha = sha256_file(final)
-    cfg_path = cfg.folder / "config.json"
-    raw = json.loads(cfg_path.read_text())
-    raw["onnx"] = {"file": ONNX_FILE, "sha256": sha, "max_prob_diff": diff, "verified_on_images": n,
-                   "weights_sha256": cfg.weights_sha256}
-    cfg_path.write_text(json.dumps(raw, indent=2) + "\n")
+    pin = {"file": ONNX_FILE, "sha256": sha, "max_prob_diff": diff, "verified_on_images": n,
+           "weights_sha256": cfg.weights_sha256}
+    update_config(cfg.folder, lambda record: record.__setitem__("onnx", pin))
     log.info("Wrote %s (%.1f MB), max probability difference %.2g over %d images", final.name,
              final.stat().st_size / 1e6, diff, n)
     return ExportResult(final, sha, diff, n)

@@ -1,0 +1,61 @@
+"""Changes to a model folder's ``config.json``: one at a time, and never seen half-written (torch-free).
+
+Calibration (``calibrate --write``), the gate fit and the ONNX export each read the record, change their part and
+write it back. Run side by side on one model (two terminals, or a script looping over models), the later writer
+used to put back the record it read before the earlier one wrote, so one change was lost without a word; and two
+writers shared a fixed temporary name. Here the read-change-write holds an exclusive lock on the model folder, and
+the new record goes to a temporary file of its own that replaces ``config.json`` in one step, so the app (which may
+load the model meanwhile) reads the old record or the new one, never a part.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "config.json"
+
+
+@contextmanager
+def _folder_locked(folder: Path) -> Iterator[None]:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # each call opens its own descriptor: threads exclude each other too
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` as indented JSON to ``path`` through a temporary file of its own in the same folder."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(record, indent=2) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def update_config(folder: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    """Apply ``change`` to the record in ``folder/config.json`` (in place) and write it back, with no other
+    update of that folder's record in between and no moment at which the file is incomplete; returns the path."""
+    path = folder / CONFIG_FILE
+    with _folder_locked(folder):
+        record = json.loads(path.read_text())
+        change(record)
+        write_json_atomic(path, record)
+    return path
