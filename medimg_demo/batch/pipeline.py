@@ -2,7 +2,9 @@
 write one Parquet part per batch as it arrives, and merge the parts into the table at the end.
 
 A killed run loses only the batches in flight: the parts already written are merged by the next run, and every
-file whose key (relative path, size, modification time) is in the table or a part is skipped.
+file whose key (relative path, size, modification time) is in the table or a part is skipped, unless its row was
+written by other weights, calibration or gate (``scored_with``) or the file could not be read: those are scored
+again, and the newest row of a file wins.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import InputError
-from .score import COLUMNS, BatchScorer
+from .score import COLUMNS, UNREADABLE, BatchScorer, scored_models, scorer_state
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ class BatchSummary:
 
     counts: Counter[str] = field(default_factory=Counter)
     skipped: int = 0
+    rescored: int = 0  # files in the table whose rows another model state (weights, calibration, gate) wrote
     seconds: float = 0.0
     forwards: dict[str, str] = field(default_factory=dict)
 
@@ -45,7 +48,9 @@ class BatchSummary:
     def line(self) -> str:
         per = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "nothing new"
         rate = self.done / self.seconds if self.seconds > 0 else 0.0
-        return (f"{self.done} files scored ({per}); {self.skipped} skipped as already in the table; "
+        again = (f" (of them {self.rescored} scored again: their rows came from other weights, calibration or "
+                 "gate)") if self.rescored else ""
+        return (f"{self.done} files scored ({per}){again}; {self.skipped} skipped as already in the table; "
                 f"{self.seconds:.1f} s, {rate:.1f} images/s")
 
 
@@ -100,11 +105,24 @@ def read_blob(path: str) -> bytes:
         return f.read()
 
 
-def _read_keys(out: Path) -> set[str]:
-    keys: set[str] = set()
+def _read_keys(out: Path, state: str) -> tuple[set[str], set[str]]:
+    """(keys of files done, keys of files whose rows are stale) in the table and its parts. A row is done if the
+    current models wrote it (``scored_with`` equals ``state``) or the file itself could not be decoded; rows of
+    other weights, calibration or gate, of tables written before ``scored_with`` existed, and files that could not
+    be read are scored again."""
+    import pyarrow.parquet as pq
+
+    done: set[str] = set()
+    seen: set[str] = set()
     for f in ([out] if out.is_file() else []) + sorted(parts_dir(out).glob("*.parquet")):
-        keys.update(pd.read_parquet(f, columns=["file_key"])["file_key"].astype(str))
-    return keys
+        names = set(pq.read_schema(f).names)
+        rows = pd.read_parquet(f, columns=[c for c in ("file_key", "status", "scored_with") if c in names])
+        keys = rows["file_key"].astype(str)
+        current = rows["scored_with"].eq(state) if "scored_with" in rows else pd.Series(False, index=rows.index)
+        ok = (current & rows["status"].ne(UNREADABLE)) | rows["status"].eq("error")
+        seen.update(keys)
+        done.update(keys[ok])
+    return done, seen - done
 
 
 def _write_part(out: Path, frame: pd.DataFrame) -> None:
@@ -155,7 +173,7 @@ class PredictorActor:
             try:
                 blobs.append(read_blob(str(path)))
             except OSError:
-                blobs.append(None)  # an error row: the run goes on
+                blobs.append(None)  # an 'unreadable' row: the run goes on, the next run retries it
         rows, studies = self.scorer.score(blobs, base)
         if self.heatmaps is not None:
             for row, study in zip(rows, studies):
@@ -188,14 +206,16 @@ def run_batch(input_dir: str | Path, model: str | None, out: Path, *, heatmaps: 
     into the Parquet table ``out``; see the module docstring."""
     start = time.perf_counter()
     summary = BatchSummary()
-    if model != "auto":  # a wrong id is a ModelError here, not a Ray actor that fails and retries without end
-        from ..models.registry import get_model
-
-        get_model(model, registry)
+    # a wrong id is a ModelError here, not a Ray actor that fails and retries without end
+    state = scorer_state(scored_models(model, registry))
     files = list_files(input_dir)
-    done = _read_keys(out)
+    done, stale = _read_keys(out, state)
     todo = [f for f in files if f[3] not in done]
     summary.skipped = len(files) - len(todo)
+    summary.rescored = sum(f[3] in stale for f in todo)
+    if summary.rescored:
+        log.info("%d files of the table were scored by other weights, calibration or gate: scoring them again",
+                 summary.rescored)
     kwargs = dict(model=model, registry=str(registry) if registry else None,
                   heatmaps=str(heatmaps) if heatmaps else None, heatmap_glob=heatmap_glob, prefer_onnx=prefer_onnx,
                   keep_paths=keep_paths)

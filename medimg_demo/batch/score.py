@@ -7,6 +7,7 @@ present, pinned and made from the current weights, else through torch.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 #: The Parquet columns, in order. No DICOM attribute but the modality; ``path`` is the user's own file name.
 COLUMNS = ("path", "file_key", "size_bytes", "image_sha256", "status", "reason", "model_id", "weights_sha256",
-           "forward", "type_label", "type_probs", "stage_label", "stage_probs", "ood_score", "ood_threshold",
+           "scored_with", "forward", "type_label", "type_probs", "stage_label", "stage_probs", "ood_score", "ood_threshold",
            "ood_method", "modality", "frame_index", "lesion_longest_diameter_px", "lesion_longest_diameter_mm",
            "lesion_area_px", "size_category", "pixel_spacing_source")
 
@@ -70,8 +71,28 @@ class _Runner:
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+#: What a row's answer depends on besides the file: for each model, its weights and these parts of its config.
+_STATE_KEYS = ("heads", "input", "temperature", "bias", "gate", "lesion")
+#: Read failures (permissions, a storage error) are retried by the next run; decode errors are the file's own.
+UNREADABLE = "unreadable"
+
+
+def scorer_state(cfgs: list[ModelConfig]) -> str:
+    """A short digest of everything the rows depend on besides the files: each model's id, weights and calibration,
+    gate and lesion settings. A recalibration, a new gate or new weights change it, so a resumed run scores again
+    the rows written before (``scored_with``) instead of mixing probabilities of two calibrations in one table."""
+    state = [{"id": c.id, "weights_sha256": c.weights_sha256, **{k: c.raw.get(k) for k in _STATE_KEYS}}
+             for c in sorted(cfgs, key=lambda c: c.id)]
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def _json(d: dict[str, float] | None) -> str | None:
     return None if d is None else json.dumps({k: round(float(v), 6) for k, v in d.items()})
+
+
+def scored_models(model: str | None, registry: Path | None = None) -> list[ModelConfig]:
+    """The configs a run with ``--model`` uses: every task's default model for ``auto``, else the one named."""
+    return task_models() if model == AUTO else [get_model(model, registry)]
 
 
 class BatchScorer:
@@ -79,9 +100,10 @@ class BatchScorer:
 
     def __init__(self, model: str | None, prefer_onnx: bool = True, batch: int = 32,
                  registry: Path | None = None, threads: int | None = None) -> None:
-        cfgs = task_models() if model == AUTO else [get_model(model, registry)]
+        cfgs = scored_models(model, registry)
         self.auto = model == AUTO
         self.batch = batch
+        self.state = scorer_state(cfgs)
         self.runners = [_Runner.load(c, prefer_onnx, threads) for c in cfgs]
 
     @property
@@ -97,15 +119,15 @@ class BatchScorer:
     def score(self, blobs: list[bytes | None], base: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Study | None]]:
         """One row per blob (``base`` holds its path, key and size), and the decoded studies (None on error).
 
-        A blob of None is a file that could not be read: an error row."""
+        A blob of None is a file that could not be read: an 'unreadable' row."""
         studies: list[Study | None] = []
         rows: list[dict[str, Any]] = []
         for data, b in zip(blobs, base):
-            row = {c: None for c in COLUMNS} | b
+            row = {c: None for c in COLUMNS} | b | {"scored_with": self.state}
             if data is None:
                 studies.append(None)
-                rows.append(row | {"status": "error", "reason": "The file could not be read (permissions or a "
-                                   "storage error); make it readable and run again."})
+                rows.append(row | {"status": UNREADABLE, "reason": "The file could not be read (permissions or a "
+                                   "storage error); make it readable and run again: the next run retries it."})
                 continue
             try:
                 study: Study | None = read_bytes(data)

@@ -144,6 +144,34 @@ def test_every_bundled_onnx_forward_matches_torch_on_its_test_split() -> None:
         assert n > 50 and diff <= 1e-4, (cfg.id, diff)
 
 
+def test_a_recalibrated_model_scores_the_table_again_not_half_of_it(tiny_registry: Path, tmp_path: Path) -> None:
+    """A resumed run after `calibrate --write` must not mix two calibrations in one table without a trace: every
+    row the old calibration wrote is scored again (files that failed to decode stay as they are)."""
+    from medimg_demo.batch.pipeline import run_batch
+    from medimg_demo.models.config_file import update_config
+
+    (tmp_path / "in").mkdir()
+    src = _folder(tmp_path / "in")
+    reg = tmp_path / "registry"
+    shutil.copytree(tiny_registry, reg)
+    out = tmp_path / "t.parquet"
+    run_batch(src, "lung_ct.tiny_v0", out, registry=reg, use_ray=False, prefer_onnx=False)
+    before = pd.read_parquet(out).set_index("path")
+    old_state = before["scored_with"].iloc[0]
+    assert (before["scored_with"] == old_state).all()
+    same = run_batch(src, "lung_ct.tiny_v0", out, registry=reg, use_ray=False, prefer_onnx=False)
+    assert same.done == 0 and same.skipped == 16 and same.rescored == 0
+    update_config(reg / "lung_ct.tiny_v0", lambda r: r.__setitem__("temperature", {"type": 3.0}))
+    again = run_batch(src, "lung_ct.tiny_v0", out, registry=reg, use_ray=False, prefer_onnx=False)
+    after = pd.read_parquet(out).set_index("path")
+    broken = after["status"] == "error"
+    assert again.done == again.rescored == 14 and again.skipped == 2 and len(after) == 16 and broken.sum() == 2
+    assert (after.loc[~broken, "scored_with"] != old_state).all() and (after.loc[broken, "scored_with"] == old_state).all()
+    ok = before.index[(before["status"] == "ok") & (after["status"] == "ok")]
+    assert len(ok) and all(json.loads(before.loc[p, "type_probs"]) != json.loads(after.loc[p, "type_probs"]) for p in ok)
+    assert "scored again" in again.line()
+
+
 def test_uri_input_and_unreadable_file_give_rows(tiny_registry: Path, tmp_path: Path, monkeypatch) -> None:
     """A folder given as a file:// URI (the object-store code path) is listed like a local one; a file that cannot
     be read (a storage error while reading) becomes an error row and the run goes on."""
@@ -167,8 +195,13 @@ def test_uri_input_and_unreadable_file_give_rows(tiny_registry: Path, tmp_path: 
                         use_ray=False, prefer_onnx=False)
     table = pd.read_parquet(tmp_path / "b.parquet").set_index("path")
     assert summary.done == 16 and len(table) == 16
-    assert table.loc["img03.png", "status"] == "error" and "could not be read" in table.loc["img03.png", "reason"]
+    assert table.loc["img03.png", "status"] == "unreadable" and "could not be read" in table.loc["img03.png", "reason"]
     assert (table.drop(index="img03.png")["status"] != "error").sum() == 13  # 16 - the unreadable - 2 broken files
+    monkeypatch.setattr(pipeline, "read_blob", real)  # readable again: the next run retries it, and only it
+    again = run_batch(f"file://{src}", "lung_ct.tiny_v0", tmp_path / "b.parquet", registry=tiny_registry,
+                      use_ray=False, prefer_onnx=False)
+    table = pd.read_parquet(tmp_path / "b.parquet").set_index("path")
+    assert again.done == 1 and again.skipped == 15 and table.loc["img03.png", "status"] != "unreadable"
 
 
 def test_uri_input_gives_the_same_rows_as_the_folder(tiny_registry: Path, tmp_path: Path) -> None:
