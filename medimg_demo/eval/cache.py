@@ -4,7 +4,8 @@ An evaluation is cached under
 ``runs/cache/<model id>/<weights sha>-<calibration digest>-<manifest sha>-<split>-<layer>[-boot<n>-seed<s>]``
 ``[-<checks version>-explain]/``; a re-run with the same weights, calibration, data and options reads the cache. Every run (computed or cached) appends its rows to
 ``runs/metrics_log.csv``: run time, model id, weights sha256, data set, split, metric, class, value,
-interval, source. The app only reads caches; it never evaluates a test set on a page load.
+interval, source. The app only reads caches; it never evaluates a test set on a page load. A folder is written
+beside its place and renamed into it whole, so a killed run leaves nothing the cache would take as finished.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
+import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -99,14 +104,38 @@ def evaluate_cached(cfg: ModelConfig, data_dir: Path, split: str, runs: Path, ex
         append_log(runs, cfg, data_dir.name, split, pd.read_csv(metrics_path, keep_default_na=False, na_values=[""]), "cache")
         return folder, "cache"
     ev = evaluate(cfg, data_dir, split, n_boot=n_boot, seed=seed, explain=explain)
-    folder.mkdir(parents=True, exist_ok=True)
-    ev.metrics.to_csv(metrics_path, index=False)
-    ev.cases.to_csv(folder / "cases.csv", index=False)
-    if ev.explain_cases is not None:
-        ev.explain_cases.to_csv(folder / "explain_cases.csv", index=False)
-    write_gallery(cfg, data_dir, ev.cases, folder / "gallery")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        ev.metrics.to_csv(work / "metrics.csv", index=False)
+        ev.cases.to_csv(work / "cases.csv", index=False)
+        if ev.explain_cases is not None:
+            ev.explain_cases.to_csv(work / "explain_cases.csv", index=False)
+        write_gallery(cfg, data_dir, ev.cases, work / "gallery")
+        _publish(work, folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     append_log(runs, cfg, data_dir.name, split, ev.metrics, "computed")
     return folder, "computed"
+
+
+def _publish(work: Path, folder: Path) -> None:
+    """Put a whole evaluation folder in place in one rename: a run killed while writing leaves no folder that looks
+    finished (metrics but no cases or gallery, which the cache would then serve for ever), and the app never reads
+    one half-written. A folder already there (``--force``, or another run that finished first) is replaced."""
+    work.chmod(0o755)
+    old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
+    try:
+        folder.rename(old)
+    except FileNotFoundError:
+        pass
+    try:
+        os.replace(work, folder)
+    except OSError:  # another run of the same evaluation put its folder there meanwhile: the same figures
+        if not (folder / "metrics.csv").is_file():
+            raise
+        log.info("Another run finished %s first; its folder is kept.", folder.name)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,34 @@ def _dataset(root):  # noqa: ANN001
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
 
 
+def test_an_evaluation_killed_while_writing_leaves_no_cache_to_serve(tmp_path, tiny_registry, monkeypatch) -> None:
+    """Killed after metrics.csv but before the cases and the gallery, a run used to leave a folder the cache took
+    as finished, for ever: the app then showed metrics with no error gallery. Now the folder appears whole or not
+    at all, and the next run computes it."""
+    from medimg_demo.eval import cache
+
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tiny_registry))
+    data = tmp_path / "lung_ct"
+    _dataset(data)
+    cfg = get_model()
+    runs = tmp_path / "runs"
+
+    def killed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache, "write_gallery", killed)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_cached(cfg, data, "test", runs, n_boot=20)
+    models_cache = runs / "cache" / cfg.id
+    assert list(models_cache.iterdir()) == []  # neither a half folder nor a hidden work folder
+    monkeypatch.undo()
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tiny_registry))
+    folder, source = evaluate_cached(cfg, data, "test", runs, n_boot=20)
+    assert source == "computed" and (folder / "cases.csv").is_file() and (folder / "gallery" / "index.csv").is_file()
+    again, _ = evaluate_cached(cfg, data, "test", runs, n_boot=20, force=True)  # --force replaces it in one step
+    assert again == folder and sorted(p.name for p in models_cache.iterdir()) == [folder.name]
+
+
 def test_evaluate_is_cached_logged_and_shown(tmp_path, tiny_registry, monkeypatch) -> None:
     from medimg_demo.web import performance as service
 
