@@ -10,6 +10,7 @@ beside its place and renamed into it whole, so a killed run leaves nothing the c
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -89,7 +90,13 @@ def append_log(runs: Path, cfg: ModelConfig, dataset: str, split: str, metrics: 
     rows.insert(3, "dataset", dataset)
     rows.insert(4, "split", split)
     rows["source"] = source
-    rows[LOG_COLUMNS].to_csv(path, mode="a", header=not path.exists(), index=False)
+    with open(path, "a", newline="") as fh:  # runs of the app and the CLI append side by side: one at a time,
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # and the header only by whoever finds the file empty
+        try:
+            rows[LOG_COLUMNS].to_csv(fh, header=fh.seek(0, os.SEEK_END) == 0, index=False)
+            fh.flush()
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
     return path
 
 
