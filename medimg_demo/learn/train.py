@@ -12,7 +12,6 @@ channels_last memory; bf16 autocast where the CPU has native bf16 (AVX512-BF16/A
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -30,6 +29,7 @@ from tqdm import tqdm
 from ..errors import OptionError
 from ..manifest import read_manifest, resolve_data_dir, split_frame
 from ..models.config import InputConfig, ModelConfig
+from ..models.config_file import write_json_atomic
 from ..models.lesion_head import DEFAULT_CHANNELS, DEFAULT_TAPS
 from ..models.network import TumorNet
 from ..models.precision import bf16_supported
@@ -260,7 +260,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         "training_seconds": round(time.time() - t0, 1),
         "torch": torch.__version__,
     }
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_json_atomic(out / "config.json", config)  # retraining into a folder the app may be reading
     pd.DataFrame(history).to_csv(out / "training_log.csv", index=False)
     log.info("Wrote %s (selected epoch %s, temperature %s)", out, best.get("epoch"), temperature)
     return ModelConfig.from_dict(config, folder=out)

@@ -35,24 +35,40 @@ def _folder_locked(folder: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def temporary_beside(path: Path) -> Path:
+    """A new, unique file name in ``path``'s folder for writing ``path``'s next version (hidden; never shared)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(tmp)
+
+
+def replace_keeping_mode(tmp: Path, path: Path) -> None:
+    """Move ``tmp`` onto ``path`` in one step, with ``path``'s permissions (or the folder's, for a new file, without
+    its execute bits): a temporary file is created 0600, which must not narrow or widen what the file was."""
+    source = path if path.exists() else path.parent
+    os.chmod(tmp, source.stat().st_mode & (0o777 if source is path else 0o666))
+    os.replace(tmp, path)
+
+
 def write_json_atomic(path: Path, record: dict[str, Any]) -> None:
     """Write ``record`` as indented JSON to ``path`` through a temporary file of its own in the same folder."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temporary_beside(path)
     try:
-        with os.fdopen(fd, "w") as fh:
+        with open(tmp, "w") as fh:
             fh.write(json.dumps(record, indent=2) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        replace_keeping_mode(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
 def update_config(folder: Path, change: Callable[[dict[str, Any]], None]) -> Path:
     """Apply ``change`` to the record in ``folder/config.json`` (in place) and write it back, with no other
-    update of that folder's record in between and no moment at which the file is incomplete; returns the path."""
+    update of that folder's record in between and no moment at which the file is incomplete; returns the path.
+    A file the record pins (gate statistics, the ONNX graph) is put in place inside ``change``, so that the file
+    and its pin change together."""
     path = folder / CONFIG_FILE
     with _folder_locked(folder):
         record = json.loads(path.read_text())

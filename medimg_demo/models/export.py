@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .config import ModelConfig
-from .config_file import update_config
+from .config_file import replace_keeping_mode, temporary_beside, update_config
 
 log = logging.getLogger(__name__)
 
@@ -188,20 +188,23 @@ def export_onnx(cfg: ModelConfig, inputs: Iterable[np.ndarray], tolerance: float
     if cfg.folder is None:
         raise ModelError(f"Model {cfg.id} has no folder; export a model loaded from a registry.")
     final = cfg.folder / ONNX_FILE
-    tmp = final.with_suffix(".onnx.tmp")
+    tmp = temporary_beside(final)  # a name of its own: two exports of one model do not take each other's file
     try:
         _export_graph(cfg, tmp)
         diff, n = max_prob_diff(cfg, tmp, inputs)
         if n == 0 or not diff <= tolerance:
             raise ModelError(f"The ONNX forward of {cfg.id} differs from torch by {diff:.3g} in probability over {n} "
                              f"images (allowed {tolerance:g}); nothing was written. The batch keeps the torch forward.")
-        os.replace(tmp, final)
+        sha = sha256_file(tmp)
+
+        def pin(record: dict[str, Any]) -> None:  # the graph and its pin change together, under the folder's lock
+            record["onnx"] = {"file": ONNX_FILE, "sha256": sha, "max_prob_diff": diff, "verified_on_images": n,
+                              "weights_sha256": cfg.weights_sha256}
+            replace_keeping_mode(tmp, final)
+
+        update_config(cfg.folder, pin)
     finally:
         tmp.unlink(missing_ok=True)
-    sha = sha256_file(final)
-    pin = {"file": ONNX_FILE, "sha256": sha, "max_prob_diff": diff, "verified_on_images": n,
-           "weights_sha256": cfg.weights_sha256}
-    update_config(cfg.folder, lambda record: record.__setitem__("onnx", pin))
     log.info("Wrote %s (%.1f MB), max probability difference %.2g over %d images", final.name,
              final.stat().st_size / 1e6, diff, n)
     return ExportResult(final, sha, diff, n)

@@ -78,3 +78,60 @@ def test_a_failed_change_leaves_the_record_as_it_was(tmp_path: Path) -> None:
         update_config(folder, refuse)
     assert (folder / "config.json").read_bytes() == before
     assert sorted(p.name for p in folder.iterdir()) == ["config.json"]
+
+
+def test_a_rewritten_record_keeps_the_file_s_permissions(tmp_path: Path) -> None:
+    """The temporary file is created 0600: moved in as it is, it would narrow a group-writable config.json (or
+    widen a private one, with a fixed mode)."""
+    folder = _model_folder(tmp_path)
+    for mode in (0o600, 0o664):
+        (folder / "config.json").chmod(mode)
+        update_config(folder, lambda r: r.__setitem__("n", mode))
+        assert (folder / "config.json").stat().st_mode & 0o777 == mode
+
+
+def test_a_pinned_file_and_its_pin_change_together(tmp_path: Path) -> None:
+    """Two writers put a pinned file in place and pin its hash, while a third checks, under the same lock, that the
+    file matches its pin. With the file moved outside the locked change (as the gate fit did), the check sees a
+    file and a pin of two different writers (and a model in that state fails to load)."""
+    import hashlib
+
+    from medimg_demo.models.config_file import replace_keeping_mode, temporary_beside
+
+    folder = _model_folder(tmp_path)
+    final = folder / "gate.safetensors"
+    mismatches: list[int] = []
+    done = threading.Event()
+
+    def fit(tag: str) -> None:
+        for i in range(40):
+            tmp = temporary_beside(final)
+            data = f"{tag}{i}".encode() * 1000
+
+            def pin(record: dict) -> None:
+                tmp.write_bytes(data)
+                record["gate"] = {"sha256": hashlib.sha256(data).hexdigest()}
+                replace_keeping_mode(tmp, final)
+
+            update_config(folder, pin)
+
+    def check(record: dict) -> None:
+        if "gate" in record and record["gate"]["sha256"] != hashlib.sha256(final.read_bytes()).hexdigest():
+            mismatches.append(1)
+
+    def checker() -> None:
+        while not done.is_set():
+            update_config(folder, check)
+
+    threads = [threading.Thread(target=fit, args=(t,)) for t in "ab"]
+    watch = threading.Thread(target=checker)
+    watch.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    watch.join()
+    update_config(folder, check)
+    assert mismatches == []
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "gate.safetensors"]
