@@ -49,7 +49,7 @@ class BatchSummary:
         per = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "nothing new"
         rate = self.done / self.seconds if self.seconds > 0 else 0.0
         again = (f" (of them {self.rescored} scored again: their rows came from other weights, calibration or "
-                 "gate)") if self.rescored else ""
+                 "gate, or predate that record)") if self.rescored else ""
         return (f"{self.done} files scored ({per}){again}; {self.skipped} skipped as already in the table; "
                 f"{self.seconds:.1f} s, {rate:.1f} images/s")
 
@@ -106,23 +106,22 @@ def read_blob(path: str) -> bytes:
 
 
 def _read_keys(out: Path, state: str) -> tuple[set[str], set[str]]:
-    """(keys of files done, keys of files whose rows are stale) in the table and its parts. A row is done if the
-    current models wrote it (``scored_with`` equals ``state``) or the file itself could not be decoded; rows of
-    other weights, calibration or gate, of tables written before ``scored_with`` existed, and files that could not
-    be read are scored again."""
+    """(keys of files done, keys of files whose rows another model state wrote), judged on each file's newest row
+    in the table and its parts (the row ``merge`` keeps). A row is done if the current models wrote it
+    (``scored_with`` equals ``state``) or the file itself could not be decoded. Rows of other weights, calibration
+    or gate, and of tables written before ``scored_with`` existed, are scored again (the second set); files that
+    could not be read are retried."""
     import pyarrow.parquet as pq
 
-    done: set[str] = set()
-    seen: set[str] = set()
-    for f in ([out] if out.is_file() else []) + sorted(parts_dir(out).glob("*.parquet")):
+    newest: dict[str, tuple[str, object]] = {}
+    for f in ([out] if out.is_file() else []) + sorted(parts_dir(out).glob("*.parquet")):  # merge's order
         names = set(pq.read_schema(f).names)
         rows = pd.read_parquet(f, columns=[c for c in ("file_key", "status", "scored_with") if c in names])
-        keys = rows["file_key"].astype(str)
-        current = rows["scored_with"].eq(state) if "scored_with" in rows else pd.Series(False, index=rows.index)
-        ok = (current & rows["status"].ne(UNREADABLE)) | rows["status"].eq("error")
-        seen.update(keys)
-        done.update(keys[ok])
-    return done, seen - done
+        states = rows["scored_with"] if "scored_with" in rows else [None] * len(rows)
+        newest.update({str(k): (str(st), sw) for k, st, sw in zip(rows["file_key"], rows["status"], states)})
+    done = {k for k, (st, sw) in newest.items() if st == "error" or (st != UNREADABLE and sw == state)}
+    stale = {k for k, (st, _) in newest.items() if k not in done and st != UNREADABLE}
+    return done, stale
 
 
 def _write_part(out: Path, frame: pd.DataFrame) -> None:
@@ -214,7 +213,8 @@ def run_batch(input_dir: str | Path, model: str | None, out: Path, *, heatmaps: 
     summary.skipped = len(files) - len(todo)
     summary.rescored = sum(f[3] in stale for f in todo)
     if summary.rescored:
-        log.info("%d files of the table were scored by other weights, calibration or gate: scoring them again",
+        log.info("%d files of the table were scored by other weights, calibration or gate (or before rows recorded "
+                 "it): scoring them again",
                  summary.rescored)
     kwargs = dict(model=model, registry=str(registry) if registry else None,
                   heatmaps=str(heatmaps) if heatmaps else None, heatmap_glob=heatmap_glob, prefer_onnx=prefer_onnx,

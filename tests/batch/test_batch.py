@@ -172,6 +172,25 @@ def test_a_recalibrated_model_scores_the_table_again_not_half_of_it(tiny_registr
     assert "scored again" in again.line()
 
 
+def test_the_newest_row_of_a_file_decides_and_old_tables_are_scored_again(tmp_path: Path) -> None:
+    """A killed run after a recalibration leaves parts of the new state beside a table of the old one; with the
+    old state back, the files whose newest row (the one merge keeps) is of the new state must be scored again, or
+    the merged table stays mixed. A table written before ``scored_with`` existed is scored again as a whole."""
+    from medimg_demo.batch.pipeline import _read_keys, _write_part
+
+    out = tmp_path / "t.parquet"
+    pd.DataFrame({"file_key": list("abcd"), "status": ["ok", "ok", "ok", "error"],
+                  "scored_with": ["S1"] * 4}).to_parquet(out, index=False)
+    _write_part(out, pd.DataFrame({"file_key": ["a", "b"], "status": ["ok", "unreadable"], "scored_with": ["S2"] * 2}))
+    done, stale = _read_keys(out, "S1")
+    assert done == {"c", "d"} and stale == {"a"}  # b: its newest row is a failed read, retried but not a model change
+    done, stale = _read_keys(out, "S2")
+    assert done == {"a", "d"} and stale == {"c"}
+    old = tmp_path / "old.parquet"
+    pd.DataFrame({"file_key": list("xy"), "status": ["ok", "error"]}).to_parquet(old, index=False)
+    assert _read_keys(old, "S1") == ({"y"}, {"x"})
+
+
 def test_uri_input_and_unreadable_file_give_rows(tiny_registry: Path, tmp_path: Path, monkeypatch) -> None:
     """A folder given as a file:// URI (the object-store code path) is listed like a local one; a file that cannot
     be read (a storage error while reading) becomes an error row and the run goes on."""
@@ -202,6 +221,7 @@ def test_uri_input_and_unreadable_file_give_rows(tiny_registry: Path, tmp_path: 
                       use_ray=False, prefer_onnx=False)
     table = pd.read_parquet(tmp_path / "b.parquet").set_index("path")
     assert again.done == 1 and again.skipped == 15 and table.loc["img03.png", "status"] != "unreadable"
+    assert again.rescored == 0 and "scored again" not in again.line()  # a retried read is not a model change
 
 
 def test_uri_input_gives_the_same_rows_as_the_folder(tiny_registry: Path, tmp_path: Path) -> None:
