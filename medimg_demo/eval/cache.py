@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from .gallery import write_gallery
 
 log = logging.getLogger(__name__)
 
+#: A hidden work folder older than this is a run that was killed: removed by the next run of that evaluation.
+STALE_WORK_S = 6 * 3600
 LOG_COLUMNS = ["run_time_utc", "model_id", "weights_sha256", "dataset", "split", "metric", "class", "value",
                "ci_low", "ci_high", "source"]
 
@@ -112,6 +115,9 @@ def evaluate_cached(cfg: ModelConfig, data_dir: Path, split: str, runs: Path, ex
         return folder, "cache"
     ev = evaluate(cfg, data_dir, split, n_boot=n_boot, seed=seed, explain=explain)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    for left in folder.parent.glob(f".{folder.name}.*"):  # work folders of runs killed (SIGKILL, OOM) long ago
+        if left.is_dir() and time.time() - left.stat().st_mtime > STALE_WORK_S:
+            shutil.rmtree(left, ignore_errors=True)
     work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
         ev.metrics.to_csv(work / "metrics.csv", index=False)
@@ -130,7 +136,7 @@ def _publish(work: Path, folder: Path) -> None:
     """Put a whole evaluation folder in place in one rename: a run killed while writing leaves no folder that looks
     finished (metrics but no cases or gallery, which the cache would then serve for ever), and the app never reads
     one half-written. A folder already there (``--force``, or another run that finished first) is replaced."""
-    work.chmod(0o755)
+    work.chmod(folder.parent.stat().st_mode & 0o777)  # mkdtemp makes it 0700; as its parent, as before
     old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
     try:
         folder.rename(old)
@@ -156,7 +162,19 @@ class Results:
 
 def find_results(cfg: ModelConfig, runs: Path) -> Results | None:
     """The newest cached evaluation of this model's current weights (preferring one with explanations), else the
-    metrics bundled in ``models/<id>/metrics``; None if neither exists."""
+    metrics bundled in ``models/<id>/metrics``; None if neither exists. A folder being replaced (``--force``) is
+    absent for an instant: the search is then made again."""
+    for attempt in range(3):
+        try:
+            return _find_results(cfg, runs)
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+            time.sleep(0.05)
+    return None
+
+
+def _find_results(cfg: ModelConfig, runs: Path) -> Results | None:
     base = runs / "cache" / cfg.id
     prefix = model_tag(cfg)
     # only this configuration's default runs (not a --bootstrap 10 trial, another layer or older explanation checks)
@@ -175,5 +193,6 @@ def find_results(cfg: ModelConfig, runs: Path) -> Results | None:
     index = read("gallery/index.csv")
     gallery = [] if index is None else gallery_captions(folder / "gallery", index)
     metrics = read("metrics.csv")
-    assert metrics is not None
+    if metrics is None:
+        raise FileNotFoundError(folder / "metrics.csv")
     return Results(folder=folder, metrics=metrics, cases=read("cases.csv"), explain_cases=read("explain_cases.csv"), gallery=gallery)

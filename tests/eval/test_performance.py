@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -89,8 +91,29 @@ def test_an_evaluation_killed_while_writing_leaves_no_cache_to_serve(tmp_path, t
     monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tiny_registry))
     folder, source = evaluate_cached(cfg, data, "test", runs, n_boot=20)
     assert source == "computed" and (folder / "cases.csv").is_file() and (folder / "gallery" / "index.csv").is_file()
-    again, _ = evaluate_cached(cfg, data, "test", runs, n_boot=20, force=True)  # --force replaces it in one step
+    killed_long_ago = models_cache / f".{folder.name}.dead1234"  # a work folder of a run killed by SIGKILL
+    (killed_long_ago / "gallery").mkdir(parents=True)
+    os.utime(killed_long_ago, (0, 0))
+    again, _ = evaluate_cached(cfg, data, "test", runs, n_boot=20, force=True)  # --force swaps it in
     assert again == folder and sorted(p.name for p in models_cache.iterdir()) == [folder.name]
+
+
+def test_a_results_folder_replaced_while_it_is_looked_up_is_looked_up_again(monkeypatch, tmp_path) -> None:
+    """While --force swaps an evaluation folder in, it is absent for an instant: the Performance tab's lookup then
+    meets a folder that vanished (FileNotFoundError) and must search again, not fail the page."""
+    from medimg_demo.eval import cache
+
+    calls = []
+    real = object()
+
+    def flaky(cfg, runs):  # noqa: ANN001, ANN202
+        calls.append(1)
+        if len(calls) == 1:
+            raise FileNotFoundError("renamed away")
+        return real
+
+    monkeypatch.setattr(cache, "_find_results", flaky)
+    assert cache.find_results(None, tmp_path) is real and len(calls) == 2  # type: ignore[arg-type]
 
 
 def test_evaluate_is_cached_logged_and_shown(tmp_path, tiny_registry, monkeypatch) -> None:
