@@ -15,7 +15,7 @@ from ..errors import ModelError
 from ..learn.gate import GATE_INSTEAD, SplitOutputs, abstain_threshold, fit_all, refusal_threshold, split_outputs
 from ..models.calibration import Calibration
 from ..models.config import ModelConfig
-from ..models.config_file import replace_keeping_mode, temporary_beside, update_config
+from ..models.config_file import install_pinned, temporary_beside
 from ..models.gate import METHODS, save_stats
 from ..models.network import load_model
 from .card import update_gate_section
@@ -84,17 +84,11 @@ def fit_gate(cfg: ModelConfig, data_dir: Path, data_root: Path, method: str = "a
 
 def _write(cfg: ModelConfig, report: GateReport, stats) -> None:  # noqa: ANN001 - GateStats
     assert cfg.folder is not None
-    final = cfg.folder / "gate.safetensors"
-    tmp = temporary_beside(final)
-
-    def pin(record: dict) -> None:  # the statistics and their pin change together, under the folder's lock
-        record["gate"] = {"file": final.name, "sha256": save_stats(stats, tmp), "method": report.method,
-                          "threshold": round(report.threshold, 6), "abstain_below": round(report.abstain_below, 6),
-                          "k": stats.k}
-        replace_keeping_mode(tmp, final)
-
+    tmp = temporary_beside(cfg.folder / "gate.safetensors")
     try:
-        update_config(cfg.folder, pin)
+        install_pinned(cfg.folder, tmp, "gate", {
+            "file": "gate.safetensors", "sha256": save_stats(stats, tmp), "method": report.method,
+            "threshold": round(report.threshold, 6), "abstain_below": round(report.abstain_below, 6), "k": stats.k})
     finally:
         tmp.unlink(missing_ok=True)
     metrics = cfg.folder / "metrics"

@@ -75,3 +75,16 @@ def update_config(folder: Path, change: Callable[[dict[str, Any]], None]) -> Pat
         change(record)
         write_json_atomic(path, record)
     return path
+
+
+def install_pinned(folder: Path, tmp: Path, key: str, entry: dict[str, Any]) -> Path:
+    """Move the new file ``tmp`` onto ``folder/entry["file"]`` and record ``entry`` (its sha256 among it) under
+    ``key``, both under the folder's lock, so that the file and its pin change together; returns the file's path."""
+    final = folder / entry["file"]
+
+    def pin(record: dict[str, Any]) -> None:
+        record[key] = entry
+        replace_keeping_mode(tmp, final)
+
+    update_config(folder, pin)
+    return final

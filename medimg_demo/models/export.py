@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .config import ModelConfig
-from .config_file import replace_keeping_mode, temporary_beside, update_config
+from .config_file import install_pinned, temporary_beside
 
 log = logging.getLogger(__name__)
 
@@ -196,13 +196,8 @@ def export_onnx(cfg: ModelConfig, inputs: Iterable[np.ndarray], tolerance: float
             raise ModelError(f"The ONNX forward of {cfg.id} differs from torch by {diff:.3g} in probability over {n} "
                              f"images (allowed {tolerance:g}); nothing was written. The batch keeps the torch forward.")
         sha = sha256_file(tmp)
-
-        def pin(record: dict[str, Any]) -> None:  # the graph and its pin change together, under the folder's lock
-            record["onnx"] = {"file": ONNX_FILE, "sha256": sha, "max_prob_diff": diff, "verified_on_images": n,
-                              "weights_sha256": cfg.weights_sha256}
-            replace_keeping_mode(tmp, final)
-
-        update_config(cfg.folder, pin)
+        install_pinned(cfg.folder, tmp, "onnx", {"file": ONNX_FILE, "sha256": sha, "max_prob_diff": diff,
+                                                 "verified_on_images": n, "weights_sha256": cfg.weights_sha256})
     finally:
         tmp.unlink(missing_ok=True)
     log.info("Wrote %s (%.1f MB), max probability difference %.2g over %d images", final.name,
