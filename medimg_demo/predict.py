@@ -17,7 +17,7 @@ from .imaging.study import Study
 from .models.calibrate import calibrated_softmax
 from .models.calibration import Calibration
 from .models.config import ModelConfig
-from .models.gate import GateStats, header_refusal, load_stats
+from .models.gate import GateStats, header_refusal, load_gate
 from .models.network import TumorNet, load_model
 from .models.precision import bf16_supported, default_precision  # noqa: F401 - bf16_supported: public here too
 from .models.preprocess import model_pixels, to_tensor
@@ -118,10 +118,7 @@ class Predictor:
         if self.precision == "bf16":
             self.model = self.model.to(memory_format=torch.channels_last)
         self._lock = threading.Lock()
-        self.gate: GateStats | None = None
-        if cfg.gate is not None:
-            g = cfg.gate
-            self.gate = load_stats(cfg.weights_path.parent / g.file, g.sha256, g.method, g.k, cfg.gate_temperature)
+        self.gate: GateStats | None = load_gate(cfg)
 
     def _refused(self, study: Study, reason: str, ood: dict[str, Any] | None = None) -> Prediction:
         return Prediction(

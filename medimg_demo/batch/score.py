@@ -22,7 +22,7 @@ from ..imaging.known_spacing import spacing_origin
 from ..imaging.study import Study
 from ..models.config import ModelConfig
 from ..models.export import OnnxForward, torch_forward
-from ..models.gate import GateStats, header_refusal, load_stats
+from ..models.gate import GateStats, header_refusal, load_gate
 from ..models.preprocess import model_pixels, to_batch
 from ..models.registry import AUTO, get_model, task_models
 from ..explain.lesion import mask_from_probs, measure
@@ -48,10 +48,7 @@ class _Runner:
 
     @classmethod
     def load(cls, cfg: ModelConfig, prefer_onnx: bool = True, threads: int | None = None) -> "_Runner":
-        gate = None
-        if cfg.gate is not None and cfg.folder is not None:
-            g = cfg.gate
-            gate = load_stats(cfg.folder / g.file, g.sha256, g.method, g.k, cfg.gate_temperature)
+        gate = load_gate(cfg)
         made_from = (cfg.raw.get("onnx") or {}).get("weights_sha256")
         if prefer_onnx and cfg.onnx is not None and made_from == cfg.weights_sha256:
             try:

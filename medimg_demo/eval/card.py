@@ -10,6 +10,7 @@ import pandas as pd
 from ..errors import ModelError
 from ..learn.config import teacher_ids
 from ..models.config import ModelConfig
+from ..models.config_file import folder_locked, write_text_atomic
 from ..notice import DISCLAIMER
 from ..tasks import get_task
 from .card_training import calibration_line, data_line, reproduce_commands
@@ -169,7 +170,8 @@ def write(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, ev
     if cfg.folder is None:
         raise ModelError(f"Model {cfg.id} has no folder to write its card into.")
     path = cfg.folder / "MODEL_CARD.md"
-    path.write_text(render(cfg, metrics, split, n_images, eval_command))
+    with folder_locked(cfg.folder):  # not between a gate fit's read and write of its section; never half-written
+        write_text_atomic(path, render(cfg, metrics, split, n_images, eval_command))
     return path
 
 
@@ -199,7 +201,7 @@ def gate_section(folder: Path) -> list[str]:
         lines.append(f"| {method} | {allo['auroc']:.4f} | {allo['fpr_at_95_tpr']:.3f} | {allo['refused']:.3f} | "
                      f"{idr['refused']:.3f} |")
     test = ood[(ood["split"] == "test") & (ood["method"] == cfg.get("method"))]
-    lines += ["", f"On `test` with the chosen method (sets: other tasks' test images, natural images, noise, flat, "
+    lines += ["", "On `test` with the chosen method (sets: other tasks' test images, natural images, noise, flat, "
               "text, other-modality DICOM):", "| set | images | AUROC | refused |", "|---|---|---|---|"]
     for _, r in test.iterrows():
         auroc = "" if pd.isna(r["auroc"]) else f"{r['auroc']:.4f}"
@@ -213,15 +215,17 @@ def gate_section(folder: Path) -> list[str]:
 
 
 def update_gate_section(folder: Path) -> None:
-    """Write (or replace) the gate section of an existing card, before its Reproduce section."""
+    """Write (or replace) the gate section of an existing card, before its Reproduce section (under the folder's
+    lock, through a temporary file: a card written meanwhile by ``evaluate --card`` is not overwritten by a stale one)."""
     path = folder / "MODEL_CARD.md"
-    if not path.is_file():
-        return
-    text = path.read_text()
-    if GATE_START in text:
-        head, rest = text.split(GATE_START, 1)
-        text = head + rest.split(GATE_END, 1)[1].lstrip("\n")
-    section = "\n".join(gate_section(folder)) + "\n\n"
-    marker = "## Reproduce"
-    text = text.replace(marker, section + marker, 1) if marker in text else text + "\n" + section
-    path.write_text(text)
+    with folder_locked(folder):
+        if not path.is_file():
+            return
+        text = path.read_text()
+        if GATE_START in text:
+            head, rest = text.split(GATE_START, 1)
+            text = head + rest.split(GATE_END, 1)[1].lstrip("\n")
+        section = "\n".join(gate_section(folder)) + "\n\n"
+        marker = "## Reproduce"
+        text = text.replace(marker, section + marker, 1) if marker in text else text + "\n" + section
+        write_text_atomic(path, text)

@@ -5,8 +5,10 @@ and the model card's gate section."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,7 +18,7 @@ from ..learn.gate import GATE_INSTEAD, SplitOutputs, abstain_threshold, fit_all,
 from ..models.calibration import Calibration
 from ..models.config import ModelConfig
 from ..models.config_file import install_pinned, temporary_beside
-from ..models.gate import METHODS, save_stats
+from ..models.gate import METHODS, calibration_state, save_stats
 from ..models.network import load_model
 from .card import update_gate_section
 from .ood import comparison, ood_sets, score_files
@@ -82,13 +84,27 @@ def fit_gate(cfg: ModelConfig, data_dir: Path, data_root: Path, method: str = "a
     return report
 
 
+def _unchanged_calibration(cfg: ModelConfig) -> Callable[[dict[str, Any]], None]:
+    """A check of config.json under the folder's lock: the calibration is still the one the fit read."""
+    under = calibration_state(cfg.raw)
+
+    def check(record: dict[str, Any]) -> None:
+        if calibration_state(record) != under:
+            raise ModelError(f"The calibration of {cfg.id} changed while its gate was being fitted (calibrate "
+                             f"--write ran meanwhile); nothing was written. Run `python -m medimg_demo gate --model "
+                             f"{cfg.id}` again.")
+    return check
+
+
 def _write(cfg: ModelConfig, report: GateReport, stats) -> None:  # noqa: ANN001 - GateStats
     assert cfg.folder is not None
     tmp = temporary_beside(cfg.folder / "gate.safetensors")
     try:
         install_pinned(cfg.folder, tmp, "gate", {
             "file": "gate.safetensors", "sha256": save_stats(stats, tmp), "method": report.method,
-            "threshold": round(report.threshold, 6), "abstain_below": round(report.abstain_below, 6), "k": stats.k})
+            "threshold": round(report.threshold, 6), "abstain_below": round(report.abstain_below, 6), "k": stats.k,
+            "score_temperature": stats.temperature, "fitted_under": calibration_state(cfg.raw)},
+            check=_unchanged_calibration(cfg))
     finally:
         tmp.unlink(missing_ok=True)
     metrics = cfg.folder / "metrics"

@@ -23,7 +23,9 @@ CONFIG_FILE = "config.json"
 
 
 @contextmanager
-def _folder_locked(folder: Path) -> Iterator[None]:
+def folder_locked(folder: Path) -> Iterator[None]:
+    """Hold the exclusive lock on a model folder that every change to its files takes (config.json, pinned files,
+    the card)."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # each call opens its own descriptor: threads exclude each other too
@@ -50,12 +52,13 @@ def replace_keeping_mode(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_json_atomic(path: Path, record: dict[str, Any]) -> None:
-    """Write ``record`` as indented JSON to ``path`` through a temporary file of its own in the same folder."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file of its own in the same folder (readers see the old text or
+    the new, never a part; a failed write leaves the old file)."""
     tmp = temporary_beside(path)
     try:
         with open(tmp, "w") as fh:
-            fh.write(json.dumps(record, indent=2) + "\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         replace_keeping_mode(tmp, path)
@@ -64,25 +67,35 @@ def write_json_atomic(path: Path, record: dict[str, Any]) -> None:
         raise
 
 
+def write_json_atomic(path: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` as indented JSON to ``path`` through a temporary file of its own in the same folder."""
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+
+
 def update_config(folder: Path, change: Callable[[dict[str, Any]], None]) -> Path:
     """Apply ``change`` to the record in ``folder/config.json`` (in place) and write it back, with no other
     update of that folder's record in between and no moment at which the file is incomplete; returns the path.
     A file the record pins (gate statistics, the ONNX graph) is put in place inside ``change``, so that the file
     and its pin change together."""
     path = folder / CONFIG_FILE
-    with _folder_locked(folder):
+    with folder_locked(folder):
         record = json.loads(path.read_text())
         change(record)
         write_json_atomic(path, record)
     return path
 
 
-def install_pinned(folder: Path, tmp: Path, key: str, entry: dict[str, Any]) -> Path:
+def install_pinned(folder: Path, tmp: Path, key: str, entry: dict[str, Any],
+                   check: Callable[[dict[str, Any]], None] | None = None) -> Path:
     """Move the new file ``tmp`` onto ``folder/entry["file"]`` and record ``entry`` (its sha256 among it) under
-    ``key``, both under the folder's lock, so that the file and its pin change together; returns the file's path."""
+    ``key``, both under the folder's lock, so that the file and its pin change together; returns the file's path.
+    ``check`` sees the record as it stands under the lock first and may raise to leave file and record as they are
+    (a fit whose inputs in config.json changed while it ran)."""
     final = folder / entry["file"]
 
     def pin(record: dict[str, Any]) -> None:
+        if check is not None:
+            check(record)
         record[key] = entry
         replace_keeping_mode(tmp, final)
 

@@ -10,17 +10,27 @@ data (OpenMIBOOD, CVPR 2025), so four are offered and compared on ``val`` by ``p
 - ``energy``: minus the log-sum-exp of the type logits (Liu et al., 2020);
 - ``msp``: one minus the largest calibrated probability (the softmax baseline).
 
-The fitted statistics live beside the weights in ``gate.safetensors``, pinned by sha256 in config.json.
+The fitted statistics live beside the weights in ``gate.safetensors``, pinned by sha256 in config.json. The pin
+also records the calibration the thresholds were chosen under (``fitted_under``): the energy and MSP scores keep
+that temperature, and a model recalibrated since (``calibrate --write``) says its abstention threshold is stale.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ModelError
+
+if TYPE_CHECKING:
+    from .config import ModelConfig
+
+log = logging.getLogger(__name__)
 
 _BLAS_LIMITED = False
 
@@ -169,6 +179,41 @@ def load_stats(path: Path, expected_sha256: str | None, method: str, k: int, tem
     if expected_sha256 and sha256_file(path) != expected_sha256:
         raise ModelError(f"Gate statistics {path.name} do not match the sha256 pinned in config.json; restore the file.")
     return from_arrays(load_file(str(path)), method, k, temperature)
+
+
+def calibration_state(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What the gate's thresholds depend on in a config.json record: the type head's temperature and bias (the
+    abstention threshold reads calibrated probabilities) and BCTS's temperature without a bias (the logit scores)."""
+    cal = record.get("calibration") or {}
+    return {"temperature": (record.get("temperature") or {}).get("type"),
+            "bias": (record.get("bias") or {}).get("type"),
+            "temperature_only": cal.get("temperature_only") if cal.get("method") == "bcts" else None}
+
+
+def stale_reason(cfg: ModelConfig) -> str | None:
+    """Why the gate's thresholds no longer fit the model's calibration, or None (also for pins older than
+    ``fitted_under``, which cannot tell)."""
+    under = (cfg.raw.get("gate") or {}).get("fitted_under")
+    if cfg.gate is None or under is None or under == calibration_state(cfg.raw):
+        return None
+    return (f"The gate of {cfg.id} was fitted under another calibration (calibrate --write ran after it), so its "
+            f"abstention threshold reads the old probabilities; refit it: python -m medimg_demo gate --model {cfg.id}")
+
+
+def load_gate(cfg: ModelConfig) -> GateStats | None:
+    """The pinned gate statistics of ``cfg`` (None if it has none), scoring at the temperature its threshold was
+    chosen under; logs a warning when the model was recalibrated since."""
+    if cfg.gate is None:
+        return None
+    g = cfg.gate
+    temperature = (cfg.raw.get("gate") or {}).get("score_temperature", cfg.gate_temperature)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
+        raise ModelError(f"{cfg.id}: gate.score_temperature in config.json must be a positive number; refit the gate "
+                         f"(python -m medimg_demo gate --model {cfg.id}).")
+    stale = stale_reason(cfg)
+    if stale:
+        log.warning("%s", stale)
+    return load_stats(cfg.weights_path.parent / g.file, g.sha256, g.method, g.k, float(temperature))
 
 
 def header_refusal(modality: str | None, body_part: str | None, task: str) -> str | None:
