@@ -105,6 +105,10 @@ def read_blob(path: str) -> bytes:
         return f.read()
 
 
+#: How a read failure's row began before it had a status of its own (an 'error' row, then never retried).
+_OLD_READ_FAILURE = "The file could not be read (permissions or a storage error)"
+
+
 def _read_keys(out: Path, state: str) -> tuple[set[str], set[str]]:
     """(keys of files done, keys of files whose rows another model state wrote), judged on each file's newest row
     in the table and its parts (the row ``merge`` keeps). A row is done if the current models wrote it
@@ -116,9 +120,13 @@ def _read_keys(out: Path, state: str) -> tuple[set[str], set[str]]:
     newest: dict[str, tuple[str, object]] = {}
     for f in ([out] if out.is_file() else []) + sorted(parts_dir(out).glob("*.parquet")):  # merge's order
         names = set(pq.read_schema(f).names)
-        rows = pd.read_parquet(f, columns=[c for c in ("file_key", "status", "scored_with") if c in names])
+        rows = pd.read_parquet(f, columns=[c for c in ("file_key", "status", "scored_with", "reason") if c in names])
         states = rows["scored_with"] if "scored_with" in rows else [None] * len(rows)
-        newest.update({str(k): (str(st), sw) for k, st, sw in zip(rows["file_key"], rows["status"], states)})
+        status = rows["status"].astype(str)
+        if "reason" in rows:  # read failures of tables written before 'unreadable' existed are retried too
+            status = status.mask((status == "error") & rows["reason"].astype(str).str.startswith(_OLD_READ_FAILURE),
+                                 UNREADABLE)
+        newest.update({str(k): (st, sw) for k, st, sw in zip(rows["file_key"], status, states)})
     done = {k for k, (st, sw) in newest.items() if st == "error" or (st != UNREADABLE and sw == state)}
     stale = {k for k, (st, _) in newest.items() if k not in done and st != UNREADABLE}
     return done, stale

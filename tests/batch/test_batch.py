@@ -189,6 +189,12 @@ def test_the_newest_row_of_a_file_decides_and_old_tables_are_scored_again(tmp_pa
     old = tmp_path / "old.parquet"
     pd.DataFrame({"file_key": list("xy"), "status": ["ok", "error"]}).to_parquet(old, index=False)
     assert _read_keys(old, "S1") == ({"y"}, {"x"})
+    # before 'unreadable' existed a read failure was an 'error' row: it is retried, a decode failure is not
+    pd.DataFrame({"file_key": list("xyz"), "status": ["ok", "error", "error"],
+                  "reason": [None, "Could not decode the image: not a PNG, JPEG or DICOM file.",
+                             "The file could not be read (permissions or a storage error); make it readable and run "
+                             "again."]}).to_parquet(old, index=False)
+    assert _read_keys(old, "S1") == ({"y"}, {"x"})
 
 
 def test_uri_input_and_unreadable_file_give_rows(tiny_registry: Path, tmp_path: Path, monkeypatch) -> None:
