@@ -11,7 +11,8 @@ and after it. So the app expires the cache itself, by age, as Gradio does for th
   see ``ui.analyse_tab``);
 * the cleaned working copies this process made (``uploads.MADE``);
 * the public folder's files (pictures, reports, de-identified copies, exports), which were pruned only when the
-  next file of their kind was written or at the next start;
+  next file of their kind was written or at the next start (a picture handed out again while the reaper prunes
+  stays: ``files._HAND_OUT``);
 * the analysed views kept in memory for redraws (``view_store``: a scan's pixels), unused for that long;
 * raw uploads no request used, and uploads a client abandoned halfway (Gradio's ``tmp*`` files), after
   ``MEDIMG_RAW_UPLOAD_TTL_S``; feedback exports after ten minutes, as when the next export is written.

@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -160,32 +161,46 @@ def deidentified_copy(source: str | Path | bytes, out_dir: Path | None = None) -
 _PNG_WRITES = 0
 
 
+#: Held while a public file is handed out (touched, or written anew) and while the pruning checks a file's age and
+#: deletes it, so that a file handed out again cannot go between the two (a broken picture in the page just sent).
+_HAND_OUT = threading.Lock()
+
+
+def _unlink_unless_touched(path: Path, not_after: float) -> bool:
+    """Delete ``path`` if it was last written or handed out at ``not_after`` or earlier, judged under the hand-out
+    lock; whether it went."""
+    with _HAND_OUT:
+        try:
+            if path.stat().st_mtime <= not_after:
+                path.unlink()
+                return True
+        except OSError:
+            log.debug("An output file was already removed")
+    return False
+
+
 def _prune(folder: Path, pattern: str, max_age_s: float, max_bytes: int | None = None) -> int:
     """Delete files older than ``max_age_s``; then, if the rest still hold more than ``max_bytes``, the least recently
-    handed out first (but never one handed out in the last minute), so that a flood of redraws cannot fill the disk.
-    Returns how many files were deleted."""
+    handed out first (but never one handed out in the last minute, or since it was listed), so that a flood of
+    redraws cannot fill the disk. Returns how many files were deleted."""
     now, removed = time.time(), 0
     kept: list[tuple[float, int, Path]] = []
     for old in folder.glob(pattern):
+        if _unlink_unless_touched(old, now - max_age_s):
+            removed += 1
+            continue
         try:
             st = old.stat()
-            if st.st_mtime < now - max_age_s:
-                old.unlink()
-                removed += 1
-            else:
-                kept.append((st.st_mtime, st.st_size, old))
         except OSError:
-            log.debug("An old output file was already removed")
+            continue
+        kept.append((st.st_mtime, st.st_size, old))
     total = sum(size for _, size, _ in kept)
     for mtime, size, path in sorted(kept):
         if max_bytes is None or total <= max_bytes or mtime > now - 60:
             break
-        try:
-            path.unlink()
+        if _unlink_unless_touched(path, mtime):
             total -= size
             removed += 1
-        except OSError:
-            log.debug("An output file was already removed")
     return removed
 
 
@@ -219,10 +234,11 @@ def png_file(rgb: np.ndarray, max_age_s: float = MAX_AGE_S) -> str:
     folder = public_dir() / "images"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{content_name(data)}.png"
-    try:
-        os.utime(path)  # already there: mark it as just handed out, so pruning below does not delete it
-    except FileNotFoundError:
-        _write_atomic(path, data)
+    with _HAND_OUT:
+        try:
+            os.utime(path)  # already there: mark it as just handed out, so pruning does not delete it
+        except FileNotFoundError:
+            _write_atomic(path, data)
     _PNG_WRITES += 1
     if _PNG_WRITES % 20 == 0:
         _prune(folder, "*.png", max_age_s, public_images_budget())
@@ -247,8 +263,9 @@ def publish(path: str | Path) -> str:
     folder = public_dir() / "published"
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{content_name(data)}{ext}"
-    if out.exists():
-        os.utime(out)
-    else:
-        _write_atomic(out, data)
+    with _HAND_OUT:
+        try:
+            os.utime(out)
+        except FileNotFoundError:
+            _write_atomic(out, data)
     return str(out)

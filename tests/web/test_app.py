@@ -107,6 +107,44 @@ def test_pruning_never_deletes_an_image_just_handed_out(tmp_path, monkeypatch) -
     assert os.path.exists(reused) and not os.path.exists(stale)
 
 
+def test_an_image_handed_out_while_the_reaper_prunes_is_not_deleted(tmp_path, monkeypatch) -> None:
+    """The reaper's pass (another thread) and a request handing out the same old picture again: the picture must
+    survive whichever comes first, so the age is judged and the file deleted with no hand-out in between."""
+    import os
+    import threading
+    import time
+
+    from medimg_demo.web import files as service
+    from medimg_demo.web.expiry import expire_public
+
+    monkeypatch.setenv("MEDIMG_STATE_DIR", str(tmp_path))
+    rgb = np.full((40, 40, 3), 7, np.uint8)
+    path = service.png_file(rgb)
+    two_hours_ago = time.time() - 7200
+    os.utime(path, (two_hours_ago, two_hours_ago))
+    real_stat = Path.stat
+    listed = threading.Event()
+
+    def slow_stat(self, *args, **kwargs):  # the reaper has just read the old age: a request comes in now
+        st = real_stat(self, *args, **kwargs)
+        if self == Path(path) and threading.current_thread().name == "reaper" and not listed.is_set():
+            listed.set()
+            time.sleep(0.5)
+        return st
+
+    monkeypatch.setattr(Path, "stat", slow_stat)
+    reaper = threading.Thread(target=expire_public, name="reaper")
+    reaper.start()
+    assert listed.wait(10)
+    handed = service.png_file(rgb)  # the same content: the same file, handed out again
+    reaper.join(10)
+    assert handed == path and os.path.exists(handed)
+    untouched = service.png_file(rgb + 1)
+    os.utime(untouched, (two_hours_ago, two_hours_ago))
+    expire_public()
+    assert not os.path.exists(untouched) and os.path.exists(handed)
+
+
 def test_hf_sign_in_button_only_when_the_deployer_asks(monkeypatch) -> None:
     """MEDIMG_HF_OAUTH=1 adds "Sign in with Hugging Face"; without it, no login button (a laptop)."""
     monkeypatch.delenv("MEDIMG_AUTH", raising=False)
