@@ -139,6 +139,8 @@ class TrainConfig:
     backbone_from: str = _opt("", "start the backbone from another task's trained model of the same architecture "
                                   "(a model id) instead of ImageNet weights; its heads are not taken")
     target_layer: str = _opt("features", "layer Grad-CAM explains (written to config.json)")
+    replace: bool = _opt(False, "replace the model folder --out/--id if it exists, once the run has finished (not "
+                                "saved in the training record)")
     default: bool = field(default=True, metadata={"cli": False})
     heads: dict[str, list[str]] = field(default_factory=dict, metadata={"cli": False})
 

@@ -40,6 +40,7 @@ from .batch_loss import BatchLoss
 from .config import TrainConfig, portable_data_path
 from .dataset import ManifestDataset, predict_logits
 from .holdout import split_calibration_fold
+from .model_folder import install, refuse_replacing, work_folder
 from .losses import class_weights, erased_class_weights
 from .mixup import Mixup
 from .sam import SharpnessAware
@@ -58,9 +59,12 @@ def seed_everything(seed: int) -> None:
 
 def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfig:
     """Fine-tune, select on val, calibrate (on val, or a held-out train fold + val), write the model folder; return its config.
+    The folder is written aside and moved into place at the end (``model_folder``).
 
     ``exclude``: train images (manifest ``image`` paths) left out, e.g. a cross-validation fold."""
     cfg.check_options()  # before any decoding: a wrong combination is refused at once
+    final = Path(cfg.out_dir) / (cfg.model_id or f"{cfg.task}.{cfg.arch}_v1")
+    refuse_replacing(final, cfg.replace)
     seed_everything(cfg.seed)
     if cfg.bf16 and not bf16_supported():
         log.warning("This CPU has no native bf16 (AVX512-BF16/AMX): training in fp32, which is faster here")
@@ -154,8 +158,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         head_params, back_params = list(model.heads.parameters()), []
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -1.0}
-    out = Path(cfg.out_dir) / cfg.model_id
-    out.mkdir(parents=True, exist_ok=True)
+    out = work_folder(final)
     best_path = out / "weights.safetensors"
     bad_epochs = 0
     total_epochs = cfg.warmup_epochs + cfg.epochs
@@ -256,14 +259,15 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         "default": cfg.default,
         "selected_epoch": best.get("epoch"),
         **_scores_record(cfg, held_df is not None, best),
-        "training": {**{k: v for k, v in asdict(cfg).items() if k not in ("heads",)}, "data": portable_data_path(folder)},
+        "training": {**{k: v for k, v in asdict(cfg).items() if k not in ("heads", "replace")}, "data": portable_data_path(folder)},
         "training_seconds": round(time.time() - t0, 1),
         "torch": torch.__version__,
     }
-    write_json_atomic(out / "config.json", config)  # retraining into a folder the app may be reading
+    write_json_atomic(out / "config.json", config)
     pd.DataFrame(history).to_csv(out / "training_log.csv", index=False)
-    log.info("Wrote %s (selected epoch %s, temperature %s)", out, best.get("epoch"), temperature)
-    return ModelConfig.from_dict(config, folder=out)
+    install(out, final, cfg.replace)
+    log.info("Wrote %s (selected epoch %s, temperature %s)", final, best.get("epoch"), temperature)
+    return ModelConfig.from_dict(config, folder=final)
 
 
 def _scores_record(cfg: TrainConfig, held_out: bool, best: dict[str, Any]) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def list_models(root: Path | None = None) -> list[ModelConfig]:
     root = (root or models_dir()).resolve()
     if not root.is_dir():
         return []
-    paths = sorted(root.glob("*/config.json"))
+    paths = sorted(p for p in root.glob("*/config.json") if not p.parent.name.startswith("."))  # hidden: work folders
     sig = _signature(paths)
     with _CACHE_LOCK:
         hit = _CACHE.get(root)
