@@ -103,7 +103,8 @@ def test_space_files_in_a_sample_checkout(tmp_path: Path) -> None:
     untracked_unwanted = [
         "medimg_demo/__pycache__/ui.cpython-311.pyc", "medimg_demo/.pytest_cache/v/x", "var/work/DOE_JANE.dcm",
         "artifacts/shot.png", "runs/m/metrics.csv", "data/lung_ct/images/ct0001.png", "models/m_v1/scan.dcm",
-        "models/m_v1/checkpoints/epoch3.safetensors",
+        "models/m_v1/checkpoints/epoch3.safetensors", "models/.m_v2.training-123-ab/weights.safetensors",
+        "models/.m_v1.replaced-x/config.json",  # a training run's work folder and a replaced model on its way out
     ]
     for rel in [*untracked_ok, *untracked_unwanted]:
         _write(root, rel)
