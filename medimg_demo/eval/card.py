@@ -13,7 +13,7 @@ from ..models.config import ModelConfig
 from ..models.config_file import folder_locked, write_text_atomic
 from ..notice import DISCLAIMER
 from ..tasks import get_task
-from .card_training import calibration_line, data_line, reproduce_commands
+from .card_training import REPRODUCE_NOTE, calibration_line, data_line, reproduce_commands
 from .consistency import from_metrics, order_under_ece, small_p
 
 
@@ -156,7 +156,7 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         "",
         "## Reproduce",
         f"{epoch_note} {raw.get('selected_epoch')}; training took {raw.get('training_seconds')} s on 2 CPU cores "
-        f"(torch {raw.get('torch')}).",
+        f"(torch {raw.get('torch')}). {REPRODUCE_NOTE}",
         "```bash",
         *reproduce_commands(cfg, eval_command),
         "```",

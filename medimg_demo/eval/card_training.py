@@ -8,16 +8,31 @@ from ..learn.config import DRIFT, HELD_OUT, SIBLING, train_command
 from ..models.config import ModelConfig
 
 
+#: Where a card's commands rebuild a model: beside the bundled one, which ``train`` refuses to overwrite.
+REPRODUCE_DIR = "runs/reproduce"
+REPRODUCE_NOTE = (f"Rebuilt beside the bundled model, in `{REPRODUCE_DIR}/` (`train` refuses to overwrite a model folder; a "
+                  "start model or teacher is read from the bundled ones):")
+
+
+def beside(command: str) -> str:
+    """A card command run beside the bundled model: ``train`` writes to ``REPRODUCE_DIR`` and the later commands read
+    the models there."""
+    if command.startswith("python -m medimg_demo train "):
+        return f"{command} --out {REPRODUCE_DIR}"
+    return f"MEDIMG_MODELS_DIR={REPRODUCE_DIR} {command}"
+
+
 def reproduce_commands(cfg: ModelConfig, eval_command: str) -> list[str]:
-    """The commands that rebuild the model as served: train, any recalibration (with the gate refit it asks for), evaluate.
-    A temperature fitted on a held-out fold comes from ``train`` itself."""
+    """The commands that rebuild the model as served, beside the bundled one: train, any recalibration, the gate (the
+    served model has one, or a recalibration asks for it), evaluate. A temperature fitted on a held-out fold comes
+    from ``train`` itself."""
     cal = cfg.raw.get("calibration") or {}
     recalibrated = bool(cal) and cal.get("method") not in (HELD_OUT, SIBLING) \
         and not (cfg.raw.get("training") or {}).get("lesion_only")
     sibling = [cal["train_command"]] if cal.get("method") == SIBLING and cal.get("train_command") else []
-    return [*sibling, train_command(cfg.raw.get("training") or {}),
-            *([calibrate_command(cfg, cal), f"python -m medimg_demo gate --model {cfg.id}"] if recalibrated else []),
-            eval_command]
+    gate = [f"python -m medimg_demo gate --model {cfg.id}"] if recalibrated or cfg.raw.get("gate") else []
+    return [beside(c) for c in [*sibling, train_command(cfg.raw.get("training") or {}),
+                                *([calibrate_command(cfg, cal)] if recalibrated else []), *gate, eval_command]]
 
 
 def _fold(cal: dict[str, Any]) -> str:
