@@ -105,8 +105,9 @@ def read_blob(path: str) -> bytes:
         return f.read()
 
 
-#: How a read failure's row began before it had a status of its own (an 'error' row, then never retried).
-_OLD_READ_FAILURE = "The file could not be read (permissions or a storage error)"
+#: How a read failure's row began before it had a status of its own (an 'error' row, then never retried): "The file
+#: could not be read (permissions); ..." and later "... (permissions or a storage error); ...".
+_OLD_READ_FAILURE = "The file could not be read (permissions"
 
 
 def _read_keys(out: Path, state: str) -> tuple[set[str], set[str]]:

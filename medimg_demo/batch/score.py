@@ -78,9 +78,20 @@ def scorer_state(cfgs: list[ModelConfig]) -> str:
     """A short digest of everything the rows depend on besides the files: each model's id, weights and calibration,
     gate and lesion settings. A recalibration, a new gate or new weights change it, so a resumed run scores again
     the rows written before (``scored_with``) instead of mixing probabilities of two calibrations in one table."""
-    state = [{"id": c.id, "weights_sha256": c.weights_sha256, **{k: c.raw.get(k) for k in _STATE_KEYS}}
-             for c in sorted(cfgs, key=lambda c: c.id)]
+    state = [{"id": c.id, "weights_sha256": c.weights_sha256, **{k: c.raw.get(k) for k in _STATE_KEYS},
+              **_gate_state(c)} for c in sorted(cfgs, key=lambda c: c.id)]
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _gate_state(cfg: ModelConfig) -> dict[str, Any]:
+    """The gate block without its record of the calibration it was fitted under (which changes no answer), and the
+    temperature its scores use only where it is not the calibration's own, as it always was before the pin held it:
+    recording that pin alone does not make every table be scored again."""
+    gate = dict(cfg.raw.get("gate") or {})
+    gate.pop("fitted_under", None)
+    pinned = gate.pop("score_temperature", None)
+    return {"gate": gate or cfg.raw.get("gate"),
+            **({"gate_score_temperature": pinned} if pinned is not None and pinned != cfg.gate_temperature else {})}
 
 
 def _json(d: dict[str, float] | None) -> str | None:

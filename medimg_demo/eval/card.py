@@ -217,15 +217,20 @@ def gate_section(folder: Path) -> list[str]:
 def update_gate_section(folder: Path) -> None:
     """Write (or replace) the gate section of an existing card, before its Reproduce section (under the folder's
     lock, through a temporary file: a card written meanwhile by ``evaluate --card`` is not overwritten by a stale one)."""
-    path = folder / "MODEL_CARD.md"
     with folder_locked(folder):
-        if not path.is_file():
-            return
-        text = path.read_text()
-        if GATE_START in text:
-            head, rest = text.split(GATE_START, 1)
-            text = head + rest.split(GATE_END, 1)[1].lstrip("\n")
-        section = "\n".join(gate_section(folder)) + "\n\n"
-        marker = "## Reproduce"
-        text = text.replace(marker, section + marker, 1) if marker in text else text + "\n" + section
-        write_text_atomic(path, text)
+        rewrite_gate_section(folder)
+
+
+def rewrite_gate_section(folder: Path) -> None:
+    """:func:`update_gate_section` for a caller that holds the folder's lock already."""
+    path = folder / "MODEL_CARD.md"
+    if not path.is_file():
+        return
+    text = path.read_text()
+    if GATE_START in text:
+        head, rest = text.split(GATE_START, 1)
+        text = head + rest.split(GATE_END, 1)[1].lstrip("\n")
+    section = "\n".join(gate_section(folder)) + "\n\n"
+    marker = "## Reproduce"
+    text = text.replace(marker, section + marker, 1) if marker in text else text + "\n" + section
+    write_text_atomic(path, text)

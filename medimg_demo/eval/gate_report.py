@@ -4,6 +4,7 @@ and the model card's gate section."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,10 +18,10 @@ from ..errors import ModelError
 from ..learn.gate import GATE_INSTEAD, SplitOutputs, abstain_threshold, fit_all, refusal_threshold, split_outputs
 from ..models.calibration import Calibration
 from ..models.config import ModelConfig
-from ..models.config_file import install_pinned, temporary_beside
+from ..models.config_file import CONFIG_FILE, folder_locked, install_pinned, temporary_beside, write_text_atomic
 from ..models.gate import METHODS, calibration_state, save_stats
 from ..models.network import load_model
-from .card import update_gate_section
+from .card import rewrite_gate_section
 from .ood import comparison, ood_sets, score_files
 
 log = logging.getLogger(__name__)
@@ -99,18 +100,22 @@ def _unchanged_calibration(cfg: ModelConfig) -> Callable[[dict[str, Any]], None]
 def _write(cfg: ModelConfig, report: GateReport, stats) -> None:  # noqa: ANN001 - GateStats
     assert cfg.folder is not None
     tmp = temporary_beside(cfg.folder / "gate.safetensors")
+    entry = {"file": "gate.safetensors", "sha256": save_stats(stats, tmp), "method": report.method,
+             "threshold": round(report.threshold, 6), "abstain_below": round(report.abstain_below, 6), "k": stats.k,
+             "score_temperature": stats.temperature, "fitted_under": calibration_state(cfg.raw)}
     try:
-        install_pinned(cfg.folder, tmp, "gate", {
-            "file": "gate.safetensors", "sha256": save_stats(stats, tmp), "method": report.method,
-            "threshold": round(report.threshold, 6), "abstain_below": round(report.abstain_below, 6), "k": stats.k,
-            "score_temperature": stats.temperature, "fitted_under": calibration_state(cfg.raw)},
-            check=_unchanged_calibration(cfg))
+        install_pinned(cfg.folder, tmp, "gate", entry, check=_unchanged_calibration(cfg), weights_sha256=cfg.weights_sha256)
     finally:
         tmp.unlink(missing_ok=True)
-    metrics = cfg.folder / "metrics"
-    metrics.mkdir(exist_ok=True)
-    report.ood.to_csv(metrics / "ood.csv", index=False, float_format="%.6g")
-    report.selective.to_csv(metrics / "selective.csv", index=False, float_format="%.6g")
-    update_gate_section(cfg.folder)
+    with folder_locked(cfg.folder):  # the figures and the card section go with the pin, unless another fit's replaced it
+        pinned = json.loads((cfg.folder / CONFIG_FILE).read_text()).get("gate") or {}
+        if pinned.get("sha256") != entry["sha256"] or pinned.get("threshold") != entry["threshold"]:
+            log.warning("Another gate fit of %s pinned its gate meanwhile; its figures are kept", cfg.id)
+            return
+        metrics = cfg.folder / "metrics"
+        metrics.mkdir(exist_ok=True)
+        for name, frame in (("ood.csv", report.ood), ("selective.csv", report.selective)):
+            write_text_atomic(metrics / name, frame.to_csv(index=False, float_format="%.6g"))
+        rewrite_gate_section(cfg.folder)
     log.info("Wrote the %s gate of %s (threshold %.4g, abstain below %.3f)", report.method, cfg.id,
              report.threshold, report.abstain_below)

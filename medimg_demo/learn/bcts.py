@@ -138,4 +138,4 @@ def write_bcts(cfg: ModelConfig, result: BctsResult) -> Path:
         record.setdefault("bias", {})["type"] = list(result.fitted.bias or ())
         record["calibration"] = result.record()
 
-    return update_config(cfg.folder, change)
+    return update_config(cfg.folder, change, cfg.weights_sha256)

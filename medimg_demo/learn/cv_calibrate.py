@@ -209,7 +209,7 @@ def write_calibration(cfg: ModelConfig, result: CvCalibration | DriftCalibration
         record.pop("bias", None)  # a BCTS bias belongs to the temperature it was fitted with: it goes with it
         record["calibration"] = result.record()
 
-    return update_config(cfg.folder, change)
+    return update_config(cfg.folder, change, cfg.weights_sha256)
 
 
 def summary_frame(result: CvCalibration) -> pd.DataFrame:

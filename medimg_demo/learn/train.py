@@ -158,7 +158,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         head_params, back_params = list(model.heads.parameters()), []
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -1.0}
-    out = work_folder(final)
+    out, in_use = work_folder(final)
     best_path = out / "weights.safetensors"
     bad_epochs = 0
     total_epochs = cfg.warmup_epochs + cfg.epochs
@@ -266,6 +266,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     write_json_atomic(out / "config.json", config)
     pd.DataFrame(history).to_csv(out / "training_log.csv", index=False)
     install(out, final, cfg.replace)
+    in_use.close()
     log.info("Wrote %s (selected epoch %s, temperature %s)", final, best.get("epoch"), temperature)
     return ModelConfig.from_dict(config, folder=final)
 

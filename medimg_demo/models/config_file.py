@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..errors import ModelError
+
 CONFIG_FILE = "config.json"
 
 
@@ -26,14 +28,17 @@ CONFIG_FILE = "config.json"
 def folder_locked(folder: Path) -> Iterator[None]:
     """Hold the exclusive lock on a model folder that every change to its files takes (config.json, pinned files,
     the card)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
+    while True:
+        fd = os.open(folder, os.O_RDONLY)
         fcntl.flock(fd, fcntl.LOCK_EX)  # each call opens its own descriptor: threads exclude each other too
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        held, now = os.fstat(fd), os.stat(folder)
+        if (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
+            break
+        os.close(fd)  # the folder was replaced (train --replace) while this waited: lock the one there now
+    try:
+        yield
     finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 
@@ -72,21 +77,26 @@ def write_json_atomic(path: Path, record: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(record, indent=2) + "\n")
 
 
-def update_config(folder: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+def update_config(folder: Path, change: Callable[[dict[str, Any]], None], weights_sha256: str | None = None) -> Path:
     """Apply ``change`` to the record in ``folder/config.json`` (in place) and write it back, with no other
     update of that folder's record in between and no moment at which the file is incomplete; returns the path.
     A file the record pins (gate statistics, the ONNX graph) is put in place inside ``change``, so that the file
-    and its pin change together."""
+    and its pin change together. With ``weights_sha256`` (the weights the change was computed for), a folder whose
+    model was replaced meanwhile (``train --replace``) is left as it is."""
     path = folder / CONFIG_FILE
     with folder_locked(folder):
         record = json.loads(path.read_text())
+        pinned = (record.get("weights") or {}).get("sha256")
+        if weights_sha256 is not None and pinned != weights_sha256:
+            raise ModelError(f"{folder.name} now holds other weights than the ones this command read (a training run "
+                             "replaced it meanwhile); nothing was written. Run the command again.")
         change(record)
         write_json_atomic(path, record)
     return path
 
 
 def install_pinned(folder: Path, tmp: Path, key: str, entry: dict[str, Any],
-                   check: Callable[[dict[str, Any]], None] | None = None) -> Path:
+                   check: Callable[[dict[str, Any]], None] | None = None, weights_sha256: str | None = None) -> Path:
     """Move the new file ``tmp`` onto ``folder/entry["file"]`` and record ``entry`` (its sha256 among it) under
     ``key``, both under the folder's lock, so that the file and its pin change together; returns the file's path.
     ``check`` sees the record as it stands under the lock first and may raise to leave file and record as they are
@@ -99,5 +109,5 @@ def install_pinned(folder: Path, tmp: Path, key: str, entry: dict[str, Any],
         record[key] = entry
         replace_keeping_mode(tmp, final)
 
-    update_config(folder, pin)
+    update_config(folder, pin, weights_sha256)
     return final

@@ -197,7 +197,8 @@ def export_onnx(cfg: ModelConfig, inputs: Iterable[np.ndarray], tolerance: float
                              f"images (allowed {tolerance:g}); nothing was written. The batch keeps the torch forward.")
         sha = sha256_file(tmp)
         install_pinned(cfg.folder, tmp, "onnx", {"file": ONNX_FILE, "sha256": sha, "max_prob_diff": diff,
-                                                 "verified_on_images": n, "weights_sha256": cfg.weights_sha256})
+                                                 "verified_on_images": n, "weights_sha256": cfg.weights_sha256},
+                       weights_sha256=cfg.weights_sha256)
     finally:
         tmp.unlink(missing_ok=True)
     log.info("Wrote %s (%.1f MB), max probability difference %.2g over %d images", final.name,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from collections import OrderedDict
 from pathlib import Path
 
@@ -113,6 +114,7 @@ def save_checkpoint(model: nn.Module, path: Path, fp16: bool = True) -> str:
         tensors[k] = v
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path))
+    os.chmod(path, path.parent.stat().st_mode & 0o666)  # safetensors creates it 0600: the app may run as another user
     return sha256_file(path)
 
 

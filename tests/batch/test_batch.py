@@ -190,11 +190,31 @@ def test_the_newest_row_of_a_file_decides_and_old_tables_are_scored_again(tmp_pa
     pd.DataFrame({"file_key": list("xy"), "status": ["ok", "error"]}).to_parquet(old, index=False)
     assert _read_keys(old, "S1") == ({"y"}, {"x"})
     # before 'unreadable' existed a read failure was an 'error' row: it is retried, a decode failure is not
-    pd.DataFrame({"file_key": list("xyz"), "status": ["ok", "error", "error"],
+    pd.DataFrame({"file_key": list("xyzw"), "status": ["ok", "error", "error", "error"],
                   "reason": [None, "Could not decode the image: not a PNG, JPEG or DICOM file.",
                              "The file could not be read (permissions or a storage error); make it readable and run "
-                             "again."]}).to_parquet(old, index=False)
+                             "again.", "The file could not be read (permissions); make it readable and run again."]}
+                 ).to_parquet(old, index=False)
     assert _read_keys(old, "S1") == ({"y"}, {"x"})
+
+
+def test_recording_what_a_gate_was_fitted_under_does_not_rescore_tables(tiny_registry: Path) -> None:
+    """The gate pin's record of its calibration changes no answer, so it leaves the state digest alone; a score
+    temperature other than the calibration's changes the scores, so it changes the digest."""
+    import dataclasses
+
+    from medimg_demo.batch.score import scorer_state
+    from medimg_demo.models.registry import get_model
+
+    cfg = get_model(None, tiny_registry)
+    gate = {"file": "gate.safetensors", "sha256": "0" * 64, "method": "energy", "threshold": -1.0, "abstain_below": 0.5}
+    old = dataclasses.replace(cfg, raw={**cfg.raw, "gate": gate})
+    same = dataclasses.replace(cfg, raw={**cfg.raw, "gate": {**gate, "score_temperature": cfg.gate_temperature,
+                                                             "fitted_under": {"temperature": 0.3}}})
+    other = dataclasses.replace(cfg, raw={**cfg.raw, "gate": {**gate, "score_temperature": cfg.gate_temperature * 2}})
+    moved = dataclasses.replace(cfg, raw={**cfg.raw, "gate": {**gate, "threshold": -2.0}})
+    assert scorer_state([old]) == scorer_state([same])
+    assert len({scorer_state([old]), scorer_state([other]), scorer_state([moved])}) == 3
 
 
 def test_uri_input_and_unreadable_file_give_rows(tiny_registry: Path, tmp_path: Path, monkeypatch) -> None:

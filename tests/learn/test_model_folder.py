@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,13 +33,14 @@ def test_a_model_folder_is_replaced_only_when_asked_and_whole(tmp_path: Path) ->
         refuse_replacing(out, replace=False)
     refuse_replacing(out, replace=True)
     refuse_replacing(tmp_path / "models" / "new_v0", replace=False)
-    work = work_folder(out)
+    work, held = work_folder(out)
     assert work.parent == out.parent and work.name.startswith(".lung_ct.x_v2.training-")
     assert work.stat().st_mode & 0o777 == out.parent.stat().st_mode & 0o777
     (work / "config.json").write_text('{"id": "new"}')
     (work / "weights.safetensors").write_text("new weights")
     assert (out / "weights.safetensors").read_text() == "old weights"  # the run is writing: the old model is whole
     install(work, out, replace=True)
+    held.close()
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "weights.safetensors"]  # no old gate or card
     assert json.loads((out / "config.json").read_text())["id"] == "new"
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no work or replaced folder left
@@ -46,7 +48,7 @@ def test_a_model_folder_is_replaced_only_when_asked_and_whole(tmp_path: Path) ->
 
 def test_a_folder_made_meanwhile_is_not_replaced_and_the_finished_run_is_kept(tmp_path: Path) -> None:
     out = tmp_path / "m" / "toy_v0"
-    work = work_folder(out)
+    work, _ = work_folder(out)
     (work / "config.json").write_text('{"id": "mine"}')
     _old_model(out)  # another run finished first
     with pytest.raises(OptionError, match="finished model is in"):
@@ -57,21 +59,89 @@ def test_a_folder_made_meanwhile_is_not_replaced_and_the_finished_run_is_kept(tm
     empty = tmp_path / "m" / "empty_v0"
     empty.mkdir()
     refuse_replacing(empty, replace=False)  # an empty folder holds nothing to lose
-    install(work_folder(empty), empty, replace=False)
+    install(work_folder(empty)[0], empty, replace=False)
     assert empty.is_dir()
 
 
 def test_work_folders_of_stopped_runs_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    """A run holds its work folder's lock for its life, wherever it runs: a folder whose lock is free was left by a
+    run that stopped (killed, failed) and goes; a held one stays, whatever the process ids say."""
     out = tmp_path / "toy_v0"
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = tmp_path / f".toy_v0.training-{int(gone.stdout)}-abc"
-    live = tmp_path / f".toy_v0.training-{model_folder.os.getppid()}-def"
-    other = tmp_path / f".other_v0.training-{int(gone.stdout)}-ghi"
-    for d in (dead, live, other):
-        d.mkdir()
-        (d / "weights.safetensors").write_text("partial")
-    work = work_folder(out)
-    assert not dead.exists() and live.exists() and other.exists() and work.exists()
+    stopped, held = work_folder(out)
+    (stopped / "weights.safetensors").write_text("partial")
+    held.close()  # the run ended without installing (killed, or it raised)
+    live, live_held = work_folder(out)
+    child = subprocess.Popen([sys.executable, "-c", f"""
+import fcntl, sys, time
+fh = open({str(tmp_path / ".toy_v0.training-elsewhere" / ".lock")!r}, "a")
+fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(30)
+"""], stdout=subprocess.PIPE, text=True)
+    elsewhere = tmp_path / ".toy_v0.training-elsewhere"
+    try:
+        elsewhere.mkdir()
+        (elsewhere / ".lock").touch()
+        assert child.stdout.readline().strip() == "held"  # another process's run, alive
+        unmarked = tmp_path / ".toy_v0.training-unmarked"  # no lock file: not known to be a run's, left alone
+        unmarked.mkdir()
+        other = tmp_path / ".other_v0.training-x"
+        other.mkdir()
+        (other / ".lock").touch()
+        work, mine = work_folder(out)
+        assert not stopped.exists() and live.exists() and elsewhere.exists() and unmarked.exists() and other.exists()
+        assert work.exists()
+    finally:
+        child.kill()
+        child.wait()
+    live_held.close()
+    mine.close()
+    work_folder(out)[1].close()
+    assert not live.exists() and not elsewhere.exists() and not work.exists()
+
+
+def test_a_writer_waiting_on_a_replaced_folder_locks_the_new_one(tmp_path: Path) -> None:
+    """A config.json change queued on the folder's lock while a run swaps the folder in must not go to the new
+    folder under the old folder's lock, and a change computed for the old weights must not land at all."""
+    import threading
+
+    from medimg_demo.errors import ModelError
+    from medimg_demo.models.config_file import folder_locked, update_config
+
+    out = tmp_path / "models" / "m_v0"
+    out.mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps({"id": "m", "weights": {"sha256": "old"}, "log": []}))
+    work, held = work_folder(out)
+    (work / "config.json").write_text(json.dumps({"id": "m", "weights": {"sha256": "new"}, "log": []}))
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(record: dict) -> None:
+        inside.set()
+        release.wait(10)
+        record["log"].append("slow")
+
+    writers = [threading.Thread(target=update_config, args=(out, slow)),
+               threading.Thread(target=update_config, args=(out, lambda r: r["log"].append("quick")))]
+    with folder_locked(out):  # install's swap, under the lock, while a writer queues on the old folder
+        writers[0].start()
+        time.sleep(0.2)
+        if not model_folder._exchange(work, out):  # a file system without the one-step swap: install's two renames
+            old = tmp_path / "models" / ".m_v0.replaced-x"
+            out.rename(old)
+            work.rename(out)
+            work = old
+    shutil.rmtree(work)
+    held.close()
+    assert inside.wait(10)
+    writers[1].start()  # a second writer, after the swap: it must wait for the first
+    time.sleep(0.3)
+    release.set()
+    for w in writers:
+        w.join(10)
+    assert sorted(json.loads((out / "config.json").read_text())["log"]) == ["quick", "slow"]
+    with pytest.raises(ModelError, match="other weights"):
+        update_config(out, lambda r: r.__setitem__("temperature", {"type": 9.0}), weights_sha256="old")
+    assert "temperature" not in json.loads((out / "config.json").read_text())
 
 
 def test_the_registry_skips_hidden_work_folders(tmp_path: Path, tiny_registry: Path) -> None:
@@ -120,5 +190,7 @@ def test_a_replacing_run_leaves_the_old_model_whole_until_it_ends(tmp_path: Path
                            pretrained="none", size=32, epochs=1, warmup_epochs=0, batch_size=4, replace=True))
     assert seen == [("old weights", True)] and mc.folder == out
     assert not (out / "gate.safetensors").exists() and (out / "training_log.csv").is_file()
+    for name in ("weights.safetensors", "config.json"):  # readable by an app running as another user, as the folder
+        assert (out / name).stat().st_mode & 0o777 == out.parent.stat().st_mode & 0o666, name
     assert "replace" not in json.loads((out / "config.json").read_text())["training"]
     assert [p.name for p in out.parent.iterdir()] == [out.name]
