@@ -5,7 +5,7 @@ set. Classification only: a lesion mask, a cover or a counterfactual twin has no
 ``TrainConfig.check_options`` refuses those combinations.
 
 The mix weight is drawn from Beta(alpha, alpha) per batch from the run's own generator (seeded by ``--seed``), so a
-run without mixup draws nothing and every recorded recipe still reproduces its weights.
+run without mixup draws nothing and every recorded recipe still draws the same random numbers.
 """
 
 from __future__ import annotations

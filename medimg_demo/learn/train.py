@@ -80,7 +80,8 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     cfg.heads = heads
     pcfg = TumorNet(cfg.arch, heads, pretrained="none").backbone.pretrained_cfg  # RNG use as the recorded recipes had
     # the model as training builds it, before any decoding, so that weights out of reach or a backbone the lesion head
-    # cannot tap fail at once; the RNG state is restored, so every recorded recipe still reproduces its weights
+    # cannot tap fail at once; the RNG state is restored, so every recorded recipe still draws the same random numbers
+    # (its weights then agree up to CPU floating-point noise: see the README's note on reproducing a model)
     with torch.random.fork_rng(devices=[]):
         TumorNet(cfg.arch, heads, pretrained=cfg.pretrained, lesion_taps=DEFAULT_TAPS if cfg.lesion else None)
     input_cfg = InputConfig(
