@@ -148,13 +148,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.card:
         from .eval.card import write
 
-        bundled = cfg.weights_path.parent / "metrics"  # ModelError if the config has no folder
-        bundled.mkdir(exist_ok=True)
-        for name in ("metrics.csv", "cases.csv", "explain_cases.csv"):
-            if (folder / name).is_file():
-                shutil.copy(folder / name, bundled / name)
         command = f"python -m medimg_demo evaluate --model {cfg.id} --split {args.split}" + (" --explain" if args.explain else "") + " --card"
-        log.info("Wrote %s", write(cfg, metrics, args.split, n_cases, command))
+        log.info("Wrote %s", write(cfg, metrics, args.split, n_cases, command, results=folder))
     return 0
 
 

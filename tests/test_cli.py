@@ -97,6 +97,19 @@ def test_evaluate_writes_tidy_csv(tmp_path, tiny_registry, monkeypatch) -> None:
     assert {"accuracy", "macro_auc", "ece", "sensitivity", "specificity", "precision", "f1", "stage_accuracy"} <= set(m["metric"])
     acc = m[(m.metric == "accuracy")].iloc[0]
     assert 0 <= float(acc.ci_low) <= float(acc.value) <= float(acc.ci_high) <= 1
+    # --card (on a copy of the model): the card and the bundled figures the Performance tab reads, in the folder
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_registry, models)
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(models))
+    assert main(["evaluate", "--data", str(data), "--split", "holdout", "--bootstrap", "50", "--runs",
+                 str(tmp_path / "runs"), "--card"]) == 0
+    folder = next(p for p in models.iterdir() if p.is_dir())
+    bundled = pd.read_csv(folder / "metrics" / "metrics.csv", keep_default_na=False)
+    assert bundled.equals(m) and len(pd.read_csv(folder / "metrics" / "cases.csv")) == 16
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert f"{float(acc.value):.3f}" in card and f"--out runs/reproduce/{folder.name}" in card
 
 
 def test_default_lung_model_is_accurate_on_test_cases() -> None:

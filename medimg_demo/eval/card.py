@@ -10,10 +10,10 @@ import pandas as pd
 from ..errors import ModelError
 from ..learn.config import teacher_ids
 from ..models.config import ModelConfig
-from ..models.config_file import folder_locked, write_text_atomic
+from ..models.config_file import CONFIG_FILE, folder_locked, write_text_atomic
 from ..notice import DISCLAIMER
 from ..tasks import get_task
-from .card_training import REPRODUCE_NOTE, calibration_line, data_line, reproduce_commands
+from .card_training import beside, calibration_line, data_line, reproduce_commands, reproduce_note
 from .consistency import from_metrics, order_under_ece, small_p
 
 
@@ -156,7 +156,7 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         "",
         "## Reproduce",
         f"{epoch_note} {raw.get('selected_epoch')}; training took {raw.get('training_seconds')} s on 2 CPU cores "
-        f"(torch {raw.get('torch')}). {REPRODUCE_NOTE}",
+        f"(torch {raw.get('torch')}). {reproduce_note(cfg.id)}",
         "```bash",
         *reproduce_commands(cfg, eval_command),
         "```",
@@ -165,12 +165,28 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
     return "\n".join(lines)
 
 
-def write(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, eval_command: str) -> Path:
-    """Write ``MODEL_CARD.md`` into the model's folder."""
+#: The evaluation's files bundled with the model, which the Performance tab reads without the data.
+BUNDLED = ("metrics.csv", "cases.csv", "explain_cases.csv")
+
+
+def write(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, eval_command: str,
+          results: Path | None = None) -> Path:
+    """Write ``MODEL_CARD.md`` into the model's folder, and bundle the evaluation's files from ``results`` in its
+    ``metrics/``: under the folder's lock (not between a gate fit's read and write of its section), each file in
+    one step, and only if the folder still holds the weights that were evaluated (``train --replace`` may have
+    installed others meanwhile)."""
     if cfg.folder is None:
         raise ModelError(f"Model {cfg.id} has no folder to write its card into.")
     path = cfg.folder / "MODEL_CARD.md"
-    with folder_locked(cfg.folder):  # not between a gate fit's read and write of its section; never half-written
+    with folder_locked(cfg.folder):
+        pinned = (json.loads((cfg.folder / CONFIG_FILE).read_text()).get("weights") or {}).get("sha256")
+        if pinned != cfg.weights_sha256:
+            raise ModelError(f"{cfg.folder.name} now holds other weights than the ones evaluated (a training run "
+                             "replaced it meanwhile); no card or figures were written. Evaluate it again.")
+        for name in BUNDLED if results is not None else ():
+            if (results / name).is_file():
+                (cfg.folder / "metrics").mkdir(exist_ok=True)
+                write_text_atomic(cfg.folder / "metrics" / name, (results / name).read_text())
         write_text_atomic(path, render(cfg, metrics, split, n_images, eval_command))
     return path
 
@@ -191,7 +207,7 @@ def gate_section(folder: Path) -> list[str]:
              f"(98% of val images accepted). Method: **{cfg.get('method')}**, threshold {cfg.get('threshold')}; "
              f"answers below a calibrated confidence of {cfg.get('abstain_below')} (chosen on `val`) are "
              "indeterminate, with the top two classes and no pathway. Reproduce: "
-             f"`python -m medimg_demo gate --model {folder.name}`.", "",
+             f"`{beside(f'python -m medimg_demo gate --model {folder.name}', folder.name)}`.", "",
              "Methods compared on `val` against the out-of-distribution sets (AUROC, FPR at 95% TPR, share refused):",
              "| method | all OOD AUROC | FPR at 95% TPR | OOD refused | val refused |", "|---|---|---|---|---|"]
     val = ood[ood["split"] == "val"]

@@ -8,18 +8,26 @@ from ..learn.config import DRIFT, HELD_OUT, SIBLING, train_command
 from ..models.config import ModelConfig
 
 
-#: Where a card's commands rebuild a model: beside the bundled one, which ``train`` refuses to overwrite.
-REPRODUCE_DIR = "runs/reproduce"
-REPRODUCE_NOTE = (f"Rebuilt beside the bundled model, in `{REPRODUCE_DIR}/` (`train` refuses to overwrite a model folder; a "
-                  "start model or teacher is read from the bundled ones):")
+#: Where a card's commands rebuild a model: beside the bundled one (which ``train`` refuses to overwrite), in a folder
+#: of its own, so that a start model or teacher named in the train line is still the bundled one.
+REPRODUCE_ROOT = "runs/reproduce"
 
 
-def beside(command: str) -> str:
-    """A card command run beside the bundled model: ``train`` writes to ``REPRODUCE_DIR`` and the later commands read
-    the models there."""
+def reproduce_dir(model_id: str) -> str:
+    return f"{REPRODUCE_ROOT}/{model_id}"
+
+
+def reproduce_note(model_id: str) -> str:
+    return (f"Rebuilt beside the bundled model, in `{reproduce_dir(model_id)}/` (`train` refuses to overwrite a model "
+            "folder; a start model or teacher is read from the bundled ones):")
+
+
+def beside(command: str, model_id: str) -> str:
+    """A card command run beside the bundled model: ``train`` writes to the model's reproduce folder and the later
+    commands read the models there."""
     if command.startswith("python -m medimg_demo train "):
-        return f"{command} --out {REPRODUCE_DIR}"
-    return f"MEDIMG_MODELS_DIR={REPRODUCE_DIR} {command}"
+        return f"{command} --out {reproduce_dir(model_id)}"
+    return f"MEDIMG_MODELS_DIR={reproduce_dir(model_id)} {command}"
 
 
 def reproduce_commands(cfg: ModelConfig, eval_command: str) -> list[str]:
@@ -31,8 +39,8 @@ def reproduce_commands(cfg: ModelConfig, eval_command: str) -> list[str]:
         and not (cfg.raw.get("training") or {}).get("lesion_only")
     sibling = [cal["train_command"]] if cal.get("method") == SIBLING and cal.get("train_command") else []
     gate = [f"python -m medimg_demo gate --model {cfg.id}"] if recalibrated or cfg.raw.get("gate") else []
-    return [beside(c) for c in [*sibling, train_command(cfg.raw.get("training") or {}),
-                                *([calibrate_command(cfg, cal)] if recalibrated else []), *gate, eval_command]]
+    return [beside(c, cfg.id) for c in [*sibling, train_command(cfg.raw.get("training") or {}),
+                                        *([calibrate_command(cfg, cal)] if recalibrated else []), *gate, eval_command]]
 
 
 def _fold(cal: dict[str, Any]) -> str:

@@ -40,7 +40,7 @@ from .batch_loss import BatchLoss
 from .config import TrainConfig, portable_data_path
 from .dataset import ManifestDataset, predict_logits
 from .holdout import split_calibration_fold
-from .model_folder import install, refuse_replacing, work_folder
+from .model_folder import cleans_up, install, refuse_replacing, work_folder
 from .losses import class_weights, erased_class_weights
 from .mixup import Mixup
 from .sam import SharpnessAware
@@ -57,6 +57,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@cleans_up
 def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfig:
     """Fine-tune, select on val, calibrate (on val, or a held-out train fold + val), write the model folder; return its config.
     The folder is written aside and moved into place at the end (``model_folder``).
@@ -266,8 +267,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     }
     write_json_atomic(out / "config.json", config)
     pd.DataFrame(history).to_csv(out / "training_log.csv", index=False)
-    install(out, final, cfg.replace)
-    in_use.close()
+    install(out, final, cfg.replace, in_use)
     log.info("Wrote %s (selected epoch %s, temperature %s)", final, best.get("epoch"), temperature)
     return ModelConfig.from_dict(config, folder=final)
 

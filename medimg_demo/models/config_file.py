@@ -27,11 +27,15 @@ CONFIG_FILE = "config.json"
 @contextmanager
 def folder_locked(folder: Path) -> Iterator[None]:
     """Hold the exclusive lock on a model folder that every change to its files takes (config.json, pinned files,
-    the card)."""
+    the card). Not re-entrant: a thread holding it that asks again waits for ever."""
     while True:
         fd = os.open(folder, os.O_RDONLY)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # each call opens its own descriptor: threads exclude each other too
-        held, now = os.fstat(fd), os.stat(folder)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # each call opens its own descriptor: threads exclude each other too
+            held, now = os.fstat(fd), os.stat(folder)
+        except BaseException:  # the folder went away while this waited (or an interrupt): let the lock go
+            os.close(fd)
+            raise
         if (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
             break
         os.close(fd)  # the folder was replaced (train --replace) while this waited: lock the one there now

@@ -44,11 +44,11 @@ def test_card_command_reproduces_the_training_configuration(tmp_path) -> None:
         (tmp_path / "manifest.csv").write_text("image,label,split\n")  # --data only has to exist here
         args = build_parser().parse_args(shlex.split(line)[3:] + ["--data", str(tmp_path)])
         parsed = asdict(train_config_from_args(args))
-        assert parsed["out_dir"] == "runs/reproduce" and not parsed["replace"], cfg.id  # beside the bundled model
+        assert parsed["out_dir"] == f"runs/reproduce/{cfg.id}" and not parsed["replace"], cfg.id  # beside the bundled model
         block = card.split("## Reproduce", 1)[1].split("```bash\n", 1)[1].split("\n```", 1)[0].splitlines()
-        assert all(c.startswith("MEDIMG_MODELS_DIR=runs/reproduce python -m medimg_demo ") for c in block
+        assert all(c.startswith(f"MEDIMG_MODELS_DIR=runs/reproduce/{cfg.id} python -m medimg_demo ") for c in block
                    if not c.startswith("python -m medimg_demo train ")), (cfg.id, block)
-        assert (f"MEDIMG_MODELS_DIR=runs/reproduce python -m medimg_demo gate --model {cfg.id}" in block) == bool(cfg.gate)
+        assert (f"MEDIMG_MODELS_DIR=runs/reproduce/{cfg.id} python -m medimg_demo gate --model {cfg.id}" in block) == bool(cfg.gate)
         saved = cfg.raw["training"]
         saved.setdefault("select_bf16", True)  # configs written before the option were selected under bf16
         for key, value in saved.items():
@@ -69,7 +69,7 @@ def test_cross_validated_temperature_is_stated_and_reproducible() -> None:
             assert "temperature scaling fitted on `val`" in card, cfg.id
             continue
         line = next(ln.split(" ", 1)[1] for ln in card.splitlines()
-                    if ln.startswith("MEDIMG_MODELS_DIR=runs/reproduce python -m medimg_demo calibrate "))
+                    if ln.startswith(f"MEDIMG_MODELS_DIR=runs/reproduce/{cfg.id} python -m medimg_demo calibrate "))
         args = build_parser().parse_args(line.split()[3:])
         assert args.model == cfg.id and args.folds == cal["folds"] and args.write
         if cal.get("method") == "bcts":  # bias-corrected temperature scaling on val, chosen by cross-validation in val
@@ -100,7 +100,7 @@ def test_card_states_a_cross_validated_temperature() -> None:
     assert "`val` alone would give {'type': 0.31}" in card and "[0.95, 0.94, 0.96]" in card
     assert "temperature on out-of-fold `train` + `val`" in card
     lines = card.splitlines()
-    here = "MEDIMG_MODELS_DIR=runs/reproduce python -m medimg_demo"
+    here = f"MEDIMG_MODELS_DIR=runs/reproduce/{cfg.id} python -m medimg_demo"
     i = lines.index(f"{here} calibrate --model {cfg.id} --folds 3 --write")
     assert lines[i + 1] == f"{here} gate --model {cfg.id}" and lines[i + 2] == f"{here} evaluate"
     plain = render(cfg, metrics, "test", 125, "python -m medimg_demo evaluate")

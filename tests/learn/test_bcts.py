@@ -136,8 +136,8 @@ def test_card_states_bcts_with_its_evidence_and_command() -> None:
     assert "held-out NLL 0.300 vs 0.500" in card and "(T = 0.31)" in card and f"'{labels[1]}': 1.0" in card
     assert "calibration on `val`" in card and "out-of-fold" not in card
     lines = card.splitlines()
-    i = lines.index(f"MEDIMG_MODELS_DIR=runs/reproduce python -m medimg_demo calibrate --method bcts --model {cfg.id} --folds 5 --write")
-    assert lines[i + 1] == f"MEDIMG_MODELS_DIR=runs/reproduce python -m medimg_demo gate --model {cfg.id}"
+    i = lines.index(f"MEDIMG_MODELS_DIR=runs/reproduce/{cfg.id} python -m medimg_demo calibrate --method bcts --model {cfg.id} --folds 5 --write")
+    assert lines[i + 1] == f"MEDIMG_MODELS_DIR=runs/reproduce/{cfg.id} python -m medimg_demo gate --model {cfg.id}"
 
 
 def test_a_bias_that_moves_the_call_moves_the_heatmap_with_it(tiny_registry) -> None:

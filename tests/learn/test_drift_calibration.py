@@ -103,8 +103,8 @@ def test_a_written_drift_temperature_replaces_a_bias_and_the_card_says_how_to_re
     assert "for drift (Tomani et al." in line and "510 cases" in line and "accuracy 0.873" in line
     assert "perturbed copies" in data_line({}, saved["calibration"])
     commands = reproduce_commands(written, "python -m medimg_demo evaluate --model lung_ct.tiny_v0 --split test")
-    assert commands[1] == "MEDIMG_MODELS_DIR=runs/reproduce python -m medimg_demo calibrate --method drift --model lung_ct.tiny_v0 --copies 5 --write"
-    assert commands[2] == "MEDIMG_MODELS_DIR=runs/reproduce python -m medimg_demo gate --model lung_ct.tiny_v0"
+    assert commands[1] == "MEDIMG_MODELS_DIR=runs/reproduce/lung_ct.tiny_v0 python -m medimg_demo calibrate --method drift --model lung_ct.tiny_v0 --copies 5 --write"
+    assert commands[2] == "MEDIMG_MODELS_DIR=runs/reproduce/lung_ct.tiny_v0 python -m medimg_demo gate --model lung_ct.tiny_v0"
 
 
 def test_drift_calibration_refuses_what_it_cannot_do(tiny_registry, tmp_path) -> None:

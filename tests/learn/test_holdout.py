@@ -98,7 +98,7 @@ def test_card_states_the_held_out_calibration_and_train_alone_reproduces_it() ->
     bcts_cfg = _held_out_model()
     bcts_cfg.raw["calibration"] = {"method": "bcts", "folds": 5}
     bcts_cfg.raw["training"].pop("calibration_folds")
-    assert any(c.startswith("MEDIMG_MODELS_DIR=runs/reproduce python -m medimg_demo calibrate --method bcts") for c in reproduce_commands(bcts_cfg, "e"))
+    assert any(c.startswith(f"MEDIMG_MODELS_DIR=runs/reproduce/{bcts_cfg.id} python -m medimg_demo calibrate --method bcts") for c in reproduce_commands(bcts_cfg, "e"))
 
 
 def test_no_second_calibration_on_top_of_a_held_out_fold(tmp_path) -> None:

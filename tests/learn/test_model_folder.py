@@ -29,7 +29,7 @@ def _old_model(out: Path) -> None:
 def test_a_model_folder_is_replaced_only_when_asked_and_whole(tmp_path: Path) -> None:
     out = tmp_path / "models" / "lung_ct.x_v2"
     _old_model(out)
-    with pytest.raises(OptionError, match="already holds a model.*--out runs/reproduce.*--replace"):
+    with pytest.raises(OptionError, match="already holds a model.*--out DIR.*runs/reproduce/<id>.*--replace"):
         refuse_replacing(out, replace=False)
     refuse_replacing(out, replace=True)
     refuse_replacing(tmp_path / "models" / "new_v0", replace=False)
@@ -39,8 +39,8 @@ def test_a_model_folder_is_replaced_only_when_asked_and_whole(tmp_path: Path) ->
     (work / "config.json").write_text('{"id": "new"}')
     (work / "weights.safetensors").write_text("new weights")
     assert (out / "weights.safetensors").read_text() == "old weights"  # the run is writing: the old model is whole
-    install(work, out, replace=True)
-    held.close()
+    install(work, out, replace=True, held=held)
+    assert held.closed and not list(out.parent.glob("*.lock"))
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "weights.safetensors"]  # no old gate or card
     assert json.loads((out / "config.json").read_text())["id"] == "new"
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no work or replaced folder left
@@ -48,18 +48,19 @@ def test_a_model_folder_is_replaced_only_when_asked_and_whole(tmp_path: Path) ->
 
 def test_a_folder_made_meanwhile_is_not_replaced_and_the_finished_run_is_kept(tmp_path: Path) -> None:
     out = tmp_path / "m" / "toy_v0"
-    work, _ = work_folder(out)
+    work, held = work_folder(out)
     (work / "config.json").write_text('{"id": "mine"}')
     _old_model(out)  # another run finished first
     with pytest.raises(OptionError, match="finished model is in"):
-        install(work, out, replace=False)
-    assert (out / "weights.safetensors").read_text() == "old weights"
+        install(work, out, replace=False, held=held)
+    assert held.closed and (out / "weights.safetensors").read_text() == "old weights"
     kept = [p for p in out.parent.iterdir() if ".finished-" in p.name]
     assert len(kept) == 1 and json.loads((kept[0] / "config.json").read_text())["id"] == "mine"
     empty = tmp_path / "m" / "empty_v0"
     empty.mkdir()
     refuse_replacing(empty, replace=False)  # an empty folder holds nothing to lose
-    install(work_folder(empty)[0], empty, replace=False)
+    work, held = work_folder(empty)
+    install(work, empty, replace=False, held=held)
     assert empty.is_dir()
 
 
@@ -73,7 +74,7 @@ def test_work_folders_of_stopped_runs_are_removed_and_live_ones_kept(tmp_path: P
     live, live_held = work_folder(out)
     child = subprocess.Popen([sys.executable, "-c", f"""
 import fcntl, sys, time
-fh = open({str(tmp_path / ".toy_v0.training-elsewhere" / ".lock")!r}, "a")
+fh = open({str(tmp_path / ".toy_v0.training-elsewhere.lock")!r}, "a")
 fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
 print("held", flush=True)
 time.sleep(30)
@@ -81,13 +82,12 @@ time.sleep(30)
     elsewhere = tmp_path / ".toy_v0.training-elsewhere"
     try:
         elsewhere.mkdir()
-        (elsewhere / ".lock").touch()
         assert child.stdout.readline().strip() == "held"  # another process's run, alive
         unmarked = tmp_path / ".toy_v0.training-unmarked"  # no lock file: not known to be a run's, left alone
         unmarked.mkdir()
         other = tmp_path / ".other_v0.training-x"
         other.mkdir()
-        (other / ".lock").touch()
+        (tmp_path / ".other_v0.training-x.lock").touch()
         work, mine = work_folder(out)
         assert not stopped.exists() and live.exists() and elsewhere.exists() and unmarked.exists() and other.exists()
         assert work.exists()
@@ -181,9 +181,9 @@ def test_a_replacing_run_leaves_the_old_model_whole_until_it_ends(tmp_path: Path
     seen = []
     real = train_module.install
 
-    def watching(work: Path, final: Path, replace: bool) -> None:
+    def watching(work: Path, final: Path, replace: bool, held) -> None:  # noqa: ANN001
         seen.append(((final / "weights.safetensors").read_text(), (work / "weights.safetensors").is_file()))
-        real(work, final, replace)
+        real(work, final, replace, held)
 
     monkeypatch.setattr(train_module, "install", watching)
     mc = train(TrainConfig(data=str(data), task="toy", model_id="toy.lite0_v0", out_dir=str(tmp_path / "models"),
@@ -194,3 +194,61 @@ def test_a_replacing_run_leaves_the_old_model_whole_until_it_ends(tmp_path: Path
         assert (out / name).stat().st_mode & 0o777 == out.parent.stat().st_mode & 0o666, name
     assert "replace" not in json.loads((out / "config.json").read_text())["training"]
     assert [p.name for p in out.parent.iterdir()] == [out.name]
+
+
+def test_a_cards_start_model_is_the_bundled_one_even_after_rebuilding_it(tmp_path: Path, tiny_registry: Path,
+                                                                          monkeypatch) -> None:
+    """Each card rebuilds into runs/reproduce/<id>: a start model rebuilt by its own card (never the same bytes)
+    does not stand in the way of the next card's --init-from, which names the bundled model."""
+    from medimg_demo.eval.card_training import reproduce_dir
+    from medimg_demo.learn.start import start_model
+
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tiny_registry))
+    start_id = next(p.name for p in tiny_registry.iterdir() if p.is_dir())
+    rebuilt = tmp_path / reproduce_dir(start_id) / start_id
+    shutil.copytree(tiny_registry / start_id, rebuilt)
+    record = json.loads((rebuilt / "config.json").read_text())
+    record["weights"]["sha256"] = "f" * 64  # a rerun: other bytes
+    (rebuilt / "config.json").write_text(json.dumps(record))
+    bundled = json.loads((tiny_registry / start_id / "config.json").read_text())["weights"]["sha256"]
+    assert start_model(start_id, tmp_path / reproduce_dir("next_v1")).weights_sha256 == bundled
+    with pytest.raises(OptionError, match="hold different models"):  # one shared folder would have refused
+        start_model(start_id, tmp_path / reproduce_dir(start_id))
+
+
+def test_a_run_that_raises_removes_its_work_folder_and_a_run_that_cannot_be_installed_is_kept(
+        tmp_path: Path, monkeypatch) -> None:
+    import errno
+    import os
+
+    from medimg_demo.learn.model_folder import cleans_up
+
+    out = tmp_path / "models" / "toy_v0"
+
+    @cleans_up
+    def failing() -> None:
+        work, _ = work_folder(out)
+        (work / "weights.safetensors").write_text("epoch 3")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        failing()
+    assert list((tmp_path / "models").iterdir()) == []  # no work folder, no lock file
+    _old_model(out)
+    work, held = work_folder(out)
+    (work / "config.json").write_text('{"id": "finished"}')
+    real_rename = os.rename
+
+    def cross_device(src, dst, *args, **kwargs):  # noqa: ANN001, ANN202
+        if Path(src) == work:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", cross_device)
+    monkeypatch.setattr(model_folder, "_exchange", lambda a, b: False)
+    with pytest.raises(OptionError, match="could not be replaced.*finished model is in"):
+        install(work, out, replace=True, held=held)
+    assert (out / "weights.safetensors").read_text() == "old weights" and held.closed
+    kept = [p for p in out.parent.iterdir() if ".finished-" in p.name]
+    assert len(kept) == 1 and json.loads((kept[0] / "config.json").read_text())["id"] == "finished"
+    assert not [p for p in out.parent.iterdir() if ".replaced-" in p.name or ".training-" in p.name]

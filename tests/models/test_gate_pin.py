@@ -122,3 +122,19 @@ def test_the_card_is_rewritten_under_the_folder_lock_and_in_one_step(model_folde
     text = card.read_text()
     assert text.index(GATE_START) < text.index("## Reproduce") and text.startswith("# Card")
     assert card.stat().st_mode & 0o777 == 0o640 and not list(model_folder.glob(".*.tmp"))
+
+
+def test_a_card_is_not_written_for_weights_the_folder_no_longer_holds(model_folder: Path, tmp_path: Path) -> None:
+    """evaluate --card on a model that `train --replace` swapped meanwhile: neither the card nor the figures of the
+    evaluated weights may land beside the new ones."""
+    from medimg_demo.eval.card import write
+
+    cfg = _load(model_folder)
+    results = tmp_path / "results"
+    results.mkdir()
+    pd.DataFrame([{"metric": "accuracy", "class": "", "value": 0.5, "ci_low": 0.4, "ci_high": 0.6}]).to_csv(
+        results / "metrics.csv", index=False)
+    update_config(model_folder, lambda r: r["weights"].__setitem__("sha256", "e" * 64))  # another run's weights
+    with pytest.raises(ModelError, match="other weights than the ones evaluated"):
+        write(cfg, pd.read_csv(results / "metrics.csv"), "test", 10, "python -m medimg_demo evaluate", results=results)
+    assert not (model_folder / "MODEL_CARD.md").exists() and not (model_folder / "metrics" / "metrics.csv").exists()
