@@ -10,7 +10,7 @@ import pandas as pd
 from ..errors import ModelError
 from ..learn.config import teacher_ids
 from ..models.config import ModelConfig
-from ..models.config_file import CONFIG_FILE, folder_locked, write_text_atomic
+from ..models.config_file import folder_locked, require_weights, write_text_atomic
 from ..notice import DISCLAIMER
 from ..tasks import get_task
 from .card_training import beside, calibration_line, data_line, reproduce_commands, reproduce_note
@@ -179,10 +179,7 @@ def write(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, ev
         raise ModelError(f"Model {cfg.id} has no folder to write its card into.")
     path = cfg.folder / "MODEL_CARD.md"
     with folder_locked(cfg.folder):
-        pinned = (json.loads((cfg.folder / CONFIG_FILE).read_text()).get("weights") or {}).get("sha256")
-        if pinned != cfg.weights_sha256:
-            raise ModelError(f"{cfg.folder.name} now holds other weights than the ones evaluated (a training run "
-                             "replaced it meanwhile); no card or figures were written. Evaluate it again.")
+        require_weights(cfg.folder, cfg.weights_sha256)
         for name in BUNDLED if results is not None else ():
             if (results / name).is_file():
                 (cfg.folder / "metrics").mkdir(exist_ok=True)
@@ -230,15 +227,10 @@ def gate_section(folder: Path) -> list[str]:
     return [*lines, GATE_END]
 
 
-def update_gate_section(folder: Path) -> None:
-    """Write (or replace) the gate section of an existing card, before its Reproduce section (under the folder's
-    lock, through a temporary file: a card written meanwhile by ``evaluate --card`` is not overwritten by a stale one)."""
-    with folder_locked(folder):
-        rewrite_gate_section(folder)
-
-
 def rewrite_gate_section(folder: Path) -> None:
-    """:func:`update_gate_section` for a caller that holds the folder's lock already."""
+    """Write (or replace) the gate section of an existing card, before its Reproduce section, through a temporary
+    file; the caller holds the folder's lock (``gate_report``), so a card written meanwhile by ``evaluate --card`` is
+    not overwritten by a stale one."""
     path = folder / "MODEL_CARD.md"
     if not path.is_file():
         return

@@ -64,13 +64,13 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
 
     ``exclude``: train images (manifest ``image`` paths) left out, e.g. a cross-validation fold."""
     cfg.check_options()  # before any decoding: a wrong combination is refused at once
-    final = Path(cfg.out_dir) / (cfg.model_id or f"{cfg.task}.{cfg.arch}_v1")
+    cfg.model_id = cfg.model_id or f"{cfg.task}.{cfg.arch}_v1"
+    final = Path(cfg.out_dir) / cfg.model_id
     refuse_replacing(final, cfg.replace)
     seed_everything(cfg.seed)
     if cfg.bf16 and not bf16_supported():
         log.warning("This CPU has no native bf16 (AVX512-BF16/AMX): training in fp32, which is faster here")
         cfg.bf16 = False
-    cfg.model_id = cfg.model_id or f"{cfg.task}.{cfg.arch}_v1"
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     folder = resolve_data_dir(cfg.data or None, cfg.task)

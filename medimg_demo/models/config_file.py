@@ -81,6 +81,15 @@ def write_json_atomic(path: Path, record: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(record, indent=2) + "\n")
 
 
+def require_weights(folder: Path, weights_sha256: str | None, record: dict[str, Any] | None = None) -> None:
+    """Refuse to write into ``folder`` (whose lock the caller holds) results computed for weights it no longer pins
+    (a training run replaced the model meanwhile); ``record``: its config.json, if already read."""
+    record = record if record is not None else json.loads((folder / CONFIG_FILE).read_text())
+    if (record.get("weights") or {}).get("sha256") != weights_sha256:
+        raise ModelError(f"{folder.name} now holds other weights than the ones this command read (a training run "
+                         "replaced it meanwhile); nothing was written. Run the command again.")
+
+
 def update_config(folder: Path, change: Callable[[dict[str, Any]], None], weights_sha256: str | None = None) -> Path:
     """Apply ``change`` to the record in ``folder/config.json`` (in place) and write it back, with no other
     update of that folder's record in between and no moment at which the file is incomplete; returns the path.
@@ -90,10 +99,8 @@ def update_config(folder: Path, change: Callable[[dict[str, Any]], None], weight
     path = folder / CONFIG_FILE
     with folder_locked(folder):
         record = json.loads(path.read_text())
-        pinned = (record.get("weights") or {}).get("sha256")
-        if weights_sha256 is not None and pinned != weights_sha256:
-            raise ModelError(f"{folder.name} now holds other weights than the ones this command read (a training run "
-                             "replaced it meanwhile); nothing was written. Run the command again.")
+        if weights_sha256 is not None:
+            require_weights(folder, weights_sha256, record)
         change(record)
         write_json_atomic(path, record)
     return path

@@ -99,21 +99,24 @@ def test_a_gate_fit_pins_nothing_when_the_calibration_changed_while_it_ran(model
 
 
 def test_the_card_is_rewritten_under_the_folder_lock_and_in_one_step(model_folder: Path) -> None:
-    from medimg_demo.eval.card import GATE_START, update_gate_section
+    """The gate fit's figures and card section: written while it holds the folder's lock (after another writer's
+    turn), the section before Reproduce, the card's mode kept."""
+    from medimg_demo.eval.card import GATE_START
+    from medimg_demo.eval.gate_report import GateReport, _write
 
     card = model_folder / "MODEL_CARD.md"
     card.write_text("# Card\n\n## Reproduce\nrun it\n")
     card.chmod(0o640)
-    metrics = model_folder / "metrics"
-    metrics.mkdir()
-    pd.DataFrame([{"split": s, "method": "energy", "set": name, "n": 3, "auroc": 0.9, "fpr_at_95_tpr": 0.1,
-                   "refused": 0.5} for s in ("val", "test") for name in ("all OOD", "in-distribution")]
-                 ).to_csv(metrics / "ood.csv", index=False)
-    pd.DataFrame([{"split": "val", "plain_accuracy": 0.9, "refused": 0.0, "indeterminate": 0.1, "coverage": 0.9,
-                   "selective_accuracy": 0.95}]).to_csv(metrics / "selective.csv", index=False)
+    ood = pd.DataFrame([{"split": s, "method": "energy", "set": name, "n": 3, "auroc": 0.9, "fpr_at_95_tpr": 0.1,
+                         "refused": 0.5} for s in ("val", "test") for name in ("all OOD", "in-distribution")])
+    selective = pd.DataFrame([{"split": "val", "plain_accuracy": 0.9, "refused": 0.0, "indeterminate": 0.1,
+                               "coverage": 0.9, "selective_accuracy": 0.95}])
+    report = GateReport(method="energy", threshold=-1.0, abstain_below=0.5, ood=ood, selective=selective)
+    cfg = _load(model_folder)
+    stats = fit_stats("energy", np.zeros((4, 8)), np.zeros(4, dtype=int), temperature=cfg.gate_temperature)
     done = threading.Event()
     with folder_locked(model_folder):  # another writer of this folder holds it
-        worker = threading.Thread(target=lambda: (update_gate_section(model_folder), done.set()))
+        worker = threading.Thread(target=lambda: (_write(cfg, report, stats), done.set()))
         worker.start()
         time.sleep(0.3)
         assert not done.is_set() and GATE_START not in card.read_text()
@@ -121,6 +124,7 @@ def test_the_card_is_rewritten_under_the_folder_lock_and_in_one_step(model_folde
     assert done.is_set()
     text = card.read_text()
     assert text.index(GATE_START) < text.index("## Reproduce") and text.startswith("# Card")
+    assert "| energy | 0.9000 |" in text and (model_folder / "metrics" / "selective.csv").is_file()
     assert card.stat().st_mode & 0o777 == 0o640 and not list(model_folder.glob(".*.tmp"))
 
 
@@ -135,6 +139,6 @@ def test_a_card_is_not_written_for_weights_the_folder_no_longer_holds(model_fold
     pd.DataFrame([{"metric": "accuracy", "class": "", "value": 0.5, "ci_low": 0.4, "ci_high": 0.6}]).to_csv(
         results / "metrics.csv", index=False)
     update_config(model_folder, lambda r: r["weights"].__setitem__("sha256", "e" * 64))  # another run's weights
-    with pytest.raises(ModelError, match="other weights than the ones evaluated"):
+    with pytest.raises(ModelError, match="other weights than the ones this command read"):
         write(cfg, pd.read_csv(results / "metrics.csv"), "test", 10, "python -m medimg_demo evaluate", results=results)
     assert not (model_folder / "MODEL_CARD.md").exists() and not (model_folder / "metrics" / "metrics.csv").exists()
