@@ -22,7 +22,7 @@ from ..imaging.known_spacing import spacing_origin
 from ..imaging.study import Study
 from ..models.config import ModelConfig
 from ..models.export import OnnxForward, torch_forward
-from ..models.gate import GateStats, header_refusal, load_gate
+from ..models.gate import GateStats, header_refusal, load_gate, score_temperature
 from ..models.preprocess import model_pixels, to_batch
 from ..models.registry import AUTO, get_model, task_models
 from ..explain.lesion import mask_from_probs, measure
@@ -87,11 +87,11 @@ def _gate_state(cfg: ModelConfig) -> dict[str, Any]:
     """The gate block without its record of the calibration it was fitted under (which changes no answer), and the
     temperature its scores use only where it is not the calibration's own, as it always was before the pin held it:
     recording that pin alone does not make every table be scored again."""
-    gate = dict(cfg.raw.get("gate") or {})
-    gate.pop("fitted_under", None)
-    pinned = gate.pop("score_temperature", None)
-    return {"gate": gate or cfg.raw.get("gate"),
-            **({"gate_score_temperature": pinned} if pinned is not None and pinned != cfg.gate_temperature else {})}
+    if cfg.raw.get("gate") is None:
+        return {"gate": None}
+    gate = {k: v for k, v in cfg.raw["gate"].items() if k not in ("fitted_under", "score_temperature")}
+    temperature = score_temperature(cfg)
+    return {"gate": gate, **({"gate_score_temperature": temperature} if temperature != cfg.gate_temperature else {})}
 
 
 def _json(d: dict[str, float] | None) -> str | None:

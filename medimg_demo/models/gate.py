@@ -206,14 +206,20 @@ def load_gate(cfg: ModelConfig) -> GateStats | None:
     if cfg.gate is None:
         return None
     g = cfg.gate
+    temperature = score_temperature(cfg)
+    stale = stale_reason(cfg)
+    if stale:
+        log.warning("%s", stale)
+    return load_stats(cfg.weights_path.parent / g.file, g.sha256, g.method, g.k, temperature)
+
+
+def score_temperature(cfg: ModelConfig) -> float:
+    """The temperature of the gate's logit scores: the one pinned at the fit, else (older pins) the calibration's."""
     temperature = (cfg.raw.get("gate") or {}).get("score_temperature", cfg.gate_temperature)
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
         raise ModelError(f"{cfg.id}: gate.score_temperature in config.json must be a positive number; refit the gate "
                          f"(python -m medimg_demo gate --model {cfg.id}).")
-    stale = stale_reason(cfg)
-    if stale:
-        log.warning("%s", stale)
-    return load_stats(cfg.weights_path.parent / g.file, g.sha256, g.method, g.k, float(temperature))
+    return float(temperature)
 
 
 def header_refusal(modality: str | None, body_part: str | None, task: str) -> str | None:
