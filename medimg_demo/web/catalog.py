@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from ..feedback.reader_study import label_name
 from ..manifest import read_manifest
 from ..models.registry import get_model, list_models, task_models
 from ..paths import data_root
-from ..tasks import get_task
+from ..tasks import get_task, stage_name
 
 
 def model_choices() -> list[tuple[str, str]]:
@@ -44,6 +45,15 @@ def sample_cases(per_class: int = 1) -> list[tuple[str, str, str]]:
 def model_labels(model_id: str | None) -> dict[str, list[str]]:
     """Labels per head of a model (for the reading-session answer choices)."""
     return dict(get_model(model_id).heads)
+
+
+def answer_choices(model_id: str | None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(name shown, label) pairs of a model's types and stages, for the answers a reader picks: readable type names
+    ("Squamous cell carcinoma") and stage groups ("Stage IIIA"), as the result shows them; the store keeps the labels.
+    No stages for a model without a stage head."""
+    labels = model_labels(model_id)
+    cfg_id = get_model(model_id).id
+    return ([(label_name(cfg_id, v), v) for v in labels["type"]], [(stage_name(v), v) for v in labels.get("stage") or []])
 
 
 def model_versions() -> list[str]:

@@ -12,7 +12,7 @@ import gradio as gr
 
 from ..errors import InputError, MedimgError, StoreError
 from . import analysis, auth, files, session, uploads, view_store, viewer
-from .catalog import model_choices
+from .catalog import answer_choices, model_choices
 from .performance import performance_view
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ WORK_DIR: Path | None = None
 #: Largest frame number accepted from a client (the decoder then checks it against the file).
 MAX_FRAME = 100_000
 #: What feedback_fields() shows again after a submission: no answers, sliders at 3, empty texts.
-FEEDBACK_RESET = (None, None, None, "", "", 3, 3, "")
+FEEDBACK_RESET = (None, None, None, None, None, 3, 3, "")
 
 
 def _file_path(upload: Any) -> str:
@@ -178,6 +178,19 @@ def deidentify(upload: Any):  # noqa: ANN201
 
 
 AGREE = list(session.AGREE)
+
+
+def feedback_choices(prediction: dict | None) -> tuple[dict, dict]:
+    """The feedback form's correction lists for the result shown (``prediction``: its JSON): the model's types under
+    readable names, its stages (the stage list hidden for a model without a stage head); empty without a result."""
+    model_id = prediction.get("model") if isinstance(prediction, dict) else None
+    if not isinstance(model_id, str) or not model_id:  # no result (a new file, a refusal): the form as it started
+        return gr.update(choices=[], value=None), gr.update(choices=[], value=None, visible=True)
+    try:
+        types, stages = answer_choices(model_id)
+    except MedimgError:  # a model no longer served: nothing to choose, the server refuses the feedback anyway
+        types, stages = [], []
+    return gr.update(choices=types, value=None), gr.update(choices=stages, value=None, visible=bool(stages))
 
 
 def submit_feedback(prediction: dict | str | None, reader: str, session_id: str, type_agree: str | None,

@@ -12,10 +12,10 @@ import pandas as pd
 
 from ..errors import MedimgError
 from ..feedback import export_csv, summarise
-from ..feedback.reader_study import CANNOT_ASSESS, label_name
+from ..feedback.reader_study import CANNOT_ASSESS
 from ..paths import feedback_db, public_dir
 from . import auth, files, session, session_view, study_view
-from .catalog import model_labels
+from .catalog import answer_choices
 from .handlers import _user
 
 log = logging.getLogger(__name__)
@@ -32,11 +32,6 @@ def _session_view(s: session.ReadingSession | None):  # noqa: ANN202
     return text, files.png_file(image), gr.update(visible=not s.revealed), gr.update(visible=s.revealed)
 
 
-def _choices(model_id: str, labels: list[str]) -> list[tuple[str, str]]:
-    """(readable name, label) pairs for a radio or dropdown: the reader sees names, the store keeps labels."""
-    return [(label_name(model_id, v), v) for v in labels]
-
-
 def session_start(reader: str, session_id: str, model_id: str | None, n_cases: float, seed: float,
                   request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
                   profile: gr.OAuthProfile | None = None):  # noqa: ANN201
@@ -47,8 +42,7 @@ def session_start(reader: str, session_id: str, model_id: str | None, n_cases: f
         s.created_by = user if auth.logins_on() else ""
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
-    labels = model_labels(s.model_id)
-    types, stages = _choices(s.model_id, labels["type"]), [(v, v) for v in labels.get("stage") or []]
+    types, stages = answer_choices(s.model_id)
     return (s, *_session_view(s), gr.update(choices=[*types, ("Cannot assess", CANNOT_ASSESS)], value=None),
             gr.update(choices=stages, value=None, visible=bool(stages)),
             gr.update(choices=types, value=None), gr.update(choices=stages, value=None, visible=bool(stages)),

@@ -213,3 +213,17 @@ def test_served_pictures_are_capped_in_size_oldest_first(tmp_path) -> None:
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["fresh.png", "old3.png", "old4.png"]
     _prune(tmp_path, "*.png", max_age_s=3600, max_bytes=10)
     assert [p.name for p in tmp_path.glob("*.png")] == ["fresh.png"]  # just handed out: kept over the budget
+
+
+def test_feedback_corrections_offer_the_shown_models_classes() -> None:
+    """The Analyse tab's correction lists follow the result shown: readable names, the model's labels as values; no
+    stage list for a model without a stage head; nothing to choose without a result or for an unknown model."""
+    lung_type, lung_stage = handlers.feedback_choices({"model": "lung_ct.tf_efficientnet_lite0_v2"})
+    assert ("Squamous cell carcinoma", "squamous_cell_carcinoma") in lung_type["choices"] and lung_type["value"] is None
+    assert lung_stage["choices"] == [("Stage IIIA", "IIIa"), ("Stage IB", "Ib"), ("No stage (no tumor)", "none")]
+    assert lung_stage["visible"]
+    breast_type, breast_stage = handlers.feedback_choices({"model": "breast_us.tf_efficientnet_lite1_v2"})
+    assert [v for _, v in breast_type["choices"]] == ["benign", "malignant", "normal"]
+    assert breast_stage["choices"] == [] and not breast_stage["visible"]
+    for shown in (None, {}, {"model": "no_such.model"}, {"model": ["lung_ct.tf_efficientnet_lite0_v2"]}):
+        assert handlers.feedback_choices(shown)[0]["choices"] == []

@@ -86,8 +86,13 @@ def browser_page(url: str, height: int) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_app(tmp_path_factory.mktemp("state"), tmp_path_factory.mktemp("app")) as url:
+def app_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="module")
+def app_url(app_state: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_app(app_state, tmp_path_factory.mktemp("app")) as url:
         yield url
 
 
@@ -156,6 +161,36 @@ def test_upload_lung_ct_shows_type_stage_pathway_heatmap(page, tmp_path) -> None
     page.get_by_text("Stage group").wait_for(timeout=60_000)
 
 
+def test_feedback_corrections_are_chosen_from_the_models_labels(page, app_state: Path) -> None:  # noqa: ANN001
+    """The reader corrects the call from lists of the model's classes under readable names; the store keeps labels."""
+    import sqlite3
+
+    _upload(page, lung_test_image())
+    page.get_by_text("Stage group").wait_for(timeout=90_000)
+    page.get_by_label("Reader pseudonym").first.fill("browser02")
+    page.get_by_label("Session id (optional)").first.fill("browser-correction")
+    page.get_by_label("Disagree", exact=True).first.check()  # the tumor type
+    page.get_by_label("Your type, if you disagree").first.click()
+    options = page.get_by_role("option")
+    options.first.wait_for(timeout=10_000)
+    assert sorted(options.all_inner_texts()) == ["Adenocarcinoma", "Large cell carcinoma", "Normal",
+                                                 "Squamous cell carcinoma"]
+    page.get_by_role("option", name="Squamous cell carcinoma", exact=True).click()
+    page.get_by_label("Your stage, if you disagree").first.click()
+    page.get_by_role("option", name="Stage IIIA", exact=True).click()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser_feedback_correction.png"), full_page=True)
+    page.get_by_role("button", name="Submit feedback").click()
+    page.get_by_text("feedback #").first.wait_for(timeout=30_000)
+    con = sqlite3.connect(app_state / "feedback.sqlite")
+    try:
+        row = con.execute("SELECT type_agree, corrected_type, corrected_stage FROM feedback WHERE session_id = ?",
+                          ("browser-correction",)).fetchone()
+    finally:
+        con.close()
+    assert row == (0, "squamous_cell_carcinoma", "IIIa"), row
+
+
 def test_an_image_of_another_task_is_refused_and_switched(page) -> None:  # noqa: ANN001
     """A brain MRI through the default lung CT model: a refusal card, no pathway, and a one-click switch."""
     import csv
@@ -184,7 +219,7 @@ def test_reading_session_of_20_cases_in_the_browser(page, tmp_path) -> None:  # 
     for i in range(20):
         page.get_by_text(f"Case {i + 1} of 20").wait_for(timeout=60_000)
         page.get_by_label("Adenocarcinoma", exact=True).check()
-        page.get_by_label("IIIa", exact=True).check()
+        page.get_by_label("Stage IIIA", exact=True).check()
         page.get_by_role("button", name="Record my read and show the model").click()
         page.get_by_text("2. The model's output").wait_for(state="visible", timeout=60_000)
         page.locator("#session-type-agree").get_by_label("Agree", exact=True).check()

@@ -66,7 +66,7 @@ def test_answers_are_required_and_the_reveal_shows_both_calls(page) -> None:  # 
     _error_shown(page, "Choose the stage")
     assert page.get_by_text("Case 1 of 3").is_visible() and not model_panel.is_visible()
 
-    page.get_by_label("IIIa", exact=True).check()
+    page.get_by_label("Stage IIIA", exact=True).check()
     record.click()
     model_panel.wait_for(state="visible", timeout=90_000)
     compare = page.locator("#session-compare")

@@ -21,7 +21,7 @@ import pytest
 from medimg_demo.explain.display import DISPLAY_SIDE
 
 from conftest import LUNG, dicom_bytes, lung_test_image
-from test_browser import ARTIFACTS, CHROMIUM, app_url, page  # noqa: F401 - the app and page fixtures
+from test_browser import ARTIFACTS, CHROMIUM, app_state, app_url, page  # noqa: F401 - the app and page fixtures
 
 pytestmark = [
     pytest.mark.browser,

@@ -26,8 +26,9 @@ def feedback_fields() -> list[Any]:
     pathway, corrected type / stage, heatmap plausibility, confidence, comment."""
     with gr.Row():
         agree = [gr.Radio(h.AGREE, label=label) for label in ("Tumor type", "Stage", "Treatment pathway")]
-    with gr.Row():
-        corrected = [gr.Textbox(label=f"Corrected {what} (if you disagree; one of the model's labels)", max_length=64)
+    with gr.Row():  # the model's labels under readable names, set with each result (h.feedback_choices); custom
+        # values pass the component (an API client sends text), the server accepts only the model's labels
+        corrected = [gr.Dropdown([], label=f"Your {what}, if you disagree", value=None, allow_custom_value=True)
                      for what in ("type", "stage")]
     with gr.Row():
         plaus = gr.Slider(1, 5, value=3, step=1, label="Heatmap plausibility (1 = implausible, 5 = convincing)")
