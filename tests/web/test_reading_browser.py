@@ -104,8 +104,17 @@ def test_feedback_summary_shows_the_reader_study(page) -> None:  # noqa: ANN001
     expect(table).to_contain_text("All readers", timeout=30_000)
     expect(table).to_contain_text("Accuracy unaided")
     page.locator(".js-plotly-plot, img, canvas").last.wait_for(timeout=30_000)
+    assert not page.get_by_text("Export (CSV)", exact=True).first.is_visible()  # no empty file box
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser_feedback_summary.png"), full_page=True)
+    # the export's file box appears once it holds the CSV, with a link that downloads it
+    page.get_by_role("button", name="Export reader-study table (CSV)").click()
+    link = page.locator("a[href*='.csv']").first
+    link.wait_for(timeout=30_000)
+    with page.expect_download(timeout=30_000) as dl:
+        link.click()
+    header = Path(dl.value.path()).read_text().splitlines()[0].split(",")
+    assert "reader" in header and len(Path(dl.value.path()).read_text().splitlines()) > 60  # 3 readers x 20 cases
 
 
 def test_the_api_refuses_empty_answers(app_url: str) -> None:

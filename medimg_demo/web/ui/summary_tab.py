@@ -7,6 +7,7 @@ import gradio as gr
 
 from .. import auth
 from .. import reading as r
+from ..viewer import show_file
 
 
 def summary_tab() -> None:
@@ -32,12 +33,14 @@ def summary_tab() -> None:
     with gr.Row():
         export_study = gr.Button("Export reader-study table (CSV)")
         export = gr.Button("Export all feedback rows (CSV)")
-    export_file = gr.File(label="Export (CSV)", interactive=False, height=80)
+    export_file = gr.File(label="Export (CSV)", interactive=False, height=80, visible=False)  # shown once it holds one
     # the API's table (machine-readable column names, one row per session): /feedback_summary
     api_table = gr.Dataframe(visible=False)
     view = [table, legend, session, verdict, plot, outputs]
     refresh.click(r.feedback_summary, None, api_table, api_name="feedback_summary").then(
         r.summary_view, session, view, api_visibility="private")
     session.input(r.summary_view, session, view, api_visibility="private")
-    export_study.click(r.export_reader_study, None, export_file, api_name="reader_study_export")
-    export.click(r.export_feedback, None, export_file, api_name="feedback_export")
+    for button, handler, name in ((export_study, r.export_reader_study, "reader_study_export"),
+                                  (export, r.export_feedback, "feedback_export")):
+        button.click(handler, None, export_file, api_name=name).success(
+            show_file, export_file, export_file, queue=False, api_visibility="private")
