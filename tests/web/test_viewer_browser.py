@@ -241,6 +241,11 @@ def _gallery_loaded(page) -> None:  # noqa: ANN001
         imgs.nth(i).scroll_into_view_if_needed()
     page.wait_for_function("""() => [...document.querySelectorAll('#perf-gallery img')]
         .every(i => i.complete && i.naturalWidth > 0)""", timeout=30_000)
+    # each image | Grad-CAM pair whole in its tile: fitted, not cropped, in a tile of about its own shape
+    shapes = page.eval_on_selector_all("#perf-gallery img", """els => els.map(i => [getComputedStyle(i).objectFit,
+        i.naturalWidth / i.naturalHeight, i.clientWidth / i.clientHeight])""")
+    for fit, picture, tile in shapes:
+        assert fit == "contain" and 0.5 < picture / tile < 2, (fit, picture, tile)  # square tiles: 2 for every pair
 
 
 def test_performance_tab_tables_fit_and_read_plainly(page) -> None:  # noqa: ANN001

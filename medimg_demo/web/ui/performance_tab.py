@@ -6,6 +6,11 @@ import gradio as gr
 
 from .. import handlers as h
 
+#: The error gallery's pictures are image | Grad-CAM pairs, about twice as wide as high. Gradio's tiles are square
+#: and crop a picture to fill them, which cut off the outer half of each side: tiles of the pairs' shape, and the
+#: whole picture fitted into each.
+CSS = "#perf-gallery .thumbnail-item { aspect-ratio: 2 / 1; }"
+
 
 def performance_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -> None:
     """The tab's content; ``tab``: the Tab it sits in, so that opening it shows the chosen model's figures at once
@@ -31,8 +36,8 @@ def performance_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -
         roc = gr.Plot(label="ROC curves", show_label=False)
         reliability = gr.Plot(label="Calibration", show_label=False)
     explain = gr.Markdown()
-    gallery = gr.Gallery(label="Error gallery: misclassified test cases (image | Grad-CAM)", columns=4, height="auto",
-                         buttons=["download", "fullscreen"], elem_id="perf-gallery")
+    gallery = gr.Gallery(label="Error gallery: misclassified test cases (image | Grad-CAM)", columns=3, height="auto",
+                         object_fit="contain", buttons=["download", "fullscreen"], elem_id="perf-gallery")
     outs = [header, overall, per_class, stage, confusion, roc, reliability, explain, gallery]
     show.click(h.show_performance, model, outs, api_name="performance")
     model.change(h.show_performance, model, outs, api_visibility="private")
