@@ -119,6 +119,11 @@ class Feedback:
         for name in ("type_agree", "stage_agree", "pathway_agree"):
             if getattr(self, name) not in (None, True, False):
                 raise InputError(f"{name.replace('_', ' ').capitalize()} must be yes, no or empty.")
+        for head, agree, corrected, shown in (("type", self.type_agree, self.corrected_type, self.pred_type),
+                                              ("stage", self.stage_agree, self.corrected_stage, self.pred_stage)):
+            if corrected and shown and corrected != shown and agree is not False:  # a correction left from before?
+                raise InputError(f"A corrected {head} other than the model's goes with 'Disagree' on the {head}: "
+                                 f"choose 'Disagree', or clear the corrected {head}.")
         if self.comment is not None:
             if not isinstance(self.comment, str):
                 raise InputError("The comment must be text.")

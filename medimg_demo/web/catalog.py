@@ -42,18 +42,12 @@ def sample_cases(per_class: int = 1) -> list[tuple[str, str, str]]:
     return out
 
 
-def model_labels(model_id: str | None) -> dict[str, list[str]]:
-    """Labels per head of a model (for the reading-session answer choices)."""
-    return dict(get_model(model_id).heads)
-
-
 def answer_choices(model_id: str | None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(name shown, label) pairs of a model's types and stages, for the answers a reader picks: readable type names
     ("Squamous cell carcinoma") and stage groups ("Stage IIIA"), as the result shows them; the store keeps the labels.
     No stages for a model without a stage head."""
-    labels = model_labels(model_id)
-    cfg_id = get_model(model_id).id
-    return ([(label_name(cfg_id, v), v) for v in labels["type"]], [(stage_name(v), v) for v in labels.get("stage") or []])
+    cfg = get_model(model_id)
+    return ([(label_name(cfg.id, v), v) for v in cfg.type_labels], [(stage_name(v), v) for v in cfg.stage_labels or []])
 
 
 def model_versions() -> list[str]:

@@ -24,7 +24,7 @@ ACCEPTED_HELP = ("PNG, JPEG or DICOM (.dcm or no extension). The upload is de-id
 WORK_DIR: Path | None = None
 #: Largest frame number accepted from a client (the decoder then checks it against the file).
 MAX_FRAME = 100_000
-#: What feedback_fields() shows again after a submission: no answers, sliders at 3, empty texts.
+#: What feedback_fields() shows for each new result (or none): no answers, no corrections, sliders at 3, no comment.
 FEEDBACK_RESET = (None, None, None, None, None, 3, 3, "")
 
 
@@ -182,15 +182,16 @@ AGREE = list(session.AGREE)
 
 def feedback_choices(prediction: dict | None) -> tuple[dict, dict]:
     """The feedback form's correction lists for the result shown (``prediction``: its JSON): the model's types under
-    readable names, its stages (the stage list hidden for a model without a stage head); empty without a result."""
+    readable names, its stages (the stage list hidden for a model without a stage head). A refused or indeterminate
+    result names its model too (feedback on it is stored); without a result, or for an id no model has, empty lists
+    and the form as it started."""
     model_id = prediction.get("model") if isinstance(prediction, dict) else None
-    if not isinstance(model_id, str) or not model_id:  # no result (a new file, a refusal): the form as it started
-        return gr.update(choices=[], value=None), gr.update(choices=[], value=None, visible=True)
     try:
-        types, stages = answer_choices(model_id)
-    except MedimgError:  # a model no longer served: nothing to choose, the server refuses the feedback anyway
+        types, stages = answer_choices(model_id) if isinstance(model_id, str) and model_id else ([], [])
+    except MedimgError:  # not a served model: nothing to choose (the server refuses feedback on it anyway)
         types, stages = [], []
-    return gr.update(choices=types, value=None), gr.update(choices=stages, value=None, visible=bool(stages))
+    return (gr.update(choices=types, value=None),
+            gr.update(choices=stages, value=None, visible=bool(stages) or not types))
 
 
 def submit_feedback(prediction: dict | str | None, reader: str, session_id: str, type_agree: str | None,

@@ -81,7 +81,22 @@ def test_validation_errors_tell_what_to_do(store) -> None:
         submit(store, Feedback(reader="reader1", image_sha256="nope"))
     with pytest.raises(InputError, match="between 1 and 5"):
         submit(store, Feedback(reader="reader1", image_sha256=SHA, confidence=9))
+    # a correction other than the model's call needs 'Disagree' (one chosen for an earlier case and left in the form,
+    # or picked while agreeing, would store a contradiction)
+    for agree in (True, None):
+        with pytest.raises(InputError, match="goes with 'Disagree'"):
+            submit(store, Feedback(reader="reader1", image_sha256=SHA, pred_type="normal", type_agree=agree,
+                                   corrected_type="adenocarcinoma"))
+        with pytest.raises(InputError, match="corrected stage"):
+            submit(store, Feedback(reader="reader1", image_sha256=SHA, pred_stage="Ib", stage_agree=agree,
+                                   corrected_stage="IIIa"))
     assert len(read_all(store)) == 0
+    submit(store, Feedback(reader="reader1", image_sha256=SHA, pred_type="normal", type_agree=False,
+                           corrected_type="adenocarcinoma"))
+    submit(store, Feedback(reader="reader1", image_sha256=SHA, pred_type="normal", type_agree=True,
+                           corrected_type="normal"))  # the model's own call: no contradiction
+    submit(store, Feedback(reader="reader1", image_sha256=SHA, type_agree=True, corrected_type="normal"))  # no call
+    assert len(read_all(store)) == 3
 
 
 def test_database_holds_no_phi_from_a_dicom(tmp_path, store, tiny_registry, monkeypatch) -> None:
@@ -97,7 +112,7 @@ def test_database_holds_no_phi_from_a_dicom(tmp_path, store, tiny_registry, monk
     src.write_bytes(dicom_bytes((gradient(96, 96) * 3000).astype(np.uint16), slope=1, intercept=-1024, window=(40, 400)))
     outputs = app.predict(app.rename_upload(str(src)), None, 0.5)
     raw = outputs[7]
-    msg = app.submit_feedback(raw, "reader07", "s1", "Disagree", "Agree", "Agree", "normal", "none", 2, 4, "looks odd")
+    msg = app.submit_feedback(raw, "reader07", "s1", "Disagree", "Disagree", "Agree", "normal", "none", 2, 4, "looks odd")
     assert "stored" in msg
     if isinstance(store, str):  # every stored cell of both tables, as the server holds them
         import psycopg

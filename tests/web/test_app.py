@@ -227,3 +227,12 @@ def test_feedback_corrections_offer_the_shown_models_classes() -> None:
     assert breast_stage["choices"] == [] and not breast_stage["visible"]
     for shown in (None, {}, {"model": "no_such.model"}, {"model": ["lung_ct.tf_efficientnet_lite0_v2"]}):
         assert handlers.feedback_choices(shown)[0]["choices"] == []
+
+
+def test_the_api_schema_takes_labels_as_text() -> None:
+    """The correction lists are empty until a result names its model: the API schema must still say "a string"
+    (a client built from an empty choice list would refuse every label)."""
+    info = app.demo.get_api_info()["named_endpoints"]
+    for endpoint in ("/feedback", "/session_feedback"):
+        kinds = {p["parameter_name"]: p["python_type"]["type"] for p in info[endpoint]["parameters"]}
+        assert kinds["corrected_type"] == kinds["corrected_stage"] == "str", (endpoint, kinds)

@@ -170,6 +170,7 @@ def test_feedback_corrections_are_chosen_from_the_models_labels(page, app_state:
     page.get_by_label("Reader pseudonym").first.fill("browser02")
     page.get_by_label("Session id (optional)").first.fill("browser-correction")
     page.get_by_label("Disagree", exact=True).first.check()  # the tumor type
+    page.get_by_label("Disagree", exact=True).nth(1).check()  # the stage
     page.get_by_label("Your type, if you disagree").first.click()
     options = page.get_by_role("option")
     options.first.wait_for(timeout=10_000)

@@ -126,7 +126,7 @@ def test_oversized_inputs_are_refused_before_they_are_kept(app: App, client: Any
     before, answers = rss_mb(), []
     for k in range(5):
         for fn, data in ((_fn(client, "show_file"), [{"path": "x.dcm", "orig_name": huge, "meta": {"_type": "gradio.FileData"}}]),
-                         (_fn(client, "suggestion"), [{"x": huge}])):
+                         (_fn(client, "suggestion"), [{"x": huge}]), (_fn(client, "feedback_choices"), [{"model": huge}])):
             r = client.post("/gradio_api/queue/join" if k % 2 else "/gradio_api/run/predict",
                             json={"fn_index": fn, "data": data, "session_hash": secrets.token_hex(8)})
             answers.append(r.status_code)
@@ -214,6 +214,33 @@ def test_redraw_with_forged_numbers_draws_the_file_view_or_refuses(client: Any) 
           f"{len(same_as_file_view)}; other forged values refused: {refused} of {len(forged)}; largest picture "
           f"{max(sides)} px (cap {MAX_SIDE}); server up: {client.get('/config').status_code}")
     assert wrong == [] and max(sides) <= MAX_SIDE and client.get("/config").status_code == 200
+
+
+def test_forged_results_give_the_feedback_lists_nothing_more(client: Any) -> None:
+    """The feedback form's correction lists come from the result JSON the page holds, which a client can forge: only
+    a served model's id gives its labels; anything else gives empty lists, never an error, another model's id or a
+    path (an unknown id's error message lists every model)."""
+    from medimg_demo.web.catalog import model_choices
+
+    fn, session = _fn(client, "feedback_choices"), secrets.token_hex(8)
+    served = {mid for _, mid in model_choices()}
+    labels = ["adenocarcinoma", "large_cell_carcinoma", "normal", "squamous_cell_carcinoma"]
+    forged = [None, {}, [], "lung_ct.tiny_v0", 5, NAN, {"model": 5}, {"model": {"id": "lung_ct.tiny_v0"}},
+              {"model": ["lung_ct.tiny_v0"]}, {"model": "../../etc/passwd"}, {"model": "auto"}, {"model": ""},
+              {"model": "lung_ct.tiny_v0/../x"}, {"model": "x" * 100_000}, {"model": "lung_ct.tiny_v0", "y": [[[[1]]]]}]
+    answers = [_direct(client, fn, [value], session) for value in forged]
+    real = _direct(client, fn, [{"model": "lung_ct.tiny_v0", "status": "refused"}], session)
+    print(f"\nforged results: {sum(s != 200 for s, _ in answers)} of {len(forged)} errors; lists given: "
+          f"{sum(bool(b['data'][0]['choices']) for s, b in answers if s == 200)}")
+    assert all(status == 200 for status, _ in answers), answers
+    for value, (_, body) in zip(forged, answers):
+        kinds, stages = body["data"]
+        given = [v for _, v in kinds["choices"]]
+        assert given in ([], labels), (value, given)  # only the served model named exactly gives its labels
+        text = json.dumps(body)
+        assert "Unknown" not in text and "/" not in text, (value, text[:300])  # no error message, no path
+        assert not any(mid in text for mid in served - {"lung_ct.tiny_v0"}), (value, text[:300])
+    assert [v for _, v in real[1]["data"][0]["choices"]] == labels and real[1]["data"][1]["visible"]
 
 
 def test_a_forged_click_never_breaks_the_viewer(client: Any) -> None:

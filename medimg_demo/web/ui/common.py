@@ -21,15 +21,22 @@ NEW_KEY_JS = ("() => (window.crypto && crypto.randomUUID) ? crypto.randomUUID() 
               "Date.now().toString(36) + '-' + Math.random().toString(36).slice(2, 12)")
 
 
+def label_dropdown(label: str, **kwargs: Any) -> gr.Dropdown:
+    """A list of a model's labels, filled when a model is known (choices empty until then). Custom values pass the
+    component, since an API client sends text and the server accepts only the model's labels; the API schema says
+    "a string", not the empty choice list it would otherwise publish (no value allowed)."""
+    dropdown = gr.Dropdown([], label=label, value=None, allow_custom_value=True, **kwargs)
+    dropdown.api_info = lambda: {"type": "string"}  # type: ignore[method-assign]
+    return dropdown
+
+
 def feedback_fields() -> list[Any]:
     """The per-output feedback form, in the order h.submit_feedback and h.session_aided take it: agree type / stage /
     pathway, corrected type / stage, heatmap plausibility, confidence, comment."""
     with gr.Row():
         agree = [gr.Radio(h.AGREE, label=label) for label in ("Tumor type", "Stage", "Treatment pathway")]
-    with gr.Row():  # the model's labels under readable names, set with each result (h.feedback_choices); custom
-        # values pass the component (an API client sends text), the server accepts only the model's labels
-        corrected = [gr.Dropdown([], label=f"Your {what}, if you disagree", value=None, allow_custom_value=True)
-                     for what in ("type", "stage")]
+    with gr.Row():  # the model's labels under readable names, set with each result (h.feedback_choices)
+        corrected = [label_dropdown(f"Your {what}, if you disagree") for what in ("type", "stage")]
     with gr.Row():
         plaus = gr.Slider(1, 5, value=3, step=1, label="Heatmap plausibility (1 = implausible, 5 = convincing)")
         conf = gr.Slider(1, 5, value=3, step=1, label="Your confidence (1-5)")

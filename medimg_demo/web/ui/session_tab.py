@@ -11,7 +11,7 @@ from .. import auth
 from .. import reading as r
 from ..session import AGREE
 from ..session_view import DEFAULT_DISPLAY, ZOOMS
-from .common import IMAGE_BUTTONS
+from .common import IMAGE_BUTTONS, label_dropdown
 
 
 def _display_controls() -> tuple[list[gr.components.Component], gr.Button]:
@@ -69,12 +69,10 @@ def session_tab(choices: list[tuple[str, str]]) -> None:
             type_agree = gr.Radio(list(AGREE), label="The model's tumor type (required)",
                                   info="Where the model gives no type, 'Agree' keeps your own call.",
                                   elem_id="session-type-agree")
-            # custom values pass the component (an API client may send ""); the server accepts only model labels
-            corrected_type = gr.Dropdown([], label="Your type, if you disagree (required then)", value=None,
-                                         allow_custom_value=True)
+            corrected_type = label_dropdown("Your type, if you disagree (required then)")
         with gr.Row():
             stage_agree = gr.Radio(list(AGREE), label="The model's stage")
-            corrected_stage = gr.Dropdown([], label="Your stage, if you disagree", value=None, allow_custom_value=True)
+            corrected_stage = label_dropdown("Your stage, if you disagree")
             pathway_agree = gr.Radio(list(AGREE), label="The treatment pathway")
         with gr.Row():
             plaus = gr.Slider(1, 5, value=3, step=1, label="Heatmap plausibility (1 = implausible, 5 = convincing)")
