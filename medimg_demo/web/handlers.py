@@ -24,8 +24,8 @@ ACCEPTED_HELP = ("PNG, JPEG or DICOM (.dcm or no extension). The upload is de-id
 WORK_DIR: Path | None = None
 #: Largest frame number accepted from a client (the decoder then checks it against the file).
 MAX_FRAME = 100_000
-#: What feedback_fields() shows for each new result (or none): no answers, no corrections, sliders at 3, no comment.
-FEEDBACK_RESET = (None, None, None, None, None, 3, 3, "")
+#: What feedback_fields() shows for each new result (or none): no answers, no corrections, no ratings, no comment.
+FEEDBACK_RESET = (None, None, None, None, None, None, None, "")
 
 
 def _file_path(upload: Any) -> str:

@@ -85,7 +85,7 @@ def session_aided(s: session.ReadingSession | None, type_agree: str | None, stag
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
     return (s, *_session_view(s), None, None, "", "", None, "",  # model outputs hidden again
-            None, None, 3, *AIDED_RESET)  # own-read and feedback forms reset
+            None, None, None, *AIDED_RESET)  # own-read and feedback forms reset
 
 
 #: One answer at a time per reading session (locks striped by the session object, so their number is bounded).
@@ -117,8 +117,8 @@ def validate_aided(s: session.ReadingSession | None, type_agree: str | None, sta
                              *[f"other{i}" for i in range(len(rest))]])
 
 
-#: What the aided form shows again after a submission: no answers, sliders at 3, empty comment.
-AIDED_RESET = (None, None, None, None, None, 3, 3, "")
+#: What the aided form shows again after a submission: no answers, no ratings, empty comment.
+AIDED_RESET = (None, None, None, None, None, None, None, "")
 
 
 def session_redraw(s: session.ReadingSession | None, level: float, width: float, zoom: str, pan_x: float,

@@ -67,12 +67,15 @@ def test_answers_are_required_and_the_reveal_shows_both_calls(page) -> None:  # 
     assert page.get_by_text("Case 1 of 3").is_visible() and not model_panel.is_visible()
 
     page.get_by_label("Stage IIIA", exact=True).check()
+    own_confidence = page.locator("#session-own-confidence")
+    assert not own_confidence.locator("input:checked").count()  # no rating until the reader gives one
+    own_confidence.get_by_label("4", exact=True).check()
     record.click()
     model_panel.wait_for(state="visible", timeout=90_000)
     compare = page.locator("#session-compare")
     compare.get_by_text("Your read:").wait_for(timeout=30_000)
     text = compare.inner_text()
-    assert "Adenocarcinoma, Stage IIIA (confidence 3/5)" in text and "Model:" in text and "_" not in text
+    assert "Adenocarcinoma, Stage IIIA (confidence 4/5)" in text and "Model:" in text and "_" not in text
     before = page.locator("#session-case img").get_attribute("src")
     page.locator("#session-zoom").get_by_label("2x", exact=True).check()  # zoom, drawn on the server
     page.wait_for_function("([b]) => { const i = document.querySelector('#session-case img'); "
@@ -90,6 +93,7 @@ def test_answers_are_required_and_the_reveal_shows_both_calls(page) -> None:  # 
     _choose(page, "Your type, if you disagree (required then)", "Normal")
     submit.click()
     page.get_by_text("Case 2 of 3").wait_for(timeout=60_000)
+    assert not page.locator("#session-own-confidence input:checked").count()  # the last case's rating is not kept
 
 
 def test_feedback_summary_shows_the_reader_study(page) -> None:  # noqa: ANN001

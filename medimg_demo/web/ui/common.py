@@ -30,6 +30,12 @@ def label_dropdown(label: str, **kwargs: Any) -> gr.Dropdown:
     return dropdown
 
 
+def rating(label: str, **kwargs: Any) -> gr.Radio:
+    """A 1-5 rating the reader sets or leaves unset (stored as no answer). A slider always holds a value: its
+    starting 3 was stored as every untouched rating, as if readers had chosen it."""
+    return gr.Radio([1, 2, 3, 4, 5], value=None, label=label, **kwargs)
+
+
 def feedback_fields() -> list[Any]:
     """The per-output feedback form, in the order h.submit_feedback and h.session_aided take it: agree type / stage /
     pathway, corrected type / stage, heatmap plausibility, confidence, comment."""
@@ -38,7 +44,7 @@ def feedback_fields() -> list[Any]:
     with gr.Row():  # the model's labels under readable names, set with each result (h.feedback_choices)
         corrected = [label_dropdown(f"Your {what}, if you disagree") for what in ("type", "stage")]
     with gr.Row():
-        plaus = gr.Slider(1, 5, value=3, step=1, label="Heatmap plausibility (1 = implausible, 5 = convincing)")
-        conf = gr.Slider(1, 5, value=3, step=1, label="Your confidence (1-5)")
+        plaus = rating("Heatmap plausibility (1 = implausible, 5 = convincing; optional)")
+        conf = rating("Your confidence (1 = guess, 5 = certain; optional)")
     comment = gr.Textbox(label="Comment", lines=2, max_length=4000)
     return [*agree, *corrected, plaus, conf, comment]

@@ -11,7 +11,7 @@ from .. import auth
 from .. import reading as r
 from ..session import AGREE
 from ..session_view import DEFAULT_DISPLAY, ZOOMS
-from .common import IMAGE_BUTTONS, label_dropdown
+from .common import IMAGE_BUTTONS, label_dropdown, rating
 
 
 def _display_controls() -> tuple[list[gr.components.Component], gr.Button]:
@@ -55,7 +55,7 @@ def session_tab(choices: list[tuple[str, str]]) -> None:
         with gr.Row():
             r_type = gr.Radio([], label="Tumor type (or 'Cannot assess')")
             r_stage = gr.Radio([], label="Stage", visible=False)
-            r_conf = gr.Slider(1, 5, value=3, step=1, label="Your confidence (1 = guess, 5 = certain)")
+            r_conf = rating("Your confidence (1 = guess, 5 = certain; optional)", elem_id="session-own-confidence")
         record = gr.Button("Record my read and show the model", variant="primary")
     with gr.Group(visible=False) as aided:
         gr.Markdown("#### 2. The model's output - your aided answer")
@@ -75,8 +75,8 @@ def session_tab(choices: list[tuple[str, str]]) -> None:
             corrected_stage = label_dropdown("Your stage, if you disagree")
             pathway_agree = gr.Radio(list(AGREE), label="The treatment pathway")
         with gr.Row():
-            plaus = gr.Slider(1, 5, value=3, step=1, label="Heatmap plausibility (1 = implausible, 5 = convincing)")
-            conf = gr.Slider(1, 5, value=3, step=1, label="Your confidence now (1-5)")
+            plaus = rating("Heatmap plausibility (1 = implausible, 5 = convincing; optional)")
+            conf = rating("Your confidence now (1 = guess, 5 = certain; optional)")
         comment = gr.Textbox(label="Comment", lines=2, max_length=4000)
         nxt = gr.Button("Submit my answer and go to the next case", variant="primary")
     fields = [type_agree, stage_agree, pathway_agree, corrected_type, corrected_stage, plaus, conf, comment]
