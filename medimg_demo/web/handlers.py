@@ -180,17 +180,18 @@ def deidentify(upload: Any):  # noqa: ANN201
 AGREE = list(session.AGREE)
 
 
-def feedback_choices(prediction: dict | None) -> tuple[dict, dict]:
-    """The feedback form's correction lists for the result shown (``prediction``: its JSON): the model's types under
-    readable names, its stages (the stage list hidden for a model without a stage head). A refused or indeterminate
-    result names its model too (feedback on it is stored); without a result, or for an id no model has, empty lists
-    and the form as it started."""
+def feedback_choices(prediction: dict | None) -> tuple[dict, dict, dict]:
+    """The feedback form for the result shown (``prediction``: its JSON): the stage question only where the result
+    shows a stage (a stage head's call or a size category), and the correction lists: the model's types under
+    readable names, its stages (hidden for a model without a stage head). A refused or indeterminate result names its
+    model too (feedback on it is stored); without a result, or for an id no model has, the form as it started."""
     model_id = prediction.get("model") if isinstance(prediction, dict) else None
     try:
         types, stages = answer_choices(model_id) if isinstance(model_id, str) and model_id else ([], [])
     except MedimgError:  # not a served model: nothing to choose (the server refuses feedback on it anyway)
         types, stages = [], []
-    return (gr.update(choices=types, value=None),
+    return (gr.update(value=None, visible=session.gave_stage(prediction) or not types),
+            gr.update(choices=types, value=None),
             gr.update(choices=stages, value=None, visible=bool(stages) or not types))
 
 

@@ -48,6 +48,11 @@ def _label(value: str | None, labels: list[str] | None, what: str, also: tuple[s
     return value
 
 
+def gave_stage(outputs: Any) -> bool:
+    """Whether a result showed a stage to agree with: a stage head's call or a size category (breast T by size)."""
+    return isinstance(outputs, dict) and any(isinstance(outputs.get(k), dict) for k in ("stage", "size_category"))
+
+
 def prediction_id_of(prediction: Any) -> str | None:
     """The server's id of the prediction shown: from the prediction JSON the app returned, or the id itself.
     Nothing else of a client-sent prediction is trusted."""
@@ -124,7 +129,7 @@ def feedback_from_prediction(
                            (CANNOT_ASSESS,) if phase == "unaided" else ()),
         reader_stage=_label(reader_stage, stage_labels, "stage you read"),
         type_agree=_agree(type_agree),
-        stage_agree=_agree(stage_agree),
+        stage_agree=_agree(stage_agree) if gave_stage(rec["outputs"]) else None,  # none shown: nothing to agree with
         pathway_agree=_agree(pathway_agree),
         corrected_type=_label(corrected_type, cfg.type_labels, "corrected type"),
         corrected_stage=_label(corrected_stage, stage_labels, "corrected stage"),

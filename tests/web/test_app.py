@@ -218,15 +218,22 @@ def test_served_pictures_are_capped_in_size_oldest_first(tmp_path) -> None:
 def test_feedback_corrections_offer_the_shown_models_classes() -> None:
     """The Analyse tab's correction lists follow the result shown: readable names, the model's labels as values; no
     stage list for a model without a stage head; nothing to choose without a result or for an unknown model."""
-    lung_type, lung_stage = handlers.feedback_choices({"model": "lung_ct.tf_efficientnet_lite0_v2"})
+    lung_question, lung_type, lung_stage = handlers.feedback_choices(
+        {"model": "lung_ct.tf_efficientnet_lite0_v2", "stage": {"label": "Ib"}})
+    assert lung_question["visible"]  # a stage was shown: the form asks about it
     assert ("Squamous cell carcinoma", "squamous_cell_carcinoma") in lung_type["choices"] and lung_type["value"] is None
     assert lung_stage["choices"] == [("Stage IIIA", "IIIa"), ("Stage IB", "Ib"), ("No stage (no tumor)", "none")]
     assert lung_stage["visible"]
-    breast_type, breast_stage = handlers.feedback_choices({"model": "breast_us.tf_efficientnet_lite1_v2"})
+    breast_question, breast_type, breast_stage = handlers.feedback_choices({"model": "breast_us.tf_efficientnet_lite1_v2"})
     assert [v for _, v in breast_type["choices"]] == ["benign", "malignant", "normal"]
     assert breast_stage["choices"] == [] and not breast_stage["visible"]
+    assert not breast_question["visible"]  # no size category (no pixel spacing): no stage to agree with
+    sized = {"model": "breast_us.tf_efficientnet_lite1_v2", "size_category": {"label": "T2"}}
+    assert handlers.feedback_choices(sized)[0]["visible"]
+    brain = handlers.feedback_choices({"model": "brain_mri.tf_efficientnet_lite1_v5", "stage": None})
+    assert not brain[0]["visible"] and not brain[2]["visible"]  # "not staged by imaging": no stage question
     for shown in (None, {}, {"model": "no_such.model"}, {"model": ["lung_ct.tf_efficientnet_lite0_v2"]}):
-        assert handlers.feedback_choices(shown)[0]["choices"] == []
+        assert handlers.feedback_choices(shown)[1]["choices"] == []
 
 
 def test_the_api_schema_takes_labels_as_text() -> None:
@@ -236,3 +243,26 @@ def test_the_api_schema_takes_labels_as_text() -> None:
     for endpoint in ("/feedback", "/session_feedback"):
         kinds = {p["parameter_name"]: p["python_type"]["type"] for p in info[endpoint]["parameters"]}
         assert kinds["corrected_type"] == kinds["corrected_stage"] == "str", (endpoint, kinds)
+
+
+def test_a_stage_answer_is_kept_only_where_a_stage_was_shown(tmp_path: Path) -> None:
+    """Brain MRI is not staged by imaging, and breast shows a size category only with a pixel spacing: an answer to
+    a stage question about a result that showed none is not stored (the summary counted it as agreement)."""
+    from medimg_demo.feedback import read_all
+    from medimg_demo.web import session
+
+    db = tmp_path / "fb.sqlite"
+    shown = {
+        "brain": {"model": "brain_mri.tf_efficientnet_lite1_v5", "stage": None, "size_category": None,
+                  "type": {"label": "glioma", "probabilities": {"glioma": 0.9, "meningioma": 0.05, "no_tumor": 0.03,
+                                                                "pituitary": 0.02}}},
+        "lung": {"model": "lung_ct.tf_efficientnet_lite0_v2", "stage": {"label": "Ib", "probabilities": {"Ib": 1.0}},
+                 "type": {"label": "adenocarcinoma", "probabilities": {"adenocarcinoma": 1.0}}},
+    }
+    for name, prediction in shown.items():
+        pid = session.record_prediction({**prediction, "image_sha256": "ab" * 32}, db=db)
+        session.feedback_from_prediction(pid, "reader07", session_id=name, type_agree="Agree", stage_agree="Disagree",
+                                         db=db)
+    rows = read_all(db).set_index("session_id")
+    assert rows.loc["brain", "stage_agree"] is None or np.isnan(rows.loc["brain", "stage_agree"])
+    assert rows.loc["lung", "stage_agree"] == 0 and rows.loc["brain", "type_agree"] == 1

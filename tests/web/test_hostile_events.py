@@ -231,16 +231,16 @@ def test_forged_results_give_the_feedback_lists_nothing_more(client: Any) -> Non
     answers = [_direct(client, fn, [value], session) for value in forged]
     real = _direct(client, fn, [{"model": "lung_ct.tiny_v0", "status": "refused"}], session)
     print(f"\nforged results: {sum(s != 200 for s, _ in answers)} of {len(forged)} errors; lists given: "
-          f"{sum(bool(b['data'][0]['choices']) for s, b in answers if s == 200)}")
+          f"{sum(bool(b['data'][1]['choices']) for s, b in answers if s == 200)}")
     assert all(status == 200 for status, _ in answers), answers
     for value, (_, body) in zip(forged, answers):
-        kinds, stages = body["data"]
+        _, kinds, stages = body["data"]
         given = [v for _, v in kinds["choices"]]
         assert given in ([], labels), (value, given)  # only the served model named exactly gives its labels
         text = json.dumps(body)
         assert "Unknown" not in text and "/" not in text, (value, text[:300])  # no error message, no path
         assert not any(mid in text for mid in served - {"lung_ct.tiny_v0"}), (value, text[:300])
-    assert [v for _, v in real[1]["data"][0]["choices"]] == labels and real[1]["data"][1]["visible"]
+    assert [v for _, v in real[1]["data"][1]["choices"]] == labels and real[1]["data"][2]["visible"]
 
 
 def test_a_forged_click_never_breaks_the_viewer(client: Any) -> None:

@@ -40,7 +40,8 @@ def feedback_fields() -> list[Any]:
     """The per-output feedback form, in the order h.submit_feedback and h.session_aided take it: agree type / stage /
     pathway, corrected type / stage, heatmap plausibility, confidence, comment."""
     with gr.Row():
-        agree = [gr.Radio(h.AGREE, label=label) for label in ("Tumor type", "Stage", "Treatment pathway")]
+        agree = [gr.Radio(h.AGREE, label=label, elem_id=f"fb-{key}-agree")
+                 for label, key in (("Tumor type", "type"), ("Stage", "stage"), ("Treatment pathway", "pathway"))]
     with gr.Row():  # the model's labels under readable names, set with each result (h.feedback_choices)
         corrected = [label_dropdown(f"Your {what}, if you disagree") for what in ("type", "stage")]
     with gr.Row():
