@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(t, TrainConfig)
     t.set_defaults(func=_cmd_train)
 
-    e = sub.add_parser("evaluate", help="metrics with 95%% bootstrap intervals on a manifest split")
+    e = sub.add_parser("evaluate", help="metrics with 95%% intervals on a manifest split")
     e.add_argument("--model", default=None)
     e.add_argument("--data", default=None, help="data set folder (default: the model's task folder under the data root)")
     e.add_argument("--split", default="test")

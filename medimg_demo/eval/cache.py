@@ -53,6 +53,9 @@ def calibration_tag(cfg: ModelConfig) -> str:
 #: Version of the explanation checks, part of an explained evaluation's cache key: "rand32" since the deletion and
 #: insertion baseline is a random map of 32 px cells (folders computed against the pixel-random order are not read).
 EXPLAIN_TAG = "rand32"
+#: Version of the classification intervals, part of every cache key: "wilson" since proportions carry Wilson score
+#: intervals (folders of percentile-bootstrap proportions, "1.00 [1.00, 1.00]" on 7 cases, are not read).
+METRICS_TAG = "wilson"
 
 
 def model_tag(cfg: ModelConfig) -> str:
@@ -77,7 +80,7 @@ def cache_dir(cfg: ModelConfig, data_dir: Path, split: str, explain: bool, runs:
     """The folder of one evaluation: keyed by the weights, calibration, manifest, split, Grad-CAM layer, the
     explanation checks' version and, where not the defaults, the bootstrap count and seed (``--bootstrap 5000`` must
     not be served the 1000-resample intervals, nor another layer the old heatmap checks)."""
-    key = f"{model_tag(cfg)}-{_file_sha(data_dir / 'manifest.csv')[:12]}-{split}-{layer_tag(cfg)}"
+    key = f"{model_tag(cfg)}-{_file_sha(data_dir / 'manifest.csv')[:12]}-{split}-{layer_tag(cfg)}-{METRICS_TAG}"
     key += "" if (n_boot, seed) == (1000, 0) else f"-boot{n_boot}-seed{seed}"
     return runs / "cache" / cfg.id / (key + (f"-{EXPLAIN_TAG}-explain" if explain else ""))
 
@@ -178,7 +181,8 @@ def _find_results(cfg: ModelConfig, runs: Path) -> Results | None:
     base = runs / "cache" / cfg.id
     prefix = model_tag(cfg)
     # only this configuration's default runs (not a --bootstrap 10 trial, another layer or older explanation checks)
-    patterns = (f"{prefix}-*-test-{layer_tag(cfg)}", f"{prefix}-*-test-{layer_tag(cfg)}-{EXPLAIN_TAG}-explain")
+    tag = f"{layer_tag(cfg)}-{METRICS_TAG}"
+    patterns = (f"{prefix}-*-test-{tag}", f"{prefix}-*-test-{tag}-{EXPLAIN_TAG}-explain")
     found = [p for pattern in patterns for p in base.glob(pattern)] if base.is_dir() else []
     candidates = sorted(found, key=lambda p: (p.name.endswith("-explain"), p.stat().st_mtime))
     bundled = cfg.folder / "metrics" if cfg.folder else None

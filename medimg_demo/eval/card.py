@@ -111,7 +111,8 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         data_line(training, raw.get("calibration") or {})
         + ", reported on `" + split + f"` ({n_images} images).",
         "",
-        f"## Metrics on `{split}` (95% bootstrap intervals, 1000 resamples of cases)",
+        f"## Metrics on `{split}` (95% intervals: Wilson score for proportions, k of n cases; percentile bootstrap, "
+        "1000 resamples of cases, for AUC, F1 and ECE)",
         "| metric | value [95% CI] |",
         "|---|---|",
     ]

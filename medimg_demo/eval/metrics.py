@@ -1,4 +1,8 @@
-"""Classification metrics from scikit-learn, with 95% percentile bootstrap intervals over cases.
+"""Classification metrics from scikit-learn, with 95% intervals: Wilson score intervals for the proportions
+(accuracy, any-tumor sensitivity, and per class sensitivity, specificity and precision: k of n cases), percentile
+bootstrap intervals over cases for the rest (AUC, F1, ECE). A percentile bootstrap of a proportion at 0 or 1 is
+[1, 1] or [0, 0] however few the cases (7 of 7 normal lung images read "1.00 [1.00, 1.00]"); Wilson's is not
+(7 of 7: [0.65, 1.00]).
 
 The bootstrap is a plain loop over one seeded generator rather than ``scipy.stats.bootstrap``: a whole table of
 metrics (several of which are undefined on some resamples, e.g. the AUC of a class a resample lacks) is resampled
@@ -12,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binomtest
 from sklearn.metrics import multilabel_confusion_matrix, precision_recall_fscore_support, roc_auc_score
 from tqdm import tqdm
 
@@ -74,10 +79,38 @@ def all_metrics(y: np.ndarray, probs: np.ndarray, labels: list[str], prefix: str
     return rows
 
 
+#: Metrics that are a proportion k / n of cases: Wilson intervals from the counts.
+PROPORTIONS = ("accuracy", "any_tumor_sensitivity", "sensitivity", "specificity", "precision")
+
+
+def proportion_counts(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> dict[tuple[str, str], tuple[int, int]]:
+    """(k, n) of each proportion metric, keyed by (metric without prefix, class) as :func:`all_metrics` names them."""
+    out = {("accuracy", ""): (int((pred == y).sum()), len(y))}
+    negatives = [i for i, name in enumerate(labels) if name in NEGATIVE_LABELS]
+    if negatives:
+        tumor, hit = ~np.isin(y, negatives), ~np.isin(pred, negatives)
+        out[("any_tumor_sensitivity", "")] = (int((hit & tumor).sum()), int(tumor.sum()))
+    for c, name in enumerate(labels):
+        tp = int(((pred == c) & (y == c)).sum())
+        out[("sensitivity", name)] = (tp, int((y == c).sum()))
+        out[("specificity", name)] = (int(((pred != c) & (y != c)).sum()), int((y != c).sum()))
+        out[("precision", name)] = (tp, int((pred == c).sum()))
+    return out
+
+
+def wilson_interval(k: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of k successes in n (scipy); NaN for n = 0."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
 def with_bootstrap(
     y: np.ndarray, probs: np.ndarray, labels: list[str], prefix: str = "", n_boot: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
-    """Metrics with 95% percentile bootstrap intervals (resampling cases with replacement)."""
+    """Metrics with 95% intervals: Wilson for the proportions, percentile bootstrap (resampling cases with
+    replacement) for the rest."""
     point = all_metrics(y, probs, labels, prefix)
     rng = np.random.default_rng(seed)
     boots = np.full((n_boot, len(point)), np.nan)
@@ -88,6 +121,11 @@ def with_bootstrap(
     with np.errstate(all="ignore"):
         lo = np.nanpercentile(boots, 2.5, axis=0)
         hi = np.nanpercentile(boots, 97.5, axis=0)
+    counts = proportion_counts(y, probs.argmax(1), labels)
+    for i, (metric, cls, _) in enumerate(point):
+        key = (metric.removeprefix(prefix), cls)
+        if key[0] in PROPORTIONS and key in counts:
+            lo[i], hi[i] = wilson_interval(*counts[key])
     return pd.DataFrame(
         [{"metric": m, "class": c, "value": v, "ci_low": l, "ci_high": h} for (m, c, v), l, h in zip(point, lo, hi)]
     )

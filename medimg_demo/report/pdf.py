@@ -212,8 +212,8 @@ def _metrics(cfg: ModelConfig) -> list[object]:
     rows += [[f"Sensitivity: {spec.label_name(r['class'])}", cell(r)] for _, r in sens.iterrows()]
     size = f" on {n} test images" if n else ""
     return [head, _table(rows, [75 * mm, 55 * mm]),
-            _p(f"Measured{size} of this data set with 95% bootstrap intervals; they describe this data set, "
-               "not clinical performance.", "caption")]
+            _p(f"Measured{size} of this data set with 95% intervals (Wilson for proportions, bootstrap for AUC); "
+               "they describe this data set, not clinical performance.", "caption")]
 
 
 def _footer(canvas, doc) -> None:  # noqa: ANN001 - reportlab's page callback

@@ -107,9 +107,20 @@ def redraw(view: analysis.View | None, window: str | None = "File default", cent
     view = view_store.lookup(view)
     if view is None or not auth.is_owner_of(request, profile, view.created_by):
         return gr.skip(), gr.skip()
+    _window_note(view, window, center, width)
     z = zoom_factor(zoom)
     p = view.display(window, center, width, analysis.opacity_value(opacity), z, centre, _point(point), outline is True)
     return files.png_file(p.overview), _viewer(view, p, zoomed=z > 1)
+
+
+def _window_note(view: analysis.View, window: str | None, center: float | None, width: float | None) -> None:
+    """Say so when the chosen display window cannot be applied: the picture unchanged is otherwise the only sign."""
+    if not isinstance(window, str) or window == "File default":
+        return
+    if view.values is None:
+        gr.Warning("Display windows need a DICOM's stored values: this image (PNG or JPEG) is shown as it is.")
+    elif window == "Manual" and view.window_for(window, center, width) is None:
+        gr.Warning("Give a centre and a width above 0: until then the file's own window is shown.")
 
 
 def _point(point: Any) -> tuple[float, float] | None:  # noqa: ANN401 - whatever the State holds

@@ -1,5 +1,5 @@
 """Metrics come from scikit-learn and reproduce the bundled test metrics (computed by the former hand-written
-code) within 1e-6: point values always, bootstrap intervals in the slow run."""
+code) within 1e-6: point values always, their intervals (Wilson or bootstrap) in the slow run."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def test_point_metrics_reproduce_the_bundled_metrics() -> None:
 
 
 @pytest.mark.slow
-def test_bootstrap_intervals_reproduce_the_bundled_metrics() -> None:
+def test_intervals_reproduce_the_bundled_metrics() -> None:
     for cfg in list_models():
         _compare(cfg, ("value", "ci_low", "ci_high"), 1000)
 
@@ -73,3 +73,25 @@ def test_per_class_undefined_values_are_nan_not_zero() -> None:
     rows = {(m, c): v for m, c, v in all_metrics(y, probs, ["a", "b", "c"])}
     assert rows[("sensitivity", "c")] != rows[("sensitivity", "c")]  # no case of class c: undefined
     assert rows[("specificity", "c")] == 1.0 and rows[("accuracy", "")] == 1.0
+
+
+def test_proportions_carry_wilson_intervals_that_reflect_few_cases() -> None:
+    """7 of 7 normal images right: a percentile bootstrap gave [1.00, 1.00]; the interval must say how few cases
+    stand behind the 1.00 (Wilson: [0.65, 1.00]), while AUC keeps its bootstrap interval."""
+    labels = ["adenocarcinoma", "normal"]
+    y = np.array([0] * 40 + [1] * 7)
+    probs = np.zeros((47, 2))
+    probs[np.arange(47), y] = 0.9
+    probs[np.arange(47), 1 - y] = 0.1
+    probs[:5, :] = [0.3, 0.7]  # 5 adenocarcinomas called normal: normal precision 7 / 12
+    m = with_bootstrap(y, probs, labels, n_boot=200).set_index(["metric", "class"])
+    sens = m.loc[("sensitivity", "normal")]
+    assert sens["value"] == 1.0 and abs(sens["ci_low"] - 0.646) < 0.002 and sens["ci_high"] == 1.0
+    prec = m.loc[("precision", "normal")]
+    assert abs(prec["value"] - 7 / 12) < 1e-9 and prec["ci_low"] < 7 / 12 < prec["ci_high"]
+    spec = m.loc[("specificity", "normal")]  # 35 of 40 adenocarcinomas not called normal
+    assert abs(spec["value"] - 35 / 40) < 1e-9 and 0.72 < spec["ci_low"] < 0.75
+    any_tumor = m.loc[("any_tumor_sensitivity", "")]
+    assert abs(any_tumor["value"] - 35 / 40) < 1e-9 and any_tumor["ci_low"] == spec["ci_low"]
+    auc = m.loc[("auc", "normal")]
+    assert auc["ci_low"] <= auc["value"] <= auc["ci_high"]

@@ -137,6 +137,13 @@ def test_upload_lung_ct_shows_type_stage_pathway_heatmap(page, tmp_path) -> None
     page.mouse.up()
     page.wait_for_function("(b) => { const i = document.querySelectorAll('#viewer img')[1]; return i && i.src !== b; }",
                            arg=before, timeout=30_000)
+    # a value typed into the slider's box is drawn too (it has no release event)
+    dragged = _overlay_src(page)
+    typed = page.locator("#opacity input[type=number]")
+    typed.fill("0.1")
+    typed.press("Enter")
+    page.wait_for_function("(b) => { const i = document.querySelectorAll('#viewer img')[1]; return i && i.src !== b; }",
+                           arg=dragged, timeout=30_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser_lung_ct.png"), full_page=True)
     # the case report (the analysis above has finished: its overlay was just redrawn): a PDF link that downloads

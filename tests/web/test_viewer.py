@@ -102,3 +102,25 @@ def test_a_refused_image_shows_no_empty_type_or_stage_box_and_says_there_is_no_h
     extra = dict(zip(viewer.VIEWER_OUTPUTS, out[13:]))
     assert extra["type_box"]["visible"] is False and extra["stage_box"]["visible"] is False
     assert extra["viewer"]["label"] == viewer.NO_HEATMAP_LABEL and extra["deid_btn"]["visible"] is False
+
+
+def test_a_window_that_cannot_be_applied_says_so(tmp_path) -> None:  # noqa: ANN001
+    """A CT preset on a PNG, or a manual width of 0, left the picture unchanged with nothing said."""
+    import warnings
+
+    from conftest import dicom_bytes, gradient
+
+    def notes(view, window: str, center: float | None, width: float | None) -> list[str]:  # noqa: ANN001
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            viewer.redraw(view, window, center, width, 0.45, "1x", "Heatmap peak", None)
+        return [str(w.message) for w in caught]
+
+    png_view = handlers.predict(str(lung_test_image()), None, 0.45)[8]
+    assert any("need a DICOM" in n for n in notes(png_view, "Bone", None, None))
+    assert not notes(png_view, "File default", None, None)
+    dcm = tmp_path / "ct.dcm"
+    dcm.write_bytes(dicom_bytes((gradient(96, 96) * 3000).astype(np.uint16), slope=1, intercept=-1024, window=(40, 400)))
+    ct_view = handlers.predict(str(dcm), None, 0.45)[8]
+    assert any("width above 0" in n for n in notes(ct_view, "Manual", 40, 0))
+    assert not notes(ct_view, "Manual", 40, 400) and not notes(ct_view, "Bone", None, None)

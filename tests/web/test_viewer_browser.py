@@ -231,6 +231,9 @@ def _perf_tables_fit(page) -> None:  # noqa: ANN001
         overflow = page.eval_on_selector(table, """root => [...root.querySelectorAll('*')]
             .filter(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1).length""")
         assert overflow == 0, f"{table} is cut off at the right"
+    hidden_rows = page.eval_on_selector("#perf-overall", """root => [...root.querySelectorAll('*')]
+        .filter(e => e.clientHeight > 0 && e.scrollHeight > e.clientHeight + 1).length""")
+    assert hidden_rows == 0, "the overall table hides rows below its fold"
 
 
 def _gallery_loaded(page) -> None:  # noqa: ANN001

@@ -82,7 +82,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
                 with gr.Column(scale=2, min_width=220):
                     zoom = gr.Radio(ZOOM_CHOICES, value="1x", label="Zoom (rendered from the scan's own pixels)")
                     centre = gr.Radio(CENTRE_CHOICES, value=CENTRE_CHOICES[0], label="Zoom centre")
-                    opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Heatmap opacity")
+                    opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Heatmap opacity", elem_id="opacity")
                     outline = gr.Checkbox(value=True, label="Lesion outline (the model's lesion head)", visible=False,
                                           elem_id="lesion-outline")
             # the plain image of /predict's output 4 (API clients read it); the viewer shows it on screen
@@ -138,15 +138,17 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
     analyse(frame.submit(None, None, None, js="() => null"))
     redraw_args = dict(inputs=[view, window, center, width, opacity, zoom, centre, point, outline],
                        outputs=[heat, slider], **private)
-    opacity.release(h.redraw, **redraw_args)
+    # a drag or a typed value (the slider's box has no release): the newest value is drawn, none queue up behind it
+    opacity.input(h.redraw, trigger_mode="always_last", **redraw_args)
     zoom.input(h.redraw, **redraw_args)
     outline.input(h.redraw, **redraw_args)
     centre.input(h.redraw, **redraw_args)
     heat.select(viewer.pick_point, [view, zoom], [point, centre, zoom], queue=False, **private).then(
         h.redraw, **redraw_args)
     window.input(h.preset_values, [view, window], [center, width], queue=False, **private).then(h.redraw, **redraw_args)
-    center.submit(None, None, window, js="() => 'Manual'").then(h.redraw, **redraw_args)
-    width.submit(None, None, window, js="() => 'Manual'").then(h.redraw, **redraw_args)
+    for box in (center, width):  # Enter, or leaving the box (a typed value that was never applied misled)
+        for typed in (box.submit, box.blur):
+            typed(None, None, window, js="() => 'Manual'").then(h.redraw, **redraw_args)
     # the file boxes show once they hold a file (hidden while empty, blanked with the case)
     deid_btn.click(h.deidentify, upload, deid_file, **private).success(
         viewer.show_file, deid_file, deid_file, queue=False, **private)

@@ -15,7 +15,9 @@ CSS = "#perf-gallery .thumbnail-item { aspect-ratio: 2 / 1; }"
 def performance_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -> None:
     """The tab's content; ``tab``: the Tab it sits in, so that opening it shows the chosen model's figures at once
     (before, a reader saw empty tables headed 1, 2, 3 until they pressed Show)."""
-    gr.Markdown("Measured on the bundled **test** split of each data set, with 95% bootstrap intervals. "
+    gr.Markdown("Measured on the bundled **test** split of each data set, with 95% intervals: Wilson score "
+                "intervals for proportions (accuracy, sensitivity, specificity, precision: k of n cases), percentile "
+                "bootstrap over cases for AUC, F1 and ECE. "
                 "Results come from the evaluation cache (`python -m medimg_demo evaluate --model ID --split test --explain`).")
     with gr.Row():
         model = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, label="Model",
@@ -24,8 +26,9 @@ def performance_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -
     header = gr.Markdown(elem_id="perf-header")
     # one table a row, with set column widths: five "0.95 [0.90, 0.99]" columns beside the class name fit without
     # scrolling at the right (side by side with the overall table they were cut off)
-    overall = gr.Dataframe(label="Overall (value and 95% bootstrap interval)", interactive=False, wrap=True,
-                           column_widths=["52%", "16%", "32%"], elem_id="perf-overall")
+    overall = gr.Dataframe(label="Overall (value and 95% interval)", interactive=False, wrap=True,
+                           column_widths=["52%", "16%", "32%"], elem_id="perf-overall",
+                           max_height=1000)  # every row in view (lung: 16 rows; 500 px cut the last off)
     widths = ["25%", *["15%"] * 5]
     per_class = gr.Dataframe(label="Per class (type): value [95% CI]", interactive=False, wrap=True,
                              column_widths=widths, elem_id="perf-per-class")
