@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest
 from sklearn.metrics import multilabel_confusion_matrix, precision_recall_fscore_support, roc_auc_score
 from tqdm import tqdm
 
+from ..feedback.reader_study import wilson
 from ..models.calibrate import ece  # noqa: F401 - the calibration error lives with calibration; public here too
 
 #: Labels meaning "no tumor"; where a head has one, "any tumor vs none" sensitivity is reported too.
@@ -98,14 +98,6 @@ def proportion_counts(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> dic
     return out
 
 
-def wilson_interval(k: int, n: int) -> tuple[float, float]:
-    """95% Wilson score interval of k successes in n (scipy); NaN for n = 0."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return float(ci.low), float(ci.high)
-
-
 def with_bootstrap(
     y: np.ndarray, probs: np.ndarray, labels: list[str], prefix: str = "", n_boot: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
@@ -125,7 +117,7 @@ def with_bootstrap(
     for i, (metric, cls, _) in enumerate(point):
         key = (metric.removeprefix(prefix), cls)
         if key[0] in PROPORTIONS and key in counts:
-            lo[i], hi[i] = wilson_interval(*counts[key])
+            lo[i], hi[i] = wilson(*counts[key])  # the reader study's interval (feedback.reader_study)
     return pd.DataFrame(
         [{"metric": m, "class": c, "value": v, "ci_low": l, "ci_high": h} for (m, c, v), l, h in zip(point, lo, hi)]
     )
