@@ -24,7 +24,8 @@ ACCEPTED_HELP = ("PNG, JPEG or DICOM (.dcm or no extension). The upload is de-id
 WORK_DIR: Path | None = None
 #: Largest frame number accepted from a client (the decoder then checks it against the file).
 MAX_FRAME = 100_000
-#: What feedback_fields() shows for each new result (or none): no answers, no corrections, no ratings, no comment.
+#: A blank feedback form (Analyse tab for each new result, reading session after each answer; the same fields in
+#: the same order): no answers, no corrections, no ratings, no comment.
 FEEDBACK_RESET = (None, None, None, None, None, None, None, "")
 
 

@@ -16,7 +16,7 @@ from ..feedback.reader_study import CANNOT_ASSESS
 from ..paths import feedback_db, public_dir
 from . import auth, files, session, session_view, study_view
 from .catalog import answer_choices
-from .handlers import _user
+from .handlers import FEEDBACK_RESET, _user
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def session_aided(s: session.ReadingSession | None, type_agree: str | None, stag
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
     return (s, *_session_view(s), None, None, "", "", None, "",  # model outputs hidden again
-            None, None, None, *AIDED_RESET)  # own-read and feedback forms reset
+            None, None, None, *FEEDBACK_RESET)  # own-read and feedback forms reset
 
 
 #: One answer at a time per reading session (locks striped by the session object, so their number is bounded).
@@ -115,10 +115,6 @@ def validate_aided(s: session.ReadingSession | None, type_agree: str | None, sta
     problems = {} if s is None or not s.revealed else session.aided_problems(s, type_agree, corrected_type)
     return _marks(problems, ["state", "type_agree", "stage_agree", "pathway_agree", "corrected_type",
                              *[f"other{i}" for i in range(len(rest))]])
-
-
-#: What the aided form shows again after a submission: no answers, no ratings, empty comment.
-AIDED_RESET = (None, None, None, None, None, None, None, "")
 
 
 def session_redraw(s: session.ReadingSession | None, level: float, width: float, zoom: str, pan_x: float,
