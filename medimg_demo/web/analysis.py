@@ -74,6 +74,7 @@ class View:
     modality: str | None
     model_id: str = ""  # the model and frame of the shown result (the report describes exactly that)
     frame_index: int = 0
+    n_frames: int = 1  # the file's frame count: a typed frame number is checked against it before anything clears
     created_by: str = ""  # the login the result was shown to ("" without logins): see auth.is_owner_of
     lesion: np.ndarray | None = None  # the model's lesion (bool mask, scan pixels), drawn as an outline
     image_sha256: str = ""  # the shown scan's pixel hash: the report checks it describes this scan
@@ -253,6 +254,7 @@ def analyse(
         modality=study.modality,
         model_id=pred.model_id,
         frame_index=study.frame_index,
+        n_frames=study.n_frames,
         lesion=pred.lesion_mask,
         image_sha256=pred.image_sha256,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ..feedback.reader_study import label_name
 from ..manifest import read_manifest
 from ..models.registry import get_model, list_models, task_models
@@ -13,8 +15,20 @@ def model_choices() -> list[tuple[str, str]]:
     """(label shown, model id) for the model dropdown, default first."""
     models = list_models()
     default_id = get_model().id if models else None
-    models.sort(key=lambda m: (m.id != default_id, m.task, m.id))
-    return [(f"{m.task_title or get_task(m.task).title}: {m.id}", m.id) for m in models]
+    served = {m.id for m in task_models()}
+    models.sort(key=lambda m: (m.id != default_id, m.task, m.id not in served, m.id))  # each task's default first
+    labels = [model_label(m.id, m.task_title or get_task(m.task).title, m.id in served) for m in models]
+    # two models of a task with the same version (another backbone): both named by their ids
+    return [(label if labels.count(label) == 1 else f"{m.task_title or get_task(m.task).title}: {m.id}", m.id)
+            for label, m in zip(labels, models)]
+
+
+def model_label(model_id: str, title: str, default: bool) -> str:
+    """"Breast ultrasound v2 (default)": short enough for the dropdown, which cut "Breast ultrasound:
+    breast_us.tf_efficientnet_lite1_v2" off mid-id; the full id is in the result's details and the Performance tab."""
+    version = model_id.rsplit("_", 1)[-1]
+    name = f"{title} {version}" if re.fullmatch(r"v\d+", version) else f"{title}: {model_id}"
+    return f"{name} (default)" if default else name
 
 
 def default_model_id() -> str:

@@ -191,9 +191,16 @@ def feedback_choices(prediction: dict | None) -> tuple[dict, dict, dict]:
         types, stages = answer_choices(model_id) if isinstance(model_id, str) and model_id else ([], [])
     except MedimgError:  # not a served model: nothing to choose (the server refuses feedback on it anyway)
         types, stages = [], []
-    return (gr.update(value=None, visible=session.gave_stage(prediction) or not types),
+    asked = session.gave_stage(prediction)  # no stage shown (indeterminate, refused): no stage to correct either
+    return (gr.update(value=None, visible=asked or not types),
             gr.update(choices=types, value=None),
-            gr.update(choices=stages, value=None, visible=bool(stages) or not types))
+            gr.update(choices=stages, value=None, visible=(bool(stages) and asked) or not types))
+
+
+def feedback_shown(prediction: dict | None):  # noqa: ANN201 - Gradio output
+    """The feedback form only with a result the server recorded (its ``prediction_id``): before any analysis, after a
+    refused file, or where the store could not record the result (the notes say why), there is nothing to answer."""
+    return gr.update(visible=isinstance(prediction, dict) and session.prediction_id_of(prediction) is not None)
 
 
 def submit_feedback(prediction: dict | str | None, reader: str, session_id: str, type_agree: str | None,

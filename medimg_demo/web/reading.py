@@ -26,10 +26,17 @@ def _session_view(s: session.ReadingSession | None):  # noqa: ANN202
     if s is None:
         return "", None, gr.update(visible=False), gr.update(visible=False)
     if s.done:
-        return f"**Session complete** - {len(s.cases)} of {len(s.cases)} cases read. Thank you.", None, gr.update(visible=False), gr.update(visible=False)
+        return (f"**Session complete** - {len(s.cases)} of {len(s.cases)} cases read. Thank you. The session's "
+                "results, your own reads beside your aided answers, are in the **Feedback summary** tab.",
+                None, gr.update(visible=False), gr.update(visible=False))
     text = f"**Case {s.index + 1} of {len(s.cases)}** - session `{s.session_id}`, reader `{s.reader}`, model `{s.model_id}`"
     image = session_view.render_case(session.session_pixels(s), s.display)
     return text, files.png_file(image), gr.update(visible=not s.revealed), gr.update(visible=s.revealed)
+
+
+def _case_panel(s: session.ReadingSession | None):  # noqa: ANN202
+    """The case, its heatmap and the display controls: shown only while a case is being read."""
+    return gr.update(visible=s is not None and not s.done)
 
 
 def session_start(reader: str, session_id: str, model_id: str | None, n_cases: float, seed: float,
@@ -46,7 +53,7 @@ def session_start(reader: str, session_id: str, model_id: str | None, n_cases: f
     return (s, *_session_view(s), gr.update(choices=[*types, ("Cannot assess", CANNOT_ASSESS)], value=None),
             gr.update(choices=stages, value=None, visible=bool(stages)),
             gr.update(choices=types, value=None), gr.update(choices=stages, value=None, visible=bool(stages)),
-            gr.update(visible=bool(stages)))
+            gr.update(visible=bool(stages)), _case_panel(s))
 
 
 def session_unaided(s: session.ReadingSession | None, reader_type: str | None, reader_stage: str | None,
@@ -64,7 +71,7 @@ def session_unaided(s: session.ReadingSession | None, reader_type: str | None, r
     heat = session_view.render_case(session.session_pixels(s), s.display, s.heatmap)
     return (s, *_session_view(s), a.type_display, a.stage_display,  # readable names; the store keeps the raw labels
             a.stage_text, a.pathway_markdown, files.png_file(heat),
-            session_view.compare_markdown(s.own_read, s.prediction, s.model_id))
+            session_view.compare_markdown(s.own_read, s.prediction, s.model_id), _case_panel(s))
 
 
 def session_aided(s: session.ReadingSession | None, type_agree: str | None, stage_agree: str | None,
@@ -85,7 +92,7 @@ def session_aided(s: session.ReadingSession | None, type_agree: str | None, stag
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
     return (s, *_session_view(s), None, None, "", "", None, "",  # model outputs hidden again
-            None, None, None, *FEEDBACK_RESET)  # own-read and feedback forms reset
+            None, None, None, *FEEDBACK_RESET, _case_panel(s))  # own-read and feedback forms reset
 
 
 #: One answer at a time per reading session (locks striped by the session object, so their number is bounded).

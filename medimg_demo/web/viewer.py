@@ -104,8 +104,8 @@ def redraw(view: analysis.View | None, window: str | None = "File default", cent
     Returns (overview, compare slider); the plain image of /predict's output 4 is left as the analysis made it."""
     if view_store.dropped(view):
         raise gr.Error(view_store.DROPPED)
-    view = view_store.lookup(view)
-    if view is None or not auth.is_owner_of(request, profile, view.created_by):
+    view = _own_view(view, request, profile)
+    if view is None:
         return gr.skip(), gr.skip()
     _window_note(view, window, center, width)
     z = zoom_factor(zoom)
@@ -145,6 +145,34 @@ def pick_point(view: analysis.View | None, zoom: str | None, evt: gr.SelectData)
     row, col = min(max(y / scale, 0.0), h - 1.0), min(max(x / scale, 0.0), w - 1.0)
     log.debug("zoom centre chosen at %.0f, %.0f", row, col)
     return (row, col), analysis.CENTRE_CHOICES[2], zoom if zoom_factor(zoom) > 1 else "2x"
+
+
+def _own_view(view: Any, request: gr.Request | None, profile: gr.OAuthProfile | None) -> analysis.View | None:  # noqa: ANN401
+    """The page's view, if the caller's login made it (another login on a borrowed page gets none)."""
+    view = view_store.lookup(view)
+    return view if view is not None and auth.is_owner_of(request, profile, view.created_by) else None
+
+
+def check_frame(view: analysis.View | None, frame: float | None,
+                request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+                profile: gr.OAuthProfile | None = None) -> None:
+    """A typed frame number, checked against the shown file before its result is cleared: a number beyond the file
+    keeps the case on screen (the caller puts the box back with :func:`shown_frame`) and says the range."""
+    view = _own_view(view, request, profile)
+    if view is None or frame is None or frame == "":  # no result to keep, or the middle frame asked for
+        return
+    number = analysis.finite(frame)
+    if number is None or not number.is_integer() or not 1 <= number <= view.n_frames:
+        raise gr.Error(f"This file has {view.n_frames} frames: enter a whole number from 1 to {view.n_frames} "
+                       f"(frame {view.frame_index + 1} is shown).")
+
+
+def shown_frame(view: analysis.View | None,
+                request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+                profile: gr.OAuthProfile | None = None):  # noqa: ANN201 - Gradio outputs
+    """The frame box back at the frame shown (after a number beyond the file)."""
+    view = _own_view(view, request, profile)
+    return gr.update(value=view.frame_index + 1) if view is not None else gr.skip()
 
 
 def show_file(path: Any):  # noqa: ANN201, ANN401 - a file component's value

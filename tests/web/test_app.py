@@ -224,6 +224,8 @@ def test_feedback_corrections_offer_the_shown_models_classes() -> None:
     assert ("Squamous cell carcinoma", "squamous_cell_carcinoma") in lung_type["choices"] and lung_type["value"] is None
     assert lung_stage["choices"] == [("Stage IIIA", "IIIa"), ("Stage IB", "Ib"), ("No stage (no tumor)", "none")]
     assert lung_stage["visible"]
+    undecided = handlers.feedback_choices({"model": "lung_ct.tf_efficientnet_lite0_v2", "stage": None})
+    assert not undecided[0]["visible"] and not undecided[2]["visible"]  # indeterminate: no stage shown, none asked
     breast_question, breast_type, breast_stage = handlers.feedback_choices({"model": "breast_us.tf_efficientnet_lite1_v2"})
     assert [v for _, v in breast_type["choices"]] == ["benign", "malignant", "normal"]
     assert breast_stage["choices"] == [] and not breast_stage["visible"]
@@ -266,3 +268,48 @@ def test_a_stage_answer_is_kept_only_where_a_stage_was_shown(tmp_path: Path) -> 
     rows = read_all(db).set_index("session_id")
     assert rows.loc["brain", "stage_agree"] is None or np.isnan(rows.loc["brain", "stage_agree"])
     assert rows.loc["lung", "stage_agree"] == 0 and rows.loc["brain", "type_agree"] == 1
+
+
+def test_the_feedback_form_shows_only_with_a_recorded_result() -> None:
+    """Before any analysis (or for a result the store could not record) there is nothing to answer: no form."""
+    assert handlers.feedback_shown({"model": "lung_ct.tf_efficientnet_lite0_v2", "prediction_id": "abc123"})["visible"]
+    for shown in (None, {}, "abc123", {"model": "lung_ct.tf_efficientnet_lite0_v2", "prediction_id": None},
+                  {"prediction_id": "  "}, {"prediction_id": ["abc"]}):
+        assert not handlers.feedback_shown(shown)["visible"], shown
+
+
+def test_model_list_names_versions_readably_and_uniquely() -> None:
+    """The dropdown cut "Breast ultrasound: breast_us.tf_efficientnet_lite1_v2" off mid-id: short names, each task's
+    default first and marked, every label naming one model."""
+    from medimg_demo.models.registry import task_models
+    from medimg_demo.web.catalog import model_choices, model_label
+
+    choices = model_choices()
+    labels = [label for label, _ in choices]
+    assert len(set(labels)) == len(labels) and all(len(label) <= 32 for label in labels), labels
+    served = {m.id for m in task_models()}
+    assert {mid for label, mid in choices if label.endswith("(default)")} == served
+    assert dict((mid, label) for label, mid in choices)["breast_us.tf_efficientnet_lite1_v2"] == "Breast ultrasound v2 (default)"
+    assert model_label("lung_ct.custom_model", "Lung CT", False) == "Lung CT: lung_ct.custom_model"  # no version: its id
+
+
+def test_a_frame_beyond_the_file_keeps_the_case_and_names_the_range() -> None:
+    """A typed frame number is checked against the shown file before anything clears; the box goes back."""
+    import dataclasses
+
+    from medimg_demo.web import viewer
+    from medimg_demo.web.analysis import View
+
+    view = View(pixels=np.zeros((8, 8)), values=None, invert=False, heatmap=None, spacing_mm=None,
+                default_window=None, modality="CT", frame_index=2, n_frames=5)
+    for ok in (1, 5, 3.0, None, ""):
+        assert viewer.check_frame(view, ok) is None
+    for bad in (0, 6, 2.5, float("nan"), "3", 10**400, True):
+        with pytest.raises(gr.Error, match="has 5 frames: enter a whole number from 1 to 5 .frame 3 is shown"):
+            viewer.check_frame(view, bad)
+    assert viewer.shown_frame(view)["value"] == 3
+    assert viewer.check_frame(None, 99) is None  # no result kept: the analysis itself checks the number
+    assert viewer.shown_frame(None) == gr.skip()
+    key = view_store.keep(dataclasses.replace(view, frame_index=0))
+    with pytest.raises(gr.Error, match="frame 1 is shown"):
+        viewer.check_frame(key, 7)

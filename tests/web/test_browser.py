@@ -172,8 +172,12 @@ def test_feedback_corrections_are_chosen_from_the_models_labels(page, app_state:
     """The reader corrects the call from lists of the model's classes under readable names; the store keeps labels."""
     import sqlite3
 
+    page.wait_for_timeout(1000)  # the page settled: before any result there is no form to answer
+    assert not page.get_by_role("button", name="Submit feedback").is_visible()
+    assert not page.locator("#fb-type-agree").is_visible()
     _upload(page, lung_test_image())
     page.get_by_text("Stage group").wait_for(timeout=90_000)
+    page.get_by_role("button", name="Submit feedback").wait_for(state="visible", timeout=10_000)
     page.get_by_label("Reader pseudonym").first.fill("browser02")
     page.get_by_label("Session id (optional)").first.fill("browser-correction")
     page.locator("#fb-type-agree").get_by_label("Disagree", exact=True).check()
@@ -226,6 +230,7 @@ def test_reading_session_of_20_cases_in_the_browser(page, tmp_path) -> None:  # 
     page.get_by_role("tab", name="Reading session").click()
     page.get_by_label("Reader pseudonym").last.fill("browser01")
     page.get_by_label("Session id").last.fill("browser-session")
+    assert not page.locator("#session-case").is_visible()  # no empty case frames before the session starts
     page.get_by_role("button", name="Start or resume session").click()
     for i in range(20):
         page.get_by_text(f"Case {i + 1} of 20").wait_for(timeout=60_000)
@@ -236,6 +241,9 @@ def test_reading_session_of_20_cases_in_the_browser(page, tmp_path) -> None:  # 
         page.locator("#session-type-agree").get_by_label("Agree", exact=True).check()
         page.get_by_role("button", name="Submit my answer and go to the next case").click()
     page.get_by_text("Session complete").wait_for(timeout=60_000)
+    page.locator("#session-case").wait_for(state="hidden", timeout=10_000)  # no empty frames left behind
+    assert "Feedback summary" in page.locator("#session-progress").inner_text()  # where the results are
+    assert not page.get_by_text("Display: window and zoom").is_visible()
     page.screenshot(path=str(ARTIFACTS / "browser_session_done.png"), full_page=True)
 
 

@@ -229,7 +229,7 @@ def test_forged_results_give_the_feedback_lists_nothing_more(client: Any) -> Non
               {"model": ["lung_ct.tiny_v0"]}, {"model": "../../etc/passwd"}, {"model": "auto"}, {"model": ""},
               {"model": "lung_ct.tiny_v0/../x"}, {"model": "x" * 100_000}, {"model": "lung_ct.tiny_v0", "y": [[[[1]]]]}]
     answers = [_direct(client, fn, [value], session) for value in forged]
-    real = _direct(client, fn, [{"model": "lung_ct.tiny_v0", "status": "refused"}], session)
+    real = _direct(client, fn, [{"model": "lung_ct.tiny_v0", "status": "ok", "stage": {"label": "Ib"}}], session)
     print(f"\nforged results: {sum(s != 200 for s, _ in answers)} of {len(forged)} errors; lists given: "
           f"{sum(bool(b['data'][1]['choices']) for s, b in answers if s == 200)}")
     assert all(status == 200 for status, _ in answers), answers
@@ -241,6 +241,9 @@ def test_forged_results_give_the_feedback_lists_nothing_more(client: Any) -> Non
         assert "Unknown" not in text and "/" not in text, (value, text[:300])  # no error message, no path
         assert not any(mid in text for mid in served - {"lung_ct.tiny_v0"}), (value, text[:300])
     assert [v for _, v in real[1]["data"][1]["choices"]] == labels and real[1]["data"][2]["visible"]
+    refused = _direct(client, fn, [{"model": "lung_ct.tiny_v0", "status": "refused"}], session)
+    assert [v for _, v in refused[1]["data"][1]["choices"]] == labels  # feedback on a refusal: the types to name
+    assert not refused[1]["data"][2]["visible"]  # it showed no stage: none to correct
 
 
 def test_a_forged_click_never_breaks_the_viewer(client: Any) -> None:
@@ -533,6 +536,12 @@ def test_a_borrowed_page_shows_nothing_to_another_login(auth_app: App, readers: 
         "session_redraw": (_fn(bob, "session_redraw"), [None, 100, 200, "2x", 40, 40]),
     }
     got = {name: _queue_fn(bob, fn, data, page) for name, (fn, data) in attempts.items()}
+    # the frame of alice's file: neither its count (in a message) nor the frame shown
+    told = _queue_fn(bob, _fn(bob, "check_frame"), [None, 99], page)
+    status, frame = _direct(bob, _fn(bob, "shown_frame"), [None], page)
+    assert told[0] and "frames" not in json.dumps(told[1]), told
+    assert status == 200 and "value" not in json.dumps(frame["data"]), frame
+    assert not _queue_fn(alice, _fn(alice, "check_frame"), [None, 99], page)[0]  # alice herself is told the range
     shown = [name for name, (ok, out) in got.items() if ok and (_pictures(out or []) or name == "report")]
     mine = {name: _queue_fn(alice, fn, data, page)[0] for name, (fn, data) in attempts.items()}
     print(f"\nalice's page under bob's login: {len(shown)} of {len(attempts)} answers showed her case; "

@@ -80,7 +80,8 @@ def test_cannot_assess_then_the_calls_side_by_side(reading) -> None:  # noqa: AN
     s, _ = _start(reading)
     out = reading.session_unaided(s, CANNOT_ASSESS, None, 2)  # no stage needed when the type cannot be assessed
     assert s.revealed
-    compare = out[-1]
+    compare = out[10]
+    assert out[-1]["visible"]  # the case panel stays while the case is read
     assert compare.startswith("#### Your read: Cannot assess (confidence 2/5)") and " Model: " in compare
     assert "_" not in compare.split(" Model: ")[1].split("-")[0]  # readable class names
     scores = out[5]
@@ -105,6 +106,18 @@ def test_the_aided_answer_needs_agreement_and_a_type_when_disagreeing(reading) -
     rows = read_all(Path(os.environ["MEDIMG_FEEDBACK_DB"]))
     aided = rows[rows["phase"] == "aided"].iloc[0]
     assert aided["type_agree"] == 0 and aided["corrected_type"] == "normal"
+
+
+def test_the_case_panel_shows_only_while_a_case_is_read(reading) -> None:  # noqa: ANN001
+    """The case, heatmap and display controls stood as empty frames once the session was complete."""
+    s, out = _start(reading, 1)
+    assert out[-1]["visible"] and out[2] is not None
+    reading.session_unaided(s, CANNOT_ASSESS, None, None)
+    out = reading.session_aided(s, "Agree", None, None, None, None, None, None, "")
+    assert s.done and "Session complete" in out[1] and out[2] is None
+    assert not out[-1]["visible"] and not out[3]["visible"] and not out[4]["visible"]
+    _, again = _start(reading, 1)  # resumed when complete: still nothing to show
+    assert "Session complete" in again[1] and not again[-1]["visible"]
 
 
 def test_display_window_and_zoom_are_drawn_on_the_server_and_kept(reading) -> None:  # noqa: ANN001

@@ -158,6 +158,13 @@ def test_multiframe_dicom_opens_on_its_middle_frame(page, tmp_path) -> None:  # 
     page.locator("#frame input").press("Enter")
     page.locator("#analysis-info").get_by_text("frame 1 of 5 shown", exact=False).wait_for(timeout=RESULT_TIMEOUT)
     assert page.locator("#frame input").input_value() == "1"
+    shown = _wait_viewer(page)
+    page.locator("#frame input").fill("9")  # beyond the file: the case stays, the box goes back, the range is named
+    page.locator("#frame input").press("Enter")
+    page.get_by_text("This file has 5 frames").first.wait_for(timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#frame input').value === '1'", timeout=10_000)
+    assert "frame 1 of 5 shown" in page.locator("#analysis-info").inner_text() and _viewer_srcs(page) == shown
+    _shot(page, "analyse_frame_beyond_file.png")
 
     _sample(page, "Lung CT: Normal")  # the next case: the previous one's DICOM copy and frame box go
     page.wait_for_function("() => !document.querySelector('#deid-file a')", timeout=30_000)
@@ -268,7 +275,7 @@ def test_performance_tab_tables_fit_and_read_plainly(page) -> None:  # noqa: ANN
     assert others, "expected a served model for more than one task"
     for model_id in others:
         page.locator("#perf-model input").click()
-        page.locator("[role=option]").filter(has_text=model_id).first.click()
+        page.get_by_role("option", name=labels[model_id], exact=True).click()  # "Brain MRI v5 (default)"
         page.wait_for_function("(m) => document.querySelector('#perf-header').innerText.includes(m)",
                                arg=model_id, timeout=RESULT_TIMEOUT)
         _wait_idle(page)

@@ -135,7 +135,10 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
     model.input(viewer.clear_for_model, None, outputs, queue=False, **private).then(**offer_switch)
     if examples is not None:  # a sample case analyses on click, as an upload does
         analyse(examples.load_input_event.then(None, None, [frame, window], js=RESET_FRAME_JS))
-    analyse(frame.submit(None, None, None, js="() => null"))
+    # a frame number beyond the file: the case stays on screen, the box shows its frame again, the range is named
+    typed_frame = frame.submit(viewer.check_frame, [view, frame], None, **private)  # queued: its message shows
+    analyse(typed_frame.success(None, None, None, js="() => null"))
+    typed_frame.failure(viewer.shown_frame, view, frame, queue=False, **private)
     redraw_args = dict(inputs=[view, window, center, width, opacity, zoom, centre, point, outline],
                        outputs=[heat, slider], **private)
     # a drag or a typed value (the slider's box has no release): the newest value is drawn, none queue up behind it
@@ -155,7 +158,8 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
     report_btn.click(downloads.report, [upload, view], report_file, **private).success(
         viewer.show_file, report_file, report_file, queue=False, **private)
 
-    with gr.Accordion("Your feedback on this output", open=True):
+    # shown once a recorded result is on screen (h.feedback_shown): before that there is nothing to answer
+    with gr.Accordion("Your feedback on this output", open=True, visible=False) as fb_form:
         gr.Markdown("<small>Stored with the image's hash and the model version only. Do not type patient identifiers.</small>")
         with gr.Row():
             fb_reader = gr.Textbox(label="Reader pseudonym", placeholder="e.g. reader07", visible=not auth.logins_on())
@@ -168,6 +172,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
     raw.change(None, None, fb_key, js=NEW_KEY_JS)
     # a new (or no) result: the form starts blank, so last case's answers are never sent for this one
     raw.change(None, None, [*fields, fb_status], js=f"() => {json.dumps([*h.FEEDBACK_RESET, ''])}")
+    raw.change(h.feedback_shown, raw, fb_form, queue=False, show_progress="hidden", **private)
     raw.change(h.feedback_choices, raw, [fields[1], *fields[3:5]], queue=False, show_progress="hidden", **private)
     fb_btn.click(h.submit_feedback, inputs=[raw, fb_reader, fb_session, *fields, fb_key], outputs=fb_status,
                  api_name="feedback").success(None, None, fb_key, js=NEW_KEY_JS)

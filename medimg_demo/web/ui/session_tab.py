@@ -43,13 +43,16 @@ def session_tab(choices: list[tuple[str, str]]) -> None:
         n_cases = gr.Number(label="Cases", value=20, precision=0, minimum=1, maximum=200)
         seed = gr.Number(label="Seed", value=0, precision=0)
     start = gr.Button("Start or resume session", variant="primary")
-    progress = gr.Markdown()
-    with gr.Row(equal_height=True):
-        image = gr.Image(label="Case", type="filepath", interactive=False, format="png", buttons=IMAGE_BUTTONS,
-                         height=560, elem_id="session-case")
-        overlay_img = gr.Image(label="Model heatmap (after your read)", type="filepath", interactive=False,
-                               format="png", buttons=IMAGE_BUTTONS, height=560, elem_id="session-heatmap")
-    display, reset = _display_controls()
+    progress = gr.Markdown(elem_id="session-progress")
+    # the case, its heatmap and the display controls: shown while a case is being read (not before the session
+    # starts, nor once it is complete, where they stood as empty frames)
+    with gr.Column(visible=False, elem_id="session-case-panel") as case_panel:
+        with gr.Row(equal_height=True):
+            image = gr.Image(label="Case", type="filepath", interactive=False, format="png", buttons=IMAGE_BUTTONS,
+                             height=560, elem_id="session-case")
+            overlay_img = gr.Image(label="Model heatmap (after your read)", type="filepath", interactive=False,
+                                   format="png", buttons=IMAGE_BUTTONS, height=560, elem_id="session-heatmap")
+        display, reset = _display_controls()
     with gr.Group(visible=False) as unaided:
         gr.Markdown("#### 1. Your own read (before seeing the model) - required")
         with gr.Row():
@@ -82,16 +85,19 @@ def session_tab(choices: list[tuple[str, str]]) -> None:
     fields = [type_agree, stage_agree, pathway_agree, corrected_type, corrected_stage, plaus, conf, comment]
     view_out = [state, progress, image, unaided, aided]
     start.click(r.session_start, [reader, session_id, model, n_cases, seed],
-                [*view_out, r_type, r_stage, corrected_type, corrected_stage, stage_agree], api_name="session_start")
+                [*view_out, r_type, r_stage, corrected_type, corrected_stage, stage_agree, case_panel],
+                api_name="session_start")
     # a missing answer: the validator marks the field (nothing runs); a later failure shows on the progress line
     # only, so that an error never covers the case image
     record.click(r.session_unaided, [state, r_type, r_stage, r_conf],
-                 [*view_out, m_type, m_stage, m_stage_md, m_path, overlay_img, compare], api_name="session_read",
+                 [*view_out, m_type, m_stage, m_stage_md, m_path, overlay_img, compare, case_panel],
+                 api_name="session_read",
                  validator=r.validate_read, show_progress_on=[progress])
     nxt.click(
         r.session_aided,
         [state, *fields],
-        [*view_out, m_type, m_stage, m_stage_md, m_path, overlay_img, compare, r_type, r_stage, r_conf, *fields],
+        [*view_out, m_type, m_stage, m_stage_md, m_path, overlay_img, compare, r_type, r_stage, r_conf, *fields,
+         case_panel],
         api_name="session_feedback", validator=r.validate_aided, show_progress_on=[progress],
     )
     defaults = tuple(DEFAULT_DISPLAY[k] for k in ("level", "width", "zoom", "pan_x", "pan_y"))
