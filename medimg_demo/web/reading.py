@@ -26,9 +26,9 @@ def _session_view(s: session.ReadingSession | None):  # noqa: ANN202
     if s is None:
         return "", None, gr.update(visible=False), gr.update(visible=False)
     if s.done:
-        return (f"**Session complete** - {len(s.cases)} of {len(s.cases)} cases read. Thank you. The session's "
-                "results, your own reads beside your aided answers, are in the **Feedback summary** tab.",
-                None, gr.update(visible=False), gr.update(visible=False))
+        done = (f"**Session complete** - {len(s.cases)} of {len(s.cases)} cases read. Thank you. The session's "
+                "results, your own reads beside your aided answers, are in the **Feedback summary** tab.")
+        return done, None, gr.update(visible=False), gr.update(visible=False)
     text = f"**Case {s.index + 1} of {len(s.cases)}** - session `{s.session_id}`, reader `{s.reader}`, model `{s.model_id}`"
     image = session_view.render_case(session.session_pixels(s), s.display)
     return text, files.png_file(image), gr.update(visible=not s.revealed), gr.update(visible=s.revealed)
