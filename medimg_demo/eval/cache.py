@@ -53,9 +53,10 @@ def calibration_tag(cfg: ModelConfig) -> str:
 #: Version of the explanation checks, part of an explained evaluation's cache key: "rand32" since the deletion and
 #: insertion baseline is a random map of 32 px cells (folders computed against the pixel-random order are not read).
 EXPLAIN_TAG = "rand32"
-#: Version of the classification intervals, part of every cache key: "wilson" since proportions carry Wilson score
-#: intervals (folders of percentile-bootstrap proportions, "1.00 [1.00, 1.00]" on 7 cases, are not read).
-METRICS_TAG = "wilson"
+#: Version of the intervals, part of every cache key: "wilson2" since proportions carry Wilson score intervals, the
+#: explanation shares (pointing hits, calls lost or kept) too; folders of percentile-bootstrap shares ("1.00 [1.00,
+#: 1.00]" on 7 normal lung images, or on 12 pointing hits of 12) are not read.
+METRICS_TAG = "wilson2"
 
 
 def model_tag(cfg: ModelConfig) -> str:

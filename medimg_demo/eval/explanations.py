@@ -32,6 +32,7 @@ from ..models.calibrate import calibrated_softmax
 from ..models.config import ModelConfig
 from ..models.network import TumorNet
 from ..models.preprocess import normalize
+from .metrics import case_interval, share
 
 STEPS = 10  # fractions 0, 0.1, ..., 1.0 of the pixels
 
@@ -160,17 +161,24 @@ def evaluate_explanations(
             rec["randomised_rank_corr"] = spearman(signed, rcam)
         rows.append(rec)
     per_case = pd.DataFrame(rows)
+    return ExplainResult(per_case=per_case, summary=explain_summary(per_case, seed, n_boot))
+
+
+#: The per-case columns :func:`explain_summary` summarises (their mean over the cases that have one).
+EXPLAIN_COLUMNS = ("pointing_hit", "iou", "deletion_auc", "deletion_auc_random", "insertion_auc",
+                   "insertion_auc_random", "randomised_rank_corr")
+
+
+def explain_summary(per_case: pd.DataFrame, seed: int = 0, n_boot: int = 1000) -> pd.DataFrame:
+    """Summary rows (``explain_<column>``, mean, 95% interval: Wilson for the pointing hits, bootstrap otherwise)."""
     summary = []
     boot = np.random.default_rng(seed)
-    for col in ("pointing_hit", "iou", "deletion_auc", "deletion_auc_random", "insertion_auc", "insertion_auc_random",
-                "randomised_rank_corr"):
+    for col in EXPLAIN_COLUMNS:
         if col not in per_case:
             continue
         v = per_case[col].dropna().astype(float).to_numpy()
         if not len(v):
             continue
-        means = [boot.choice(v, size=len(v)).mean() for _ in range(n_boot)]
-        summary.append({"metric": f"explain_{col}", "class": "", "value": float(v.mean()),
-                        "ci_low": float(np.percentile(means, 2.5)), "ci_high": float(np.percentile(means, 97.5))})
-    return ExplainResult(per_case=per_case, summary=pd.DataFrame(summary))
-
+        low, high = case_interval(v, share if col == "pointing_hit" else np.mean, boot, n_boot)
+        summary.append({"metric": f"explain_{col}", "class": "", "value": float(v.mean()), "ci_low": low, "ci_high": high})
+    return pd.DataFrame(summary, columns=["metric", "class", "value", "ci_low", "ci_high"])

@@ -19,7 +19,7 @@ from ..imaging.body import body_mask
 from ..learn.dataset import ManifestDataset, predict_logits
 from ..models.calibrate import calibrated_softmax
 from ..models.config import ModelConfig
-from .metrics import PlanEntry, case_summary
+from .metrics import PlanEntry, case_summary, share
 
 #: The probe's background grey (0-1): above the 0.05-0.3 that ``train --reframe`` draws, about the lightest grey
 #: background among lung's normal images.
@@ -63,6 +63,11 @@ def framing_probe(model: torch.nn.Module, cfg: ModelConfig, ds: ManifestDataset,
     if normal_label in labels:
         tumor = probed & (y != labels.index(normal_label))
         per_case["frame_tumor_to_normal"] = np.where(tumor, new == labels.index(normal_label), np.nan)
-    plan: list[PlanEntry] = [("explain_frame_call_changed", "frame_call_changed", per_case, np.mean),
-                             ("explain_frame_tumor_to_normal", "frame_tumor_to_normal", per_case, np.mean)]
-    return FramingProbe(summary=case_summary(plan, seed, n_boot), per_case=per_case)
+    return FramingProbe(summary=framing_summary(per_case, seed, n_boot), per_case=per_case)
+
+
+def framing_summary(per_case: pd.DataFrame, seed: int = 0, n_boot: int = 1000) -> pd.DataFrame:
+    """Summary rows of the probe: the share of calls changed, and of tumor calls turned normal (overall, per class)."""
+    plan: list[PlanEntry] = [("explain_frame_call_changed", "frame_call_changed", per_case, share),
+                             ("explain_frame_tumor_to_normal", "frame_tumor_to_normal", per_case, share)]
+    return case_summary(plan, seed, n_boot)

@@ -33,7 +33,7 @@ from ..imaging.study import Study
 from ..models.config import ModelConfig
 from ..predict import Predictor
 from ..tasks import get_task
-from .metrics import PlanEntry, case_summary
+from .metrics import PlanEntry, case_summary, share
 
 log = logging.getLogger(__name__)
 
@@ -143,23 +143,24 @@ def _spacing(row: pd.Series, study: Study) -> tuple[float, float] | None:
 
 
 def summarise(per_case: pd.DataFrame, seed: int = 0, n_boot: int = 1000) -> pd.DataFrame:
-    """Summary rows (metric, class, value, 95% bootstrap interval): overall and per class."""
+    """Summary rows (metric, class, value, 95% interval: Wilson for the shares of cases, the percentile bootstrap
+    for the medians): overall and per class."""
     if per_case.empty:
         return pd.DataFrame(columns=["metric", "class", "value", "ci_low", "ci_high"])
     correct = per_case[per_case["correct"].astype(bool)]
     plan: list[PlanEntry] = [
-        ("explain_pointing_15px", "pointing_15px", correct, np.mean),
-        ("explain_pointing_strict", "pointing_strict", correct, np.mean),
+        ("explain_pointing_15px", "pointing_15px", correct, share),
+        ("explain_pointing_strict", "pointing_strict", correct, share),
         ("explain_lesion_dice_median", "dice", per_case, np.median),
         ("explain_lesion_box_iou_median", "box_iou", per_case, np.median),
         ("explain_lesion_diameter_error_mm_median", "diameter_error_mm", per_case, np.median),
-        ("explain_erase_lesion_call_lost", "erase_lesion_call_lost", correct, np.mean),
-        ("explain_erase_smooth_call_lost", "erase_smooth_call_lost", correct, np.mean),
-        ("explain_erase_elsewhere_call_kept", "erase_elsewhere_call_kept", correct, np.mean),
-        ("explain_erase_posterior_call_lost", "erase_posterior_call_lost", correct, np.mean),
-        ("explain_erase_posterior_elsewhere_call_kept", "erase_posterior_elsewhere_call_kept", correct, np.mean),
+        ("explain_erase_lesion_call_lost", "erase_lesion_call_lost", correct, share),
+        ("explain_erase_smooth_call_lost", "erase_smooth_call_lost", correct, share),
+        ("explain_erase_elsewhere_call_kept", "erase_elsewhere_call_kept", correct, share),
+        ("explain_erase_posterior_call_lost", "erase_posterior_call_lost", correct, share),
+        ("explain_erase_posterior_elsewhere_call_kept", "erase_posterior_elsewhere_call_kept", correct, share),
     ]
     if "box_iou" in per_case:
         per_case = per_case.assign(box_iou_ge_half=per_case["box_iou"] >= 0.5)
-        plan.insert(4, ("explain_lesion_box_iou_ge_0.5", "box_iou_ge_half", per_case, np.mean))
+        plan.insert(4, ("explain_lesion_box_iou_ge_0.5", "box_iou_ge_half", per_case, share))
     return case_summary(plan, seed, n_boot)

@@ -16,11 +16,18 @@ def model_choices() -> list[tuple[str, str]]:
     models = list_models()
     default_id = get_model().id if models else None
     served = {m.id for m in task_models()}
-    models.sort(key=lambda m: (m.id != default_id, m.task, m.id not in served, m.id))  # each task's default first
+    # each task's default first, then its other versions newest first (v10 before v9)
+    models.sort(key=lambda m: (m.id != default_id, m.task, m.id not in served, -_version(m.id), m.id))
     labels = [model_label(m.id, m.task_title or get_task(m.task).title, m.id in served) for m in models]
     # two models of a task with the same version (another backbone): both named by their ids
     return [(label if labels.count(label) == 1 else f"{m.task_title or get_task(m.task).title}: {m.id}", m.id)
             for label, m in zip(labels, models)]
+
+
+def _version(model_id: str) -> int:
+    """3 for an id ending in "_v3"; -1 for an id without a version."""
+    tail = model_id.rsplit("_", 1)[-1]
+    return int(tail[1:]) if re.fullmatch(r"v\d+", tail) else -1
 
 
 def model_label(model_id: str, title: str, default: bool) -> str:

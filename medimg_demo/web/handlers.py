@@ -118,7 +118,8 @@ def suggestion(prediction: Any):  # noqa: ANN201
     model = _suggested(prediction)
     if not model:
         return gr.update(visible=False, value="Switch model")
-    return gr.update(visible=True, value=f"Switch to {model} and analyse")
+    name = {mid: label for label, mid in model_choices()}.get(model, model)  # "Brain MRI v5 (default)", as listed
+    return gr.update(visible=True, value=f"Switch to {name} and analyse")
 
 
 def switch_model(prediction: Any):  # noqa: ANN201
@@ -199,7 +200,7 @@ def feedback_choices(prediction: dict | None) -> tuple[dict, dict, dict]:
 
 def feedback_shown(prediction: dict | None):  # noqa: ANN201 - Gradio output
     """The feedback form only with a result the server recorded (its ``prediction_id``): before any analysis, after a
-    refused file, or where the store could not record the result (the notes say why), there is nothing to answer."""
+    refused upload (not an image), or where the store could not record the result (the notes say why), there is nothing to answer."""
     return gr.update(visible=isinstance(prediction, dict) and session.prediction_id_of(prediction) is not None)
 
 

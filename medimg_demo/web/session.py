@@ -132,7 +132,7 @@ def feedback_from_prediction(
         stage_agree=_agree(stage_agree) if gave_stage(rec["outputs"]) else None,  # none shown: nothing to agree with
         pathway_agree=_agree(pathway_agree),
         corrected_type=_label(corrected_type, cfg.type_labels, "corrected type"),
-        corrected_stage=_label(corrected_stage, stage_labels, "corrected stage"),
+        corrected_stage=_label(corrected_stage, stage_labels, "corrected stage") if gave_stage(rec["outputs"]) else None,
         heatmap_plausibility=heatmap_plausibility or None,
         confidence=confidence or None,
         comment=(comment or "").strip() or None,

@@ -163,7 +163,8 @@ def check_frame(view: analysis.View | None, frame: float | None,
         return
     number = analysis.finite(frame)
     if number is None or not number.is_integer() or not 1 <= number <= view.n_frames:
-        raise gr.Error(f"This file has {view.n_frames} frames: enter a whole number from 1 to {view.n_frames} "
+        count = f"{view.n_frames} frames" if view.n_frames > 1 else "1 frame"
+        raise gr.Error(f"This file has {count}: enter a whole number from 1 to {view.n_frames} "
                        f"(frame {view.frame_index + 1} is shown).")
 
 

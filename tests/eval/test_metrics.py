@@ -95,3 +95,59 @@ def test_proportions_carry_wilson_intervals_that_reflect_few_cases() -> None:
     assert abs(any_tumor["value"] - 35 / 40) < 1e-9 and any_tumor["ci_low"] == spec["ci_low"]
     auc = m.loc[("auc", "normal")]
     assert auc["ci_low"] <= auc["value"] <= auc["ci_high"]
+
+
+def _explain_rows(cfg) -> pd.DataFrame:  # noqa: ANN001
+    """The explanation rows of a committed model recomputed from its bundled per-case explanation table, as
+    ``evaluate --explain`` summarises them (same seed, 1000 resamples)."""
+    from medimg_demo.eval.explanations import explain_summary
+    from medimg_demo.eval.framing import framing_summary
+    from medimg_demo.eval.lesions import summarise
+
+    per_case = pd.read_csv(cfg.folder / "metrics" / "explain_cases.csv")
+    parts = [explain_summary(per_case)]
+    if "frame_call_changed" in per_case:
+        parts.append(framing_summary(per_case))
+    if "correct" in per_case:  # the lesion measures' cases: annotated tumor images (the others have no "correct")
+        lesion_cases = per_case[per_case["correct"].notna()]
+        parts.append(summarise(lesion_cases.assign(correct=lesion_cases["correct"].astype(str) == "True")))
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.mark.slow
+def test_explanation_intervals_reproduce_the_bundled_metrics() -> None:
+    """Every bundled explanation row (pointing, erasure, framing, Dice, IoU, faithfulness) is its per-case table
+    summarised: value and interval within 1e-6; the shares carry Wilson intervals, so none reads [1.00, 1.00]."""
+    for cfg in list_models():
+        if not (cfg.folder / "metrics" / "explain_cases.csv").is_file():
+            continue
+        bundled = pd.read_csv(cfg.folder / "metrics" / "metrics.csv", keep_default_na=False, na_values=[""])
+        bundled["class"] = bundled["class"].fillna("")
+        bundled = bundled[bundled["metric"].str.startswith("explain_")]
+        new = _explain_rows(cfg)
+        both = bundled.merge(new, on=["metric", "class"], suffixes=("_bundled", "_new"))
+        assert len(both) == len(new) == len(bundled) and len(new) >= 10, (cfg.id, len(both), len(new), len(bundled))
+        for col in ("value", "ci_low", "ci_high"):
+            a, b = both[f"{col}_bundled"].to_numpy(float), both[f"{col}_new"].to_numpy(float)
+            assert np.array_equal(np.isnan(a), np.isnan(b)) and np.nanmax(np.abs(a - b)) < 1e-6, (cfg.id, col)
+        shares = both[both["metric"].str.contains("pointing|call_lost|call_kept|frame_|ge_0.5")]
+        assert len(shares) and (shares["ci_low_new"] < shares["ci_high_new"]).all(), cfg.id  # never [1.00, 1.00]
+
+
+def test_a_share_of_cases_carries_a_wilson_interval_other_measures_the_bootstrap() -> None:
+    from medimg_demo.eval.metrics import PlanEntry, case_summary, share
+
+    frame = pd.DataFrame({"label": ["a"] * 12 + ["b"] * 8, "hit": [1.0] * 12 + [1.0, 0.0] * 4,
+                          "dice": np.linspace(0.5, 0.9, 20), "iou": [0.0] * 12 + [1.0] * 8})
+    plan: list[PlanEntry] = [("hits", "hit", frame, share), ("dice", "dice", frame, np.median),
+                             ("iou", "iou", frame, np.mean)]
+    rows = case_summary(plan, n_boot=200).set_index(["metric", "class"])
+    a = rows.loc[("hits", "a")]
+    assert a["value"] == 1.0 and abs(a["ci_low"] - 0.757) < 0.001 and a["ci_high"] == 1.0  # 12 of 12: Wilson
+    assert rows.loc[("hits", "")]["ci_low"] < 16 / 20 < rows.loc[("hits", "")]["ci_high"]
+    dice = rows.loc[("dice", "")]
+    assert dice["ci_low"] < dice["value"] < dice["ci_high"] and dice["ci_high"] < 0.9  # a median: bootstrap
+    iou = rows.loc[("iou", "a")]  # a mean IoU that happens to be all 0 is not a share: the bootstrap's [0, 0]
+    assert iou["value"] == iou["ci_low"] == iou["ci_high"] == 0.0
+    with pytest.raises(ValueError, match="yes/no"):
+        case_summary([("dice", "dice", frame, share)], n_boot=10)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import lung_test_image
@@ -165,7 +166,10 @@ def test_model_switch_is_offered_only_for_a_bundled_suggestion() -> None:
 
     brain = next(m.id for m in list_models() if m.task == "brain_mri")
     shown = handlers.suggestion({"status": "refused", "suggested_model": brain})
-    assert shown["visible"] is True and brain in shown["value"]
+    from medimg_demo.web.catalog import model_choices
+
+    label = {mid: name for name, mid in model_choices()}[brain]
+    assert shown["visible"] is True and shown["value"] == f"Switch to {label} and analyse"  # as the model list names it
     assert handlers.switch_model({"suggested_model": brain}) == brain
     for junk in (None, "x", [1], {"suggested_model": "../../etc"}, {"suggested_model": 7}):
         assert handlers.suggestion(junk)["visible"] is False
@@ -260,14 +264,20 @@ def test_a_stage_answer_is_kept_only_where_a_stage_was_shown(tmp_path: Path) -> 
                                                                 "pituitary": 0.02}}},
         "lung": {"model": "lung_ct.tf_efficientnet_lite0_v2", "stage": {"label": "Ib", "probabilities": {"Ib": 1.0}},
                  "type": {"label": "adenocarcinoma", "probabilities": {"adenocarcinoma": 1.0}}},
+        "lung_undecided": {"model": "lung_ct.tf_efficientnet_lite0_v2", "stage": None, "status": "indeterminate",
+                           "type": {"label": None, "probabilities": {"adenocarcinoma": 0.5, "normal": 0.5}}},
     }
     for name, prediction in shown.items():
         pid = session.record_prediction({**prediction, "image_sha256": "ab" * 32}, db=db)
+        stage = "IIIa" if name.startswith("lung") else None  # a corrected stage, sent by an API client
         session.feedback_from_prediction(pid, "reader07", session_id=name, type_agree="Agree", stage_agree="Disagree",
-                                         db=db)
+                                         corrected_stage=stage, db=db)
     rows = read_all(db).set_index("session_id")
     assert rows.loc["brain", "stage_agree"] is None or np.isnan(rows.loc["brain", "stage_agree"])
     assert rows.loc["lung", "stage_agree"] == 0 and rows.loc["brain", "type_agree"] == 1
+    assert rows.loc["lung", "corrected_stage"] == "IIIa"
+    undecided = rows.loc["lung_undecided"]  # no stage shown: neither an answer nor a correction about one
+    assert pd.isna(undecided["stage_agree"]) and pd.isna(undecided["corrected_stage"])
 
 
 def test_the_feedback_form_shows_only_with_a_recorded_result() -> None:
@@ -291,6 +301,8 @@ def test_model_list_names_versions_readably_and_uniquely() -> None:
     assert {mid for label, mid in choices if label.endswith("(default)")} == served
     assert {mid: label for label, mid in choices}["breast_us.tf_efficientnet_lite1_v2"] == "Breast ultrasound v2 (default)"
     assert model_label("lung_ct.custom_model", "Lung CT", False) == "Lung CT: lung_ct.custom_model"  # no version: its id
+    brain = [label for label, _ in choices if label.startswith("Brain MRI")]
+    assert brain == sorted(brain, key=lambda b: (not b.endswith("(default)"), -int(b.split(" v")[1].split()[0])))
 
 
 def test_a_frame_beyond_the_file_keeps_the_case_and_names_the_range() -> None:

@@ -215,7 +215,7 @@ def test_an_image_of_another_task_is_refused_and_switched(page) -> None:  # noqa
     _upload(page, manifest.parent / row["image"])
     page.get_by_text("Not an image for this model").wait_for(timeout=90_000)
     assert "Stage group" not in page.inner_text("body")
-    page.get_by_role("button", name="Switch to brain_mri").click()
+    page.get_by_role("button", name="Switch to Brain MRI v").click()  # named as the model list names it
     page.locator("#type-out").get_by_text("Glioma").first.wait_for(timeout=60_000)  # readable class names
     # brain MRI is not staged by imaging: the feedback form asks nothing about a stage
     page.locator("#fb-stage-agree").wait_for(state="hidden", timeout=10_000)
