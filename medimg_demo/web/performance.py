@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -58,6 +59,23 @@ def readable_per_class(table: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns={k: v for k, v in PER_CLASS_HEADERS.items() if k in table.columns})
 
 
+def explain_table(rows: pd.DataFrame, label_name: Callable[[str], str]) -> list[str]:
+    """Markdown lines of the explanation measures: one row per measure, its value [95% CI] over all cases and per
+    class beside it ("-" where a class has none: normal images have no lesion). One row per measure and class ran
+    to some 50 rows for brain MRI, and comparing classes meant scrolling."""
+    cls = rows["class"].where(rows["class"].notna(), "").astype(str)
+    classes = [c for c in dict.fromkeys(cls) if c]
+    cells: dict[str, dict[str, str]] = {}
+    for metric, c, (_, r) in zip(rows["metric"], cls, rows.iterrows()):
+        cells.setdefault(metric, {})[c] = f"{r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+    lines = ["| measure | all cases | " + " | ".join(label_name(c) for c in classes) + " |",
+             "|---|---|" + "---|" * len(classes)]
+    for metric, by_class in cells.items():
+        values = [by_class.get(c, "-") for c in ["", *classes]]
+        lines.append(f"| {EXPLAIN_HELP.get(metric, metric)} | " + " | ".join(values) + " |")
+    return lines
+
+
 _GALLERY_LOCK = threading.Lock()
 
 
@@ -96,12 +114,8 @@ def performance_view(model_id: str | None) -> dict[str, Any]:
     spec = get_task(cfg.task)
     if len(explain_rows):
         lines = ["#### Explanation quality (Grad-CAM, test split)",
-                 *(f"- {v}" for v in explanation_verdicts(explain_rows, spec.title)),
-                 "", "| measure | value [95% CI] |", "|---|---|"]
-        for _, r in explain_rows.iterrows():
-            cls = str(r.get("class", "") or "") if pd.notna(r.get("class", "")) else ""
-            what = EXPLAIN_HELP.get(r["metric"], r["metric"]) + (f", {spec.label_name(cls)}" if cls else "")
-            lines.append(f"| {what} | {r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] |")
+                 *(f"- {v}" for v in explanation_verdicts(explain_rows, spec.title)), "",
+                 *explain_table(explain_rows, spec.label_name)]
         explain_md = "\n".join(lines)
     else:
         explain_md = f"Explanation quality not measured yet: `python -m medimg_demo evaluate --model {cfg.id} --split test --explain`."

@@ -182,6 +182,12 @@ def test_fresh_clone_shows_bundled_metrics_and_draws_the_gallery_from_data(tmp_p
     assert len(view["gallery"]) == min(int((cases["pred"] != cases["label"]).sum()), 24) > 0
     assert all(str(tmp_path) in path for path, _ in view["gallery"])
     assert "deletion AUC" in view["explain"]  # lung has no lesion masks: faithfulness and sanity rows only
+    header = next(line for line in view["explain"].splitlines() if line.startswith("| measure"))
+    assert header == "| measure | all cases | Adenocarcinoma | Large cell carcinoma | Normal | Squamous cell carcinoma |"
+    framing = next(line for line in view["explain"].splitlines() if line.startswith("| framing probe (background"))
+    assert framing.count("[") == 5  # all cases and the four classes, in one row
+    sanity = next(line for line in view["explain"].splitlines() if line.startswith("| rank correlation"))
+    assert sanity.count("[") == 1 and sanity.endswith("| - | - | - | - |")  # measured over all cases only
 
 
 def test_explanation_cache_follows_the_grad_cam_layer(tmp_path, tiny_registry, monkeypatch) -> None:

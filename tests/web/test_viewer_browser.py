@@ -232,7 +232,11 @@ def _perf_tables_fit(page) -> None:  # noqa: ANN001
     headers = page.eval_on_selector_all("#perf-per-class th", "els => els.map(e => e.innerText.trim())")
     assert headers[:3] == ["Class", "Sensitivity", "Specificity"] and "AUC (one vs rest)" in headers
     assert not any(h.startswith("explain_") for h in headers), headers  # raw row names stay out of the table
-    for table in ("#perf-overall", "#perf-per-class", "#perf-stage"):
+    # the explanation table: a measure a row, all cases then each class, headed by readable class names
+    explain_headers = page.eval_on_selector_all("#perf-explain th", "els => els.map(e => e.innerText.trim())")
+    assert explain_headers[:2] == ["measure", "all cases"] and len(explain_headers) >= 4, explain_headers
+    assert not any("_" in h for h in explain_headers), explain_headers
+    for table in ("#perf-overall", "#perf-per-class", "#perf-stage", "#perf-explain"):
         if table == "#perf-stage" and page.locator(table).count() == 0:
             continue  # a model without a stage head: the table is left out
         overflow = page.eval_on_selector(table, """root => [...root.querySelectorAll('*')]

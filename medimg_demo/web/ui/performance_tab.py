@@ -40,7 +40,7 @@ def performance_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -
         confusion = gr.Plot(label="Confusion matrix", show_label=False)  # the figures carry their own titles
         roc = gr.Plot(label="ROC curves", show_label=False)
         reliability = gr.Plot(label="Calibration", show_label=False)
-    explain = gr.Markdown()
+    explain = gr.Markdown(elem_id="perf-explain")  # a measure a row, all cases and each class beside it
     gallery = gr.Gallery(label="Error gallery: misclassified test cases (image | Grad-CAM)", columns=3, height="auto",
                          object_fit="contain", buttons=["download", "fullscreen"], elem_id="perf-gallery")
     outs = [header, overall, per_class, stage, confusion, roc, reliability, explain, gallery]
