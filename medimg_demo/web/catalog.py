@@ -18,10 +18,11 @@ def model_choices() -> list[tuple[str, str]]:
     served = {m.id for m in task_models()}
     # each task's default first, then its other versions newest first (v10 before v9)
     models.sort(key=lambda m: (m.id != default_id, m.task, m.id not in served, -_version(m.id), m.id))
-    labels = [model_label(m.id, m.task_title or get_task(m.task).title, m.id in served) for m in models]
+    titles = [m.task_title or get_task(m.task).title for m in models]
+    labels = [model_label(m.id, title, m.id in served) for m, title in zip(models, titles)]
     # two models of a task with the same version (another backbone): both named by their ids
-    return [(label if labels.count(label) == 1 else f"{m.task_title or get_task(m.task).title}: {m.id}", m.id)
-            for label, m in zip(labels, models)]
+    return [(label if labels.count(label) == 1 else f"{title}: {m.id}", m.id)
+            for label, title, m in zip(labels, titles, models)]
 
 
 def _version(model_id: str) -> int:
@@ -33,8 +34,8 @@ def _version(model_id: str) -> int:
 def model_label(model_id: str, title: str, default: bool) -> str:
     """"Breast ultrasound v2 (default)": short enough for the dropdown, which cut "Breast ultrasound:
     breast_us.tf_efficientnet_lite1_v2" off mid-id; the full id is in the result's details and the Performance tab."""
-    version = model_id.rsplit("_", 1)[-1]
-    name = f"{title} {version}" if re.fullmatch(r"v\d+", version) else f"{title}: {model_id}"
+    version = _version(model_id)
+    name = f"{title} v{version}" if version >= 0 else f"{title}: {model_id}"
     return f"{name} (default)" if default else name
 
 

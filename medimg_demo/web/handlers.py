@@ -107,25 +107,27 @@ def predict(
     )
 
 
-def _suggested(prediction: Any) -> str | None:
-    """The suggested model of a shown prediction, if it names a bundled one (any other input: None)."""
+def _suggested(prediction: Any) -> tuple[str, str] | None:
+    """(model id, name in the model list) of the model a shown prediction suggests, if it names a bundled one (any
+    other input: None)."""
     model = prediction.get("suggested_model") if isinstance(prediction, dict) else None
-    return model if isinstance(model, str) and model in {m for _, m in model_choices()} else None
+    names = {mid: label for label, mid in model_choices()}
+    return (model, names[model]) if isinstance(model, str) and model in names else None
 
 
 def suggestion(prediction: Any):  # noqa: ANN201
-    """Show the one-click switch when a refused image fits another bundled model."""
-    model = _suggested(prediction)
-    if not model:
+    """Show the one-click switch when a refused image fits another bundled model, named as the model list names it
+    ("Brain MRI v5 (default)")."""
+    suggested = _suggested(prediction)
+    if not suggested:
         return gr.update(visible=False, value="Switch model")
-    name = {mid: label for label, mid in model_choices()}.get(model, model)  # "Brain MRI v5 (default)", as listed
-    return gr.update(visible=True, value=f"Switch to {name} and analyse")
+    return gr.update(visible=True, value=f"Switch to {suggested[1]} and analyse")
 
 
 def switch_model(prediction: Any):  # noqa: ANN201
     """The suggested model, for the model dropdown."""
-    model = _suggested(prediction)
-    return model if model else gr.skip()
+    suggested = _suggested(prediction)
+    return suggested[0] if suggested else gr.skip()
 
 
 clear_outputs = viewer.clear_outputs  # every Analyse output blank (the viewer's too): see web/viewer.py
