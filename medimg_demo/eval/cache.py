@@ -53,10 +53,10 @@ def calibration_tag(cfg: ModelConfig) -> str:
 #: Version of the explanation checks, part of an explained evaluation's cache key: "rand32" since the deletion and
 #: insertion baseline is a random map of 32 px cells (folders computed against the pixel-random order are not read).
 EXPLAIN_TAG = "rand32"
-#: Version of the intervals, part of every cache key: "wilson2" since proportions carry Wilson score intervals, the
-#: explanation shares (pointing hits, calls lost or kept) too; folders of percentile-bootstrap shares ("1.00 [1.00,
-#: 1.00]" on 7 normal lung images, or on 12 pointing hits of 12) are not read.
-METRICS_TAG = "wilson2"
+#: Version of the intervals, part of every cache key: "newcombe" since proportions carry Wilson score intervals, the
+#: explanation shares (pointing hits, calls lost or kept) too, and each class's AUC Newcombe's score interval; folders
+#: of percentile-bootstrap shares or AUCs ("1.00 [1.00, 1.00]" on 7 normal lung images) are not read.
+METRICS_TAG = "newcombe"
 
 
 def model_tag(cfg: ModelConfig) -> str:

@@ -112,8 +112,9 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
         + ", reported on `" + split + f"` ({n_images} images).",
         "",
         f"## Metrics on `{split}` (95% intervals: Wilson score for proportions, k of n cases, every explanation "
-        "share too (pointing hits, calls lost, kept or changed, box IoU >= 0.5); percentile bootstrap, 1000 resamples "
-        "of cases, for AUC, F1, ECE and the other explanation measures)",
+        "share too (pointing hits, calls lost, kept or changed, box IoU >= 0.5); Newcombe's score interval for each "
+        "class's AUC; percentile bootstrap, 1000 resamples of cases, for macro AUC, F1, ECE and the other "
+        "explanation measures)",
         "| metric | value [95% CI] |",
         "|---|---|",
     ]

@@ -151,3 +151,28 @@ def test_a_share_of_cases_carries_a_wilson_interval_other_measures_the_bootstrap
     assert iou["value"] == iou["ci_low"] == iou["ci_high"] == 0.0
     with pytest.raises(ValueError, match="yes/no"):
         case_summary([("dice", "dice", frame, share)], n_boot=10)
+
+
+def test_auc_carries_newcombes_score_interval() -> None:
+    """Each class's AUC: Newcombe's method 5, checked against SingleCaseES's NAP interval (an AUC of 0.9167 for 6 x 7
+    cases: 95% [0.5973, 0.9860], 90% [0.6591, 0.9822]); a perfect ranking of few cases is not [1, 1]."""
+    from medimg_demo.eval.metrics import auc_interval
+
+    low, high = auc_interval(11 / 12, 6, 7)
+    assert abs(low - 0.5973193600384168) < 1e-9 and abs(high - 0.9859976893703788) < 1e-9
+    low, high = auc_interval(11 / 12, 6, 7, z=1.6448536269514722)
+    assert abs(low - 0.6591091902344411) < 1e-9 and abs(high - 0.9822247870934007) < 1e-9
+    low, high = auc_interval(1.0, 7, 118)
+    assert 0.84 < low < 0.86 and high == 1.0
+    assert auc_interval(0.0, 7, 118) == pytest.approx((0.0, 1 - low))  # mirrored
+    assert all(np.isnan(auc_interval(0.8, 0, 5)))  # one class only: undefined
+    labels = ["adenocarcinoma", "normal"]
+    y = np.array([0] * 40 + [1] * 7)
+    probs = np.zeros((47, 2))
+    probs[np.arange(47), y] = 0.9
+    probs[np.arange(47), 1 - y] = 0.1
+    rows = with_bootstrap(y, probs, labels, n_boot=100).set_index(["metric", "class"])
+    auc = rows.loc[("auc", "normal")]
+    assert auc["value"] == 1.0 and 0.7 < auc["ci_low"] < 0.9 and auc["ci_high"] == 1.0  # the bootstrap said [1, 1]
+    macro = rows.loc[("macro_auc", "")]
+    assert macro["ci_low"] == macro["ci_high"] == 1.0  # an average of AUCs keeps its bootstrap interval

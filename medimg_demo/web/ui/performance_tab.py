@@ -17,9 +17,9 @@ def performance_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -
     (before, a reader saw empty tables headed 1, 2, 3 until they pressed Show)."""
     gr.Markdown("Measured on the bundled **test** split of each data set, with 95% intervals: Wilson score "
                 "intervals for proportions, k of n cases (accuracy, sensitivity, specificity, precision, and every "
-                "explanation share: pointing hits, calls lost, kept or changed, box IoU >= 0.5), percentile bootstrap "
-                "over cases for AUC, F1, ECE and the other explanation measures (median Dice and IoU, deletion and "
-                "insertion AUC). "
+                "explanation share: pointing hits, calls lost, kept or changed, box IoU >= 0.5), Newcombe's score "
+                "interval for each class's AUC, percentile bootstrap over cases for macro AUC, F1, ECE and the other "
+                "explanation measures (median Dice and IoU, deletion and insertion AUC). "
                 "Results come from the evaluation cache (`python -m medimg_demo evaluate --model ID --split test --explain`).")
     with gr.Row():
         model = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, label="Model",
