@@ -95,11 +95,12 @@ def proportion_counts(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> dic
     if negatives:
         tumor, hit = ~np.isin(y, negatives), ~np.isin(pred, negatives)
         out[("any_tumor_sensitivity", "")] = (int((hit & tumor).sum()), int(tumor.sum()))
-    for c, name in enumerate(labels):
-        tp = int(((pred == c) & (y == c)).sum())
-        out[("sensitivity", name)] = (tp, int((y == c).sum()))
-        out[("specificity", name)] = (int(((pred != c) & (y != c)).sum()), int((y != c).sum()))
-        out[("precision", name)] = (tp, int((pred == c).sum()))
+    # the counts per_class's rates come from (scikit-learn's one-vs-rest confusion matrices)
+    mcm = multilabel_confusion_matrix(y, pred, labels=list(range(len(labels))))
+    for name, ((tn, fp), (fn, tp)) in zip(labels, mcm.tolist()):
+        out[("sensitivity", name)] = (tp, tp + fn)
+        out[("specificity", name)] = (tn, tn + fp)
+        out[("precision", name)] = (tp, tp + fp)
     return out
 
 
@@ -136,18 +137,20 @@ def auc_interval(auc: float, positives: int, negatives: int, z: float = 1.959963
     (x - AUC)^2 = z^2 V(x), V Hanley and McNeil's variance with both group sizes set to their mean. Unlike the
     percentile bootstrap it is not [1, 1] for a perfect ranking of few cases (7 normal lung images against 118: [0.85,
     1.00]). Checked against SingleCaseES's NAP interval (0.9167 of 6 x 7: [0.5973, 0.9860])."""
+    if positives < 1 or negatives < 1 or not 0 <= auc <= 1:
+        return math.nan, math.nan
+    h, mn = (positives + negatives) / 2 - 1, positives * negatives
+
+    def spread(x: float) -> float:
+        return z * z * x * (2 + h + (1 + 2 * h) * x * (1 - x))
+
     def lower(a: float) -> float:
         if a <= 0:
             return 0.0
-        h = (positives + negatives) / 2 - 1
-        mn = positives * negatives
-        def spread(x: float) -> float:
-            return z * z * x * (2 + h + (1 + 2 * h) * x * (1 - x))
         if a >= 1:  # (x - 1)^2 (2 - x)(1 + x) mn = (1 - x) spread(x): the root other than x = 1
             return float(brentq(lambda x: mn * (1 - x) * (2 - x) * (1 + x) - spread(x), 0.0, 1.0))
         return float(brentq(lambda x: mn * (x - a) ** 2 * (2 - x) * (1 + x) - (1 - x) * spread(x), 0.0, a))
-    if positives < 1 or negatives < 1 or not 0 <= auc <= 1:
-        return math.nan, math.nan
+
     return lower(auc), 1 - lower(1 - auc)  # the interval of 1 - AUC mirrors it
 
 
