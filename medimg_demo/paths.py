@@ -76,7 +76,9 @@ def runs_dir() -> Path:
 
 def private_paths() -> list[Path]:
     """What must never be served over HTTP, whatever GRADIO_TEMP_DIR and MEDIMG_STATE_DIR are: the feedback store
-    (and its journal files), the runs folder (metrics log, evaluation cache), the scratch folder and the logs."""
+    (and its journal files), the runs folder (metrics log, evaluation cache), the scratch folder, the logs and the
+    logins file (``MEDIMG_AUTH_FILE``, wherever a deployer put it: in Gradio's upload folder it was served)."""
     db = feedback_db()
+    logins = os.environ.get("MEDIMG_AUTH_FILE", "").strip()
     return [db, *(db.with_name(db.name + s) for s in ("-wal", "-shm", "-journal")), runs_dir(), work_dir(),
-            state_dir() / "logs"]
+            state_dir() / "logs", *([Path(logins).expanduser()] if logins else [])]

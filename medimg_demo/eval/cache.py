@@ -28,6 +28,7 @@ import pandas as pd
 
 from ..models.config import ModelConfig
 from ..probability_text import two_decimals
+from ..tasks import get_task
 from .evaluate import evaluate
 from .gallery import write_gallery
 
@@ -196,7 +197,7 @@ def _find_results(cfg: ModelConfig, runs: Path) -> Results | None:
         return pd.read_csv(p, keep_default_na=False, na_values=[""]) if p.is_file() else None
 
     index = read("gallery/index.csv")
-    gallery = [] if index is None else gallery_captions(folder / "gallery", index)
+    gallery = [] if index is None else gallery_captions(folder / "gallery", index, get_task(cfg.task).label_name)
     metrics = read("metrics.csv")
     if metrics is None:
         raise FileNotFoundError(folder / "metrics.csv")

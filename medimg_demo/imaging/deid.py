@@ -109,14 +109,19 @@ def _deidentify(fp: Any, size: int) -> tuple[bytes, tuple[int, int] | None, bool
     code.CodeValue, code.CodingSchemeDesignator = "113100", "DCM"
     code.CodeMeaning = "Basic Application Confidentiality Profile"
     ds.DeidentificationMethodCodeSequence = [code]
+    if getattr(ds, "preamble", None) is not None:  # 128 free bytes before "DICM": written back as read, unless blanked
+        ds.preamble = b"\x00" * 128  # (a name, or another format's header: DICOM/TIFF polyglots)
     out = _io.BytesIO()
     ds.save_as(out, enforce_file_format=meta is not None and "TransferSyntaxUID" in meta)
     return out.getvalue(), span, identity_removed
 
 
 def _guarded(run: Any) -> Any:
-    """Run a de-identification step; any parser failure becomes an InputError naming no value."""
-    from pydicom.errors import InvalidDicomError
+    """Run a de-identification step; any parser failure becomes an InputError naming no value (and carrying no
+    cause: a traceback printed later would quote it)."""
+    import struct
+
+    from pydicom.errors import BytesLengthException, InvalidDicomError
 
     try:
         with warnings.catch_warnings():
@@ -124,10 +129,11 @@ def _guarded(run: Any) -> Any:
             return run()
     except InputError:
         raise
-    except (InvalidDicomError, ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError, OSError,
-            OverflowError, NotImplementedError) as exc:
+    except (InvalidDicomError, BytesLengthException, ValueError, TypeError, KeyError, IndexError, AttributeError,
+            EOFError, OSError, OverflowError, NotImplementedError, RuntimeError, struct.error) as exc:
+        # BytesLengthException (an Exception, not a ValueError) quotes up to 256 bytes of the element's value
         log.info("De-identification failed (%s)", type(exc).__name__)  # the type only: messages may quote values
-        raise InputError("This DICOM file's header is damaged and it cannot be de-identified; export it again.") from exc
+        raise InputError("This DICOM file's header is damaged and it cannot be de-identified; export it again.") from None
 
 
 def _result(data: bytes, identity_removed: bool) -> DeidResult:

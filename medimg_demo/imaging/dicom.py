@@ -13,6 +13,7 @@ from the file, and a frame larger than MAX_SIDE is block-averaged strip by strip
 from __future__ import annotations
 
 import io
+import re
 import logging
 import struct
 import warnings
@@ -72,6 +73,13 @@ def _file_window(ds: object) -> tuple[float, float] | None:
 _DEFER_BYTES = 4 * 1024 * 1024
 
 
+def _code_string(value: Any) -> str | None:
+    """A Code String (CS) as the standard allows it: at most 16 capitals, digits, spaces or underscores. Anything
+    else (free text in a forged file) is not shown, logged or stored: None, as if absent."""
+    text = str(value or "").strip().upper()
+    return text if re.fullmatch(r"[A-Z0-9_ ]{1,16}", text) else None
+
+
 def _decode_dicom(fp: BinaryIO, frame: int | None) -> Study:
     import pydicom
     from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
@@ -82,7 +90,7 @@ def _decode_dicom(fp: BinaryIO, frame: int | None) -> Study:
             "This DICOM file holds no image (no Pixel Data): it may be a structured report, RT plan or similar. "
             "Upload an image DICOM (CT, MR, US, CR/DX, ...)."
         )
-    modality = str(ds.get("Modality", "") or "").upper() or None
+    modality = _code_string(ds.get("Modality", ""))
     sop = str(ds.get("SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
     if sop in _NON_IMAGE_SOP_CLASSES or modality in _NON_IMAGE_MODALITIES:
         what = _NON_IMAGE_SOP_CLASSES.get(sop, f"a {modality} object")
@@ -134,7 +142,7 @@ def _decode_dicom(fp: BinaryIO, frame: int | None) -> Study:
         if region is not None:
             spacing = (region[0] * factor, region[1] * factor)
     # BodyPartExamined names an anatomical region (CS, no identifier); kept for the gate's header check.
-    body_part = str(ds.get("BodyPartExamined", "") or "").strip().upper()[:16] or None
+    body_part = _code_string(ds.get("BodyPartExamined", ""))
     meta = dict(modality=modality, body_part=body_part, pixel_spacing_mm=spacing, n_frames=n_frames,
                 frame_index=frame_index)
     shown = (-(-rows // factor), -(-cols // factor))

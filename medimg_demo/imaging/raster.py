@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import struct
 import warnings
 import zlib
@@ -13,6 +14,10 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
 from .study import ACCEPTED, MAX_PIXELS, Study, block_reduce, check_shape, finish, minmax, reduced_note, reduction_factor
+
+# Pillow logs every photo-metadata (EXIF) tag it reads at DEBUG, values included (Artist, ImageDescription, DateTime):
+# a command run with -v would print them from a raw JPEG. Its warnings and errors still show.
+logging.getLogger("PIL").setLevel(logging.INFO)
 
 
 def _to_unit_gray(img: Image.Image) -> np.ndarray:

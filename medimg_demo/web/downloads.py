@@ -18,6 +18,11 @@ def report(upload: Any, shown: Any,
            profile: gr.OAuthProfile | None = None) -> str:
     """The case report of the result on screen: the same file, with the model and frame of the shown result (kept
     in the browser session's state, not whatever the dropdowns hold now), analysed again and published as a PDF."""
+    with uploads.used_up(None if upload is None else str(getattr(upload, "name", upload))):  # refused: gone too
+        return _report(upload, shown, request, profile)
+
+
+def _report(upload: Any, shown: Any, request: gr.Request, profile: gr.OAuthProfile | None) -> str:
     if view_store.dropped(shown):
         raise gr.Error(view_store.DROPPED)
     shown = view_store.lookup(shown)

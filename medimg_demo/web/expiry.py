@@ -23,6 +23,7 @@ One daemon thread (:func:`start_reaper`) does all of it every quarter of the sho
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import threading
 import time
@@ -86,14 +87,27 @@ def expire_cached(max_age_s: float, baseline: Iterable[Path], folder: Path | Non
     folder = folder or upload_dir()
     if not folder.is_dir():
         return 0
-    keep, cutoff, removed = set(baseline), time.time() - max_age_s, 0
+    keep, now, removed = set(baseline), time.time(), 0
     for entry in folder.iterdir():
         if entry in keep or entry.is_symlink() or not entry.is_dir() or not GRADIO_DIR.match(entry.name):
             continue
+        cutoff = now - (min(max_age_s, EXPORTS_MAX_AGE_S) if _holds_export(entry) else max_age_s)
         if max_age_s <= 0 or newest_mtime(entry) < cutoff:
             _remove_older(entry, None if max_age_s <= 0 else cutoff)
             removed += not entry.exists()
     return removed
+
+
+#: The names of feedback exports (``web.reading``): handed out once, they live ten minutes, their cached copies too.
+EXPORT_NAME = re.compile(r"^(feedback|reader-study)-[0-9a-f]{16}\.csv$")
+
+
+def _holds_export(folder: Path) -> bool:
+    """Whether a Gradio cache folder holds the copy of a feedback export (a page was handed its link)."""
+    try:
+        return any(EXPORT_NAME.match(p.name) for p in folder.iterdir())
+    except OSError:
+        return False
 
 
 def expire_working_copies(max_age_s: float) -> int:

@@ -27,9 +27,10 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError, InputError
-from ..imaging.deid import deidentify
+from ..imaging.deid import deidentify_with_report
 from ..imaging.dicom import looks_like_dicom
 from ..paths import private_paths, public_dir, upload_dir
+from .uploads import WORK_BUDGET_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,16 @@ def check_layout() -> None:
                               "theirs. Give GRADIO_TEMP_DIR a folder of its own.")
 
 
+async def _not_found(send: Any) -> None:
+    await send({"type": "http.response.start", "status": 404,
+                "headers": [(b"content-type", b"text/plain"), (b"x-content-type-options", b"nosniff")]})
+    await send({"type": "http.response.body", "body": b"Not found"})
+
+
 class SecureFileHeaders:
-    """ASGI middleware for ``/gradio_api/file=`` answers: never active content inline.
+    """ASGI middleware for ``/gradio_api/file=`` answers: never active content inline, never a raw upload, never a
+    URL fetched; Gradio's older ``/gradio_api/file/<path>`` route, which serves the same files (and fetches URLs) but
+    which the app never links, answers 404.
 
     Gradio already serves files of its cache that are not raster images as downloads, but serves anything under
     ``allowed_paths`` inline with its guessed type; this makes the rule unconditional: ``nosniff``, a CSP that
@@ -111,13 +120,15 @@ class SecureFileHeaders:
         return scope["path"].split("/file=", 1)[1].strip().lower().startswith(("http:", "https:"))
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope.get("type") != "http" or "/file=" not in scope.get("path", ""):
+        path = scope.get("path", "") if scope.get("type") == "http" else ""
+        if "/gradio_api/file/" in path:  # Gradio's older file route (same files, URLs fetched): the app links none
+            await _not_found(send)
+            return
+        if "/file=" not in path:
             await self.app(scope, receive, send)
             return
         if self._raw_upload(scope) or self._remote(scope):
-            await send({"type": "http.response.start", "status": 404,
-                        "headers": [(b"content-type", b"text/plain"), (b"x-content-type-options", b"nosniff")]})
-            await send({"type": "http.response.body", "body": b"Not found"})
+            await _not_found(send)
             return
 
         async def guarded_send(message: dict) -> None:
@@ -142,18 +153,28 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def deidentified_copy(source: str | Path | bytes, out_dir: Path | None = None) -> Path:
+def fresh(path: Path, max_age_s: float) -> bool:
+    """Whether a file handed out earlier is still there and younger than ``max_age_s`` seconds."""
+    try:
+        return time.time() - path.stat().st_mtime < max_age_s
+    except OSError:
+        return False
+
+
+def deidentified_copy(source: str | Path | bytes, out_dir: Path | None = None) -> tuple[Path, tuple[str, ...]]:
     """A de-identified DICOM copy for download, in the public folder under a random name (not linkable to the
-    hashes the feedback store keeps)."""
+    hashes the feedback store keeps), and what to tell the user about it (burned-in text or recognisable features:
+    the copy says its identity is not removed)."""
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
     if not looks_like_dicom(data):
         raise InputError("Only DICOM files carry identifiers to remove; PNG and JPEG uploads have none to strip.")
     folder = out_dir or public_dir() / "deidentified"
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"deidentified-{secrets.token_hex(8)}.dcm"
-    _write_atomic(out, deidentify(data))
-    _prune(folder, "*.dcm", MAX_AGE_S)
-    return out
+    result = deidentify_with_report(data)
+    _write_atomic(out, result.data)
+    _prune(folder, "*.dcm", MAX_AGE_S, WORK_BUDGET_BYTES)  # bounded in bytes too, as the working copies are
+    return out, result.warnings
 
 
 # ------------------------------------------------------------------------------------------ generated outputs

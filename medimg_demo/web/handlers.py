@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from ..errors import InputError, MedimgError, StoreError
-from . import analysis, auth, files, session, uploads, view_store, viewer
+from . import analysis, auth, files, session, shown, uploads, view_store, viewer
 from .catalog import answer_choices, model_choices
 from .performance import performance_view
 
@@ -72,8 +73,10 @@ def predict(
     """
     path = _file_path(upload)
     try:
-        frame_index = _frame_index(frame)
-        a = analysis.analyse(uploads.to_analyse(path), model_id or None, analysis.opacity_value(opacity), frame_index, window, center, width)
+        with uploads.used_up(path):  # a refused frame number too: the raw upload goes with its request
+            frame_index = _frame_index(frame)
+            a = analysis.analyse(uploads.to_analyse(path), model_id or None, analysis.opacity_value(opacity),
+                                 frame_index, window, center, width)
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
     dw = a.view.default_window
@@ -134,9 +137,12 @@ clear_outputs = viewer.clear_outputs  # every Analyse output blank (the viewer's
 redraw = viewer.redraw
 
 
-def preset_values(view: analysis.View | None, window: str | None):  # noqa: ANN201
-    """Show the centre/width of the chosen preset in the manual boxes."""
-    view = view_store.lookup(view)
+def preset_values(view: analysis.View | None, window: str | None,
+                  request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+                  profile: gr.OAuthProfile | None = None):  # noqa: ANN201
+    """Show the centre/width of the chosen preset in the manual boxes (owner-checked: another login on a borrowed
+    page learns nothing of the file's window)."""
+    view = viewer.own_view(view, request, profile)
     w = view.window_for(window, None, None) if view is not None else None
     if w is None and view is not None and window == "File default" and view.default_window:
         w = view.default_window
@@ -147,12 +153,15 @@ def preset_values(view: analysis.View | None, window: str | None):  # noqa: ANN2
 
 def rename_upload(upload: Any):  # noqa: ANN201
     """The upload handler: read the raw upload once, delete it (its name is often a patient's) and keep only the
-    cleaned bytes under a random name; a non-image is refused and not kept. Only a raw upload is deleted (called
-    with an example or someone's output, it deletes nothing); outside a server, the file handed over is consumed."""
+    cleaned bytes under a random name; a non-image is refused and not kept. In a server only a raw upload is taken
+    (called with a working copy, an example or someone's output, it refuses and deletes nothing); outside a server,
+    the file handed over is consumed."""
     if upload is None:
         return None
     src = _file_path(upload)
     consume = uploads.is_raw_upload(src) or not uploads.in_server()
+    if not consume:  # the page sends a fresh upload only; another file would be copied again, 100 MB a call
+        raise gr.Error("Upload the scan itself: only a file just uploaded is cleaned and kept.")
     try:
         clean, ext = uploads.clean_upload(uploads.read_upload(src, consume=consume))
     except MedimgError as exc:
@@ -171,33 +180,63 @@ def upload_done():  # noqa: ANN201
     return [gr.update(interactive=True)] * 3
 
 
+#: The de-identified copy made of each working copy (asked again, the same copy: a new one each call wrote up to
+#: 100 MB to the public folder per request); at most this many remembered.
+_COPIES: dict[str, tuple[Path, tuple[str, ...]]] = {}
+_COPIES_MAX = 1000
+_COPIES_LOCK = threading.Lock()
+
+
 def deidentify(upload: Any):  # noqa: ANN201
-    """A de-identified DICOM copy to download, in the public folder under a random name."""
+    """A de-identified DICOM copy to download, in the public folder under a random name; one per working copy while
+    it is fresh (younger than half the files' age limit)."""
     path = _file_path(upload)
-    try:
-        data = uploads.read_upload(path, consume=uploads.is_raw_upload(path))
-        return str(files.deidentified_copy(data))
-    except MedimgError as exc:
-        raise gr.Error(str(exc)) from None
+    raw = uploads.is_raw_upload(path)
+    with _COPIES_LOCK:
+        made = None if raw else _COPIES.get(path)
+    if made is None or not files.fresh(made[0], files.MAX_AGE_S / 2):
+        try:
+            made = files.deidentified_copy(uploads.read_upload(path, consume=raw))
+        except MedimgError as exc:
+            raise gr.Error(str(exc)) from None
+        if not raw:
+            with _COPIES_LOCK:
+                if len(_COPIES) >= _COPIES_MAX:
+                    _COPIES.pop(next(iter(_COPIES)))  # the oldest entry
+                _COPIES[path] = made
+    for warning in made[1]:  # e.g. burned-in text: the copy says its identity is not removed, and so does the page
+        gr.Warning(warning)
+    return str(made[0])
 
 
 AGREE = list(session.AGREE)
+TYPE_QUESTION = "Tumor type"
+#: the type question for a result that named no type (refused, or indeterminate between its top two)
+NO_TYPE_QUESTION = ("The model named no tumor type: Agree if naming none was right; Disagree and choose the type "
+                    "below if it should have named one")
 
 
-def feedback_choices(prediction: dict | None) -> tuple[dict, dict, dict]:
-    """The feedback form for the result shown (``prediction``: its JSON): the stage question only where the result
-    shows a stage (a stage head's call or a size category), and the correction lists: the model's types under
-    readable names, its stages (hidden for a model without a stage head). A refused or indeterminate result names its
-    model too (feedback on it is stored); without a result, or for an id no model has, the form as it started."""
+def feedback_choices(prediction: dict | None) -> tuple[dict, ...]:
+    """The feedback form for the result shown (``prediction``: its JSON), in the order of the form's first six fields:
+    the type question (worded for a result that named no type), the stage question only where a stage was shown (a
+    stage head's call or a size category), the pathway question only where a pathway was shown, the correction lists
+    (the model's types under readable names; its stages, hidden for a model without a stage head) and the heatmap
+    rating only where a heatmap was drawn. A refused or indeterminate result names its model too (feedback on it is
+    stored: was naming no type right?); without a result, or for an id no model has, the form as it started."""
     model_id = prediction.get("model") if isinstance(prediction, dict) else None
     try:
         types, stages = answer_choices(model_id) if isinstance(model_id, str) and model_id else ([], [])
     except MedimgError:  # not a served model: nothing to choose (the server refuses feedback on it anyway)
         types, stages = [], []
-    asked = session.gave_stage(prediction)  # no stage shown (indeterminate, refused): no stage to correct either
-    return (gr.update(value=None, visible=asked or not types),
+    known = bool(types)
+    named = shown.gave_type(prediction) or not known
+    asked = shown.gave_stage(prediction)  # no stage shown (indeterminate, refused): no stage to correct either
+    return (gr.update(value=None, label=TYPE_QUESTION if named else NO_TYPE_QUESTION),
+            gr.update(value=None, visible=asked or not known),
+            gr.update(value=None, visible=shown.gave_pathway(prediction) or not known),
             gr.update(choices=types, value=None),
-            gr.update(choices=stages, value=None, visible=(bool(stages) and asked) or not types))
+            gr.update(choices=stages, value=None, visible=(bool(stages) and asked) or not known),
+            gr.update(value=None, visible=shown.gave_heatmap(prediction) or not known))
 
 
 def feedback_shown(prediction: dict | None):  # noqa: ANN201 - Gradio output

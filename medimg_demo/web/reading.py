@@ -6,17 +6,19 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+from typing import Any
 
 import gradio as gr
 import pandas as pd
 
-from ..errors import MedimgError
+from ..errors import InputError, MedimgError
 from ..feedback import export_csv, summarise
 from ..feedback.reader_study import CANNOT_ASSESS
 from ..paths import feedback_db, public_dir
 from . import auth, files, session, session_view, study_view
 from .catalog import answer_choices
 from .handlers import FEEDBACK_RESET, _user
+from .markdown_text import code_span
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,8 @@ def _session_view(s: session.ReadingSession | None):  # noqa: ANN202
         done = (f"**Session complete** - {len(s.cases)} of {len(s.cases)} cases read. Thank you. The session's "
                 "results, your own reads beside your aided answers, are in the **Feedback summary** tab.")
         return done, None, gr.update(visible=False), gr.update(visible=False)
-    text = f"**Case {s.index + 1} of {len(s.cases)}** - session `{s.session_id}`, reader `{s.reader}`, model `{s.model_id}`"
+    text = (f"**Case {s.index + 1} of {len(s.cases)}** - session {code_span(s.session_id)}, reader {code_span(s.reader)}, "
+            f"model `{s.model_id}`")
     image = session_view.render_case(session.session_pixels(s), s.display)
     return text, files.png_file(image), gr.update(visible=not s.revealed), gr.update(visible=s.revealed)
 
@@ -39,13 +42,24 @@ def _case_panel(s: session.ReadingSession | None):  # noqa: ANN202
     return gr.update(visible=s is not None and not s.done)
 
 
+def _whole(value: Any, what: str) -> int:
+    """A whole number a client sent (the page sends one; an API client may send none, text or NaN)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"The {what} must be a whole number.") from None
+    if not number.is_integer():
+        raise InputError(f"The {what} must be a whole number.")
+    return int(number)
+
+
 def session_start(reader: str, session_id: str, model_id: str | None, n_cases: float, seed: float,
                   request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
                   profile: gr.OAuthProfile | None = None):  # noqa: ANN201
     """Start or resume a reading session; with logins on, as the logged-in reader (a typed name is ignored)."""
     try:
         user = _user(request, profile, reader)
-        s = session.start_session(user, session_id, model_id, int(n_cases), int(seed))
+        s = session.start_session(user, session_id, model_id, _whole(n_cases, "number of cases"), _whole(seed, "seed"))
         s.created_by = user if auth.logins_on() else ""
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None

@@ -5,6 +5,7 @@ Every reader of a session reads the same seeded case list; the state of one read
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from ..models.registry import get_model
 from ..paths import data_root, feedback_store
 from . import auth
 from .analysis import Analysis, analyse
+from .shown import gave_heatmap, gave_pathway, gave_stage
 
 
 AGREE = ("Agree", "Disagree")
@@ -46,11 +48,6 @@ def _label(value: str | None, labels: list[str] | None, what: str, also: tuple[s
         allowed = ", ".join(labels or []) or "none (this model does not stage)"
         raise InputError(f"The {what} must be one of this model's labels: {allowed}.")
     return value
-
-
-def gave_stage(outputs: Any) -> bool:
-    """Whether a result showed a stage to agree with: a stage head's call or a size category (breast T by size)."""
-    return isinstance(outputs, dict) and any(isinstance(outputs.get(k), dict) for k in ("stage", "size_category"))
 
 
 def prediction_id_of(prediction: Any) -> str | None:
@@ -130,10 +127,10 @@ def feedback_from_prediction(
         reader_stage=_label(reader_stage, stage_labels, "stage you read"),
         type_agree=_agree(type_agree),
         stage_agree=_agree(stage_agree) if gave_stage(rec["outputs"]) else None,  # none shown: nothing to agree with
-        pathway_agree=_agree(pathway_agree),
+        pathway_agree=_agree(pathway_agree) if gave_pathway(rec["outputs"]) else None,
         corrected_type=_label(corrected_type, cfg.type_labels, "corrected type"),
         corrected_stage=_label(corrected_stage, stage_labels, "corrected stage") if gave_stage(rec["outputs"]) else None,
-        heatmap_plausibility=heatmap_plausibility or None,
+        heatmap_plausibility=(heatmap_plausibility or None) if gave_heatmap(rec["outputs"]) else None,
         confidence=confidence or None,
         comment=(comment or "").strip() or None,
         truth_type=truth_type,
@@ -165,7 +162,6 @@ class ReadingSession:
     own_read: dict[str, Any] | None = None  # the reader's unaided answer on the current case (shown on reveal)
     heatmap: np.ndarray | None = None  # the model's heatmap on the current case, once revealed
     display: dict[str, Any] | None = None  # the reader's display settings (window, zoom), kept from case to case
-    _pixels: tuple[int, np.ndarray] | None = None  # (case index, decoded grey pixels): decoded once per case
 
     @property
     def done(self) -> bool:
@@ -195,11 +191,17 @@ def start_session(reader: str, session_id: str, model_id: str | None, n_cases: i
     return ReadingSession(reader=reader.strip(), session_id=session_id.strip(), model_id=cfg.id, cases=cases, index=index)
 
 
+@functools.lru_cache(maxsize=32)
+def _case_pixels(path: str) -> np.ndarray:
+    pixels = read_file(path).pixels
+    pixels.setflags(write=False)  # shared by every page reading this case
+    return pixels
+
+
 def session_pixels(s: ReadingSession) -> np.ndarray:
-    """The current case's grey pixels in [0, 1] (decoded once per case)."""
-    if s._pixels is None or s._pixels[0] != s.index:
-        s._pixels = (s.index, read_file(s.case.path).pixels)
-    return s._pixels[1]
+    """The current case's grey pixels in [0, 1]: decoded once for all pages (every reader of a session reads the
+    same cases), in a cache of 32 cases, not in each page's state (1,000 pages kept up to 1,000 decoded images)."""
+    return _case_pixels(str(s.case.path))
 
 
 def session_case_image(s: ReadingSession) -> np.ndarray:

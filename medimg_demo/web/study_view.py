@@ -10,8 +10,15 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..feedback.reader_study import LEGEND, case_table, display_summary, reader_summary, session_mrmc
+from ..feedback.reader_study import (
+    LEGEND,
+    case_table,
+    display_summary,
+    reader_summary,
+    session_mrmc,
+)
 from ..feedback.study_plots import accuracy_figure
+from .markdown_text import code_span
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +88,7 @@ def build(rows: pd.DataFrame, chosen: str | None = None) -> StudyView:
         figure = None
     else:
         res = session_mrmc(table, session)
-        verdict = f"#### Multi-reader multi-case analysis, session `{session}`\n{res.message}"
+        verdict = f"#### Multi-reader multi-case analysis, session {code_span(session)}\n{res.message}"
         figure = accuracy_figure(summary, session)
     return StudyView(table=display_summary(summary, session), legend=f"<small>{LEGEND}</small>", sessions=sessions,
                      session=session, verdict=verdict, figure=figure, outputs=outputs_table(rows))

@@ -13,6 +13,10 @@ import os
 import re
 from typing import Any
 
+from python_multipart.multipart import parse_options_header
+
+from .request_limits import is_upload
+
 #: Extensions kept on the masked name (the decoder sniffs content; the extension only helps the UI).
 SAFE_EXTENSIONS = (b".png", b".jpg", b".jpeg", b".dcm")
 #: Bytes held back at the end of a chunk that has no line break nearby: a part header line is far shorter.
@@ -48,11 +52,11 @@ def _split(body: bytes) -> tuple[bytes, bytes]:
 
 
 def _boundary(scope: dict) -> bytes | None:
-    """The multipart boundary of the request's Content-Type, or None."""
+    """The multipart boundary of the request's first Content-Type, read by the parser Gradio's upload route uses
+    (a pattern of our own read ``xboundary=z; boundary=real`` as ``z``, and the names passed unmasked), or None."""
     for key, value in scope.get("headers", []):
         if key.lower() == b"content-type":
-            m = re.search(rb'boundary=("?)([^";\r\n]+)\1', value, re.IGNORECASE)
-            return m.group(2) if m else None
+            return parse_options_header(value)[1].get(b"boundary") or None
     return None
 
 
@@ -95,8 +99,7 @@ class AnonymousUploadNames:
         self.app = app
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if (scope.get("type") != "http" or scope.get("method") != "POST"
-                or not scope.get("path", "").rstrip("/").endswith("/upload")):
+        if not is_upload(scope):
             await self.app(scope, receive, send)
             return
         held = b""

@@ -14,9 +14,12 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import struct
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import InputError
@@ -218,6 +221,17 @@ def read_upload(path: str | Path, consume: bool) -> bytes:
             _forget_upload(p)
 
 
+@contextmanager
+def used_up(path: str | Path | None) -> Iterator[None]:
+    """A request's upload: whatever the request does (a refused frame number, a report asked for before any result),
+    a raw upload does not outlive it; a working copy or a sample case is left alone."""
+    try:
+        yield
+    finally:
+        if path is not None and is_raw_upload(path):
+            _forget_upload(Path(path))
+
+
 def to_analyse(path: str | Path) -> str | Path | bytes:
     """What to analyse: a raw upload (sent straight to the API) is read once, deleted, and cleaned in memory; a
     cleaned working copy or a sample case is read from disk by the decoder."""
@@ -242,4 +256,37 @@ def working_copy(data: bytes, ext: str, folder: Path | None = None) -> Path:
         MADE.add(folder)
     out = folder / f"scan{ext}"
     out.write_bytes(data)
+    fit_budget(keep=folder)
     return out
+
+
+#: Disk the cleaned working copies may take together (``MEDIMG_WORK_BUDGET_MB``): each lives an hour, so without a
+#: bound a client uploading 100 MB files kept an hour of its upload bandwidth on disk.
+WORK_BUDGET_BYTES = int(float(os.environ.get("MEDIMG_WORK_BUDGET_MB", "2048")) * 2**20)
+
+
+def _size_and_age(folder: Path) -> tuple[int, float]:
+    try:
+        files = [p.lstat() for p in folder.iterdir()]
+        return sum(st.st_size for st in files), max([st.st_mtime for st in files], default=folder.lstat().st_mtime)
+    except OSError:
+        return 0, 0.0
+
+
+def fit_budget(keep: Path, budget: int | None = None) -> int:
+    """Remove the least recently used working copies (never ``keep``, the one just written) until all fit in the
+    budget; returns how many went. A page whose copy went is asked to upload again, as after the hour."""
+    budget = WORK_BUDGET_BYTES if budget is None else budget
+    with MADE_LOCK:
+        others = [f for f in MADE if f != keep]
+    sized = sorted((age, size, f) for f in others for size, age in [_size_and_age(f)])
+    total = sum(size for _, size, _ in sized) + _size_and_age(keep)[0]
+    removed = 0
+    for _, size, f in sized:
+        if total <= budget:
+            break
+        shutil.rmtree(f, ignore_errors=True)
+        with MADE_LOCK:
+            MADE.discard(f)
+        total, removed = total - size, removed + 1
+    return removed

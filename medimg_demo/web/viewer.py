@@ -104,7 +104,7 @@ def redraw(view: analysis.View | None, window: str | None = "File default", cent
     Returns (overview, compare slider); the plain image of /predict's output 4 is left as the analysis made it."""
     if view_store.dropped(view):
         raise gr.Error(view_store.DROPPED)
-    view = _own_view(view, request, profile)
+    view = own_view(view, request, profile)
     if view is None:
         return gr.skip(), gr.skip()
     _window_note(view, window, center, width)
@@ -132,12 +132,14 @@ def _point(point: Any) -> tuple[float, float] | None:  # noqa: ANN401 - whatever
     return None
 
 
-def pick_point(view: analysis.View | None, zoom: str | None, evt: gr.SelectData):  # noqa: ANN201
+def pick_point(view: analysis.View | None, zoom: str | None, evt: gr.SelectData,
+               request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+               profile: gr.OAuthProfile | None = None):  # noqa: ANN201
     """A click on the overview: zoom around that point (2x if the view was not zoomed). The overview shows the
-    whole scan at display resolution, so its pixel (x, y) is scan pixel (y, x) / scale."""
+    whole scan at display resolution, so its pixel (x, y) is scan pixel (y, x) / scale. Owner-checked, as redraw."""
     index = evt.index if isinstance(evt.index, (list, tuple)) and len(evt.index) == 2 else (None, None)
     x, y = (analysis.finite(v) for v in index)  # the client sends the click: text, NaN or 1e400 are no point
-    view = view_store.lookup(view)
+    view = own_view(view, request, profile)
     if view is None or x is None or y is None:
         return gr.skip(), gr.skip(), gr.skip()
     h, w = view.pixels.shape[:2]
@@ -147,7 +149,7 @@ def pick_point(view: analysis.View | None, zoom: str | None, evt: gr.SelectData)
     return (row, col), analysis.CENTRE_CHOICES[2], zoom if zoom_factor(zoom) > 1 else "2x"
 
 
-def _own_view(view: Any, request: gr.Request | None, profile: gr.OAuthProfile | None) -> analysis.View | None:  # noqa: ANN401
+def own_view(view: Any, request: gr.Request | None, profile: gr.OAuthProfile | None) -> analysis.View | None:  # noqa: ANN401
     """The page's view, if the caller's login made it (another login on a borrowed page gets none)."""
     view = view_store.lookup(view)
     return view if view is not None and auth.is_owner_of(request, profile, view.created_by) else None
@@ -158,7 +160,7 @@ def check_frame(view: analysis.View | None, frame: float | None,
                 profile: gr.OAuthProfile | None = None) -> None:
     """A typed frame number, checked against the shown file before its result is cleared: a number beyond the file
     keeps the case on screen (the caller puts the box back with :func:`shown_frame`) and says the range."""
-    view = _own_view(view, request, profile)
+    view = own_view(view, request, profile)
     if view is None or frame is None or frame == "":  # no result to keep, or the middle frame asked for
         return
     number = analysis.finite(frame)
@@ -172,7 +174,7 @@ def shown_frame(view: analysis.View | None,
                 request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
                 profile: gr.OAuthProfile | None = None):  # noqa: ANN201 - Gradio outputs
     """The frame box back at the frame shown (after a number beyond the file)."""
-    view = _own_view(view, request, profile)
+    view = own_view(view, request, profile)
     return gr.update(value=view.frame_index + 1) if view is not None else gr.skip()
 
 

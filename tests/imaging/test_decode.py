@@ -55,6 +55,20 @@ def test_jpeg() -> None:
     assert np.abs(s.pixels - g / 255.0).mean() < 0.02
 
 
+def test_photo_metadata_is_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Pillow logs each EXIF tag it reads at DEBUG with its value: ``-v`` (the root logger at DEBUG) printed a
+    JPEG's Artist and ImageDescription."""
+    import logging
+
+    exif = Image.Exif()
+    exif[0x013B], exif[0x010E] = "DOE^JANE PID998877", "patient DOE"  # Artist, ImageDescription
+    buf = io.BytesIO()
+    Image.fromarray((gradient() * 255).astype(np.uint8)).save(buf, format="JPEG", exif=exif.tobytes())
+    caplog.set_level(logging.DEBUG)
+    assert read_bytes(buf.getvalue()).pixels.shape == (64, 80)
+    assert "DOE" not in caplog.text
+
+
 def test_dicom_monochrome2_16bit_rescale_and_window() -> None:
     # Stored values 0..2000 with intercept -1024 -> HU -1024..976; lung window C=-600 W=1500.
     stored = (gradient() * 2000).astype(np.uint16)

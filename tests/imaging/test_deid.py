@@ -409,3 +409,46 @@ def test_large_pixel_data_is_copied_byte_for_byte_from_bytes_and_files(kind: str
         assert "DataSetTrailingPadding" not in out and out.PatientIdentityRemoved == "YES"
         assert out.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
     assert from_file.identity_removed and src.read_bytes() == data
+
+
+@pytest.mark.parametrize("kind", ["small", "explicit"])
+def test_the_preamble_is_blanked(kind: str, tmp_path) -> None:
+    """The 128 bytes before "DICM" are free for any use (a name, a TIFF header: DICOM/TIFF polyglots); pydicom
+    writes them back as read, so every copy marked de-identified carried them: now zeros, in both write paths."""
+    mark = b"PATIENT DOE^JANE PID998877".ljust(128, b"\x01")
+    data = dicom_bytes((gradient() * 1000).astype(np.uint16)) if kind == "small" else _large_dicom(kind)
+    assert data[128:132] == b"DICM"
+    marked = mark + data[128:]
+    src, dst = tmp_path / "in.dcm", tmp_path / "out.dcm"
+    src.write_bytes(marked)
+    from medimg_demo.imaging.deid import deidentify_file
+
+    deidentify_file(src, dst)
+    for out in (deidentify(marked), dst.read_bytes()):
+        assert out[:128] == b"\x00" * 128 and out[128:132] == b"DICM" and b"DOE^JANE" not in out
+
+
+def test_a_value_of_the_wrong_length_is_refused_without_quoting_it(caplog) -> None:
+    """pydicom's BytesLengthException (an Exception, not a ValueError) quoted up to 256 bytes of the value, and
+    escaped the de-identifier as it was: a server's traceback, or the CLI's, printed a patient's name."""
+    import struct
+
+    def element(group: int, elem: int, value: bytes) -> bytes:  # implicit VR little endian, written by hand
+        return struct.pack("<HHI", group, elem, len(value)) + value
+
+    from pydicom.uid import ImplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    ds.Modality = "CT"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    data = buf.getvalue() + element(0x0018, 0x9306, b"DOE^JANE PID99887\x00")  # 18 bytes where 8-byte doubles go
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(InputError) as err:
+        deidentify_with_report(data)
+    assert err.value.__cause__ is None and err.value.__suppress_context__  # nothing chained to print later
+    assert "DOE" not in str(err.value) and "DOE" not in caplog.text

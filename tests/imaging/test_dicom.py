@@ -341,3 +341,22 @@ def test_reading_never_warns_with_a_header_value() -> None:
         read_bytes(dicom_bytes((gradient(32, 32) * 1000).astype(np.uint16), slope=1, intercept=-1024, window=(40, 400)))
     said = [str(w.message) for w in caught]
     assert said == [], said
+
+
+def test_free_text_in_a_code_string_is_not_carried() -> None:
+    """Modality and Body Part Examined go to the info line, refusals, the JSON, reports, batch output and the
+    feedback store: a forged value (free text where the standard allows 16 capitals, digits, spaces and
+    underscores) is dropped as if absent; a standard code is kept."""
+    from pydicom import dcmread
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    pixels = (gradient() * 1000).astype(np.uint16)
+    assert read_bytes(dicom_bytes(pixels, modality="mr")).modality == "MR"
+    for forged in ("DOE^JANE PID998877", "CT\nPatient Jane Doe", "x" * 40):
+        ds = dcmread(io.BytesIO(dicom_bytes(pixels)))
+        ds.Modality, ds.BodyPartExamined = forged, forged
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+        study = read_bytes(buf.getvalue())
+        assert study.modality is None and study.body_part is None, forged

@@ -222,24 +222,39 @@ def test_served_pictures_are_capped_in_size_oldest_first(tmp_path) -> None:
 def test_feedback_corrections_offer_the_shown_models_classes() -> None:
     """The Analyse tab's correction lists follow the result shown: readable names, the model's labels as values; no
     stage list for a model without a stage head; nothing to choose without a result or for an unknown model."""
-    lung_question, lung_type, lung_stage = handlers.feedback_choices(
-        {"model": "lung_ct.tf_efficientnet_lite0_v2", "stage": {"label": "Ib"}})
+    answered = {"model": "lung_ct.tf_efficientnet_lite0_v2", "type": {"label": "adenocarcinoma"},
+                "stage": {"label": "Ib"}, "treatment": {"summary": "..."}, "heatmap_peak_xy": [3, 4]}
+    type_q, lung_question, pathway_q, lung_type, lung_stage, rating = handlers.feedback_choices(answered)
+    assert type_q["label"] == handlers.TYPE_QUESTION and pathway_q["visible"] and rating["visible"]
     assert lung_question["visible"]  # a stage was shown: the form asks about it
     assert ("Squamous cell carcinoma", "squamous_cell_carcinoma") in lung_type["choices"] and lung_type["value"] is None
     assert lung_stage["choices"] == [("Stage IIIA", "IIIa"), ("Stage IB", "Ib"), ("No stage (no tumor)", "none")]
     assert lung_stage["visible"]
     undecided = handlers.feedback_choices({"model": "lung_ct.tf_efficientnet_lite0_v2", "stage": None})
-    assert not undecided[0]["visible"] and not undecided[2]["visible"]  # indeterminate: no stage shown, none asked
-    breast_question, breast_type, breast_stage = handlers.feedback_choices({"model": "breast_us.tf_efficientnet_lite1_v2"})
-    assert [v for _, v in breast_type["choices"]] == ["benign", "malignant", "normal"]
-    assert breast_stage["choices"] == [] and not breast_stage["visible"]
-    assert not breast_question["visible"]  # no size category (no pixel spacing): no stage to agree with
+    assert not undecided[1]["visible"] and not undecided[4]["visible"]  # indeterminate: no stage shown, none asked
+    breast = handlers.feedback_choices({"model": "breast_us.tf_efficientnet_lite1_v2", "type": {"label": "benign"}})
+    assert [v for _, v in breast[3]["choices"]] == ["benign", "malignant", "normal"]
+    assert breast[4]["choices"] == [] and not breast[4]["visible"]
+    assert not breast[1]["visible"]  # no size category (no pixel spacing): no stage to agree with
     sized = {"model": "breast_us.tf_efficientnet_lite1_v2", "size_category": {"label": "T2"}}
-    assert handlers.feedback_choices(sized)[0]["visible"]
+    assert handlers.feedback_choices(sized)[1]["visible"]
     brain = handlers.feedback_choices({"model": "brain_mri.tf_efficientnet_lite1_v5", "stage": None})
-    assert not brain[0]["visible"] and not brain[2]["visible"]  # "not staged by imaging": no stage question
+    assert not brain[1]["visible"] and not brain[4]["visible"]  # "not staged by imaging": no stage question
     for shown in (None, {}, {"model": "no_such.model"}, {"model": ["lung_ct.tf_efficientnet_lite0_v2"]}):
-        assert handlers.feedback_choices(shown)[1]["choices"] == []
+        form = handlers.feedback_choices(shown)
+        assert form[3]["choices"] == [] and form[0]["label"] == handlers.TYPE_QUESTION  # the form as it started
+        assert all(update.get("visible", True) for update in form)
+
+
+def test_a_result_that_named_no_type_is_asked_about_only_what_it_showed() -> None:
+    """A refused result (no type, no pathway, no heatmap): the type question asks whether naming none was right and
+    the pathway, stage and heatmap questions are hidden; the correction list still offers the model's types."""
+    refused = {"model": "lung_ct.tf_efficientnet_lite0_v2", "status": "refused", "type": None, "stage": None,
+               "treatment": None, "heatmap_peak_xy": None}
+    type_q, stage_q, pathway_q, kinds, stages, rating = handlers.feedback_choices(refused)
+    assert type_q["label"] == handlers.NO_TYPE_QUESTION
+    assert not stage_q["visible"] and not pathway_q["visible"] and not rating["visible"] and not stages["visible"]
+    assert ("Squamous cell carcinoma", "squamous_cell_carcinoma") in kinds["choices"]
 
 
 def test_the_api_schema_takes_labels_as_text() -> None:
@@ -253,7 +268,8 @@ def test_the_api_schema_takes_labels_as_text() -> None:
 
 def test_a_stage_answer_is_kept_only_where_a_stage_was_shown(tmp_path: Path) -> None:
     """Brain MRI is not staged by imaging, and breast shows a size category only with a pixel spacing: an answer to
-    a stage question about a result that showed none is not stored (the summary counted it as agreement)."""
+    a stage question about a result that showed none is not stored (the summary counted it as agreement); nor an
+    answer about a pathway or a heatmap a result did not show."""
     from medimg_demo.feedback import read_all
     from medimg_demo.web import session
 
@@ -263,7 +279,8 @@ def test_a_stage_answer_is_kept_only_where_a_stage_was_shown(tmp_path: Path) -> 
                   "type": {"label": "glioma", "probabilities": {"glioma": 0.9, "meningioma": 0.05, "no_tumor": 0.03,
                                                                 "pituitary": 0.02}}},
         "lung": {"model": "lung_ct.tf_efficientnet_lite0_v2", "stage": {"label": "Ib", "probabilities": {"Ib": 1.0}},
-                 "type": {"label": "adenocarcinoma", "probabilities": {"adenocarcinoma": 1.0}}},
+                 "type": {"label": "adenocarcinoma", "probabilities": {"adenocarcinoma": 1.0}},
+                 "treatment": {"summary": "surgery"}, "heatmap_peak_xy": [10, 20]},
         "lung_undecided": {"model": "lung_ct.tf_efficientnet_lite0_v2", "stage": None, "status": "indeterminate",
                            "type": {"label": None, "probabilities": {"adenocarcinoma": 0.5, "normal": 0.5}}},
     }
@@ -271,13 +288,16 @@ def test_a_stage_answer_is_kept_only_where_a_stage_was_shown(tmp_path: Path) -> 
         pid = session.record_prediction({**prediction, "image_sha256": "ab" * 32}, db=db)
         stage = "IIIa" if name.startswith("lung") else None  # a corrected stage, sent by an API client
         session.feedback_from_prediction(pid, "reader07", session_id=name, type_agree="Agree", stage_agree="Disagree",
-                                         corrected_stage=stage, db=db)
+                                         corrected_stage=stage, pathway_agree="Agree", heatmap_plausibility=4, db=db)
     rows = read_all(db).set_index("session_id")
     assert rows.loc["brain", "stage_agree"] is None or np.isnan(rows.loc["brain", "stage_agree"])
     assert rows.loc["lung", "stage_agree"] == 0 and rows.loc["brain", "type_agree"] == 1
     assert rows.loc["lung", "corrected_stage"] == "IIIa"
     undecided = rows.loc["lung_undecided"]  # no stage shown: neither an answer nor a correction about one
     assert pd.isna(undecided["stage_agree"]) and pd.isna(undecided["corrected_stage"])
+    assert rows.loc["lung", "pathway_agree"] == 1 and rows.loc["lung", "heatmap_plausibility"] == 4
+    for name in ("brain", "lung_undecided"):  # no pathway, no heatmap shown: neither answer stored
+        assert pd.isna(rows.loc[name, "pathway_agree"]) and pd.isna(rows.loc[name, "heatmap_plausibility"]), name
 
 
 def test_the_feedback_form_shows_only_with_a_recorded_result() -> None:

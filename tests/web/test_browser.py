@@ -215,11 +215,17 @@ def test_an_image_of_another_task_is_refused_and_switched(page) -> None:  # noqa
     _upload(page, manifest.parent / row["image"])
     page.get_by_text("Not an image for this model").wait_for(timeout=90_000)
     assert "Stage group" not in page.inner_text("body")
+    # the feedback form asks whether naming no type was right, and nothing about a pathway or heatmap not shown
+    page.locator("#fb-type-agree").get_by_text("The model named no tumor type").wait_for(timeout=10_000)
+    assert not page.locator("#fb-pathway-agree").is_visible()
+    assert not page.get_by_text("Heatmap plausibility").first.is_visible()
     page.get_by_role("button", name="Switch to Brain MRI v").click()  # named as the model list names it
     page.locator("#type-out").get_by_text("Glioma").first.wait_for(timeout=60_000)  # readable class names
     # brain MRI is not staged by imaging: the feedback form asks nothing about a stage
     page.locator("#fb-stage-agree").wait_for(state="hidden", timeout=10_000)
-    assert page.locator("#fb-type-agree").is_visible()
+    assert page.locator("#fb-type-agree").is_visible() and page.locator("#fb-pathway-agree").is_visible()
+    assert page.locator("#fb-type-agree").get_by_text("Tumor type", exact=True).is_visible()
+    assert page.get_by_text("Heatmap plausibility").first.is_visible()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser_refused_then_switched.png"), full_page=True)
 

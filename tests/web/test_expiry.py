@@ -41,6 +41,18 @@ def test_old_cached_outputs_go_and_what_the_app_was_built_with_stays(tmp_path: P
     assert not report.exists() and not fresh.exists() and sample.exists() and other.exists()
 
 
+def test_cached_copies_of_feedback_exports_go_after_ten_minutes(tmp_path: Path) -> None:
+    """Gradio hands out a cached copy of each export: it lived the cache's hour while the export itself went after
+    ten minutes; a picture of the same age stays."""
+    cache = tmp_path / "uploads"
+    exports = [_file(cache / (c * 64) / name, age_s=900)
+               for c, name in (("a", "feedback-0123456789abcdef.csv"), ("b", "reader-study-0123456789abcdef.csv"))]
+    picture = _file(cache / ("c" * 64) / "image.png", age_s=900)
+    fresh = _file(cache / ("d" * 64) / "feedback-fedcba9876543210.csv", age_s=60)
+    assert expiry.expire_cached(3600, set(), cache) == 2
+    assert not any(e.exists() for e in exports) and picture.exists() and fresh.exists()
+
+
 @pytest.fixture(autouse=True)
 def own_working_copies() -> Iterator[None]:
     """Each test sees only the working copies it registers: app instances of other tests made some in this process."""
@@ -177,3 +189,21 @@ def test_the_stop_removes_the_apps_own_upload_folder_once_empty(tmp_path: Path, 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(theirs))
     lifecycle.sweep_at_exit()
     assert theirs.is_dir() and not (theirs / ("b" * 64)).exists()  # a folder the deployer set stays
+
+
+def test_working_copies_fit_their_disk_budget_least_recently_used_first(tmp_path: Path, monkeypatch) -> None:
+    """Each working copy lives an hour: a client uploading 100 MB files kept an hour of its bandwidth on disk. Past
+    MEDIMG_WORK_BUDGET_MB the least recently used go (never the one just written); another instance's stay."""
+    monkeypatch.setattr(uploads, "WORK_BUDGET_BYTES", 2500)
+    made = []
+    for age in (300, 200, 100):  # three copies of 1000 bytes, oldest first
+        folder = uploads.working_copy(b"x" * 1000, ".png", tmp_path).parent
+        then = time.time() - age
+        for p in (folder / "scan.png", folder):
+            os.utime(p, (then, then))
+        made.append(folder)
+    theirs = _file(tmp_path / "medimg-theirs" / "scan.png", age_s=7200).parent  # not in MADE: another instance's
+    newest = uploads.working_copy(b"y" * 1000, ".png", tmp_path).parent  # 4000 bytes in all: two must go
+    assert [f.exists() for f in made] == [False, False, True] and newest.exists() and theirs.exists()
+    assert made[0] not in uploads.MADE and newest in uploads.MADE
+    assert uploads.fit_budget(keep=newest, budget=0) == 1 and newest.exists()  # the one just written stays

@@ -84,6 +84,8 @@ def test_private_paths_are_blocked_and_only_public_is_allowed(tmp_path, monkeypa
     blocked = files.blocked_paths()
     for name in ("feedback.sqlite", "feedback.sqlite-wal", "runs", "work", "logs"):
         assert str((tmp_path / name).resolve()) in blocked, name
+    monkeypatch.setenv("MEDIMG_AUTH_FILE", str(tmp_path / "logins.json"))  # a logins file wherever it was put
+    assert str((tmp_path / "logins.json").resolve()) in files.blocked_paths()
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # the worst case: Gradio's cache is the state folder
     files.check_layout()
     for bad in (tmp_path / "runs" / "gradio", tmp_path / "public" / "gradio", Path(tempfile.gettempdir()), Path.home()):

@@ -141,6 +141,83 @@ def test_oversized_inputs_are_refused_before_they_are_kept(app: App, client: Any
     assert not ok and "not known to this server" in msg  # reached the handler (the prediction id is made up)
 
 
+def test_only_the_upload_route_takes_a_large_body_and_it_has_a_bound(app: App, client: Any) -> None:
+    """Only Gradio's upload route counts as an upload: a path that merely ended in /upload (an event called as
+    /gradio_api/call/upload) passed uncapped and was parsed whole before any login check. The upload route's whole
+    body is bounded too: Gradio's max_file_size bounds file parts only, and keeps a text part in memory."""
+    import socket
+    from urllib.parse import urlparse
+
+    from medimg_demo.web.request_limits import MAX_UPLOAD_BODY_BYTES
+
+    big = b'{"data": ["' + b"a" * 20_000_000 + b'"], "fn_index": 0}'
+    named = {path: client.post(path, content=big, headers={"content-type": "application/json"}).status_code
+             for path in ("/gradio_api/call/upload", "/gradio_api/run/upload", "/gradio_api/api/upload",
+                          "/gradio_api/call/v2/upload")}
+    where = urlparse(app.url)
+    with socket.create_connection((where.hostname, where.port), timeout=30) as sock:  # a length over the bound
+        sock.sendall(b"POST /gradio_api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=B"
+                     b"\r\nContent-Length: %d\r\n\r\n0123456789" % (MAX_UPLOAD_BODY_BYTES + 1))
+        declared = sock.recv(200).split(b"\r\n")[0]
+
+    def text_part() -> Iterator[bytes]:  # no length given: counted as it streams
+        yield b'--B\r\nContent-Disposition: form-data; name="notes"\r\n\r\n'
+        for _ in range(MAX_UPLOAD_BODY_BYTES // 1_000_000 + 5):
+            yield b"a" * 1_000_000
+        yield b"\r\n--B--\r\n"
+
+    streamed = client.post("/gradio_api/upload", content=text_part(),
+                           headers={"content-type": "multipart/form-data; boundary=B"})
+    session = secrets.token_hex(8)  # a real upload still passes (and is used up: no patient's file left behind)
+    ok, out = _queue_fn(client, _fn(client, "rename_upload"), [_file(_upload(client, "scan.dcm", _dicom_with_phi()))],
+                        session)
+    real = out[0]["path"] if ok else ""
+    print(f"\n20 MB bodies to paths ending in /upload: {named}; a declared {MAX_UPLOAD_BODY_BYTES + 1} byte upload: "
+          f"{declared.decode()}; an unbounded text part: HTTP {streamed.status_code}")
+    assert set(named.values()) == {413}, named
+    assert b" 413 " in declared and streamed.status_code == 413 and "MEDIMG_MAX_UPLOAD_MB" in streamed.text
+    assert real.endswith(".dcm")
+
+
+def test_gradios_older_file_route_serves_nothing(app: App, client: Any) -> None:
+    """Gradio also serves files through /gradio_api/file/<path>, which the app never links: it fetched a URL for
+    anyone (an open proxy) and skipped the raw-upload refusal and the download headers of /file=. 404 for all."""
+    from PIL import Image
+
+    _, work = _analysed(client, _dicom_with_phi())
+    png = io.BytesIO()
+    Image.fromarray((gradient() * 255).astype(np.uint8)).save(png, format="PNG")
+    raw = _upload(client, "scan.png", png.getvalue())  # a raw upload, waiting for its handler
+    answers = {target: client.get(f"/gradio_api/file/{target}").status_code
+               for target in ("https://example.org/DOE_JANE.dcm", raw, raw.lstrip("/"), work["path"])}
+    print(f"\n/gradio_api/file/ answers: {sorted(set(answers.values()))}")
+    assert set(answers.values()) == {404}, answers
+    assert client.get(work["url"]).status_code == 200  # the link the app hands out still serves its own copy
+
+
+def test_a_refused_request_uses_its_upload_up_and_no_file_is_copied_twice(app: App, client: Any) -> None:
+    """A request refused before it read its raw upload (a frame number out of range, a report with no result on
+    screen) left the file, a patient's DICOM, for the reaper; the upload handler, given a file that is not a fresh
+    upload (its own working copy), wrote another copy of up to 100 MB a call, and the de-identified copy a new one
+    a call."""
+    session = secrets.token_hex(8)
+    left = []
+    for name, data in (("predict", [None, 0.45, 200_000, "File default", None, None]), ("report", [None])):
+        raw = _upload(client, "scan.dcm", _dicom_with_phi())
+        ok, out = _queue_fn(client, _fn(client, name), [_file(raw), *data], session)
+        assert not ok, (name, out)
+        left += [name] if Path(raw).exists() else []
+    session, work = _analysed(client, _dicom_with_phi())
+    copied, copy_out = _queue_fn(client, _fn(client, "rename_upload"), [work], session)
+    copies = [_queue_fn(client, _fn(client, "deidentify"), [work], session) for _ in range(3)]
+    print(f"\nraw uploads left by refused requests: {left}; the upload handler given a working copy: "
+          f"{'copied' if copied else 'refused'}; de-identified copies of one working copy: "
+          f"{len({json.dumps(out) for _, out in copies})}")
+    assert left == []
+    assert not copied and "Upload the scan itself" in _message(copy_out)
+    assert all(ok for ok, _ in copies) and len({json.dumps(out) for _, out in copies}) == 1
+
+
 def test_deep_links_are_not_written(app: App, client: Any) -> None:
     """Gradio's deep-link route wrote the session's input values (here a patient's file name sent as orig_name) to
     an unpruned folder of the upload cache and served it back."""
@@ -231,19 +308,20 @@ def test_forged_results_give_the_feedback_lists_nothing_more(client: Any) -> Non
     answers = [_direct(client, fn, [value], session) for value in forged]
     real = _direct(client, fn, [{"model": "lung_ct.tiny_v0", "status": "ok", "stage": {"label": "Ib"}}], session)
     print(f"\nforged results: {sum(s != 200 for s, _ in answers)} of {len(forged)} errors; lists given: "
-          f"{sum(bool(b['data'][1]['choices']) for s, b in answers if s == 200)}")
+          f"{sum(bool(b['data'][3]['choices']) for s, b in answers if s == 200)}")
     assert all(status == 200 for status, _ in answers), answers
     for value, (_, body) in zip(forged, answers):
-        _, kinds, stages = body["data"]
+        _, _, _, kinds, stages, _ = body["data"]
         given = [v for _, v in kinds["choices"]]
         assert given in ([], labels), (value, given)  # only the served model named exactly gives its labels
         text = json.dumps(body)
         assert "Unknown" not in text and "/" not in text, (value, text[:300])  # no error message, no path
         assert not any(mid in text for mid in served - {"lung_ct.tiny_v0"}), (value, text[:300])
-    assert [v for _, v in real[1]["data"][1]["choices"]] == labels and real[1]["data"][2]["visible"]
+    assert [v for _, v in real[1]["data"][3]["choices"]] == labels and real[1]["data"][4]["visible"]
     refused = _direct(client, fn, [{"model": "lung_ct.tiny_v0", "status": "refused"}], session)
-    assert [v for _, v in refused[1]["data"][1]["choices"]] == labels  # feedback on a refusal: the types to name
-    assert not refused[1]["data"][2]["visible"]  # it showed no stage: none to correct
+    assert [v for _, v in refused[1]["data"][3]["choices"]] == labels  # feedback on a refusal: the types to name
+    assert not refused[1]["data"][4]["visible"]  # it showed no stage: none to correct
+    assert not refused[1]["data"][2]["visible"] and not refused[1]["data"][5]["visible"]  # nor a pathway, a heatmap
 
 
 def test_a_forged_click_never_breaks_the_viewer(client: Any) -> None:
@@ -542,6 +620,13 @@ def test_a_borrowed_page_shows_nothing_to_another_login(auth_app: App, readers: 
     assert told[0] and "frames" not in json.dumps(told[1]), told
     assert status == 200 and "value" not in json.dumps(frame["data"]), frame
     assert not _queue_fn(alice, _fn(alice, "check_frame"), [None, 99], page)[0]  # alice herself is told the range
+    # nor the file's window values (a preset chosen) or its size (a click on the overview)
+    click = {"index": [10, 10], "value": None}
+    told = {who: [_direct(c, _fn(c, "preset_values"), [None, "File default"], page),
+                  _direct(c, _fn(c, "pick_point"), [None, "1x"], page, click)] for who, c in (("bob", bob), ("alice", alice))}
+    assert all(status == 200 for who in told for status, _ in told[who]), told
+    assert all(item in (None, {"__type__": "update"}) for _, body in told["bob"] for item in body["data"]), told["bob"]
+    assert told["alice"][0][1]["data"] == [40.0, 400.0] and "Chosen point" in told["alice"][1][1]["data"], told["alice"]
     shown = [name for name, (ok, out) in got.items() if ok and (_pictures(out or []) or name == "report")]
     mine = {name: _queue_fn(alice, fn, data, page)[0] for name, (fn, data) in attempts.items()}
     print(f"\nalice's page under bob's login: {len(shown)} of {len(attempts)} answers showed her case; "

@@ -261,3 +261,13 @@ def test_the_aided_answer_sent_twice_at_once_moves_one_case_on(reading, monkeypa
     for t in threads:
         t.join()
     assert s.index == 1 and len(errors) == 1 and "own read" in errors[0]
+
+
+@pytest.mark.parametrize("n_cases, seed", [(None, 0), (20, None), ("many", 0), (float("nan"), 0), (2.5, 0),
+                                           (20, float("inf"))])
+def test_a_session_without_whole_numbers_is_refused_with_a_message(n_cases: object, seed: object) -> None:
+    """The page always sends numbers; an API client sending none, text or NaN got Gradio's bare "Error"."""
+    from medimg_demo.web import reading
+
+    with pytest.raises(gr.Error, match="must be a whole number"):
+        reading.session_start("reader01", "api-session", None, n_cases, seed)

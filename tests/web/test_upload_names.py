@@ -20,7 +20,8 @@ def test_names_are_masked_keeping_length_and_image_extension() -> None:
     assert mask_filenames(b'name="files"; filename="a.exe"') == b'name="files"; filename="uuuuu"'
 
 
-def _run(chunks: list[bytes], path: str = "/gradio_api/upload", boundary: bytes | None = b"XyZ") -> bytes:
+def _run(chunks: list[bytes], path: str = "/gradio_api/upload", boundary: bytes | None = b"XyZ",
+         content_type: bytes | None = None) -> bytes:
     seen = []
 
     async def app(scope, receive, send):  # noqa: ANN001, ANN202
@@ -36,6 +37,7 @@ def _run(chunks: list[bytes], path: str = "/gradio_api/upload", boundary: bytes 
         return messages.pop(0)
 
     headers = [(b"content-type", b"multipart/form-data; boundary=" + boundary)] if boundary else []
+    headers = [(b"content-type", content_type)] if content_type else headers
     asyncio.run(AnonymousUploadNames(app)({"type": "http", "method": "POST", "path": path, "headers": headers},
                                           receive, None))
     return b"".join(seen)
@@ -48,6 +50,17 @@ def test_a_name_split_across_chunks_is_masked_whatever_the_split() -> None:
         assert len(out) == len(body) and b"DOE_JANE" not in out and b"PID998877" not in out, cut
     assert _run([body], path="/gradio_api/queue/join") == body  # other routes untouched
     assert b"DOE_JANE" not in _run([body], boundary=None)  # no boundary: every name in the body is masked
+    assert _run([body], path="/gradio_api/call/upload") == body  # an event named "upload" is no upload
+
+
+def test_the_boundary_is_the_one_gradio_reads() -> None:
+    """The boundary is read as Gradio's parser reads it: a pattern of our own took ``xboundary=z`` for the boundary,
+    found no part headers with it, and passed the names to Gradio unmasked."""
+    body = _body("DOE_JANE_PID998877.dcm")
+    for content_type in (b"multipart/form-data; xboundary=z; boundary=XyZ", b'multipart/form-data; BOUNDARY="XyZ"',
+                         b"multipart/form-data; charset=utf-8; boundary=XyZ"):
+        out = _run([body[:70], body[70:]], content_type=content_type)
+        assert len(out) == len(body) and b"DOE_JANE" not in out and b"PID998877" not in out, content_type
 
 
 def test_names_the_parsers_accept_are_masked() -> None:

@@ -242,6 +242,16 @@ def _perf_tables_fit(page) -> None:  # noqa: ANN001
         overflow = page.eval_on_selector(table, """root => [...root.querySelectorAll('*')]
             .filter(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1).length""")
         assert overflow == 0, f"{table} is cut off at the right"
+    for table in ("#perf-per-class", "#perf-explain"):  # names wrap between words, never inside one
+        split = page.eval_on_selector(table, """root => { const bad = [];
+            for (const cell of root.querySelectorAll('th, td')) {
+                const walk = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT); let node;
+                while ((node = walk.nextNode())) { const word = /\\S+/g; let m;
+                    while ((m = word.exec(node.data))) { const r = document.createRange();
+                        r.setStart(node, m.index); r.setEnd(node, m.index + m[0].length);
+                        if (r.getClientRects().length > 1) bad.push(m[0]); } } }
+            return bad; }""")
+        assert split == [], f"{table}: words broken across lines: {split}"
     hidden_rows = page.eval_on_selector("#perf-overall", """root => [...root.querySelectorAll('*')]
         .filter(e => e.clientHeight > 0 && e.scrollHeight > e.clientHeight + 1).length""")
     assert hidden_rows == 0, "the overall table hides rows below its fold"
@@ -251,6 +261,8 @@ def _gallery_loaded(page) -> None:  # noqa: ANN001
     """Every error-gallery picture loads once scrolled to (lazy loading leaves the unseen ones blank)."""
     imgs = page.locator("#perf-gallery img")
     assert imgs.count() > 0, "no error gallery (every served model misclassifies some test cases)"
+    captions = page.locator("#perf-gallery").inner_text()
+    assert "predicted" in captions and "_" not in captions, captions[:300]  # readable class names, as the tables
     for i in range(imgs.count()):
         imgs.nth(i).scroll_into_view_if_needed()
     page.wait_for_function("""() => [...document.querySelectorAll('#perf-gallery img')]

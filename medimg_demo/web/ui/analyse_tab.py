@@ -173,6 +173,6 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
     # a new (or no) result: the form starts blank, so last case's answers are never sent for this one
     raw.change(None, None, [*fields, fb_status], js=f"() => {json.dumps([*h.FEEDBACK_RESET, ''])}")
     raw.change(h.feedback_shown, raw, fb_form, queue=False, show_progress="hidden", **private)
-    raw.change(h.feedback_choices, raw, [fields[1], *fields[3:5]], queue=False, show_progress="hidden", **private)
+    raw.change(h.feedback_choices, raw, fields[:6], queue=False, show_progress="hidden", **private)
     fb_btn.click(h.submit_feedback, inputs=[raw, fb_reader, fb_session, *fields, fb_key], outputs=fb_status,
                  api_name="feedback").success(None, None, fb_key, js=NEW_KEY_JS)

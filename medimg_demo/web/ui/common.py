@@ -38,10 +38,11 @@ def rating(label: str, **kwargs: Any) -> gr.Radio:
 
 def feedback_fields() -> list[Any]:
     """The per-output feedback form, in the order h.submit_feedback and h.session_aided take it: agree type / stage /
-    pathway, corrected type / stage, heatmap plausibility, confidence, comment."""
+    pathway, corrected type / stage, heatmap plausibility, confidence, comment (the first six follow the result shown:
+    h.feedback_choices)."""
     with gr.Row():
         agree = [gr.Radio(h.AGREE, label=label, elem_id=f"fb-{key}-agree")
-                 for label, key in (("Tumor type", "type"), ("Stage", "stage"), ("Treatment pathway", "pathway"))]
+                 for label, key in ((h.TYPE_QUESTION, "type"), ("Stage", "stage"), ("Treatment pathway", "pathway"))]
     with gr.Row():  # the model's labels under readable names, set with each result (h.feedback_choices)
         corrected = [label_dropdown(f"Your {what}, if you disagree") for what in ("type", "stage")]
     with gr.Row():

@@ -9,7 +9,9 @@ from .. import handlers as h
 #: The error gallery's pictures are image | Grad-CAM pairs, about twice as wide as high. Gradio's tiles are square
 #: and crop a picture to fill them, which cut off the outer half of each side: tiles of the pairs' shape, and the
 #: whole picture fitted into each.
-CSS = "#perf-gallery .thumbnail-item { aspect-ratio: 2 / 1; }"
+CSS = ("#perf-gallery .thumbnail-item { aspect-ratio: 2 / 1; }\n"
+       # class names wrap between words, never inside one ("Adenocarcinom / a")
+       "#perf-explain th, #perf-explain td { overflow-wrap: normal; word-break: normal; hyphens: none; }")
 
 
 def performance_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -> None:
@@ -41,7 +43,8 @@ def performance_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -
         roc = gr.Plot(label="ROC curves", show_label=False)
         reliability = gr.Plot(label="Calibration", show_label=False)
     explain = gr.Markdown(elem_id="perf-explain")  # a measure a row, all cases and each class beside it
-    gallery = gr.Gallery(label="Error gallery: misclassified test cases (image | Grad-CAM)", columns=3, height="auto",
+    gallery = gr.Gallery(label="Error gallery: misclassified test cases, most confident first (image | Grad-CAM; "
+                               "in brackets the calibrated probability of the class predicted)", columns=3, height="auto",
                          object_fit="contain", buttons=["download", "fullscreen"], elem_id="perf-gallery")
     outs = [header, overall, per_class, stage, confusion, roc, reliability, explain, gallery]
     show.click(h.show_performance, model, outs, api_name="performance")
