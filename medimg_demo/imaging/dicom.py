@@ -73,11 +73,13 @@ def _file_window(ds: object) -> tuple[float, float] | None:
 _DEFER_BYTES = 4 * 1024 * 1024
 
 
-def _code_string(value: Any) -> str | None:
-    """A Code String (CS) as the standard allows it: at most 16 capitals, digits, spaces or underscores. Anything
-    else (free text in a forged file) is not shown, logged or stored: None, as if absent."""
+def _code_string(value: Any, extra: str = "", cut: bool = False) -> str | None:
+    """A Code String (CS) as the standard allows it: at most 16 capitals, digits, spaces or underscores (plus
+    ``extra`` characters; ``cut``: a longer value cut to 16). Anything else (free text in a forged file) is not
+    shown, logged or stored: None, as if absent."""
     text = str(value or "").strip().upper()
-    return text if re.fullmatch(r"[A-Z0-9_ ]{1,16}", text) else None
+    text = text[:16].strip() if cut else text
+    return text if re.fullmatch(rf"[A-Z0-9_ {re.escape(extra)}]{{1,16}}", text) else None
 
 
 def _decode_dicom(fp: BinaryIO, frame: int | None) -> Study:
@@ -142,7 +144,9 @@ def _decode_dicom(fp: BinaryIO, frame: int | None) -> Study:
         if region is not None:
             spacing = (region[0] * factor, region[1] * factor)
     # BodyPartExamined names an anatomical region (CS, no identifier); kept for the gate's header check.
-    body_part = _code_string(ds.get("BodyPartExamined", ""))
+    # Real files bend the rule ("L-SPINE", "ABDOMEN/PELVIS", longer names): kept, cut to 16, as before, for the
+    # header check; other characters (a "^" of a person's name, line breaks) drop the value and with it that check.
+    body_part = _code_string(ds.get("BodyPartExamined", ""), extra="-/", cut=True)
     meta = dict(modality=modality, body_part=body_part, pixel_spacing_mm=spacing, n_frames=n_frames,
                 frame_index=frame_index)
     shown = (-(-rows // factor), -(-cols // factor))

@@ -23,7 +23,6 @@ One daemon thread (:func:`start_reaper`) does all of it every quarter of the sho
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import threading
 import time
@@ -33,8 +32,15 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..paths import public_dir, upload_dir
-from .files import EXPORTS_MAX_AGE_S, MAX_AGE_S, _prune
-from .uploads import GRADIO_DIR, MADE, MADE_LOCK, RAW_UPLOAD_TTL_S, expire_raw_uploads, remove_stale_tmp_files
+from .files import EXPORT_NAME, EXPORTS_MAX_AGE_S, MAX_AGE_S, _prune
+from .uploads import (
+    GRADIO_DIR,
+    MADE,
+    MADE_LOCK,
+    RAW_UPLOAD_TTL_S,
+    expire_raw_uploads,
+    remove_stale_tmp_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +104,9 @@ def expire_cached(max_age_s: float, baseline: Iterable[Path], folder: Path | Non
     return removed
 
 
-#: The names of feedback exports (``web.reading``): handed out once, they live ten minutes, their cached copies too.
-EXPORT_NAME = re.compile(r"^(feedback|reader-study)-[0-9a-f]{16}\.csv$")
-
-
 def _holds_export(folder: Path) -> bool:
-    """Whether a Gradio cache folder holds the copy of a feedback export (a page was handed its link)."""
+    """Whether a Gradio cache folder holds the copy of a feedback export (a page was handed its link): handed out
+    once, exports live ten minutes, and their cached copies too."""
     try:
         return any(EXPORT_NAME.match(p.name) for p in folder.iterdir())
     except OSError:

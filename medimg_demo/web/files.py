@@ -16,6 +16,7 @@ import hmac
 import io
 import logging
 import os
+import re
 import secrets
 import tempfile
 import threading
@@ -153,14 +154,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def fresh(path: Path, max_age_s: float) -> bool:
-    """Whether a file handed out earlier is still there and younger than ``max_age_s`` seconds."""
-    try:
-        return time.time() - path.stat().st_mtime < max_age_s
-    except OSError:
-        return False
-
-
 def deidentified_copy(source: str | Path | bytes, out_dir: Path | None = None) -> tuple[Path, tuple[str, ...]]:
     """A de-identified DICOM copy for download, in the public folder under a random name (not linkable to the
     hashes the feedback store keeps), and what to tell the user about it (burned-in text or recognisable features:
@@ -266,8 +259,15 @@ def png_file(rgb: np.ndarray, max_age_s: float = MAX_AGE_S) -> str:
     return str(path)
 
 
-#: Feedback and reader-study exports (free-text comments, reader names) are handed out once: kept ten minutes.
+#: Feedback and reader-study exports (free-text comments, reader names) are handed out once: kept ten minutes; their
+#: names (``kind-<16 hex>.csv``) tell the reaper Gradio's cached copies of them.
 EXPORTS_MAX_AGE_S = 600.0
+EXPORT_NAME = re.compile(r"^(feedback|reader-study)-[0-9a-f]{16}\.csv$")
+
+
+def export_path(kind: str) -> Path:
+    """A new export's path in the public folder (``kind``: feedback or reader-study)."""
+    return public_dir() / "exports" / f"{kind}-{secrets.token_hex(8)}.csv"
 
 
 def prune_exports(max_age_s: float = EXPORTS_MAX_AGE_S) -> None:

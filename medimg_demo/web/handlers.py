@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,14 @@ _COPIES_MAX = 1000
 _COPIES_LOCK = threading.Lock()
 
 
+def _fresh(path: Path, max_age_s: float) -> bool:
+    """Whether a file handed out earlier is still there and younger than ``max_age_s`` seconds."""
+    try:
+        return time.time() - path.stat().st_mtime < max_age_s
+    except OSError:
+        return False
+
+
 def deidentify(upload: Any):  # noqa: ANN201
     """A de-identified DICOM copy to download, in the public folder under a random name; one per working copy while
     it is fresh (younger than half the files' age limit)."""
@@ -194,7 +203,9 @@ def deidentify(upload: Any):  # noqa: ANN201
     raw = uploads.is_raw_upload(path)
     with _COPIES_LOCK:
         made = None if raw else _COPIES.get(path)
-    if made is None or not files.fresh(made[0], files.MAX_AGE_S / 2):
+    if not raw:
+        uploads.mark_used(path)
+    if made is None or not Path(path).is_file() or not _fresh(made[0], files.MAX_AGE_S / 2):
         try:
             made = files.deidentified_copy(uploads.read_upload(path, consume=raw))
         except MedimgError as exc:

@@ -4,7 +4,6 @@ reader's own call and the aided feedback, show and export the summary. Each ``Me
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 from typing import Any
 
@@ -14,8 +13,8 @@ import pandas as pd
 from ..errors import InputError, MedimgError
 from ..feedback import export_csv, summarise
 from ..feedback.reader_study import CANNOT_ASSESS
-from ..paths import feedback_db, public_dir
-from . import auth, files, session, session_view, study_view
+from ..paths import feedback_db
+from . import auth, files, session, session_view, shown, study_view
 from .catalog import answer_choices
 from .handlers import FEEDBACK_RESET, _user
 from .markdown_text import code_span
@@ -83,9 +82,12 @@ def session_unaided(s: session.ReadingSession | None, reader_type: str | None, r
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
     heat = session_view.render_case(session.session_pixels(s), s.display, s.heatmap)
-    return (s, *_session_view(s), a.type_display, a.stage_display,  # readable names; the store keeps the raw labels
+    staged = shown.gave_stage(s.prediction)  # the aided form asks only about what the model showed (after the panel,
+    return (s, *_session_view(s), a.type_display, a.stage_display,  # so no API output index moved)
             a.stage_text, a.pathway_markdown, files.png_file(heat),
-            session_view.compare_markdown(s.own_read, s.prediction, s.model_id), _case_panel(s))
+            session_view.compare_markdown(s.own_read, s.prediction, s.model_id), _case_panel(s),
+            gr.update(visible=staged), gr.update(visible=staged), gr.update(visible=shown.gave_pathway(s.prediction)),
+            gr.update(visible=shown.gave_heatmap(s.prediction)))
 
 
 def session_aided(s: session.ReadingSession | None, type_agree: str | None, stage_agree: str | None,
@@ -192,7 +194,7 @@ def export_reader_study(request: gr.Request = None,  # type: ignore[assignment] 
     confidence) this caller may see, as a CSV safe to open in a spreadsheet (API: /reader_study_export)."""
     try:
         table = study_view.case_rows(_visible_rows(request, profile))
-        out = public_dir() / "exports" / f"reader-study-{secrets.token_hex(8)}.csv"
+        out = files.export_path("reader-study")
         export_csv(feedback_db(), out, table)  # the rows are given: formulas neutralised, the store not read again
         files.prune_exports()
         return str(out)
@@ -206,7 +208,7 @@ def export_feedback(request: gr.Request = None,  # type: ignore[assignment] - in
     """The feedback rows this caller may see as a CSV safe to open in a spreadsheet (API: /feedback_export)."""
     try:
         rows = _visible_rows(request, profile)
-        out = public_dir() / "exports" / f"feedback-{secrets.token_hex(8)}.csv"
+        out = files.export_path("feedback")
         export_csv(feedback_db(), out, rows)
         files.prune_exports()
         return str(out)

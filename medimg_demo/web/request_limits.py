@@ -138,7 +138,7 @@ class RequestSizeLimit:
         if length is not None and (not length.isdigit() or int(length) > MAX_UPLOAD_BODY_BYTES):
             await _upload_too_large(send)
             return
-        seen, refused = 0, False
+        seen, refused, started = 0, False, False
 
         async def counted() -> dict:
             nonlocal seen, refused
@@ -149,12 +149,15 @@ class RequestSizeLimit:
                 seen += len(message.get("body", b""))
                 if seen > MAX_UPLOAD_BODY_BYTES:
                     refused = True
-                    await _upload_too_large(send)
+                    if not started:  # a route that already answered is only told the client went away
+                        await _upload_too_large(send)
                     return {"type": "http.disconnect"}
             return message
 
         async def guarded(message: dict) -> None:
+            nonlocal started
             if not refused:
+                started = started or message.get("type") == "http.response.start"
                 await send(message)
 
         try:

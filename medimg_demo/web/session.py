@@ -16,7 +16,6 @@ import pandas as pd
 
 from .. import feedback
 from ..errors import InputError
-from ..explain.overlay import gray_to_rgb
 from ..feedback.cases import case_list
 from ..feedback.reader_study import CANNOT_ASSESS, label_name
 from ..imaging.decode import read_file
@@ -202,11 +201,6 @@ def session_pixels(s: ReadingSession) -> np.ndarray:
     """The current case's grey pixels in [0, 1]: decoded once for all pages (every reader of a session reads the
     same cases), in a cache of 32 cases, not in each page's state (1,000 pages kept up to 1,000 decoded images)."""
     return _case_pixels(str(s.case.path))
-
-
-def session_case_image(s: ReadingSession) -> np.ndarray:
-    """The current case as the reader first sees it: the image alone, no model output."""
-    return gray_to_rgb(session_pixels(s))
 
 
 def unaided_problems(s: ReadingSession, reader_type: str | None, reader_stage: str | None) -> dict[str, str]:

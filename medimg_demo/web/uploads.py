@@ -13,10 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-import secrets
-import shutil
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,12 +23,20 @@ from ..errors import InputError
 from ..imaging.deid import deidentify
 from ..imaging.dicom import looks_like_dicom
 from ..paths import data_root, upload_dir
+from .working_copies import (  # noqa: F401 - re-exported: the upload handling's public names
+    MADE,
+    MADE_LOCK,
+    WORK_BUDGET_BYTES,
+    WORKING_PREFIX,
+    fit_budget,
+    mark_used,
+    working_copy,
+)
 
 log = logging.getLogger(__name__)
 
 ACCEPTED = "PNG, JPEG or DICOM"
 #: Prefix of the folders holding cleaned working copies inside Gradio's upload folder.
-WORKING_PREFIX = "medimg-"
 #: Gradio names its cache folders by a seeded SHA-256; ours are WORKING_PREFIX and 32 hex digits.
 GRADIO_DIR = re.compile(r"^[0-9a-f]{64}$")
 WORKING_DIR = re.compile(r"^medimg-[0-9a-f]{32}$")
@@ -237,56 +242,5 @@ def to_analyse(path: str | Path) -> str | Path | bytes:
     cleaned working copy or a sample case is read from disk by the decoder."""
     if is_raw_upload(path):
         return clean_upload(read_upload(path, consume=True))[0]
+    mark_used(path)
     return path
-
-
-#: The working-copy folders this process made (expired by age and removed when it stops; only these, never another's).
-MADE: set[Path] = set()
-MADE_LOCK = threading.Lock()
-
-
-def working_copy(data: bytes, ext: str, folder: Path | None = None) -> Path:
-    """Write cleaned upload bytes under a random name (never the uploaded name, never a hash that feedback
-    keeps) in Gradio's upload folder (or ``folder``), so Gradio serves this one copy and prunes it."""
-    folder = (folder or upload_dir()) / f"{WORKING_PREFIX}{secrets.token_hex(16)}"
-    folder.mkdir(parents=True, exist_ok=True)
-    with MADE_LOCK:
-        if len(MADE) >= 1000:  # bounded: forget the folders already pruned by age
-            MADE.difference_update([f for f in MADE if not f.exists()])
-        MADE.add(folder)
-    out = folder / f"scan{ext}"
-    out.write_bytes(data)
-    fit_budget(keep=folder)
-    return out
-
-
-#: Disk the cleaned working copies may take together (``MEDIMG_WORK_BUDGET_MB``): each lives an hour, so without a
-#: bound a client uploading 100 MB files kept an hour of its upload bandwidth on disk.
-WORK_BUDGET_BYTES = int(float(os.environ.get("MEDIMG_WORK_BUDGET_MB", "2048")) * 2**20)
-
-
-def _size_and_age(folder: Path) -> tuple[int, float]:
-    try:
-        files = [p.lstat() for p in folder.iterdir()]
-        return sum(st.st_size for st in files), max([st.st_mtime for st in files], default=folder.lstat().st_mtime)
-    except OSError:
-        return 0, 0.0
-
-
-def fit_budget(keep: Path, budget: int | None = None) -> int:
-    """Remove the least recently used working copies (never ``keep``, the one just written) until all fit in the
-    budget; returns how many went. A page whose copy went is asked to upload again, as after the hour."""
-    budget = WORK_BUDGET_BYTES if budget is None else budget
-    with MADE_LOCK:
-        others = [f for f in MADE if f != keep]
-    sized = sorted((age, size, f) for f in others for size, age in [_size_and_age(f)])
-    total = sum(size for _, size, _ in sized) + _size_and_age(keep)[0]
-    removed = 0
-    for _, size, f in sized:
-        if total <= budget:
-            break
-        shutil.rmtree(f, ignore_errors=True)
-        with MADE_LOCK:
-            MADE.discard(f)
-        total, removed = total - size, removed + 1
-    return removed

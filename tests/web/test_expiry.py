@@ -193,17 +193,22 @@ def test_the_stop_removes_the_apps_own_upload_folder_once_empty(tmp_path: Path, 
 
 def test_working_copies_fit_their_disk_budget_least_recently_used_first(tmp_path: Path, monkeypatch) -> None:
     """Each working copy lives an hour: a client uploading 100 MB files kept an hour of its bandwidth on disk. Past
-    MEDIMG_WORK_BUDGET_MB the least recently used go (never the one just written); another instance's stay."""
-    monkeypatch.setattr(uploads, "WORK_BUDGET_BYTES", 2500)
+    MEDIMG_WORK_BUDGET_MB the least recently used go (a copy analysed a moment ago stays, however old; never the one
+    just written); another instance's stay."""
+    from medimg_demo.web import working_copies
+
+    monkeypatch.setattr(working_copies, "WORK_BUDGET_BYTES", 3500)
     made = []
-    for age in (300, 200, 100):  # three copies of 1000 bytes, oldest first
+    for age in (300, 200, 100):  # three copies of 1000 bytes, oldest first: they fit
         folder = uploads.working_copy(b"x" * 1000, ".png", tmp_path).parent
         then = time.time() - age
         for p in (folder / "scan.png", folder):
             os.utime(p, (then, then))
         made.append(folder)
+    assert all(f.exists() for f in made)
+    uploads.to_analyse(made[0] / "scan.png")  # the oldest is analysed again: now the most recently used
     theirs = _file(tmp_path / "medimg-theirs" / "scan.png", age_s=7200).parent  # not in MADE: another instance's
-    newest = uploads.working_copy(b"y" * 1000, ".png", tmp_path).parent  # 4000 bytes in all: two must go
-    assert [f.exists() for f in made] == [False, False, True] and newest.exists() and theirs.exists()
-    assert made[0] not in uploads.MADE and newest in uploads.MADE
-    assert uploads.fit_budget(keep=newest, budget=0) == 1 and newest.exists()  # the one just written stays
+    newest = uploads.working_copy(b"y" * 1000, ".png", tmp_path).parent  # 4000 bytes in all: one must go
+    assert [f.exists() for f in made] == [True, False, True] and newest.exists() and theirs.exists()
+    assert made[1] not in uploads.MADE and newest in uploads.MADE
+    assert uploads.fit_budget(keep=newest, budget=0) == 2 and newest.exists()  # the one just written stays

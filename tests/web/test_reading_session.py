@@ -81,7 +81,14 @@ def test_cannot_assess_then_the_calls_side_by_side(reading) -> None:  # noqa: AN
     out = reading.session_unaided(s, CANNOT_ASSESS, None, 2)  # no stage needed when the type cannot be assessed
     assert s.revealed
     compare = out[10]
-    assert out[-1]["visible"]  # the case panel stays while the case is read
+    assert out[11]["visible"]  # the case panel stays while the case is read
+    # the aided questions about what the model showed (stage, its correction, pathway, heatmap rating), appended
+    # after the panel; the tiny model's call here names a type with a pathway and a heatmap
+    from medimg_demo.web import shown
+
+    asked = [u["visible"] for u in out[12:16]]
+    assert asked == [shown.gave_stage(s.prediction)] * 2 + [shown.gave_pathway(s.prediction), shown.gave_heatmap(s.prediction)]
+    assert len(out) == 16 and asked[3] == (s.heatmap is not None)
     assert compare.startswith("#### Your read: Cannot assess (confidence 2/5)") and " Model: " in compare
     assert "_" not in compare.split(" Model: ")[1].split("-")[0]  # readable class names
     scores = out[5]

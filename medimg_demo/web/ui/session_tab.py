@@ -90,7 +90,8 @@ def session_tab(choices: list[tuple[str, str]]) -> None:
     # a missing answer: the validator marks the field (nothing runs); a later failure shows on the progress line
     # only, so that an error never covers the case image
     record.click(r.session_unaided, [state, r_type, r_stage, r_conf],
-                 [*view_out, m_type, m_stage, m_stage_md, m_path, overlay_img, compare, case_panel],
+                 [*view_out, m_type, m_stage, m_stage_md, m_path, overlay_img, compare, case_panel,
+                  stage_agree, corrected_stage, pathway_agree, plaus],  # the questions about what the model showed
                  api_name="session_read",
                  validator=r.validate_read, show_progress_on=[progress])
     nxt.click(

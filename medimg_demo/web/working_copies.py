@@ -1,0 +1,82 @@
+"""The cleaned working copies of uploads this process made: written under random names, touched on use, and kept
+within a disk budget (least recently used first); the reaper (``web.expiry``) removes them by age."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import threading
+from pathlib import Path
+
+from ..paths import upload_dir
+
+#: Working-copy folders: this prefix and 32 hex digits (``uploads.WORKING_DIR`` matches them).
+WORKING_PREFIX = "medimg-"
+
+#: The working-copy folders this process made (expired by age and removed when it stops; only these, never another's).
+MADE: set[Path] = set()
+MADE_LOCK = threading.Lock()
+
+
+def working_copy(data: bytes, ext: str, folder: Path | None = None) -> Path:
+    """Write cleaned upload bytes under a random name (never the uploaded name, never a hash that feedback
+    keeps) in Gradio's upload folder (or ``folder``), so Gradio serves this one copy and prunes it."""
+    folder = (folder or upload_dir()) / f"{WORKING_PREFIX}{secrets.token_hex(16)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"scan{ext}"
+    try:
+        out.write_bytes(data)
+    finally:  # registered once written (another upload's budget check never removes it half-written), or if it failed
+        with MADE_LOCK:
+            if len(MADE) >= 1000:  # bounded: forget the folders already pruned by age
+                MADE.difference_update([f for f in MADE if not f.exists()])
+            MADE.add(folder)
+    fit_budget(keep=folder)
+    return out
+
+
+def mark_used(path: str | Path) -> None:
+    """A working copy was just used (analysed, reported, copied): the disk budget removes the least recently used
+    first, not the oldest written."""
+    folder = Path(path).parent
+    with MADE_LOCK:
+        ours = folder in MADE
+    if ours:
+        try:
+            os.utime(folder)
+        except OSError:
+            pass
+
+
+#: Disk the cleaned working copies may take together (``MEDIMG_WORK_BUDGET_MB``): each lives an hour, so without a
+#: bound a client uploading 100 MB files kept an hour of its upload bandwidth on disk.
+WORK_BUDGET_BYTES = int(float(os.environ.get("MEDIMG_WORK_BUDGET_MB", "2048")) * 2**20)
+
+
+def _size_and_age(folder: Path) -> tuple[int, float]:
+    """(bytes, last written or used: the folder is touched on use, :func:`mark_used`)."""
+    try:
+        files = [p.lstat() for p in folder.iterdir()]
+        return sum(st.st_size for st in files), max([folder.lstat().st_mtime, *(st.st_mtime for st in files)])
+    except OSError:
+        return 0, 0.0
+
+
+def fit_budget(keep: Path, budget: int | None = None) -> int:
+    """Remove the least recently used working copies (never ``keep``, the one just written) until all fit in the
+    budget; returns how many went. A page whose copy went is asked to upload again, as after the hour."""
+    budget = WORK_BUDGET_BYTES if budget is None else budget
+    with MADE_LOCK:
+        others = [f for f in MADE if f != keep]
+    sized = sorted((age, size, f) for f in others for size, age in [_size_and_age(f)])
+    total = sum(size for _, size, _ in sized) + _size_and_age(keep)[0]
+    removed = 0
+    for _, size, f in sized:
+        if total <= budget:
+            break
+        shutil.rmtree(f, ignore_errors=True)
+        with MADE_LOCK:
+            MADE.discard(f)
+        total, removed = total - size, removed + 1
+    return removed
