@@ -75,6 +75,7 @@ demo = build_app()
 def launch_options() -> dict[str, Any]:
     """What ``demo.launch`` gets: served and blocked folders, logins, no run history, safe file answers."""
     files.check_layout()
+    files.serve_in_place()
     return dict(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         allowed_paths=files.allowed_paths(),

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gradio as gr
 import numpy as np
 from PIL import Image
 
@@ -48,6 +49,13 @@ def allowed_paths() -> list[str]:
     folder = public_dir()
     folder.mkdir(parents=True, exist_ok=True)
     return [str(folder.resolve())]
+
+
+def serve_in_place() -> None:
+    """The public folder's files are served where they lie (Gradio's static paths), not copied into Gradio's cache
+    with each hand-out: those copies were bounded by their age only, so a flood of redraws filled the cache past the
+    public folder's byte budgets. Still served only as allowed and not blocked (Gradio checks static files so)."""
+    gr.set_static_paths(allowed_paths())
 
 
 def blocked_paths() -> list[str]:

@@ -326,7 +326,7 @@ def test_no_raw_upload_on_disk_after_a_request(app: App, client: Any) -> None:
 @pytest.mark.slow
 def test_a_stopped_server_leaves_no_working_copy(tmp_path: Path, tiny_registry: Path) -> None:
     """SIGTERM (how Spaces, Docker and systemd stop a server) ends the app as Ctrl-C does: it exits cleanly and
-    its cleaned working copies and Gradio's cached files (here a de-identified copy) go with it, not at the next
+    its cleaned working copies, the public files (here a de-identified copy) and Gradio's cached files go with it, not at the next
     start, even while a page is still connected; a stranger's file and another instance's working copy in a shared
     upload folder stay."""
     stopped = _start(tmp_path, tiny_registry, {}, uploads_in_state=False)
@@ -341,7 +341,10 @@ def test_a_stopped_server_leaves_no_working_copy(tmp_path: Path, tiny_registry: 
             status, body = _run_fn(c, _fn_index(c, "click", "De-identified DICOM copy"), [_file(str(working))])
             assert status == 200, body
             copy = Path(body["data"][0]["value"]["path"] if "value" in body["data"][0] else body["data"][0]["path"])
-            assert copy.is_file() and copy.is_relative_to(stopped.uploads)  # Gradio's cached copy of the output
+            assert copy.is_file() and copy.is_relative_to(stopped.state / "public")  # served where it lies
+        cached = stopped.uploads / ("f" * 64) / "image.png"  # a file Gradio cached while the server ran
+        cached.parent.mkdir()
+        cached.write_bytes(b"x")
         # a browser tab still open: its heartbeat stream holds a connection while the server stops (the server
         # thread then outlives Gradio's 5 s wait, and Gradio's own clean-up of its cache never runs)
         beat = page.send(page.build_request("GET", f"/gradio_api/heartbeat/{secrets.token_hex(6)}"), stream=True)
@@ -359,14 +362,15 @@ def test_a_stopped_server_leaves_no_working_copy(tmp_path: Path, tiny_registry: 
     print(f"\nexit code after SIGTERM with a page open: {code}; files left in the upload and scratch folders: "
           f"{len(left)}")
     assert code == 0, stopped.log.read_text()[-2000:]
-    assert not working.exists() and not copy.exists() and left == [] and stranger.exists() and other.exists()
+    assert not working.exists() and not copy.exists() and not cached.exists() and left == []
+    assert stranger.exists() and other.exists()
 
 
 @pytest.mark.slow
 def test_handed_out_files_expire_while_the_server_runs(tmp_path: Path, tiny_registry: Path) -> None:
-    """A de-identified copy is cached by a session copy of its component (it is shown with ``visible=True``), which
-    Gradio's ``delete_cache`` never visits: the app's reaper expires it, its public original and the working copy
-    after MEDIMG_FILE_MAX_AGE_S, while the server runs, and keeps what Gradio cached when the app was built. The
+    """A de-identified copy (served from the public folder where it lies, not copied into Gradio's cache) and the
+    working copy go after MEDIMG_FILE_MAX_AGE_S, while the server runs (the app's reaper; Gradio's ``delete_cache``
+    never visits components shown with new properties), and keeps what Gradio cached when the app was built. The
     sample cases, which Gradio's own clean-up used to delete after that age, still open and analyse."""
     started_at = time.time()
     app = _start(tmp_path, tiny_registry, {"MEDIMG_FILE_MAX_AGE_S": "10"}, uploads_in_state=False)
@@ -382,7 +386,8 @@ def test_handed_out_files_expire_while_the_server_runs(tmp_path: Path, tiny_regi
             out = body["data"][0]
             copy = Path(out["value"]["path"] if "value" in out else out["path"])
         public = list((app.state / "public" / "deidentified").glob("*.dcm"))
-        assert copy.is_file() and copy.is_relative_to(app.uploads) and working.is_file() and len(public) == 1
+        # served where it lies (a static path): no second copy in Gradio's cache, which only its age bounded
+        assert copy.is_file() and copy == public[0] and not copy.is_relative_to(app.uploads) and working.is_file()
         started, deadline = time.time(), time.time() + 60
         while (copy.exists() or working.exists() or public[0].exists()) and time.time() < deadline:
             time.sleep(0.5)
