@@ -13,7 +13,8 @@ How each action is applied, at every nesting level (inside every kept sequence i
   ``X/Z/D`` -> ``D``; ``X/Z`` -> ``Z``. ``X/Z/U*`` (Referenced/Source Image Sequence) keeps its items, whose instance
   UIDs are replaced (``U``) and whose other attributes go through the profile like any other item.
 - Beyond the table: private groups and overlay (60xx) and curve (50xx) groups are removed whole; any person name,
-  date or time the table does not list is emptied; any UID it does not list is replaced unless it is a class,
+  date or time the table does not list is emptied; a code string holding free text is emptied (Modality: "OT"; see
+  :mod:`.code_strings`); any UID it does not list is replaced unless it is a class,
   transfer syntax or other UID defined by the standard (``1.2.840.10008.*``), which identifies no one; the file meta
   is written anew.
 """
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import functools
 from typing import Any
+
+from .code_strings import clean_element
 
 #: The dicom-anonymizer database used: the newest edition of Table E.1-1 that dicom-anonymizer 2.1.0 ships.
 TABLE_EDITION = "dicomfields_2026c"
@@ -170,6 +173,8 @@ class Scrubber:
                     self.empty(elem)
                 elif vr == "UI" and not self._keep_uid(elem):
                     self._replace_uids(elem)
+                elif vr == "CS":  # no free text in a code: see .code_strings
+                    clean_element(elem)
             if vr == "SQ" and applied in (None, "U*"):
                 for item in elem.value:
                     self.scrub(item)

@@ -13,7 +13,6 @@ from the file, and a frame larger than MAX_SIDE is block-averaged strip by strip
 from __future__ import annotations
 
 import io
-import re
 import logging
 import struct
 import warnings
@@ -22,6 +21,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ..errors import InputError
+from . import code_strings
 from .study import ACCEPTED, MAX_PIXELS, Study, block_reduce, check_shape, finish, minmax, reduced_note, reduction_factor
 from .windowing import apply_window
 
@@ -73,15 +73,6 @@ def _file_window(ds: object) -> tuple[float, float] | None:
 _DEFER_BYTES = 4 * 1024 * 1024
 
 
-def _code_string(value: Any, extra: str = "", cut: bool = False) -> str | None:
-    """A Code String (CS) as the standard allows it: at most 16 capitals, digits, spaces or underscores (plus
-    ``extra`` characters; ``cut``: a longer value cut to 16). Anything else (free text in a forged file) is not
-    shown, logged or stored: None, as if absent."""
-    text = str(value or "").strip().upper()
-    text = text[:16].strip() if cut else text
-    return text if re.fullmatch(rf"[A-Z0-9_ {re.escape(extra)}]{{1,16}}", text) else None
-
-
 def _decode_dicom(fp: BinaryIO, frame: int | None) -> Study:
     import pydicom
     from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
@@ -92,7 +83,7 @@ def _decode_dicom(fp: BinaryIO, frame: int | None) -> Study:
             "This DICOM file holds no image (no Pixel Data): it may be a structured report, RT plan or similar. "
             "Upload an image DICOM (CT, MR, US, CR/DX, ...)."
         )
-    modality = _code_string(ds.get("Modality", ""))
+    modality = code_strings.modality(ds.get("Modality", ""))  # a term DICOM defines, else None
     sop = str(ds.get("SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
     if sop in _NON_IMAGE_SOP_CLASSES or modality in _NON_IMAGE_MODALITIES:
         what = _NON_IMAGE_SOP_CLASSES.get(sop, f"a {modality} object")
@@ -143,10 +134,9 @@ def _decode_dicom(fp: BinaryIO, frame: int | None) -> Study:
         region = ultrasound_spacing(ds)
         if region is not None:
             spacing = (region[0] * factor, region[1] * factor)
-    # BodyPartExamined names an anatomical region (CS, no identifier); kept for the gate's header check.
-    # Real files bend the rule ("L-SPINE", "ABDOMEN/PELVIS", longer names): kept, cut to 16, as before, for the
-    # header check; other characters (a "^" of a person's name, line breaks) drop the value and with it that check.
-    body_part = _code_string(ds.get("BodyPartExamined", ""), extra="-/", cut=True)
+    # BodyPartExamined names an anatomical region (CS, no identifier); kept for the gate's header check, as real
+    # files write it ("L-SPINE", one long word cut to 16); free text is dropped (see .code_strings).
+    body_part = code_strings.body_part(ds.get("BodyPartExamined", ""))
     meta = dict(modality=modality, body_part=body_part, pixel_spacing_mm=spacing, n_frames=n_frames,
                 frame_index=frame_index)
     shown = (-(-rows // factor), -(-cols // factor))

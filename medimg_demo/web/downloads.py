@@ -1,8 +1,12 @@
-"""Gradio handler of the "Download report (PDF)" button: the case on screen as a case report, published under a
-content name in the public folder (never under the upload's name)."""
+"""Gradio handlers of the download buttons: the case on screen as a case report, and the de-identified DICOM copy,
+published in the public folder (never under the upload's name)."""
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -30,7 +34,7 @@ def _report(upload: Any, shown: Any, request: gr.Request, profile: gr.OAuthProfi
         raise gr.Error("Analyse the scan first: the report describes the result on screen.")
     path = _file_path(upload)
     try:
-        a = analysis.analyse(uploads.to_analyse(path), shown.model_id, 0.45, shown.frame_index)
+        a = analysis.analyse(uploads.to_analyse(path, request, profile), shown.model_id, 0.45, shown.frame_index)
         if shown.image_sha256 and a.prediction.image_sha256 != shown.image_sha256:
             raise gr.Error("The file in the upload box is not the scan on screen: press Analyse, then ask for the "
                            "report again.")
@@ -41,3 +45,50 @@ def _report(upload: Any, shown: Any, request: gr.Request, profile: gr.OAuthProfi
             pdf.unlink(missing_ok=True)  # the scratch copy: only the published one is served
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
+
+
+#: The de-identified copy made of each working copy (asked again, the same copy: a new one each call wrote up to
+#: 100 MB to the public folder per request); at most this many remembered.
+_COPIES: dict[str, tuple[Path, tuple[str, ...]]] = {}
+_COPIES_MAX = 1000
+_COPIES_LOCK = threading.Lock()
+
+
+def _fresh(path: Path, max_age_s: float) -> bool:
+    """Whether a file handed out earlier is still there and younger than ``max_age_s`` seconds."""
+    try:
+        return time.time() - path.stat().st_mtime < max_age_s
+    except OSError:
+        return False
+
+
+def deidentify(upload: Any,
+               request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+               profile: gr.OAuthProfile | None = None) -> str:
+    """A de-identified DICOM copy to download, in the public folder under a random name; one per working copy while
+    it is fresh (younger than half the files' age limit); a working copy only under the login it was uploaded under."""
+    path = _file_path(upload)
+    key = os.path.realpath(path)  # one memo entry per file: a leading "//", a "/./" or a symlink name the same one
+    raw = uploads.is_raw_upload(path)
+    if not raw:
+        try:
+            uploads.check_owner(path, request, profile)
+        except MedimgError as exc:
+            raise gr.Error(str(exc)) from None
+    with _COPIES_LOCK:
+        made = None if raw else _COPIES.get(key)
+    if not raw:
+        uploads.mark_used(path)
+    if made is None or not Path(path).is_file() or not _fresh(made[0], files.MAX_AGE_S / 2):
+        try:
+            made = files.deidentified_copy(uploads.read_upload(path, consume=raw))
+        except MedimgError as exc:
+            raise gr.Error(str(exc)) from None
+        if not raw:
+            with _COPIES_LOCK:
+                if len(_COPIES) >= _COPIES_MAX:
+                    _COPIES.pop(next(iter(_COPIES)))  # the oldest entry
+                _COPIES[key] = made
+    for warning in made[1]:  # e.g. burned-in text: the copy says its identity is not removed, and so does the page
+        gr.Warning(warning)
+    return str(made[0])

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +74,7 @@ def predict(
     try:
         with uploads.used_up(path):  # a refused frame number too: the raw upload goes with its request
             frame_index = _frame_index(frame)
-            a = analysis.analyse(uploads.to_analyse(path), model_id or None, analysis.opacity_value(opacity),
+            a = analysis.analyse(uploads.to_analyse(path, request, profile), model_id or None, analysis.opacity_value(opacity),
                                  frame_index, window, center, width)
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
@@ -152,7 +150,9 @@ def preset_values(view: analysis.View | None, window: str | None,
     return w[0], w[1]
 
 
-def rename_upload(upload: Any):  # noqa: ANN201
+def rename_upload(upload: Any,
+                  request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+                  profile: gr.OAuthProfile | None = None):  # noqa: ANN201
     """The upload handler: read the raw upload once, delete it (its name is often a patient's) and keep only the
     cleaned bytes under a random name; a non-image is refused and not kept. In a server only a raw upload is taken
     (called with a working copy, an example or someone's output, it refuses and deletes nothing); outside a server,
@@ -167,7 +167,11 @@ def rename_upload(upload: Any):  # noqa: ANN201
         clean, ext = uploads.clean_upload(uploads.read_upload(src, consume=consume))
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
-    return str(uploads.working_copy(clean, ext, WORK_DIR))
+    try:
+        owner = _user(request, profile) if auth.logins_on() else ""  # only this login may use the copy
+    except MedimgError:
+        owner = ""  # Hugging Face sign-in not given: analysing is open
+    return str(uploads.working_copy(clean, ext, WORK_DIR, owner))
 
 
 def uploading():  # noqa: ANN201
@@ -179,45 +183,6 @@ def uploading():  # noqa: ANN201
 def upload_done():  # noqa: ANN201
     """The cleaned copy is in the file box (or the file was refused): Analyse, the report and the copy work again."""
     return [gr.update(interactive=True)] * 3
-
-
-#: The de-identified copy made of each working copy (asked again, the same copy: a new one each call wrote up to
-#: 100 MB to the public folder per request); at most this many remembered.
-_COPIES: dict[str, tuple[Path, tuple[str, ...]]] = {}
-_COPIES_MAX = 1000
-_COPIES_LOCK = threading.Lock()
-
-
-def _fresh(path: Path, max_age_s: float) -> bool:
-    """Whether a file handed out earlier is still there and younger than ``max_age_s`` seconds."""
-    try:
-        return time.time() - path.stat().st_mtime < max_age_s
-    except OSError:
-        return False
-
-
-def deidentify(upload: Any):  # noqa: ANN201
-    """A de-identified DICOM copy to download, in the public folder under a random name; one per working copy while
-    it is fresh (younger than half the files' age limit)."""
-    path = _file_path(upload)
-    raw = uploads.is_raw_upload(path)
-    with _COPIES_LOCK:
-        made = None if raw else _COPIES.get(path)
-    if not raw:
-        uploads.mark_used(path)
-    if made is None or not Path(path).is_file() or not _fresh(made[0], files.MAX_AGE_S / 2):
-        try:
-            made = files.deidentified_copy(uploads.read_upload(path, consume=raw))
-        except MedimgError as exc:
-            raise gr.Error(str(exc)) from None
-        if not raw:
-            with _COPIES_LOCK:
-                if len(_COPIES) >= _COPIES_MAX:
-                    _COPIES.pop(next(iter(_COPIES)))  # the oldest entry
-                _COPIES[path] = made
-    for warning in made[1]:  # e.g. burned-in text: the copy says its identity is not removed, and so does the page
-        gr.Warning(warning)
-    return str(made[0])
 
 
 AGREE = list(session.AGREE)

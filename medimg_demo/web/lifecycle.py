@@ -72,7 +72,7 @@ def sweep_at_exit() -> int:
     made = expire_working_copies(0.0)
     cached = expire_cached(0.0, baseline=())
     public = expire_public(0.0)
-    remove_stale_tmp_files(ttl_s=0.0)  # uploads cut off halfway and gr.File's empty leftovers
+    remove_stale_tmp_files(ttl_s=0.0)  # uploads cut off halfway (and any empty gr.File leftover)
     folder = upload_dir()
     if folder.name.startswith(DEFAULT_UPLOAD_PREFIX):  # the folder app.py made for itself: not left empty behind
         try:

@@ -18,18 +18,21 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from ..errors import InputError
+from ..errors import AccessError, InputError
 from ..imaging.deid import deidentify
 from ..imaging.dicom import looks_like_dicom
 from ..paths import data_root, upload_dir
 from .working_copies import (  # noqa: F401 - re-exported: the upload handling's public names
     MADE,
     MADE_LOCK,
+    OWNERS,
     WORK_BUDGET_BYTES,
     WORKING_PREFIX,
     fit_budget,
     mark_used,
+    owner_of,
     working_copy,
 )
 
@@ -193,8 +196,8 @@ def remove_stale_tmp_files(ttl_s: float) -> int:
     """Gradio's top-level ``tmp*`` files in its upload folder untouched for ``ttl_s`` seconds; returns how many went.
     Gradio streams each upload into such a file and renames it into a cache folder when the upload completes; it
     deletes the file on a parse error but not when the client goes away mid-upload, which left the partial upload
-    (a DICOM's header, with the patient's name, comes first) until the next start. gr.File also leaves an empty one
-    on every call. An upload in progress keeps writing, so its file stays fresh."""
+    (a DICOM's header, with the patient's name, comes first) until the next start. gr.File leaves an empty one on
+    every call (the app's file boxes do not: ``ui.common.file_box``). An upload in progress keeps writing, so its file stays fresh."""
     folder, cutoff, removed = upload_dir(), time.time() - ttl_s, 0
     if not folder.is_dir():
         return 0
@@ -237,10 +240,21 @@ def used_up(path: str | Path | None) -> Iterator[None]:
             _forget_upload(Path(path))
 
 
-def to_analyse(path: str | Path) -> str | Path | bytes:
+def check_owner(path: str | Path, request: Any = None, profile: Any = None) -> None:
+    """With logins on, a working copy is used only under the login it was uploaded under: its random path, seen by
+    another login (a shared screen, a log, a borrowed page), is not a key to the scan. Raises AccessError."""
+    from . import auth
+
+    owner = owner_of(path)
+    if owner and not auth.is_owner_of(request, profile, owner):
+        raise AccessError("This file was uploaded under another login: upload the scan again to use it.")
+
+
+def to_analyse(path: str | Path, request: Any = None, profile: Any = None) -> str | Path | bytes:
     """What to analyse: a raw upload (sent straight to the API) is read once, deleted, and cleaned in memory; a
-    cleaned working copy or a sample case is read from disk by the decoder."""
+    cleaned working copy (the caller's own: :func:`check_owner`) or a sample case is read from disk by the decoder."""
     if is_raw_upload(path):
         return clean_upload(read_upload(path, consume=True))[0]
+    check_owner(path, request, profile)
     mark_used(path)
     return path

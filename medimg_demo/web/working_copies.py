@@ -16,12 +16,15 @@ WORKING_PREFIX = "medimg-"
 
 #: The working-copy folders this process made (expired by age and removed when it stops; only these, never another's).
 MADE: set[Path] = set()
+#: The login each working-copy folder (resolved) was uploaded under ("" without logins): only that login may use it.
+OWNERS: dict[Path, str] = {}
 MADE_LOCK = threading.Lock()
 
 
-def working_copy(data: bytes, ext: str, folder: Path | None = None) -> Path:
+def working_copy(data: bytes, ext: str, folder: Path | None = None, owner: str = "") -> Path:
     """Write cleaned upload bytes under a random name (never the uploaded name, never a hash that feedback
-    keeps) in Gradio's upload folder (or ``folder``), so Gradio serves this one copy and prunes it."""
+    keeps) in Gradio's upload folder (or ``folder``), so Gradio serves this one copy and prunes it; ``owner``: the
+    login it was uploaded under (see :func:`owner_of`)."""
     folder = (folder or upload_dir()) / f"{WORKING_PREFIX}{secrets.token_hex(16)}"
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"scan{ext}"
@@ -30,10 +33,25 @@ def working_copy(data: bytes, ext: str, folder: Path | None = None) -> Path:
     finally:  # registered once written (another upload's budget check never removes it half-written), or if it failed
         with MADE_LOCK:
             if len(MADE) >= 1000:  # bounded: forget the folders already pruned by age
-                MADE.difference_update([f for f in MADE if not f.exists()])
+                gone = [f for f in MADE if not f.exists()]
+                MADE.difference_update(gone)
+                for f in gone:
+                    OWNERS.pop(f.resolve(), None)
             MADE.add(folder)
+            OWNERS[folder.resolve()] = owner
     fit_budget(keep=folder)
     return out
+
+
+def owner_of(path: str | Path) -> str | None:
+    """The login a working copy of this process was uploaded under ("" without logins); None: not one of ours. The
+    path is resolved first (a leading "//", a "/./" or a symlink names the same copy)."""
+    try:
+        folder = Path(path).resolve().parent
+    except (OSError, RuntimeError, ValueError):
+        return None
+    with MADE_LOCK:
+        return OWNERS.get(folder)
 
 
 def mark_used(path: str | Path) -> None:
@@ -78,5 +96,6 @@ def fit_budget(keep: Path, budget: int | None = None) -> int:
         shutil.rmtree(f, ignore_errors=True)
         with MADE_LOCK:
             MADE.discard(f)
+            OWNERS.pop(f.resolve(), None)
         total, removed = total - size, removed + 1
     return removed

@@ -428,6 +428,51 @@ def test_the_preamble_is_blanked(kind: str, tmp_path) -> None:
         assert out[:128] == b"\x00" * 128 and out[128:132] == b"DICM" and b"DOE^JANE" not in out
 
 
+@pytest.mark.parametrize("kind", ["small", "explicit"])
+def test_free_text_in_a_code_string_is_not_written(kind: str, tmp_path) -> None:
+    """The profile keeps Modality, Body Part Examined and other code strings; a forged file put a name in them and
+    both write paths (bytes, and a file with its pixel data streamed) wrote it into the copy marked de-identified
+    (found by a live hostile run). Free text is now written as "OT" (Modality) or empty; real codes are kept."""
+    text = "Scan of DOE JANE PID998877"
+    ds = dcmread(io.BytesIO(dicom_bytes((gradient() * 1000).astype(np.uint16)) if kind == "small"
+                            else _large_dicom(kind)))
+    ds.Modality, ds.BodyPartExamined, ds.PatientPosition = text, text, "hfs"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", text]
+    ds.ScanningSequence = "SE\nDOE"  # a line break: not a code
+    item = Dataset()
+    item.ViewPosition = f"{text}\nsecond line"  # inside a kept sequence
+    ds.add(DataElement(Tag(0x0008, 0x1140), "SQ", Sequence([item])))  # Referenced Image Sequence (X/Z/U*)
+    kept = Dataset()
+    kept.BodyPartExamined, kept.Laterality = "L-SPINE", "R"
+    ds.add(DataElement(Tag(0x0008, 0x2218), "SQ", Sequence([kept])))  # Anatomic Region Sequence: not in the table
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    src, dst = tmp_path / "in.dcm", tmp_path / "out.dcm"
+    src.write_bytes(buf.getvalue())
+    from medimg_demo.imaging.deid import deidentify_file
+
+    deidentify_file(src, dst)
+    for out in (deidentify(buf.getvalue()), dst.read_bytes()):
+        for word in (b"DOE", b"JANE", b"PID998877", b"Scan of"):
+            assert word not in out.upper(), word
+        back = dcmread(io.BytesIO(out))
+        assert back.Modality == "OT" and back.BodyPartExamined == "" and back.PatientPosition == "HFS"
+        assert back.get("ImageType", "") == "" and back.get("ScanningSequence", "") == ""
+        assert back.AnatomicRegionSequence[0].BodyPartExamined == "L-SPINE"
+        assert back.AnatomicRegionSequence[0].Laterality == "R"
+        assert back.PatientIdentityRemoved == "NO"  # "OT" often carries burned-in text: not claimed removed
+
+
+def test_a_defined_modality_and_code_strings_are_kept() -> None:
+    ds = dcmread(io.BytesIO(dicom_bytes((gradient() * 1000).astype(np.uint16))))
+    ds.Modality, ds.BodyPartExamined, ds.ImageType = "mr", "ABDOMENPELVISLEGS", ["ORIGINAL", "PRIMARY", "M", "ND"]
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    back = dcmread(io.BytesIO(deidentify(buf.getvalue())))
+    assert back.Modality == "MR" and back.BodyPartExamined == "ABDOMENPELVISLEG"  # one long word: cut to 16
+    assert list(back.ImageType) == ["ORIGINAL", "PRIMARY", "M", "ND"]
+
+
 def test_a_value_of_the_wrong_length_is_refused_without_quoting_it(caplog) -> None:
     """pydicom's BytesLengthException (an Exception, not a ValueError) quoted up to 256 bytes of the value, and
     escaped the de-identifier as it was: a server's traceback, or the CLI's, printed a patient's name."""

@@ -201,8 +201,9 @@ def test_strips_and_tiny_images_refused(shape) -> None:  # noqa: ANN001
 
 def test_phi_never_reaches_outputs_logs_or_file_names(tmp_path, tiny_registry, monkeypatch, caplog) -> None:
     """A DICOM with patient name, id, birth date, address and institution: search every output for them."""
-    from medimg_demo.web import handlers as app
     from medimg_demo.web import analysis as service
+    from medimg_demo.web import downloads
+    from medimg_demo.web import handlers as app
 
     monkeypatch.setenv("MEDIMG_MODELS_DIR", str(tiny_registry))
     monkeypatch.setattr(app, "WORK_DIR", tmp_path / "work")
@@ -213,7 +214,7 @@ def test_phi_never_reaches_outputs_logs_or_file_names(tmp_path, tiny_registry, m
     renamed = app.rename_upload(str(src))
     assert not src.exists() and all(s not in renamed for s in SECRETS)
     outputs = app.predict(renamed, None, 0.5)
-    deid_path = app.deidentify(renamed)
+    deid_path = downloads.deidentify(renamed)
     text = json.dumps([o for o in outputs if isinstance(o, (str, dict))], default=str) + caplog.text + deid_path
     text += repr(service.analyse(renamed).prediction.to_json())
     for secret in SECRETS:
@@ -346,14 +347,16 @@ def test_reading_never_warns_with_a_header_value() -> None:
 def test_free_text_in_a_code_string_is_not_carried() -> None:
     """Modality and Body Part Examined go to the info line, refusals, the JSON, reports, batch output and the
     feedback store: a forged value (free text where the standard allows 16 capitals, digits, spaces and
-    underscores) is dropped as if absent; a standard code is kept."""
+    underscores) is dropped as if absent; a standard code is kept, and Modality only as a term DICOM defines. Long
+    free text was cut to 16 and shown before ("SCAN OF DOE JANE"): only one long word is cut now."""
     from pydicom import dcmread
     from pydicom.uid import ExplicitVRLittleEndian
 
     pixels = (gradient() * 1000).astype(np.uint16)
     # (value, modality read, body part read): body part keeps the hyphen, slash and cut real files use
     for value, modality, body_part in (("DOE^JANE PID998877", None, None), ("CT\nPatient Jane Doe", None, None),
-                                       ("x" * 40, None, "X" * 16), ("L-SPINE", None, "L-SPINE"), ("mr", "MR", "MR")):
+                                       ("x" * 40, None, "X" * 16), ("L-SPINE", None, "L-SPINE"), ("mr", "MR", "MR"),
+                                       ("Scan of DOE JANE PID998877", None, None), ("ZZ", None, "ZZ")):
         ds = dcmread(io.BytesIO(dicom_bytes(pixels)))
         ds.Modality, ds.BodyPartExamined = value, value
         buf = io.BytesIO()

@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -212,3 +213,26 @@ def test_working_copies_fit_their_disk_budget_least_recently_used_first(tmp_path
     assert [f.exists() for f in made] == [True, False, True] and newest.exists() and theirs.exists()
     assert made[1] not in uploads.MADE and newest in uploads.MADE
     assert uploads.fit_budget(keep=newest, budget=0) == 2 and newest.exists()  # the one just written stays
+
+
+def test_a_working_copy_is_used_only_under_the_login_it_was_uploaded_under(tmp_path: Path, monkeypatch) -> None:
+    """Its path, however spelled ("//", "/./", a symlink), names the same copy and the same owner; another login is
+    refused; without logins (or for a sample case, not a working copy) nothing is checked."""
+    from medimg_demo.errors import AccessError
+
+    monkeypatch.setenv("MEDIMG_AUTH", "alice01:pw-1,bob02:pw-2")
+    scan = uploads.working_copy(b"x" * 10, ".png", tmp_path, owner="alice01")
+    link = tmp_path / "link"
+    link.symlink_to(scan.parent)
+    alice, bob = SimpleNamespace(username="alice01"), SimpleNamespace(username="bob02")
+    for spelling in (str(scan), "/" + str(scan), str(scan).replace("/medimg-", "/./medimg-"), str(link / scan.name)):
+        assert uploads.owner_of(spelling) == "alice01", spelling
+        assert uploads.to_analyse(spelling, alice, None) == spelling
+        with pytest.raises(AccessError, match="another login"):
+            uploads.to_analyse(spelling, bob, None)
+    assert uploads.owner_of(tmp_path / "sample.png") is None
+    uploads.check_owner(tmp_path / "sample.png", bob, None)
+    monkeypatch.delenv("MEDIMG_AUTH")
+    uploads.check_owner(scan, bob, None)  # logins off: the random name is the key
+    uploads.fit_budget(keep=tmp_path, budget=0)
+    assert not scan.exists() and uploads.owner_of(scan) is None  # removed with its copy

@@ -632,3 +632,23 @@ def test_a_borrowed_page_shows_nothing_to_another_login(auth_app: App, readers: 
     print(f"\nalice's page under bob's login: {len(shown)} of {len(attempts)} answers showed her case; "
           f"under her own login: {sum(mine.values())} of {len(attempts)}")
     assert shown == [] and all(mine.values())
+
+
+def test_another_logins_working_copy_is_no_key_to_its_scan(auth_app: App, readers: dict[str, Any]) -> None:
+    """A live hostile run: bob, holding the path of alice's cleaned working copy (a random name, but seen on a shared
+    screen or in a log), analysed it, had its report and its de-identified copy made on his own page; a "//" in
+    front of the path also gave a second de-identified copy. Now each is refused under his login, and alice's own
+    calls work, one copy for every spelling."""
+    alice, bob = readers["alice01"], readers["bob02"]
+    page, work = _analysed(alice, _dicom_with_phi())
+    spellings = [work, {**work, "path": "/" + work["path"]}, {**work, "path": work["path"].replace("/medimg-", "/./medimg-")}]
+    mine, _ = _analysed(bob, dicom_bytes((gradient(48, 48) * 1000).astype(np.uint16)))  # bob's page has a result
+    tried = []
+    for file in spellings:
+        tried += [_queue_fn(bob, _fn(bob, "predict_1"), [file, None, 0.45, None, "File default", None, None], mine),
+                  _queue_fn(bob, _fn(bob, "deidentify"), [file], mine), _queue_fn(bob, _fn(bob, "report"), [file, None], mine)]
+    refused = [out for ok, out in tried if not ok and "another login" in json.dumps(out)]
+    copies = {json.dumps(_queue_fn(alice, _fn(alice, "deidentify"), [file], page)[1][0]["path"]) for file in spellings}
+    print(f"\nbob's calls on alice's working copy: {len(refused)} of {len(tried)} refused; alice's copies for "
+          f"{len(spellings)} spellings: {len(copies)}")
+    assert len(refused) == len(tried) and len(copies) == 1

@@ -50,3 +50,23 @@ def feedback_fields() -> list[Any]:
         conf = rating("Your confidence (1 = guess, 5 = certain; optional)")
     comment = gr.Textbox(label="Comment", lines=2, max_length=4000)
     return [*agree, *corrected, plaus, conf, comment]
+
+
+def file_box(**kwargs: Any) -> gr.File:
+    """A ``gr.File`` (the same page component and API) whose file-path preprocessing leaves nothing on disk. Gradio
+    6.31 opens an empty temporary file in its cache on every event that takes a ``gr.File`` and never removes it
+    (300 events left 300 files in a live hostile run; the reaper removed them only after
+    ``MEDIMG_RAW_UPLOAD_TTL_S``). Set on the instance: a subclass would make Gradio write a ``.pyi`` stub into this
+    package on import (failing where the install is read-only)."""
+    from gradio.utils import NamedString
+
+    box = gr.File(**kwargs)
+    gradios = box._process_single_file
+
+    def process(f: Any) -> Any:
+        if box.type == "filepath" and not box.file_types:
+            return NamedString(f.path)  # what Gradio returns, without the empty temporary file beside it
+        return gradios(f)
+
+    box._process_single_file = process  # type: ignore[method-assign]
+    return box

@@ -1,0 +1,71 @@
+"""Code String (CS) values: which ones are read, shown and written, so free text never rides in one.
+
+A CS value is at most 16 capitals, digits, spaces or underscores (PS3.5 6.2). A forged or careless file can put
+anything there ("Scan of DOE JANE PID998877" as its Modality). Three rules, used when a file is read for display and
+when a de-identified copy is written (:mod:`.annex_e`), so both agree:
+
+- Modality must be a term of DICOM's own list (CID 33, from pydicom's copy of PS3.16, with the retired terms and
+  "SC" that real files still carry); anything else is not shown and is written as "OT" (Modality is Type 1).
+- Body Part Examined keeps what real files use beyond the rule ("L-SPINE", "ABDOMEN/PELVIS", one long word cut
+  to 16); anything else (spaces past 16 characters, "^", line breaks) is not shown and is written empty.
+- Any other CS value the profile keeps must be a code string (hyphen, slash and dot allowed): written upper-cased,
+  else empty.
+
+A name written as a valid code ("DOE JANE") cannot be told from one; nothing here claims otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+#: Retired Modality terms (PS3.3 C.7.3.1.1.1) and "SC", still seen in archives.
+_OLD_MODALITIES = frozenset({"AS", "CD", "CF", "CP", "CS", "DD", "DF", "DM", "DS", "EC", "FA", "FS", "LP", "MA",
+                             "MS", "OPR", "SC", "ST", "VF"})
+_WORD = re.compile(r"[A-Z0-9_]+")
+
+
+@functools.lru_cache(maxsize=1)
+def modality_terms() -> frozenset[str]:
+    """The Modality terms DICOM defines: CID 33 as pydicom ships it, and the retired ones."""
+    from pydicom.sr.codedict import codes
+
+    return frozenset(code.value for code in codes.CID33.concepts.values()) | _OLD_MODALITIES
+
+
+def code_string(value: Any, extra: str = "") -> str | None:
+    """A value as the CS rule allows it (upper-cased; ``extra`` characters allowed too), else None."""
+    text = str(value if value is not None else "").strip().upper()
+    return text if re.fullmatch(rf"[A-Z0-9_ {re.escape(extra)}]{{1,16}}", text) else None
+
+
+def modality(value: Any) -> str | None:
+    """A Modality DICOM defines (upper-cased), else None."""
+    text = code_string(value)
+    return text if text in modality_terms() else None
+
+
+def body_part(value: Any) -> str | None:
+    """A Body Part Examined value as real files write it: a code string with "-" and "/", or one long word (no
+    spaces) cut to 16; else None."""
+    text = str(value if value is not None else "").strip().upper()
+    if len(text) > 16 and re.fullmatch(r"[A-Z0-9_\-/]+", text):
+        text = text[:16]
+    return code_string(text, extra="-/")
+
+
+def _components(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+
+
+def clean_element(elem: Any) -> None:
+    """A kept CS element of a copy being de-identified: written only as the rules above allow (in place)."""
+    keyword = elem.keyword or ""
+    if keyword == "Modality":
+        elem.value = modality(elem.value) or "OT"
+    elif keyword == "BodyPartExamined":
+        elem.value = body_part(elem.value) or ""
+    elif elem.value not in (None, ""):
+        parts = [code_string(p, extra="-/.") if str(p).strip() else "" for p in _components(elem.value)]
+        elem.value = "" if None in parts else parts if len(parts) > 1 else parts[0]  # upper-cased, as the rule says
