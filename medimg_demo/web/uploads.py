@@ -197,7 +197,7 @@ def remove_stale_tmp_files(ttl_s: float) -> int:
     Gradio streams each upload into such a file and renames it into a cache folder when the upload completes; it
     deletes the file on a parse error but not when the client goes away mid-upload, which left the partial upload
     (a DICOM's header, with the patient's name, comes first) until the next start. gr.File leaves an empty one on
-    every call (the app's file boxes do not: ``ui.common.file_box``). An upload in progress keeps writing, so its file stays fresh."""
+    every call (the app's file boxes do not: ``ui.common.no_empty_temp_files``). An upload in progress keeps writing, so its file stays fresh."""
     folder, cutoff, removed = upload_dir(), time.time() - ttl_s, 0
     if not folder.is_dir():
         return 0

@@ -455,6 +455,20 @@ def test_no_identifier_leaves_through_the_viewer(app: App, client: Any) -> None:
     assert served[-2].headers["content-disposition"] == "attachment"  # the PDF is a download
 
 
+def test_file_box_events_leave_no_empty_files(app: App, client: Any) -> None:
+    """Gradio's gr.File opened an empty temporary file in the upload folder on every event that took a file box and
+    never removed it (a live hostile run: 300 calls, 300 files in 1.9 s, gone only after the raw-upload TTL)."""
+    session, work = _analysed(client, dicom_bytes((gradient(48, 48) * 1000).astype(np.uint16)))
+
+    def leftovers() -> int:
+        return sum(1 for p in app.uploads.glob("tmp*") if p.is_file() and p.stat().st_size == 0)
+
+    before = leftovers()
+    answers = [_direct(client, _fn(client, "show_file"), [work], session)[0] for _ in range(100)]
+    print(f"\n100 show_file calls: {leftovers() - before} empty files left in the upload folder")
+    assert answers == [200] * 100 and leftovers() - before == 0
+
+
 def test_sample_cases_by_forged_index(client: Any) -> None:
     """load_example takes the sample's index from the client: out of range, negative, huge, text, lists and null
     are refused and the server stays up; a negative index within range is Python's (the same sample as its

@@ -15,7 +15,7 @@ from ...models.registry import get_model
 from ...tasks import get_task
 from ..catalog import sample_cases
 from ..viewer import VIEWER_HELP, VIEWER_LABEL, ZOOM_CHOICES
-from .common import IMAGE_BUTTONS, NEW_KEY_JS, feedback_fields, file_box
+from .common import IMAGE_BUTTONS, NEW_KEY_JS, feedback_fields
 
 #: A new file or sample: back to the file's middle frame and its own display window.
 RESET_FRAME_JS = "() => [null, 'File default']"
@@ -49,7 +49,7 @@ def _samples(upload: gr.File, model: gr.Dropdown) -> gr.Examples | None:
 def analyse_tab(choices: list[tuple[str, str]]) -> None:
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=260):
-            upload = file_box(label="Scan", file_count="single", type="filepath")
+            upload = gr.File(label="Scan", file_count="single", type="filepath")
             gr.Markdown(f"<small>{h.ACCEPTED_HELP}</small>")
             model = gr.Dropdown(choices=[*choices, ("Auto: pick the model from the image", "auto")],
                                 value=choices[0][1] if choices else None, label="Model", elem_id="analyse-model")
@@ -64,10 +64,10 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
                     center = gr.Number(label="Centre", value=None)
                     width = gr.Number(label="Width", value=None, minimum=0)
             report_btn = gr.Button("Download report (PDF)", size="sm", visible=False)
-            report_file = file_box(label="Case report (PDF)", interactive=False, height=80, visible=False,
+            report_file = gr.File(label="Case report (PDF)", interactive=False, height=80, visible=False,
                                   elem_id="report-file")
             deid_btn = gr.Button("De-identified DICOM copy", size="sm", visible=False)
-            deid_file = file_box(label="De-identified copy", interactive=False, height=80, visible=False,
+            deid_file = gr.File(label="De-identified copy", interactive=False, height=80, visible=False,
                                 elem_id="deid-file")
             examples = _samples(upload, model)
         with gr.Column(scale=6, min_width=420):

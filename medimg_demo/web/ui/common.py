@@ -52,21 +52,25 @@ def feedback_fields() -> list[Any]:
     return [*agree, *corrected, plaus, conf, comment]
 
 
-def file_box(**kwargs: Any) -> gr.File:
-    """A ``gr.File`` (the same page component and API) whose file-path preprocessing leaves nothing on disk. Gradio
-    6.31 opens an empty temporary file in its cache on every event that takes a ``gr.File`` and never removes it
-    (300 events left 300 files in a live hostile run; the reaper removed them only after
-    ``MEDIMG_RAW_UPLOAD_TTL_S``). Set on the instance: a subclass would make Gradio write a ``.pyi`` stub into this
-    package on import (failing where the install is read-only)."""
+def no_empty_temp_files() -> None:
+    """Gradio 6.31's ``gr.File`` opens an empty temporary file in its cache on every event that takes a file box and
+    never removes it (300 events left 300 files in a live hostile run; the reaper removed them only after
+    ``MEDIMG_RAW_UPLOAD_TTL_S``). Its file-path preprocessing is set to return the same path without that file, on
+    the class: Gradio rebuilds a box shown with new properties from its class (so a per-box change is lost), and a
+    subclass would make Gradio write a ``.pyi`` stub into this package on import. Idempotent."""
     from gradio.utils import NamedString
 
-    box = gr.File(**kwargs)
-    gradios = box._process_single_file
+    gradios = gr.File._process_single_file
+    if getattr(gradios, "medimg_quiet", False):
+        return
 
-    def process(f: Any) -> Any:
-        if box.type == "filepath" and not box.file_types:
+    def process(self: gr.File, f: Any) -> Any:
+        if self.type == "filepath" and not self.file_types:
             return NamedString(f.path)  # what Gradio returns, without the empty temporary file beside it
-        return gradios(f)
+        return gradios(self, f)
 
-    box._process_single_file = process  # type: ignore[method-assign]
-    return box
+    process.medimg_quiet = True  # type: ignore[attr-defined]
+    gr.File._process_single_file = process  # type: ignore[method-assign]
+
+
+no_empty_temp_files()  # before any tab builds a file box

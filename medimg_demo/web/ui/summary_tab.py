@@ -8,7 +8,6 @@ import gradio as gr
 from .. import auth
 from .. import reading as r
 from ..viewer import show_file
-from .common import file_box
 
 
 def summary_tab() -> None:
@@ -34,7 +33,7 @@ def summary_tab() -> None:
     with gr.Row():
         export_study = gr.Button("Export reader-study table (CSV)")
         export = gr.Button("Export all feedback rows (CSV)")
-    export_file = file_box(label="Export (CSV)", interactive=False, height=80, visible=False)  # shown once it holds one
+    export_file = gr.File(label="Export (CSV)", interactive=False, height=80, visible=False)  # shown once it holds one
     # the API's table (machine-readable column names, one row per session): /feedback_summary
     api_table = gr.Dataframe(visible=False)
     view = [table, legend, session, verdict, plot, outputs]
