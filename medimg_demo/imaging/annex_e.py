@@ -13,8 +13,7 @@ How each action is applied, at every nesting level (inside every kept sequence i
   ``X/Z/D`` -> ``D``; ``X/Z`` -> ``Z``. ``X/Z/U*`` (Referenced/Source Image Sequence) keeps its items, whose instance
   UIDs are replaced (``U``) and whose other attributes go through the profile like any other item.
 - Beyond the table: private groups and overlay (60xx) and curve (50xx) groups are removed whole; any person name,
-  date or time the table does not list is emptied; a code string holding free text is emptied (Modality: "OT"; see
-  :mod:`.code_strings`); any UID it does not list is replaced unless it is a class,
+  date or time the table does not list is emptied; a code string holding free text is emptied (see :mod:`.code_strings`); any UID it does not list is replaced unless it is a class,
   transfer syntax or other UID defined by the standard (``1.2.840.10008.*``), which identifies no one; the file meta
   is written anew.
 """

@@ -5,7 +5,9 @@ anything there ("Scan of DOE JANE PID998877" as its Modality). Three rules, used
 when a de-identified copy is written (:mod:`.annex_e`), so both agree:
 
 - Modality must be a term of DICOM's own list (CID 33, from pydicom's copy of PS3.16, with the retired terms and
-  "SC" that real files still carry); anything else is not shown and is written as "OT" (Modality is Type 1).
+  "SC" that real files still carry); anything else is not shown and is written empty, as if absent (not "OT": the
+  app reads its working copy, and would refuse the image as "Modality OT" where the original file, read by the
+  command line, has none), and the copy does not claim the identity removed (``deid``).
 - Body Part Examined keeps what real files use beyond the rule ("L-SPINE", "ABDOMEN/PELVIS", one long word cut
   to 16); anything else (spaces past 16 characters, "^", line breaks) is not shown and is written empty.
 - Any other CS value the profile keeps must be a code string (hyphen, slash and dot allowed): written upper-cased,
@@ -63,7 +65,7 @@ def clean_element(elem: Any) -> None:
     """A kept CS element of a copy being de-identified: written only as the rules above allow (in place)."""
     keyword = elem.keyword or ""
     if keyword == "Modality":
-        elem.value = modality(elem.value) or "OT"
+        elem.value = modality(elem.value) or ""
     elif keyword == "BodyPartExamined":
         elem.value = body_part(elem.value) or ""
     elif elem.value not in (None, ""):

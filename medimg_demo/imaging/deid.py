@@ -6,8 +6,8 @@ element is copied byte for byte and never decoded: from a file it is streamed (b
 
 Burned-in text is not removed from the pixels, so ``PatientIdentityRemoved`` says ``YES`` only where none is known.
 For ``BurnedInAnnotation=YES``, ``RecognizableVisualFeatures=YES``, or a modality that often burns text in (US, SC,
-OT, XC, ES, GM, SM) without a ``BurnedInAnnotation`` value, it says ``NO`` and a warning is returned for the caller
-to show. No attribute value is ever logged or put in an error.
+OT, XC, ES, GM, SM) or none at all, without a ``BurnedInAnnotation`` value, it says ``NO`` and a warning is returned
+for the caller to show. No attribute value is ever logged or put in an error.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 METHOD = "PS3.15 Annex E Basic Profile (table 2026c); medimg_demo"  # LO: at most 64 characters
 BURNED_IN_DEID_WARNING = (
     "The de-identified copy keeps the pixels as they are, and this image may show patient details burned into them "
-    "(it declares burned-in text, or is ultrasound / secondary capture without saying). The copy is marked "
-    "'Patient Identity Removed: NO'; check the pixels before sharing it."
+    "(it declares burned-in text, or is ultrasound / secondary capture or names no modality, without saying). The "
+    "copy is marked 'Patient Identity Removed: NO'; check the pixels before sharing it."
 )
 #: Pixel data elements (Float, Double Float, Pixel Data); elements larger than _DEFER stay in the source while read.
 _PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
@@ -54,7 +54,8 @@ def _burned_in(ds: Any) -> bool:
     burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
     features = str(ds.get("RecognizableVisualFeatures", "") or "").strip().upper()
     modality = str(ds.get("Modality", "") or "").strip().upper()
-    return burned == "YES" or features == "YES" or (burned != "NO" and modality in BURNED_IN_MODALITIES)
+    # no Modality (absent, or free text emptied by the profile): nothing says the pixels are free of text
+    return burned == "YES" or features == "YES" or (burned != "NO" and (modality in BURNED_IN_MODALITIES or not modality))
 
 
 def _header_start(raw: Any) -> int:

@@ -432,7 +432,7 @@ def test_the_preamble_is_blanked(kind: str, tmp_path) -> None:
 def test_free_text_in_a_code_string_is_not_written(kind: str, tmp_path) -> None:
     """The profile keeps Modality, Body Part Examined and other code strings; a forged file put a name in them and
     both write paths (bytes, and a file with its pixel data streamed) wrote it into the copy marked de-identified
-    (found by a live hostile run). Free text is now written as "OT" (Modality) or empty; real codes are kept."""
+    (found by a live hostile run). Free text is now written empty; real codes are kept."""
     text = "Scan of DOE JANE PID998877"
     ds = dcmread(io.BytesIO(dicom_bytes((gradient() * 1000).astype(np.uint16)) if kind == "small"
                             else _large_dicom(kind)))
@@ -456,11 +456,11 @@ def test_free_text_in_a_code_string_is_not_written(kind: str, tmp_path) -> None:
         for word in (b"DOE", b"JANE", b"PID998877", b"Scan of"):
             assert word not in out.upper(), word
         back = dcmread(io.BytesIO(out))
-        assert back.Modality == "OT" and back.BodyPartExamined == "" and back.PatientPosition == "HFS"
+        assert back.Modality == "" and back.BodyPartExamined == "" and back.PatientPosition == "HFS"
         assert back.get("ImageType", "") == "" and back.get("ScanningSequence", "") == ""
         assert back.AnatomicRegionSequence[0].BodyPartExamined == "L-SPINE"
         assert back.AnatomicRegionSequence[0].Laterality == "R"
-        assert back.PatientIdentityRemoved == "NO"  # "OT" often carries burned-in text: not claimed removed
+        assert back.PatientIdentityRemoved == "NO"  # no modality: nothing says the pixels are free of text
 
 
 def test_a_defined_modality_and_code_strings_are_kept() -> None:
