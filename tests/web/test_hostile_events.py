@@ -423,13 +423,20 @@ def test_input_files_given_by_url_are_refused_at_the_door(app: App, client: Any)
 
 
 def test_no_identifier_leaves_through_the_viewer(app: App, client: Any) -> None:
-    """A DICOM with fake identifiers, named after its patient, through every viewer path (upload handler, analysis,
-    4x redraw around a clicked point, report, de-identified copy, file boxes): no identifier in any answer, served
-    file (the PDF's text too) or file on disk, and no file named after the upload."""
+    """A DICOM with fake identifiers (also typed into Modality and Body Part), named after its patient, through every
+    viewer path (upload handler, analysis, 4x redraw around a clicked point, report, de-identified copy, file boxes):
+    no identifier in any answer, served file (the PDF's text too) or file on disk, and no file named after the upload.
+    Without the code-string rule the free-text Modality stayed in the working copy and the copy served."""
     from pypdf import PdfReader
 
+    from pydicom import dcmread
+
     name = f"DOE_JANE_PID998877_{secrets.token_hex(4)}.dcm"
-    session, work = _analysed(client, _dicom_with_phi(), name)
+    ds = dcmread(io.BytesIO(_dicom_with_phi()))
+    ds.Modality = ds.BodyPartExamined = "Scan of DOE JANE PID998877"  # free text in code strings (a live hostile run)
+    forged = io.BytesIO()
+    ds.save_as(forged, enforce_file_format=True)
+    session, work = _analysed(client, forged.getvalue(), name)
     answers: list[Any] = []
     _, click = _direct(client, _fn(client, "pick_point"), [None, "1x"], session, {"index": [30, 40], "value": None})
     answers.append(click)
@@ -447,7 +454,7 @@ def test_no_identifier_leaves_through_the_viewer(app: App, client: Any) -> None:
     blobs = [json.dumps(answers).encode(), pdf_text, *(r.content for r in served)]
     on_disk = [p for p in app.uploads.rglob("*") if p.is_file() and p.stat().st_size < 50_000_000]
     leaks = [s for s in PHI_STRINGS + [b"PID998877"] if any(s in b for b in blobs)]
-    files_with_phi = [p for p in on_disk if any(s in p.read_bytes() for s in PHI_STRINGS)]
+    files_with_phi = [p for p in on_disk if any(s in p.read_bytes() for s in PHI_STRINGS + [b"PID998877"])]
     named = [p for p in on_disk if "PID998877" in p.name or "DOE" in p.name]
     print(f"\nidentifiers in answers or served files: {len(leaks)}; files on disk holding PHI: {len(files_with_phi)} "
           f"of {len(on_disk)}; files named after the upload: {len(named)}")
