@@ -12,8 +12,10 @@ How each action is applied, at every nesting level (inside every kept sequence i
 - Combined actions take the choice that keeps any IOD conformant, as the library does: ``Z/D``, ``X/D`` and
   ``X/Z/D`` -> ``D``; ``X/Z`` -> ``Z``. ``X/Z/U*`` (Referenced/Source Image Sequence) keeps its items, whose instance
   UIDs are replaced (``U``) and whose other attributes go through the profile like any other item.
-- Beyond the table: private groups and overlay (60xx) and curve (50xx) groups are removed whole; any person name,
-  date or time the table does not list is emptied; a code string holding free text is emptied (see :mod:`.code_strings`); any UID it does not list is replaced unless it is a class,
+- Beyond the table: private groups and overlay (60xx) and curve (50xx) groups are removed whole, and so is any
+  element DICOM does not define or that is written as another VR than DICOM gives it; any person name, date or time
+  the table does not list is emptied; a code string holding free text is emptied (see :mod:`.code_strings`); any
+  UID it does not list, or that is not a UID (digits and dots), is replaced unless it is a class,
   transfer syntax or other UID defined by the standard (``1.2.840.10008.*``), which identifies no one; the file meta
   is written anew.
 """
@@ -21,6 +23,7 @@ How each action is applied, at every nesting level (inside every kept sequence i
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 from .code_strings import clean_element
@@ -78,6 +81,30 @@ def action_for(tag: int) -> str | None:
     return None
 
 
+def uid_syntax(value: Any) -> bool:
+    """Whether a value is a UID as PS3.5 9.1 writes one: digits and dots, at most 64 characters."""
+    text = str(value).strip("\x00 ")
+    return len(text) <= 64 and re.fullmatch(r"[0-9]+(\.[0-9]+)*", text) is not None
+
+
+#: VRs that hold binary numbers only: an element written as one of them carries no text, whatever DICOM gives it.
+_NUMBER_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT"})
+
+
+def _as_defined(tag: Any, vr: Any) -> bool:
+    """Whether a (public) element is one DICOM defines, written as the VR DICOM gives it (an ambiguous one, such as
+    "US or SS", as either) or as binary numbers (old files write Rows as SS: kept, it carries no text). Anything
+    else is not kept: its value could be any text, whatever the tag says."""
+    from pydicom.datadict import get_entry
+
+    try:
+        defined = set(get_entry(int(tag))[0].split(" or "))
+    except KeyError:
+        return False
+    written = set(str(vr).split(" or "))
+    return written <= defined or written <= _NUMBER_VRS
+
+
 def _removed_group(tag: Any) -> bool:
     """Private groups, overlay planes (60xx) and curves (50xx) go whole."""
     group = tag.group
@@ -111,6 +138,8 @@ class Scrubber:
     def _keep_uid(self, elem: Any) -> bool:
         kw = elem.keyword or ""
         values = list(elem.value) if _is_multi(elem.value) else [elem.value]
+        if not all(uid_syntax(v) for v in values if v):
+            return False  # not a UID (free text where a class UID goes): replaced like an instance UID
         standard = all(str(v).startswith(_STANDARD_UID_ROOT) for v in values if v)
         return standard or kw.endswith("ClassUID") or kw in _KEEP_UID_KEYWORDS
 
@@ -160,6 +189,9 @@ class Scrubber:
                 del ds[tag]  # before parsing it: a large removed value is never read
                 continue
             elem = ds[tag]
+            if not _as_defined(tag, elem.VR):
+                del ds[tag]  # unknown, or written as another VR than DICOM's (a Modality as LO text, a sequence as OB)
+                continue
             vr = self._vr(elem)
             if applied == "Z":
                 self.empty(elem)
@@ -185,7 +217,7 @@ def new_file_meta(meta: Any, ds: Any, scrubber: Scrubber) -> Any:
 
     fresh = FileMetaDataset()
     for keyword in ("MediaStorageSOPClassUID", "TransferSyntaxUID"):
-        if keyword in meta:
+        if keyword in meta and uid_syntax(meta[keyword].value):  # free text there is not copied
             setattr(fresh, keyword, meta[keyword].value)
     if ds.get("SOPInstanceUID"):
         fresh.MediaStorageSOPInstanceUID = ds.SOPInstanceUID  # already the new UID

@@ -5,7 +5,8 @@ anything there ("Scan of DOE JANE PID998877" as its Modality). Three rules, used
 when a de-identified copy is written (:mod:`.annex_e`), so both agree:
 
 - Modality must be a term of DICOM's own list (CID 33, from pydicom's copy of PS3.16, with the retired terms and
-  "SC" that real files still carry); anything else is not shown and is written empty, as if absent (not "OT": the
+  "SC" that real files still carry) or one word as a code ("PET", "MRI"); anything else is not shown and is written
+  empty, as if absent (not "OT": the
   app reads its working copy, and would refuse the image as "Modality OT" where the original file, read by the
   command line, has none), and the copy does not claim the identity removed (``deid``).
 - Body Part Examined keeps what real files use beyond the rule ("L-SPINE", "ABDOMEN/PELVIS", one long word cut
@@ -13,7 +14,9 @@ when a de-identified copy is written (:mod:`.annex_e`), so both agree:
 - Any other CS value the profile keeps must be a code string (hyphen, slash and dot allowed): written upper-cased,
   else empty.
 
-A name written as a valid code ("DOE JANE") cannot be told from one; nothing here claims otherwise.
+A name written as valid codes ("DOE JANE" as a Patient Position, or as one value of a multi-valued code such as Image
+Type) cannot be told from them; nothing here claims otherwise. Elements written as another VR than DICOM gives them
+(a Modality written as LO text) are removed before these rules apply (:mod:`.annex_e`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from typing import Any
 #: Retired Modality terms (PS3.3 C.7.3.1.1.1) and "SC", still seen in archives.
 _OLD_MODALITIES = frozenset({"AS", "CD", "CF", "CP", "CS", "DD", "DF", "DM", "DS", "EC", "FA", "FS", "LP", "MA",
                              "MS", "OPR", "SC", "ST", "VF"})
-_WORD = re.compile(r"[A-Z0-9_]+")
 
 
 @functools.lru_cache(maxsize=1)
@@ -43,9 +45,10 @@ def code_string(value: Any, extra: str = "") -> str | None:
 
 
 def modality(value: Any) -> str | None:
-    """A Modality DICOM defines (upper-cased), else None."""
+    """A Modality DICOM defines (upper-cased), or one word as a code ("PET", "MRI": real files bend the list, and the
+    gate still reads them); else None (text with spaces, "^", line breaks)."""
     text = code_string(value)
-    return text if text in modality_terms() else None
+    return text if text is not None and (text in modality_terms() or " " not in text) else None
 
 
 def body_part(value: Any) -> str | None:

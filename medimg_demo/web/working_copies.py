@@ -57,10 +57,8 @@ def owner_of(path: str | Path) -> str | None:
 def mark_used(path: str | Path) -> None:
     """A working copy was just used (analysed, reported, copied): the disk budget removes the least recently used
     first, not the oldest written."""
-    folder = Path(path).parent
-    with MADE_LOCK:
-        ours = folder in MADE
-    if ours:
+    if owner_of(path) is not None:  # one of ours, however the path is spelled
+        folder = Path(path).resolve().parent
         try:
             os.utime(folder)
         except OSError:

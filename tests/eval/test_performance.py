@@ -116,6 +116,7 @@ def test_a_results_folder_replaced_while_it_is_looked_up_is_looked_up_again(monk
     assert cache.find_results(None, tmp_path) is real and len(calls) == 2  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # about 19 s: a whole evaluation of the tiny models; runs in .ci/run
 def test_evaluate_is_cached_logged_and_shown(tmp_path, tiny_registry, monkeypatch) -> None:
     from medimg_demo.web import performance as service
 

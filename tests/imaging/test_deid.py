@@ -463,6 +463,36 @@ def test_free_text_in_a_code_string_is_not_written(kind: str, tmp_path) -> None:
         assert back.PatientIdentityRemoved == "NO"  # no modality: nothing says the pixels are free of text
 
 
+@pytest.mark.parametrize("kind", ["small", "explicit"])
+def test_free_text_under_another_vr_or_in_a_uid_is_not_written(kind: str, tmp_path) -> None:
+    """A second read: the code-string rule went by the VR written in the file, so a Modality written as LO text, a
+    sequence written as OB bytes, or an attribute DICOM does not define was copied as it was; a class UID holding
+    text was kept (class UIDs are kept). Now such elements are removed and such UIDs replaced."""
+    text = "Scan of DOE JANE PID998877"
+    ds = dcmread(io.BytesIO(dicom_bytes((gradient() * 1000).astype(np.uint16)) if kind == "small"
+                            else _large_dicom(kind)))
+    ds.add(DataElement(Tag(0x0008, 0x0060), "LO", text))  # Modality, as LO
+    ds.add(DataElement(Tag(0x0008, 0x1140), "OB", text.encode() * 2))  # Referenced Image Sequence, as OB
+    ds.add(DataElement(Tag(0x0018, 0x0015), "UT", text))  # Body Part Examined, as UT
+    ds.add(DataElement(Tag(0x0041, 0x0010), "LO", text))  # a public group DICOM does not define
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008." + text  # "standard", not a UID
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    assert buf.getvalue().count(b"PID998877") >= 5
+    src, dst = tmp_path / "in.dcm", tmp_path / "out.dcm"
+    src.write_bytes(buf.getvalue())
+    from medimg_demo.imaging.deid import deidentify_file
+
+    deidentify_file(src, dst)
+    for out in (deidentify(buf.getvalue()), dst.read_bytes()):
+        for word in (b"DOE", b"JANE", b"PID998877"):
+            assert word not in out.upper(), word
+        back = dcmread(io.BytesIO(out))
+        assert "Modality" not in back and "ReferencedImageSequence" not in back and Tag(0x0041, 0x0010) not in back
+        assert back.PatientIdentityRemoved == "NO"  # no modality: nothing says the pixels are free of text
+        assert back.pixel_array.shape == ds.pixel_array.shape  # still an image
+
+
 def test_a_defined_modality_and_code_strings_are_kept() -> None:
     ds = dcmread(io.BytesIO(dicom_bytes((gradient() * 1000).astype(np.uint16))))
     ds.Modality, ds.BodyPartExamined, ds.ImageType = "mr", "ABDOMENPELVISLEGS", ["ORIGINAL", "PRIMARY", "M", "ND"]
@@ -497,3 +527,13 @@ def test_a_value_of_the_wrong_length_is_refused_without_quoting_it(caplog) -> No
         deidentify_with_report(data)
     assert err.value.__cause__ is None and err.value.__suppress_context__  # nothing chained to print later
     assert "DOE" not in str(err.value) and "DOE" not in caplog.text
+
+
+def test_an_image_attribute_written_as_other_binary_numbers_is_kept() -> None:
+    """Old files write Rows or Columns as SS: numbers carry no text, so the element stays and the copy decodes."""
+    ds = dcmread(io.BytesIO(dicom_bytes((gradient() * 1000).astype(np.uint16))))
+    ds.add(DataElement(Tag(0x0028, 0x0010), "SS", int(ds.Rows)))
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    back = dcmread(io.BytesIO(deidentify(buf.getvalue())))
+    assert back.Rows == ds.Rows and back.pixel_array.shape == ds.pixel_array.shape
