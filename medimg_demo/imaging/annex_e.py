@@ -26,7 +26,7 @@ import functools
 import re
 from typing import Any
 
-from .code_strings import clean_element
+from .code_strings import clean_element, is_multi
 
 #: The dicom-anonymizer database used: the newest edition of Table E.1-1 that dicom-anonymizer 2.1.0 ships.
 TABLE_EDITION = "dicomfields_2026c"
@@ -111,10 +111,6 @@ def _removed_group(tag: Any) -> bool:
     return bool(tag.is_private) or 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF
 
 
-def _is_multi(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
-
-
 class Scrubber:
     """One file's pass: the UID map lives exactly as long as this object."""
 
@@ -132,12 +128,12 @@ class Scrubber:
 
     def _replace_uids(self, elem: Any) -> None:
         if elem.value not in (None, ""):
-            multi = _is_multi(elem.value)
+            multi = is_multi(elem.value)
             elem.value = [self.new_uid(v) for v in elem.value] if multi else self.new_uid(elem.value)
 
     def _keep_uid(self, elem: Any) -> bool:
         kw = elem.keyword or ""
-        values = list(elem.value) if _is_multi(elem.value) else [elem.value]
+        values = list(elem.value) if is_multi(elem.value) else [elem.value]
         if not all(uid_syntax(v) for v in values if v):
             return False  # not a UID (free text where a class UID goes): replaced like an instance UID
         standard = all(str(v).startswith(_STANDARD_UID_ROOT) for v in values if v)

@@ -6,9 +6,9 @@ when a de-identified copy is written (:mod:`.annex_e`), so both agree:
 
 - Modality must be a term of DICOM's own list (CID 33, from pydicom's copy of PS3.16, with the retired terms and
   "SC" that real files still carry) or one word as a code ("PET", "MRI"); anything else is not shown and is written
-  empty, as if absent (not "OT": the
-  app reads its working copy, and would refuse the image as "Modality OT" where the original file, read by the
-  command line, has none), and the copy does not claim the identity removed (``deid``).
+  empty, as if absent (not "OT": the app reads its working copy, and would refuse the image as "Modality OT" where
+  the original file, read by the command line, has none), and the copy does not claim the identity removed
+  (``deid``).
 - Body Part Examined keeps what real files use beyond the rule ("L-SPINE", "ABDOMEN/PELVIS", one long word cut
   to 16); anything else (spaces past 16 characters, "^", line breaks) is not shown and is written empty.
 - Any other CS value the profile keeps must be a code string (hyphen, slash and dot allowed): written upper-cased,
@@ -60,8 +60,13 @@ def body_part(value: Any) -> str | None:
     return code_string(text, extra="-/")
 
 
+def is_multi(value: Any) -> bool:
+    """Whether an element's value holds several values (a list, or pydicom's MultiValue)."""
+    return isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
+
+
 def _components(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    return list(value) if is_multi(value) else [value]
 
 
 def clean_element(elem: Any) -> None:

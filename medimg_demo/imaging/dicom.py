@@ -83,7 +83,7 @@ def _decode_dicom(fp: BinaryIO, frame: int | None) -> Study:
             "This DICOM file holds no image (no Pixel Data): it may be a structured report, RT plan or similar. "
             "Upload an image DICOM (CT, MR, US, CR/DX, ...)."
         )
-    modality = code_strings.modality(ds.get("Modality", ""))  # a term DICOM defines, else None
+    modality = code_strings.modality(ds.get("Modality", ""))  # a DICOM term or one word, else None
     sop = str(ds.get("SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
     if sop in _NON_IMAGE_SOP_CLASSES or modality in _NON_IMAGE_MODALITIES:
         what = _NON_IMAGE_SOP_CLASSES.get(sop, f"a {modality} object")

@@ -37,9 +37,9 @@ from .uploads import (
     GRADIO_DIR,
     MADE,
     MADE_LOCK,
-    OWNERS,
     RAW_UPLOAD_TTL_S,
     expire_raw_uploads,
+    forget,
     remove_stale_tmp_files,
 )
 
@@ -119,9 +119,7 @@ def expire_working_copies(max_age_s: float) -> int:
     cutoff = time.time() - max_age_s
     with MADE_LOCK:
         old = [f for f in MADE if max_age_s <= 0 or newest_mtime(f) < cutoff]
-        MADE.difference_update(old)
-        for f in old:
-            OWNERS.pop(f.resolve(), None)
+        forget(old)
     for f in old:
         shutil.rmtree(f, ignore_errors=True)
     return sum(not f.exists() for f in old)

@@ -74,8 +74,8 @@ def predict(
     try:
         with uploads.used_up(path):  # a refused frame number too: the raw upload goes with its request
             frame_index = _frame_index(frame)
-            a = analysis.analyse(uploads.to_analyse(path, request, profile), model_id or None, analysis.opacity_value(opacity),
-                                 frame_index, window, center, width)
+            a = analysis.analyse(uploads.to_analyse(path, request, profile), model_id or None,
+                                 analysis.opacity_value(opacity), frame_index, window, center, width)
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
     dw = a.view.default_window

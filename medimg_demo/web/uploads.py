@@ -31,6 +31,7 @@ from .working_copies import (  # noqa: F401 - re-exported: the upload handling's
     WORK_BUDGET_BYTES,
     WORKING_PREFIX,
     fit_budget,
+    forget,
     mark_used,
     owner_of,
     working_copy,

@@ -33,32 +33,43 @@ def working_copy(data: bytes, ext: str, folder: Path | None = None, owner: str =
     finally:  # registered once written (another upload's budget check never removes it half-written), or if it failed
         with MADE_LOCK:
             if len(MADE) >= 1000:  # bounded: forget the folders already pruned by age
-                gone = [f for f in MADE if not f.exists()]
-                MADE.difference_update(gone)
-                for f in gone:
-                    OWNERS.pop(f.resolve(), None)
+                forget([f for f in MADE if not f.exists()])
             MADE.add(folder)
             OWNERS[folder.resolve()] = owner
     fit_budget(keep=folder)
     return out
 
 
-def owner_of(path: str | Path) -> str | None:
-    """The login a working copy of this process was uploaded under ("" without logins); None: not one of ours. The
-    path is resolved first (a leading "//", a "/./" or a symlink names the same copy)."""
+def forget(folders: list[Path]) -> None:
+    """Drop folders from :data:`MADE` and :data:`OWNERS` (the caller holds :data:`MADE_LOCK`)."""
+    MADE.difference_update(folders)
+    for f in folders:
+        OWNERS.pop(f.resolve(), None)
+
+
+def _folder(path: str | Path) -> Path | None:
+    """The resolved folder of a file (a leading "//", a "/./" or a symlink names the same one); None if unresolvable."""
     try:
-        folder = Path(path).resolve().parent
+        return Path(path).resolve().parent
     except (OSError, RuntimeError, ValueError):
         return None
+
+
+def owner_of(path: str | Path) -> str | None:
+    """The login a working copy of this process was uploaded under ("" without logins); None: not one of ours,
+    however its path is spelled."""
+    folder = _folder(path)
     with MADE_LOCK:
-        return OWNERS.get(folder)
+        return OWNERS.get(folder) if folder is not None else None
 
 
 def mark_used(path: str | Path) -> None:
     """A working copy was just used (analysed, reported, copied): the disk budget removes the least recently used
     first, not the oldest written."""
-    if owner_of(path) is not None:  # one of ours, however the path is spelled
-        folder = Path(path).resolve().parent
+    folder = _folder(path)
+    with MADE_LOCK:
+        ours = folder is not None and folder in OWNERS
+    if ours:
         try:
             os.utime(folder)
         except OSError:
@@ -93,7 +104,6 @@ def fit_budget(keep: Path, budget: int | None = None) -> int:
             break
         shutil.rmtree(f, ignore_errors=True)
         with MADE_LOCK:
-            MADE.discard(f)
-            OWNERS.pop(f.resolve(), None)
+            forget([f])
         total, removed = total - size, removed + 1
     return removed
