@@ -183,9 +183,6 @@ class TrainConfig:
             raise OptionError("--calibration-folds N holds out fold --calibration-fold K (counted from 0: 0 <= K < N, N >= 2).")
         if self.backbone_from and self.init_from:
             raise OptionError("--backbone-from starts the backbone and --init-from the whole model: give one of them.")
-        if self.calibration_folds and self.init_from:
-            raise OptionError("--calibration-folds holds a fold out of training, but --init-from brings a model that "
-                              "trained on all of train, that fold included: train from ImageNet weights.")
         if self.ema_halflife and not self.epochs:
             raise OptionError("--ema-halflife averages the fine-tuning steps, and --epochs 0 runs none: give --epochs "
                               "1 or more, or leave --ema-halflife out.")

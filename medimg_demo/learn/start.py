@@ -40,11 +40,21 @@ def check_sources(cfg: TrainConfig) -> None:
     """Look the ``--init-from`` model and every ``--distill-from`` teacher up before anything is decoded, so one that
     cannot serve (unknown, or trained on val) is refused at once."""
     for model_id in [cfg.init_from] if cfg.init_from else []:
-        start_model(model_id, cfg.out_dir)
+        _held_a_fold_out(cfg, model_id, start_model(model_id, cfg.out_dir), "--init-from")
     if cfg.backbone_from:
         start_model(cfg.backbone_from, cfg.out_dir, option="--backbone-from")
     for model_id in teacher_ids(cfg.distill_from) if cfg.distill_from else []:
-        start_model(model_id, cfg.out_dir, option="--distill-from")
+        _held_a_fold_out(cfg, model_id, start_model(model_id, cfg.out_dir, option="--distill-from"), "--distill-from")
+
+
+def _held_a_fold_out(cfg: TrainConfig, model_id: str, source: ModelConfig, option: str) -> None:
+    """With ``--calibration-folds``, a source that held no fold out at all trained on this run's: refused at once
+    (which images it held out is checked, by :func:`check_sources_blind`, once the fold is drawn)."""
+    if cfg.calibration_folds and not source.raw.get("training", {}).get("calibration_folds"):
+        raise OptionError(f"{option} {model_id}: it trained on all of train, and this run holds calibration fold "
+                          f"{cfg.calibration_fold} of {cfg.calibration_folds} out of training; a {_ROLE[option]} must "
+                          "not have trained on the images the temperature is fitted on. Train it with the same "
+                          "--calibration-* options (from ImageNet weights, or from a model trained so).")
 
 
 def _find_model(model_id: str, out_dir: str | Path, option: str) -> ModelConfig:
@@ -141,31 +151,41 @@ class _EnsembleTeacher(torch.nn.Module):
         return {**outs[0], "type": torch.log(probs.clamp_min(1e-12))}
 
 
-def _blind_to_fold(model_id: str, tcfg: ModelConfig, fold: tuple[int, int, int], data: str, held_sha: str) -> None:
-    """A teacher of a run that holds a calibration fold out must not have trained on that fold's images: its record
-    names the same held-out images (their fingerprint; for records without one, the same data, folds, fold and fold
-    split seed), and it did not start from another model's weights (which saw all of train)."""
+def _blind_to_fold(model_id: str, tcfg: ModelConfig, fold: tuple[int, int, int], data: str, held_sha: str,
+                   option: str = "--distill-from") -> None:
+    """A start model or teacher of a run that holds a calibration fold out must not have trained on that fold's
+    images: its record names the same held-out images (their fingerprint; for records without one, the same data,
+    folds, fold and fold split seed). A model that started from another is blind only by its fingerprint: its own
+    training checked its start the same way (before the fingerprint, a start model was refused outright)."""
     t, cal = tcfg.raw.get("training", {}), tcfg.raw.get("calibration", {})
     theirs = (t.get("calibration_folds", 0), t.get("calibration_fold", 0), t.get("calibration_seed", t.get("seed")))
-    same = cal["held_out_sha256"] == held_sha if "held_out_sha256" in cal else (theirs == fold and t.get("data") == data)
-    if not same or t.get("init_from"):
-        raise OptionError(f"--distill-from {model_id}: it was trained on {t.get('data')!r} with calibration fold "
+    same = cal["held_out_sha256"] == held_sha if "held_out_sha256" in cal else \
+        (theirs == fold and t.get("data") == data and not t.get("init_from"))
+    if not same:
+        raise OptionError(f"{option} {model_id}: it was trained on {t.get('data')!r} with calibration fold "
                           f"{theirs[1]} of {theirs[0]} (fold split seed {theirs[2]})"
                           f"{', starting from ' + t['init_from'] if t.get('init_from') else ''}, but this run holds out "
-                          f"fold {fold[1]} of {fold[0]} (seed {fold[2]}) of {data!r}; a teacher must not have trained on "
-                          "the images the temperature is fitted on. Train the teacher from ImageNet weights with the "
-                          "same --calibration-* options.")
+                          f"fold {fold[1]} of {fold[0]} (seed {fold[2]}) of {data!r}; a {_ROLE[option]} must not have "
+                          "trained on the images the temperature is fitted on. Train it with the same --calibration-* "
+                          "options (from ImageNet weights, or from a model trained so).")
 
 
-def check_teachers_blind(cfg: TrainConfig, data: str, held: pd.DataFrame) -> None:
-    """Refuse, before anything is decoded for training, a ``--distill-from`` teacher that trained on the calibration
-    fold this run holds out (``held``) of ``data`` (the record's data path)."""
+#: What each option brings, in the refusal above.
+_ROLE = {"--distill-from": "teacher", "--init-from": "start model"}
+
+
+def check_sources_blind(cfg: TrainConfig, data: str, held: pd.DataFrame) -> None:
+    """Refuse, before anything is decoded for training, an ``--init-from`` start model or a ``--distill-from``
+    teacher that trained on the calibration fold this run holds out (``held``) of ``data`` (the record's data path):
+    a chain (start model, teachers, this run) is calibrated out-of-sample only if every step held the fold out."""
     from .holdout import held_out_fingerprint
 
-    held_sha = held_out_fingerprint(held)  # once, whatever the number of teachers
-    for model_id in teacher_ids(cfg.distill_from):
-        _blind_to_fold(model_id, start_model(model_id, cfg.out_dir, option="--distill-from"), cfg.held_out_fold(),
-                       data, held_sha)
+    held_sha = held_out_fingerprint(held)  # once, whatever the number of models
+    sources = [(cfg.init_from, "--init-from")] if cfg.init_from else []
+    sources += [(t, "--distill-from") for t in (teacher_ids(cfg.distill_from) if cfg.distill_from else [])]
+    for model_id, option in sources:
+        _blind_to_fold(model_id, start_model(model_id, cfg.out_dir, option=option), cfg.held_out_fold(), data,
+                       held_sha, option)
 
 
 def _one_teacher(model_id: str, type_labels: list[str], input_cfg: InputConfig, out_dir: str | Path) -> torch.nn.Module:

@@ -29,9 +29,11 @@ from .working_copies import (  # noqa: F401 - re-exported: the upload handling's
     MADE_LOCK,
     OWNERS,
     WORK_BUDGET_BYTES,
+    WORKING_DIR,
     WORKING_PREFIX,
     fit_budget,
     forget,
+    is_working_copy,
     mark_used,
     owner_of,
     working_copy,
@@ -40,10 +42,8 @@ from .working_copies import (  # noqa: F401 - re-exported: the upload handling's
 log = logging.getLogger(__name__)
 
 ACCEPTED = "PNG, JPEG or DICOM"
-#: Prefix of the folders holding cleaned working copies inside Gradio's upload folder.
-#: Gradio names its cache folders by a seeded SHA-256; ours are WORKING_PREFIX and 32 hex digits.
+#: Gradio names its cache folders by a seeded SHA-256; ours (``WORKING_DIR``) are WORKING_PREFIX and 32 hex digits.
 GRADIO_DIR = re.compile(r"^[0-9a-f]{64}$")
-WORKING_DIR = re.compile(r"^medimg-[0-9a-f]{32}$")
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: PNG chunks that carry the image; text (tEXt/zTXt/iTXt), EXIF, time, ICC profile name and the rest are dropped.
@@ -243,10 +243,15 @@ def used_up(path: str | Path | None) -> Iterator[None]:
 
 def check_owner(path: str | Path, request: Any = None, profile: Any = None) -> None:
     """With logins on, a working copy is used only under the login it was uploaded under: its random path, seen by
-    another login (a shared screen, a log, a borrowed page), is not a key to the scan. Raises AccessError."""
+    another login (a shared screen, a log, a borrowed page), is not a key to the scan. A working copy whose owner
+    this process does not know (an earlier run's, or another process's sharing the folder) is refused too: the
+    check fails closed. Raises AccessError."""
     from . import auth
 
     owner = owner_of(path)
+    if owner is None and auth.logins_on() and is_working_copy(path):  # shaped as ours, its owner unknown: refused
+        raise AccessError("This file's upload is no longer known to the app (it restarted, or the copy expired): "
+                          "upload the scan again to use it.")
     if owner and not auth.is_owner_of(request, profile, owner):
         raise AccessError("This file was uploaded under another login: upload the scan again to use it.")
 

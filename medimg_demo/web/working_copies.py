@@ -4,6 +4,7 @@ within a disk budget (least recently used first); the reaper (``web.expiry``) re
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -11,8 +12,9 @@ from pathlib import Path
 
 from ..paths import upload_dir
 
-#: Working-copy folders: this prefix and 32 hex digits (``uploads.WORKING_DIR`` matches them).
+#: Working-copy folders: this prefix and 32 hex digits (:data:`WORKING_DIR` matches them).
 WORKING_PREFIX = "medimg-"
+WORKING_DIR = re.compile(rf"^{WORKING_PREFIX}[0-9a-f]{{32}}$")
 
 #: The working-copy folders this process made (expired by age and removed when it stops; only these, never another's).
 MADE: set[Path] = set()
@@ -53,6 +55,13 @@ def _folder(path: str | Path) -> Path | None:
         return Path(path).resolve().parent
     except (OSError, RuntimeError, ValueError):
         return None
+
+
+def is_working_copy(path: str | Path) -> bool:
+    """Whether a file lies in a folder named as a working copy's, however its path is spelled (made by this process
+    or not)."""
+    folder = _folder(path)
+    return folder is not None and bool(WORKING_DIR.match(folder.name))
 
 
 def owner_of(path: str | Path) -> str | None:

@@ -151,25 +151,27 @@ def _fingerprint(images: list[str]) -> str:
     # a record that names its held-out images: they decide, whatever the fold numbers say
     ({**BLIND, "calibration_fold": 7}, {"held_out_sha256": _fingerprint(["images/a.png", "images/b.png"])}, True),
     (BLIND, {"held_out_sha256": _fingerprint(["images/a.png", "images/c.png"])}, False),
+    # a start model chain blind to the same images: its own training checked its start by the fingerprint
+    ({**BLIND, "init_from": "lung_ct.other_v1"}, {"held_out_sha256": _fingerprint(["images/a.png", "images/b.png"])}, True),
 ])
 def test_a_run_holding_a_fold_out_takes_only_teachers_blind_to_it(tiny_registry, tmp_path, training: dict,
                                                                     calibration: dict | None, accepted: bool) -> None:
     from medimg_demo.learn.config import TrainConfig
-    from medimg_demo.learn.start import check_teachers_blind
+    from medimg_demo.learn.start import check_sources_blind
 
     model_id = _teacher_trained_with(tiny_registry, tmp_path, training, calibration=calibration)
     run = TrainConfig(task="lung_ct", out_dir=str(tmp_path), seed=5, calibration_folds=10, calibration_fold=1,
                       distill_from=model_id, distill_weight=1.0)
     if accepted:
-        check_teachers_blind(run, "lung_ct", HELD)
+        check_sources_blind(run, "lung_ct", HELD)
     else:
         with pytest.raises(ValueError, match="must not have trained on the images the temperature is fitted on"):
-            check_teachers_blind(run, "lung_ct", HELD)
+            check_sources_blind(run, "lung_ct", HELD)
 
 
 def test_every_member_of_an_ensemble_teacher_is_checked_and_loaded(tiny_registry, tmp_path) -> None:
     from medimg_demo.learn.config import TrainConfig
-    from medimg_demo.learn.start import _EnsembleTeacher, check_teachers_blind, load_teacher
+    from medimg_demo.learn.start import _EnsembleTeacher, check_sources_blind, load_teacher
     from medimg_demo.models.registry import get_model
 
     first = _teacher_trained_with(tiny_registry, tmp_path, BLIND, "lung_ct.a_v1")
@@ -177,7 +179,7 @@ def test_every_member_of_an_ensemble_teacher_is_checked_and_loaded(tiny_registry
     run = TrainConfig(task="lung_ct", out_dir=str(tmp_path), calibration_folds=10, calibration_fold=1,
                       distill_from=f"{first}, {second}", distill_weight=1.0)
     with pytest.raises(ValueError, match=second):
-        check_teachers_blind(run, "lung_ct", HELD)
+        check_sources_blind(run, "lung_ct", HELD)
     cfg = get_model(first, tmp_path)
     teacher = load_teacher(f"{first},{second}", cfg.type_labels, cfg.input, tmp_path)
     assert isinstance(teacher, _EnsembleTeacher) and len(teacher.members) == 2 and not teacher.training
@@ -192,3 +194,40 @@ def test_a_card_names_every_teacher() -> None:
 
     assert _teachers("m_v1") == "`m_v1`"
     assert _teachers("a_v1, b_v1 ,c_v1") == "the mean probabilities of `a_v1`, `b_v1` and `c_v1`"
+
+
+@pytest.mark.parametrize("training,calibration,accepted", [
+    (BLIND, {"held_out_sha256": _fingerprint(["images/a.png", "images/b.png"])}, True),
+    ({**BLIND, "init_from": "lung_ct.other_v1"}, {"held_out_sha256": _fingerprint(["images/a.png", "images/b.png"])}, True),
+    (BLIND, {"held_out_sha256": _fingerprint(["images/a.png", "images/c.png"])}, False),  # another fold's images
+    ({**BLIND, "init_from": "lung_ct.other_v1"}, None, False),  # no fingerprint: its start may have seen the fold
+])
+def test_a_run_holding_a_fold_out_starts_only_from_a_model_blind_to_it(tiny_registry, tmp_path, training: dict,
+                                                                       calibration: dict | None, accepted: bool) -> None:
+    """--init-from with --calibration-folds: the chain re-run on one held-out fold (start model, teachers, student),
+    every step blind to the images the temperature is fitted on."""
+    from medimg_demo.learn.config import TrainConfig
+    from medimg_demo.learn.start import check_sources, check_sources_blind
+
+    model_id = _teacher_trained_with(tiny_registry, tmp_path, training, calibration=calibration)
+    run = TrainConfig(task="lung_ct", out_dir=str(tmp_path), calibration_folds=10, calibration_fold=1, init_from=model_id)
+    run.check_options()
+    check_sources(run)  # it held a fold out: which one is checked once the fold is drawn
+    if accepted:
+        check_sources_blind(run, "lung_ct", HELD)
+    else:
+        with pytest.raises(ValueError, match=f"--init-from {model_id}: .* a start model must not have trained on"):
+            check_sources_blind(run, "lung_ct", HELD)
+
+
+def test_a_start_model_that_held_no_fold_out_is_refused_before_the_fold_is_drawn(tiny_registry, tmp_path) -> None:
+    from medimg_demo.learn.config import TrainConfig
+    from medimg_demo.learn.start import check_sources
+
+    start = _teacher_trained_with(tiny_registry, tmp_path, {}, "lung_ct.all_v1")
+    for option in ("init_from", "distill_from"):
+        run = TrainConfig(task="lung_ct", out_dir=str(tmp_path), calibration_folds=10, calibration_fold=1,
+                          **{option: start}, **({"distill_weight": 1.0} if option == "distill_from" else {}))
+        with pytest.raises(ValueError, match=f"--{option.replace('_', '-')} {start}: it trained on all of train"):
+            check_sources(run)
+    check_sources(TrainConfig(task="lung_ct", out_dir=str(tmp_path), init_from=start))  # no fold held out: fine

@@ -232,7 +232,15 @@ def test_a_working_copy_is_used_only_under_the_login_it_was_uploaded_under(tmp_p
             uploads.to_analyse(spelling, bob, None)
     assert uploads.owner_of(tmp_path / "sample.png") is None
     uploads.check_owner(tmp_path / "sample.png", bob, None)
+    # a working copy this process did not make (an earlier run's, another process's): its owner is unknown, refused
+    stray = tmp_path / f"{uploads.WORKING_PREFIX}{'a' * 32}" / "scan.png"
+    stray.parent.mkdir()
+    stray.write_bytes(b"x")
+    for user in (alice, bob, None):
+        with pytest.raises(AccessError, match="no longer known to the app"):
+            uploads.to_analyse("/" + str(stray), user, None)
     monkeypatch.delenv("MEDIMG_AUTH")
     uploads.check_owner(scan, bob, None)  # logins off: the random name is the key
+    assert uploads.to_analyse(stray, None, None) == stray
     uploads.fit_budget(keep=tmp_path, budget=0)
     assert not scan.exists() and uploads.owner_of(scan) is None  # removed with its copy
