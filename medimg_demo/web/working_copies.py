@@ -1,5 +1,5 @@
 """The cleaned working copies of uploads this process made: written under random names, touched on use, and kept
-within a disk budget (least recently used first); the reaper (``web.expiry``) removes them by age."""
+within a disk budget (the login holding the most gives up its least recently used first); the reaper (``web.expiry``) removes them by age."""
 
 from __future__ import annotations
 
@@ -100,19 +100,30 @@ def _size_and_age(folder: Path) -> tuple[int, float]:
 
 
 def fit_budget(keep: Path, budget: int | None = None) -> int:
-    """Remove the least recently used working copies (never ``keep``, the one just written) until all fit in the
-    budget; returns how many went. A page whose copy went is asked to upload again, as after the hour."""
+    """Remove working copies (never ``keep``, the one just written) until all fit in the budget; returns how many
+    went. The login holding the most disk gives up its least recently used copy first, so a client that floods
+    the budget pushes out its own copies before another reader's (without logins all share one owner, "": the least
+    recently used go first). A page whose copy went is asked to upload again, as after the hour."""
     budget = WORK_BUDGET_BYTES if budget is None else budget
     with MADE_LOCK:
-        others = [f for f in MADE if f != keep]
-    sized = sorted((age, size, f) for f in others for size, age in [_size_and_age(f)])
-    total = sum(size for _, size, _ in sized) + _size_and_age(keep)[0]
+        others = [(f, OWNERS.get(f.resolve(), "")) for f in MADE if f != keep]
+        keep_owner = OWNERS.get(keep.resolve(), "")
+    queues: dict[str, list[tuple[float, int, Path]]] = {}
+    for f, owner in others:
+        size, age = _size_and_age(f)
+        queues.setdefault(owner, []).append((age, size, f))
+    held = {owner: sum(size for _, size, _ in q) for owner, q in queues.items()}
+    kept_size = _size_and_age(keep)[0]
+    held[keep_owner] = held.get(keep_owner, 0) + kept_size
+    total = sum(held.values())
+    for q in queues.values():
+        q.sort(key=lambda item: item[0], reverse=True)  # the least recently used last, popped first
     removed = 0
-    for _, size, f in sized:
-        if total <= budget:
-            break
+    while total > budget and any(queues.values()):
+        owner = max((o for o, q in queues.items() if q), key=lambda o: held[o])
+        _, size, f = queues[owner].pop()
         shutil.rmtree(f, ignore_errors=True)
         with MADE_LOCK:
             forget([f])
-        total, removed = total - size, removed + 1
+        total, held[owner], removed = total - size, held[owner] - size, removed + 1
     return removed

@@ -215,6 +215,31 @@ def test_working_copies_fit_their_disk_budget_least_recently_used_first(tmp_path
     assert uploads.fit_budget(keep=newest, budget=0) == 2 and newest.exists()  # the one just written stays
 
 
+def test_the_login_holding_the_most_disk_gives_up_its_copies_first(tmp_path: Path, monkeypatch) -> None:
+    """One global budget let a client uploading many large files push every other reader's copies out. Now the login
+    holding the most goes first (its least recently used copy), even when another's is older."""
+    from medimg_demo.web import working_copies
+
+    monkeypatch.setattr(working_copies, "WORK_BUDGET_BYTES", 10**9)
+    bob = uploads.working_copy(b"b" * 1000, ".png", tmp_path, owner="bob02").parent
+    old = time.time() - 600
+    os.utime(bob, (old, old))
+    os.utime(bob / "scan.png", (old, old))  # bob's copy is the least recently used of all
+    alice = [uploads.working_copy(b"a" * 1000, ".png", tmp_path, owner="alice01").parent for _ in range(3)]
+    for i, folder in enumerate(alice):
+        then = time.time() - 300 + i
+        for p in (folder / "scan.png", folder):
+            os.utime(p, (then, then))
+    newest = uploads.working_copy(b"a" * 1000, ".png", tmp_path, owner="alice01").parent
+    # 5000 bytes, 3500 allowed: alice (4000) gives up her two least recently used copies; bob's stays
+    assert uploads.fit_budget(keep=newest, budget=3500) == 2
+    assert bob.exists() and [f.exists() for f in alice] == [False, False, True] and newest.exists()
+    # alice still holds more (2000 with the copy just written, bob 1000): her last removable copy goes
+    assert uploads.fit_budget(keep=newest, budget=2000) == 1 and bob.exists() and not alice[2].exists()
+    # only bob's copy is left to remove (the one just written never goes): it goes
+    assert uploads.fit_budget(keep=newest, budget=1000) == 1 and not bob.exists() and newest.exists()
+
+
 def test_a_working_copy_is_used_only_under_the_login_it_was_uploaded_under(tmp_path: Path, monkeypatch) -> None:
     """Its path, however spelled ("//", "/./", a symlink), names the same copy and the same owner; another login is
     refused; without logins (or for a sample case, not a working copy) nothing is checked."""
