@@ -36,6 +36,10 @@ def start_model(model_id: str, out_dir: str | Path = "", option: str = "--init-f
     return cfg
 
 
+#: What each option brings, in the refusal of :func:`_held_a_fold_out`.
+_ROLE = {"--distill-from": "teacher", "--init-from": "start model"}
+
+
 def check_sources(cfg: TrainConfig) -> None:
     """Look the ``--init-from`` model and every ``--distill-from`` teacher up before anything is decoded, so one that
     cannot serve (unknown, or trained on val) is refused at once."""
@@ -151,43 +155,6 @@ class _EnsembleTeacher(torch.nn.Module):
         return {**outs[0], "type": torch.log(probs.clamp_min(1e-12))}
 
 
-def _blind_to_fold(model_id: str, tcfg: ModelConfig, fold: tuple[int, int, int], data: str, held_sha: str,
-                   option: str = "--distill-from") -> None:
-    """A start model or teacher of a run that holds a calibration fold out must not have trained on that fold's
-    images: its record names the same held-out images (their fingerprint; for records without one, the same data,
-    folds, fold and fold split seed). A model that started from another is blind only by its fingerprint: its own
-    training checked its start the same way (before the fingerprint, a start model was refused outright)."""
-    t, cal = tcfg.raw.get("training", {}), tcfg.raw.get("calibration", {})
-    theirs = (t.get("calibration_folds", 0), t.get("calibration_fold", 0), t.get("calibration_seed", t.get("seed")))
-    same = cal["held_out_sha256"] == held_sha if "held_out_sha256" in cal else \
-        (theirs == fold and t.get("data") == data and not t.get("init_from"))
-    if not same:
-        raise OptionError(f"{option} {model_id}: it was trained on {t.get('data')!r} with calibration fold "
-                          f"{theirs[1]} of {theirs[0]} (fold split seed {theirs[2]})"
-                          f"{', starting from ' + t['init_from'] if t.get('init_from') else ''}, but this run holds out "
-                          f"fold {fold[1]} of {fold[0]} (seed {fold[2]}) of {data!r}; a {_ROLE[option]} must not have "
-                          "trained on the images the temperature is fitted on. Train it with the same --calibration-* "
-                          "options (from ImageNet weights, or from a model trained so).")
-
-
-#: What each option brings, in the refusal above.
-_ROLE = {"--distill-from": "teacher", "--init-from": "start model"}
-
-
-def check_sources_blind(cfg: TrainConfig, data: str, held: pd.DataFrame) -> None:
-    """Refuse, before anything is decoded for training, an ``--init-from`` start model or a ``--distill-from``
-    teacher that trained on the calibration fold this run holds out (``held``) of ``data`` (the record's data path):
-    a chain (start model, teachers, this run) is calibrated out-of-sample only if every step held the fold out."""
-    from .holdout import held_out_fingerprint
-
-    held_sha = held_out_fingerprint(held)  # once, whatever the number of models
-    sources = [(cfg.init_from, "--init-from")] if cfg.init_from else []
-    sources += [(t, "--distill-from") for t in (teacher_ids(cfg.distill_from) if cfg.distill_from else [])]
-    for model_id, option in sources:
-        _blind_to_fold(model_id, start_model(model_id, cfg.out_dir, option=option), cfg.held_out_fold(), data,
-                       held_sha, option)
-
-
 def _one_teacher(model_id: str, type_labels: list[str], input_cfg: InputConfig, out_dir: str | Path) -> torch.nn.Module:
     from ..models.network import load_model
 
@@ -212,6 +179,6 @@ def load_teacher(distill_from: str, type_labels: list[str], input_cfg: InputConf
     app shows; any other teacher's raw logits are used (its temperature only rescales them; in an ensemble the
     members' raw logits are averaged as probabilities, so a temperature fitted on a held-out calibration fold
     carries nothing of that fold into training). A run holding a calibration fold out checks its teachers first
-    (:func:`check_teachers_blind`)."""
+    (:func:`.lineage.check_sources_blind`)."""
     members = [_one_teacher(m, type_labels, input_cfg, out_dir) for m in teacher_ids(distill_from)]
     return members[0] if len(members) == 1 else _EnsembleTeacher(members).eval()

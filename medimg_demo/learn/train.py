@@ -45,8 +45,9 @@ from .losses import class_weights, erased_class_weights
 from .mixup import Mixup
 from .sam import SharpnessAware
 from .selection import lesion_score, selection_score, val_box_hits, val_dice, val_erasure, val_scores
+from .lineage import check_sources_blind
 from .served_calibration import check_sibling, served_calibration
-from .start import check_sources, check_sources_blind, init_backbone, init_weights, load_teacher
+from .start import check_sources, init_backbone, init_weights, load_teacher
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,8 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     sibling = check_sibling(cfg, heads, folder, train_df) if cfg.temperature_from else None
     if cfg.calibration_folds:  # before ``exclude``: the folds are those of the whole train split (or train + val)
         train_df, held_df = split_calibration_fold(folder, train_df, *cfg.held_out_fold())
-        if cfg.init_from or cfg.distill_from:  # neither may have trained on the fold: refused before any decoding
+        if cfg.init_from or cfg.distill_from or cfg.backbone_from:  # none may have trained on the fold (refused
+            # before any image is decoded)
             check_sources_blind(cfg, portable_data_path(folder), held_df)
     if exclude:
         unknown = set(exclude) - set(train_df["image"])

@@ -60,8 +60,8 @@ def _folder(path: str | Path) -> Path | None:
 def is_working_copy(path: str | Path) -> bool:
     """Whether a file lies in a folder named as a working copy's, however its path is spelled (made by this process
     or not)."""
-    folder = _folder(path)
-    return folder is not None and bool(WORKING_DIR.match(folder.name))
+    folder = _folder(path)  # in any case: on a case-insensitive disk "MEDIMG-..." names the same folder
+    return folder is not None and bool(WORKING_DIR.match(folder.name.lower()))
 
 
 def owner_of(path: str | Path) -> str | None:
@@ -105,9 +105,10 @@ def fit_budget(keep: Path, budget: int | None = None) -> int:
     the budget pushes out its own copies before another reader's (without logins all share one owner, "": the least
     recently used go first). A page whose copy went is asked to upload again, as after the hour."""
     budget = WORK_BUDGET_BYTES if budget is None else budget
-    with MADE_LOCK:
-        others = [(f, OWNERS.get(f.resolve(), "")) for f in MADE if f != keep]
-        keep_owner = OWNERS.get(keep.resolve(), "")
+    with MADE_LOCK:  # a snapshot: paths are resolved outside the lock every request takes
+        made, owners = [f for f in MADE if f != keep], dict(OWNERS)
+    others = [(f, owners.get(f.resolve(), "")) for f in made]
+    keep_owner = owners.get(keep.resolve(), "")
     queues: dict[str, list[tuple[float, int, Path]]] = {}
     for f, owner in others:
         size, age = _size_and_age(f)
@@ -120,10 +121,12 @@ def fit_budget(keep: Path, budget: int | None = None) -> int:
         q.sort(key=lambda item: item[0], reverse=True)  # the least recently used last, popped first
     removed = 0
     while total > budget and any(queues.values()):
-        owner = max((o for o, q in queues.items() if q), key=lambda o: held[o])
+        # the login holding the most; between equal holders, the one whose next copy was used least recently
+        owner = max((o for o, q in queues.items() if q), key=lambda o: (held[o], -queues[o][-1][0]))
         _, size, f = queues[owner].pop()
+        existed = f.exists()  # one the reaper removed meanwhile frees nothing more and is not counted
         shutil.rmtree(f, ignore_errors=True)
         with MADE_LOCK:
             forget([f])
-        total, held[owner], removed = total - size, held[owner] - size, removed + 1
+        total, held[owner], removed = total - size, held[owner] - size, removed + int(existed)
     return removed

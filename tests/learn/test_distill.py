@@ -146,18 +146,15 @@ def _fingerprint(images: list[str]) -> str:
     ({**BLIND, "calibration_fold": 2}, None, False),
     ({**BLIND, "calibration_folds": 5}, None, False),
     ({"calibration_folds": 10, "calibration_fold": 1}, None, False),  # an old record: its folds came from seed 2
-    ({**BLIND, "data": "other"}, None, False),
-    ({**BLIND, "init_from": "lung_ct.other_v1"}, None, False),  # its start model saw all of train
+    ({**BLIND, "data": "other"}, None, False),  # the same task on another data folder (a copy?): numbers do not say
     # a record that names its held-out images: they decide, whatever the fold numbers say
     ({**BLIND, "calibration_fold": 7}, {"held_out_sha256": _fingerprint(["images/a.png", "images/b.png"])}, True),
     (BLIND, {"held_out_sha256": _fingerprint(["images/a.png", "images/c.png"])}, False),
-    # a start model chain blind to the same images: its own training checked its start by the fingerprint
-    ({**BLIND, "init_from": "lung_ct.other_v1"}, {"held_out_sha256": _fingerprint(["images/a.png", "images/b.png"])}, True),
 ])
 def test_a_run_holding_a_fold_out_takes_only_teachers_blind_to_it(tiny_registry, tmp_path, training: dict,
                                                                     calibration: dict | None, accepted: bool) -> None:
     from medimg_demo.learn.config import TrainConfig
-    from medimg_demo.learn.start import check_sources_blind
+    from medimg_demo.learn.lineage import check_sources_blind
 
     model_id = _teacher_trained_with(tiny_registry, tmp_path, training, calibration=calibration)
     run = TrainConfig(task="lung_ct", out_dir=str(tmp_path), seed=5, calibration_folds=10, calibration_fold=1,
@@ -171,7 +168,8 @@ def test_a_run_holding_a_fold_out_takes_only_teachers_blind_to_it(tiny_registry,
 
 def test_every_member_of_an_ensemble_teacher_is_checked_and_loaded(tiny_registry, tmp_path) -> None:
     from medimg_demo.learn.config import TrainConfig
-    from medimg_demo.learn.start import _EnsembleTeacher, check_sources_blind, load_teacher
+    from medimg_demo.learn.lineage import check_sources_blind
+    from medimg_demo.learn.start import _EnsembleTeacher, load_teacher
     from medimg_demo.models.registry import get_model
 
     first = _teacher_trained_with(tiny_registry, tmp_path, BLIND, "lung_ct.a_v1")
@@ -196,28 +194,59 @@ def test_a_card_names_every_teacher() -> None:
     assert _teachers("a_v1, b_v1 ,c_v1") == "the mean probabilities of `a_v1`, `b_v1` and `c_v1`"
 
 
-@pytest.mark.parametrize("training,calibration,accepted", [
-    (BLIND, {"held_out_sha256": _fingerprint(["images/a.png", "images/b.png"])}, True),
-    ({**BLIND, "init_from": "lung_ct.other_v1"}, {"held_out_sha256": _fingerprint(["images/a.png", "images/b.png"])}, True),
-    (BLIND, {"held_out_sha256": _fingerprint(["images/a.png", "images/c.png"])}, False),  # another fold's images
-    ({**BLIND, "init_from": "lung_ct.other_v1"}, None, False),  # no fingerprint: its start may have seen the fold
-])
-def test_a_run_holding_a_fold_out_starts_only_from_a_model_blind_to_it(tiny_registry, tmp_path, training: dict,
-                                                                       calibration: dict | None, accepted: bool) -> None:
-    """--init-from with --calibration-folds: the chain re-run on one held-out fold (start model, teachers, student),
-    every step blind to the images the temperature is fitted on."""
-    from medimg_demo.learn.config import TrainConfig
-    from medimg_demo.learn.start import check_sources, check_sources_blind
+SAME = {"held_out_sha256": _fingerprint(["images/a.png", "images/b.png"])}
+OTHER = {"held_out_sha256": _fingerprint(["images/a.png", "images/c.png"])}
 
-    model_id = _teacher_trained_with(tiny_registry, tmp_path, training, calibration=calibration)
-    run = TrainConfig(task="lung_ct", out_dir=str(tmp_path), calibration_folds=10, calibration_fold=1, init_from=model_id)
-    run.check_options()
-    check_sources(run)  # it held a fold out: which one is checked once the fold is drawn
-    if accepted:
-        check_sources_blind(run, "lung_ct", HELD)
-    else:
-        with pytest.raises(ValueError, match=f"--init-from {model_id}: .* a start model must not have trained on"):
+
+@pytest.mark.parametrize("link,root,root_calibration,refused", [
+    ("init_from", BLIND, SAME, ""),  # the whole chain held the same images out
+    ("init_from", BLIND, OTHER, "lung_ct.root_v1, which it was built from, held out other images"),
+    ("init_from", {}, None, "lung_ct.root_v1, which it was built from, trained on all of the train split of 'lung_ct'"),
+    # a --lesion-only model keeps its start model's calibration record, fingerprint included, but held nothing out
+    ("init_from", {"lesion_only": True}, SAME, "lung_ct.root_v1, which it was built from, trained on all of"),
+    ("distill_from", {}, None, "lung_ct.root_v1, which it was built from, trained on all of"),
+    ("backbone_from", {}, None, "lung_ct.root_v1, which it was built from, trained on all of"),
+    # the same images under another task name are the same images
+    ("backbone_from", {"task": "alias"}, None, "lung_ct.root_v1, which it was built from, trained on all of"),
+    ("backbone_from", {"task": "brain_mri", "data": "brain_mri"}, None, ""),  # another data set: never saw these
+    ("init_from", None, None, "lung_ct.root_v1, which lung_ct.mid_v1 was built from, is in neither --out nor"),
+])
+def test_every_model_a_chain_was_built_from_is_checked(tiny_registry, tmp_path, link: str, root: dict | None,
+                                                       root_calibration: dict | None, refused: str) -> None:
+    """--calibration-folds with --init-from / --distill-from / --backbone-from: the chain re-run on one held-out fold
+    (start model, teachers, student) is out-of-sample only if every model it was built from, however far back, held
+    the same images out (or trained on another data set); each step's own check is not trusted."""
+    from medimg_demo.learn.config import TrainConfig
+    from medimg_demo.learn.lineage import check_sources_blind
+    from medimg_demo.learn.start import check_sources
+
+    if root is not None:
+        _teacher_trained_with(tiny_registry, tmp_path, root, "lung_ct.root_v1", calibration=root_calibration)
+    mid = _teacher_trained_with(tiny_registry, tmp_path, {**BLIND, link: "lung_ct.root_v1"}, "lung_ct.mid_v1",
+                                calibration=SAME)
+    for option in ("init_from", "distill_from", "backbone_from"):
+        run = TrainConfig(task="lung_ct", out_dir=str(tmp_path), calibration_folds=10, calibration_fold=1,
+                          **{option: mid}, **({"distill_weight": 1.0} if option == "distill_from" else {}))
+        run.check_options()
+        if option != "backbone_from":
+            check_sources(run)  # it held a fold out: which images is checked once the fold is drawn
+        if not refused:
             check_sources_blind(run, "lung_ct", HELD)
+        else:
+            flag = "--" + option.replace("_", "-")
+            with pytest.raises(ValueError, match=f"{flag} {mid}: {refused}"):
+                check_sources_blind(run, "lung_ct", HELD)
+
+
+def test_a_backbone_trained_on_the_same_images_under_another_task_name_is_refused(tiny_registry, tmp_path) -> None:
+    from medimg_demo.learn.config import TrainConfig
+    from medimg_demo.learn.lineage import check_sources_blind
+
+    alias = _teacher_trained_with(tiny_registry, tmp_path, {"task": "alias"}, "alias.all_v1")
+    run = TrainConfig(task="lung_ct", out_dir=str(tmp_path), calibration_folds=10, calibration_fold=1,
+                      backbone_from=alias)
+    with pytest.raises(ValueError, match="--backbone-from alias.all_v1: it trained on all of the train split of 'lung_ct'"):
+        check_sources_blind(run, "lung_ct", HELD)
 
 
 def test_a_start_model_that_held_no_fold_out_is_refused_before_the_fold_is_drawn(tiny_registry, tmp_path) -> None:

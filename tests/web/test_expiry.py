@@ -240,6 +240,23 @@ def test_the_login_holding_the_most_disk_gives_up_its_copies_first(tmp_path: Pat
     assert uploads.fit_budget(keep=newest, budget=1000) == 1 and not bob.exists() and newest.exists()
 
 
+def test_between_logins_holding_as_much_the_least_recently_used_copy_goes(tmp_path: Path, monkeypatch) -> None:
+    from medimg_demo.web import working_copies
+
+    monkeypatch.setattr(working_copies, "WORK_BUDGET_BYTES", 10**9)
+    copies = {}
+    for owner, age in (("alice01", 100), ("bob02", 500), ("carol03", 300)):  # bob's is the least recently used
+        folder = uploads.working_copy(b"x" * 1000, ".png", tmp_path, owner=owner).parent
+        then = time.time() - age
+        for p in (folder / "scan.png", folder):
+            os.utime(p, (then, then))
+        copies[owner] = folder
+    newest = uploads.working_copy(b"y" * 500, ".png", tmp_path, owner="dave04").parent
+    assert uploads.fit_budget(keep=newest, budget=2600) == 1
+    assert {o: f.exists() for o, f in copies.items()} == {"alice01": True, "bob02": False, "carol03": True}
+    assert uploads.fit_budget(keep=newest, budget=1600) == 1 and not copies["carol03"].exists()
+
+
 def test_a_working_copy_is_used_only_under_the_login_it_was_uploaded_under(tmp_path: Path, monkeypatch) -> None:
     """Its path, however spelled ("//", "/./", a symlink), names the same copy and the same owner; another login is
     refused; without logins (or for a sample case, not a working copy) nothing is checked."""
@@ -259,11 +276,14 @@ def test_a_working_copy_is_used_only_under_the_login_it_was_uploaded_under(tmp_p
     uploads.check_owner(tmp_path / "sample.png", bob, None)
     # a working copy this process did not make (an earlier run's, another process's): its owner is unknown, refused
     stray = tmp_path / f"{uploads.WORKING_PREFIX}{'a' * 32}" / "scan.png"
-    stray.parent.mkdir()
-    stray.write_bytes(b"x")
+    upper = tmp_path / f"{uploads.WORKING_PREFIX}{'b' * 32}".upper() / "scan.png"  # as a case-insensitive disk spells it
+    for f in (stray, upper):
+        f.parent.mkdir()
+        f.write_bytes(b"x")
     for user in (alice, bob, None):
-        with pytest.raises(AccessError, match="no longer known to the app"):
-            uploads.to_analyse("/" + str(stray), user, None)
+        for f in (stray, upper):
+            with pytest.raises(AccessError, match="no longer known to the app"):
+                uploads.to_analyse("/" + str(f), user, None)
     monkeypatch.delenv("MEDIMG_AUTH")
     uploads.check_owner(scan, bob, None)  # logins off: the random name is the key
     assert uploads.to_analyse(stray, None, None) == stray
