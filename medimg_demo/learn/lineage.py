@@ -17,7 +17,7 @@ import pandas as pd
 from ..errors import ModelError, OptionError
 from ..models.config import ModelConfig
 from .config import TrainConfig, teacher_ids
-from .start import start_model
+from .start import RETRAIN_BLIND, start_model
 
 #: The record fields that name the models a model was built from.
 LINKS = ("init_from", "backbone_from", "distill_from")
@@ -92,5 +92,4 @@ def check_sources_blind(cfg: TrainConfig, data: str, held: pd.DataFrame) -> None
                 who = "it" if current == model_id else f"{current}, which it was built from,"
                 raise OptionError(f"{option} {model_id}: {who} {reason}; a model of this chain must not have trained "
                                   f"on the images the temperature is fitted on (fold {fold[1]} of {fold[0]}, fold "
-                                  f"split seed {fold[2]}, of {data!r}). Train it with the same --calibration-* options "
-                                  "(from ImageNet weights, or from a model trained so).")
+                                  f"split seed {fold[2]}, of {data!r}). {RETRAIN_BLIND}")

@@ -38,6 +38,8 @@ def start_model(model_id: str, out_dir: str | Path = "", option: str = "--init-f
 
 #: What each option brings, in the refusal of :func:`_held_a_fold_out`.
 _ROLE = {"--distill-from": "teacher", "--init-from": "start model"}
+#: How to mend a chain that is not blind to the held-out fold (here and in ``lineage``).
+RETRAIN_BLIND = "Train it with the same --calibration-* options (from ImageNet weights, or from a model trained so)."
 
 
 def check_sources(cfg: TrainConfig) -> None:
@@ -57,8 +59,7 @@ def _held_a_fold_out(cfg: TrainConfig, model_id: str, source: ModelConfig, optio
     if cfg.calibration_folds and not source.raw.get("training", {}).get("calibration_folds"):
         raise OptionError(f"{option} {model_id}: it trained on all of train, and this run holds calibration fold "
                           f"{cfg.calibration_fold} of {cfg.calibration_folds} out of training; a {_ROLE[option]} must "
-                          "not have trained on the images the temperature is fitted on. Train it with the same "
-                          "--calibration-* options (from ImageNet weights, or from a model trained so).")
+                          f"not have trained on the images the temperature is fitted on. {RETRAIN_BLIND}")
 
 
 def _find_model(model_id: str, out_dir: str | Path, option: str) -> ModelConfig:

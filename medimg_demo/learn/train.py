@@ -40,12 +40,12 @@ from .batch_loss import BatchLoss
 from .config import TrainConfig, portable_data_path
 from .dataset import ManifestDataset, predict_logits
 from .holdout import split_calibration_fold
+from .lineage import check_sources_blind
 from .model_folder import cleans_up, install, refuse_replacing, work_folder
 from .losses import class_weights, erased_class_weights
 from .mixup import Mixup
 from .sam import SharpnessAware
 from .selection import lesion_score, selection_score, val_box_hits, val_dice, val_erasure, val_scores
-from .lineage import check_sources_blind
 from .served_calibration import check_sibling, served_calibration
 from .start import check_sources, init_backbone, init_weights, load_teacher
 

@@ -1,5 +1,6 @@
 """The cleaned working copies of uploads this process made: written under random names, touched on use, and kept
-within a disk budget (the login holding the most gives up its least recently used first); the reaper (``web.expiry``) removes them by age."""
+within a disk budget (the login holding the most gives up its least recently used first); the reaper
+(``web.expiry``) removes them by age."""
 
 from __future__ import annotations
 
