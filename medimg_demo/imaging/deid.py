@@ -64,7 +64,7 @@ def _header_start(raw: Any) -> int:
     return int(raw.value_tell) - (12 if long_header else 8)
 
 
-def _pixel_span(ds: Any, size: int) -> tuple[int, int] | None:
+def _pixel_span(ds: Any, fp: Any, size: int) -> tuple[int, int] | None:
     """[start, end) of the pixel data element in the source, when it can be copied byte for byte: it was too large
     to be read (deferred) and the body is written in the encoding it was read in. ``None``: write it the usual way."""
     from pydicom.dataelem import RawDataElement
@@ -79,10 +79,41 @@ def _pixel_span(ds: Any, size: int) -> tuple[int, int] | None:
                                                                                UID(syntax).is_little_endian):
         return None
     start = _header_start(raw)
-    if raw.length != 0xFFFFFFFF:  # defined length; else encapsulated, up to the next element or the end
+    if raw.length != 0xFFFFFFFF:  # defined length
         return start, int(raw.value_tell) + int(raw.length)
-    later = [_header_start(ds.get_item(t, keep_deferred=True)) for t in ds.keys() if t > tags[-1]]
-    return start, min(later, default=size)
+    # encapsulated: its fragments up to the sequence delimiter, walked item by item; never "up to the next element",
+    # which would carry along the raw bytes of any element written out of order after it (a patient's name)
+    return start, _encapsulated_end(fp, int(raw.value_tell), size)
+
+
+#: Fragments of encapsulated pixel data a file may hold (a frame is one or a few; a cine loop some thousands).
+MAX_FRAGMENTS = 100_000
+
+
+def _encapsulated_end(fp: Any, offset: int, size: int) -> int:
+    """File offset just past the sequence delimiter (FFFE,E0DD) that ends encapsulated pixel data whose first item
+    starts at ``offset``: each item (FFFE,E000) is skipped by its length. Refused: a fragment that is not an item, a
+    length past the end of the file, no delimiter, or over :data:`MAX_FRAGMENTS` items."""
+    import struct
+
+    here, pos = fp.tell(), offset
+    try:
+        for _ in range(MAX_FRAGMENTS + 1):
+            fp.seek(pos)
+            head = fp.read(8)
+            if len(head) < 8:
+                break
+            group, element, length = struct.unpack("<HHI", head)
+            pos += 8
+            if (group, element) == (0xFFFE, 0xE0DD):
+                return pos
+            if (group, element) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF or pos + length > size:
+                break
+            pos += length
+    finally:
+        fp.seek(here)
+    raise InputError("This DICOM file's compressed pixel data is not laid out as DICOM requires (its fragments do not "
+                     "end where they should), so it cannot be de-identified safely; export it again.")
 
 
 def _deidentify(fp: Any, size: int) -> tuple[bytes, tuple[int, int] | None, bool]:
@@ -93,8 +124,8 @@ def _deidentify(fp: Any, size: int) -> tuple[bytes, tuple[int, int] | None, bool
     ds = pydicom.dcmread(fp, force=True, defer_size=_DEFER)
     if len(ds.keys()) == 0:
         raise InputError("The DICOM file holds no attributes; it may be damaged. Export it again.")
-    span = _pixel_span(ds, size)
-    if span is not None:  # the pixel element and anything after it (padding, signatures: X) are not written here
+    span = _pixel_span(ds, fp, size)
+    if span is not None:  # the pixel element is copied from the source; nothing after it (padding, signatures) is
         first = [t for t in _PIXEL_TAGS if t in ds][-1]
         for tag in [t for t in ds.keys() if t >= first]:
             del ds[tag]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -537,3 +538,41 @@ def test_an_image_attribute_written_as_other_binary_numbers_is_kept() -> None:
     ds.save_as(buf, enforce_file_format=True)
     back = dcmread(io.BytesIO(deidentify(buf.getvalue())))
     assert back.Rows == ds.Rows and back.pixel_array.shape == ds.pixel_array.shape
+
+
+def _element(group: int, element: int, vr: bytes, value: bytes) -> bytes:
+    """One explicit VR little endian element with a short (2-byte) length."""
+    return struct.pack("<HH2sH", group, element, vr, len(value)) + value
+
+
+@pytest.mark.parametrize("writer", ["bytes", "file"])
+def test_an_element_written_after_compressed_pixel_data_is_not_copied_with_them(writer: str, tmp_path) -> None:
+    """Compressed pixel data over 1 MB are copied byte for byte up to their sequence delimiter, not "up to the next
+    element": a non-conformant export that writes a Patient's Name (or anything) after them, out of tag order, loses
+    it; the copy still reads, its pixel data unchanged."""
+    from medimg_demo.imaging.deid import deidentify_file
+
+    data = _large_dicom("rle")
+    name = b"DOE^JANE^PID998877"
+    forged = data + _element(0x0010, 0x0010, b"PN", name) + _element(0x0008, 0x0080, b"LO", b"ST ELSEWHERE HOSP")
+    src, dst = tmp_path / "in.dcm", tmp_path / "out.dcm"
+    src.write_bytes(forged)
+    out_bytes = deidentify(forged) if writer == "bytes" else (deidentify_file(src, dst), dst.read_bytes())[1]
+    assert name not in out_bytes and b"ELSEWHERE" not in out_bytes
+    out = dcmread(io.BytesIO(out_bytes))
+    assert out.PixelData == dcmread(io.BytesIO(data)).PixelData and not str(out.get("PatientName", ""))
+
+
+def test_compressed_pixel_data_whose_fragments_do_not_end_at_their_delimiter_are_refused() -> None:
+    """Fragments that do not end at a sequence delimiter (a length past the end of the file, cut short, or followed by
+    something that is not an item) leave no safe end to copy to: the file is refused, naming no value."""
+    data = _large_dicom("rle")
+    end = data.rindex(b"\xfe\xff\xdd\xe0\x00\x00\x00\x00")  # the delimiter, then the trailing padding
+    first = data.index(b"\xfe\xff\x00\xe0", data.index(b"\xe0\x7f\x10\x00"))  # the basic offset table's item
+    too_long = data[:first + 4] + struct.pack("<I", 0x7FFFFFF0) + data[first + 8:]  # pydicom finds the delimiter
+    with pytest.raises(InputError, match="fragments"):  # by searching for it; the walk sees a length past the end
+        deidentify(too_long)
+    for broken in (data[:end], data[:end] + _element(0x0010, 0x0010, b"PN", b"DOE^JANE")):
+        with pytest.raises(InputError) as err:
+            deidentify(broken)
+        assert "DOE" not in str(err.value)
