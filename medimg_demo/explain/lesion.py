@@ -64,13 +64,29 @@ def annotation_mask(row: Any, folder: Path, shape: tuple[int, int]) -> np.ndarra
     return None
 
 
+def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(row 0, row 1, column 0, column 1), end-exclusive, of a mask's non-zero pixels; None for an empty mask."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 8-connected component of a boolean mask (empty in, empty out)."""
-    labels, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    """The largest 8-connected component of a boolean mask (empty in, empty out; between equal sizes, the one met
+    first in raster order). Labelled within the mask's box: the same components, in the same order, on fewer pixels."""
+    box = _box(mask)
+    if box is None:
+        return mask.astype(bool)
+    y0, y1, x0, x1 = box
+    sub = mask[y0:y1, x0:x1]
+    labels, n = ndimage.label(sub, structure=np.ones((3, 3), dtype=bool))
     if n <= 1:
         return mask.astype(bool)
-    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
-    return labels == (int(np.argmax(sizes)) + 1)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    out = np.zeros(mask.shape, dtype=bool)
+    out[y0:y1, x0:x1] = labels == (int(np.argmax(sizes)) + 1)
+    return out
 
 
 def _hull_corners(mask: np.ndarray) -> np.ndarray:
@@ -104,13 +120,16 @@ def longest_diameter(mask: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)
 
 def measure(mask: np.ndarray, spacing_mm: tuple[float, float] | None) -> LesionMeasure | None:
     """Measurements of a boolean lesion mask (native pixels); None for an empty mask."""
-    ys, xs = np.nonzero(mask)
-    if not len(ys):
+    box = _box(mask)
+    if box is None:
         return None
-    x0, y0 = int(xs.min()), int(ys.min())
-    bbox = (x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1)
-    area = int(len(ys))
-    hull = _hull_corners(mask)  # scaling rows and columns maps the hull's vertices onto the scaled hull's
+    y0, y1, x0, x1 = box
+    sub = mask[y0:y1, x0:x1]
+    bbox = (x0, y0, x1 - x0, y1 - y0)
+    area = int(np.count_nonzero(sub))
+    # the hull of the box's pixels, moved back to the image's coordinates; scaling rows and columns then maps the
+    # hull's vertices onto the scaled hull's
+    hull = _hull_corners(sub) + np.array([y0, x0], dtype=np.float64)
     d_px = _max_distance(hull)
     d_mm = area_mm2 = None
     if spacing_mm is not None and all(np.isfinite(s) and s > 0 for s in spacing_mm):

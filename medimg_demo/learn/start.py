@@ -79,11 +79,12 @@ def _find_model(model_id: str, out_dir: str | Path, option: str) -> ModelConfig:
 
 
 def init_weights(model: TumorNet, model_id: str, same_as: tuple[list[str], InputConfig] | None = None,
-                 complete: bool = False, out_dir: str | Path = "") -> None:
+                 complete: bool = False, out_dir: str | Path = "", new_lesion_head: bool = False) -> None:
     """Start from a trained model's weights (same architecture and heads); layers it lacks (a new lesion head) keep
     their fresh initialisation. With ``same_as`` = (type labels, input) the start model must share them (size, mean,
-    std); with ``complete`` it must have every tensor of ``model`` (``--lesion-only``: nothing new). The model is
-    looked up as :func:`start_model` does."""
+    std); with ``complete`` it must have every tensor of ``model`` (``--lesion-only``: nothing new), except, with
+    ``new_lesion_head``, a lesion head of another width than the start model's, which starts fresh (``--lesion-only
+    --lesion-channels``). The model is looked up as :func:`start_model` does."""
     from safetensors.torch import load_file
 
     cfg = start_model(model_id, out_dir)
@@ -94,16 +95,21 @@ def init_weights(model: TumorNet, model_id: str, same_as: tuple[list[str], Input
                           f"{input_cfg.mean}, std {input_cfg.std}); give the options it was trained with.")
     tensors = load_file(str(cfg.weights_path))
     own = model.state_dict()
+    resized = new_lesion_head and cfg.lesion is not None and model.lesion is not None and any(
+        k.startswith("lesion.") and (k not in own or own[k].shape != v.shape) for k, v in tensors.items())
+    if resized:  # the start model's head has another width: none of its tensors is kept, the new head starts fresh
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("lesion.")}
     fixed = {k: v.to(own[k].dtype) for k, v in tensors.items() if k in own and own[k].shape == v.shape}
     skipped = sorted(set(tensors) - set(fixed))
     if skipped:
         raise OptionError(f"--init-from {model_id}: {len(skipped)} tensors do not fit this architecture (e.g. {skipped[0]}).")
-    new = sorted(set(own) - set(fixed))
+    new = sorted(k for k in set(own) - set(fixed) if not (resized and k.startswith("lesion.")))
     if complete and new:
         raise OptionError(f"--init-from {model_id}: it lacks {len(new)} tensors of this model (e.g. {new[0]}); "
                           "--lesion-only needs a model that already has a lesion head.")
     model.load_state_dict(fixed, strict=False)
-    log.info("Initialised from %s (%d tensors; %d new)", model_id, len(fixed), len(new))
+    log.info("Initialised from %s (%d tensors; %d new%s)", model_id, len(fixed), len(set(own) - set(fixed)),
+             "; a new lesion head of another width" if resized else "")
 
 
 def init_backbone(model: TumorNet, model_id: str, task: str, arch: str, out_dir: str | Path = "") -> None:

@@ -30,7 +30,7 @@ from ..errors import OptionError
 from ..manifest import read_manifest, resolve_data_dir, split_frame
 from ..models.config import InputConfig, ModelConfig
 from ..models.config_file import write_json_atomic
-from ..models.lesion_head import DEFAULT_CHANNELS, DEFAULT_TAPS
+from ..models.lesion_head import DEFAULT_TAPS
 from ..models.network import TumorNet
 from ..models.precision import bf16_supported
 from ..models.weights import load_checkpoint, save_checkpoint, sha256_file
@@ -85,7 +85,8 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     # cannot tap fail at once; the RNG state is restored, so every recorded recipe still draws the same random numbers
     # (its weights then agree up to CPU floating-point noise: see the README's note on reproducing a model)
     with torch.random.fork_rng(devices=[]):
-        TumorNet(cfg.arch, heads, pretrained=cfg.pretrained, lesion_taps=DEFAULT_TAPS if cfg.lesion else None)
+        TumorNet(cfg.arch, heads, pretrained=cfg.pretrained, lesion_taps=DEFAULT_TAPS if cfg.lesion else None,
+                 lesion_channels=cfg.lesion_channels)
     input_cfg = InputConfig(
         size=(cfg.size, cfg.size),
         mean=tuple(pcfg.get("mean", (0.485, 0.456, 0.406))),  # type: ignore[arg-type]
@@ -133,11 +134,12 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
                                infill=cfg.erase_infill, pairs=cfg.pair_margin > 0)
     val_ds = ManifestDataset(folder, val_df, heads, input_cfg, augment=None, desc="decode val", lesions=cfg.lesion)
     taps = DEFAULT_TAPS if cfg.lesion else None
-    model = TumorNet(cfg.arch, heads, pretrained=cfg.pretrained, drop_rate=cfg.drop_rate, lesion_taps=taps)
+    model = TumorNet(cfg.arch, heads, pretrained=cfg.pretrained, drop_rate=cfg.drop_rate, lesion_taps=taps,
+                     lesion_channels=cfg.lesion_channels)
     if cfg.init_from:
         frozen = cfg.lesion_only or cfg.head_only  # a part retrained on the start model's frozen backbone
         init_weights(model, cfg.init_from, (heads["type"], input_cfg) if frozen else None, complete=frozen,
-                     out_dir=cfg.out_dir)
+                     out_dir=cfg.out_dir, new_lesion_head=cfg.lesion_only)
     if cfg.backbone_from:
         init_backbone(model, cfg.backbone_from, cfg.task, cfg.arch, cfg.out_dir)
     model = model.to(memory_format=torch.channels_last)  # faster on CPU in fp32 and bf16 alike
@@ -243,7 +245,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
                 break
 
     # Reload the selected epoch exactly as it will be served (fp16 weights), then calibrate (see served_calibration).
-    served = TumorNet(cfg.arch, heads, pretrained="none", lesion_taps=taps)
+    served = TumorNet(cfg.arch, heads, pretrained="none", lesion_taps=taps, lesion_channels=cfg.lesion_channels)
     sha = sha256_file(best_path)  # written by this run a moment ago: pinned here, checked on every later load
     load_checkpoint(served, best_path, sha)
     temperature, kept_calibration = served_calibration(cfg, served, folder, held_df, heads, input_cfg, val_ds, sibling)
@@ -256,7 +258,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         "input": {"size": [cfg.size, cfg.size], "mean": list(input_cfg.mean), "std": list(input_cfg.std), "interpolation": "bilinear",
                   "dicom_windows": {k: list(v) for k, v in get_task(cfg.task).dicom_windows.items()}},
         "target_layer": cfg.target_layer,
-        **({"lesion": {"taps": list(taps), "channels": DEFAULT_CHANNELS, "threshold": 0.5}} if taps else {}),
+        **({"lesion": {"taps": list(taps), "channels": cfg.lesion_channels, "threshold": 0.5}} if taps else {}),
         "temperature": temperature,
         **kept_calibration,
         "weights": {"file": "weights.safetensors", "sha256": sha, "dtype": "float16"},

@@ -43,12 +43,16 @@ class GateConfig:
     k: int = 10
 
 
+#: The lesion head's decoder width unless a model's config (or ``train --lesion-channels``) says otherwise.
+DEFAULT_LESION_CHANNELS = 48
+
+
 @dataclass(frozen=True)
 class LesionConfig:
     """The lesion head: tapped backbone blocks, decoder width, and the probability above which a pixel is lesion."""
 
     taps: tuple[int, ...]
-    channels: int = 48
+    channels: int = DEFAULT_LESION_CHANNELS
     threshold: float = 0.5
 
 
@@ -243,7 +247,7 @@ def _lesion(d: Any, where: str) -> LesionConfig | None:
     taps = d.get("taps") if isinstance(d, dict) else None
     if not isinstance(taps, list) or not taps or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in taps):
         raise ConfigError(f"{where}: field 'lesion.taps' must be a list of block indices (whole numbers >= 0).")
-    channels = d.get("channels", 48)
+    channels = d.get("channels", DEFAULT_LESION_CHANNELS)
     threshold = d.get("threshold", 0.5)
     if not isinstance(channels, int) or isinstance(channels, bool) or not 1 <= channels <= 1024:
         raise ConfigError(f"{where}: field 'lesion.channels' must be a whole number between 1 and 1024.")

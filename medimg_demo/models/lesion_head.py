@@ -14,10 +14,11 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import OptionError
+from .config import DEFAULT_LESION_CHANNELS
 
 #: Blocks tapped on timm EfficientNets (strides 4, 8, 16 and 32).
 DEFAULT_TAPS = (1, 2, 4, 6)
-DEFAULT_CHANNELS = 48
+DEFAULT_CHANNELS = DEFAULT_LESION_CHANNELS
 
 
 class LesionHead(nn.Module):

@@ -67,6 +67,32 @@ def test_largest_component_and_outline() -> None:
     assert edge[10, 25] and not edge[15, 30] and edge.sum() == 2 * (20 + 10) - 4
 
 
+def test_largest_component_and_measure_agree_with_labelling_the_whole_image() -> None:
+    """Both work within the mask's box: the same component (the first in raster order between equal sizes), box,
+    area and diameters as labelling and measuring every pixel of the image."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        field = ndimage.gaussian_filter(rng.random((h, w)), float(rng.uniform(0, 2)))
+        mask = field > np.quantile(field, rng.uniform(0.4, 1.0))
+        labels, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+        sizes = [int((labels == i).sum()) for i in range(1, n + 1)]
+        expected = mask if n <= 1 else labels == (sizes.index(max(sizes)) + 1)
+        got = largest_component(mask)
+        assert got.shape == mask.shape and np.array_equal(got, expected)
+        m = measure(got, (0.7, 1.3))
+        if not got.any():
+            assert m is None
+            continue
+        ys, xs = np.nonzero(got)
+        assert m is not None and m.area_px == len(ys)
+        assert m.bbox_xywh == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+        assert m.longest_diameter_px == pytest.approx(longest_diameter(got))
+        assert m.longest_diameter_mm == pytest.approx(longest_diameter(got, (0.7, 1.3)))
+
+
 def test_mask_from_probs_upsamples_and_cuts() -> None:
     probs = np.zeros((8, 8), np.float32)
     probs[2:4, 2:4] = 0.9

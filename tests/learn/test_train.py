@@ -160,6 +160,34 @@ def test_lesion_only_retrains_the_lesion_head_and_nothing_else(tmp_path, monkeyp
 
 
 @pytest.mark.slow
+def test_lesion_only_at_another_width_trains_a_new_lesion_head_and_keeps_the_rest(tmp_path, monkeypatch) -> None:
+    """--lesion-only --lesion-channels N (not the start model's width): the start's lesion head is dropped and a new
+    one of N channels trained; every other tensor is bit-identical; the record and the served model have N channels.
+    Without --lesion-only another width is refused (the start's head would not fit)."""
+    from safetensors.torch import load_file
+
+    from medimg_demo.models.network import load_model
+
+    common = _toy_run(tmp_path, monkeypatch)
+    start = train(TrainConfig(model_id="toy.width_v0", epochs=1, warmup_epochs=1, **common))
+    with pytest.raises(ValueError, match="do not fit"):
+        train(TrainConfig(model_id="toy.width_v1", epochs=1, init_from="toy.width_v0", lesion_channels=16, **common))
+    mc = train(TrainConfig(model_id="toy.width_v1", epochs=1, warmup_epochs=0, lesion_only=True, lesion_channels=16,
+                           init_from="toy.width_v0", **common))
+    before, after = load_file(str(start.weights_path)), load_file(str(mc.weights_path))
+    assert {k for k in before if not k.startswith("lesion.")} == {k for k in after if not k.startswith("lesion.")}
+    for name in after:
+        if name.startswith("lesion."):
+            assert before[name].shape != after[name].shape or after[name].numel() <= 1, name  # (a bias, a counter)
+        else:
+            assert torch.equal(before[name], after[name]), name
+    assert after["lesion.out.weight"].shape == (1, 16, 1, 1)
+    assert mc.lesion is not None and mc.lesion.channels == 16 and mc.temperature == start.temperature
+    model = load_model(mc)
+    assert model.lesion is not None and model.lesion.out.in_channels == 16
+
+
+@pytest.mark.slow
 def test_head_only_retrains_the_classifier_and_nothing_else(tmp_path, monkeypatch) -> None:
     """--head-only from a trained model: the backbone and the lesion head (BatchNorm statistics included) are
     bit-identical to the start model's, the classifier's tensors change, and its temperature is refitted on val."""

@@ -50,8 +50,19 @@ def test_saved_data_path_is_portable(tmp_path) -> None:
 
 @pytest.mark.parametrize(("name", "low", "high", "what"), _RANGES, ids=[r[0] for r in _RANGES])
 def test_every_numeric_option_refuses_values_outside_its_range(name: str, low: float, high: float, what: str) -> None:
-    TrainConfig(task="lung_ct", **{name: low}).check_options()  # the bounds themselves are allowed
+    needs = _NEEDS.get(name, {})
+    TrainConfig(task="lung_ct", **{name: low, **needs}).check_options()  # the bounds themselves are allowed
     for bad in (low - 1 if isinstance(low, int) and not isinstance(low, bool) else low - 0.01,
                 high + 1 if isinstance(high, int) else high * 1.01 + 0.01):
         with pytest.raises(OptionError, match=f"--{name.replace('_', '-')} .*give {re.escape(what)}"):
-            TrainConfig(task="lung_ct", **{name: bad}).check_options()
+            TrainConfig(task="lung_ct", **{name: bad, **needs}).check_options()
+
+
+#: Options that only mean something beside another one.
+_NEEDS = {"lesion_channels": {"lesion": True}}
+
+
+def test_a_lesion_head_width_needs_a_lesion_head() -> None:
+    with pytest.raises(OptionError, match="--lesion-channels .*add --lesion"):
+        TrainConfig(task="breast_us", lesion_channels=32).check_options()
+    TrainConfig(task="breast_us", lesion_channels=32, lesion=True).check_options()
