@@ -68,6 +68,13 @@ def test_cross_validated_temperature_is_stated_and_reproducible() -> None:
         if not cal:
             assert "temperature scaling fitted on `val`" in card, cfg.id
             continue
+        training = cfg.raw.get("training") or {}
+        if training.get("lesion_only"):  # the start model's calibration, carried with its classifier: no command
+            start = {m.id: m for m in list_models()}[training["init_from"]]
+            assert cal == start.raw["calibration"] and cfg.temperature == start.temperature, cfg.id
+            assert cfg.bias == start.bias and "classifier and its calibration are" in card, cfg.id
+            assert " calibrate " not in card.split("## Reproduce", 1)[1], cfg.id
+            continue
         line = next(ln.split(" ", 1)[1] for ln in card.splitlines()
                     if ln.startswith(f"MEDIMG_MODELS_DIR=runs/reproduce/{cfg.id} python -m medimg_demo calibrate "))
         args = build_parser().parse_args(line.split()[3:])

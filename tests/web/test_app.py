@@ -319,7 +319,8 @@ def test_model_list_names_versions_readably_and_uniquely() -> None:
     assert len(set(labels)) == len(labels) and all(len(label) <= 32 for label in labels), labels
     served = {m.id for m in task_models()}
     assert {mid for label, mid in choices if label.endswith("(default)")} == served
-    assert {mid: label for label, mid in choices}["breast_us.tf_efficientnet_lite1_v2"] == "Breast ultrasound v2 (default)"
+    assert {mid: label for label, mid in choices}["breast_us.tf_efficientnet_lite1_v3"] == "Breast ultrasound v3 (default)"
+    assert {mid: label for label, mid in choices}["breast_us.tf_efficientnet_lite1_v2"] == "Breast ultrasound v2"
     assert model_label("lung_ct.custom_model", "Lung CT", False) == "Lung CT: lung_ct.custom_model"  # no version: its id
     brain = [label for label, _ in choices if label.startswith("Brain MRI")]
     assert brain == sorted(brain, key=lambda b: (not b.endswith("(default)"), -int(b.split(" v")[1].split()[0])))
