@@ -16,6 +16,7 @@ import os
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,13 +97,35 @@ def list_files(root: str | Path) -> list[tuple[str, str, int, str]]:
     return sorted(found, key=lambda t: t[1])
 
 
-def read_blob(path: str) -> bytes:
-    """The bytes of one listed file (local path or object-store URI)."""
+def read_blob(path: str, limit: int | None = None) -> bytes:
+    """The bytes of one listed file (local path or object-store URI); with ``limit``, at most ``limit`` + 1 of them
+    (enough to tell a file over the limit, whatever its listed size said)."""
+    n = None if limit is None else limit + 1
     if "://" not in path:
-        return Path(path).read_bytes()
+        with open(path, "rb") as f:
+            return f.read(-1 if n is None else n)
     filesystem, inner = _filesystem(path)
     with filesystem.open_input_stream(inner) as f:
-        return f.read()
+        return f.read(n)
+
+
+def bounded_reader(path: str, size: int) -> Callable[[], bytes | None]:
+    """A file's bytes, read when the scorer gets to it (one raw file in memory at a time): a file listed, or read,
+    over MAX_BYTES is refused without being read whole; None: it could not be read (an 'unreadable' row)."""
+    from ..imaging.decode import MAX_BYTES, too_large
+
+    def read() -> bytes | None:
+        if size > MAX_BYTES:
+            raise too_large(size)
+        try:
+            data = read_blob(path, MAX_BYTES)
+        except OSError:
+            return None
+        if len(data) > MAX_BYTES:
+            raise too_large()
+        return data
+
+    return read
 
 
 #: How a read failure's row began before it had a status of its own (an 'error' row, then never retried): "The file
@@ -176,12 +199,8 @@ class PredictorActor:
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         base = [{"path": rel, "file_key": key, "size_bytes": int(size)}
                 for rel, key, size in zip(batch["rel"], batch["key"], batch["size"])]
-        blobs: list[bytes | None] = []
-        for path in batch["path"]:
-            try:
-                blobs.append(read_blob(str(path)))
-            except OSError:
-                blobs.append(None)  # an 'unreadable' row: the run goes on, the next run retries it
+        # read one by one as they are decoded: an 'unreadable' row lets the run go on (the next run retries it)
+        blobs = [bounded_reader(str(path), int(size)) for path, size in zip(batch["path"], batch["size"])]
         rows, studies = self.scorer.score(blobs, base)
         if self.heatmaps is not None:
             for row, study in zip(rows, studies):

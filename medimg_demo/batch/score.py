@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,14 +125,23 @@ class BatchScorer:
         """Model id -> "onnx" or "torch": which forward each model runs."""
         return {r.cfg.id: r.kind for r in self.runners}
 
-    def score(self, blobs: list[bytes | None], base: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Study | None]]:
+    def score(self, blobs: Sequence[bytes | None | Callable[[], bytes | None]],
+              base: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Study | None]]:
         """One row per blob (``base`` holds its path, key and size), and the decoded studies (None on error).
 
-        A blob of None is a file that could not be read: an 'unreadable' row."""
+        A blob is the file's bytes, or a function that reads them when their turn comes (one raw file in memory at a
+        time; a refusal it raises, such as a file over the size limit, is an 'error' row). None is a file that could
+        not be read: an 'unreadable' row."""
         studies: list[Study | None] = []
         rows: list[dict[str, Any]] = []
-        for data, b in zip(blobs, base):
+        for blob, b in zip(blobs, base):
             row = {c: None for c in COLUMNS} | b | {"scored_with": self.state}
+            try:
+                data = blob() if callable(blob) else blob
+            except MedimgError as exc:
+                studies.append(None)
+                rows.append(row | {"status": "error", "reason": str(exc)})
+                continue
             if data is None:
                 studies.append(None)
                 rows.append(row | {"status": UNREADABLE, "reason": "The file could not be read (permissions or a "
@@ -142,6 +152,7 @@ class BatchScorer:
             except MedimgError as exc:
                 study = None
                 row.update(status="error", reason=str(exc))
+            del data  # the raw bytes go before the next file is read
             studies.append(study)
             rows.append(row)
         ok = [i for i, s in enumerate(studies) if s is not None]

@@ -39,6 +39,12 @@ def _read(fp: BinaryIO, frame: int | None) -> Study:
     raise InputError(f"This file is not a recognised image. Accepted: {ACCEPTED}.")
 
 
+def too_large(size: int | None = None) -> InputError:
+    """The refusal of a file over :data:`MAX_BYTES` (``size`` in bytes where it is known)."""
+    what = f"The file is {size / 1e6:.0f} MB, over" if size is not None else "The file is over"
+    return InputError(f"{what} the limit of {MAX_BYTES / 1e6:.0f} MB set for this server (MEDIMG_MAX_UPLOAD_MB).")
+
+
 def read_bytes(data: bytes, frame: int | None = None) -> Study:
     """Decode raw file bytes; the format is sniffed from the content, never from a file name.
 
@@ -47,9 +53,7 @@ def read_bytes(data: bytes, frame: int | None = None) -> Study:
     if not data:
         raise InputError(f"The file is empty. Accepted: {ACCEPTED}.")
     if len(data) > MAX_BYTES:
-        raise InputError(
-            f"The file is {len(data) / 1e6:.0f} MB, over the limit of {MAX_BYTES / 1e6:.0f} MB set for this server."
-        )
+        raise too_large(len(data))
     return _read(io.BytesIO(data), frame)
 
 
@@ -64,5 +68,5 @@ def read_file(path: str | os.PathLike[str], frame: int | None = None) -> Study:
         raise InputError("The file could not be opened; upload it again.") from exc
     with fp:
         if size > MAX_BYTES:
-            raise InputError(f"The file is {size / 1e6:.0f} MB, over the limit of {MAX_BYTES / 1e6:.0f} MB set for this server.")
+            raise too_large(size)
         return _read(fp, frame)

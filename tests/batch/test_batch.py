@@ -230,10 +230,10 @@ def test_uri_input_and_unreadable_file_give_rows(tiny_registry: Path, tmp_path: 
     assert all(path.startswith("file://") for path, *_ in listed) and len(listed) == 16
     real = pipeline.read_blob
 
-    def flaky(path: str) -> bytes:
+    def flaky(path: str, limit: int | None = None) -> bytes:
         if path.endswith("img03.png"):
             raise PermissionError(13, "Permission denied")
-        return real(path)
+        return real(path, limit)
 
     monkeypatch.setattr(pipeline, "read_blob", flaky)
     summary = run_batch(f"file://{src}", "lung_ct.tiny_v0", tmp_path / "b.parquet", registry=tiny_registry,
@@ -262,3 +262,37 @@ def test_uri_input_gives_the_same_rows_as_the_folder(tiny_registry: Path, tmp_pa
     a = pd.read_parquet(tmp_path / "a.parquet")[cols].sort_values("path").reset_index(drop=True)
     b = pd.read_parquet(tmp_path / "b.parquet")[cols].sort_values("path").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_files_over_the_size_limit_are_refused_without_being_read_whole(tiny_registry: Path, tmp_path: Path,
+                                                                        monkeypatch) -> None:
+    """A file listed over MEDIMG_MAX_UPLOAD_MB is an 'error' row and is never read; one listed smaller than it is is
+    read only up to the limit (plus one byte), then refused; the rest of the folder is scored as before."""
+    from medimg_demo.batch import pipeline
+    from medimg_demo.imaging import decode
+
+    (tmp_path / "in").mkdir()
+    src = _folder(tmp_path / "in")
+    sizes = {p.name: p.stat().st_size for p in src.rglob("*") if p.is_file()}
+    limit = sorted(sizes.values())[len(sizes) // 2]
+    monkeypatch.setattr(decode, "MAX_BYTES", limit)
+    reads: list[tuple[str, int | None]] = []
+    real = pipeline.read_blob
+    monkeypatch.setattr(pipeline, "read_blob", lambda path, lim=None: reads.append((path, lim)) or real(path, lim))
+    pipeline.run_batch(src, "lung_ct.tiny_v0", tmp_path / "b.parquet", registry=tiny_registry, use_ray=False,
+                       prefer_onnx=False)
+    table = pd.read_parquet(tmp_path / "b.parquet")
+    table["name"] = table["path"].map(lambda p: Path(p).name)
+    table = table.set_index("name")
+    over = {n for n, size in sizes.items() if size > limit}
+    assert over and len(over) < len(sizes)
+    for name in over:
+        assert table.loc[name, "status"] == "error" and "over the limit" in table.loc[name, "reason"], name
+    assert {Path(p).name for p, _ in reads} == set(sizes) - over and all(lim == limit for _, lim in reads)
+    assert (table.drop(index=list(over))["status"] == "ok").any()
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\x00" * (limit * 3))
+    assert len(real(str(big), limit)) == limit + 1 and len(real(str(big))) == limit * 3
+    reader = pipeline.bounded_reader(str(big), 10)  # listed small: read up to the limit, then refused
+    with pytest.raises(decode.InputError, match="over the limit"):
+        reader()
