@@ -79,6 +79,17 @@ class PostgresBackend:
             found |= {m.group(1), unquote(m.group(1))}
         return {s for s in found if s}
 
+    def _log_detail(self, exc: Exception) -> str:
+        """What the log says of an error: for the server's, the table and constraint it names, never its text (a
+        constraint's DETAIL quotes the failing row: readers' names and comments); for the client's (no SQLSTATE:
+        the connection), its message with the password masked."""
+        diag = getattr(exc, "diag", None)
+        if getattr(exc, "sqlstate", None):
+            where = [f"{k} {v}" for k, v in (("table", getattr(diag, "table_name", None)),
+                                              ("constraint", getattr(diag, "constraint_name", None))) if v]
+            return ", ".join(where) or "server error"
+        return self._scrub(str(exc))[:300]
+
     def _scrub(self, text: str) -> str:
         for secret in sorted(self._secrets, key=len, reverse=True):
             text = text.replace(secret, "***")
@@ -142,7 +153,7 @@ class PostgresBackend:
                     con.close()
         except psycopg.Error as exc:
             log.error("Feedback store (%s): %s failed (%s, SQLSTATE %s: %s)", self.describe(), action,
-                      type(exc).__name__, getattr(exc, "sqlstate", None), self._scrub(str(exc))[:300])
+                      type(exc).__name__, getattr(exc, "sqlstate", None), self._log_detail(exc))
             raise StoreError(self._message(exc, action)) from None
 
     def _create_schema(self, con: Any) -> None:

@@ -176,3 +176,20 @@ def test_feedback_survives_a_space_restart_on_the_persistent_volume(tmp_path, mo
     assert paths.feedback_db(persistent_root=volume) == tmp_path / "state" / "feedback.sqlite"
     monkeypatch.setenv("MEDIMG_FEEDBACK_DB", str(tmp_path / "chosen.sqlite"))
     assert paths.feedback_db(persistent_root=volume) == tmp_path / "chosen.sqlite"
+
+
+def test_a_server_error_logs_where_it_happened_not_the_values_it_quotes(postgres_server, caplog) -> None:
+    """PostgreSQL's messages can quote what was sent (a constraint's DETAIL gives the failing row: readers' names and
+    comments; a cast error the value): the log names the error's class, SQLSTATE, table and constraint only."""
+    from medimg_demo.feedback.postgres_store import PostgresBackend
+
+    backend = PostgresBackend(postgres_server)
+    with caplog.at_level(logging.INFO), pytest.raises(StoreError):
+        with backend._session("test query") as con:  # noqa: SLF001 - the session every operation runs in
+            con.execute("SELECT CAST(%s AS integer)", ["DOE^JANE comment 1960"])
+    assert "SQLSTATE 22P02" in caplog.text and "DOE^JANE" not in caplog.text
+    with caplog.at_level(logging.INFO), pytest.raises(StoreError):
+        with backend._session("test insert") as con:  # noqa: SLF001
+            con.execute("CREATE TEMP TABLE t (reader text CHECK (length(reader) < 3))")
+            con.execute("INSERT INTO t VALUES (%s)", ["DOE^JANE again"])
+    assert "constraint t_reader_check" in caplog.text and "DOE^JANE" not in caplog.text
