@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import InputError
+from .local_ray import start_local_ray
 from .score import COLUMNS, UNREADABLE, BatchScorer, scored_models, scorer_state
 
 log = logging.getLogger(__name__)
@@ -279,7 +280,7 @@ def _run_ray(listing: pd.DataFrame, kwargs: dict[str, Any], out: Path, summary: 
     if started and address:
         ray.init(address=address, log_to_driver=False)
     elif started:  # local, in-process: nothing to install or start by hand, nothing listening beyond this host
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+        start_local_ray(os.cpu_count() or 1)
     try:
         # the listing (paths, not bytes) is the dataset; each actor reads its batch's files itself
         # (from_items: about 1.5 s less start-up here than from_pandas, whose blocks are converted on the driver)
