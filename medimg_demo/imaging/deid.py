@@ -121,6 +121,9 @@ def _deidentify(fp: Any, size: int) -> tuple[bytes, tuple[int, int] | None, bool
     import pydicom
     from pydicom.dataset import Dataset
 
+    from .dicom_guard import check_dicom_structure
+
+    check_dicom_structure(fp, size)  # a bounded number of elements, and a bounded deflated body, before pydicom reads
     ds = pydicom.dcmread(fp, force=True, defer_size=_DEFER)
     if len(ds.keys()) == 0:
         raise InputError("The DICOM file holds no attributes; it may be damaged. Export it again.")

@@ -77,6 +77,10 @@ def _decode_dicom(fp: BinaryIO, frame: int | None) -> Study:
     import pydicom
     from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
+    from .dicom_guard import check_dicom_structure
+
+    check_dicom_structure(fp, fp.seek(0, io.SEEK_END))  # pydicom builds an object an element: their number (and a
+    fp.seek(0)  # deflated body's size) is bounded first; the file starts at 0, as the frame read below assumes
     ds = pydicom.dcmread(fp, force=True, defer_size=_DEFER_BYTES)  # the header; the pixel data is not read here
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise InputError(
@@ -108,6 +112,11 @@ def _decode_dicom(fp: BinaryIO, frame: int | None) -> Study:
     file_meta = getattr(ds, "file_meta", None)
     syntax = file_meta.get("TransferSyntaxUID") if file_meta is not None else None
     fp.seek(0)
+    # Decoders size their buffers by the codestream's own header, not by Rows/Columns, and by samples and bytes a
+    # sample, not pixels: the frame's header and its decoded bytes are checked first (see .codestream).
+    from .codestream import check_frame
+
+    check_frame(fp, frame_index, syntax)
     # One frame is decoded, read straight from the file: never the whole pixel data, never every frame.
     arr = pixel_array(fp, index=frame_index, **({"transfer_syntax_uid": syntax} if syntax else {}))
     if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not np.little_endian):
