@@ -24,5 +24,6 @@ def start_local_ray(num_cpus: int) -> None:
     from ray._private import ray_constants
 
     ray_constants.ENABLE_RAY_CLUSTER = False  # ``ray`` may have been imported before the switch was set
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    # address "local": a new cluster, never one RAY_ADDRESS or a running `ray start` names (it may listen anywhere)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     log.info("Ray started on this machine (loopback only, %d CPUs)", num_cpus)

@@ -193,8 +193,8 @@ def check_rle(frame: bytes, rows: int, cols: int) -> None:
     count = struct.unpack_from("<I", frame)[0]
     offsets = list(struct.unpack_from("<15I", frame, 4)[: min(count, 15)]) + [len(frame)]
     limit = _RLE_SLACK * rows * cols + 1024
-    for start, stop in zip(offsets, offsets[1:]):
-        if _rle_segment_length(frame[start:stop], limit) > limit:
+    for start, stop in zip(offsets, offsets[1:]):  # a longer segment (0x80 no-ops, counted byte by byte) is no image
+        if stop - start > limit or _rle_segment_length(frame[start:stop], limit) > limit:
             raise _damaged("its RLE data expands to far more than the image size in its header")
 
 
@@ -236,6 +236,7 @@ def check_frame(fp: BinaryIO, index: int, syntax: str | None) -> None:
         frame = get_frame(fp, index, number_of_frames=int(opts.get("number_of_frames") or 1),
                           extended_offsets=opts.get("extended_offsets"))
         if tsyntax in JPEG2000TransferSyntaxes:
+            check_decoded_bytes(rows, cols, samples, 32)  # OpenJPEG decodes into 32-bit integers a sample
             check_header(j2k_header(frame), rows, cols, samples, bits)
         elif tsyntax in JPEGTransferSyntaxes or tsyntax in JPEGLSTransferSyntaxes:
             check_header(jpeg_header(frame), rows, cols, samples, bits)

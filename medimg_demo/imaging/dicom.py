@@ -116,6 +116,11 @@ def _decode_dicom(fp: BinaryIO, frame: int | None) -> Study:
     # sample, not pixels: the frame's header and its decoded bytes are checked first (see .codestream).
     from .codestream import check_frame
 
+    if syntax == "1.2.840.10008.1.2.1.99":  # the frame reader parses the file as it is stored, never inflated
+        raise InputError("This DICOM file is compressed as a whole (Deflated transfer syntax), which this server does "
+                         "not decode. Export it as Explicit VR Little Endian (or with compressed pixel data) and "
+                         "upload it again.")
+
     check_frame(fp, frame_index, syntax)
     # One frame is decoded, read straight from the file: never the whole pixel data, never every frame.
     arr = pixel_array(fp, index=frame_index, **({"transfer_syntax_uid": syntax} if syntax else {}))

@@ -21,7 +21,7 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 from pydicom.values import converters
 
 from ..errors import InputError
-from .dicom_inflate import _CHUNK, MAX_INFLATED_BYTES, inflate_bounded  # noqa: F401 - MAX_INFLATED_BYTES: the guard's
+from .dicom_inflate import _CHUNK, MAX_INFLATED_BYTES, declared_syntax, inflate_bounded  # noqa: F401 - MAX_INFLATED_BYTES: the guard's
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,10 @@ _ENCODINGS = {"1.2.840.10008.1.2": (True, True), "1.2.840.10008.1.2.1": (False, 
               "1.2.840.10008.1.2.2": (False, False)}  # (implicit VR, little endian); any other: explicit little
 _VRS = frozenset(str(v).encode() for v in VR)  # pydicom's ENCODED_VR
 _LONG_VRS = frozenset(str(v) for v in EXPLICIT_VR_LENGTH_32)  # a 4-byte length in explicit VR
-#: Text VRs pydicom splits at each backslash, one object a value (a 2 MB "1\\1\\..." Window Center: ~400 MB): in a
-#: value longer than _LONG_TEXT bytes, every value counts towards MAX_DICOM_ELEMENTS.
+#: VRs pydicom splits into one object a value (a 2 MB "1\\1\\..." Window Center: ~400 MB; a 2 MB US: 42 MB): in a
+#: value longer than _LONG_TEXT bytes every value counts towards MAX_DICOM_ELEMENTS (text: at each backslash).
 _MULTI_TEXT, _LONG_TEXT = frozenset("AE AS CS DA DS DT IS LO PN SH TM UC UI".split()), 1024
+_NUMBER_WIDTH = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4, "SV": 8, "UV": 8}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -58,7 +59,7 @@ def _dictionary_sq(tag: int) -> bool | None:
 def _text_vr(vr: str | None, tag: int) -> str | None:
     """The VR pydicom reads a value as: the dictionary's where the file gives none or UN (pydicom replaces UN)."""
     try:
-        return dictionary_VR(tag) if vr in (None, "UN") else vr
+        return (dictionary_VR(tag).split(" ")[0]) if vr in (None, "UN") else vr  # "US or SS": as many objects
     except KeyError:
         return vr
 
@@ -207,8 +208,11 @@ class _Walker:
             if vr in (None, "UN") and (sq := _dictionary_sq(tag)) is None:  # type: ignore[assignment]
                 sq = length >= 8 and self.peek_item(value, e, f.region)  # a private sequence?
             if not sq:
-                if length > _LONG_TEXT and _text_vr(vr, tag) in _MULTI_TEXT:  # one object a value, as elements cost
+                kind = _text_vr(vr, tag) if length > _LONG_TEXT else None  # one object a value, as elements cost
+                if kind in _MULTI_TEXT:
                     self.add(self.read(value, length, f.region).count(b"\\"))
+                elif kind in _NUMBER_WIDTH:
+                    self.add(length // _NUMBER_WIDTH[kind])
                 return value + length
             self.deeper(stack)  # parsed when accessed, from its own copy of the value's bytes
             end = value + length
@@ -263,16 +267,20 @@ def _check(fp: BinaryIO, size: int) -> None:
     fp.seek(128)
     pos: int | None = 132 if fp.read(4) == b"DICM" else 0  # the preamble and prefix are optional
     pos = walker.walk(pos, False, True, size, stop=2)  # type: ignore[arg-type]  # file meta (group 0002)
+    data_set = pos
     pos = None if pos is None else walker.walk(pos, True, True, size, stop=0)  # command set (group 0000)
+    if pos is not None and pos != data_set:  # pixel_array reads it with the data set, in one encoding: unwalked
+        raise InputError("This DICOM file carries a network command set (group 0000), which a file does not hold. "
+                         "Export the image again from the source system and upload it again.")
     if pos is None or pos >= size:
         return
-    syntax = walker.transfer_syntax
+    syntax = declared_syntax(fp, walker.transfer_syntax)
     if syntax == _DEFLATED:  # pydicom inflates all of it at once: measure first, then walk the inflated bytes
         if inflate_bounded(fp, pos, keep=False) is None or (body := inflate_bounded(fp, pos, keep=True)) is None:
-            return
+            return  # pydicom's inflate fails on it too
         _Walker(body, body.seek(0, io.SEEK_END), walker.count).walk(0, False, True, body.tell())
         return
-    implicit, little = _ENCODINGS.get(syntax or "", (False, True))
+    implicit, little = _ENCODINGS.get(syntax or "", (False, True)) if isinstance(syntax, str) else (False, True)
     if syntax is None:  # no transfer syntax: pydicom guesses from the first element (read_partial)
         try:
             group, _, raw_vr = struct.unpack("<HH2s", walker.read(pos, 6, size))

@@ -42,3 +42,18 @@ def inflate_bounded(fp: BinaryIO, start: int, keep: bool) -> io.BytesIO | None:
     except zlib.error:
         return None
     return out if inflater.eof else None
+
+
+def declared_syntax(fp: BinaryIO, fallback: str | None) -> object:
+    """The transfer syntax pydicom's reader acts on: its own reading of the file meta (a value written as bytes, or
+    padded past what a header walk reads, is read as pydicom reads it; pydicom compares it with the UIDs by ``==``).
+    ``fallback`` where pydicom cannot read the file meta."""
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+
+    try:
+        fp.seek(0)
+        read_preamble(fp, force=True)
+        value = _read_file_meta_info(fp).get("TransferSyntaxUID")
+    except Exception:  # noqa: BLE001 - any failure: pydicom's own read fails or guesses alike
+        return fallback
+    return value if value is None or isinstance(value, str) else "?"  # bytes, several values: equal to no UID

@@ -40,7 +40,7 @@ _RANGES: tuple[tuple[str, float, float, str], ...] = (
     ("sam", 0.0, 1.0, "a radius from 0 (off) to 1"), ("reframe", 0.0, 1.0, "a probability from 0 (off) to 1"),
     ("patience", 1, 10_000, "a patience of 1 or more epochs"), ("min_epochs", 0, 10_000, "0 or more epochs"),
     ("threads", 0, 1024, "0 (torch's default) or more threads"), ("max_train", 0, 10**9, "0 (all) or more images"),
-    ("lesion_channels", 1, 1024, "a decoder width of 1 to 1024 channels"),
+    ("lesion_channels", 0, 1024, "a decoder width of 1 to 1024 channels (0: the start model's)"),
     ("lesion_weight", 0.0, 1e6, "a weight of 0 or more"), ("guidance_weight", 0.0, 1e6, "a weight of 0 or more"),
     ("projection_weight", 0.0, 1e6, "a weight of 0 or more"), ("distill_weight", 0.0, 1e6, "a weight of 0 or more"),
     ("select_erasure", 0.0, 1e6, "a weight of 0 or more"), ("ema_halflife", 0.0, 1000.0, "0 (off) or more epochs"),
@@ -88,8 +88,9 @@ class TrainConfig:
     max_train: int = _opt(0, "cap training images (smoke tests; 0 = all)")
     lesion: bool = _opt(False, "train a lesion head on the data set's lesion masks or boxes (breast_us, brain_mri)")
     lesion_weight: float = _opt(1.0, "weight of the lesion head's loss (BCE + Dice)")
-    lesion_channels: int = _opt(DEFAULT_LESION_CHANNELS, "width of the lesion head's decoder; fewer channels predict faster (with "
-                                    "--lesion-only, a width other than the start model's head trains a new head)")
+    lesion_channels: int = _opt(0, "width of the lesion head's decoder (0: the --init-from model's, else "
+                                   f"{DEFAULT_LESION_CHANNELS}); fewer channels predict faster (with --lesion-only, a width "
+                                   "other than the start model's head trains a new head)")
     guidance_weight: float = _opt(0.0, "weight of the guidance loss: class evidence outside the annotated lesion")
     projection_weight: float = _opt(0.0, "weight of the box-projection loss (BoxInst): the lesion map's row and column "
                                          "maxima follow the annotation's, so the lesion's extent is the box's")
@@ -170,7 +171,7 @@ class TrainConfig:
         if self.lesion_only and not (self.lesion and self.init_from and self.lesion_weight > 0):
             raise OptionError("--lesion-only retrains the lesion head of a trained model: give --lesion, --init-from "
                               "MODEL and a --lesion-weight above 0.")
-        if self.lesion_channels != DEFAULT_LESION_CHANNELS and not self.lesion:
+        if self.lesion_channels and not self.lesion:
             raise OptionError("--lesion-channels sets the width of the lesion head: add --lesion.")
         if self.projection_weight and not self.lesion:
             raise OptionError("--projection-weight trains the lesion head: add --lesion.")

@@ -12,7 +12,7 @@ import torch
 from ..errors import ModelError, OptionError
 from ..models.calibrate import calibrated_logits
 from ..models.calibration import Calibration
-from ..models.config import InputConfig, ModelConfig
+from ..models.config import DEFAULT_LESION_CHANNELS, InputConfig, ModelConfig
 from ..models.network import TumorNet
 from .config import TrainConfig, teacher_ids
 
@@ -76,6 +76,15 @@ def _find_model(model_id: str, out_dir: str | Path, option: str) -> ModelConfig:
         raise OptionError(f"{option} {model_id}: --out {out_dir} and the model registry hold different models of "
                           "that id; rename one, or train into another --out.")
     return local
+
+
+def lesion_width(cfg: TrainConfig) -> int:
+    """The lesion head's width for this run: ``--lesion-channels``, else the ``--init-from`` model's head's, else the
+    default (so a run from a narrower head keeps it, and only an explicit other width trains a new one)."""
+    if cfg.lesion_channels:
+        return cfg.lesion_channels
+    start = start_model(cfg.init_from, cfg.out_dir) if cfg.init_from else None
+    return start.lesion.channels if start is not None and start.lesion is not None else DEFAULT_LESION_CHANNELS
 
 
 def init_weights(model: TumorNet, model_id: str, same_as: tuple[list[str], InputConfig] | None = None,

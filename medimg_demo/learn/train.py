@@ -47,7 +47,7 @@ from .mixup import Mixup
 from .sam import SharpnessAware
 from .selection import lesion_score, selection_score, val_box_hits, val_dice, val_erasure, val_scores
 from .served_calibration import check_sibling, served_calibration
-from .start import check_sources, init_backbone, init_weights, load_teacher
+from .start import check_sources, init_backbone, init_weights, lesion_width, load_teacher
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,10 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     # the model as training builds it, before any decoding, so that weights out of reach or a backbone the lesion head
     # cannot tap fail at once; the RNG state is restored, so every recorded recipe still draws the same random numbers
     # (its weights then agree up to CPU floating-point noise: see the README's note on reproducing a model)
+    width = lesion_width(cfg)
     with torch.random.fork_rng(devices=[]):
         TumorNet(cfg.arch, heads, pretrained=cfg.pretrained, lesion_taps=DEFAULT_TAPS if cfg.lesion else None,
-                 lesion_channels=cfg.lesion_channels)
+                 lesion_channels=width)
     input_cfg = InputConfig(
         size=(cfg.size, cfg.size),
         mean=tuple(pcfg.get("mean", (0.485, 0.456, 0.406))),  # type: ignore[arg-type]
@@ -135,7 +136,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
     val_ds = ManifestDataset(folder, val_df, heads, input_cfg, augment=None, desc="decode val", lesions=cfg.lesion)
     taps = DEFAULT_TAPS if cfg.lesion else None
     model = TumorNet(cfg.arch, heads, pretrained=cfg.pretrained, drop_rate=cfg.drop_rate, lesion_taps=taps,
-                     lesion_channels=cfg.lesion_channels)
+                     lesion_channels=width)
     if cfg.init_from:
         frozen = cfg.lesion_only or cfg.head_only  # a part retrained on the start model's frozen backbone
         init_weights(model, cfg.init_from, (heads["type"], input_cfg) if frozen else None, complete=frozen,
@@ -245,7 +246,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
                 break
 
     # Reload the selected epoch exactly as it will be served (fp16 weights), then calibrate (see served_calibration).
-    served = TumorNet(cfg.arch, heads, pretrained="none", lesion_taps=taps, lesion_channels=cfg.lesion_channels)
+    served = TumorNet(cfg.arch, heads, pretrained="none", lesion_taps=taps, lesion_channels=width)
     sha = sha256_file(best_path)  # written by this run a moment ago: pinned here, checked on every later load
     load_checkpoint(served, best_path, sha)
     temperature, kept_calibration = served_calibration(cfg, served, folder, held_df, heads, input_cfg, val_ds, sibling)
@@ -258,7 +259,7 @@ def train(cfg: TrainConfig, exclude: frozenset[str] = frozenset()) -> ModelConfi
         "input": {"size": [cfg.size, cfg.size], "mean": list(input_cfg.mean), "std": list(input_cfg.std), "interpolation": "bilinear",
                   "dicom_windows": {k: list(v) for k, v in get_task(cfg.task).dicom_windows.items()}},
         "target_layer": cfg.target_layer,
-        **({"lesion": {"taps": list(taps), "channels": cfg.lesion_channels, "threshold": 0.5}} if taps else {}),
+        **({"lesion": {"taps": list(taps), "channels": width, "threshold": 0.5}} if taps else {}),
         "temperature": temperature,
         **kept_calibration,
         "weights": {"file": "weights.safetensors", "sha256": sha, "dtype": "float16"},

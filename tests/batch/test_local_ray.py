@@ -24,9 +24,14 @@ def _listening() -> set[tuple[str, str]]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's socket tables")
-def test_local_ray_listens_on_loopback_only() -> None:
+def test_local_ray_listens_on_loopback_only(monkeypatch) -> None:
     ray = pytest.importorskip("ray")
-    from medimg_demo.batch.local_ray import start_local_ray
+    from ray._private import ray_constants
+
+    from medimg_demo.batch.local_ray import LOOPBACK_SWITCH, start_local_ray
+
+    monkeypatch.setenv(LOOPBACK_SWITCH, "1")  # restored after: the switch and the constant stay set in the process
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", ray_constants.ENABLE_RAY_CLUSTER)
 
     if ray.is_initialized():
         ray.shutdown()

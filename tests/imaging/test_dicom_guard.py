@@ -251,3 +251,57 @@ def test_a_long_multi_valued_text_counts_each_value() -> None:
             check_dicom_structure(bomb, bomb.getbuffer().nbytes)
     fine = file(ImageComments="x" * 60_000, WindowCenter="\\".join(["40"] * 500))
     check_dicom_structure(fine, fine.getbuffer().nbytes)
+
+
+def _el(group: int, element: int, vr: str, value: bytes) -> bytes:
+    """An explicit VR little endian element."""
+    if vr in ("OB", "OW", "SQ", "UN", "UT"):
+        return struct.pack("<HH2sHL", group, element, vr.encode(), 0, len(value)) + value
+    return struct.pack("<HH2sH", group, element, vr.encode(), len(value)) + value
+
+
+def _meta(syntax: bytes, vr: str = "UI") -> bytes:
+    return b"\0" * 128 + b"DICM" + _el(2, 0x10, vr, syntax)
+
+
+def test_the_transfer_syntax_is_the_one_pydicom_reads(monkeypatch) -> None:
+    """A second read found two files the walk judged apart from pydicom: a Deflated UID written as bytes (OB), which
+    pydicom never takes for Deflated (so the body is read as it stands: an item bomb), and one padded past what the
+    walk reads (which pydicom strips and inflates: a deflate bomb). Both are judged as pydicom reads them."""
+    import zlib
+
+    from medimg_demo.imaging import dicom_guard, dicom_inflate
+
+    monkeypatch.setattr(dicom_guard, "MAX_DICOM_ELEMENTS", 1000)
+    items = b"".join(struct.pack("<HHL", 0xFFFE, 0xE000, 0) for _ in range(5000))
+    bomb = struct.pack("<HH2sHL", 0x0008, 0x1115, b"SQ", 0, 0xFFFFFFFF) + items + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+    as_bytes = _meta(b"1.2.840.10008.1.2.1.99\0", "OB") + bomb
+    monkeypatch.setattr(dicom_inflate, "MAX_INFLATED_BYTES", 1 << 20)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = _el(8, 0x60, "CS", b"CT") + _el(0x0009, 0x1001, "OB", b"\0" * (4 << 20))
+    padded = _meta(b"1.2.840.10008.1.2.1.99" + b" " * 1100) + packer.compress(body) + packer.flush()
+    for data in (as_bytes, padded):
+        with pytest.raises(InputError):
+            check_dicom_structure(io.BytesIO(data), len(data))
+
+
+def test_a_command_set_in_a_file_is_refused() -> None:
+    """Group 0000 belongs to network messages; the frame reader reads it with the data set in one encoding, which
+    the walk cannot follow: a file that carries one is refused."""
+    data = (_meta(b"1.2.840.10008.1.2.1\0") + struct.pack("<HHL", 0, 0, 4) + struct.pack("<L", 4)
+            + _el(0x0008, 0x0060, "CS", b"CT"))
+    with pytest.raises(InputError, match="command set"):
+        check_dicom_structure(io.BytesIO(data), len(data))
+
+
+def test_a_long_number_array_counts_each_number(monkeypatch) -> None:
+    """pydicom splits US/SS/UL/SL/FL/FD/AT values into one number object each (a 2 MB implicit Rows: 42 MB)."""
+    from medimg_demo.imaging import dicom_guard
+
+    monkeypatch.setattr(dicom_guard, "MAX_DICOM_ELEMENTS", 1000)
+    rows = struct.pack("<HHL", 0x0028, 0x0010, 4000) + b"\xfe\xff" * 2000  # implicit VR: the dictionary says US
+    data = _meta(b"1.2.840.10008.1.2\0") + rows
+    with pytest.raises(InputError, match="attributes"):
+        check_dicom_structure(io.BytesIO(data), len(data))
+    short = _meta(b"1.2.840.10008.1.2\0") + struct.pack("<HHL", 0x0028, 0x0010, 2) + b"\x00\x02"
+    check_dicom_structure(io.BytesIO(short), len(short))

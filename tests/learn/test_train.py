@@ -185,6 +185,11 @@ def test_lesion_only_at_another_width_trains_a_new_lesion_head_and_keeps_the_res
     assert mc.lesion is not None and mc.lesion.channels == 16 and mc.temperature == start.temperature
     model = load_model(mc)
     assert model.lesion is not None and model.lesion.out.in_channels == 16
+    # from the narrower model, without --lesion-channels: its width is kept (its head trained on, not replaced)
+    again = train(TrainConfig(model_id="toy.width_v2", epochs=1, warmup_epochs=0, lesion_only=True,
+                              init_from="toy.width_v1", **common))
+    assert again.lesion is not None and again.lesion.channels == 16
+    assert load_file(str(again.weights_path))["lesion.out.weight"].shape == (1, 16, 1, 1)
 
 
 @pytest.mark.slow

@@ -63,6 +63,7 @@ _NEEDS = {"lesion_channels": {"lesion": True}}
 
 
 def test_a_lesion_head_width_needs_a_lesion_head() -> None:
+    TrainConfig(task="breast_us").check_options()  # 0, the default: the start model's width, else 48
     with pytest.raises(OptionError, match="--lesion-channels .*add --lesion"):
         TrainConfig(task="breast_us", lesion_channels=32).check_options()
     TrainConfig(task="breast_us", lesion_channels=32, lesion=True).check_options()
