@@ -79,8 +79,10 @@ def _decode_dicom(fp: BinaryIO, frame: int | None) -> Study:
 
     from .dicom_guard import check_dicom_structure
 
-    check_dicom_structure(fp, fp.seek(0, io.SEEK_END))  # pydicom builds an object an element: their number (and a
-    fp.seek(0)  # deflated body's size) is bounded first; the file starts at 0, as the frame read below assumes
+    # pydicom builds an object an element: their number is bounded first; a Deflated file is refused there, since the
+    # frame reader below never inflates it. The file starts at 0, as the frame read assumes.
+    check_dicom_structure(fp, fp.seek(0, io.SEEK_END), deflated=False)
+    fp.seek(0)
     ds = pydicom.dcmread(fp, force=True, defer_size=_DEFER_BYTES)  # the header; the pixel data is not read here
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise InputError(
@@ -115,11 +117,6 @@ def _decode_dicom(fp: BinaryIO, frame: int | None) -> Study:
     # Decoders size their buffers by the codestream's own header, not by Rows/Columns, and by samples and bytes a
     # sample, not pixels: the frame's header and its decoded bytes are checked first (see .codestream).
     from .codestream import check_frame
-
-    if syntax == "1.2.840.10008.1.2.1.99":  # the frame reader parses the file as it is stored, never inflated
-        raise InputError("This DICOM file is compressed as a whole (Deflated transfer syntax), which this server does "
-                         "not decode. Export it as Explicit VR Little Endian (or with compressed pixel data) and "
-                         "upload it again.")
 
     check_frame(fp, frame_index, syntax)
     # One frame is decoded, read straight from the file: never the whole pixel data, never every frame.

@@ -245,7 +245,7 @@ class _Walker:
                              "an image needs. Export the image again (without embedded reports) and upload it.")
 
 
-def check_dicom_structure(fp: BinaryIO, size: int) -> None:
+def check_dicom_structure(fp: BinaryIO, size: int, deflated: bool = True) -> None:
     """Refuse, with an :class:`InputError`, a DICOM file pydicom could not read in bounded memory and time: a deflated
     body inflating past :data:`MAX_INFLATED_BYTES`, more than :data:`MAX_DICOM_ELEMENTS` elements, items and
     fragments, sequences nested deeper than :data:`MAX_DICOM_DEPTH`, or values without an end marker that pydicom would
@@ -254,15 +254,16 @@ def check_dicom_structure(fp: BinaryIO, size: int) -> None:
     The file is the ``size`` bytes from offset 0 of ``fp``; fp's position is restored. Only element headers are read
     (values are skipped), so time is linear in the file size and memory is bounded (a deflated body is inflated twice:
     once to measure it in small steps, then, within the limit, to walk it). A damaged structure is not refused.
+    ``deflated=False``: a Deflated file is refused outright (for readers that never inflate it).
     """
     here = fp.tell()
     try:
-        _check(fp, size)
+        _check(fp, size, deflated)
     finally:
         fp.seek(here)
 
 
-def _check(fp: BinaryIO, size: int) -> None:
+def _check(fp: BinaryIO, size: int, deflated: bool) -> None:
     walker = _Walker(fp, size)
     fp.seek(128)
     pos: int | None = 132 if fp.read(4) == b"DICM" else 0  # the preamble and prefix are optional
@@ -275,6 +276,10 @@ def _check(fp: BinaryIO, size: int) -> None:
     if pos is None or pos >= size:
         return
     syntax = declared_syntax(fp, walker.transfer_syntax)
+    if syntax == _DEFLATED and not deflated:  # a reader that never inflates would parse the compressed bytes
+        raise InputError("This DICOM file is compressed as a whole (Deflated transfer syntax), which this server does "
+                         "not decode. Export it as Explicit VR Little Endian (or with compressed pixel data) and "
+                         "upload it again.")
     if syntax == _DEFLATED:  # pydicom inflates all of it at once: measure first, then walk the inflated bytes
         if inflate_bounded(fp, pos, keep=False) is None or (body := inflate_bounded(fp, pos, keep=True)) is None:
             return  # pydicom's inflate fails on it too

@@ -305,3 +305,16 @@ def test_a_long_number_array_counts_each_number(monkeypatch) -> None:
         check_dicom_structure(io.BytesIO(data), len(data))
     short = _meta(b"1.2.840.10008.1.2\0") + struct.pack("<HHL", 0x0028, 0x0010, 2) + b"\x00\x02"
     check_dicom_structure(io.BytesIO(short), len(short))
+
+
+def test_a_deflated_file_is_refused_where_it_is_not_inflated() -> None:
+    """The frame reader parses a file as it is stored: analysis refuses a Deflated file outright (before pydicom
+    inflates it), while the de-identification's reader, which inflates it, may read it."""
+    from medimg_demo.imaging.decode import read_bytes
+
+    data = _file("deflated")
+    check_dicom_structure(io.BytesIO(data), len(data))
+    with pytest.raises(InputError, match="Deflated"):
+        check_dicom_structure(io.BytesIO(data), len(data), deflated=False)
+    with pytest.raises(InputError, match="Deflated"):
+        read_bytes(data)
