@@ -9,9 +9,10 @@ read (pydicom's own header read and frame lookup) and refuses, before decoding:
 
 * a frame whose decoded size (Rows x Columns x Samples per Pixel x bytes a sample) exceeds MAX_DECODED_BYTES;
 * JPEG 2000 / HTJ2K: a SIZ marker whose width, height or component count differs from the header, whose precision
-  exceeds Bits Allocated, with more than MAX_J2K_TILES tiles, or a JP2 wrapper with a palette box;
+  exceeds Bits Allocated, with more than MAX_J2K_TILES tiles, or a JP2 wrapper with a palette box; code-blocks or
+  precincts so small that the decoder's state outgrows the image (``j2k_coding``);
 * JPEG / JPEG-LS: a frame header (SOF) that disagrees likewise, a height left to a later DNL marker, hierarchical
-  JPEG, JPEG-LS oversize dimensions (LSE id 4) or JPEG extension markers;
+  JPEG, JPEG-LS oversize dimensions (LSE id 4), JPEG extension markers, or more than MAX_JPEG_SCANS scans;
 * RLE: a segment that expands to more than twice a sample plane.
 
 Messages say what is wrong and what to do; none quotes a value read from the file.
@@ -26,6 +27,9 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..errors import InputError
+from .frame_errors import damaged as _damaged
+from .frame_errors import unsupported as _unsupported
+from .j2k_coding import check_coding_styles
 from .study import MAX_PIXELS
 
 log = logging.getLogger(__name__)
@@ -36,11 +40,14 @@ MAX_DECODED_BYTES = int(os.environ.get("MEDIMG_MAX_DECODED_BYTES", str(MAX_PIXEL
 #: OpenJPEG allocates about 10 KB of coding state a tile while it reads the main header (29,000 tiles of a 512x512
 #: image: 275 MB); real encoders use one tile or tiles of 128 px and more.
 MAX_J2K_TILES = 4096
+#: Scans a JPEG or JPEG-LS frame may hold. Each scan of a progressive JPEG is a pass over the whole frame, and a repeated
+#: scan of a flat image costs a few bytes: 2,000 of them in a 165 KB file kept the decoder busy for 53 s (4096x4096).
+#: Encoders write one scan a component, or six to ten for a progressive image (libjpeg's simple progression).
+MAX_JPEG_SCANS = 64
 #: An RLE segment (one byte of one sample) may carry padding past its plane; more than this many times the plane is
 #: no padding but an expansion bomb (a 2-byte run expands to 128 bytes).
 _RLE_SLACK = 2
 
-_AGAIN = "Export the image again from the source system (uncompressed if it persists) and upload it again."
 _SOF = {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0), 0xF7}  # JPEG; F7: JPEG-LS
 
 
@@ -53,15 +60,6 @@ class FrameHeader:
     components: int
     precision: int  # bits a sample (the largest over the components)
     tiles: int = 1
-
-
-def _damaged(what: str) -> InputError:
-    return InputError(f"The DICOM pixel data is damaged or inconsistent: {what}, so it was not decoded. {_AGAIN}")
-
-
-def _unsupported(what: str) -> InputError:
-    return InputError(f"The DICOM pixel data uses {what}, which this server does not decode. "
-                      "Export the image uncompressed (Explicit VR Little Endian) and upload it again.")
 
 
 def check_decoded_bytes(rows: int, cols: int, samples: int, bits_allocated: int) -> None:
@@ -198,6 +196,13 @@ def check_rle(frame: bytes, rows: int, cols: int) -> None:
             raise _damaged("its RLE data expands to far more than the image size in its header")
 
 
+def check_jpeg_scans(data: bytes) -> None:
+    """Refuse a JPEG or JPEG-LS frame with more than MAX_JPEG_SCANS scans. Entropy-coded data stuff every 0xFF byte
+    (0xFF00; JPEG-LS stuffs a bit), so 0xFFDA occurs only as a start-of-scan marker."""
+    if data.count(b"\xff\xda") > MAX_JPEG_SCANS:
+        raise _unsupported(f"more than {MAX_JPEG_SCANS} JPEG scans in one frame")
+
+
 def check_header(info: FrameHeader, rows: int, cols: int, samples: int, bits_allocated: int) -> None:
     """Refuse a codestream header that disagrees with the DICOM header's image size, samples or bit depth."""
     if (info.width, info.height) != (cols, rows):
@@ -238,8 +243,10 @@ def check_frame(fp: BinaryIO, index: int, syntax: str | None) -> None:
         if tsyntax in JPEG2000TransferSyntaxes:
             check_decoded_bytes(rows, cols, samples, 32)  # OpenJPEG decodes into 32-bit integers a sample
             check_header(j2k_header(frame), rows, cols, samples, bits)
+            check_coding_styles(frame, _jp2_codestream_offset(frame), samples)
         elif tsyntax in JPEGTransferSyntaxes or tsyntax in JPEGLSTransferSyntaxes:
             check_header(jpeg_header(frame), rows, cols, samples, bits)
+            check_jpeg_scans(frame)
         elif tsyntax == RLELossless:
             check_rle(frame, rows, cols)
         else:  # no header parser: bounded by the DICOM header's bytes above

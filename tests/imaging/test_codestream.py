@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,3 +245,109 @@ def test_the_default_byte_budget_follows_the_pixel_limit(monkeypatch: pytest.Mon
     finally:
         monkeypatch.undo()
         importlib.reload(codestream)
+
+
+def _cod(cs: bytes) -> tuple[int, int]:
+    i = cs.index(b"\xff\x52")
+    return i, struct.unpack_from(">H", cs, i + 2)[0]
+
+
+def _with_precincts(cs: bytes, pp: int) -> bytes:
+    """The main header's COD rewritten to state precincts of 2^(pp & 15) x 2^(pp >> 4) at every resolution."""
+    i, length = _cod(cs)
+    cod = bytearray(cs[i + 4 : i + 2 + length])
+    cod[0] |= 1
+    cod += bytes([pp] * (cod[5] + 1))
+    return cs[:i] + b"\xff\x52" + struct.pack(">H", len(cod) + 2) + bytes(cod) + cs[i + 2 + length :]
+
+
+def _with_blocks(cs: bytes, xcb: int) -> bytes:
+    i, _ = _cod(cs)
+    b = bytearray(cs)
+    b[i + 10] = b[i + 11] = xcb
+    return bytes(b)
+
+
+def _coc_in_main_header(cs: bytes, xcb: int) -> bytes:
+    """A COC for component 0 with 2^(xcb+2) code-blocks, placed after the COD."""
+    i, length = _cod(cs)
+    coc = bytes([0, 0]) + cs[i + 9 : i + 10] + bytes([xcb, xcb]) + cs[i + 12 : i + 14]
+    j = i + 2 + length
+    return cs[:j] + b"\xff\x53" + struct.pack(">H", len(coc) + 2) + coc + cs[j:]
+
+
+def _cod_in_tile_part(cs: bytes, xcb: int) -> bytes:
+    """The main COD copied, with 2^(xcb+2) code-blocks, into the first tile-part's header (which overrides it)."""
+    i, length = _cod(cs)
+    cod = bytearray(cs[i : i + 2 + length])
+    cod[10] = cod[11] = xcb
+    sot = cs.index(b"\xff\x90")
+    b = bytearray(cs[: sot + 12] + bytes(cod) + cs[sot + 12 :])
+    psot = struct.unpack_from(">I", b, sot + 6)[0]
+    if psot:
+        struct.pack_into(">I", b, sot + 6, psot + len(cod))
+    return bytes(b)
+
+
+@pytest.mark.parametrize("forge", [
+    lambda cs: _with_precincts(cs, 0x11),  # 2x2 precincts: 1 KB, 4096^2 -> 9.3 GB of decoder state before this check
+    lambda cs: _with_precincts(cs, 0x33),  # 8x8 precincts: 4-pixel code-blocks
+    lambda cs: _with_blocks(cs, 0),  # 4x4 code-blocks
+    lambda cs: _coc_in_main_header(cs, 0),
+    lambda cs: _cod_in_tile_part(cs, 0),
+], ids=["precincts-2", "precincts-8", "code-blocks-4", "coc", "tile-part-cod"])
+def test_jpeg2000_code_blocks_or_precincts_forged_small_are_refused_before_any_decode(
+        forge, decoder_calls: list[int]) -> None:  # noqa: ANN001
+    cs = forge(bytes(_j2k(_gray8(256, 256))))
+    with pytest.raises(InputError, match="code-blocks or precincts smaller than 8 pixels") as exc:
+        read_bytes(_dicom([cs], JPEG2000Lossless, 256, 256))
+    assert decoder_calls == [] and "Export the image uncompressed" in str(exc.value)
+
+
+def test_jpeg2000_coding_styles_real_encoders_use_pass() -> None:
+    from pydicom.data import get_testdata_file
+
+    from medimg_demo.imaging.j2k_coding import check_coding_styles
+
+    cs = bytes(_j2k(_gray8(256, 256)))
+    for ok in (cs, _with_precincts(cs, 0x77), _with_precincts(cs, 0x44), _with_blocks(cs, 1), _cod_in_tile_part(cs, 4),
+               _coc_in_main_header(cs, 3)):
+        check_coding_styles(ok, 0, 1)  # 64 and 32 px code-blocks; 128 and 16 px precincts (8 px code-blocks)
+    arr = _gray8(256, 256)
+    np.testing.assert_array_equal(read_bytes(_dicom([_cod_in_tile_part(cs, 4)], JPEG2000Lossless, 256, 256)).values, arr)
+    for name in ("JPEG2000.dcm", "GDCMJ2K_TextGBR.dcm", "MR_small_jp2klossless.dcm"):  # pydicom's, from other encoders
+        path = get_testdata_file(name)
+        if path is not None:
+            assert read_bytes(Path(path).read_bytes()).pixels.size > 0
+
+
+def test_jpeg2000_tile_part_walk_is_bounded_and_a_broken_main_header_is_damaged(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medimg_demo.imaging import j2k_coding
+
+    cs = bytes(_j2k(_gray8(64, 64)))
+    sot = cs.index(b"\xff\x90")
+    part = b"\xff\x90\x00\x0a\x00\x00" + struct.pack(">I", 14) + b"\x00\x01" + b"\xff\x93"
+    monkeypatch.setattr(j2k_coding, "MAX_TILE_PARTS", 3)
+    j2k_coding.check_coding_styles(cs[:sot] + part * 2 + cs[sot:], 0, 1)  # and the real one: 3
+    with pytest.raises(InputError, match="more than 3 JPEG 2000 tile-parts"):
+        j2k_coding.check_coding_styles(cs[:sot] + part * 3 + cs[sot:], 0, 1)
+    with pytest.raises(InputError, match="main header is truncated"):
+        j2k_coding.check_coding_styles(cs[: sot - 3], 0, 1)
+
+
+def test_a_jpeg_with_scans_repeated_past_the_limit_is_refused_before_any_decode(decoder_calls: list[int]) -> None:
+    """Each progressive scan is a pass over the frame: repeated, a few bytes each, they cost CPU, not memory."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(_gray8(256, 256)).save(buf, format="JPEG", progressive=True)
+    jpg = buf.getvalue()
+    scans = jpg.count(b"\xff\xda")
+    assert 1 < scans <= codestream.MAX_JPEG_SCANS
+    assert read_bytes(_dicom([jpg], JPEGBaseline8Bit, 256, 256)).pixels.shape == (256, 256)
+    assert decoder_calls == [1]
+    last = jpg[jpg.rindex(b"\xff\xda") : -2]
+    forged = jpg[:-2] + last * (codestream.MAX_JPEG_SCANS - scans + 1) + b"\xff\xd9"
+    with pytest.raises(InputError, match=f"more than {codestream.MAX_JPEG_SCANS} JPEG scans"):
+        read_bytes(_dicom([forged], JPEGBaseline8Bit, 256, 256))
+    assert decoder_calls == [1]
