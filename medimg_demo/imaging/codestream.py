@@ -196,11 +196,18 @@ def check_rle(frame: bytes, rows: int, cols: int) -> None:
             raise _damaged("its RLE data expands to far more than the image size in its header")
 
 
-def check_jpeg_scans(data: bytes) -> None:
-    """Refuse a JPEG or JPEG-LS frame with more than MAX_JPEG_SCANS scans. Entropy-coded data stuff every 0xFF byte
-    (0xFF00; JPEG-LS stuffs a bit), so 0xFFDA occurs only as a start-of-scan marker."""
-    if data.count(b"\xff\xda") > MAX_JPEG_SCANS:
-        raise _unsupported(f"more than {MAX_JPEG_SCANS} JPEG scans in one frame")
+def jpeg_scans(src: bytes | BinaryIO) -> int:
+    """The scans of a JPEG or JPEG-LS image (bytes, or a file read in 1 MB pieces from where it stands and put back). Entropy-coded data stuff every 0xFF byte (0xFF00; JPEG-LS stuffs a bit), so
+    0xFFDA occurs only as a start-of-scan marker."""
+    if isinstance(src, (bytes, bytearray)):
+        scans = src.count(b"\xff\xda")
+    else:
+        start, scans, tail = src.tell(), 0, b""
+        while piece := src.read(1 << 20):
+            scans += (tail + piece).count(b"\xff\xda")
+            tail = piece[-1:] if piece[-1:] == b"\xff" else b""  # a marker split across two pieces
+        src.seek(start)
+    return scans
 
 
 def check_header(info: FrameHeader, rows: int, cols: int, samples: int, bits_allocated: int) -> None:
@@ -246,7 +253,8 @@ def check_frame(fp: BinaryIO, index: int, syntax: str | None) -> None:
             check_coding_styles(frame, _jp2_codestream_offset(frame), samples)
         elif tsyntax in JPEGTransferSyntaxes or tsyntax in JPEGLSTransferSyntaxes:
             check_header(jpeg_header(frame), rows, cols, samples, bits)
-            check_jpeg_scans(frame)
+            if jpeg_scans(frame) > MAX_JPEG_SCANS:
+                raise _unsupported(f"more than {MAX_JPEG_SCANS} JPEG scans in one frame")
         elif tsyntax == RLELossless:
             check_rle(frame, rows, cols)
         else:  # no header parser: bounded by the DICOM header's bytes above

@@ -160,3 +160,24 @@ def test_tiny_image_is_refused() -> None:
 
 def test_accepted_text_names_formats() -> None:
     assert "PNG" in ACCEPTED and "JPEG" in ACCEPTED and "DICOM" in ACCEPTED
+
+
+def test_a_jpeg_upload_with_scans_past_the_limit_is_refused_from_bytes_and_from_a_file(tmp_path) -> None:  # noqa: ANN001
+    """A progressive scan repeated 2,000 times (165 KB) kept the decoder busy for 20 s at 4096x4096."""
+    from medimg_demo.imaging import codestream
+
+    buf = io.BytesIO()
+    Image.fromarray((gradient(128, 128) * 255).astype(np.uint8)).save(buf, format="JPEG", progressive=True)
+    jpg = buf.getvalue()
+    last = jpg[jpg.rindex(b"\xff\xda") : -2]
+    forged = jpg[:-2] + last * codestream.MAX_JPEG_SCANS + b"\xff\xd9"
+    path = tmp_path / "scan.jpg"
+    path.write_bytes(forged)
+    for read in (lambda: read_bytes(forged), lambda: read_file(path)):
+        with pytest.raises(InputError, match="more than 64 scans .* baseline JPEG or a PNG"):
+            read()
+    path.write_bytes(jpg)
+    assert read_file(path).pixels.shape == (128, 128)
+    split = io.BytesIO(b"\x00" * ((1 << 20) - 1) + b"\xff\xda" + b"\x00" * 10)  # a marker across two 1 MB pieces
+    split.seek(3)
+    assert codestream.jpeg_scans(split) == 1 and split.tell() == 3
