@@ -166,7 +166,7 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
         return 0
     summary = feedback.summarise(feedback.read_all(db))
     if args.out:
-        summary.to_csv(args.out, index=False)
+        feedback.write_csv(summary, Path(args.out))  # session names are typed by readers: formulas neutralised
     print(summary.round(3).set_index("session_id").T.to_string() if len(summary) else "no feedback yet")
     return 0
 

@@ -172,6 +172,7 @@ class PostgresBackend:
                     log.info("Feedback store: adding column %s to %s", column, self.describe())
                     con.execute(f"ALTER TABLE feedback ADD COLUMN {column} {_pg_type(kind)}")
             con.execute(schema.UNIQUE_KEY)
+            con.execute(schema.PREDICTION_INDEX)
 
     def insert_prediction(self, rec: dict[str, Any]) -> None:
         cols = list(schema.PREDICTION_COLUMNS)
@@ -197,6 +198,10 @@ class PostgresBackend:
         with self._session("storing the feedback") as con, con.transaction():
             if key is not None and (done := con.execute(find, (key,)).fetchone()) is not None:
                 return int(done[0])
+            if row.get("prediction_id"):  # one count at a time per prediction, whichever replica
+                con.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (row["prediction_id"],))
+                n = con.execute("SELECT COUNT(*) FROM feedback WHERE prediction_id = %s", (row["prediction_id"],))
+                schema.refuse_past_limit(int(n.fetchone()[0]))
             got = con.execute(f"INSERT INTO feedback ({cols}) VALUES ({marks}) "
                               "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id", list(row.values())).fetchone()
             if got is None:  # a concurrent request with the same key committed first

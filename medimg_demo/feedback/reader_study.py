@@ -232,3 +232,17 @@ def session_mrmc(table: pd.DataFrame, session_id: str, min_readers: int = MIN_RE
                   for col in ("unaided_correct", "aided_correct")])
     return or_analysis(x, min_readers=min_readers, min_cases=min_cases)
 
+
+
+def hide_unfinished_truth(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with the ground truth blanked on every row of a (session, reader, case) that has no aided read yet:
+    the unaided row stores the case's truth, and a reader who could read it back (their own export) between the two
+    reads would give the aided answer knowing it."""
+    if rows.empty:
+        return rows
+    key = rows[["session_id", "reader", "case_id"]].astype(str).agg("\x1f".join, axis=1)
+    finished = set(key[rows["phase"] == "aided"])
+    out = rows.copy()
+    pending = ~key.isin(finished) & (rows["phase"] == "unaided")
+    out.loc[pending, ["truth_type", "truth_stage"]] = None
+    return out

@@ -26,6 +26,10 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 PREDICTION_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _KEY = re.compile(r"^[A-Za-z0-9_.:\-]{8,200}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: Line breaks: refused in one-line fields (a carriage return splits a CSV row where a spreadsheet reads it).
+_LINE_BREAK = re.compile(r"[\r\n\x85\u2028\u2029]")
+#: Session names the summaries use for their own rows (compared without case): a reader's session cannot pose as one.
+RESERVED_SESSION_IDS = frozenset({"all", "all sessions", "(no session)"})
 
 def _text(name: str, value: str | None, limit: int) -> None:
     if value is None:
@@ -36,6 +40,8 @@ def _text(name: str, value: str | None, limit: int) -> None:
         raise InputError(f"{name} is longer than {limit} characters ({len(value)}); shorten it.")
     if _CONTROL.search(value):
         raise InputError(f"{name} contains control characters; type plain text.")
+    if _LINE_BREAK.search(value):
+        raise InputError(f"{name} contains a line break; type it on one line.")
 
 
 def _probs(name: str, value: dict[str, float] | None) -> None:
@@ -99,6 +105,8 @@ class Feedback:
         if self.phase not in ("unaided", "aided", "free"):
             raise InputError("Unknown phase; use 'unaided', 'aided' or 'free'.")
         _text("The session id", self.session_id, MAX_SESSION_ID)
+        if isinstance(self.session_id, str) and self.session_id.strip().lower() in RESERVED_SESSION_IDS:
+            raise InputError("That session name is kept for the summary's own rows; choose another name.")
         _text("The case id", self.case_id, MAX_CASE_ID)
         _text("The model id", self.model_id, MAX_MODEL_ID)
         if self.weights_sha256 and not SHA256_RE.match(str(self.weights_sha256)):

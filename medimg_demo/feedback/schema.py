@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import InputError
 from .record import Feedback
 
 #: The feedback table of the first release (after ``id``), in column order.
@@ -61,6 +62,11 @@ PREDICTION_COLUMNS: dict[str, str] = {
 SESSION_INDEX = "CREATE INDEX IF NOT EXISTS feedback_session ON feedback (session_id, reader, case_id)"
 #: The idempotency key is unique (NULLs allowed: rows written before keys existed, or by the CLI).
 UNIQUE_KEY = "CREATE UNIQUE INDEX IF NOT EXISTS feedback_idempotency ON feedback (idempotency_key)"
+#: Rows are counted per prediction before each insert (:data:`MAX_ROWS_PER_PREDICTION`).
+PREDICTION_INDEX = "CREATE INDEX IF NOT EXISTS feedback_prediction ON feedback (prediction_id)"
+#: Answers one shown prediction may collect (a reader's unaided and aided reads, corrections, a few colleagues at
+#: the same screen); past it, a client replaying one prediction id cannot grow the store and every summary.
+MAX_ROWS_PER_PREDICTION = 20
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 for _name in [*FEEDBACK_COLUMNS, *ADDED_COLUMNS, *PREDICTION_COLUMNS]:  # names are spliced into SQL: keep them plain
@@ -76,6 +82,13 @@ def columns() -> list[str]:
 #: Columns a read may be narrowed by (equality), so that a reading session's checks read its own rows only.
 FILTER_COLUMNS = ("session_id", "reader", "case_id", "phase")
 
+
+
+def refuse_past_limit(stored: int) -> None:
+    """Refuse one more answer to a prediction that already has ``stored`` (checked inside the insert's transaction)."""
+    if stored >= MAX_ROWS_PER_PREDICTION:
+        raise InputError(f"This prediction already has {MAX_ROWS_PER_PREDICTION} answers, the most one shown result "
+                         "takes. Run Analyse again to give feedback on a new result.")
 
 def select_feedback(mark: str, where: Iterable[str] = ()) -> str:
     """``SELECT`` of the feedback rows, oldest first, narrowed to rows whose ``where`` columns equal the bound values

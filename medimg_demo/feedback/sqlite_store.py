@@ -70,6 +70,7 @@ def connect(db: Path) -> sqlite3.Connection:
                             if column not in have:
                                 con.execute(f"ALTER TABLE feedback ADD COLUMN {column} {kind}")
                         con.execute(schema.UNIQUE_KEY)
+                        con.execute(schema.PREDICTION_INDEX)
                         _initialised.add(key)
         except BaseException:
             con.close()
@@ -125,6 +126,9 @@ class SqliteBackend:
                     if done is not None:
                         con.execute("COMMIT")
                         return int(done[0])
+                if row.get("prediction_id"):
+                    n = con.execute("SELECT COUNT(*) FROM feedback WHERE prediction_id = ?", (row["prediction_id"],))
+                    schema.refuse_past_limit(int(n.fetchone()[0]))
                 cur = con.execute(f"INSERT INTO feedback ({cols}) VALUES ({marks})", list(row.values()))
                 con.execute("COMMIT")
                 return int(cur.lastrowid or 0)

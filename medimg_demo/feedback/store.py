@@ -242,5 +242,7 @@ def export_csv(db: StoreLocation, out: Path, df: pd.DataFrame | None = None) -> 
 def write_csv(df: pd.DataFrame, out: Path) -> int:
     """``df`` as a CSV file safe to open in a spreadsheet (formulas neutralised); returns the row count."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    neutralise_formulas(df).to_csv(out, index=False)
+    # CRLF rows (RFC 4180): a cell holding a line break (a comment's paragraphs) is then always quoted, so no carriage
+    # return can start a row of its own in a spreadsheet
+    neutralise_formulas(df).to_csv(out, index=False, lineterminator="\r\n")
     return len(df)

@@ -10,13 +10,16 @@ from matplotlib.figure import Figure
 from .reader_study import POOLED
 
 UNAIDED_COLOR, AIDED_COLOR, MODEL_COLOR = "#7a7a7a", "#1f6fb4", "#d62728"
+#: Readers drawn in one figure (those with the most cases); the pooled row and the table still count every reader.
+MAX_READERS_DRAWN = 40
 
 
 def accuracy_figure(summary: pd.DataFrame, session_id: str) -> Figure:
     """Dot-and-interval plot of one session: a row per reader (and 'All readers' at the bottom), accuracy unaided
     (open grey circle) and aided (filled blue), arrows from one to the other, and the model's accuracy (dashed)."""
     s = summary[summary["session_id"] == session_id]
-    readers = [r for r in s["reader"] if r != POOLED] + [POOLED]
+    own = s[s["reader"] != POOLED].sort_values("cases", ascending=False, kind="stable")["reader"].tolist()
+    readers = own[:MAX_READERS_DRAWN] + [POOLED]
     s = s.set_index("reader").loc[readers]
     n = len(readers)
     fig = Figure(figsize=(7.2, 1.4 + 0.42 * n))  # not through pyplot: nothing is kept once Gradio has drawn it
@@ -44,7 +47,10 @@ def accuracy_figure(summary: pd.DataFrame, session_id: str) -> Figure:
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.7, n - 0.3)
     ax.set_xlabel("accuracy (proportion of cases with the correct type)")
-    ax.set_title(f"Session {session_id}: reader accuracy unaided vs aided", fontsize=10)
+    more = f" ({len(own) - MAX_READERS_DRAWN} more readers in the table)" if len(own) > MAX_READERS_DRAWN else ""
+    # a session id is typed by a reader: shown as text, never parsed as mathtext ("$...$" could fail the figure)
+    shown = session_id if len(session_id) <= 60 else session_id[:59] + "…"
+    ax.set_title(f"Session {shown}: reader accuracy unaided vs aided{more}", fontsize=10, parse_math=False)
     ax.grid(axis="x", color="#eeeeee")
     ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.16 - 0.6 / n), ncol=3, frameon=False)
     fig.text(0.01, 0.005, "95% intervals: Wilson per reader; for all readers, Wilson on the effective number of "

@@ -5,8 +5,8 @@ anything there ("Scan of DOE JANE PID998877" as its Modality). Three rules, used
 when a de-identified copy is written (:mod:`.annex_e`), so both agree:
 
 - Modality must be a term of DICOM's own list (CID 33, from pydicom's copy of PS3.16, with the retired terms and
-  "SC" that real files still carry) or one word as a code ("PET", "MRI"); anything else is not shown and is written
-  empty, as if absent (not "OT": the app reads its working copy, and would refuse the image as "Modality OT" where
+  "SC" that real files still carry), or a common alias of one ("PET" is PT, "MRI" is MR); anything else, even one
+  word (a name such as "SMITHJOHN" is one), is not shown and is written empty, as if absent (not "OT": the app reads its working copy, and would refuse the image as "Modality OT" where
   the original file, read by the command line, has none), and the copy does not claim the identity removed
   (``deid``).
 - Body Part Examined keeps what real files use beyond the rule ("L-SPINE", "ABDOMEN/PELVIS", one long word cut
@@ -28,6 +28,8 @@ from typing import Any
 #: Retired Modality terms (PS3.3 C.7.3.1.1.1) and "SC", still seen in archives.
 _OLD_MODALITIES = frozenset({"AS", "CD", "CF", "CP", "CS", "DD", "DF", "DM", "DS", "EC", "FA", "FS", "LP", "MA",
                              "MS", "OPR", "SC", "ST", "VF"})
+#: Words real files write for a Modality term: read as that term.
+_MODALITY_ALIASES = {"PET": "PT", "MRI": "MR"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -45,10 +47,11 @@ def code_string(value: Any, extra: str = "") -> str | None:
 
 
 def modality(value: Any) -> str | None:
-    """A Modality DICOM defines (upper-cased), or one word as a code ("PET", "MRI": real files bend the list, and the
-    gate still reads them); else None (text with spaces, "^", line breaks)."""
+    """A Modality DICOM defines (upper-cased; "PET" and "MRI" as PT and MR), else None: any other word could be a
+    name, and the value reaches the page, refusals, the JSON, reports, batch output and the feedback store."""
     text = code_string(value)
-    return text if text is not None and (text in modality_terms() or " " not in text) else None
+    text = _MODALITY_ALIASES.get(text or "", text)
+    return text if text is not None and text in modality_terms() else None
 
 
 def body_part(value: Any) -> str | None:

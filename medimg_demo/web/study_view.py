@@ -89,6 +89,10 @@ def build(rows: pd.DataFrame, chosen: str | None = None) -> StudyView:
     else:
         res = session_mrmc(table, session)
         verdict = f"#### Multi-reader multi-case analysis, session {code_span(session)}\n{res.message}"
-        figure = accuracy_figure(summary, session)
+        try:
+            figure = accuracy_figure(summary, session)
+        except (ValueError, RuntimeError) as exc:  # the plot is extra: the table and the verdict still show
+            log.warning("Reader-study plot not drawn (%s)", type(exc).__name__)
+            figure = None
     return StudyView(table=display_summary(summary, session), legend=f"<small>{LEGEND}</small>", sessions=sessions,
                      session=session, verdict=verdict, figure=figure, outputs=outputs_table(rows))

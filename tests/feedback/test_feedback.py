@@ -176,3 +176,22 @@ def test_feedback_cli_export_and_summary(tmp_path, store, capsys) -> None:
     assert main(["feedback", "summary", "--db", str(db)]) == 0
     text = capsys.readouterr().out
     assert "type_agreement" in text and "ALL" in text
+
+
+def test_a_line_break_in_a_one_line_field_is_refused_and_a_comment_s_stays_in_its_cell(tmp_path) -> None:  # noqa: ANN001
+    """A carriage return left unquoted by the CSV writer started a new row whose first cell was a formula."""
+    import csv
+
+    for session in ("s\r=cmd|' /C calc'!A0", "s\n=1+1", "s\u2028x"):
+        with pytest.raises(InputError, match="line break"):
+            Feedback(reader="reader01", image_sha256="0" * 64, session_id=session).validate()
+    for reserved in ("ALL", "All sessions", "(no session)"):
+        with pytest.raises(InputError, match="kept for the summary"):
+            Feedback(reader="reader01", image_sha256="0" * 64, session_id=reserved).validate()
+    df = pd.DataFrame({"comment": ["fine\r=cmd|' /C calc'!A0", "two\nlines", "=1+1"], "n": [1, 2, 3]})
+    out = tmp_path / "rows.csv"
+    feedback.write_csv(df, out)
+    with open(out, newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert len(rows) == 4 and [r[0] for r in rows[1:]] == ["fine\r=cmd|' /C calc'!A0", "two\nlines", "'=1+1"]
+    assert pd.read_csv(out)["n"].tolist() == [1, 2, 3]

@@ -213,3 +213,22 @@ def test_session_mrmc_needs_three_readers_and_twenty_cases() -> None:
     assert res.f == pytest.approx(or_analysis(x).f)
     short = session_mrmc(table[table["reader"] != "r2"], "S")
     assert not short.ok and "Not enough readers" in short.message and "2 readers" in short.message
+
+
+def test_a_session_named_as_mathtext_draws_as_text_and_many_readers_are_capped() -> None:
+    """A session id is typed by a reader: "$\\foo$" once failed the figure (matplotlib's mathtext), and with it the
+    whole summary tab; 400 readers made a figure too tall for the WebP Gradio sends."""
+    from medimg_demo.feedback import study_plots
+
+    base = _study_rows()
+    for name in ("$\\foo$", "$x^$", "a" * 200):
+        rows = base.assign(session_id=name)
+        fig = study_plots.accuracy_figure(reader_summary(case_table(rows)), name)
+        fig.canvas.draw()  # a mathtext error would raise here
+        assert fig.axes[0].get_title().startswith("Session " + name[:59])
+    many = pd.concat([base[base["reader"] == "r1"].assign(reader=f"r{k:03d}") for k in range(60)])
+    fig = study_plots.accuracy_figure(reader_summary(case_table(many)), "S")
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert len(labels) == study_plots.MAX_READERS_DRAWN + 1 and labels[-1].startswith("All readers (60)")
+    assert "20 more readers in the table" in fig.axes[0].get_title()
+    assert fig.get_size_inches()[1] < 25

@@ -99,6 +99,41 @@ def test_concurrent_retries_of_one_submission_keep_one_row(store) -> None:
     assert len(read_all(store)) == 1
 
 
+
+def test_one_prediction_takes_a_bounded_number_of_answers_even_at_once(store) -> None:
+    """A client replaying one prediction id (444 rows a second, 13 KB each, in a helper's try) stops at the limit;
+    twelve requests at once past it leave exactly the limit, and a retry of a stored answer still gets its id."""
+    from medimg_demo.errors import InputError
+
+    pid = record_prediction(store, model_id="lung_ct.tiny_v0", weights_sha256="e" * 64, image_sha256=SHA,
+                            outputs=OUTPUTS, created_by="")
+    limit = schema.MAX_ROWS_PER_PREDICTION
+    first = submit(store, Feedback(reader="reader1", image_sha256=SHA, prediction_id=pid, idempotency_key="kept-0001"))
+    for k in range(limit - 8):
+        submit(store, Feedback(reader=f"reader{k:02d}", image_sha256=SHA, prediction_id=pid))
+    refused: list[BaseException] = []
+    start = threading.Barrier(12)
+
+    def send(k: int) -> None:
+        start.wait()
+        try:
+            submit(store, Feedback(reader="spammer", image_sha256=SHA, prediction_id=pid, comment=f"x{k}"))
+        except InputError as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(12)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(refused) == 5 and "Run Analyse again" in str(refused[0])
+    assert len(read_all(store)) == limit
+    assert submit(store, Feedback(reader="reader1", image_sha256=SHA, prediction_id=pid,
+                                  idempotency_key="kept-0001")) == first
+    other = record_prediction(store, model_id="lung_ct.tiny_v0", weights_sha256="e" * 64, image_sha256=SHA,
+                              outputs=OUTPUTS, created_by="")
+    submit(store, Feedback(reader="reader1", image_sha256=SHA, prediction_id=other))  # another prediction: its own count
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -347,7 +347,7 @@ def test_reading_never_warns_with_a_header_value() -> None:
 def test_free_text_in_a_code_string_is_not_carried() -> None:
     """Modality and Body Part Examined go to the info line, refusals, the JSON, reports, batch output and the
     feedback store: a forged value (free text where the standard allows 16 capitals, digits, spaces and
-    underscores) is dropped as if absent; a standard code is kept, and Modality only as a term or one word. Long
+    underscores) is dropped as if absent; a standard code is kept, and Modality only as a term (or PET, MRI). Long
     free text was cut to 16 and shown before ("SCAN OF DOE JANE"): only one long word is cut now."""
     from pydicom import dcmread
     from pydicom.uid import ExplicitVRLittleEndian
@@ -356,7 +356,8 @@ def test_free_text_in_a_code_string_is_not_carried() -> None:
     # (value, modality read, body part read): body part keeps the hyphen, slash and cut real files use
     for value, modality, body_part in (("DOE^JANE PID998877", None, None), ("CT\nPatient Jane Doe", None, None),
                                        ("x" * 40, None, "X" * 16), ("L-SPINE", None, "L-SPINE"), ("mr", "MR", "MR"),
-                                       ("Scan of DOE JANE PID998877", None, None), ("PET", "PET", "PET"),
+                                       ("Scan of DOE JANE PID998877", None, None), ("PET", "PT", "PET"),
+                                       ("SMITHJOHN", None, "SMITHJOHN"),  # Modality: a term or nothing
                                        ("DOE JANE", None, "DOE JANE")):  # a name as valid codes: the stated limit
         ds = dcmread(io.BytesIO(dicom_bytes(pixels)))
         ds.Modality, ds.BodyPartExamined = value, value

@@ -220,6 +220,26 @@ def test_readers_see_their_own_rows_and_owners_everyone(tmp_path: Path, monkeypa
     assert {"reader01", "reader02", "reader03"} <= set(everyone.table.columns) and "F(1," in everyone.verdict
 
 
+def test_a_reader_does_not_see_the_truth_of_a_case_before_its_aided_read(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unaided row stores the case's truth; between the two reads the reader's own export must not show it."""
+    from medimg_demo.web import session
+
+    db = tmp_path / "fb.sqlite"
+    seed_study(db, "study-1", readers=2, cases=3)
+    submit(db, Feedback(phase="unaided", reader="reader01", session_id="study-1", case_id="lung_ct/test/open.png",
+                        model_id="lung_ct.tf_efficientnet_lite0_v2", image_sha256=secrets.token_hex(32),
+                        reader_type="normal", truth_type="adenocarcinoma", truth_stage="Ib"))
+    monkeypatch.setenv("MEDIMG_AUTH", "reader01:pw1,owner01:pw2")
+    monkeypatch.setenv("MEDIMG_OWNERS", "owner01")
+    mine = session.visible_feedback("reader01", db)
+    open_case = mine[mine["case_id"] == "lung_ct/test/open.png"]
+    assert len(open_case) == 1 and open_case[["truth_type", "truth_stage"]].isna().all(axis=None)
+    finished = mine[mine["case_id"] != "lung_ct/test/open.png"]
+    assert len(finished) == 6 and finished["truth_type"].notna().all() and set(finished["reader"]) == {"reader01"}
+    owner = session.visible_feedback("owner01", db)
+    assert owner.loc[owner["case_id"] == "lung_ct/test/open.png", "truth_type"].tolist() == ["adenocarcinoma"]
+
 def test_reader_study_export_is_a_safe_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from medimg_demo.web import reading
 
