@@ -22,6 +22,10 @@ from .markdown_text import code_span
 
 log = logging.getLogger(__name__)
 
+#: Sessions given a row of their own in the per-output table (those with the most answers; "All sessions" counts
+#: every one): 20,000 sessions of one free answer each took 14 s a refresh.
+MAX_SESSIONS_SHOWN = 50
+
 OUTPUTS_LEGEND = ("Agreement: share of answers 'Agree' among the answers given (count / answers). Heatmap: how "
                   "many readers rated its plausibility 1 (implausible) to 5 (convincing). **-** : no answer of "
                   "that kind (for example the stage of a model without a stage head).")
@@ -64,7 +68,9 @@ def outputs_table(rows: pd.DataFrame) -> pd.DataFrame:
     if rows is None or rows.empty:
         return pd.DataFrame({"Session": []})
     fed = rows[rows["phase"].isin(["aided", "free"])]
-    groups = [("All sessions", fed)] + [(str(k) or "(no session)", g) for k, g in fed.groupby("session_id")]
+    sizes = fed["session_id"].value_counts(sort=False).sort_index().sort_values(ascending=False, kind="stable")
+    shown = sizes.index[:MAX_SESSIONS_SHOWN]  # the sessions with the most answers; every row is in the export
+    groups = [("All sessions", fed)] + [(str(k) or "(no session)", fed[fed["session_id"] == k]) for k in shown]
     out: list[dict[str, Any]] = []
     for name, g in groups:
         plaus = g["heatmap_plausibility"].dropna().astype(int)
@@ -73,7 +79,9 @@ def outputs_table(rows: pd.DataFrame) -> pd.DataFrame:
                     "Agrees on pathway": _agree_cell(g["pathway_agree"]),
                     "Heatmap 1-5 (count each)": " / ".join(str(int((plaus == k).sum())) for k in range(1, 6)),
                     "Heatmap mean": f"{plaus.mean():.1f}" if len(plaus) else "-"})
-    return pd.DataFrame(out)
+    if len(sizes) > MAX_SESSIONS_SHOWN:
+        out.append({"Session": f"{len(sizes) - MAX_SESSIONS_SHOWN} more sessions with fewer answers (in the export)"})
+    return pd.DataFrame(out).fillna("")
 
 
 def build(rows: pd.DataFrame, chosen: str | None = None) -> StudyView:

@@ -298,3 +298,17 @@ def test_a_session_without_whole_numbers_is_refused_with_a_message(n_cases: obje
 
     with pytest.raises(gr.Error, match="must be a whole number"):
         reading.session_start("reader01", "api-session", None, n_cases, seed)
+
+
+def test_the_per_output_table_gives_the_busiest_sessions_rows_and_counts_every_answer() -> None:
+    """Free answers under thousands of session names (typed by anyone) made every refresh slower without bound."""
+    from medimg_demo.web import study_view
+
+    names = [f"s{k:03d}" for k in range(study_view.MAX_SESSIONS_SHOWN + 10)] + ["busy"] * 5 + [""] * 3
+    rows = pd.DataFrame({"phase": "free", "session_id": names, "reader": "r", "type_agree": 1.0,
+                         "stage_agree": float("nan"), "pathway_agree": float("nan"), "heatmap_plausibility": 4.0})
+    out = study_view.outputs_table(rows)
+    assert len(out) == study_view.MAX_SESSIONS_SHOWN + 2
+    assert out["Session"].tolist()[:3] == ["All sessions", "busy", "(no session)"]
+    assert out.iloc[0]["Answers"] == len(names) and out.iloc[1]["Answers"] == 5
+    assert out["Session"].iloc[-1].startswith("12 more sessions")
