@@ -196,10 +196,14 @@ class PostgresBackend:
         key = row.get("idempotency_key")
         find = "SELECT id FROM feedback WHERE idempotency_key = %s"
         with self._session("storing the feedback") as con, con.transaction():
+            # each statement sees what committed before it (whatever the server's default), and one answer to a
+            # prediction at a time, whichever replica: the key lookup and the count both after the lock
+            con.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            if row.get("prediction_id"):
+                con.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (row["prediction_id"],))
             if key is not None and (done := con.execute(find, (key,)).fetchone()) is not None:
                 return int(done[0])
-            if row.get("prediction_id"):  # one count at a time per prediction, whichever replica
-                con.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (row["prediction_id"],))
+            if row.get("prediction_id"):
                 n = con.execute("SELECT COUNT(*) FROM feedback WHERE prediction_id = %s", (row["prediction_id"],))
                 schema.refuse_past_limit(int(n.fetchone()[0]))
             got = con.execute(f"INSERT INTO feedback ({cols}) VALUES ({marks}) "

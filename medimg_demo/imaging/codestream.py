@@ -12,7 +12,8 @@ read (pydicom's own header read and frame lookup) and refuses, before decoding:
   exceeds Bits Allocated, with more than MAX_J2K_TILES tiles, or a JP2 wrapper with a palette box; code-blocks or
   precincts so small that the decoder's state outgrows the image (``j2k_coding``);
 * JPEG / JPEG-LS: a frame header (SOF) that disagrees likewise, a height left to a later DNL marker, hierarchical
-  JPEG, JPEG-LS oversize dimensions (LSE id 4), JPEG extension markers, or more than MAX_JPEG_SCANS scans;
+  JPEG, JPEG-LS oversize dimensions (LSE id 4), JPEG extension markers, or more scans or segments than
+  :mod:`.jpeg_markers` allows;
 * RLE: a segment that expands to more than twice a sample plane.
 
 Messages say what is wrong and what to do; none quotes a value read from the file.
@@ -29,6 +30,7 @@ from typing import BinaryIO
 from ..errors import InputError
 from .frame_errors import damaged as _damaged
 from .frame_errors import unsupported as _unsupported
+from . import jpeg_markers
 from .j2k_coding import check_coding_styles
 from .study import MAX_PIXELS
 
@@ -40,10 +42,6 @@ MAX_DECODED_BYTES = int(os.environ.get("MEDIMG_MAX_DECODED_BYTES", str(MAX_PIXEL
 #: OpenJPEG allocates about 10 KB of coding state a tile while it reads the main header (29,000 tiles of a 512x512
 #: image: 275 MB); real encoders use one tile or tiles of 128 px and more.
 MAX_J2K_TILES = 4096
-#: Scans a JPEG or JPEG-LS frame may hold. Each scan of a progressive JPEG is a pass over the whole frame, and a repeated
-#: scan of a flat image costs a few bytes: 2,000 of them in a 165 KB file kept the decoder busy for 53 s (4096x4096).
-#: Encoders write one scan a component, or six to ten for a progressive image (libjpeg's simple progression).
-MAX_JPEG_SCANS = 64
 #: An RLE segment (one byte of one sample) may carry padding past its plane; more than this many times the plane is
 #: no padding but an expansion bomb (a 2-byte run expands to 128 bytes).
 _RLE_SLACK = 2
@@ -196,20 +194,6 @@ def check_rle(frame: bytes, rows: int, cols: int) -> None:
             raise _damaged("its RLE data expands to far more than the image size in its header")
 
 
-def jpeg_scans(src: bytes | BinaryIO) -> int:
-    """The scans of a JPEG or JPEG-LS image (bytes, or a file read in 1 MB pieces from where it stands and put back). Entropy-coded data stuff every 0xFF byte (0xFF00; JPEG-LS stuffs a bit), so
-    0xFFDA occurs only as a start-of-scan marker."""
-    if isinstance(src, (bytes, bytearray)):
-        scans = src.count(b"\xff\xda")
-    else:
-        start, scans, tail = src.tell(), 0, b""
-        while piece := src.read(1 << 20):
-            scans += (tail + piece).count(b"\xff\xda")
-            tail = piece[-1:] if piece[-1:] == b"\xff" else b""  # a marker split across two pieces
-        src.seek(start)
-    return scans
-
-
 def check_header(info: FrameHeader, rows: int, cols: int, samples: int, bits_allocated: int) -> None:
     """Refuse a codestream header that disagrees with the DICOM header's image size, samples or bit depth."""
     if (info.width, info.height) != (cols, rows):
@@ -253,8 +237,8 @@ def check_frame(fp: BinaryIO, index: int, syntax: str | None) -> None:
             check_coding_styles(frame, _jp2_codestream_offset(frame), samples)
         elif tsyntax in JPEGTransferSyntaxes or tsyntax in JPEGLSTransferSyntaxes:
             check_header(jpeg_header(frame), rows, cols, samples, bits)
-            if jpeg_scans(frame) > MAX_JPEG_SCANS:
-                raise _unsupported(f"more than {MAX_JPEG_SCANS} JPEG scans in one frame")
+            if (why := jpeg_markers.refusal(frame)) is not None:  # work for the decoder, not memory
+                raise _unsupported(f"a JPEG frame with {why}")
         elif tsyntax == RLELossless:
             check_rle(frame, rows, cols)
         else:  # no header parser: bounded by the DICOM header's bytes above

@@ -38,7 +38,7 @@ logging.getLogger("pydicom").setLevel(logging.CRITICAL)
 pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 
 #: DICOM objects that carry pixel data but are not images to classify.
-_NON_IMAGE_MODALITIES = {"SEG", "RTDOSE", "RTSTRUCT", "RTPLAN", "RTIMAGE_PLAN", "SR", "KO", "PR", "REG", "RWV", "DOC"}
+_NON_IMAGE_MODALITIES = {"SEG", "RTDOSE", "RTSTRUCT", "RTPLAN", "SR", "KO", "PR", "REG", "RWV", "DOC"}
 _NON_IMAGE_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.66.4": "a segmentation",
     "1.2.840.10008.5.1.4.1.1.481.2": "an RT dose grid",

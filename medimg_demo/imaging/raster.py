@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
-from .codestream import MAX_JPEG_SCANS, jpeg_scans
+from . import jpeg_markers
 from .study import ACCEPTED, MAX_PIXELS, Study, block_reduce, check_shape, finish, minmax, reduced_note, reduction_factor
 
 # Pillow logs every photo-metadata (EXIF) tag it reads at DEBUG, values included (Artist, ImageDescription, DateTime):
@@ -68,9 +68,9 @@ def read_raster(src: bytes | BinaryIO, kind: str) -> Study:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if kind == "jpeg" and jpeg_scans(src) > MAX_JPEG_SCANS:  # each progressive scan is a pass over the image
-                raise InputError(f"The JPEG holds more than {MAX_JPEG_SCANS} scans (progressive passes), more than "
-                                 "this server decodes. Save it again as a baseline JPEG or a PNG and upload it again.")
+            if kind == "jpeg" and (why := jpeg_markers.refusal(src)) is not None:  # decoding work, not memory
+                raise InputError(f"The JPEG holds {why}, more than this server decodes. Save it again as a "
+                                 "baseline JPEG or a PNG and upload it again.")
             img = Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src)
             w, h = img.size
             if w * h > MAX_PIXELS:

@@ -15,7 +15,7 @@ from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless, generat
 
 from conftest import dicom_bytes, gradient
 from medimg_demo.errors import InputError
-from medimg_demo.imaging import codestream, read_bytes
+from medimg_demo.imaging import codestream, jpeg_markers, read_bytes
 
 openjpeg_utils = pytest.importorskip("openjpeg.utils")
 
@@ -299,7 +299,7 @@ def _cod_in_tile_part(cs: bytes, xcb: int) -> bytes:
 def test_jpeg2000_code_blocks_or_precincts_forged_small_are_refused_before_any_decode(
         forge, decoder_calls: list[int]) -> None:  # noqa: ANN001
     cs = forge(bytes(_j2k(_gray8(256, 256))))
-    with pytest.raises(InputError, match="code-blocks or precincts smaller than 8 pixels") as exc:
+    with pytest.raises(InputError, match="code-blocks or precincts under 64 pixels") as exc:
         read_bytes(_dicom([cs], JPEG2000Lossless, 256, 256))
     assert decoder_calls == [] and "Export the image uncompressed" in str(exc.value)
 
@@ -321,6 +321,24 @@ def test_jpeg2000_coding_styles_real_encoders_use_pass() -> None:
             assert read_bytes(Path(path).read_bytes()).pixels.size > 0
 
 
+def test_jpeg2000_headers_hold_only_markers_the_decoder_reads_by_length() -> None:
+    """OpenJPEG finds the next marker after an unknown one by scanning, so a COD with 2x2 precincts behind a forged
+    0xFF30 segment (a 172-byte frame: 2.4 GB at 2048x2048 in a reviewer's try) was missed by a walk by lengths."""
+    from medimg_demo.imaging.j2k_coding import check_coding_styles
+
+    cs = bytes(_j2k(_gray8(256, 256)))
+    bad = _with_precincts(cs, 0x11)
+    i, length = _cod(bad)
+    hidden = bad[i : i + 2 + length]
+    sot = cs.index(b"\xff\x90")
+    forged = cs[:sot] + b"\xff\x30" + struct.pack(">H", len(hidden) + 2) + hidden + cs[sot:]
+    with pytest.raises(InputError, match="marker this server does not read"):
+        read_bytes(_dicom([forged], JPEG2000Lossless, 256, 256))
+    wide = bytearray(cs)  # 1024x4 code-blocks: legal (area 4096), one exponent small
+    wide[i + 10], wide[i + 11] = 8, 0
+    check_coding_styles(bytes(wide), 0, 1)
+
+
 def test_jpeg2000_tile_part_walk_is_bounded_and_a_broken_main_header_is_damaged(monkeypatch: pytest.MonkeyPatch) -> None:
     from medimg_demo.imaging import j2k_coding
 
@@ -331,8 +349,16 @@ def test_jpeg2000_tile_part_walk_is_bounded_and_a_broken_main_header_is_damaged(
     j2k_coding.check_coding_styles(cs[:sot] + part * 2 + cs[sot:], 0, 1)  # and the real one: 3
     with pytest.raises(InputError, match="more than 3 JPEG 2000 tile-parts"):
         j2k_coding.check_coding_styles(cs[:sot] + part * 3 + cs[sot:], 0, 1)
-    with pytest.raises(InputError, match="main header is truncated"):
+    with pytest.raises(InputError, match="header is truncated or malformed"):
         j2k_coding.check_coding_styles(cs[: sot - 3], 0, 1)
+    com = b"\xff\x64\x00\x0e" + b"\x00" * 12  # a comment running past its tile-part's Psot (16)
+    crossing = b"\xff\x90\x00\x0a\x00\x00" + struct.pack(">I", 16) + b"\x00\x01" + com
+    with pytest.raises(InputError, match="header is truncated or malformed"):
+        j2k_coding.check_coding_styles(cs[:sot] + crossing + cs[sot:], 0, 1)
+    monkeypatch.setattr(j2k_coding, "MAX_SEGMENTS", 10)
+    comments = b"\xff\x64\x00\x04\x00\x00" * 11
+    with pytest.raises(InputError, match="more than 10 JPEG 2000 marker segments"):
+        j2k_coding.check_coding_styles(cs[:sot] + comments + cs[sot:], 0, 1)
 
 
 def test_a_jpeg_with_scans_repeated_past_the_limit_is_refused_before_any_decode(decoder_calls: list[int]) -> None:
@@ -343,11 +369,11 @@ def test_a_jpeg_with_scans_repeated_past_the_limit_is_refused_before_any_decode(
     Image.fromarray(_gray8(256, 256)).save(buf, format="JPEG", progressive=True)
     jpg = buf.getvalue()
     scans = jpg.count(b"\xff\xda")
-    assert 1 < scans <= codestream.MAX_JPEG_SCANS
+    assert 1 < scans <= jpeg_markers.MAX_SCANS
     assert read_bytes(_dicom([jpg], JPEGBaseline8Bit, 256, 256)).pixels.shape == (256, 256)
     assert decoder_calls == [1]
     last = jpg[jpg.rindex(b"\xff\xda") : -2]
-    forged = jpg[:-2] + last * (codestream.MAX_JPEG_SCANS - scans + 1) + b"\xff\xd9"
-    with pytest.raises(InputError, match=f"more than {codestream.MAX_JPEG_SCANS} JPEG scans"):
+    forged = jpg[:-2] + last * (jpeg_markers.MAX_SCANS - scans + 1) + b"\xff\xd9"
+    with pytest.raises(InputError, match=f"a JPEG frame with more than {jpeg_markers.MAX_SCANS} scans"):
         read_bytes(_dicom([forged], JPEGBaseline8Bit, 256, 256))
     assert decoder_calls == [1]

@@ -164,13 +164,13 @@ def test_accepted_text_names_formats() -> None:
 
 def test_a_jpeg_upload_with_scans_past_the_limit_is_refused_from_bytes_and_from_a_file(tmp_path) -> None:  # noqa: ANN001
     """A progressive scan repeated 2,000 times (165 KB) kept the decoder busy for 20 s at 4096x4096."""
-    from medimg_demo.imaging import codestream
+    from medimg_demo.imaging import jpeg_markers
 
     buf = io.BytesIO()
     Image.fromarray((gradient(128, 128) * 255).astype(np.uint8)).save(buf, format="JPEG", progressive=True)
     jpg = buf.getvalue()
     last = jpg[jpg.rindex(b"\xff\xda") : -2]
-    forged = jpg[:-2] + last * codestream.MAX_JPEG_SCANS + b"\xff\xd9"
+    forged = jpg[:-2] + last * jpeg_markers.MAX_SCANS + b"\xff\xd9"
     path = tmp_path / "scan.jpg"
     path.write_bytes(forged)
     for read in (lambda: read_bytes(forged), lambda: read_file(path)):
@@ -178,6 +178,22 @@ def test_a_jpeg_upload_with_scans_past_the_limit_is_refused_from_bytes_and_from_
             read()
     path.write_bytes(jpg)
     assert read_file(path).pixels.shape == (128, 128)
-    split = io.BytesIO(b"\x00" * ((1 << 20) - 1) + b"\xff\xda" + b"\x00" * 10)  # a marker across two 1 MB pieces
-    split.seek(3)
-    assert codestream.jpeg_scans(split) == 1 and split.tell() == 3
+
+
+def test_only_the_image_s_own_scans_and_segments_count() -> None:
+    """Start-of-scan bytes in an APP payload (an EXIF thumbnail) or after EOI (a motion photo's video) are no scans;
+    a header of endless empty comments is refused, and a file's position is left where it was."""
+    from medimg_demo.imaging import jpeg_markers
+
+    buf = io.BytesIO()
+    Image.fromarray((gradient(64, 64) * 255).astype(np.uint8)).save(buf, format="JPEG")
+    jpg = buf.getvalue()
+    sos = b"\xff\xda" * 100
+    app = b"\xff\xe1" + (len(sos) + 2).to_bytes(2, "big") + sos
+    for ok in (jpg, jpg[:2] + app + jpg[2:], jpg + sos * 50):
+        assert jpeg_markers.refusal(ok) is None and read_bytes(ok).pixels.shape == (64, 64)
+    comments = jpg[:2] + b"\xff\xfe\x00\x02" * (jpeg_markers.MAX_SEGMENTS + 1) + jpg[2:]
+    assert jpeg_markers.refusal(comments) == "more than 10,000 marker segments"
+    fh = io.BytesIO(comments)
+    fh.seek(5)
+    assert jpeg_markers.refusal(fh) is not None and fh.tell() == 5
