@@ -20,6 +20,7 @@ it stays honest with a handful of cases in a denominator (e.g. the few reads whe
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from typing import Any
@@ -234,15 +235,21 @@ def session_mrmc(table: pd.DataFrame, session_id: str, min_readers: int = MIN_RE
 
 
 
-def hide_unfinished_truth(rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` with the ground truth blanked on every row of a (session, reader, case) that has no aided read yet:
-    the unaided row stores the case's truth, and a reader who could read it back (their own export) between the two
-    reads would give the aided answer knowing it."""
-    if rows.empty:
-        return rows
-    key = rows[["session_id", "reader", "case_id"]].astype(str).agg("\x1f".join, axis=1)
-    finished = set(key[rows["phase"] == "aided"])
-    out = rows.copy()
-    pending = ~key.isin(finished) & (rows["phase"] == "unaided")
-    out.loc[pending, ["truth_type", "truth_stage"]] = None
+
+#: What a reader's own export leaves out: the truth and whether a call matched it, case by case.
+_TRUTH_COLUMNS = ("truth", "truth_type", "truth_stage", "unaided_correct", "model_correct", "aided_correct",
+                  "image_sha256")  # the hash of a public data set's image finds its label there
+
+
+def for_reader(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` (feedback rows or the per-case table) as a reader who is not a session owner may take them away:
+    without the truth or correctness per case or the image's hash, and with case ids made opaque per session. The unaided row stores the
+    truth, and a case list is seeded, so the same seed in a throwaway session gives the same cases: their truth, or
+    a data set file name that names the class (brain MRI's "mr2_" images are all gliomas), would tell a reader, or a
+    colleague they pass it to, the answers of a session still to be read. Owners export everything."""
+    out = rows.drop(columns=[c for c in _TRUTH_COLUMNS if c in rows.columns])
+    if {"session_id", "case_id"} <= set(out.columns) and len(out):
+        keys = out["session_id"].astype(str) + "\x1f" + out["case_id"].astype(str)
+        out["case_id"] = ["case-" + hashlib.sha256(k.encode()).hexdigest()[:12] if c else ""
+                          for k, c in zip(keys, out["case_id"].fillna("").astype(str))]
     return out

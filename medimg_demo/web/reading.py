@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..errors import InputError, MedimgError
 from ..feedback import export_csv, summarise
-from ..feedback.reader_study import CANNOT_ASSESS
+from ..feedback.reader_study import CANNOT_ASSESS, for_reader
 from ..paths import feedback_db
 from . import auth, files, session, session_view, shown, study_view
 from .catalog import answer_choices
@@ -161,9 +161,18 @@ def session_redraw(s: session.ReadingSession | None, level: float, width: float,
     return image, heat
 
 
+def _caller(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str:
+    return _user(request, profile) if auth.logins_on() else ""
+
+
 def _visible_rows(request: gr.Request | None, profile: gr.OAuthProfile | None) -> pd.DataFrame:
     """Every reader's rows for a session owner (or on a laptop without logins), else the caller's own."""
-    return session.visible_feedback(_user(request, profile) if auth.logins_on() else "")
+    return session.visible_feedback(_caller(request, profile))
+
+
+def _to_take_away(df: pd.DataFrame, request: gr.Request | None, profile: gr.OAuthProfile | None) -> pd.DataFrame:
+    """An export as the caller may take it away: whole for owners, else without the truth (``for_reader``)."""
+    return df if auth.sees_everyone(_caller(request, profile)) else for_reader(df)
 
 
 def feedback_summary(request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
@@ -191,9 +200,10 @@ def summary_view(chosen: str | None = None,
 def export_reader_study(request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
                         profile: gr.OAuthProfile | None = None) -> str:
     """The per-case reader-study table (reader, case, truth, unaided / model / aided call, correct flags,
-    confidence) this caller may see, as a CSV safe to open in a spreadsheet (API: /reader_study_export)."""
+    confidence) this caller may see, as a CSV safe to open in a spreadsheet (API: /reader_study_export); a reader
+    who is not a session owner gets their own rows without the truth (``for_reader``)."""
     try:
-        table = study_view.case_rows(_visible_rows(request, profile))
+        table = _to_take_away(study_view.case_rows(_visible_rows(request, profile)), request, profile)
         out = files.export_path("reader-study")
         export_csv(feedback_db(), out, table)  # the rows are given: formulas neutralised, the store not read again
         files.prune_exports()
@@ -207,7 +217,7 @@ def export_feedback(request: gr.Request = None,  # type: ignore[assignment] - in
                     profile: gr.OAuthProfile | None = None) -> str:
     """The feedback rows this caller may see as a CSV safe to open in a spreadsheet (API: /feedback_export)."""
     try:
-        rows = _visible_rows(request, profile)
+        rows = _to_take_away(_visible_rows(request, profile), request, profile)
         out = files.export_path("feedback")
         export_csv(feedback_db(), out, rows)
         files.prune_exports()

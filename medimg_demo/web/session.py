@@ -17,7 +17,7 @@ import pandas as pd
 from .. import feedback
 from ..errors import InputError
 from ..feedback.cases import case_list
-from ..feedback.reader_study import CANNOT_ASSESS, hide_unfinished_truth, label_name
+from ..feedback.reader_study import CANNOT_ASSESS, label_name
 from ..imaging.decode import read_file
 from ..models.registry import get_model
 from ..paths import data_root, feedback_store
@@ -142,10 +142,9 @@ def feedback_from_prediction(
 
 def visible_feedback(user: str, db: Path | None = None) -> pd.DataFrame:
     """The feedback rows ``user`` may see: every reader's for a session owner (and on a laptop without logins),
-    else only their own, without the truth of a case they have not finished."""
-    store = db or feedback_store()  # a reader's own rows: no truth of a case before its aided read
-    return feedback.read_all(store) if auth.sees_everyone(user) else hide_unfinished_truth(
-        feedback.read_matching(store, reader=user))
+    else only their own."""
+    store = db or feedback_store()
+    return feedback.read_all(store) if auth.sees_everyone(user) else feedback.read_matching(store, reader=user)
 
 
 @dataclass

@@ -220,25 +220,34 @@ def test_readers_see_their_own_rows_and_owners_everyone(tmp_path: Path, monkeypa
     assert {"reader01", "reader02", "reader03"} <= set(everyone.table.columns) and "F(1," in everyone.verdict
 
 
-def test_a_reader_does_not_see_the_truth_of_a_case_before_its_aided_read(tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The unaided row stores the case's truth; between the two reads the reader's own export must not show it."""
-    from medimg_demo.web import session
+def test_a_reader_takes_away_no_truth_and_no_case_names_an_owner_takes_everything(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unaided row stores the truth and a seeded case list repeats across sessions: a reader's export of a
+    throwaway session would give the answers of the real one (brain MRI file names name the class, too)."""
+    from types import SimpleNamespace
+
+    from medimg_demo.web import reading
 
     db = tmp_path / "fb.sqlite"
+    monkeypatch.setenv("MEDIMG_FEEDBACK_DB", str(db))
+    monkeypatch.delenv("MEDIMG_DB_URL", raising=False)
     seed_study(db, "study-1", readers=2, cases=3)
-    submit(db, Feedback(phase="unaided", reader="reader01", session_id="study-1", case_id="lung_ct/test/open.png",
-                        model_id="lung_ct.tf_efficientnet_lite0_v2", image_sha256=secrets.token_hex(32),
-                        reader_type="normal", truth_type="adenocarcinoma", truth_stage="Ib"))
+    seed_study(db, "study-2", readers=1, cases=3)  # the same seed: the same cases
     monkeypatch.setenv("MEDIMG_AUTH", "reader01:pw1,owner01:pw2")
     monkeypatch.setenv("MEDIMG_OWNERS", "owner01")
-    mine = session.visible_feedback("reader01", db)
-    open_case = mine[mine["case_id"] == "lung_ct/test/open.png"]
-    assert len(open_case) == 1 and open_case[["truth_type", "truth_stage"]].isna().all(axis=None)
-    finished = mine[mine["case_id"] != "lung_ct/test/open.png"]
-    assert len(finished) == 6 and finished["truth_type"].notna().all() and set(finished["reader"]) == {"reader01"}
-    owner = session.visible_feedback("owner01", db)
-    assert owner.loc[owner["case_id"] == "lung_ct/test/open.png", "truth_type"].tolist() == ["adenocarcinoma"]
+    reader, owner = SimpleNamespace(username="reader01"), SimpleNamespace(username="owner01")
+    rows = pd.read_csv(reading.export_feedback(reader))
+    table = pd.read_csv(reading.export_reader_study(reader))
+    assert len(rows) == 12 and set(rows["reader"]) == {"reader01"} and len(table) == 6
+    for df in (rows, table):
+        assert not {"truth", "truth_type", "truth_stage", "aided_correct", "model_correct", "image_sha256"} & set(df)
+        assert df["case_id"].str.fullmatch(r"case-[0-9a-f]{12}").all()
+        one = df.groupby("session_id")["case_id"].apply(set)
+        assert not one["study-1"] & one["study-2"]  # the same case is another id in another session
+    assert {"reader_type", "pred_type", "type_agree"} <= set(rows) and "aided_call" in table
+    everything = pd.read_csv(reading.export_reader_study(owner))
+    assert len(everything) == 9 and everything["case_id"].str.startswith("lung_ct/test/").all()
+    assert everything["truth"].notna().all()
 
 def test_reader_study_export_is_a_safe_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from medimg_demo.web import reading
