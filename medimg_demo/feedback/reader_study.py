@@ -21,6 +21,7 @@ it stays honest with a handful of cases in a denominator (e.g. the few reads whe
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import math
 from typing import Any
@@ -241,15 +242,16 @@ _TRUTH_COLUMNS = ("truth", "truth_type", "truth_stage", "unaided_correct", "mode
                   "image_sha256")  # the hash of a public data set's image finds its label there
 
 
-def for_reader(rows: pd.DataFrame) -> pd.DataFrame:
+def for_reader(rows: pd.DataFrame, key: bytes) -> pd.DataFrame:
     """``rows`` (feedback rows or the per-case table) as a reader who is not a session owner may take them away:
     without the truth or correctness per case or the image's hash, and with case ids made opaque per session. The unaided row stores the
     truth, and a case list is seeded, so the same seed in a throwaway session gives the same cases: their truth, or
     a data set file name that names the class (brain MRI's "mr2_" images are all gliomas), would tell a reader, or a
-    colleague they pass it to, the answers of a session still to be read. Owners export everything."""
+    colleague they pass it to, the answers of a session still to be read. ``key``: the server's secret, so the ids
+    cannot be inverted by hashing guessed file names. Owners export everything."""
     out = rows.drop(columns=[c for c in _TRUTH_COLUMNS if c in rows.columns])
     if {"session_id", "case_id"} <= set(out.columns) and len(out):
         keys = out["session_id"].astype(str) + "\x1f" + out["case_id"].astype(str)
-        out["case_id"] = ["case-" + hashlib.sha256(k.encode()).hexdigest()[:12] if c else ""
+        out["case_id"] = ["case-" + hmac.new(key, k.encode(), hashlib.sha256).hexdigest()[:12] if c else ""
                           for k, c in zip(keys, out["case_id"].fillna("").astype(str))]
     return out

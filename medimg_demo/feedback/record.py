@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -42,6 +43,14 @@ def _text(name: str, value: str | None, limit: int) -> None:
         raise InputError(f"{name} contains control characters; type plain text.")
     if _LINE_BREAK.search(value):
         raise InputError(f"{name} contains a line break; type it on one line.")
+
+
+def _plain(name: str, value: str) -> None:
+    """Refuse a name that can pass for another one: invisible or direction-changing characters (Unicode format
+    characters: "study-B" plus a zero-width space, "ALL" reversed), or characters a compatibility form replaces
+    (full-width "ＡＬＬ")."""
+    if any(unicodedata.category(ch) == "Cf" for ch in value) or unicodedata.normalize("NFKC", value) != value:
+        raise InputError(f"{name} contains invisible, reversed or full-width characters; type it with plain ones.")
 
 
 def _probs(name: str, value: dict[str, float] | None) -> None:
@@ -105,8 +114,10 @@ class Feedback:
         if self.phase not in ("unaided", "aided", "free"):
             raise InputError("Unknown phase; use 'unaided', 'aided' or 'free'.")
         _text("The session id", self.session_id, MAX_SESSION_ID)
-        if isinstance(self.session_id, str) and self.session_id.strip().lower() in RESERVED_SESSION_IDS:
-            raise InputError("That session name is kept for the summary's own rows; choose another name.")
+        if isinstance(self.session_id, str):
+            _plain("The session id", self.session_id)
+            if self.session_id.strip().casefold() in RESERVED_SESSION_IDS:
+                raise InputError("That session name is kept for the summary's own rows; choose another name.")
         _text("The case id", self.case_id, MAX_CASE_ID)
         _text("The model id", self.model_id, MAX_MODEL_ID)
         if self.weights_sha256 and not SHA256_RE.match(str(self.weights_sha256)):

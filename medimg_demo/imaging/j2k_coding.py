@@ -18,6 +18,9 @@ from .frame_errors import damaged, unsupported
 
 #: Smallest code-block the decoder may be asked to build, in pixels (width x height), at any resolution.
 MIN_CODE_BLOCK_AREA = 64
+#: Quality layers a COD may state: each is a pass of packet headers over every code-block (600 layers of an
+#: 8000x8000 frame of 752 bytes held the decoder, and every other request, for 9 s; encoders use one to a few dozen).
+MAX_LAYERS = 64
 #: Most tile-parts walked in one frame (real encoders write one to a few dozen a tile; MAX_J2K_TILES tiles).
 MAX_TILE_PARTS = 65536
 #: Most marker segments walked in one frame, all headers together (real files hold tens a header).
@@ -76,6 +79,8 @@ class _Walk:
                 break
             seg = data[off + 4 : off + 2 + length]
             if marker == _COD:
+                if len(seg) >= 4 and struct.unpack_from(">H", seg, 2)[0] > MAX_LAYERS:
+                    raise unsupported(f"more than {MAX_LAYERS} JPEG 2000 quality layers")
                 _refuse_small_blocks(seg[5:], seg[0] if seg else 0)
             elif marker == _COC:
                 c = 2 if self.components > 256 else 1  # Ccoc is two bytes when Csiz > 256

@@ -222,6 +222,13 @@ def score_temperature(cfg: ModelConfig) -> float:
     return float(temperature)
 
 
+def known_body_parts() -> set[str]:
+    """Every Body Part Examined value some task reads."""
+    from ..tasks import TASKS
+
+    return {part for spec in TASKS.values() for part in spec.body_parts}
+
+
 def header_refusal(modality: str | None, body_part: str | None, task: str) -> str | None:
     """Why a DICOM header rules the image out for ``task`` ("Modality NM; this model reads CT"), or None."""
     from ..tasks import get_task
@@ -231,6 +238,9 @@ def header_refusal(modality: str | None, body_part: str | None, task: str) -> st
         return (f"Modality {modality.upper()}; this model reads {' or '.join(spec.modalities)} "
                 f"({spec.title}). Choose a model for this kind of image, or Auto.")
     if body_part and spec.body_parts and body_part.upper() not in spec.body_parts:
-        return (f"Body part {body_part.upper()}; this model reads {spec.title} images "
+        # quoted only when it is a body part some task reads: any other word could be a name typed into the header
+        shown = f"Body part {body_part.upper()}" if body_part.upper() in known_body_parts() else (
+            "The DICOM header's Body Part Examined is not one this model reads")
+        return (f"{shown}; this model reads {spec.title} images "
                 f"({', '.join(spec.body_parts[:3])}). Choose a model for this body part, or Auto.")
     return None

@@ -4,6 +4,7 @@ reader's own call and the aided feedback, show and export the summary. Each ``Me
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from typing import Any
 
@@ -161,6 +162,18 @@ def session_redraw(s: session.ReadingSession | None, level: float, width: float,
     return image, heat
 
 
+#: This process's key for readers' opaque case ids (an unkeyed hash was inverted from guessed file names).
+_CASE_KEY = secrets.token_bytes(32)
+
+
+#: What a reader who is not a session owner sees instead of accuracy: their accuracy on one more case, read after
+#: each answer, says whether that answer (or the model's call) was the truth, and case lists repeat with their seed.
+_OWNERS_ONLY = ("Accuracy against the truth (reader and model, unaided and aided, and the multi-reader analysis) is "
+                "shown to session owners only: read after each case, a reader's own accuracy would tell the case's "
+                "answer, and the same seed gives the same cases in another session. Agreement with the model is "
+                "below.")
+
+
 def _caller(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str:
     return _user(request, profile) if auth.logins_on() else ""
 
@@ -172,7 +185,7 @@ def _visible_rows(request: gr.Request | None, profile: gr.OAuthProfile | None) -
 
 def _to_take_away(df: pd.DataFrame, request: gr.Request | None, profile: gr.OAuthProfile | None) -> pd.DataFrame:
     """An export as the caller may take it away: whole for owners, else without the truth (``for_reader``)."""
-    return df if auth.sees_everyone(_caller(request, profile)) else for_reader(df)
+    return df if auth.sees_everyone(_caller(request, profile)) else for_reader(df, _CASE_KEY)
 
 
 def feedback_summary(request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
@@ -180,7 +193,10 @@ def feedback_summary(request: gr.Request = None,  # type: ignore[assignment] - i
     """The per-session summary of the feedback store (API: /feedback_summary): every reader's for session owners,
     the caller's own otherwise."""
     try:
-        return summarise(_visible_rows(request, profile)).round(3)
+        table = summarise(_visible_rows(request, profile)).round(3)
+        if auth.sees_everyone(_caller(request, profile)):
+            return table
+        return table.drop(columns=[c for c in table.columns if c.endswith("accuracy")])  # see _OWNERS_ONLY
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
 
@@ -192,8 +208,12 @@ def summary_view(chosen: str | None = None,
     and the accuracy plot of the chosen session, and the per-output feedback table."""
     try:
         v = study_view.build(_visible_rows(request, profile), chosen)
+        owner = auth.sees_everyone(_caller(request, profile))
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
+    if not owner:  # accuracy figures are the truth in aggregate: a reader's own, read after each case, tell it
+        return (pd.DataFrame({"Statistic": []}), _OWNERS_ONLY, gr.update(choices=v.sessions, value=v.session),
+                _OWNERS_ONLY, None, v.outputs)
     return (v.table, v.legend, gr.update(choices=v.sessions, value=v.session), v.verdict, v.figure, v.outputs)
 
 

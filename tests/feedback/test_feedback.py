@@ -195,3 +195,10 @@ def test_a_line_break_in_a_one_line_field_is_refused_and_a_comment_s_stays_in_it
         rows = list(csv.reader(fh))
     assert len(rows) == 4 and [r[0] for r in rows[1:]] == ["fine\r=cmd|' /C calc'!A0", "two\nlines", "'=1+1"]
     assert pd.read_csv(out)["n"].tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("name", ["ALL\u200b", "study-B\u200b", "\u202eB-yduts", "\uff21\uff2c\uff2c", "all sessions"])
+def test_a_session_name_that_passes_for_another_is_refused(name: str) -> None:
+    """Zero-width, bidi and full-width characters made a second "ALL" and a fake "study-B" in the owner's tables."""
+    with pytest.raises(InputError, match="invisible, reversed or full-width|kept for the summary"):
+        Feedback(reader="reader01", image_sha256="0" * 64, session_id=name).validate()

@@ -377,3 +377,19 @@ def test_a_jpeg_with_scans_repeated_past_the_limit_is_refused_before_any_decode(
     with pytest.raises(InputError, match=f"a JPEG frame with more than {jpeg_markers.MAX_SCANS} scans"):
         read_bytes(_dicom([forged], JPEGBaseline8Bit, 256, 256))
     assert decoder_calls == [1]
+
+
+def test_jpeg2000_quality_layers_past_the_limit_are_refused_and_an_unknown_body_part_is_not_quoted() -> None:
+    """600 layers of a 752-byte 8000x8000 frame held the decoder (and the GIL) for 9 s in a live try."""
+    from medimg_demo.imaging import j2k_coding
+    from medimg_demo.models.gate import header_refusal
+
+    cs = bytearray(_j2k(_gray8(64, 64)))
+    i, _ = _cod(bytes(cs))
+    struct.pack_into(">H", cs, i + 6, j2k_coding.MAX_LAYERS)
+    j2k_coding.check_coding_styles(bytes(cs), 0, 1)
+    struct.pack_into(">H", cs, i + 6, j2k_coding.MAX_LAYERS + 1)
+    with pytest.raises(InputError, match="more than 64 JPEG 2000 quality layers"):
+        j2k_coding.check_coding_styles(bytes(cs), 0, 1)
+    reason = header_refusal("MR", "SMITHJOHN", "brain_mri")
+    assert reason is not None and "SMITHJOHN" not in reason and "Body Part Examined is not one" in reason

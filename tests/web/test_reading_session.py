@@ -245,6 +245,16 @@ def test_a_reader_takes_away_no_truth_and_no_case_names_an_owner_takes_everythin
         one = df.groupby("session_id")["case_id"].apply(set)
         assert not one["study-1"] & one["study-2"]  # the same case is another id in another session
     assert {"reader_type", "pred_type", "type_agree"} <= set(rows) and "aided_call" in table
+    import hashlib
+
+    plain = {"case-" + hashlib.sha256(f"study-1\x1flung_ct/test/case{k:02d}.png".encode()).hexdigest()[:12]
+             for k in range(3)}
+    assert not plain & set(table["case_id"])  # keyed: guessing file names does not invert the ids
+    assert not [c for c in reading.feedback_summary(reader).columns if c.endswith("accuracy")]
+    view = reading.summary_view(None, reader)
+    assert view[0].empty and "session owners only" in view[3] and view[4] is None
+    assert "model_accuracy" in reading.feedback_summary(owner).columns
+    assert "Obuchowski-Rockette" in reading.summary_view(None, owner)[3] or "Not enough" in reading.summary_view(None, owner)[3]
     everything = pd.read_csv(reading.export_reader_study(owner))
     assert len(everything) == 9 and everything["case_id"].str.startswith("lung_ct/test/").all()
     assert everything["truth"].notna().all()
