@@ -166,14 +166,6 @@ def session_redraw(s: session.ReadingSession | None, level: float, width: float,
 _CASE_KEY = secrets.token_bytes(32)
 
 
-#: What a reader who is not a session owner sees instead of accuracy: their accuracy on one more case, read after
-#: each answer, says whether that answer (or the model's call) was the truth, and case lists repeat with their seed.
-_OWNERS_ONLY = ("Accuracy against the truth (reader and model, unaided and aided, and the multi-reader analysis) is "
-                "shown to session owners only: read after each case, a reader's own accuracy would tell the case's "
-                "answer, and the same seed gives the same cases in another session. Agreement with the model is "
-                "below.")
-
-
 def _caller(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str:
     return _user(request, profile) if auth.logins_on() else ""
 
@@ -196,7 +188,7 @@ def feedback_summary(request: gr.Request = None,  # type: ignore[assignment] - i
         table = summarise(_visible_rows(request, profile)).round(3)
         if auth.sees_everyone(_caller(request, profile)):
             return table
-        return table.drop(columns=[c for c in table.columns if c.endswith("accuracy")])  # see _OWNERS_ONLY
+        return table.drop(columns=[c for c in table.columns if c.endswith("accuracy")])  # see study_view.OWNERS_ONLY
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
 
@@ -206,14 +198,11 @@ def summary_view(chosen: str | None = None,
                  profile: gr.OAuthProfile | None = None):  # noqa: ANN201
     """The Feedback summary tab, readable: the reader-study table, its legend, the session choice, the MRMC verdict
     and the accuracy plot of the chosen session, and the per-output feedback table."""
-    try:
-        v = study_view.build(_visible_rows(request, profile), chosen)
+    try:  # without accuracy for a reader who is not an owner (study_view.OWNERS_ONLY says why)
         owner = auth.sees_everyone(_caller(request, profile))
+        v = study_view.build(_visible_rows(request, profile), chosen, accuracy=owner)
     except MedimgError as exc:
         raise gr.Error(str(exc)) from None
-    if not owner:  # accuracy figures are the truth in aggregate: a reader's own, read after each case, tell it
-        return (pd.DataFrame({"Statistic": []}), _OWNERS_ONLY, gr.update(choices=v.sessions, value=v.session),
-                _OWNERS_ONLY, None, v.outputs)
     return (v.table, v.legend, gr.update(choices=v.sessions, value=v.session), v.verdict, v.figure, v.outputs)
 
 

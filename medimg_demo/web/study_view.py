@@ -31,6 +31,14 @@ OUTPUTS_LEGEND = ("Agreement: share of answers 'Agree' among the answers given (
                   "that kind (for example the stage of a model without a stage head).")
 
 
+#: What a reader who is not a session owner sees instead of accuracy: their accuracy on one more case, read after
+#: each answer, says whether that answer (or the model's call) was the truth, and case lists repeat with their seed.
+OWNERS_ONLY = ("Accuracy against the truth (reader and model, unaided and aided, and the multi-reader analysis) is "
+               "shown to session owners only: read after each case, a reader's own accuracy would tell the case's "
+               "answer, and the same seed gives the same cases in another session. Agreement with the model is "
+               "below.")
+
+
 @dataclass(frozen=True)
 class StudyView:
     table: pd.DataFrame
@@ -84,12 +92,16 @@ def outputs_table(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out).fillna("")
 
 
-def build(rows: pd.DataFrame, chosen: str | None = None) -> StudyView:
-    """Everything the tab shows for the rows the caller may see."""
+def build(rows: pd.DataFrame, chosen: str | None = None, accuracy: bool = True) -> StudyView:
+    """Everything the tab shows for the rows the caller may see; without ``accuracy`` (a reader who is not a
+    session owner), :data:`OWNERS_ONLY` in place of the accuracy table, verdict and plot, which are not computed."""
     table = case_table(rows)
     summary = reader_summary(table) if len(table) else pd.DataFrame()
     session = _pick(summary, chosen)
     sessions = list(dict.fromkeys(summary["session_id"])) if len(summary) else []
+    if not accuracy:
+        return StudyView(table=pd.DataFrame({"Statistic": []}), legend=OWNERS_ONLY, sessions=sessions,
+                         session=session, verdict=OWNERS_ONLY, figure=None, outputs=outputs_table(rows))
     if session is None:
         verdict = ("No reading session with both reads stored yet: start one in the Reading session tab (every "
                    "reader with the same session id, model, cases and seed).")
