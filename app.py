@@ -33,6 +33,7 @@ from starlette.middleware import Middleware  # noqa: E402
 
 from medimg_demo.web.catalog import model_choices, model_versions  # noqa: E402
 from medimg_demo.web import auth  # noqa: E402
+from medimg_demo.imaging import isolated  # noqa: E402
 from medimg_demo.web import expiry, files, lifecycle, upload_folders  # noqa: E402
 from medimg_demo.web.ui.analyse_tab import analyse_tab  # noqa: E402
 from medimg_demo.web.ui.common import BANNER  # noqa: E402
@@ -104,6 +105,7 @@ if __name__ == "__main__":
     # raw uploads no request used go after MEDIMG_RAW_UPLOAD_TTL_S; cached outputs, working copies and public files
     # after MEDIMG_FILE_MAX_AGE_S, including those Gradio's own clean-up does not track
     expiry.start_reaper(demo, kept)
+    isolated.start()  # the decode server (uploads decode in its children, with memory and time limits)
     # api_open=False: a queued event cannot be run through the REST route (POST /gradio_api/run/predict), which
     # would skip the concurrency limit that bounds memory (Gradio leaves that route open outside Spaces)
     # api_open=False: queued events only through the queue; max_size: one client cannot queue without limit

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..explain.display import Pictures, pictures
 from ..explain.overlay import add_scale_bar, gray_to_rgb, overlay
-from ..imaging.decode import read_bytes, read_file
+from ..imaging.isolated import read_isolated
 from ..imaging.study import Study
 from ..imaging.windowing import CT_PRESETS, apply_window
 from ..models.config import ModelConfig
@@ -241,7 +241,7 @@ def analyse(
     never what the model sees.
     """
     t0 = time.perf_counter()
-    study = read_bytes(path, frame) if isinstance(path, bytes) else read_file(path, frame)  # bytes: a cleaned upload
+    study = read_isolated(path, frame)  # in a child process with memory and time limits (bytes: a cleaned upload)
     pred = predict_study(study, model_id, explain=True)
     cfg = get_model(pred.model_id)
     view = View(

@@ -57,6 +57,23 @@ def test_app_bad_file_is_gradio_error(tmp_path, content: bytes) -> None:
         handlers.predict(str(bad), None, 0.5)
 
 
+def test_an_upload_that_decodes_too_long_is_stopped_and_the_page_says_why(monkeypatch) -> None:
+    from pydicom.uid import JPEG2000Lossless
+
+    from medimg_demo.errors import InputError
+    from medimg_demo.imaging import isolated
+    from medimg_demo.imaging.jail_warm import dicom_of
+    from medimg_demo.web.analysis import analyse
+
+    if not isolated.enabled():
+        pytest.skip("no fork or Unix sockets here")
+    y, x = np.mgrid[:4096, :4096]
+    upload = dicom_of(((x * 7 + y * 3) % 256).astype(np.uint8), JPEG2000Lossless)  # about 0.4 s to decode
+    monkeypatch.setattr(isolated, "TIMEOUT_S", 0.05)  # the upload decodes in a child under this limit
+    with pytest.raises(InputError, match="took longer than the 0.05 s"):
+        analyse(upload)
+
+
 def test_app_no_file_is_gradio_error() -> None:
     with pytest.raises(gr.Error, match="Upload a scan"):
         handlers.predict(None, None, 0.5)

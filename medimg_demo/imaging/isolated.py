@@ -1,0 +1,173 @@
+"""Decode an upload in a child process with a memory limit and a time limit.
+
+The checks before decoding (``dicom_guard``, ``codestream``, ``j2k_coding``, ``jpeg_markers``) refuse files whose
+headers promise far more work than their image is worth, but a small file within every bound can still cost a
+decoder seconds of CPU and hundreds of MB (a 752-byte JPEG 2000 frame with the smallest code-blocks allowed: 1.8 s
+and +791 MB), and the decoders hold the GIL while they work, so in the server every other user waited. Here each
+upload decodes in a child forked by the decode server (``decode_server``, started once, decoders warmed), so:
+
+* the server's threads keep running while a file decodes;
+* the child's address space is capped (``MEDIMG_DECODE_MEMORY_MB`` over its start, default 1536; an honest
+  8000x8000 JPEG 2000 frame peaks near 460 MB) and it is killed at ``MEDIMG_DECODE_TIMEOUT_S`` (default 30):
+  both are refused with a message;
+* a decoder that crashes takes down its child, not the server;
+* at most ``MEDIMG_DECODE_WORKERS`` (default 2) decode at once, so memory stays bounded under load.
+
+Nothing is unpickled from the child: it answers with the image's attributes as JSON and its arrays as raw float32
+bytes, which are checked (shape, size, finite) and hashed again here, so a decoder that misbehaves cannot hand the
+server code or a forged pixel hash. ``MEDIMG_DECODE_ISOLATION=0`` decodes in the calling process (where ``fork``
+or Unix sockets are missing it is off); the command line, evaluation and training decode in-process (trusted
+files, no other users).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from . import decode_server as wire
+from .decode import read_bytes, read_file
+from .study import MAX_SIDE, Study, check_shape, pixel_hash
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_S = float(os.environ.get("MEDIMG_DECODE_TIMEOUT_S", "30"))
+MEMORY_MB = float(os.environ.get("MEDIMG_DECODE_MEMORY_MB", "1536"))
+WORKERS = max(1, int(os.environ.get("MEDIMG_DECODE_WORKERS", "2")))
+#: How long the decode server may take to start (importing and warming the decoders: about 1 s here).
+START_TIMEOUT_S = 120.0
+_SLOTS = threading.BoundedSemaphore(WORKERS)
+_LOCK = threading.Lock()
+_server: dict[str, Any] = {}
+_TUPLES = ("pixel_spacing_mm", "window", "warnings")
+
+
+def enabled() -> bool:
+    """Whether uploads decode in a child process (``MEDIMG_DECODE_ISOLATION``, on by default where it can)."""
+    return os.environ.get("MEDIMG_DECODE_ISOLATION", "1") != "0" and hasattr(os, "fork") and hasattr(socket, "AF_UNIX")
+
+
+def _stop() -> None:
+    proc, folder = _server.pop("proc", None), _server.pop("folder", None)
+    if proc is not None:
+        proc.stdin.close()  # the server exits when its stdin closes
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _socket_path() -> str:
+    """The running decode server's socket, started (or restarted, if it died) first."""
+    with _LOCK:
+        proc = _server.get("proc")
+        if proc is not None and proc.poll() is None:
+            return str(_server["socket"])
+        _stop()
+        folder = tempfile.mkdtemp(prefix="medimg-decode-")  # mode 0700: only this user can connect
+        path = os.path.join(folder, "s")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[2]), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        proc = subprocess.Popen([sys.executable, "-m", "medimg_demo.imaging.decode_server", path],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT_S)
+        if not ready or proc.stdout.readline().strip() != b"ready":
+            proc.kill()
+            shutil.rmtree(folder, ignore_errors=True)
+            raise RuntimeError("The decode server did not start; set MEDIMG_DECODE_ISOLATION=0 to decode in-process.")
+        if not _server.get("atexit"):
+            atexit.register(_stop)
+            _server["atexit"] = True
+        _server.update(proc=proc, folder=folder, socket=path)
+        return path
+
+
+def start() -> None:
+    """Start the decode server now (the app calls it at launch, so the first upload does not wait for it)."""
+    if enabled():
+        _socket_path()
+
+
+def _too_costly(what: str) -> InputError:
+    return InputError(f"Decoding this image {what} allowed for one upload on this server; it may be damaged or built "
+                      "to exhaust the server. Export it again (uncompressed DICOM, PNG or JPEG) and upload it again.")
+
+
+def _array(raw: bytes, shape: tuple[int, int]) -> np.ndarray:
+    if len(raw) != shape[0] * shape[1] * 4:
+        raise InputError("The image could not be decoded (the decoder returned an inconsistent result).")
+    arr = np.frombuffer(raw, dtype=np.float32).reshape(shape).copy()
+    if not np.all(np.isfinite(arr)):
+        raise InputError("The image holds NaN or infinite values; export it again with valid pixels.")
+    return arr
+
+
+def _study(meta: dict[str, Any], pixels: bytes, values: bytes) -> Study:
+    """The parent's own Study from what the child sent, checked as if it came from any other untrusted source."""
+    shape = tuple(int(v) for v in meta["shape"])
+    if len(shape) != 2 or max(shape) > MAX_SIDE:
+        raise InputError("The image could not be decoded (the decoder returned an inconsistent result).")
+    check_shape(*shape)
+    fields = {k: meta[k] for k in wire.FIELDS}
+    for k in _TUPLES:
+        if fields[k] is not None:
+            fields[k] = tuple(fields[k])
+    px = _array(pixels, shape)  # type: ignore[arg-type]
+    vals = _array(values, shape) if meta["has_values"] else None  # type: ignore[arg-type]
+    return Study(pixels=px, values=vals, sha256=pixel_hash(px), **fields)
+
+
+def _ask(src: bytes | str, frame: int | None, timeout_s: float, memory_mb: float) -> Study:
+    head = {"frame": frame, "timeout_s": timeout_s, "memory_mb": memory_mb,
+            "path": None if isinstance(src, bytes) else src}
+    t0 = time.monotonic()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout_s + 5)  # the child kills itself at timeout_s; this is the backstop
+        try:
+            sock.connect(_socket_path())
+            wire.send(sock, json.dumps(head).encode())
+            if isinstance(src, bytes):
+                wire.send(sock, src)
+            kind, payload = json.loads(wire.recv(sock, 1 << 16))
+            if kind == "ok":
+                limit = MAX_SIDE * MAX_SIDE * 4
+                return _study(payload, wire.recv(sock, limit), wire.recv(sock, limit))
+        except (EOFError, OSError, ValueError, KeyError, TypeError) as exc:  # socket.timeout is an OSError
+            log.warning("A decode child stopped without an answer (%s)", type(exc).__name__)
+            if time.monotonic() - t0 >= timeout_s - 0.05:
+                raise _too_costly(f"took longer than the {timeout_s:g} s") from exc
+            raise _too_costly("stopped the decoder (it ran out of the memory or the work") from exc
+    if kind == "refused":
+        raise InputError(str(payload))
+    if kind == "memory":
+        raise _too_costly(f"needs more than the {memory_mb:.0f} MB of memory")
+    log.info("An upload failed to decode in its child (%s)", payload)
+    raise InputError("The image could not be decoded; it may be damaged. Export it again and upload it again.")
+
+
+def read_isolated(src: str | Path | bytes, frame: int | None = None, timeout_s: float | None = None,
+                  memory_mb: float | None = None) -> Study:
+    """Decode an upload (cleaned bytes or a file path) as :func:`decode.read_bytes` / :func:`decode.read_file` do,
+    in a child process under a memory and a time limit (in-process when :func:`enabled` is false)."""
+    if not enabled():
+        return read_bytes(src, frame) if isinstance(src, bytes) else read_file(src, frame)
+    with _SLOTS:
+        return _ask(src if isinstance(src, bytes) else os.path.abspath(src), frame,
+                    TIMEOUT_S if timeout_s is None else timeout_s, MEMORY_MB if memory_mb is None else memory_mb)
