@@ -69,8 +69,7 @@ def read_raster(src: bytes | BinaryIO, kind: str) -> Study:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             if kind == "jpeg" and (why := jpeg_markers.refusal(src)) is not None:  # decoding work, not memory
-                raise InputError(f"The JPEG holds {why}, more than this server decodes. Save it again as a "
-                                 "baseline JPEG or a PNG and upload it again.")
+                raise jpeg_markers.refused(why)
             img = Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src)
             w, h = img.size
             if w * h > MAX_PIXELS:

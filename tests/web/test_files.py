@@ -48,6 +48,24 @@ def test_raster_uploads_lose_their_metadata_not_their_pixels(data: bytes) -> Non
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(clean))), np.asarray(Image.open(io.BytesIO(data))))
 
 
+def test_a_jpeg_with_restarts_and_fill_bytes_keeps_its_pixels_and_one_with_too_many_scans_is_refused() -> None:
+    buf = io.BytesIO()
+    rgb = (np.random.default_rng(1).random((64, 80, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(buf, "JPEG", comment=b"PID998877", restart_marker_blocks=2)
+    data = buf.getvalue()
+    sos = data.index(b"\xff\xda")
+    padded = data[:sos] + b"\xff" * 5000 + data[sos:]  # fill bytes before a marker are legal (T.81 B.1.1.2)
+    clean, _ = uploads.clean_upload(padded)
+    assert PHI not in clean and b"\xff" * 5000 not in clean  # dropped: they carry nothing
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(clean))), np.asarray(Image.open(io.BytesIO(data))))
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", progressive=True)
+    data = buf.getvalue()
+    last = data[data.rindex(b"\xff\xda"):-2]
+    with pytest.raises(InputError, match="more than 64 scans"):  # refused while cleaning, before it is kept
+        uploads.clean_upload(data[:-2] + (b"\xff" * 100 + last) * 80 + b"\xff\xd9")  # fill runs between scans
+
+
 def test_dicom_uploads_are_deidentified_on_arrival() -> None:
     data = dicom_bytes((gradient(64, 64) * 1000).astype(np.uint16))
     assert b"PID-998877" in data
