@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -163,6 +164,9 @@ def jpeg_header(data: bytes) -> FrameHeader:
         off += 2 + length
 
 
+_RLE_NOOPS = re.compile(rb"\x80+")
+
+
 def _rle_segment_length(seg: bytes, limit: int) -> int:
     """Bytes one RLE segment decodes to (PS3.5 G.3.2), counted without decoding; stops once over ``limit``."""
     n = pos = 0
@@ -175,8 +179,8 @@ def _rle_segment_length(seg: bytes, limit: int) -> int:
         elif h > 128:
             n += 257 - h
             pos += 2
-        else:
-            pos += 1
+        else:  # 0x80 is a no-op: a run of them is skipped in one step (68 MB of them took 5.6 s byte by byte)
+            pos = _RLE_NOOPS.match(seg, pos).end()  # type: ignore[union-attr] - seg[pos] is 0x80
         if n > limit:
             break
     return n

@@ -212,6 +212,12 @@ def test_an_rle_segment_that_expands_past_its_plane_is_refused_before_any_decode
     assert decoder_calls == []
 
 
+def test_rle_no_op_runs_are_skipped_and_the_runs_between_them_counted() -> None:
+    seg = b"\x80" * 1000 + b"\xfd\x07" + b"\x80" * 5 + b"\x01\x09\x0a" + b"\x80"  # 4 repeats, 2 literals
+    assert codestream._rle_segment_length(seg, 10**6) == 6
+    assert codestream._rle_segment_length(b"\x80" * 10**6 + b"\x81\x00" * 10, 100) == 128  # stops once past it
+
+
 def test_real_rle_frame_decodes() -> None:
     from pydicom import dcmread
 
@@ -221,6 +227,33 @@ def test_real_rle_frame_decodes() -> None:
     buf = io.BytesIO()
     ds.save_as(buf)
     np.testing.assert_array_equal(read_bytes(buf.getvalue()).values, arr)
+
+
+def test_rle_decodes_with_the_rust_plugin_to_the_pixels_of_pydicoms_own_decoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pydicom.pixels
+    from pydicom import dcmread
+    from pydicom.pixels import decoders
+
+    if "pylibjpeg" not in decoders.RLELosslessDecoder.available_plugins:
+        pytest.skip("pylibjpeg-rle is not installed")
+    arr = (gradient(64, 80) * 3000).astype(np.uint16)
+    arr[::7] = 0  # runs as well as literals
+    ds = dcmread(io.BytesIO(dicom_bytes(arr)))
+    ds.compress(RLELossless, arr)
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    used: list[str] = []
+    original = pydicom.pixels.pixel_array  # the decoder imports it when it runs: the spy below is what it calls
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        used.append(kwargs.get("decoding_plugin", ""))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pydicom.pixels, "pixel_array", spy)
+    study = read_bytes(buf.getvalue())
+    assert used == ["pylibjpeg"]
+    np.testing.assert_array_equal(study.values, original(io.BytesIO(buf.getvalue()), decoding_plugin="pydicom"))
+    np.testing.assert_array_equal(study.values, arr)
 
 
 def test_the_byte_budget_bounds_native_frames_too(monkeypatch: pytest.MonkeyPatch) -> None:
