@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from .record import Feedback
 from .store import (FeedbackStore, connect, existing_location, export_csv, get_prediction, open_store, read_all,
-                    read_matching, record_prediction, submit, write_csv)
+                    read_matching, record_prediction, register_session, submit, write_csv)
 from .summary import summarise
 
 __all__ = ["Feedback", "FeedbackStore", "connect", "existing_location", "export_csv", "get_prediction", "open_store",
-           "read_all", "read_matching", "record_prediction", "submit", "summarise", "write_csv"]
+           "read_all", "read_matching", "record_prediction", "register_session", "submit", "summarise",
+           "write_csv"]

@@ -6,7 +6,12 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InputError
 from ..manifest import read_manifest, split_frame
+
+#: Bounds of a session's size and seed (the page offers 1-200 cases; a seed is stored as a 32-bit integer).
+MAX_CASES = 200
+MAX_SEED = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -38,3 +43,20 @@ def case_list(data_dir: Path, task: str, n_cases: int = 20, seed: int = 0, split
         stage = str(row["stage"]) if "stage" in by_image.columns and row["stage"] else None
         cases.append(Case(case_id=f"{task}/{split}/{image}", path=data_dir / image, label=str(row["label"]), stage=stage))
     return cases
+
+
+def check_parameters(n_cases: int, seed: int) -> None:
+    """Refuse a session size or seed out of bounds (an API client may send any whole number)."""
+    if not 1 <= n_cases <= MAX_CASES:
+        raise InputError(f"A session reads 1 to {MAX_CASES} cases; {n_cases} were asked for.")
+    if not 0 <= seed <= MAX_SEED:
+        raise InputError(f"The seed must be a whole number from 0 to {MAX_SEED:,}.")
+
+
+def mismatch(started: dict[str, object], model_id: str, n_cases: int, seed: int) -> InputError | None:
+    """The refusal of a start whose model, size or seed differ from those the session was first started with (a
+    second study pooled into the first one's table), or None."""
+    if (started["model_id"], int(started["n_cases"]), int(started["seed"])) == (model_id, n_cases, seed):  # type: ignore[call-overload]
+        return None
+    return InputError(f"This session was started with model {started['model_id']}, {started['n_cases']} cases and seed "
+                      f"{started['seed']}: choose those to join it, or give a new session a name of its own.")

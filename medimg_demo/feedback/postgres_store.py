@@ -164,6 +164,7 @@ class PostgresBackend:
                                                      _pg_type))
             con.execute(schema.SESSION_INDEX)
             con.execute(schema.create_predictions_table())
+            con.execute(schema.create_reading_sessions_table())
             have = {r[0] for r in con.execute(
                 "SELECT column_name FROM information_schema.columns "
                 "WHERE table_schema = current_schema() AND table_name = %s", ("feedback",))}
@@ -184,6 +185,15 @@ class PostgresBackend:
         with self._session("reading the prediction") as con:
             return con.execute(f"SELECT {', '.join(schema.PREDICTION_COLUMNS)} FROM predictions WHERE id = %s",
                                (prediction_id,)).fetchone()
+
+    def register_session(self, rec: dict[str, Any]) -> tuple[Any, ...]:
+        """Store a reading session's parameters unless its name is taken (by any replica); the stored ones."""
+        cols = list(schema.READING_SESSION_COLUMNS)
+        with self._session("starting the reading session") as con:
+            con.execute(f"INSERT INTO reading_sessions ({', '.join(cols)}) VALUES ({', '.join('%s' for _ in cols)}) "
+                        "ON CONFLICT (session_id) DO NOTHING", [rec[c] for c in cols])
+            return con.execute(f"SELECT {', '.join(cols)} FROM reading_sessions WHERE session_id = %s",
+                               (rec["session_id"],)).fetchone()
 
     def insert_feedback(self, row: dict[str, Any]) -> int:
         """Insert one row; a known idempotency key (stored before, or by a concurrent request) returns that row's id.

@@ -59,6 +59,16 @@ PREDICTION_COLUMNS: dict[str, str] = {
     "outputs": "TEXT NOT NULL",
     "created_by": "TEXT NOT NULL DEFAULT ''",
 }
+#: Every reading session's parameters, fixed by its first start: a session name started again with another model,
+#: size or seed would pool a second study into the first one's table, so it is refused (:func:`session_mismatch`).
+READING_SESSION_COLUMNS: dict[str, str] = {
+    "session_id": "TEXT PRIMARY KEY",
+    "model_id": "TEXT NOT NULL",
+    "n_cases": "INTEGER NOT NULL",
+    "seed": "INTEGER NOT NULL",
+    "started_by": "TEXT NOT NULL DEFAULT ''",
+    "created_utc": "TEXT NOT NULL",
+}
 SESSION_INDEX = "CREATE INDEX IF NOT EXISTS feedback_session ON feedback (session_id, reader, case_id)"
 #: The idempotency key is unique (NULLs allowed: rows written before keys existed, or by the CLI).
 UNIQUE_KEY = "CREATE UNIQUE INDEX IF NOT EXISTS feedback_idempotency ON feedback (idempotency_key)"
@@ -69,7 +79,7 @@ PREDICTION_INDEX = "CREATE INDEX IF NOT EXISTS feedback_prediction ON feedback (
 MAX_ROWS_PER_PREDICTION = 20
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-for _name in [*FEEDBACK_COLUMNS, *ADDED_COLUMNS, *PREDICTION_COLUMNS]:  # names are spliced into SQL: keep them plain
+for _name in [*FEEDBACK_COLUMNS, *ADDED_COLUMNS, *PREDICTION_COLUMNS, *READING_SESSION_COLUMNS]:  # names are spliced into SQL: keep them plain
     if not _NAME.match(_name):
         raise RuntimeError(f"Column name {_name!r} must be lower-case letters, digits and '_'.")
 
@@ -107,6 +117,12 @@ def create_feedback_table(id_column: str, sql_type: Any = None) -> str:
     spell = sql_type or (lambda t: t)
     body = [f"id {id_column}"] + [f"{n} {spell(t)}" for n, t in {**FEEDBACK_COLUMNS, **ADDED_COLUMNS}.items()]
     return "CREATE TABLE IF NOT EXISTS feedback (\n    " + ",\n    ".join(body) + "\n)"
+
+
+def create_reading_sessions_table() -> str:
+    """``CREATE TABLE`` for the reading sessions' fixed parameters (portable as written)."""
+    body = [f"{n} {t}" for n, t in READING_SESSION_COLUMNS.items()]
+    return "CREATE TABLE IF NOT EXISTS reading_sessions (\n    " + ",\n    ".join(body) + "\n)"
 
 
 def create_predictions_table() -> str:

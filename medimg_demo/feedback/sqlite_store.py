@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 #: The whole SQLite schema of a new store (the feedback and predictions tables and their indexes).
 SCHEMA = ";\n".join([schema.create_feedback_table("INTEGER PRIMARY KEY AUTOINCREMENT"), schema.SESSION_INDEX,
-                     schema.create_predictions_table()]) + ";\n"
+                     schema.create_predictions_table(), schema.create_reading_sessions_table()]) + ";\n"
 
 _init_lock = threading.Lock()
 _initialised: set[str] = set()
@@ -112,6 +112,15 @@ class SqliteBackend:
         with _connection(self.path) as con, _guard("reading the prediction"):
             return con.execute(f"SELECT {', '.join(schema.PREDICTION_COLUMNS)} FROM predictions WHERE id = ?",
                                (prediction_id,)).fetchone()
+
+    def register_session(self, rec: dict[str, Any]) -> tuple[Any, ...]:
+        """Store a reading session's parameters unless its name is taken; the stored ones either way."""
+        cols = list(schema.READING_SESSION_COLUMNS)
+        with _connection(self.path) as con, _guard("starting the reading session"):
+            con.execute(f"INSERT OR IGNORE INTO reading_sessions ({', '.join(cols)}) "
+                        f"VALUES ({', '.join('?' for _ in cols)})", [rec[c] for c in cols])
+            return con.execute(f"SELECT {', '.join(cols)} FROM reading_sessions WHERE session_id = ?",
+                               (rec["session_id"],)).fetchone()
 
     def insert_feedback(self, row: dict[str, Any]) -> int:
         """Insert one row in an immediate transaction; a known idempotency key returns the stored row's id."""

@@ -49,6 +49,7 @@ class Backend(Protocol):
     def insert_prediction(self, rec: dict[str, Any]) -> None: ...
     def fetch_prediction(self, prediction_id: str) -> tuple[Any, ...] | None: ...
     def insert_feedback(self, row: dict[str, Any]) -> int: ...  # same id again for a known idempotency key
+    def register_session(self, rec: dict[str, Any]) -> tuple[Any, ...]: ...  # the stored parameters
     def fetch_feedback(self, where: dict[str, str] | None = None) -> list[tuple[Any, ...]]: ...
     # schema.columns() order, oldest first; ``where``: column -> value, equality on schema.FILTER_COLUMNS only
 
@@ -112,6 +113,15 @@ class FeedbackStore:
             return None
         row = self.backend.fetch_prediction(prediction_id)
         return None if row is None else schema.prediction_record(row)
+
+    def register_session(self, session_id: str, model_id: str, n_cases: int, seed: int, started_by: str = "") -> dict[
+            str, Any]:
+        """Fix a reading session's model, size and seed at its first start; the parameters it was started with (the
+        ones given, or an earlier start's)."""
+        row = self.backend.register_session({
+            "session_id": session_id, "model_id": model_id, "n_cases": int(n_cases), "seed": int(seed),
+            "started_by": started_by or "", "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        return dict(zip(schema.READING_SESSION_COLUMNS, row))
 
     def submit(self, fb: Feedback) -> int:
         """Store one submission; returns its row id (the same id again for a retry with the same idempotency key).
@@ -201,6 +211,12 @@ def record_prediction(db: StoreLocation, *, model_id: str, weights_sha256: str, 
 def get_prediction(db: StoreLocation, prediction_id: str) -> dict[str, Any] | None:
     """The recorded prediction (``outputs`` parsed), or None for an unknown id."""
     return open_store(db).get_prediction(prediction_id)
+
+
+def register_session(db: StoreLocation, session_id: str, model_id: str, n_cases: int, seed: int,
+                     started_by: str = "") -> dict[str, Any]:
+    """:meth:`FeedbackStore.register_session` on the store at ``db``."""
+    return open_store(db).register_session(session_id, model_id, n_cases, seed, started_by)
 
 
 def submit(db: StoreLocation, fb: Feedback) -> int:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .. import feedback
 from ..errors import InputError
-from ..feedback.cases import case_list
+from ..feedback.cases import case_list, check_parameters, mismatch
 from ..feedback.reader_study import CANNOT_ASSESS, label_name
 from ..imaging.decode import read_file
 from ..models.registry import get_model
@@ -182,6 +182,10 @@ def start_session(reader: str, session_id: str, model_id: str | None, n_cases: i
     folder = data_root() / cfg.task
     if not (folder / "manifest.csv").is_file():
         raise InputError(f"No test cases found for {cfg.task} under {data_root()}; set MEDIMG_DATA_DIR.")
+    check_parameters(n_cases, seed)
+    started = feedback.register_session(db or feedback_store(), session_id.strip(), cfg.id, n_cases, seed, reader.strip())
+    if (refused := mismatch(started, cfg.id, n_cases, seed)) is not None:
+        raise refused
     cases = case_list(folder, cfg.task, n_cases=n_cases, seed=seed)
     done = feedback.read_matching(db or feedback_store(), session_id=session_id.strip(), reader=reader.strip(),
                                   phase="aided")

@@ -14,8 +14,8 @@ import pytest
 
 from medimg_demo import paths
 from medimg_demo.errors import StoreError
-from medimg_demo.feedback import (Feedback, export_csv, open_store, read_all, record_prediction, schema, submit,
-                                  summarise)
+from medimg_demo.feedback import (Feedback, export_csv, open_store, read_all, record_prediction, register_session,
+                                  schema, submit, summarise)
 
 SHA = "d" * 64
 OUTPUTS = {"status": "ok", "model": "lung_ct.tiny_v0", "image_sha256": SHA,
@@ -98,6 +98,31 @@ def test_concurrent_retries_of_one_submission_keep_one_row(store) -> None:
     assert not errors and len(set(ids)) == 1 and len(ids) == 8
     assert len(read_all(store)) == 1
 
+
+
+def test_a_session_name_is_fixed_by_its_first_start_even_when_starts_race(store) -> None:
+    """Six first starts of one session name at once, each with its own seed: one wins, and every start is told the
+    winner's parameters (never two sessions pooled under one name)."""
+    got: list[dict] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def begin(seed: int) -> None:
+        try:
+            start.wait()
+            got.append(register_session(store, "study-A", "lung_ct.tiny_v0", 20, seed, f"reader{seed}"))
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=begin, args=(seed,)) for seed in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(got) == 6
+    assert len({(g["seed"], g["started_by"]) for g in got}) == 1 and got[0]["started_by"] == f"reader{got[0]['seed']}"
+    other = register_session(store, "study-B", "brain_mri.tiny_v0", 5, 9)
+    assert (other["model_id"], other["n_cases"], other["seed"]) == ("brain_mri.tiny_v0", 5, 9)
 
 
 def test_one_prediction_takes_a_bounded_number_of_answers_even_at_once(store) -> None:

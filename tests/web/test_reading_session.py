@@ -309,6 +309,21 @@ def test_the_aided_answer_sent_twice_at_once_moves_one_case_on(reading, monkeypa
     assert s.index == 1 and len(errors) == 1 and "own read" in errors[0]
 
 
+def test_a_session_name_keeps_the_model_size_and_seed_it_was_started_with(reading) -> None:  # noqa: ANN001
+    """Another reader starting a session's name with another seed, size or model would pool a second study into the
+    owner's table: refused, saying what to choose; the same parameters join it."""
+    first = reading.session_start("reader01", "study-B", None, 4, 7)[0]
+    for n_cases, seed in ((4, 8), (5, 7)):
+        with pytest.raises(gr.Error, match="started with model .*, 4 cases and seed 7"):
+            reading.session_start("reader02", "study-B", None, n_cases, seed)
+    joined = reading.session_start("reader02", "study-B", None, 4, 7)[0]
+    assert [c.case_id for c in joined.cases] == [c.case_id for c in first.cases] and joined.reader == "reader02"
+    for n_cases, seed, match in ((0, 0, "1 to 200 cases"), (201, 0, "1 to 200 cases"), (5, -1, "from 0 to"),
+                                 (5, 2**31, "from 0 to")):
+        with pytest.raises(gr.Error, match=match):
+            reading.session_start("reader01", "study-C", None, n_cases, seed)
+
+
 @pytest.mark.parametrize("n_cases, seed", [(None, 0), (20, None), ("many", 0), (float("nan"), 0), (2.5, 0),
                                            (20, float("inf"))])
 def test_a_session_without_whole_numbers_is_refused_with_a_message(n_cases: object, seed: object) -> None:

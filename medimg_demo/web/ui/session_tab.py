@@ -7,6 +7,7 @@ import json
 
 import gradio as gr
 
+from ...feedback.cases import MAX_CASES, MAX_SEED
 from .. import auth
 from .. import reading as r
 from ..session import AGREE
@@ -40,8 +41,8 @@ def session_tab(choices: list[tuple[str, str]]) -> None:
         reader = gr.Textbox(label="Reader pseudonym", placeholder="e.g. reader07", visible=not auth.logins_on())
         session_id = gr.Textbox(label="Session id", value="session-1", max_length=200)
         model = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, label="Model")
-        n_cases = gr.Number(label="Cases", value=20, precision=0, minimum=1, maximum=200)
-        seed = gr.Number(label="Seed", value=0, precision=0)
+        n_cases = gr.Number(label="Cases", value=20, precision=0, minimum=1, maximum=MAX_CASES)
+        seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, maximum=MAX_SEED)
     start = gr.Button("Start or resume session", variant="primary")
     progress = gr.Markdown(elem_id="session-progress")
     # the case, its heatmap and the display controls: shown while a case is being read (not before the session
