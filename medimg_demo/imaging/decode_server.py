@@ -24,6 +24,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -41,18 +42,24 @@ def send(sock: socket.socket, data: bytes) -> None:
     sock.sendall(data)
 
 
-def recv(sock: socket.socket, limit: int) -> bytes:
-    """One message of at most ``limit`` bytes (ValueError over it, EOFError if the peer stopped)."""
-    (size,) = _LEN.unpack(_exactly(sock, _LEN.size))
+def recv(sock: socket.socket, limit: int, deadline: float | None = None) -> bytes:
+    """One message of at most ``limit`` bytes (ValueError over it, EOFError if the peer stopped), all of it by
+    ``deadline`` (``time.monotonic()``; socket.timeout past it) where one is given."""
+    (size,) = _LEN.unpack(_exactly(sock, _LEN.size, deadline))
     if size > limit:
         raise ValueError(f"a message of {size} bytes, over {limit}")
-    return _exactly(sock, size)
+    return _exactly(sock, size, deadline)
 
 
-def _exactly(sock: socket.socket, size: int) -> bytes:
+def _exactly(sock: socket.socket, size: int, deadline: float | None) -> bytes:
     buf, got = bytearray(size), 0
     view = memoryview(buf)
     while got < size:
+        if deadline is not None:  # a peer trickling bytes cannot stretch a per-call timeout without end
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("the answer did not arrive in time")
+            sock.settimeout(left)
         n = sock.recv_into(view[got:], min(size - got, 1 << 20))
         if n == 0:
             raise EOFError("the peer closed the connection")
@@ -65,11 +72,20 @@ def _address_space() -> int:
         return int(fh.read().split()[0]) * resource.getpagesize()
 
 
+#: Longest a child waits for its request (100 MB over a Unix socket takes well under a second).
+REQUEST_TIMEOUT_S = 60.0
+
+
+def _alarm(seconds: float) -> None:
+    """End this process in ``seconds`` (SIGALRM's default action ends it wherever it is, C code included)."""
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.setitimer(signal.ITIMER_REAL, max(0.001, seconds))
+
+
 def _limit(timeout_s: float, memory_mb: float) -> int:
     """Cap this child: killed by SIGALRM at the time limit (SIGXCPU past it in CPU time), and refused memory past
     ``memory_mb`` over what it holds now. Returns what it held (its address space in bytes; 0 if unknown)."""
-    signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the default action ends the process, wherever it is
-    signal.setitimer(signal.ITIMER_REAL, max(0.001, timeout_s))
+    _alarm(timeout_s)
     cpu = max(1, math.ceil(timeout_s)) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     try:
@@ -102,6 +118,7 @@ def _answer(sock: socket.socket) -> None:
     from ..errors import InputError
     from .decode import MAX_BYTES, read_bytes, read_file
 
+    _alarm(REQUEST_TIMEOUT_S)  # a peer that sends half a request does not keep a child waiting
     head = json.loads(recv(sock, 1 << 16))
     path = head.get("path")
     data = None if path is not None else recv(sock, MAX_BYTES)
@@ -146,6 +163,7 @@ def serve(path: str) -> None:
     from . import jail_warm  # noqa: F401 - imported for its warm-up
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the app's Ctrl-C stops the app, which closes stdin: then it ends
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)

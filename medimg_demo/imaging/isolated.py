@@ -7,8 +7,9 @@ and +791 MB), and the decoders hold the GIL while they work, so in the server ev
 upload decodes in a child forked by the decode server (``decode_server``, started once, decoders warmed), so:
 
 * the server's threads keep running while a file decodes;
-* the child's address space is capped (``MEDIMG_DECODE_MEMORY_MB`` over its start, default 1536; an honest
-  8000x8000 JPEG 2000 frame peaks near 460 MB) and it is killed at ``MEDIMG_DECODE_TIMEOUT_S`` (default 30):
+* the child's address space is capped (``MEDIMG_DECODE_MEMORY_MB`` over its start, default 2048: an honest
+  8000x8000 greyscale JPEG 2000 frame peaks near 390 MB, an 8000x8000 RGB JPEG in a DICOM near 1,650 MB; on a system
+  without ``/proc``, macOS among them, there is no cap) and it is killed at ``MEDIMG_DECODE_TIMEOUT_S`` (default 30):
   both are refused with a message;
 * a decoder that crashes takes down its child, not the server;
 * at most ``MEDIMG_DECODE_WORKERS`` (default 2) decode at once, so memory stays bounded under load.
@@ -26,7 +27,7 @@ import atexit
 import json
 import logging
 import os
-import select
+import selectors
 import shutil
 import socket
 import subprocess
@@ -47,14 +48,13 @@ from .study import MAX_SIDE, Study, check_shape, pixel_hash
 log = logging.getLogger(__name__)
 
 TIMEOUT_S = float(os.environ.get("MEDIMG_DECODE_TIMEOUT_S", "30"))
-MEMORY_MB = float(os.environ.get("MEDIMG_DECODE_MEMORY_MB", "1536"))
+MEMORY_MB = float(os.environ.get("MEDIMG_DECODE_MEMORY_MB", "2048"))
 WORKERS = max(1, int(os.environ.get("MEDIMG_DECODE_WORKERS", "2")))
 #: How long the decode server may take to start (importing and warming the decoders: about 1 s here).
 START_TIMEOUT_S = 120.0
 _SLOTS = threading.BoundedSemaphore(WORKERS)
 _LOCK = threading.Lock()
 _server: dict[str, Any] = {}
-_TUPLES = ("pixel_spacing_mm", "window", "warnings")
 
 
 def enabled() -> bool:
@@ -74,27 +74,52 @@ def _stop() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _socket_path() -> str:
-    """The running decode server's socket, started (or restarted, if it died) first."""
+def _sweep_stale() -> None:
+    """Remove decode-server folders an earlier run left (killed before it could): those whose socket answers no one."""
+    for folder in Path(tempfile.gettempdir()).glob("medimg-decode-*"):
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.connect(str(folder / "s"))  # a live server of another run: left alone
+        except OSError:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _launch() -> tuple[subprocess.Popen, str, str]:
+    """A new decode server, waited for until it says it is ready; killed and cleaned up on any failure."""
+    folder = tempfile.mkdtemp(prefix="medimg-decode-")  # mode 0700: only this user can connect
+    path = os.path.join(folder, "s")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[2]), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    # -P: the working folder is not put on the server's import path (a module planted there would run in it);
+    # a session of its own: the terminal's Ctrl-C goes to the app, which then closes the server's stdin
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "medimg_demo.imaging.decode_server", path],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True)
+    try:
+        with selectors.DefaultSelector() as sel:  # not select(): it refuses descriptors over 1023
+            sel.register(proc.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
+            ready = sel.select(START_TIMEOUT_S)
+        if not ready or proc.stdout.readline().strip() != b"ready":  # type: ignore[union-attr]
+            raise RuntimeError("The decode server did not start; set MEDIMG_DECODE_ISOLATION=0 to decode in-process.")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return proc, folder, path
+
+
+def _socket_path(restart: bool = False) -> str:
+    """The running decode server's socket, started (or restarted, if it died or ``restart``) first."""
     with _LOCK:
         proc = _server.get("proc")
-        if proc is not None and proc.poll() is None:
+        if proc is not None and proc.poll() is None and not restart:
             return str(_server["socket"])
         _stop()
-        folder = tempfile.mkdtemp(prefix="medimg-decode-")  # mode 0700: only this user can connect
-        path = os.path.join(folder, "s")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(Path(__file__).resolve().parents[2]), *filter(None, [os.environ.get("PYTHONPATH")])])}
-        proc = subprocess.Popen([sys.executable, "-m", "medimg_demo.imaging.decode_server", path],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT_S)
-        if not ready or proc.stdout.readline().strip() != b"ready":
-            proc.kill()
-            shutil.rmtree(folder, ignore_errors=True)
-            raise RuntimeError("The decode server did not start; set MEDIMG_DECODE_ISOLATION=0 to decode in-process.")
         if not _server.get("atexit"):
+            _sweep_stale()
             atexit.register(_stop)
             _server["atexit"] = True
+        proc, folder, path = _launch()
         _server.update(proc=proc, folder=folder, socket=path)
         return path
 
@@ -119,46 +144,115 @@ def _array(raw: bytes, shape: tuple[int, int]) -> np.ndarray:
     return arr
 
 
+_FORMATS = ("png", "jpeg", "dicom")
+
+
+def _pair(value: Any, positive: bool) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    pair = tuple(float(v) for v in value)
+    if len(pair) != 2 or not all(np.isfinite(pair)) or (positive and min(pair) <= 0):
+        raise ValueError("not a pair of finite numbers")
+    return pair  # type: ignore[return-value]
+
+
+def _text(value: Any, longest: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > longest:
+        raise ValueError("not a short text")
+    return value
+
+
+def _fields(meta: dict[str, Any]) -> dict[str, Any]:
+    """The Study attributes the child sent, each of the type and range a decoder gives (ValueError otherwise)."""
+    n_frames, frame_index = meta["n_frames"], meta["frame_index"]
+    warnings = meta["warnings"]
+    if (meta["source_format"] not in _FORMATS or type(n_frames) is not int or type(frame_index) is not int
+            or not 0 <= frame_index < n_frames or type(meta["invert"]) is not bool
+            or not isinstance(warnings, list) or len(warnings) > 20 or not all(isinstance(w, str) for w in warnings)):
+        raise ValueError("attributes out of range")
+    return {"source_format": meta["source_format"], "modality": _text(meta["modality"], 16),
+            "body_part": _text(meta["body_part"], 64), "pixel_spacing_mm": _pair(meta["pixel_spacing_mm"], True),
+            "spacing_source": _text(meta["spacing_source"], 500) or "", "n_frames": n_frames,
+            "frame_index": frame_index, "window": _pair(meta["window"], False), "invert": meta["invert"],
+            "warnings": tuple(_text(w, 1000) for w in warnings)}
+
+
 def _study(meta: dict[str, Any], pixels: bytes, values: bytes) -> Study:
     """The parent's own Study from what the child sent, checked as if it came from any other untrusted source."""
-    shape = tuple(int(v) for v in meta["shape"])
+    try:
+        shape = tuple(int(v) for v in meta["shape"])
+        fields = _fields(meta)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise InputError("The image could not be decoded (the decoder returned an inconsistent result).") from exc
     if len(shape) != 2 or max(shape) > MAX_SIDE:
         raise InputError("The image could not be decoded (the decoder returned an inconsistent result).")
     check_shape(*shape)
-    fields = {k: meta[k] for k in wire.FIELDS}
-    for k in _TUPLES:
-        if fields[k] is not None:
-            fields[k] = tuple(fields[k])
     px = _array(pixels, shape)  # type: ignore[arg-type]
+    if px.min() < 0 or px.max() > 1:
+        raise InputError("The image could not be decoded (the decoder returned an inconsistent result).")
     vals = _array(values, shape) if meta["has_values"] else None  # type: ignore[arg-type]
     return Study(pixels=px, values=vals, sha256=pixel_hash(px), **fields)
+
+
+def _connect(head: dict[str, Any], src: bytes | str, restart: bool) -> socket.socket:
+    """A connection to the decode server (restarted first if ``restart``) with the request sent."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(30)
+        sock.connect(_socket_path(restart=restart))
+        wire.send(sock, json.dumps(head).encode())
+        if isinstance(src, bytes):
+            wire.send(sock, src)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _first_answer(head: dict[str, Any], src: bytes | str, deadline: float) -> tuple[socket.socket, list[Any]]:
+    """The connection and the child's first message. A server that died, or is dying, since the last upload leaves
+    the request unsent or reset before any child took it: the server is started again and asked once more (a child
+    that dies decoding closes a connection it has read whole: an end of file, not a reset, and not retried)."""
+    for attempt in (0, 1):
+        try:
+            sock = _connect(head, src, restart=attempt == 1)
+        except OSError as exc:
+            log.warning("The decode server could not be reached (%s)", type(exc).__name__)
+            continue
+        try:
+            return sock, json.loads(wire.recv(sock, 1 << 16, deadline))
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            sock.close()
+            log.warning("The decode server reset the request (%s)", type(exc).__name__)
+        except BaseException:
+            sock.close()
+            raise
+    raise InputError("The server's decoder could not be reached; try again in a moment.")
 
 
 def _ask(src: bytes | str, frame: int | None, timeout_s: float, memory_mb: float) -> Study:
     head = {"frame": frame, "timeout_s": timeout_s, "memory_mb": memory_mb,
             "path": None if isinstance(src, bytes) else src}
     t0 = time.monotonic()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout_s + 5)  # the child kills itself at timeout_s; this is the backstop
-        try:
-            sock.connect(_socket_path())
-            wire.send(sock, json.dumps(head).encode())
-            if isinstance(src, bytes):
-                wire.send(sock, src)
-            kind, payload = json.loads(wire.recv(sock, 1 << 16))
+    deadline = t0 + timeout_s + 5  # the child ends itself at timeout_s; this bounds the whole answer
+    try:
+        sock, (kind, payload) = _first_answer(head, src, deadline)
+        with sock:
             if kind == "ok":
                 limit = MAX_SIDE * MAX_SIDE * 4
-                return _study(payload, wire.recv(sock, limit), wire.recv(sock, limit))
-        except (EOFError, OSError, ValueError, KeyError, TypeError) as exc:  # socket.timeout is an OSError
-            log.warning("A decode child stopped without an answer (%s)", type(exc).__name__)
-            if time.monotonic() - t0 >= timeout_s - 0.05:
-                raise _too_costly(f"took longer than the {timeout_s:g} s") from exc
-            raise _too_costly("stopped the decoder (it ran out of the memory or the work") from exc
+                return _study(payload, wire.recv(sock, limit, deadline), wire.recv(sock, limit, deadline))
+    except (EOFError, OSError, ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
+        log.warning("A decode child stopped without an answer (%s)", type(exc).__name__)
+        if time.monotonic() - t0 >= timeout_s - 0.05:
+            raise _too_costly(f"took longer than the {timeout_s:g} s") from exc
+        raise _too_costly("stopped the decoder (it ran out of the memory or the work") from exc
     if kind == "refused":
-        raise InputError(str(payload))
+        raise InputError(str(payload)[:2000])
     if kind == "memory":
         raise _too_costly(f"needs more than the {memory_mb:.0f} MB of memory")
-    log.info("An upload failed to decode in its child (%s)", payload)
+    log.info("An upload failed to decode in its child (%s)", str(payload)[:100])
     raise InputError("The image could not be decoded; it may be damaged. Export it again and upload it again.")
 
 

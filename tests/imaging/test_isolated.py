@@ -75,6 +75,26 @@ def test_a_decode_server_that_died_is_started_again() -> None:
     assert isolated._server["proc"].pid != proc.pid
 
 
+def test_a_server_started_again_runs_no_module_planted_in_the_working_folder_and_any_descriptor_number_works(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    (tmp_path / "numpy.py").write_text(f"open({str(tmp_path / 'RAN')!r}, 'w').close()\nraise SystemExit\n")
+    monkeypatch.chdir(tmp_path)  # an app started from a folder others can write to
+    held = []
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= 2048:  # the server's pipe lands above 1023
+        held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        isolated.start()
+        os.kill(isolated._server["proc"].pid, signal.SIGKILL)  # and at once: no wait for it to be gone
+        data = png_bytes((gradient() * 255).astype(np.uint8))
+        assert isolated.read_isolated(data).sha256 == read_bytes(data).sha256
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert not (tmp_path / "RAN").exists()
+
+
 def test_what_a_child_answers_is_checked_and_hashed_again_before_use() -> None:
     px = gradient().astype(np.float32)
     meta = {"shape": list(px.shape), "has_values": False, "source_format": "png", "modality": None,
@@ -87,6 +107,12 @@ def test_what_a_child_answers_is_checked_and_hashed_again_before_use() -> None:
         isolated._study(meta, px.tobytes()[:-4], b"")  # a short array
     with pytest.raises(InputError, match="inconsistent"):
         isolated._study({**meta, "shape": [4096, 64]}, b"\0" * 4096 * 64 * 4, b"")  # over MAX_SIDE
+    for forged in ({"source_format": "exe"}, {"window": ["a", "b"]}, {"pixel_spacing_mm": [float("nan"), 1.0]},
+                   {"n_frames": -7}, {"frame_index": 3}, {"warnings": [1]}, {"shape": [float("inf"), 64]}):
+        with pytest.raises(InputError, match="inconsistent"):
+            isolated._study({**meta, **forged}, px.tobytes(), b"")
+    with pytest.raises(InputError, match="inconsistent"):
+        isolated._study(meta, (px * 1e30).tobytes(), b"")  # display pixels lie in [0, 1]
     bad = px.copy()
     bad[3, 3] = np.nan
     with pytest.raises(InputError, match="NaN"):
