@@ -40,6 +40,7 @@ from medimg_demo.web.ui.common import BANNER  # noqa: E402
 from medimg_demo.web.ui.performance_tab import CSS as PERFORMANCE_CSS, performance_tab  # noqa: E402
 from medimg_demo.web.ui.session_tab import session_tab  # noqa: E402
 from medimg_demo.web.ui.summary_tab import summary_tab  # noqa: E402
+from medimg_demo.web.session_binding import BindSessionsToLogins  # noqa: E402
 from medimg_demo.web.request_limits import RequestSizeLimit  # noqa: E402
 from medimg_demo.web.upload_names import AnonymousUploadNames  # noqa: E402
 
@@ -90,7 +91,8 @@ def launch_options() -> dict[str, Any]:
         # (the least recently used go first; a reading session resumes from the store), not Gradio's 10,000
         state_session_capacity=1000,
         app_kwargs={"middleware": [Middleware(files.SecureFileHeaders), Middleware(AnonymousUploadNames),
-                                   Middleware(RequestSizeLimit)]},  # no megabytes of JSON kept in a session
+                                   Middleware(RequestSizeLimit),  # no megabytes of JSON kept in a session
+                                   Middleware(BindSessionsToLogins)]},  # a page's session hash: its login's only
     )
 
 

@@ -623,8 +623,10 @@ def _number(cell: str) -> bool:
 
 
 def test_a_borrowed_page_shows_nothing_to_another_login(auth_app: App, readers: dict[str, Any]) -> None:
-    """Gradio keys page state by the session hash alone: bob's login on alice's page (a page left open when she
-    signed out) got her scan redrawn, her case report and her reading-session case. Now: nothing."""
+    """Gradio keys page state and the event stream by the session hash alone: bob's login on alice's page (a page left
+    open when she signed out) got her scan redrawn, her case report and her reading-session case, and could read her
+    page's event stream. Now the hash is bound to her login (``session_binding``): every request of bob's naming it is
+    refused at the door, queued or not, and her stream too; alice goes on."""
     alice, bob = readers["alice01"], readers["bob02"]
     page, work = _analysed(alice, _dicom_with_phi())
     ok, out = _queue_fn(alice, _fn(alice, "session_start"), ["", "alice-session", None, 2, 0], page)
@@ -633,26 +635,25 @@ def test_a_borrowed_page_shows_nothing_to_another_login(auth_app: App, readers: 
         "redraw": (_fn(bob, "redraw"), [None, "File default", None, None, 0.45, "4x", "Heatmap peak", None, True]),
         "report": (_fn(bob, "report"), [work, None]),
         "session_redraw": (_fn(bob, "session_redraw"), [None, 100, 200, "2x", 40, 40]),
+        "check_frame": (_fn(bob, "check_frame"), [None, 99]),
     }
     got = {name: _queue_fn(bob, fn, data, page) for name, (fn, data) in attempts.items()}
-    # the frame of alice's file: neither its count (in a message) nor the frame shown
-    told = _queue_fn(bob, _fn(bob, "check_frame"), [None, 99], page)
-    status, frame = _direct(bob, _fn(bob, "shown_frame"), [None], page)
-    assert told[0] and "frames" not in json.dumps(told[1]), told
-    assert status == 200 and "value" not in json.dumps(frame["data"]), frame
-    assert not _queue_fn(alice, _fn(alice, "check_frame"), [None, 99], page)[0]  # alice herself is told the range
-    # nor the file's window values (a preset chosen) or its size (a click on the overview)
     click = {"index": [10, 10], "value": None}
-    told = {who: [_direct(c, _fn(c, "preset_values"), [None, "File default"], page),
-                  _direct(c, _fn(c, "pick_point"), [None, "1x"], page, click)] for who, c in (("bob", bob), ("alice", alice))}
-    assert all(status == 200 for who in told for status, _ in told[who]), told
-    assert all(item in (None, {"__type__": "update"}) for _, body in told["bob"] for item in body["data"]), told["bob"]
-    assert told["alice"][0][1]["data"] == [40.0, 400.0] and "Chosen point" in told["alice"][1][1]["data"], told["alice"]
-    shown = [name for name, (ok, out) in got.items() if ok and (_pictures(out or []) or name == "report")]
-    mine = {name: _queue_fn(alice, fn, data, page)[0] for name, (fn, data) in attempts.items()}
-    print(f"\nalice's page under bob's login: {len(shown)} of {len(attempts)} answers showed her case; "
-          f"under her own login: {sum(mine.values())} of {len(attempts)}")
-    assert shown == [] and all(mine.values())
+    direct = {who: [_direct(c, _fn(c, "shown_frame"), [None], page),
+                    _direct(c, _fn(c, "preset_values"), [None, "File default"], page),
+                    _direct(c, _fn(c, "pick_point"), [None, "1x"], page, click)] for who, c in (("bob", bob), ("alice", alice))}
+    stream = bob.get("/gradio_api/queue/data", params={"session_hash": page})
+    beat = bob.get(f"/gradio_api/heartbeat/{page}")
+    refused = [name for name, (ok, out) in got.items() if not ok and str(out).startswith("HTTP 403")]
+    mine = {name: _queue_fn(alice, fn, data, page)[0] for name, (fn, data) in attempts.items() if name != "check_frame"}
+    print(f"\nalice's page under bob's login: {len(refused)} of {len(attempts)} queued events and "
+          f"{sum(st == 403 for st, _ in direct['bob'])} of 3 direct ones refused, her stream {stream.status_code}, "
+          f"heartbeat {beat.status_code}; under her own login: {sum(mine.values())} of {len(mine)} answered")
+    assert refused == list(attempts) and [st for st, _ in direct["bob"]] == [403] * 3
+    assert stream.status_code == 403 and beat.status_code == 403
+    assert all(mine.values()) and not _queue_fn(alice, _fn(alice, "check_frame"), [None, 99], page)[0]  # told the range
+    assert [st for st, _ in direct["alice"]] == [200] * 3
+    assert direct["alice"][1][1]["data"] == [40.0, 400.0] and "Chosen point" in direct["alice"][2][1]["data"]
 
 
 def test_another_logins_working_copy_is_no_key_to_its_scan(auth_app: App, readers: dict[str, Any]) -> None:

@@ -120,13 +120,14 @@ def _file(path: str, name: str = "scan") -> dict[str, Any]:
 
 def _call(client: Any, api_name: str, data: list[Any], session_hash: str | None = None) -> tuple[bool, Any]:
     """A named endpoint through Gradio's HTTP API: (True, outputs) or (False, error message). A body over the
-    server's request limit is refused at the door: HTTP 413 with its message. ``session_hash``: the browser
+    server's request limit (HTTP 413), and a page session of another login (HTTP 403), are refused at the door, with
+    their message. ``session_hash``: the browser
     session whose gr.State the event reads."""
     body: dict[str, Any] = {"data": data}
     if session_hash:
         body["session_hash"] = session_hash
     r = client.post(f"/gradio_api/call/{api_name}", json=body)
-    if r.status_code == 413:
+    if r.status_code in (403, 413):  # refused at the door: a page session of another login, a body over the limit
         return False, r.text
     r.raise_for_status()
     event = None

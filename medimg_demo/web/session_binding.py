@@ -1,0 +1,149 @@
+"""ASGI middleware: with logins on, a page's Gradio session is bound to the login that first used it.
+
+Gradio keys a page's state and its event stream by a random ``session_hash`` the browser makes, and checks only that
+a caller is logged in: any logged-in reader holding another page's hash could read that page's results as they were
+sent (``GET /gradio_api/queue/data?session_hash=...``), run events on its state (``POST /gradio_api/queue/join``,
+``/gradio_api/run/...``, ``/gradio_api/component_server``) or cancel them (``POST /gradio_api/cancel``). Here the first request naming a hash binds it to the caller's login (the
+user of Gradio's login cookie, or the Hugging Face account of the sign-in session; no sign-in counts as one more
+identity); a request naming it under another login is refused with HTTP 403. Without logins there is no identity to
+bind to, and nothing changes. Bindings are kept for the :data:`CAPACITY` most recently used hashes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs
+
+from . import auth
+
+log = logging.getLogger(__name__)
+
+#: Session hashes whose login is remembered (least recently used forgotten first; Gradio keeps 1,000 pages' state).
+CAPACITY = 20_000
+#: Largest body read to find a hash (the request-size middleware has bounded every body before this one runs).
+_MAX_BODY = 256 * 1024
+_ANONYMOUS = "\x00anonymous"
+
+
+def _route(scope: dict) -> str | None:
+    """How a request may name a session hash: "body" (a JSON POST to Gradio's API: queue/join, cancel, run, api,
+    call, component_server, ...; uploads are multipart and name none), "query" (the event stream), "path" (the
+    heartbeat, a stream's playlist); None for the rest."""
+    path, method = scope.get("path", "").rstrip("/"), scope.get("method")
+    if "/gradio_api/" not in path:
+        return None
+    if method == "POST" and not path.endswith("/gradio_api/upload"):
+        return "body"
+    if method == "GET" and path.endswith("/gradio_api/queue/data"):
+        return "query"
+    if method == "GET" and ("/gradio_api/heartbeat/" in path or "/gradio_api/stream/" in path):
+        return "path"
+    return None
+
+
+def login_of(scope: dict) -> str:
+    """The caller's login: the user Gradio's login cookie names, else the Hugging Face account of the sign-in session,
+    else one shared anonymous identity."""
+    app = scope.get("app")
+    cookies: SimpleCookie = SimpleCookie()
+    for name, value in scope.get("headers", []):
+        if name == b"cookie":
+            try:
+                cookies.load(value.decode("latin-1"))
+            except Exception:  # noqa: BLE001 - a malformed cookie header names no login
+                log.debug("A malformed Cookie header")
+    cookie_id = getattr(app, "cookie_id", None)
+    tokens = getattr(app, "tokens", None) or {}
+    for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
+        if name in cookies and (user := tokens.get(cookies[name].value)):
+            return f"login:{user}"
+    info = (scope.get("session") or {}).get("oauth_info") or {}
+    user = (info.get("userinfo") or {}).get("preferred_username") if isinstance(info, dict) else None
+    return f"hf:{user}" if user else _ANONYMOUS
+
+
+class SessionBinding:
+    """Remembers which login first named each session hash."""
+
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self.capacity = capacity
+        self._owner: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def allows(self, session_hash: str, login: str) -> bool:
+        """Bind ``session_hash`` to ``login`` if it is new; whether ``login`` is the one it is bound to."""
+        with self._lock:
+            owner = self._owner.setdefault(session_hash, login)
+            self._owner.move_to_end(session_hash)
+            while len(self._owner) > self.capacity:
+                self._owner.popitem(last=False)
+            return owner == login
+
+
+async def _read_body(receive: Any) -> tuple[bytes, list[dict]]:
+    chunks, messages, size = [], [], 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if not message.get("more_body") or size > _MAX_BODY:
+            break
+    return b"".join(chunks), messages
+
+
+def _hashes_in(route: str, scope: dict, body: bytes) -> list[str]:
+    """Every session hash a request names: all of a repeated query parameter (Starlette takes the last, a check of
+    the first alone would be passed by naming one's own hash first)."""
+    if route == "path":  # /heartbeat/{hash}, /stream/{hash}/{run}/...
+        parts = scope["path"].rstrip("/").split("/")
+        at = max(i for i, p in enumerate(parts) if p in ("heartbeat", "stream"))
+        return parts[at + 1:at + 2]
+    if route == "query":
+        return parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash", [])
+    try:
+        value = json.loads(body).get("session_hash")  # a repeated key: the last, as Gradio reads it too
+    except (ValueError, AttributeError):
+        return []  # not a JSON object: Gradio refuses it itself, or it names no session
+    return [value] if isinstance(value, str) else []
+
+
+async def _refuse(send: Any, status: int, text: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(text)).encode())]})
+    await send({"type": "http.response.body", "body": text})
+
+
+class BindSessionsToLogins:
+    """The middleware (see the module's doc)."""
+
+    def __init__(self, app: Any, binding: SessionBinding | None = None) -> None:
+        self.app = app
+        self.binding = binding or SessionBinding()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        route = _route(scope) if scope.get("type") == "http" else None
+        if route is None or not auth.logins_on():
+            await self.app(scope, receive, send)
+            return
+        body, messages = await _read_body(receive) if route == "body" else (b"", [])
+        if len(body) > _MAX_BODY:
+            await _refuse(send, 413, b"Request body too large.")
+            return
+        login = login_of(scope)
+        if not all([self.binding.allows(h, login) for h in _hashes_in(route, scope, body)]):
+            log.warning("A request named a page session of another login (%s); refused", route)
+            await _refuse(send, 403, b"This page session belongs to another login. Reload the page.")
+            return
+
+        async def replay() -> dict:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay if messages else receive, send)

@@ -1,0 +1,84 @@
+"""With logins on, a page's Gradio session hash answers only the login that first used it."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from medimg_demo.web.session_binding import BindSessionsToLogins, SessionBinding
+
+
+async def _echo(request: Request) -> PlainTextResponse:
+    """Stands for Gradio's route: answers with the hash Starlette reads (the last of a repeated parameter)."""
+    if request.method == "POST":
+        return PlainTextResponse(str((await request.json()).get("session_hash")))
+    return PlainTextResponse(request.query_params.get("session_hash") or request.path_params.get("h", ""))
+
+
+def _client(binding: SessionBinding) -> TestClient:
+    routes = [Route("/gradio_api/queue/join", _echo, methods=["POST"]), Route("/gradio_api/cancel", _echo, methods=["POST"]),
+              Route("/gradio_api/run/predict", _echo, methods=["POST"]),
+              Route("/gradio_api/component_server", _echo, methods=["POST"]),
+              Route("/gradio_api/queue/data", _echo), Route("/gradio_api/heartbeat/{h}", _echo),
+              Route("/gradio_api/stream/{h}/{run}/{c}/playlist.m3u8", _echo), Route("/gradio_api/info", _echo)]
+    app = Starlette(routes=routes, middleware=[Middleware(BindSessionsToLogins, binding=binding)])
+    app.cookie_id = "c1"  # type: ignore[attr-defined] - as Gradio's App carries them
+    app.tokens = {"tok-alice": "alice", "tok-bob": "bob"}  # type: ignore[attr-defined]
+    return TestClient(app)
+
+
+def _as(who: str) -> dict[str, str]:
+    return {"cookie": f"access-token-c1=tok-{who}"}
+
+
+@pytest.fixture()
+def logins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDIMG_AUTH", "alice:pw-a,bob:pw-b")
+
+
+def test_another_login_cannot_read_join_cancel_or_beat_a_page_s_session(logins: None) -> None:
+    client = _client(SessionBinding())
+    assert client.post("/gradio_api/queue/join", json={"session_hash": "page-a", "fn_index": 0},
+                       headers=_as("alice")).text == "page-a"
+    bob = _as("bob")
+    assert client.get("/gradio_api/queue/data", params={"session_hash": "page-a"}, headers=bob).status_code == 403
+    assert client.post("/gradio_api/queue/join", json={"session_hash": "page-a"}, headers=bob).status_code == 403
+    assert client.post("/gradio_api/cancel", json={"session_hash": "page-a", "event_id": "x"},
+                       headers=bob).status_code == 403
+    assert client.get("/gradio_api/heartbeat/page-a", headers=bob).status_code == 403
+    for route in ("/gradio_api/run/predict", "/gradio_api/component_server"):  # unqueued events, component servers
+        assert client.post(route, json={"session_hash": "page-a", "data": []}, headers=bob).status_code == 403
+    assert client.get("/gradio_api/stream/page-a/0/7/playlist.m3u8", headers=bob).status_code == 403
+    # not signed in at all is another identity too; the owner goes on as before
+    assert client.get("/gradio_api/queue/data", params={"session_hash": "page-a"}).status_code == 403
+    assert client.get("/gradio_api/queue/data", params={"session_hash": "page-a"}, headers=_as("alice")).text == "page-a"
+    # a repeated parameter: Starlette reads the last, so every one named must be the caller's
+    sneaky = client.get("/gradio_api/queue/data?session_hash=page-b&session_hash=page-a", headers=bob)
+    assert sneaky.status_code == 403
+    assert client.get("/gradio_api/heartbeat/page-b", headers=bob).text == "page-b"  # bob's own page was bound above
+    assert client.get("/gradio_api/info", headers=bob).status_code == 200  # other routes are not touched
+
+
+def test_without_logins_nothing_is_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEDIMG_AUTH", raising=False)
+    monkeypatch.delenv("MEDIMG_AUTH_FILE", raising=False)
+    monkeypatch.delenv("MEDIMG_HF_OAUTH", raising=False)
+    binding = SessionBinding()
+    client = _client(binding)
+    client.post("/gradio_api/queue/join", json={"session_hash": "page-a"}, headers=_as("alice"))
+    assert client.get("/gradio_api/queue/data", params={"session_hash": "page-a"}, headers=_as("bob")).text == "page-a"
+    assert not binding._owner
+
+
+def test_bindings_are_bounded_and_the_most_recently_used_kept() -> None:
+    binding = SessionBinding(capacity=3)
+    for h in ("a", "b", "c"):
+        assert binding.allows(h, "login:alice")
+    assert binding.allows("a", "login:alice")  # used again: kept
+    assert binding.allows("d", "login:bob")  # "b" forgotten, the least recently used
+    assert not binding.allows("a", "login:bob") and list(binding._owner) == ["c", "d", "a"]
