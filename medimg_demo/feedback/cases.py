@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,10 +54,14 @@ def check_parameters(n_cases: int, seed: int) -> None:
         raise InputError(f"The seed must be a whole number from 0 to {MAX_SEED:,}.")
 
 
-def mismatch(started: dict[str, object], model_id: str, n_cases: int, seed: int) -> InputError | None:
+def mismatch(started: dict[str, object], model_id: str, n_cases: int, seed: int,
+             model_name: Callable[[str], str | None] = lambda _: None) -> InputError | None:
     """The refusal of a start whose model, size or seed differ from those the session was first started with (a
-    second study pooled into the first one's table), or None."""
-    if (started["model_id"], int(started["n_cases"]), int(started["seed"])) == (model_id, n_cases, seed):  # type: ignore[call-overload]
+    second study pooled into the first one's table), or None. ``model_name``: the model as the page lists it."""
+    stored = (started["model_id"], int(started["n_cases"]), int(started["seed"]))  # type: ignore[call-overload]
+    if stored == (model_id, n_cases, seed):
         return None
-    return InputError(f"This session was started with model {started['model_id']}, {started['n_cases']} cases and seed "
+    model = str(started["model_id"])
+    shown = f"{name} ({model})" if (name := model_name(model)) else model
+    return InputError(f"This session was started with the model {shown}, {started['n_cases']} cases and seed "
                       f"{started['seed']}: choose those to join it, or give a new session a name of its own.")

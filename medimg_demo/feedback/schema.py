@@ -60,7 +60,7 @@ PREDICTION_COLUMNS: dict[str, str] = {
     "created_by": "TEXT NOT NULL DEFAULT ''",
 }
 #: Every reading session's parameters, fixed by its first start: a session name started again with another model,
-#: size or seed would pool a second study into the first one's table, so it is refused (:func:`session_mismatch`).
+#: size or seed would pool a second study into the first one's table, so it is refused (``cases.mismatch``).
 READING_SESSION_COLUMNS: dict[str, str] = {
     "session_id": "TEXT PRIMARY KEY",
     "model_id": "TEXT NOT NULL",
@@ -79,7 +79,8 @@ PREDICTION_INDEX = "CREATE INDEX IF NOT EXISTS feedback_prediction ON feedback (
 MAX_ROWS_PER_PREDICTION = 20
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-for _name in [*FEEDBACK_COLUMNS, *ADDED_COLUMNS, *PREDICTION_COLUMNS, *READING_SESSION_COLUMNS]:  # names are spliced into SQL: keep them plain
+# names are spliced into SQL: keep them plain
+for _name in [*FEEDBACK_COLUMNS, *ADDED_COLUMNS, *PREDICTION_COLUMNS, *READING_SESSION_COLUMNS]:
     if not _NAME.match(_name):
         raise RuntimeError(f"Column name {_name!r} must be lower-case letters, digits and '_'.")
 

@@ -23,6 +23,7 @@ from ..models.registry import get_model
 from ..paths import data_root, feedback_store
 from . import auth
 from .analysis import Analysis, analyse
+from .catalog import model_choices
 from .shown import gave_heatmap, gave_pathway, gave_stage
 
 
@@ -184,7 +185,7 @@ def start_session(reader: str, session_id: str, model_id: str | None, n_cases: i
         raise InputError(f"No test cases found for {cfg.task} under {data_root()}; set MEDIMG_DATA_DIR.")
     check_parameters(n_cases, seed)
     started = feedback.register_session(db or feedback_store(), session_id.strip(), cfg.id, n_cases, seed, reader.strip())
-    if (refused := mismatch(started, cfg.id, n_cases, seed)) is not None:
+    if (refused := mismatch(started, cfg.id, n_cases, seed, {i: n for n, i in model_choices()}.get)) is not None:
         raise refused
     cases = case_list(folder, cfg.task, n_cases=n_cases, seed=seed)
     done = feedback.read_matching(db or feedback_store(), session_id=session_id.strip(), reader=reader.strip(),

@@ -3,9 +3,10 @@
 Gradio keys a page's state and its event stream by a random ``session_hash`` the browser makes, and checks only that
 a caller is logged in: any logged-in reader holding another page's hash could read that page's results as they were
 sent (``GET /gradio_api/queue/data?session_hash=...``), run events on its state (``POST /gradio_api/queue/join``,
-``/gradio_api/run/...``, ``/gradio_api/component_server``) or cancel them (``POST /gradio_api/cancel``). Here the first request naming a hash binds it to the caller's login (the
-user of Gradio's login cookie, or the Hugging Face account of the sign-in session; no sign-in counts as one more
-identity); a request naming it under another login is refused with HTTP 403. Without logins there is no identity to
+``/gradio_api/run/...``, ``/gradio_api/component_server``) or cancel them (``POST /gradio_api/cancel``). Here the
+first request naming a hash binds it to the caller's login (the user of Gradio's login cookie, or the Hugging Face
+account of the sign-in session; no sign-in counts as one more identity); a request naming it under another login is
+refused with HTTP 403. Without logins there is no identity to
 bind to, and nothing changes. Bindings are kept for the :data:`CAPACITY` most recently used hashes.
 """
 
@@ -117,7 +118,8 @@ def _hashes_in(route: str, scope: dict, body: bytes) -> list[str]:
 
 async def _refuse(send: Any, status: int, text: bytes) -> None:
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(text)).encode())]})
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(text)).encode())]})
     await send({"type": "http.response.body", "body": text})
 
 

@@ -314,7 +314,7 @@ def test_a_session_name_keeps_the_model_size_and_seed_it_was_started_with(readin
     owner's table: refused, saying what to choose; the same parameters join it."""
     first = reading.session_start("reader01", "study-B", None, 4, 7)[0]
     for n_cases, seed in ((4, 8), (5, 7)):
-        with pytest.raises(gr.Error, match="started with model .*, 4 cases and seed 7"):
+        with pytest.raises(gr.Error, match=r"started with the model .*\(lung_ct\..*\), 4 cases and seed 7"):
             reading.session_start("reader02", "study-B", None, n_cases, seed)
     joined = reading.session_start("reader02", "study-B", None, 4, 7)[0]
     assert [c.case_id for c in joined.cases] == [c.case_id for c in first.cases] and joined.reader == "reader02"

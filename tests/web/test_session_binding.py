@@ -21,7 +21,8 @@ async def _echo(request: Request) -> PlainTextResponse:
 
 
 def _client(binding: SessionBinding) -> TestClient:
-    routes = [Route("/gradio_api/queue/join", _echo, methods=["POST"]), Route("/gradio_api/cancel", _echo, methods=["POST"]),
+    routes = [Route("/gradio_api/queue/join", _echo, methods=["POST"]),
+              Route("/gradio_api/cancel", _echo, methods=["POST"]),
               Route("/gradio_api/run/predict", _echo, methods=["POST"]),
               Route("/gradio_api/component_server", _echo, methods=["POST"]),
               Route("/gradio_api/queue/data", _echo), Route("/gradio_api/heartbeat/{h}", _echo),
@@ -56,7 +57,8 @@ def test_another_login_cannot_read_join_cancel_or_beat_a_page_s_session(logins: 
     assert client.get("/gradio_api/stream/page-a/0/7/playlist.m3u8", headers=bob).status_code == 403
     # not signed in at all is another identity too; the owner goes on as before
     assert client.get("/gradio_api/queue/data", params={"session_hash": "page-a"}).status_code == 403
-    assert client.get("/gradio_api/queue/data", params={"session_hash": "page-a"}, headers=_as("alice")).text == "page-a"
+    mine = client.get("/gradio_api/queue/data", params={"session_hash": "page-a"}, headers=_as("alice"))
+    assert mine.text == "page-a"
     # a repeated parameter: Starlette reads the last, so every one named must be the caller's
     sneaky = client.get("/gradio_api/queue/data?session_hash=page-b&session_hash=page-a", headers=bob)
     assert sneaky.status_code == 403
