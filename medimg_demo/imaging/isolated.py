@@ -42,7 +42,8 @@ import numpy as np
 
 from ..errors import InputError
 from . import decode_server as wire
-from .decode import read_bytes, read_file
+from .clean import ACCEPTED, clean_in_process
+from .decode import MAX_BYTES, read_bytes, read_file, too_large
 from .study import MAX_SIDE, Study, check_shape, pixel_hash
 
 log = logging.getLogger(__name__)
@@ -232,17 +233,21 @@ def _first_answer(head: dict[str, Any], src: bytes | str, deadline: float) -> tu
     raise InputError("The server's decoder could not be reached; try again in a moment.")
 
 
-def _ask(src: bytes | str, frame: int | None, timeout_s: float, memory_mb: float) -> Study:
-    head = {"frame": frame, "timeout_s": timeout_s, "memory_mb": memory_mb,
+def _ask(src: bytes | str, frame: int | None, timeout_s: float, memory_mb: float,
+         op: str = "decode") -> Any:
+    """The child's Study of ``src`` (``op`` "decode"), or its (cleaned bytes, extension) ("clean")."""
+    head = {"op": op, "frame": frame, "timeout_s": timeout_s, "memory_mb": memory_mb,
             "path": None if isinstance(src, bytes) else src}
     t0 = time.monotonic()
     deadline = t0 + timeout_s + 5  # the child ends itself at timeout_s; this bounds the whole answer
     try:
         sock, (kind, payload) = _first_answer(head, src, deadline)
         with sock:
-            if kind == "ok":
+            if kind == "ok" and op == "decode":
                 limit = MAX_SIDE * MAX_SIDE * 4
                 return _study(payload, wire.recv(sock, limit, deadline), wire.recv(sock, limit, deadline))
+            if kind == "cleaned" and op == "clean" and payload in (".png", ".jpg", ".dcm"):
+                return wire.recv(sock, MAX_BYTES + (1 << 20), deadline), payload  # de-identifying adds a little
     except (EOFError, OSError, ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
         log.warning("A decode child stopped without an answer (%s)", type(exc).__name__)
         if time.monotonic() - t0 >= timeout_s - 0.05:
@@ -254,6 +259,19 @@ def _ask(src: bytes | str, frame: int | None, timeout_s: float, memory_mb: float
         raise _too_costly(f"needs more than the {memory_mb:.0f} MB of memory")
     log.info("An upload failed to decode in its child (%s)", str(payload)[:100])
     raise InputError("The image could not be decoded; it may be damaged. Export it again and upload it again.")
+
+
+def clean_isolated(data: bytes) -> tuple[bytes, str]:
+    """:func:`clean.clean_in_process` (an upload de-identified or stripped of its metadata, or refused) in a child
+    process under the same limits as a decode (in-process when :func:`enabled` is false)."""
+    if not enabled():
+        return clean_in_process(data)
+    if not data:
+        raise InputError(f"The file is empty. Accepted: {ACCEPTED} (.dcm or no extension).")
+    if len(data) > MAX_BYTES:
+        raise too_large(len(data))
+    with _SLOTS:
+        return _ask(data, None, TIMEOUT_S, MEMORY_MB, op="clean")  # type: ignore[no-any-return]
 
 
 def read_isolated(src: str | Path | bytes, frame: int | None = None, timeout_s: float | None = None,

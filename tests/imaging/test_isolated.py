@@ -128,3 +128,24 @@ def test_with_isolation_off_uploads_decode_in_process(monkeypatch: pytest.Monkey
     monkeypatch.setattr(isolated, "_ask", no_child)
     data = png_bytes((gradient() * 255).astype(np.uint8))
     assert isolated.read_isolated(data).sha256 == read_bytes(data).sha256
+
+
+def test_an_upload_is_cleaned_in_a_child_as_in_process_and_under_the_same_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    import struct
+    import zlib
+
+    from medimg_demo.imaging.clean import clean_in_process
+
+    png = png_bytes((gradient() * 255).astype(np.uint8))
+    assert isolated.clean_isolated(png) == clean_in_process(png)
+    dicom = dicom_bytes((gradient(64, 64) * 1000).astype(np.uint16))
+    cleaned, ext = isolated.clean_isolated(dicom)
+    assert ext == ".dcm" and b"PID-998877" not in cleaned and b"Doe^Jane" not in cleaned
+    with pytest.raises(InputError, match="not a recognised image"):
+        isolated.clean_isolated(b"<svg onload=alert(1)/>")
+    empty = struct.pack(">I", 0) + b"tEXt" + struct.pack(">I", zlib.crc32(b"tEXt"))
+    padded = png[:33] + empty * 400_000 + png[33:]  # 4.8 MB of empty text chunks: walked in the child
+    assert isolated.clean_isolated(padded) == clean_in_process(png)
+    monkeypatch.setattr(isolated, "TIMEOUT_S", 0.01)
+    with pytest.raises(InputError, match="took longer than the 0.01 s"):
+        isolated.clean_isolated(padded)
