@@ -47,10 +47,14 @@ def _text(name: str, value: str | None, limit: int) -> None:
 
 def _plain(name: str, value: str) -> None:
     """Refuse a name that can pass for another one: invisible or direction-changing characters (Unicode format
-    characters: "study-B" plus a zero-width space, "ALL" reversed), or characters a compatibility form replaces
-    (full-width "ＡＬＬ")."""
+    characters: "study-B" plus a zero-width space, "ALL" reversed), characters a compatibility form replaces
+    (full-width "ＡＬＬ"), or letters of several alphabets (a Cyrillic "г" among Latin ones)."""
     if any(unicodedata.category(ch) == "Cf" for ch in value) or unicodedata.normalize("NFKC", value) != value:
         raise InputError(f"{name} contains invisible, reversed or full-width characters; type it with plain ones.")
+    scripts = {unicodedata.name(ch, "?").split(" ")[0] for ch in value if ch.isalpha()}
+    if len(scripts) > 1:  # "гs-75c98d" (a Cyrillic г) reads as the Latin "rs-75c98d" it is not
+        raise InputError(f"{name} mixes letters of several alphabets ({', '.join(sorted(scripts)).lower()}), so it can "
+                         "pass for another name; type it in one alphabet.")
 
 
 def _probs(name: str, value: dict[str, float] | None) -> None:

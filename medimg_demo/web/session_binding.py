@@ -7,13 +7,15 @@ sent (``GET /gradio_api/queue/data?session_hash=...``), run events on its state 
 first request naming a hash binds it to the caller's login (the user of Gradio's login cookie, or the Hugging Face
 account of the sign-in session; no sign-in counts as one more identity); a request naming it under another login is
 refused with HTTP 403. Without logins there is no identity to
-bind to, and nothing changes. Bindings are kept for the :data:`CAPACITY` most recently used hashes.
+bind to, and nothing changes. Each login's :data:`PER_LOGIN` most recently used hashes are remembered, so no caller
+can push another login's pages out of the table.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections import OrderedDict
 from http.cookies import SimpleCookie
@@ -24,17 +26,26 @@ from . import auth
 
 log = logging.getLogger(__name__)
 
-#: Session hashes whose login is remembered (least recently used forgotten first; Gradio keeps 1,000 pages' state).
-CAPACITY = 20_000
+#: Page sessions remembered per login (its least recently used forgotten first: one login flooding the table forgets
+#: its own pages, never another's); the one anonymous identity of a Hugging Face Space's signed-out visitors gets more.
+PER_LOGIN = 1_000
+PER_ANONYMOUS = 10_000
+#: Logins remembered (the least recently active forgotten first): password logins are the deployer's few; Hugging
+#: Face accounts are no scarce identity (the README says so of the disk budget too).
+LOGINS = 5_000
 #: Largest body read to find a hash (the request-size middleware has bounded every body before this one runs).
 _MAX_BODY = 256 * 1024
 _ANONYMOUS = "\x00anonymous"
+#: A session hash as Gradio's page makes one (about 11 characters of [0-9a-z]); a longer or stranger one is refused,
+#: not remembered (250 KB hashes grew the table by 250 KB a request).
+_HASH = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def _route(scope: dict) -> str | None:
     """How a request may name a session hash: "body" (a JSON POST to Gradio's API: queue/join, cancel, run, api,
-    call, component_server, ...; uploads are multipart and name none), "query" (the event stream), "path" (the
-    heartbeat, a stream's playlist); None for the rest."""
+    call, component_server, reset, ...; uploads are multipart and name none), "query" (the event stream), "path" (the
+    heartbeat, a stream's playlist, and ``GET /call/{api}/{id}``, which streams the session ``id`` names where it is
+    no event's id); None for the rest."""
     path, method = scope.get("path", "").rstrip("/"), scope.get("method")
     if "/gradio_api/" not in path:
         return None
@@ -42,7 +53,7 @@ def _route(scope: dict) -> str | None:
         return "body"
     if method == "GET" and path.endswith("/gradio_api/queue/data"):
         return "query"
-    if method == "GET" and ("/gradio_api/heartbeat/" in path or "/gradio_api/stream/" in path):
+    if method == "GET" and any(f"/gradio_api/{r}/" in path for r in ("heartbeat", "stream", "call")):
         return "path"
     return None
 
@@ -69,21 +80,38 @@ def login_of(scope: dict) -> str:
 
 
 class SessionBinding:
-    """Remembers which login first named each session hash."""
+    """Remembers which login first named each session hash, within a quota per login."""
 
-    def __init__(self, capacity: int = CAPACITY) -> None:
-        self.capacity = capacity
-        self._owner: OrderedDict[str, str] = OrderedDict()
+    def __init__(self, per_login: int = PER_LOGIN, per_anonymous: int = PER_ANONYMOUS, logins: int = LOGINS) -> None:
+        self.per_login, self.per_anonymous, self.logins = per_login, per_anonymous, logins
+        self._owner: dict[str, str] = {}
+        self._pages: OrderedDict[str, OrderedDict[str, None]] = OrderedDict()  # login -> its hashes, oldest first
         self._lock = threading.Lock()
 
-    def allows(self, session_hash: str, login: str) -> bool:
-        """Bind ``session_hash`` to ``login`` if it is new; whether ``login`` is the one it is bound to."""
+    def allows(self, session_hash: str, login: str, bind: bool = True) -> bool:
+        """Whether ``login`` may use ``session_hash``: bound to it, or new (then bound to it, if ``bind``)."""
         with self._lock:
-            owner = self._owner.setdefault(session_hash, login)
-            self._owner.move_to_end(session_hash)
-            while len(self._owner) > self.capacity:
-                self._owner.popitem(last=False)
-            return owner == login
+            owner = self._owner.get(session_hash)
+            if owner is not None:
+                if owner == login:
+                    self._pages[login].move_to_end(session_hash)
+                    self._pages.move_to_end(login)
+                return owner == login
+            if bind:
+                self._bind(session_hash, login)
+            return True
+
+    def _bind(self, session_hash: str, login: str) -> None:
+        pages = self._pages.setdefault(login, OrderedDict())
+        self._pages.move_to_end(login)
+        pages[session_hash] = None
+        while len(pages) > (self.per_anonymous if login == _ANONYMOUS else self.per_login):
+            self._owner.pop(pages.popitem(last=False)[0], None)
+        while len(self._pages) > self.logins:
+            _, gone = self._pages.popitem(last=False)
+            for h in gone:
+                self._owner.pop(h, None)
+        self._owner[session_hash] = login
 
 
 async def _read_body(receive: Any) -> tuple[bytes, list[dict]]:
@@ -103,10 +131,10 @@ async def _read_body(receive: Any) -> tuple[bytes, list[dict]]:
 def _hashes_in(route: str, scope: dict, body: bytes) -> list[str]:
     """Every session hash a request names: all of a repeated query parameter (Starlette takes the last, a check of
     the first alone would be passed by naming one's own hash first)."""
-    if route == "path":  # /heartbeat/{hash}, /stream/{hash}/{run}/...
+    if route == "path":  # /heartbeat/{hash}, /stream/{hash}/{run}/..., /call/{api}/{id}, /call/v2/{api}/{id}
         parts = scope["path"].rstrip("/").split("/")
-        at = max(i for i, p in enumerate(parts) if p in ("heartbeat", "stream"))
-        return parts[at + 1:at + 2]
+        at = max(i for i, p in enumerate(parts) if p in ("heartbeat", "stream", "call"))
+        return parts[-1:] if parts[at] == "call" else parts[at + 1:at + 2]
     if route == "query":
         return parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash", [])
     try:
@@ -140,7 +168,14 @@ class BindSessionsToLogins:
             await _refuse(send, 413, b"Request body too large.")
             return
         login = login_of(scope)
-        if not all([self.binding.allows(h, login) for h in _hashes_in(route, scope, body)]):
+        hashes = _hashes_in(route, scope, body)
+        if not all(_HASH.match(h) for h in hashes):
+            await _refuse(send, 400, b"Not a page session.")
+            return
+        # not signed in where password logins guard the app: checked, never remembered (Gradio refuses it anyway;
+        # 20,001 such requests had pushed a signed-in page out of an unbounded-by-login table)
+        bind = login != _ANONYMOUS or auth.credentials() is None
+        if not all([self.binding.allows(h, login, bind) for h in hashes]):
             log.warning("A request named a page session of another login (%s); refused", route)
             await _refuse(send, 403, b"This page session belongs to another login. Reload the page.")
             return

@@ -197,8 +197,15 @@ def test_a_line_break_in_a_one_line_field_is_refused_and_a_comment_s_stays_in_it
     assert pd.read_csv(out)["n"].tolist() == [1, 2, 3]
 
 
-@pytest.mark.parametrize("name", ["ALL\u200b", "study-B\u200b", "\u202eB-yduts", "\uff21\uff2c\uff2c", "all sessions"])
+@pytest.mark.parametrize("name", ["ALL\u200b", "study-B\u200b", "\u202eB-yduts", "\uff21\uff2c\uff2c", "all sessions",
+                                  "\u0433s-75c98d"])
 def test_a_session_name_that_passes_for_another_is_refused(name: str) -> None:
-    """Zero-width, bidi and full-width characters made a second "ALL" and a fake "study-B" in the owner's tables."""
-    with pytest.raises(InputError, match="invisible, reversed or full-width|kept for the summary"):
+    """Zero-width, bidi and full-width characters made a second "ALL" and a fake "study-B" in the owner's tables; a
+    Cyrillic letter among Latin ones a session that reads as another's (a live run)."""
+    with pytest.raises(InputError, match="invisible, reversed or full-width|kept for the summary|several alphabets"):
         Feedback(reader="reader01", image_sha256="0" * 64, session_id=name).validate()
+
+
+@pytest.mark.parametrize("name", ["étude-poumon", "исследование-1", "研究-肺", "lung-2026-11-24"])
+def test_a_session_name_in_one_alphabet_is_taken(name: str) -> None:
+    Feedback(reader="reader01", image_sha256="0" * 64, session_id=name).validate()

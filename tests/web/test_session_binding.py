@@ -77,10 +77,26 @@ def test_without_logins_nothing_is_bound(monkeypatch: pytest.MonkeyPatch) -> Non
     assert not binding._owner
 
 
-def test_bindings_are_bounded_and_the_most_recently_used_kept() -> None:
-    binding = SessionBinding(capacity=3)
-    for h in ("a", "b", "c"):
-        assert binding.allows(h, "login:alice")
-    assert binding.allows("a", "login:alice")  # used again: kept
-    assert binding.allows("d", "login:bob")  # "b" forgotten, the least recently used
-    assert not binding.allows("a", "login:bob") and list(binding._owner) == ["c", "d", "a"]
+def test_no_caller_can_push_another_login_s_pages_out_and_strange_hashes_are_refused(logins: None) -> None:
+    """A live run pushed alice's page out of a shared table with 20,001 requests of no login, then read it as bob;
+    hashes of 250 KB grew the table 250 KB a request."""
+    binding = SessionBinding(per_login=3, per_anonymous=3)
+    client = _client(binding)
+    assert client.get("/gradio_api/heartbeat/page-a", headers=_as("alice")).status_code == 200
+    for i in range(10):  # bob and callers with no login flood the table
+        client.post("/gradio_api/reset", json={"session_hash": f"flood-{i}"})
+        client.post("/gradio_api/reset", json={"session_hash": f"bobs-{i}"}, headers=_as("bob"))
+    assert client.get("/gradio_api/queue/data", params={"session_hash": "page-a"}, headers=_as("bob")).status_code == 403
+    assert "flood-0" not in binding._owner and len(binding._pages["login:bob"]) == 3  # bob forgot his own oldest
+    assert client.post("/gradio_api/queue/join", json={"session_hash": "x" * 250_000},
+                       headers=_as("bob")).status_code == 400
+    assert client.get("/gradio_api/heartbeat/page%0Aa", headers=_as("bob")).status_code == 400
+
+
+def test_a_call_stream_named_by_a_page_s_hash_is_refused_to_another_login(logins: None) -> None:
+    """Gradio's GET /call/{api}/{id} streams the session ``id`` names where it is no event's id."""
+    client = _client(SessionBinding())
+    client.post("/gradio_api/queue/join", json={"session_hash": "page-a"}, headers=_as("alice"))
+    for path in ("/gradio_api/call/predict/page-a", "/gradio_api/call/v2/predict/page-a"):
+        assert client.get(path, headers=_as("bob")).status_code == 403
+        assert client.get(path, headers=_as("alice")).status_code in (200, 404)  # reaches the app
