@@ -12,6 +12,7 @@ from typing import Any
 import gradio as gr
 
 from ..errors import MedimgError
+from .refusal import refusal
 from . import analysis, auth, files, uploads, view_store
 from .handlers import _file_path
 from .report import report_for_analysis
@@ -28,15 +29,15 @@ def report(upload: Any, shown: Any,
 
 def _report(upload: Any, shown: Any, request: gr.Request, profile: gr.OAuthProfile | None) -> str:
     if view_store.dropped(shown):
-        raise gr.Error(view_store.DROPPED)
+        raise refusal(view_store.DROPPED)
     shown = view_store.lookup(shown)
     if shown is None or not shown.model_id or not auth.is_owner_of(request, profile, shown.created_by):
-        raise gr.Error("Analyse the scan first: the report describes the result on screen.")
+        raise refusal("Analyse the scan first: the report describes the result on screen.")
     path = _file_path(upload)
     try:
         a = analysis.analyse(uploads.to_analyse(path, request, profile), shown.model_id, 0.45, shown.frame_index)
         if shown.image_sha256 and a.prediction.image_sha256 != shown.image_sha256:
-            raise gr.Error("The file in the upload box is not the scan on screen: press Analyse, then ask for the "
+            raise refusal("The file in the upload box is not the scan on screen: press Analyse, then ask for the "
                            "report again.")
         pdf = report_for_analysis(a)
         try:
@@ -44,7 +45,7 @@ def _report(upload: Any, shown: Any, request: gr.Request, profile: gr.OAuthProfi
         finally:
             pdf.unlink(missing_ok=True)  # the scratch copy: only the published one is served
     except MedimgError as exc:
-        raise gr.Error(str(exc)) from None
+        raise refusal(str(exc)) from None
 
 
 #: The de-identified copy made of each working copy (asked again, the same copy: a new one each call wrote up to
@@ -74,7 +75,7 @@ def deidentify(upload: Any,
         try:
             uploads.check_owner(path, request, profile)
         except MedimgError as exc:
-            raise gr.Error(str(exc)) from None
+            raise refusal(str(exc)) from None
     with _COPIES_LOCK:
         made = None if raw else _COPIES.get(key)
     if not raw:
@@ -83,7 +84,7 @@ def deidentify(upload: Any,
         try:
             made = files.deidentified_copy(uploads.read_upload(path, consume=raw))
         except MedimgError as exc:
-            raise gr.Error(str(exc)) from None
+            raise refusal(str(exc)) from None
         if not raw:
             with _COPIES_LOCK:
                 if len(_COPIES) >= _COPIES_MAX:

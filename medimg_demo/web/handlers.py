@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 
 from ..errors import InputError, MedimgError, StoreError
+from .refusal import refusal
 from . import analysis, auth, files, session, shown, uploads, view_store, viewer
 from .catalog import answer_choices, model_choices
 from .performance import performance_view
@@ -32,7 +33,7 @@ FEEDBACK_RESET = (None, None, None, None, None, None, None, "")
 def _file_path(upload: Any) -> str:
     """gr.File gives a path string (or an object with .name in older clients)."""
     if upload is None:
-        raise gr.Error("Upload a scan first: " + ACCEPTED_HELP)
+        raise refusal("Upload a scan first: " + ACCEPTED_HELP)
     return str(getattr(upload, "name", upload))
 
 
@@ -77,7 +78,7 @@ def predict(
             a = analysis.analyse(uploads.to_analyse(path, request, profile), model_id or None,
                                  analysis.opacity_value(opacity), frame_index, window, center, width)
     except MedimgError as exc:
-        raise gr.Error(str(exc)) from None
+        raise refusal(str(exc)) from None
     dw = a.view.default_window
     notes = "\n\n".join([a.status_markdown] * bool(a.status_markdown) + [f"⚠ {w}" for w in a.warnings])
     shown = a.prediction.to_json()
@@ -162,11 +163,11 @@ def rename_upload(upload: Any,
     src = _file_path(upload)
     consume = uploads.is_raw_upload(src) or not uploads.in_server()
     if not consume:  # the page sends a fresh upload only; another file would be copied again, 100 MB a call
-        raise gr.Error("Upload the scan itself: only a file just uploaded is cleaned and kept.")
+        raise refusal("Upload the scan itself: only a file just uploaded is cleaned and kept.")
     try:
         clean, ext = uploads.clean_upload(uploads.read_upload(src, consume=consume))
     except MedimgError as exc:
-        raise gr.Error(str(exc)) from None
+        raise refusal(str(exc)) from None
     try:
         owner = _user(request, profile) if auth.logins_on() else ""  # only this login may use the copy
     except MedimgError:
@@ -242,7 +243,7 @@ def submit_feedback(prediction: dict | str | None, reader: str, session_id: str,
             idempotency_key=idempotency_key, check_owner=auth.logins_on(),
         )
     except MedimgError as exc:
-        raise gr.Error(str(exc)) from None
+        raise refusal(str(exc)) from None
     return f"Thank you - feedback #{row} stored (image hash and model version only; no image, no file name)."
 
 
@@ -251,7 +252,7 @@ def show_performance(model_id: str | None):  # noqa: ANN201
     try:
         out = performance_view(model_id)
     except MedimgError as exc:
-        raise gr.Error(str(exc)) from None
+        raise refusal(str(exc)) from None
     stage = gr.update(value=out["stage"], visible=not out["stage"].empty)
     gallery = [(files.publish(path), caption) for path, caption in out["gallery"] or []]  # served from public/
     return (out["header"], out["overall"], out["per_class"], stage, out["confusion"], out["roc"],

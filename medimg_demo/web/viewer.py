@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 
 from ..explain.display import ZOOMS, display_scale
+from .refusal import refusal
 from . import analysis, auth, files, view_store
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def redraw(view: analysis.View | None, window: str | None = "File default", cent
     """New display window, opacity, zoom, zoom centre or lesion outline on/off: redraw the pictures without running the model again.
     Returns (overview, compare slider); the plain image of /predict's output 4 is left as the analysis made it."""
     if view_store.dropped(view):
-        raise gr.Error(view_store.DROPPED)
+        raise refusal(view_store.DROPPED)
     view = own_view(view, request, profile)
     if view is None:
         return gr.skip(), gr.skip()
@@ -166,7 +167,7 @@ def check_frame(view: analysis.View | None, frame: float | None,
     number = analysis.finite(frame)
     if number is None or not number.is_integer() or not 1 <= number <= view.n_frames:
         count = f"{view.n_frames} frames" if view.n_frames > 1 else "1 frame"
-        raise gr.Error(f"This file has {count}: enter a whole number from 1 to {view.n_frames} "
+        raise refusal(f"This file has {count}: enter a whole number from 1 to {view.n_frames} "
                        f"(frame {view.frame_index + 1} is shown).")
 
 

@@ -656,6 +656,17 @@ def test_a_borrowed_page_shows_nothing_to_another_login(auth_app: App, readers: 
     assert direct["alice"][1][1]["data"] == [40.0, 400.0] and "Chosen point" in direct["alice"][2][1]["data"]
 
 
+def test_a_refusal_reaches_the_page_not_the_server_log(auth_app: App, readers: dict[str, Any]) -> None:
+    """Gradio printed a traceback, message included, for every refused call (about 25 lines each)."""
+    c = readers["carol03"]
+    for _ in range(3):
+        ok, out = _queue_fn(c, _fn(c, "session_start"), ["", "carol-secret-session", None, 2, 9], secrets.token_hex(8))
+        assert not ok and "started with the model" in str(out), out
+    log = auth_app.log.read_text(errors="replace")
+    print(f"\nrefusals in the server log: {log.count('started with the model')}")
+    assert "started with the model" not in log
+
+
 def test_another_logins_working_copy_is_no_key_to_its_scan(auth_app: App, readers: dict[str, Any]) -> None:
     """A live hostile run: bob, holding the path of alice's cleaned working copy (a random name, but seen on a shared
     screen or in a log), analysed it, had its report and its de-identified copy made on his own page; a "//" in
