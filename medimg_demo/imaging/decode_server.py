@@ -7,10 +7,10 @@ arms an alarm that kills it at the time limit (even inside a decoder's C code), 
 server never decodes anything itself, and exits when its client's pipe on stdin closes.
 
 Wire format, both ways: messages of an 8-byte big-endian length and that many bytes. Request: a JSON header
-(``op``: "decode" or "clean", ``frame``, ``timeout_s``, ``memory_mb``, ``path`` or null), then the upload's bytes when
-``path`` is null. Answer: a JSON header (``["ok", attributes]``, ``["cleaned", extension]``, ``["refused", message]``,
+(``op``: "decode", "clean" or "deid", ``frame``, ``timeout_s``, ``memory_mb``, ``path`` or null), then the upload's bytes when
+``path`` is null. Answer: a JSON header (``["ok", attributes]``, ``["cleaned", extension]``, ``["deidentified", [identity removed, warnings]]``, ``["refused", message]``,
 ``["memory", ""]`` or ``["error", type name]``), then, for "ok", the pixels and the values as float32 bytes; for
-"cleaned", the cleaned file.
+"cleaned" and "deidentified", the file.
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ def _answer(sock: socket.socket) -> None:
     """The child's whole job: one request in, one answer out."""
     from ..errors import InputError
     from .clean import clean_in_process
+    from .deid import deidentify_with_report
     from .decode import MAX_BYTES, read_bytes, read_file
 
     _alarm(REQUEST_TIMEOUT_S)  # a peer that sends half a request does not keep a child waiting
@@ -132,6 +133,11 @@ def _answer(sock: socket.socket) -> None:
             cleaned, ext = clean_in_process(data or b"")
             send(sock, json.dumps(["cleaned", ext]).encode())
             send(sock, cleaned)
+            return
+        if head.get("op") == "deid":
+            result = deidentify_with_report(data or b"")
+            send(sock, json.dumps(["deidentified", [result.identity_removed, list(result.warnings)]]).encode())
+            send(sock, result.data)
             return
         study = read_file(path, frame) if data is None else read_bytes(data, frame)
     except InputError as exc:

@@ -38,13 +38,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import InputError
 from . import decode_server as wire
+from .child_answer import study_from_answer
 from .clean import ACCEPTED, clean_in_process
 from .decode import MAX_BYTES, read_bytes, read_file, too_large
-from .study import MAX_SIDE, Study, check_shape, pixel_hash
+from .deid import DeidResult, deidentify_with_report
+from .study import MAX_SIDE, Study
 
 log = logging.getLogger(__name__)
 
@@ -136,67 +136,6 @@ def _too_costly(what: str) -> InputError:
                       "to exhaust the server. Export it again (uncompressed DICOM, PNG or JPEG) and upload it again.")
 
 
-def _array(raw: bytes, shape: tuple[int, int]) -> np.ndarray:
-    if len(raw) != shape[0] * shape[1] * 4:
-        raise InputError("The image could not be decoded (the decoder returned an inconsistent result).")
-    arr = np.frombuffer(raw, dtype=np.float32).reshape(shape).copy()
-    if not np.all(np.isfinite(arr)):
-        raise InputError("The image holds NaN or infinite values; export it again with valid pixels.")
-    return arr
-
-
-_FORMATS = ("png", "jpeg", "dicom")
-
-
-def _pair(value: Any, positive: bool) -> tuple[float, float] | None:
-    if value is None:
-        return None
-    pair = tuple(float(v) for v in value)
-    if len(pair) != 2 or not all(np.isfinite(pair)) or (positive and min(pair) <= 0):
-        raise ValueError("not a pair of finite numbers")
-    return pair  # type: ignore[return-value]
-
-
-def _text(value: Any, longest: int) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > longest:
-        raise ValueError("not a short text")
-    return value
-
-
-def _fields(meta: dict[str, Any]) -> dict[str, Any]:
-    """The Study attributes the child sent, each of the type and range a decoder gives (ValueError otherwise)."""
-    n_frames, frame_index = meta["n_frames"], meta["frame_index"]
-    warnings = meta["warnings"]
-    if (meta["source_format"] not in _FORMATS or type(n_frames) is not int or type(frame_index) is not int
-            or not 0 <= frame_index < n_frames or type(meta["invert"]) is not bool
-            or not isinstance(warnings, list) or len(warnings) > 20 or not all(isinstance(w, str) for w in warnings)):
-        raise ValueError("attributes out of range")
-    return {"source_format": meta["source_format"], "modality": _text(meta["modality"], 16),
-            "body_part": _text(meta["body_part"], 64), "pixel_spacing_mm": _pair(meta["pixel_spacing_mm"], True),
-            "spacing_source": _text(meta["spacing_source"], 500) or "", "n_frames": n_frames,
-            "frame_index": frame_index, "window": _pair(meta["window"], False), "invert": meta["invert"],
-            "warnings": tuple(_text(w, 1000) for w in warnings)}
-
-
-def _study(meta: dict[str, Any], pixels: bytes, values: bytes) -> Study:
-    """The parent's own Study from what the child sent, checked as if it came from any other untrusted source."""
-    try:
-        shape = tuple(int(v) for v in meta["shape"])
-        fields = _fields(meta)
-    except (KeyError, TypeError, ValueError, OverflowError) as exc:
-        raise InputError("The image could not be decoded (the decoder returned an inconsistent result).") from exc
-    if len(shape) != 2 or max(shape) > MAX_SIDE:
-        raise InputError("The image could not be decoded (the decoder returned an inconsistent result).")
-    check_shape(*shape)
-    px = _array(pixels, shape)  # type: ignore[arg-type]
-    if px.min() < 0 or px.max() > 1:
-        raise InputError("The image could not be decoded (the decoder returned an inconsistent result).")
-    vals = _array(values, shape) if meta["has_values"] else None  # type: ignore[arg-type]
-    return Study(pixels=px, values=vals, sha256=pixel_hash(px), **fields)
-
-
 def _connect(head: dict[str, Any], src: bytes | str, restart: bool) -> socket.socket:
     """A connection to the decode server (restarted first if ``restart``) with the request sent."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -235,7 +174,8 @@ def _first_answer(head: dict[str, Any], src: bytes | str, deadline: float) -> tu
 
 def _ask(src: bytes | str, frame: int | None, timeout_s: float, memory_mb: float,
          op: str = "decode") -> Any:
-    """The child's Study of ``src`` (``op`` "decode"), or its (cleaned bytes, extension) ("clean")."""
+    """The child's Study of ``src`` (``op`` "decode"), its (cleaned bytes, extension) ("clean"), or its
+    de-identified copy ("deid")."""
     head = {"op": op, "frame": frame, "timeout_s": timeout_s, "memory_mb": memory_mb,
             "path": None if isinstance(src, bytes) else src}
     t0 = time.monotonic()
@@ -245,9 +185,14 @@ def _ask(src: bytes | str, frame: int | None, timeout_s: float, memory_mb: float
         with sock:
             if kind == "ok" and op == "decode":
                 limit = MAX_SIDE * MAX_SIDE * 4
-                return _study(payload, wire.recv(sock, limit, deadline), wire.recv(sock, limit, deadline))
+                return study_from_answer(payload, wire.recv(sock, limit, deadline), wire.recv(sock, limit, deadline))
             if kind == "cleaned" and op == "clean" and payload in (".png", ".jpg", ".dcm"):
                 return wire.recv(sock, MAX_BYTES + (1 << 20), deadline), payload  # de-identifying adds a little
+            if kind == "deidentified" and op == "deid":
+                removed, warnings = payload
+                if type(removed) is not bool or not all(isinstance(w, str) for w in warnings):
+                    raise ValueError("an inconsistent answer")
+                return DeidResult(wire.recv(sock, MAX_BYTES + (1 << 20), deadline), removed, tuple(warnings))
     except (EOFError, OSError, ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
         log.warning("A decode child stopped without an answer (%s)", type(exc).__name__)
         if time.monotonic() - t0 >= timeout_s - 0.05:
@@ -272,6 +217,17 @@ def clean_isolated(data: bytes) -> tuple[bytes, str]:
         raise too_large(len(data))
     with _SLOTS:
         return _ask(data, None, TIMEOUT_S, MEMORY_MB, op="clean")  # type: ignore[no-any-return]
+
+
+def deidentify_isolated(data: bytes) -> DeidResult:
+    """:func:`deid.deidentify_with_report` (a de-identified copy for download) in a child process under the same
+    limits as a decode (in-process when :func:`enabled` is false): a raw upload's bytes parse there."""
+    if not enabled():
+        return deidentify_with_report(data)
+    if len(data) > MAX_BYTES:
+        raise too_large(len(data))
+    with _SLOTS:
+        return _ask(data, None, TIMEOUT_S, MEMORY_MB, op="deid")  # type: ignore[no-any-return]
 
 
 def read_isolated(src: str | Path | bytes, frame: int | None = None, timeout_s: float | None = None,

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError, InputError
-from ..imaging.deid import deidentify_with_report
+from ..imaging.isolated import deidentify_isolated
 from ..imaging.dicom import looks_like_dicom
 from ..paths import private_paths, public_dir, upload_dir
 from .uploads import WORK_BUDGET_BYTES
@@ -172,7 +172,7 @@ def deidentified_copy(source: str | Path | bytes, out_dir: Path | None = None) -
     folder = out_dir or public_dir() / "deidentified"
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"deidentified-{secrets.token_hex(8)}.dcm"
-    result = deidentify_with_report(data)
+    result = deidentify_isolated(data)  # in a child of the decode server: a raw upload's bytes parse there
     _write_atomic(out, result.data)
     _prune(folder, "*.dcm", MAX_AGE_S, WORK_BUDGET_BYTES)  # bounded in bytes too, as the working copies are
     return out, result.warnings

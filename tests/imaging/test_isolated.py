@@ -12,6 +12,7 @@ from conftest import dicom_bytes, gradient, png_bytes
 from medimg_demo.errors import InputError
 from medimg_demo.imaging import isolated, read_bytes
 from medimg_demo.imaging.jail_warm import dicom_of
+from medimg_demo.imaging.child_answer import study_from_answer
 from medimg_demo.imaging.study import pixel_hash
 
 pytestmark = pytest.mark.skipif(not isolated.enabled(), reason="no fork or Unix sockets here")
@@ -100,23 +101,23 @@ def test_what_a_child_answers_is_checked_and_hashed_again_before_use() -> None:
     meta = {"shape": list(px.shape), "has_values": False, "source_format": "png", "modality": None,
             "body_part": None, "pixel_spacing_mm": None, "spacing_source": "", "n_frames": 1, "frame_index": 0,
             "window": None, "invert": False, "warnings": []}
-    study = isolated._study({**meta, "sha256": "0" * 64}, px.tobytes(), b"")  # a hash sent along is not taken
+    study = study_from_answer({**meta, "sha256": "0" * 64}, px.tobytes(), b"")  # a hash sent along is not taken
     assert study.sha256 == pixel_hash(px)
     np.testing.assert_array_equal(study.pixels, px)
     with pytest.raises(InputError, match="inconsistent"):
-        isolated._study(meta, px.tobytes()[:-4], b"")  # a short array
+        study_from_answer(meta, px.tobytes()[:-4], b"")  # a short array
     with pytest.raises(InputError, match="inconsistent"):
-        isolated._study({**meta, "shape": [4096, 64]}, b"\0" * 4096 * 64 * 4, b"")  # over MAX_SIDE
+        study_from_answer({**meta, "shape": [4096, 64]}, b"\0" * 4096 * 64 * 4, b"")  # over MAX_SIDE
     for forged in ({"source_format": "exe"}, {"window": ["a", "b"]}, {"pixel_spacing_mm": [float("nan"), 1.0]},
                    {"n_frames": -7}, {"frame_index": 3}, {"warnings": [1]}, {"shape": [float("inf"), 64]}):
         with pytest.raises(InputError, match="inconsistent"):
-            isolated._study({**meta, **forged}, px.tobytes(), b"")
+            study_from_answer({**meta, **forged}, px.tobytes(), b"")
     with pytest.raises(InputError, match="inconsistent"):
-        isolated._study(meta, (px * 1e30).tobytes(), b"")  # display pixels lie in [0, 1]
+        study_from_answer(meta, (px * 1e30).tobytes(), b"")  # display pixels lie in [0, 1]
     bad = px.copy()
     bad[3, 3] = np.nan
     with pytest.raises(InputError, match="NaN"):
-        isolated._study(meta, bad.tobytes(), b"")
+        study_from_answer(meta, bad.tobytes(), b"")
 
 
 def test_with_isolation_off_uploads_decode_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,3 +150,14 @@ def test_an_upload_is_cleaned_in_a_child_as_in_process_and_under_the_same_limits
     monkeypatch.setattr(isolated, "TIMEOUT_S", 0.01)
     with pytest.raises(InputError, match="took longer than the 0.01 s"):
         isolated.clean_isolated(padded)
+
+
+def test_a_de_identified_copy_is_made_in_a_child_as_in_process() -> None:
+    from medimg_demo.imaging.deid import deidentify_with_report
+
+    data = dicom_bytes((gradient(64, 64) * 1000).astype(np.uint16), modality="US")  # US: burned-in text likely
+    got, ref = isolated.deidentify_isolated(data), deidentify_with_report(data)
+    assert b"PID-998877" not in got.data and b"Doe^Jane" not in got.data
+    assert (got.identity_removed, got.warnings) == (ref.identity_removed, ref.warnings) and got.warnings
+    with pytest.raises(InputError, match="Only a DICOM file"):
+        isolated.deidentify_isolated(png_bytes((gradient() * 255).astype(np.uint8)))
