@@ -24,6 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Decoding and cleaning run in children of the decode server in the app, outside this process's RSS: measured here
+# in-process (the worst case, and what the README's figures are), unless the caller sets MEDIMG_DECODE_ISOLATION.
+os.environ.setdefault("MEDIMG_DECODE_ISOLATION", "0")
 
 BUDGET_MB = {"alone": 300.0, "two at once": 1024.0}
 CASES = {

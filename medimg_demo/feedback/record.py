@@ -45,13 +45,18 @@ def _text(name: str, value: str | None, limit: int) -> None:
         raise InputError(f"{name} contains a line break; type it on one line.")
 
 
+#: Alphabets whose letters pass for one another's ("а", "о", "р" in Cyrillic; "ο", "ρ" in Greek): a name mixing two of
+#: them is refused; other mixes (kanji with kana, a Hawaiian ʻokina) are ordinary names.
+_LOOK_ALIKE = frozenset({"LATIN", "CYRILLIC", "GREEK"})
+
+
 def _plain(name: str, value: str) -> None:
     """Refuse a name that can pass for another one: invisible or direction-changing characters (Unicode format
     characters: "study-B" plus a zero-width space, "ALL" reversed), characters a compatibility form replaces
     (full-width "ＡＬＬ"), or letters of several alphabets (a Cyrillic "г" among Latin ones)."""
     if any(unicodedata.category(ch) == "Cf" for ch in value) or unicodedata.normalize("NFKC", value) != value:
         raise InputError(f"{name} contains invisible, reversed or full-width characters; type it with plain ones.")
-    scripts = {unicodedata.name(ch, "?").split(" ")[0] for ch in value if ch.isalpha()}
+    scripts = {unicodedata.name(ch, "?").split(" ")[0] for ch in value if ch.isalpha()} & _LOOK_ALIKE
     if len(scripts) > 1:  # "гs-75c98d" (a Cyrillic г) reads as the Latin "rs-75c98d" it is not
         raise InputError(f"{name} mixes letters of several alphabets ({', '.join(sorted(scripts)).lower()}), so it can "
                          "pass for another name; type it in one alphabet.")

@@ -173,7 +173,9 @@ def _child(conn: socket.socket) -> None:
 
 def serve(path: str) -> None:
     """Warm the decoders, listen on ``path``, and fork a child per connection until stdin closes."""
-    from . import jail_warm  # noqa: F401 - imported for its warm-up
+    from .jail_warm import warm
+
+    warm()
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the app's Ctrl-C stops the app, which closes stdin: then it ends
@@ -182,6 +184,7 @@ def serve(path: str) -> None:
     listener.listen(64)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nobody reads the pipe after this: a decoder's output must not fill it
     stdin = sys.stdin.fileno()
     while True:
         ready, _, _ = select.select([listener, stdin], [], [])

@@ -8,11 +8,12 @@ upload decodes in a child forked by the decode server (``decode_server``, starte
 
 * the server's threads keep running while a file decodes;
 * the child's address space is capped (``MEDIMG_DECODE_MEMORY_MB`` over its start, default 2048: an honest
-  8000x8000 greyscale JPEG 2000 frame peaks near 390 MB, an 8000x8000 RGB JPEG in a DICOM near 1,650 MB; on a system
+  8000x8000 greyscale JPEG 2000 frame peaks near 390 MB, an 8000x8000 colour JPEG in a DICOM near 730 MB; on a system
   without ``/proc``, macOS among them, there is no cap) and it is killed at ``MEDIMG_DECODE_TIMEOUT_S`` (default 30):
   both are refused with a message;
 * a decoder that crashes takes down its child, not the server;
-* at most ``MEDIMG_DECODE_WORKERS`` (default 2) decode at once, so memory stays bounded under load.
+* at most ``MEDIMG_DECODE_WORKERS`` (default 2) children work at once (decoding, cleaning or de-identifying an
+  upload), so memory stays bounded under load.
 
 Nothing is unpickled from the child: it answers with the image's attributes as JSON and its arrays as raw float32
 bytes, which are checked (shape, size, finite) and hashed again here, so a decoder that misbehaves cannot hand the
@@ -78,7 +79,9 @@ def _stop() -> None:
 def _sweep_stale() -> None:
     """Remove decode-server folders an earlier run left (killed before it could): those whose socket answers no one."""
     for folder in Path(tempfile.gettempdir()).glob("medimg-decode-*"):
-        try:
+        try:  # a server still starting (another app's) has no socket yet: only folders of 10 minutes or more
+            if time.time() - folder.stat().st_mtime < 600:
+                continue
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
                 probe.connect(str(folder / "s"))  # a live server of another run: left alone
         except OSError:
@@ -109,11 +112,11 @@ def _launch() -> tuple[subprocess.Popen, str, str]:
     return proc, folder, path
 
 
-def _socket_path(restart: bool = False) -> str:
-    """The running decode server's socket, started (or restarted, if it died or ``restart``) first."""
+def _socket_path() -> str:
+    """The running decode server's socket, started (or started again, if it died) first."""
     with _LOCK:
         proc = _server.get("proc")
-        if proc is not None and proc.poll() is None and not restart:
+        if proc is not None and proc.poll() is None:
             return str(_server["socket"])
         _stop()
         if not _server.get("atexit"):
@@ -136,36 +139,58 @@ def _too_costly(what: str) -> InputError:
                       "to exhaust the server. Export it again (uncompressed DICOM, PNG or JPEG) and upload it again.")
 
 
-def _connect(head: dict[str, Any], src: bytes | str, restart: bool) -> socket.socket:
-    """A connection to the decode server (restarted first if ``restart``) with the request sent."""
+def _connect(head: dict[str, Any], src: bytes | str) -> tuple[socket.socket, Any]:
+    """A connection to the decode server (started again first if it died) with the request sent, and the server."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(30)
-        sock.connect(_socket_path(restart=restart))
+        try:
+            path = _socket_path()
+        except RuntimeError as exc:  # logged at launch; a user is asked to try again
+            raise InputError("The server's decoder is not available; try again in a moment.") from exc
+        proc = _server.get("proc")
+        sock.connect(path)
         wire.send(sock, json.dumps(head).encode())
         if isinstance(src, bytes):
             wire.send(sock, src)
     except BaseException:
         sock.close()
         raise
-    return sock
+    return sock, proc
+
+
+def _dead(proc: Any) -> bool:
+    """Whether the server ``proc`` has ended, or ends within half a second: a killed server's socket closes a moment
+    before the process can be waited for."""
+    if proc is None:
+        return True
+    try:
+        proc.wait(0.5)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def _first_answer(head: dict[str, Any], src: bytes | str, deadline: float) -> tuple[socket.socket, list[Any]]:
-    """The connection and the child's first message. A server that died, or is dying, since the last upload leaves
-    the request unsent or reset before any child took it: the server is started again and asked once more (a child
-    that dies decoding closes a connection it has read whole: an end of file, not a reset, and not retried)."""
+    """The connection and the child's first message. A server that died since the last upload leaves the request
+    unsent, or reset before any child took it: then, and only then, the server is started again and asked once more
+    (a live server's child that stops is that request's failure, not the server's)."""
     for attempt in (0, 1):
+        proc = _server.get("proc")
         try:
-            sock = _connect(head, src, restart=attempt == 1)
+            sock, proc = _connect(head, src)
         except OSError as exc:
             log.warning("The decode server could not be reached (%s)", type(exc).__name__)
+            if attempt or not _dead(proc):
+                raise
             continue
         try:
             return sock, json.loads(wire.recv(sock, 1 << 16, deadline))
         except (ConnectionResetError, BrokenPipeError) as exc:
             sock.close()
-            log.warning("The decode server reset the request (%s)", type(exc).__name__)
+            if attempt or not _dead(proc):
+                raise
+            log.warning("The decode server died with the request (%s); starting it again", type(exc).__name__)
         except BaseException:
             sock.close()
             raise
@@ -181,8 +206,9 @@ def _ask(src: bytes | str, frame: int | None, timeout_s: float, memory_mb: float
     t0 = time.monotonic()
     deadline = t0 + timeout_s + 5  # the child ends itself at timeout_s; this bounds the whole answer
     try:
-        sock, (kind, payload) = _first_answer(head, src, deadline)
+        sock, first = _first_answer(head, src, deadline)
         with sock:
+            kind, payload = first
             if kind == "ok" and op == "decode":
                 limit = MAX_SIDE * MAX_SIDE * 4
                 return study_from_answer(payload, wire.recv(sock, limit, deadline), wire.recv(sock, limit, deadline))
@@ -197,7 +223,7 @@ def _ask(src: bytes | str, frame: int | None, timeout_s: float, memory_mb: float
         log.warning("A decode child stopped without an answer (%s)", type(exc).__name__)
         if time.monotonic() - t0 >= timeout_s - 0.05:
             raise _too_costly(f"took longer than the {timeout_s:g} s") from exc
-        raise _too_costly("stopped the decoder (it ran out of the memory or the work") from exc
+        raise _too_costly("stopped the decoder (it ran out of the memory or the work)") from exc
     if kind == "refused":
         raise InputError(str(payload)[:2000])
     if kind == "memory":
@@ -236,6 +262,8 @@ def read_isolated(src: str | Path | bytes, frame: int | None = None, timeout_s: 
     in a child process under a memory and a time limit (in-process when :func:`enabled` is false)."""
     if not enabled():
         return read_bytes(src, frame) if isinstance(src, bytes) else read_file(src, frame)
+    if isinstance(src, bytes) and len(src) > MAX_BYTES:  # de-identifying adds a little: refused as in-process
+        raise too_large(len(src))
     with _SLOTS:
         return _ask(src if isinstance(src, bytes) else os.path.abspath(src), frame,
                     TIMEOUT_S if timeout_s is None else timeout_s, MEMORY_MB if memory_mb is None else memory_mb)

@@ -1,6 +1,6 @@
-"""Imported once by the decode fork server (``isolated``): decodes tiny images of every kind the server accepts, so
-that each child forked for an upload starts with the decoders and their plugins already loaded (a cold child spent
-up to 0.5 s loading them). Built in memory; nothing is read from disk or written."""
+"""Run once by the decode server at its start (``decode_server.serve``): decodes tiny images of every kind the server
+accepts, so that each child forked for an upload starts with the decoders and their plugins already loaded (a cold
+child spent up to 0.5 s loading them). Built in memory; nothing is read from disk or written."""
 
 from __future__ import annotations
 
@@ -71,6 +71,3 @@ def warm() -> int:
         log.warning("Warming the decoders stopped (%s); uploads decode anyway, the first ones more slowly",
                     type(exc).__name__)
     return done
-
-
-warm()

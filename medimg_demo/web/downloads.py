@@ -45,7 +45,7 @@ def _report(upload: Any, shown: Any, request: gr.Request, profile: gr.OAuthProfi
         finally:
             pdf.unlink(missing_ok=True)  # the scratch copy: only the published one is served
     except MedimgError as exc:
-        raise refusal(str(exc)) from None
+        raise refusal(str(exc), exc) from None
 
 
 #: The de-identified copy made of each working copy (asked again, the same copy: a new one each call wrote up to
@@ -75,7 +75,7 @@ def deidentify(upload: Any,
         try:
             uploads.check_owner(path, request, profile)
         except MedimgError as exc:
-            raise refusal(str(exc)) from None
+            raise refusal(str(exc), exc) from None
     with _COPIES_LOCK:
         made = None if raw else _COPIES.get(key)
     if not raw:
@@ -84,7 +84,7 @@ def deidentify(upload: Any,
         try:
             made = files.deidentified_copy(uploads.read_upload(path, consume=raw))
         except MedimgError as exc:
-            raise refusal(str(exc)) from None
+            raise refusal(str(exc), exc) from None
         if not raw:
             with _COPIES_LOCK:
                 if len(_COPIES) >= _COPIES_MAX:

@@ -78,7 +78,7 @@ def predict(
             a = analysis.analyse(uploads.to_analyse(path, request, profile), model_id or None,
                                  analysis.opacity_value(opacity), frame_index, window, center, width)
     except MedimgError as exc:
-        raise refusal(str(exc)) from None
+        raise refusal(str(exc), exc) from None
     dw = a.view.default_window
     notes = "\n\n".join([a.status_markdown] * bool(a.status_markdown) + [f"⚠ {w}" for w in a.warnings])
     shown = a.prediction.to_json()
@@ -167,7 +167,7 @@ def rename_upload(upload: Any,
     try:
         clean, ext = uploads.clean_upload(uploads.read_upload(src, consume=consume))
     except MedimgError as exc:
-        raise refusal(str(exc)) from None
+        raise refusal(str(exc), exc) from None
     try:
         owner = _user(request, profile) if auth.logins_on() else ""  # only this login may use the copy
     except MedimgError:
@@ -243,7 +243,7 @@ def submit_feedback(prediction: dict | str | None, reader: str, session_id: str,
             idempotency_key=idempotency_key, check_owner=auth.logins_on(),
         )
     except MedimgError as exc:
-        raise refusal(str(exc)) from None
+        raise refusal(str(exc), exc) from None
     return f"Thank you - feedback #{row} stored (image hash and model version only; no image, no file name)."
 
 
@@ -252,7 +252,7 @@ def show_performance(model_id: str | None):  # noqa: ANN201
     try:
         out = performance_view(model_id)
     except MedimgError as exc:
-        raise refusal(str(exc)) from None
+        raise refusal(str(exc), exc) from None
     stage = gr.update(value=out["stage"], visible=not out["stage"].empty)
     gallery = [(files.publish(path), caption) for path, caption in out["gallery"] or []]  # served from public/
     return (out["header"], out["overall"], out["per_class"], stage, out["confusion"], out["roc"],

@@ -63,7 +63,7 @@ def session_start(reader: str, session_id: str, model_id: str | None, n_cases: f
         s = session.start_session(user, session_id, model_id, _whole(n_cases, "number of cases"), _whole(seed, "seed"))
         s.created_by = user if auth.logins_on() else ""
     except MedimgError as exc:
-        raise refusal(str(exc)) from None
+        raise refusal(str(exc), exc) from None
     types, stages = answer_choices(s.model_id)
     return (s, *_session_view(s), gr.update(choices=[*types, ("Cannot assess", CANNOT_ASSESS)], value=None),
             gr.update(choices=stages, value=None, visible=bool(stages)),
@@ -82,7 +82,7 @@ def session_unaided(s: session.ReadingSession | None, reader_type: str | None, r
         with _answer_lock(s):
             a = session.session_record_unaided(s, reader_type, reader_stage, int(confidence) if confidence else None)
     except MedimgError as exc:
-        raise refusal(str(exc)) from None
+        raise refusal(str(exc), exc) from None
     heat = session_view.render_case(session.session_pixels(s), s.display, s.heatmap)
     staged = shown.gave_stage(s.prediction)  # the aided form asks only about what the model showed (after the panel,
     return (s, *_session_view(s), a.type_display, a.stage_display,  # so no API output index moved)
@@ -108,7 +108,7 @@ def session_aided(s: session.ReadingSession | None, type_agree: str | None, stag
                 heatmap_plausibility=heatmap_plausibility, confidence=confidence, comment=comment,
             )
     except MedimgError as exc:
-        raise refusal(str(exc)) from None
+        raise refusal(str(exc), exc) from None
     return (s, *_session_view(s), None, None, "", "", None, "",  # model outputs hidden again
             None, None, None, *FEEDBACK_RESET, _case_panel(s))  # own-read and feedback forms reset
 
@@ -157,7 +157,7 @@ def session_redraw(s: session.ReadingSession | None, level: float, width: float,
         heat = (files.png_file(session_view.render_case(session.session_pixels(s), s.display, s.heatmap))
                 if s.revealed else gr.skip())
     except MedimgError as exc:
-        raise refusal(str(exc)) from None
+        raise refusal(str(exc), exc) from None
     if (s.index, s.revealed) != shown:  # the next case (or the reveal) came meanwhile: its own event draws it
         return gr.skip(), gr.skip()
     return image, heat
@@ -191,7 +191,7 @@ def feedback_summary(request: gr.Request = None,  # type: ignore[assignment] - i
             return table
         return table.drop(columns=[c for c in table.columns if c.endswith("accuracy")])  # see study_view.OWNERS_ONLY
     except MedimgError as exc:
-        raise refusal(str(exc)) from None
+        raise refusal(str(exc), exc) from None
 
 
 def summary_view(chosen: str | None = None,
@@ -203,7 +203,7 @@ def summary_view(chosen: str | None = None,
         owner = auth.sees_everyone(_caller(request, profile))
         v = study_view.build(_visible_rows(request, profile), chosen, accuracy=owner)
     except MedimgError as exc:
-        raise refusal(str(exc)) from None
+        raise refusal(str(exc), exc) from None
     return (v.table, v.legend, gr.update(choices=v.sessions, value=v.session), v.verdict, v.figure, v.outputs)
 
 
@@ -220,7 +220,7 @@ def export_reader_study(request: gr.Request = None,  # type: ignore[assignment] 
         return str(out)
     except (MedimgError, OSError) as exc:
         msg = str(exc) if isinstance(exc, MedimgError) else "The export could not be written; try again."
-        raise refusal(msg) from None
+        raise refusal(msg, exc) from None
 
 
 def export_feedback(request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
@@ -234,4 +234,4 @@ def export_feedback(request: gr.Request = None,  # type: ignore[assignment] - in
         return str(out)
     except (MedimgError, OSError) as exc:
         msg = str(exc) if isinstance(exc, MedimgError) else "The export could not be written; try again."
-        raise refusal(msg) from None
+        raise refusal(msg, exc) from None

@@ -7,8 +7,10 @@ sent (``GET /gradio_api/queue/data?session_hash=...``), run events on its state 
 first request naming a hash binds it to the caller's login (the user of Gradio's login cookie, or the Hugging Face
 account of the sign-in session; no sign-in counts as one more identity); a request naming it under another login is
 refused with HTTP 403. Without logins there is no identity to
-bind to, and nothing changes. Each login's :data:`PER_LOGIN` most recently used hashes are remembered, so no caller
-can push another login's pages out of the table.
+bind to, and nothing changes. Each login's :data:`PER_LOGIN` most recently used hashes are remembered, so neither a
+login nor callers with no login can push another login's pages out of the table (only :data:`LOGINS` logins, or
+:data:`TOTAL` pages, are: Hugging Face accounts are cheap). An event's id (``GET /call/{api}/{event_id}``) is checked
+as a hash too; another page's event ids are random and sent to that page alone.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
+
+from starlette.requests import cookie_parser
 
 from . import auth
 
@@ -33,12 +36,14 @@ PER_ANONYMOUS = 10_000
 #: Logins remembered (the least recently active forgotten first): password logins are the deployer's few; Hugging
 #: Face accounts are no scarce identity (the README says so of the disk budget too).
 LOGINS = 5_000
+#: All page sessions remembered (past it, the least recently active login's oldest page goes first).
+TOTAL = 50_000
 #: Largest body read to find a hash (the request-size middleware has bounded every body before this one runs).
 _MAX_BODY = 256 * 1024
 _ANONYMOUS = "\x00anonymous"
 #: A session hash as Gradio's page makes one (about 11 characters of [0-9a-z]); a longer or stranger one is refused,
 #: not remembered (250 KB hashes grew the table by 250 KB a request).
-_HASH = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_HASH = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _route(scope: dict) -> str | None:
@@ -62,17 +67,14 @@ def login_of(scope: dict) -> str:
     """The caller's login: the user Gradio's login cookie names, else the Hugging Face account of the sign-in session,
     else one shared anonymous identity."""
     app = scope.get("app")
-    cookies: SimpleCookie = SimpleCookie()
+    cookies: dict[str, str] = {}
     for name, value in scope.get("headers", []):
-        if name == b"cookie":
-            try:
-                cookies.load(value.decode("latin-1"))
-            except Exception:  # noqa: BLE001 - a malformed cookie header names no login
-                log.debug("A malformed Cookie header")
+        if name == b"cookie":  # Starlette's lenient parser, as Gradio reads them (SimpleCookie stops at a bad one)
+            cookies.update(cookie_parser(value.decode("latin-1")))
     cookie_id = getattr(app, "cookie_id", None)
     tokens = getattr(app, "tokens", None) or {}
     for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
-        if name in cookies and (user := tokens.get(cookies[name].value)):
+        if (user := tokens.get(cookies.get(name))):
             return f"login:{user}"
     info = (scope.get("session") or {}).get("oauth_info") or {}
     user = (info.get("userinfo") or {}).get("preferred_username") if isinstance(info, dict) else None
@@ -107,11 +109,15 @@ class SessionBinding:
         pages[session_hash] = None
         while len(pages) > (self.per_anonymous if login == _ANONYMOUS else self.per_login):
             self._owner.pop(pages.popitem(last=False)[0], None)
-        while len(self._pages) > self.logins:
-            _, gone = self._pages.popitem(last=False)
-            for h in gone:
-                self._owner.pop(h, None)
         self._owner[session_hash] = login
+        while len(self._pages) > self.logins or len(self._owner) > TOTAL:
+            oldest_login, oldest = next(iter(self._pages.items()))
+            if len(self._pages) > self.logins or len(oldest) <= 1:
+                self._pages.pop(oldest_login)
+                for h in oldest:
+                    self._owner.pop(h, None)
+            else:
+                self._owner.pop(oldest.popitem(last=False)[0], None)
 
 
 async def _read_body(receive: Any) -> tuple[bytes, list[dict]]:
@@ -139,7 +145,7 @@ def _hashes_in(route: str, scope: dict, body: bytes) -> list[str]:
         return parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash", [])
     try:
         value = json.loads(body).get("session_hash")  # a repeated key: the last, as Gradio reads it too
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return []  # not a JSON object: Gradio refuses it itself, or it names no session
     return [value] if isinstance(value, str) else []
 
@@ -157,10 +163,12 @@ class BindSessionsToLogins:
     def __init__(self, app: Any, binding: SessionBinding | None = None) -> None:
         self.app = app
         self.binding = binding or SessionBinding()
+        # read once (MEDIMG_AUTH_FILE is a file: not read again on every API request)
+        self.on, self.passwords = auth.logins_on(), auth.credentials() is not None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         route = _route(scope) if scope.get("type") == "http" else None
-        if route is None or not auth.logins_on():
+        if route is None or not self.on:
             await self.app(scope, receive, send)
             return
         body, messages = await _read_body(receive) if route == "body" else (b"", [])
@@ -169,12 +177,12 @@ class BindSessionsToLogins:
             return
         login = login_of(scope)
         hashes = _hashes_in(route, scope, body)
-        if not all(_HASH.match(h) for h in hashes):
+        if not all(_HASH.fullmatch(h) for h in hashes):
             await _refuse(send, 400, b"Not a page session.")
             return
         # not signed in where password logins guard the app: checked, never remembered (Gradio refuses it anyway;
         # 20,001 such requests had pushed a signed-in page out of an unbounded-by-login table)
-        bind = login != _ANONYMOUS or auth.credentials() is None
+        bind = login != _ANONYMOUS or not self.passwords
         if not all([self.binding.allows(h, login, bind) for h in hashes]):
             log.warning("A request named a page session of another login (%s); refused", route)
             await _refuse(send, 403, b"This page session belongs to another login. Reload the page.")

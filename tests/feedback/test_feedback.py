@@ -206,6 +206,7 @@ def test_a_session_name_that_passes_for_another_is_refused(name: str) -> None:
         Feedback(reader="reader01", image_sha256="0" * 64, session_id=name).validate()
 
 
-@pytest.mark.parametrize("name", ["étude-poumon", "исследование-1", "研究-肺", "lung-2026-11-24"])
+@pytest.mark.parametrize("name", ["étude-poumon", "исследование-1", "研究-肺", "lung-2026-11-24", "肺がん-2026",
+                                  "データ-1", "東京スタディ", "Hawaiʻi-study"])
 def test_a_session_name_in_one_alphabet_is_taken(name: str) -> None:
     Feedback(reader="reader01", image_sha256="0" * 64, session_id=name).validate()

@@ -161,3 +161,19 @@ def test_a_de_identified_copy_is_made_in_a_child_as_in_process() -> None:
     assert (got.identity_removed, got.warnings) == (ref.identity_removed, ref.warnings) and got.warnings
     with pytest.raises(InputError, match="Only a DICOM file"):
         isolated.deidentify_isolated(png_bytes((gradient() * 255).astype(np.uint8)))
+
+
+def test_an_upload_over_the_size_limit_is_refused_as_in_process_and_the_server_is_left_alone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cleaned upload a little over the limit reset its child's connection, which was taken for a dead server:
+    restarted, and the user told the decoder could not be reached."""
+    from medimg_demo.imaging import decode
+
+    data = png_bytes((gradient() * 255).astype(np.uint8))
+    isolated.start()
+    pid = isolated._server["proc"].pid
+    monkeypatch.setattr(isolated, "MAX_BYTES", len(data) - 1)
+    monkeypatch.setattr(decode, "MAX_BYTES", len(data) - 1)
+    with pytest.raises(InputError, match="over the limit"):
+        isolated.read_isolated(data)
+    assert isolated._server["proc"].pid == pid

@@ -16,7 +16,10 @@ from medimg_demo.web.session_binding import BindSessionsToLogins, SessionBinding
 async def _echo(request: Request) -> PlainTextResponse:
     """Stands for Gradio's route: answers with the hash Starlette reads (the last of a repeated parameter)."""
     if request.method == "POST":
-        return PlainTextResponse(str((await request.json()).get("session_hash")))
+        try:
+            return PlainTextResponse(str((await request.json()).get("session_hash")))
+        except (ValueError, RecursionError):  # as FastAPI answers a body it cannot parse
+            return PlainTextResponse("bad body", status_code=400)
     return PlainTextResponse(request.query_params.get("session_hash") or request.path_params.get("h", ""))
 
 
@@ -100,3 +103,16 @@ def test_a_call_stream_named_by_a_page_s_hash_is_refused_to_another_login(logins
     for path in ("/gradio_api/call/predict/page-a", "/gradio_api/call/v2/predict/page-a"):
         assert client.get(path, headers=_as("bob")).status_code == 403
         assert client.get(path, headers=_as("alice")).status_code in (200, 404)  # reaches the app
+
+
+def test_the_login_is_read_as_gradio_reads_cookies_and_a_deep_body_is_no_server_error(logins: None) -> None:
+    """SimpleCookie stopped at a cookie it disliked (a JSON value before the login's): the login read as anonymous,
+    its pages never bound; nested brackets raised RecursionError, a 500 with a traceback."""
+    client = _client(SessionBinding())
+    odd = {"cookie": 'pref={"a": 1}; x=a b; access-token-c1=tok-alice'}
+    client.post("/gradio_api/queue/join", json={"session_hash": "page-a"}, headers=odd)
+    assert client.get("/gradio_api/heartbeat/page-a", headers=_as("bob")).status_code == 403
+    assert client.get("/gradio_api/heartbeat/page-a", headers=_as("alice")).status_code == 200
+    deep = client.post("/gradio_api/queue/join", content=b"[" * 100_000 + b"]" * 100_000,
+                       headers={**_as("bob"), "content-type": "application/json"})
+    assert deep.status_code != 500
