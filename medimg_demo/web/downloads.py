@@ -13,7 +13,7 @@ import gradio as gr
 
 from ..errors import MedimgError
 from .refusal import refusal
-from . import analysis, auth, files, uploads, view_store
+from . import analysis, auth, fair_share, files, uploads, view_store
 from .handlers import _file_path
 from .report import report_for_analysis
 
@@ -24,7 +24,11 @@ def report(upload: Any, shown: Any,
     """The case report of the result on screen: the same file, with the model and frame of the shown result (kept
     in the browser session's state, not whatever the dropdowns hold now), analysed again and published as a PDF."""
     with uploads.used_up(None if upload is None else str(getattr(upload, "name", upload))):  # refused: gone too
-        return _report(upload, shown, request, profile)
+        try:
+            with fair_share.one_job(request, profile):
+                return _report(upload, shown, request, profile)
+        except fair_share.Busy as exc:
+            raise refusal(str(exc), exc) from None
 
 
 def _report(upload: Any, shown: Any, request: gr.Request, profile: gr.OAuthProfile | None) -> str:
@@ -82,7 +86,9 @@ def deidentify(upload: Any,
         uploads.mark_used(path)
     if made is None or not Path(path).is_file() or not _fresh(made[0], files.MAX_AGE_S / 2):
         try:
-            made = files.deidentified_copy(uploads.read_upload(path, consume=raw))
+            data = uploads.read_upload(path, consume=raw)
+            with fair_share.one_job(request, profile):
+                made = files.deidentified_copy(data)
         except MedimgError as exc:
             raise refusal(str(exc), exc) from None
         if not raw:

@@ -12,7 +12,7 @@ import gradio as gr
 
 from ..errors import InputError, MedimgError, StoreError
 from .refusal import refusal
-from . import analysis, auth, files, session, shown, uploads, view_store, viewer
+from . import analysis, auth, fair_share, files, session, shown, uploads, view_store, viewer
 from .catalog import answer_choices, model_choices
 from .performance import performance_view
 
@@ -73,7 +73,7 @@ def predict(
     """
     path = _file_path(upload)
     try:
-        with uploads.used_up(path):  # a refused frame number too: the raw upload goes with its request
+        with uploads.used_up(path), fair_share.one_job(request, profile):  # a refused one too: the raw upload goes
             frame_index = _frame_index(frame)
             a = analysis.analyse(uploads.to_analyse(path, request, profile), model_id or None,
                                  analysis.opacity_value(opacity), frame_index, window, center, width)
@@ -165,7 +165,9 @@ def rename_upload(upload: Any,
     if not consume:  # the page sends a fresh upload only; another file would be copied again, 100 MB a call
         raise refusal("Upload the scan itself: only a file just uploaded is cleaned and kept.")
     try:
-        clean, ext = uploads.clean_upload(uploads.read_upload(src, consume=consume))
+        data = uploads.read_upload(src, consume=consume)  # read (and the raw file deleted) even if refused below
+        with fair_share.one_job(request, profile):
+            clean, ext = uploads.clean_upload(data)
     except MedimgError as exc:
         raise refusal(str(exc), exc) from None
     try:
