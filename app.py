@@ -43,6 +43,7 @@ from medimg_demo.web.ui.summary_tab import summary_tab  # noqa: E402
 from medimg_demo.web.session_binding import BindSessionsToLogins  # noqa: E402
 from medimg_demo.web.request_limits import RequestSizeLimit  # noqa: E402
 from medimg_demo.web.upload_names import AnonymousUploadNames  # noqa: E402
+from medimg_demo.web.upload_progress import GuardUploadProgress  # noqa: E402
 
 log = logging.getLogger("medimg_demo.app")
 
@@ -92,7 +93,8 @@ def launch_options() -> dict[str, Any]:
         state_session_capacity=1000,
         app_kwargs={"middleware": [Middleware(files.SecureFileHeaders), Middleware(AnonymousUploadNames),
                                    Middleware(RequestSizeLimit),  # no megabytes of JSON kept in a session
-                                   Middleware(BindSessionsToLogins)]},  # a page's session hash: its login's only
+                                   Middleware(BindSessionsToLogins),  # a page's session hash: its login's only
+                                   Middleware(GuardUploadProgress)]},  # upload ids: bounded, forgotten, bound
     )
 
 
