@@ -122,6 +122,12 @@ class SqliteBackend:
             return con.execute(f"SELECT {', '.join(cols)} FROM reading_sessions WHERE session_id = ?",
                                (rec["session_id"],)).fetchone()
 
+    def session_ids(self) -> list[str]:
+        if not self.exists():
+            return []
+        with _connection(self.path) as con, _guard("reading the reading sessions"):
+            return [r[0] for r in con.execute("SELECT session_id FROM reading_sessions").fetchall()]
+
     def insert_feedback(self, row: dict[str, Any]) -> int:
         """Insert one row in an immediate transaction; a known idempotency key returns the stored row's id."""
         cols = ", ".join(row)

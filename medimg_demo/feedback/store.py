@@ -50,6 +50,7 @@ class Backend(Protocol):
     def fetch_prediction(self, prediction_id: str) -> tuple[Any, ...] | None: ...
     def insert_feedback(self, row: dict[str, Any]) -> int: ...  # same id again for a known idempotency key
     def register_session(self, rec: dict[str, Any]) -> tuple[Any, ...]: ...  # the stored parameters
+    def session_ids(self) -> list[str]: ...  # every registered reading session's name
     def fetch_feedback(self, where: dict[str, str] | None = None) -> list[tuple[Any, ...]]: ...
     # schema.columns() order, oldest first; ``where``: column -> value, equality on schema.FILTER_COLUMNS only
 
@@ -118,10 +119,21 @@ class FeedbackStore:
             str, Any]:
         """Fix a reading session's model, size and seed at its first start; the parameters it was started with (the
         ones given, or an earlier start's)."""
+        if (alike := self.session_named_alike(session_id)) is not None:
+            raise InputError(f"A reading session named '{alike}' exists: names that differ only in case would be "
+                             f"taken for one session. Type '{alike}' to join it, or give a new session a name of its own.")
         row = self.backend.register_session({
             "session_id": session_id, "model_id": model_id, "n_cases": int(n_cases), "seed": int(seed),
             "started_by": started_by or "", "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         return dict(zip(schema.READING_SESSION_COLUMNS, row))
+
+    def session_named_alike(self, session_id: str) -> str | None:
+        """A registered session whose name differs from ``session_id`` only in case ("RS-75C98D" for "rs-75c98d"), if
+        no session has this very name; else None."""
+        ids = self.backend.session_ids()
+        if session_id in ids:
+            return None
+        return next((i for i in ids if i.casefold() == session_id.casefold()), None)
 
     def submit(self, fb: Feedback) -> int:
         """Store one submission; returns its row id (the same id again for a retry with the same idempotency key).

@@ -125,6 +125,19 @@ def test_a_session_name_is_fixed_by_its_first_start_even_when_starts_race(store)
     assert (other["model_id"], other["n_cases"], other["seed"]) == ("brain_mri.tiny_v0", 5, 9)
 
 
+def test_a_session_name_that_differs_only_in_case_is_refused_naming_the_one_that_exists(store) -> None:
+    """A reader typing a shared session's code in other case would start a session of their own, their reads apart
+    from the others': refused, naming the session's own spelling; that spelling still joins."""
+    from medimg_demo.errors import InputError
+
+    register_session(store, "RS-75C98D", "lung_ct.tiny_v0", 20, 0, "owner")
+    for typed in ("rs-75c98d", "Rs-75C98d"):
+        with pytest.raises(InputError, match="named 'RS-75C98D' exists"):
+            register_session(store, typed, "lung_ct.tiny_v0", 20, 0, "reader")
+    assert register_session(store, "RS-75C98D", "lung_ct.tiny_v0", 20, 0, "reader")["started_by"] == "owner"
+    assert register_session(store, "RS-75C98E", "lung_ct.tiny_v0", 20, 0, "reader")["started_by"] == "reader"
+
+
 def test_one_prediction_takes_a_bounded_number_of_answers_even_at_once(store) -> None:
     """A client replaying one prediction id (444 rows a second, 13 KB each, in a helper's try) stops at the limit;
     twelve requests at once past it leave exactly the limit, and a retry of a stored answer still gets its id."""
