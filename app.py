@@ -44,6 +44,7 @@ from medimg_demo.web.session_binding import BindSessionsToLogins  # noqa: E402
 from medimg_demo.web.request_limits import RequestSizeLimit  # noqa: E402
 from medimg_demo.web.upload_names import AnonymousUploadNames  # noqa: E402
 from medimg_demo.web.upload_progress import GuardUploadProgress  # noqa: E402
+from medimg_demo.web.refusal import quiet_component_refusals  # noqa: E402
 
 log = logging.getLogger("medimg_demo.app")
 
@@ -69,6 +70,7 @@ def build_app() -> gr.Blocks:
         with gr.Tab("Feedback summary"):
             summary_tab()
     upload_folders.install(demo)  # each upload in a folder of its own: a request never deletes another's
+    quiet_component_refusals(demo)  # a forged choice: one line in the log, not a traceback with the value
     return demo
 
 
