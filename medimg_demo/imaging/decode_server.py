@@ -1,10 +1,11 @@
 """The decode server: a process of its own that forks one child per upload to decode it (``isolated`` is its client).
 
 Started by the client as ``python -m medimg_demo.imaging.decode_server SOCKET``; it imports and warms the decoders
-once (``jail_warm``), prints ``ready``, then accepts connections on the Unix socket (in a folder only its user can
-open). For each connection it forks a child, which reads the request, caps its own address space and CPU time,
-arms an alarm that kills it at the time limit (even inside a decoder's C code), decodes, answers and exits. The
-server never decodes anything itself, and exits when its client's pipe on stdin closes.
+once (``jail_warm``), prints ``ready`` and whether its children can be confined, then accepts connections on the
+Unix socket (in a folder only its user can open). For each connection it forks a child, which reads the request,
+caps its own address space and CPU time, arms an alarm that kills it at the time limit (even inside a decoder's C
+code), confines itself (``sandbox``: no file but its upload and the libraries, no TCP), decodes, answers and
+exits. The server never decodes anything itself, and exits when its client's pipe on stdin closes.
 
 Wire format, both ways: messages of an 8-byte big-endian length and that many bytes. Request: a JSON header
 (``op``: "decode", "clean" or "deid", ``frame``, ``timeout_s``, ``memory_mb``, ``path`` or null), then the upload's bytes when
@@ -29,6 +30,8 @@ import time
 from typing import Any
 
 import numpy as np
+
+from .sandbox import abi, confine, remember_roots
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +131,8 @@ def _answer(sock: socket.socket) -> None:
     frame = head.get("frame")
     memory_mb = float(head["memory_mb"])
     base = _limit(float(head["timeout_s"]), memory_mb)
+    if sandboxed():
+        confine(path)  # whether it could was found at the start (``sandbox_check``) and logged by the client
     try:
         if head.get("op") == "clean":
             cleaned, ext = clean_in_process(data or b"")
@@ -158,6 +163,35 @@ def _answer(sock: socket.socket) -> None:
     send(sock, b"" if study.values is None else np.ascontiguousarray(study.values, dtype=np.float32).tobytes())
 
 
+def sandboxed() -> bool:
+    """Whether children are to be confined (``MEDIMG_DECODE_SANDBOX``, on by default; see ``sandbox``)."""
+    return os.environ.get("MEDIMG_DECODE_SANDBOX", "1") != "0"
+
+
+def sandbox_check() -> str:
+    """Whether a child can be confined here: "confined" (with the Landlock ABI), "off", or why not; tried in a
+    throwaway child at the start, so that the client can say so once."""
+    if not sandboxed():
+        return "off"
+    version = abi()  # asked here, before any fork: the children inherit the answers
+    remember_roots()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        why = confine(None)
+        os.write(w, (why or f"confined (Landlock ABI {version})").encode()[:500])
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        said = fh.read(500).decode(errors="replace")
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:  # already reaped (SIGCHLD ignored)
+        pass
+    return said.replace("\n", " ") or "the check ended without an answer"
+
+
 def _child(conn: socket.socket) -> None:
     code = 0
     try:
@@ -182,7 +216,7 @@ def serve(path: str) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
-    sys.stdout.write("ready\n")
+    sys.stdout.write(f"ready {sandbox_check()}\n")
     sys.stdout.flush()
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nobody reads the pipe after this: a decoder's output must not fill it
     stdin = sys.stdin.fileno()

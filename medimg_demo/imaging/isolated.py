@@ -12,6 +12,9 @@ upload decodes in a child forked by the decode server (``decode_server``, starte
   without ``/proc``, macOS among them, there is no cap) and it is killed at ``MEDIMG_DECODE_TIMEOUT_S`` (default 30):
   both are refused with a message;
 * a decoder that crashes takes down its child, not the server;
+* the server starts without the app's secrets in its environment, and each child confines itself with Landlock
+  before it parses the upload (``sandbox``; ``MEDIMG_DECODE_SANDBOX=0`` turns it off): a decoder taken over by a
+  hostile file can read no other file of the app's, write none, and open no TCP connection;
 * at most ``MEDIMG_DECODE_WORKERS`` (default 2) children work at once (decoding, cleaning or de-identifying an
   upload), so memory stays bounded under load.
 
@@ -45,6 +48,7 @@ from .child_answer import study_from_answer
 from .clean import ACCEPTED, clean_in_process
 from .decode import MAX_BYTES, read_bytes, read_file, too_large
 from .deid import DeidResult, deidentify_with_report
+from .sandbox import server_environment
 from .study import MAX_SIDE, Study
 
 log = logging.getLogger(__name__)
@@ -92,7 +96,7 @@ def _launch() -> tuple[subprocess.Popen, str, str]:
     """A new decode server, waited for until it says it is ready; killed and cleaned up on any failure."""
     folder = tempfile.mkdtemp(prefix="medimg-decode-")  # mode 0700: only this user can connect
     path = os.path.join(folder, "s")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    env = {**server_environment(os.environ), "PYTHONPATH": os.pathsep.join(  # the app's secrets left out
         [str(Path(__file__).resolve().parents[2]), *filter(None, [os.environ.get("PYTHONPATH")])])}
     # -P: the working folder is not put on the server's import path (a module planted there would run in it);
     # a session of its own: the terminal's Ctrl-C goes to the app, which then closes the server's stdin
@@ -102,8 +106,16 @@ def _launch() -> tuple[subprocess.Popen, str, str]:
         with selectors.DefaultSelector() as sel:  # not select(): it refuses descriptors over 1023
             sel.register(proc.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
             ready = sel.select(START_TIMEOUT_S)
-        if not ready or proc.stdout.readline().strip() != b"ready":  # type: ignore[union-attr]
+        line = proc.stdout.readline().decode(errors="replace").strip() if ready else ""  # type: ignore[union-attr]
+        if line.split(" ", 1)[0] != "ready":
             raise RuntimeError("The decode server did not start; set MEDIMG_DECODE_ISOLATION=0 to decode in-process.")
+        sandbox = line.partition(" ")[2]
+        if sandbox.startswith("confined") or sandbox == "off":
+            log.info("Decode children: %s", sandbox if sandbox != "off" else "not confined (MEDIMG_DECODE_SANDBOX=0)")
+        else:
+            log.warning("Decode children are not confined: %s; they still run under their memory and time limits",
+                        sandbox)
+        _server["sandbox"] = sandbox
     except BaseException:
         proc.kill()
         proc.wait()
