@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 
 from . import auth
 from .request_limits import is_upload
-from .session_binding import _ANONYMOUS, SessionBinding, login_of
+from .session_binding import _ANONYMOUS, SessionBinding, _refuse, login_of
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,6 @@ def gradio_statuses() -> Any:  # noqa: ANN401 - Gradio's FileUploadProgress, if 
     statuses = getattr(routes, "file_upload_statuses", None)
     ok = all(isinstance(getattr(statuses, name, None), dict) for name in ("_statuses", "_signals"))
     return statuses if ok else None
-
-
-async def _refuse(send: Any, status: int, text: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                            (b"content-length", str(len(text)).encode())]})
-    await send({"type": "http.response.body", "body": text})
 
 
 class GuardUploadProgress:
