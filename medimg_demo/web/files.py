@@ -32,7 +32,7 @@ from ..errors import ConfigError, InputError
 from ..imaging.isolated import deidentify_isolated
 from ..imaging.dicom import looks_like_dicom
 from ..paths import private_paths, public_dir, upload_dir
-from .uploads import WORK_BUDGET_BYTES
+from .uploads import WORK_BUDGET_BYTES, spellings
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,7 @@ class SecureFileHeaders:
         uploaded = getattr(blocks, "upload_file_set", None)
         if not uploaded:
             return False
-        target = os.path.realpath(scope["path"].split("/file=", 1)[1])
-        return any(os.path.realpath(p) == target for p in list(uploaded))
+        return bool(spellings(uploaded, scope["path"].split("/file=", 1)[1]))
 
     @staticmethod
     def _remote(scope: dict) -> bool:

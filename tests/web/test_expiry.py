@@ -108,6 +108,22 @@ def test_an_abandoned_upload_goes_after_the_raw_upload_ttl(tmp_path: Path, monke
     assert not abandoned.exists() and uploading.exists() and other.exists()
 
 
+def test_unused_raw_uploads_go_with_every_spelling_of_their_path_and_no_other(tmp_path: Path) -> None:
+    """Each upload in a folder of its own with a masked name ("uuuu.dcm" for all of them): a path spelled with "//",
+    "/./" or ".." names its own upload only; expiring drops every spelling Gradio holds, and a fresh upload stays."""
+    old = [_file(tmp_path / f"{i:064x}" / "uuuu.dcm", age_s=300) for i in range(3)]
+    fresh = _file(tmp_path / f"{9:064x}" / "uuuu.dcm")
+    first = str(old[0])
+    variants = [first.replace("/uuuu", "//uuuu"), first.replace(f"/{0:064x}", f"/./{0:064x}"),
+                first.replace(f"/{0:064x}", f"/{9:064x}/../{0:064x}")]
+    uploaded = {*map(str, old), *variants, str(fresh)}
+    for v in variants:
+        assert sorted(map(str, uploads.spellings(uploaded, v))) == sorted([first, *variants])
+    assert uploads.spellings(uploaded, fresh) == [str(fresh)]
+    assert uploads.expire_raw_uploads(uploaded, ttl_s=120) == 3
+    assert uploaded == {str(fresh)} and fresh.exists() and not any(p.exists() for p in old)
+
+
 def test_a_file_handed_out_again_keeps_its_cache_folder(tmp_path: Path) -> None:
     """Gradio names cache folders by content and may touch or re-write a file in an old folder at any moment: only
     the files still old when they are reached go, and a folder that keeps one stays."""
