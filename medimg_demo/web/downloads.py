@@ -18,6 +18,7 @@ from .handlers import _file_path
 from .report import report_for_analysis
 
 
+@fair_share.one_at_a_time
 def report(upload: Any, shown: Any,
            request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
            profile: gr.OAuthProfile | None = None) -> str:
@@ -67,6 +68,7 @@ def _fresh(path: Path, max_age_s: float) -> bool:
         return False
 
 
+@fair_share.one_at_a_time
 def deidentify(upload: Any,
                request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
                profile: gr.OAuthProfile | None = None) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -66,6 +66,24 @@ def one_job(request: Any | None, profile: Any | None = None, limit: int | None =
             _held[key] -= 1
             if not _held[key]:
                 del _held[key]
+
+
+def one_at_a_time(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a Gradio handler that takes a job place (:func:`one_job`), so that ``queue_share`` refuses a second one
+    of a reader already when it asks to join the queue; the handler itself is returned unchanged."""
+    handler._medimg_one_job = True  # type: ignore[attr-defined]
+    return handler
+
+
+def is_one_job(handler: Any) -> bool:  # noqa: ANN401
+    """Whether ``handler`` was marked by :func:`one_at_a_time`."""
+    return bool(getattr(handler, "_medimg_one_job", False))
+
+
+def busy(key: str, limit: int | None = None) -> bool:
+    """Whether the reader ``key`` (as :func:`reader_key` names it) holds all its job places now."""
+    with _lock:
+        return _held.get(key, 0) >= (JOBS_PER_READER if limit is None else limit)
 
 
 def in_the_works() -> int:

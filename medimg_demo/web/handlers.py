@@ -55,6 +55,7 @@ def _user(request: gr.Request | None, profile: gr.OAuthProfile | None, typed: st
     return auth.identity(request, profile, typed)
 
 
+@fair_share.one_at_a_time
 def predict(
     upload: Any,
     model_id: str | None,
@@ -151,6 +152,7 @@ def preset_values(view: analysis.View | None, window: str | None,
     return w[0], w[1]
 
 
+@fair_share.one_at_a_time
 def rename_upload(upload: Any,
                   request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
                   profile: gr.OAuthProfile | None = None):  # noqa: ANN201
