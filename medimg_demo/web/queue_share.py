@@ -67,12 +67,11 @@ class QueueShare:
             return messages.pop(0) if messages else await receive()
 
         # judged and counted with no await between: joins sent all at once are counted while Gradio takes them
-        reader, refused = (None, None) if len(body) > _MAX_BODY else self._judge(scope, body)
+        counted, refused = ([], None) if len(body) > _MAX_BODY else self._judge(scope, body)
         if refused:
             log.info("A queue join was refused: %s", refused.split(";")[0])
             await _refuse(send, refused)
             return
-        counted = [] if reader is None else [reader.removeprefix("job "), reader] if reader.startswith("job ") else [reader]
         for key in counted:
             self._joining[key] = self._joining.get(key, 0) + 1
         try:
@@ -83,25 +82,26 @@ class QueueShare:
                 if not self._joining[key]:
                     del self._joining[key]
 
-    def _judge(self, scope: dict, body: bytes) -> tuple[str | None, str | None]:
-        """(the reader, why the join is refused or None)."""
+    def _judge(self, scope: dict, body: bytes) -> tuple[list[str], str | None]:
+        """(what to count the join under while Gradio takes it: the reader, and for a job "job <reader>" too; why
+        the join is refused, or None)."""
         try:
             asked = json.loads(body)
             fn_index, page = asked.get("fn_index"), asked.get("session_hash")
         except (ValueError, AttributeError, RecursionError):
-            return None, None  # Gradio answers a body it cannot read itself
+            return [], None  # Gradio answers a body it cannot read itself
         blocks = getattr(scope.get("app"), "get_blocks", lambda: None)()
         if blocks is None or not isinstance(page, str):
-            return None, None
+            return [], None
         login = login_of(scope)
         reader = login if login.startswith("login:") else _reader(None, page)
         mine = [e for e in _waiting(blocks) if _reader(getattr(e, "username", None), e.session_hash) == reader]
         if len(mine) + self._joining.get(reader, 0) >= self.per_reader:
-            return reader, TOO_MANY.format(n=len(mine) + self._joining.get(reader, 0))
+            return [], TOO_MANY.format(n=len(mine) + self._joining.get(reader, 0))
         fn = getattr(blocks, "fns", {}).get(fn_index) if isinstance(fn_index, int) else None
         if fn is not None and fair_share.is_one_job(fn.fn):
             if (fair_share.busy(reader) or any(fair_share.is_one_job(getattr(e.fn, "fn", None)) for e in mine)
                     or self._joining.get(f"job {reader}")):
-                return reader, fair_share.BUSY
-            return f"job {reader}", None  # counted as a join of the reader's, and as a job's
-        return reader, None
+                return [], fair_share.BUSY
+            return [reader, f"job {reader}"], None
+        return [reader], None
