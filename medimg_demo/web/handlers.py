@@ -179,17 +179,6 @@ def rename_upload(upload: Any,
     return str(uploads.working_copy(clean, ext, WORK_DIR, owner))
 
 
-def uploading():  # noqa: ANN201
-    """While a new upload is being cleaned, the file box still holds the raw upload: Analyse, the report and the
-    de-identified copy wait (each would use the raw file up, or describe another scan than the one shown)."""
-    return [gr.update(interactive=False)] * 3
-
-
-def upload_done():  # noqa: ANN201
-    """The cleaned copy is in the file box (or the file was refused): Analyse, the report and the copy work again."""
-    return [gr.update(interactive=True)] * 3
-
-
 AGREE = list(session.AGREE)
 TYPE_QUESTION = "Tumor type"
 #: the type question for a result that named no type (refused, or indeterminate between its top two)

@@ -102,6 +102,14 @@ def page(app_url: str):  # noqa: ANN201
         yield pg
 
 
+#: the Analyse button (not the tab of that name) takes clicks; the page's work holds it (analyse_tab.HOLD_JS)
+ANALYSE_FREE = "() => { const b = document.querySelector('button.primary'); return !!b && !b.disabled; }"
+HELD = """() => ({analyse: document.querySelector('button.primary').disabled,
+  model: !!document.querySelector('#analyse-model input[disabled]'),
+  file_box: !document.querySelector('#scan input[type=file]') && !document.querySelector('#scan button[aria-label=Clear]'),
+  samples: getComputedStyle(document.querySelector('#samples')).pointerEvents === 'none'})"""
+
+
 def _overlay_src(page) -> str:  # noqa: ANN001
     return page.locator("#viewer img").nth(1).get_attribute("src") or ""  # the compare slider's overlay
 
@@ -161,9 +169,8 @@ def test_upload_lung_ct_shows_type_stage_pathway_heatmap(page, tmp_path) -> None
     _upload(page, bad)
     page.get_by_text("not a recognised image").first.wait_for(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "browser_bad_file.png"), full_page=True)
-    # held while the upload was being cleaned (web.handlers.uploading), working again once it was refused
-    page.wait_for_function("() => [...document.querySelectorAll('button')].some("
-                           "b => b.innerText.trim() === 'Analyse' && !b.disabled)", timeout=10_000)
+    # held while the upload was being cleaned (analyse_tab's HOLD_JS), working again once it was refused
+    page.wait_for_function(ANALYSE_FREE, timeout=10_000)
     _upload(page, lung_test_image())
     page.get_by_text("Stage group").wait_for(timeout=60_000)
 
@@ -228,6 +235,26 @@ def test_an_image_of_another_task_is_refused_and_switched(page) -> None:  # noqa
     assert page.get_by_text("Heatmap plausibility").first.is_visible()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser_refused_then_switched.png"), full_page=True)
+
+
+def test_the_pages_own_work_holds_the_controls_that_would_start_more(page) -> None:  # noqa: ANN001
+    """While an upload is cleaned and analysed, Analyse, the model, the file box and the samples take nothing (the
+    server would refuse a second job of the reader, and Gradio marked the outputs "Error" while the first was still
+    coming); all work again once it is done, and after a failed analysis too (Gradio's then does not follow one)."""
+    _upload(page, lung_test_image())
+    page.wait_for_function("() => document.querySelector('button.primary').disabled", timeout=10_000)
+    assert page.evaluate(HELD) == dict(analyse=True, model=True, file_box=True, samples=True)
+    page.get_by_text("Stage group").wait_for(timeout=90_000)
+    page.wait_for_function(ANALYSE_FREE, timeout=10_000)
+    held = page.evaluate(HELD)
+    assert held == dict(analyse=False, model=False, file_box=False, samples=False), held
+    # a failed analysis (no file) lets go too: before, the page stayed held for good
+    page.get_by_role("button", name="Clear").first.click()
+    page.wait_for_selector("input[type=file]", state="attached", timeout=10_000)
+    page.locator("button.primary", has_text="Analyse").click()
+    page.get_by_text("Upload a scan first").first.wait_for(timeout=30_000)
+    page.wait_for_function("() => window.medimgWork === 0", timeout=30_000)
+    assert page.evaluate(HELD)["analyse"] is False and page.evaluate(HELD)["samples"] is False
 
 
 @pytest.mark.slow

@@ -144,13 +144,19 @@ def _call(client: Any, api_name: str, data: list[Any], session_hash: str | None 
 
 
 def _fn_index(client: Any, event: str, label: str) -> int:
-    """The fn_index of the helper event the browser fires on a component (as the frontend finds it) that takes
-    inputs (the upload's own handler, not the one that only holds the buttons meanwhile)."""
+    """The fn_index of the server handler the browser runs when ``event`` fires on a component (as the frontend finds
+    it), taking inputs: the upload's own handler, not the browser-only step that holds the buttons meanwhile, and
+    followed through such steps (a click that first holds the page, then builds the copy)."""
     cfg = client.get("/config").json()
     comp = next(c["id"] for c in cfg["components"] if label in (c.get("props", {}).get("label"), c.get("props", {}).get("value")))
-    for i, dep in enumerate(cfg["dependencies"]):
-        if [comp, event] in [list(t) for t in dep["targets"]] and dep.get("backend_fn", True) and dep.get("inputs"):
-            return dep.get("id", i)
+    deps = [(dep.get("id", i), dep) for i, dep in enumerate(cfg["dependencies"])]
+    todo = [i for i, dep in deps if [comp, event] in [list(t) for t in dep["targets"]]]
+    while todo:
+        for i in todo:
+            dep = dict(deps)[i]
+            if dep.get("backend_fn", True) and dep.get("inputs"):
+                return i
+        todo = [i for i, dep in deps if dep.get("trigger_after") in todo]
     raise AssertionError(f"no {event} event on {label}")
 
 

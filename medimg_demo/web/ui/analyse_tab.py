@@ -20,6 +20,20 @@ from .common import IMAGE_BUTTONS, NEW_KEY_JS, feedback_fields
 #: A new file or sample: back to the file's middle frame and its own display window.
 RESET_FRAME_JS = "() => [null, 'File default']"
 
+#: Work of the page's own (an upload being cleaned, an analysis, a report, a de-identified copy) holds the controls
+#: that would start more: the server takes one such job per reader (web/fair_share.py) and refuses a second, and
+#: Gradio then marked the outputs "Error" while the first one was still coming. Counted in the browser (no round trip,
+#: so a hold always comes before the work it guards); while held, the sample cases take no click either (CSS below).
+HELD = 6  # Analyse, the model, the frame box, the report, the copy, the file box (see analyse_tab: held)
+_UPDATE = "{__type__: 'update', interactive: %s}"
+HOLD_JS = ("() => { window.medimgWork = (window.medimgWork || 0) + 1; document.body.classList.add('medimg-busy'); "
+           f"return Array({HELD}).fill({_UPDATE % 'false'}); }}")
+RELEASE_JS = ("() => { const n = window.medimgWork = Math.max(0, (window.medimgWork || 0) - 1); "
+              "if (n === 0) document.body.classList.remove('medimg-busy'); "
+              f"return Array({HELD}).fill({_UPDATE % 'n === 0'}); }}")
+#: the sample cases while the page's work holds the controls (they would replace the file under a running analysis)
+CSS = "body.medimg-busy #samples { pointer-events: none; opacity: 0.55; }"
+
 
 def _sample_label(model_id: str, label: str) -> str:
     """"Lung CT: Large cell carcinoma" for a sample of the lung model whose true label is large_cell_carcinoma."""
@@ -43,13 +57,14 @@ def _samples(upload: gr.File, model: gr.Dropdown) -> gr.Examples | None:
         label="Sample cases (test split, one per class; the true class is named): click one to analyse it",
         cache_examples=False,
         examples_per_page=12,
+        elem_id="samples",
     )
 
 
 def analyse_tab(choices: list[tuple[str, str]]) -> None:
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=260):
-            upload = gr.File(label="Scan", file_count="single", type="filepath")
+            upload = gr.File(label="Scan", file_count="single", type="filepath", elem_id="scan")
             gr.Markdown(f"<small>{h.ACCEPTED_HELP}</small>")
             model = gr.Dropdown(choices=[*choices, ("Auto: pick the model from the image", "auto")],
                                 value=choices[0][1] if choices else None, label="Model", elem_id="analyse-model")
@@ -114,23 +129,36 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
 
     offer_switch = dict(fn=h.suggestion, inputs=raw, outputs=switch, queue=False, **private)  # none for a blank result
 
-    def analyse(event: gr.events.Dependency) -> None:
-        """Blank the outputs, run the model, offer the switch where a refused image fits another model."""
-        event.then(h.clear_outputs, None, outputs, queue=False, **private).then(**offer_switch).then(
-            h.predict, inputs=inputs, outputs=outputs, **private).then(**offer_switch)
+    held = [run, model, frame, report_btn, deid_btn, upload]  # HOLD_JS / RELEASE_JS: the page's work holds them
+    assert len(held) == HELD, "HOLD_JS and RELEASE_JS answer for HELD components"
+    hold = dict(fn=None, inputs=None, outputs=held, js=HOLD_JS, **private)
+    release = dict(fn=None, inputs=None, outputs=held, js=RELEASE_JS, **private)
 
-    run.click(h.clear_outputs, None, outputs, queue=False, **private).then(**offer_switch).then(
-        h.predict, inputs=inputs, outputs=outputs, api_name="predict").then(**offer_switch)
+    def let_go(step: gr.events.Dependency) -> gr.events.Dependency:
+        """Release the hold where held work ends: ``step`` failed (then nothing after it runs), or, for the last step,
+        succeeded. Gradio's ``then`` follows neither an error nor a job the server refused at join, so a hold let go
+        only there stayed on and the page took no new work."""
+        step.failure(**release)
+        return step
+
+    def analyse(event: gr.events.Dependency, held_already: bool = False, api: dict | None = None) -> None:
+        """Hold the controls, blank the outputs, run the model, let go; offer the switch where a refused image fits
+        another model. ``api``: the public name of the model step (the Analyse button's), else private."""
+        start = event if held_already else event.then(**hold)
+        switched = let_go(let_go(start.then(h.clear_outputs, None, outputs, queue=False, **private)).then(
+            **offer_switch))
+        ran = let_go(switched.then(h.predict, inputs=inputs, outputs=outputs, **(api or private)))
+        ran.success(**release).then(**offer_switch)
+
+    analyse(run.click(**hold), held_already=True, api=dict(api_name="predict"))
     analyse(switch.click(h.switch_model, raw, model, queue=False, **private))
     # queued (not queue=False): the browser shows a queued event's error message, not just "Error"
-    held = [run, report_btn, deid_btn]  # they would use the raw upload up while it is being cleaned
-    upload.upload(h.uploading, None, held, queue=False, **private)
+    upload.upload(**hold)  # the file box holds the raw upload until it is cleaned: nothing may use it up
     cleaned = upload.upload(h.rename_upload, upload, upload, **private)
-    cleaned.then(h.upload_done, None, held, queue=False, **private)
     # a refused file: the upload box is emptied, ready again, and nothing of the previous case stays on screen
-    cleaned.failure(None, None, upload, js="() => null").then(
+    cleaned.failure(**release).then(None, None, upload, js="() => null").then(
         viewer.clear_for_file, None, outputs, queue=False, **private).then(**offer_switch)
-    analyse(cleaned.success(None, None, [frame, window], js=RESET_FRAME_JS))
+    analyse(cleaned.success(None, None, [frame, window], js=RESET_FRAME_JS), held_already=True)
     upload.clear(viewer.clear_for_file, None, outputs, queue=False, **private).then(**offer_switch)
     model.input(viewer.clear_for_model, None, outputs, queue=False, **private).then(**offer_switch)
     if examples is not None:  # a sample case analyses on click, as an upload does
@@ -153,10 +181,10 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
         for typed in (box.submit, box.blur):
             typed(None, None, window, js="() => 'Manual'").then(h.redraw, **redraw_args)
     # the file boxes show once they hold a file (hidden while empty, blanked with the case)
-    deid_btn.click(downloads.deidentify, upload, deid_file, **private).success(
-        viewer.show_file, deid_file, deid_file, queue=False, **private)
-    report_btn.click(downloads.report, [upload, view], report_file, **private).success(
-        viewer.show_file, report_file, report_file, queue=False, **private)
+    for button, build, sources, shown in ((deid_btn, downloads.deidentify, upload, deid_file),
+                                          (report_btn, downloads.report, [upload, view], report_file)):
+        let_go(button.click(**hold).then(build, sources, shown, **private)).success(**release).then(
+            viewer.show_file, shown, shown, queue=False, **private)
 
     # shown once a recorded result is on screen (h.feedback_shown): before that there is nothing to answer
     with gr.Accordion("Your feedback on this output", open=True, visible=False) as fb_form:
