@@ -11,7 +11,9 @@ them waiting in line, and each time one's job ended its next one started ahead o
 * an upload, analysis, report or de-identified copy (a handler marked by ``fair_share.one_at_a_time``) is refused
   while the same reader has one in the works or waiting, so it never waits in line to be refused.
 
-A reader is a password login (Gradio keeps its name with each event); else a page (its session hash).
+A reader is as ``fair_share`` names one: a password login (Gradio keeps its name with each event), else the Hugging
+Face account signed in (the sign-in session each event's request carries), else a page (its session hash). Keyed by
+page, one Hugging Face account's pages had been as many readers here as it opened, each with its own share.
 """
 
 from __future__ import annotations
@@ -37,8 +39,17 @@ def _waiting(blocks: Any) -> list[Any]:  # noqa: ANN401 - Gradio's Blocks and Ev
     return [e for q in list(queues.values()) for e in list(getattr(q, "queue", []))]
 
 
-def _reader(username: str | None, session_hash: str | None) -> str:
-    return f"login:{username}" if username else f"page:{session_hash}"
+def _reader(scope: dict | None, session_hash: str | None, username: str | None = None) -> str:
+    """The reader ``fair_share.reader_key`` names for a request (its ASGI ``scope``) from a page."""
+    if username:
+        return f"login:{username}"
+    who = login_of(scope) if isinstance(scope, dict) else ""
+    return who if who.startswith(("login:", "hf:")) else f"page:{session_hash}"
+
+
+def _event_reader(event: Any) -> str:  # noqa: ANN401 - Gradio's Event
+    return _reader(getattr(getattr(event, "request", None), "scope", None), event.session_hash,
+                   getattr(event, "username", None))
 
 
 async def _refuse(send: Any, text: str) -> None:
@@ -93,9 +104,8 @@ class QueueShare:
         blocks = getattr(scope.get("app"), "get_blocks", lambda: None)()
         if blocks is None or not isinstance(page, str):
             return [], None
-        login = login_of(scope)
-        reader = login if login.startswith("login:") else _reader(None, page)
-        mine = [e for e in _waiting(blocks) if _reader(getattr(e, "username", None), e.session_hash) == reader]
+        reader = _reader(scope, page)
+        mine = [e for e in _waiting(blocks) if _event_reader(e) == reader]
         if len(mine) + self._joining.get(reader, 0) >= self.per_reader:
             return [], TOO_MANY.format(n=len(mine) + self._joining.get(reader, 0))
         fn = getattr(blocks, "fns", {}).get(fn_index) if isinstance(fn_index, int) else None
