@@ -14,7 +14,7 @@ import contextlib
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10
 #: pg_advisory_xact_lock key that serialises schema creation across replicas ("medimg" in ASCII).
 _SCHEMA_LOCK = 0x6D6564696D67
+_SESSIONS_LOCK = _SCHEMA_LOCK + 1  # reading sessions start one at a time (names alike in case)
 _URL = "the database URL (MEDIMG_DB_URL)"
 _INVALID = f"{_URL} is not a valid PostgreSQL URL; write it as postgresql://USER:PASSWORD@HOST:PORT/DATABASE."
 
@@ -186,10 +187,13 @@ class PostgresBackend:
             return con.execute(f"SELECT {', '.join(schema.PREDICTION_COLUMNS)} FROM predictions WHERE id = %s",
                                (prediction_id,)).fetchone()
 
-    def register_session(self, rec: dict[str, Any]) -> tuple[Any, ...]:
-        """Store a reading session's parameters unless its name is taken (by any replica); the stored ones."""
+    def register_session(self, rec: dict[str, Any], check: Callable[[list[str]], None]) -> tuple[Any, ...]:
+        """Store a reading session's parameters unless its name is taken (by any replica), after ``check`` has seen
+        every name, one start at a time (an advisory lock held by the transaction); the stored parameters."""
         cols = list(schema.READING_SESSION_COLUMNS)
-        with self._session("starting the reading session") as con:
+        with self._session("starting the reading session") as con, con.transaction():
+            con.execute("SELECT pg_advisory_xact_lock(%s)", (_SESSIONS_LOCK,))
+            check([r[0] for r in con.execute("SELECT session_id FROM reading_sessions").fetchall()])
             con.execute(f"INSERT INTO reading_sessions ({', '.join(cols)}) VALUES ({', '.join('%s' for _ in cols)}) "
                         "ON CONFLICT (session_id) DO NOTHING", [rec[c] for c in cols])
             return con.execute(f"SELECT {', '.join(cols)} FROM reading_sessions WHERE session_id = %s",

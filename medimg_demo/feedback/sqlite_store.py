@@ -12,7 +12,7 @@ import errno
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,14 +113,23 @@ class SqliteBackend:
             return con.execute(f"SELECT {', '.join(schema.PREDICTION_COLUMNS)} FROM predictions WHERE id = ?",
                                (prediction_id,)).fetchone()
 
-    def register_session(self, rec: dict[str, Any]) -> tuple[Any, ...]:
-        """Store a reading session's parameters unless its name is taken; the stored ones either way."""
+    def register_session(self, rec: dict[str, Any], check: Callable[[list[str]], None]) -> tuple[Any, ...]:
+        """Store a reading session's parameters unless its name is taken, after ``check`` has seen every name, all
+        in one write transaction (another process's start waits); the stored parameters either way."""
         cols = list(schema.READING_SESSION_COLUMNS)
         with _connection(self.path) as con, _guard("starting the reading session"):
-            con.execute(f"INSERT OR IGNORE INTO reading_sessions ({', '.join(cols)}) "
-                        f"VALUES ({', '.join('?' for _ in cols)})", [rec[c] for c in cols])
-            return con.execute(f"SELECT {', '.join(cols)} FROM reading_sessions WHERE session_id = ?",
-                               (rec["session_id"],)).fetchone()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                check([r[0] for r in con.execute("SELECT session_id FROM reading_sessions")])
+                con.execute(f"INSERT OR IGNORE INTO reading_sessions ({', '.join(cols)}) "
+                            f"VALUES ({', '.join('?' for _ in cols)})", [rec[c] for c in cols])
+                row = con.execute(f"SELECT {', '.join(cols)} FROM reading_sessions WHERE session_id = ?",
+                                  (rec["session_id"],)).fetchone()
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+            return row
 
     def session_ids(self) -> list[str]:
         if not self.exists():

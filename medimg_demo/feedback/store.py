@@ -22,6 +22,7 @@ import secrets
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Protocol, Union
 
 import pandas as pd
@@ -49,10 +50,17 @@ class Backend(Protocol):
     def insert_prediction(self, rec: dict[str, Any]) -> None: ...
     def fetch_prediction(self, prediction_id: str) -> tuple[Any, ...] | None: ...
     def insert_feedback(self, row: dict[str, Any]) -> int: ...  # same id again for a known idempotency key
-    def register_session(self, rec: dict[str, Any]) -> tuple[Any, ...]: ...  # the stored parameters
+    def register_session(self, rec: dict[str, Any], check: Callable[[list[str]], None]) -> tuple[Any, ...]: ...
+    # the stored parameters; ``check`` sees every session name first, in the same transaction (it may refuse)
     def session_ids(self) -> list[str]: ...  # every registered reading session's name
     def fetch_feedback(self, where: dict[str, str] | None = None) -> list[tuple[Any, ...]]: ...
     # schema.columns() order, oldest first; ``where``: column -> value, equality on schema.FILTER_COLUMNS only
+
+
+def _named_alike(ids: list[str], session_id: str) -> str | None:
+    if session_id in ids:
+        return None
+    return next((i for i in ids if i.casefold() == session_id.casefold()), None)
 
 
 def new_prediction_id() -> str:
@@ -119,21 +127,22 @@ class FeedbackStore:
             str, Any]:
         """Fix a reading session's model, size and seed at its first start; the parameters it was started with (the
         ones given, or an earlier start's)."""
-        if (alike := self.session_named_alike(session_id)) is not None:
-            raise InputError(f"A reading session named '{alike}' exists: names that differ only in case would be "
-                             f"taken for one session. Type '{alike}' to join it, or give a new session a name of its own.")
+        def no_name_alike(ids: list[str]) -> None:  # checked in the insert's transaction: two first starts of
+            if (alike := _named_alike(ids, session_id)) is not None:  # "RS-1" and "rs-1" at once, one is refused
+                raise InputError(f"A reading session named '{alike}' exists: names that differ only in case would be "
+                                 f"taken for one session. Type '{alike}' to join it, or give a new session a name of "
+                                 "its own.")
+
         row = self.backend.register_session({
             "session_id": session_id, "model_id": model_id, "n_cases": int(n_cases), "seed": int(seed),
-            "started_by": started_by or "", "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            "started_by": started_by or "", "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+            no_name_alike)
         return dict(zip(schema.READING_SESSION_COLUMNS, row))
 
     def session_named_alike(self, session_id: str) -> str | None:
         """A registered session whose name differs from ``session_id`` only in case ("RS-75C98D" for "rs-75c98d"), if
         no session has this very name; else None."""
-        ids = self.backend.session_ids()
-        if session_id in ids:
-            return None
-        return next((i for i in ids if i.casefold() == session_id.casefold()), None)
+        return _named_alike(self.backend.session_ids(), session_id)
 
     def submit(self, fb: Feedback) -> int:
         """Store one submission; returns its row id (the same id again for a retry with the same idempotency key).

@@ -138,6 +138,34 @@ def test_a_session_name_that_differs_only_in_case_is_refused_naming_the_one_that
     assert register_session(store, "RS-75C98E", "lung_ct.tiny_v0", 20, 0, "reader")["started_by"] == "reader"
 
 
+def test_first_starts_of_names_alike_in_case_at_once_begin_one_session(store) -> None:
+    """Six readers starting "RS-1A2B" in six spellings at the same moment (none exists yet): one session begins, and
+    every other start either joins it (its very spelling) or is refused naming it; checked and written in one
+    transaction (before, each saw no name alike and began a session of its own)."""
+    from medimg_demo.errors import InputError
+
+    spellings = ["RS-1A2B", "rs-1a2b", "Rs-1A2b", "rS-1a2B", "RS-1a2b", "rs-1A2B"]
+    started: list[str] = []
+    refused: list[str] = []
+    start = threading.Barrier(len(spellings))
+
+    def begin(name: str) -> None:
+        start.wait()
+        try:
+            started.append(register_session(store, name, "lung_ct.tiny_v0", 20, 0, name)["session_id"])
+        except InputError as exc:
+            refused.append(str(exc))
+
+    threads = [threading.Thread(target=begin, args=(name,)) for name in spellings]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(started)) == 1 and len(started) + len(refused) == len(spellings), (started, refused)
+    assert all(f"named '{started[0]}' exists" in text for text in refused)
+    assert [i for i in open_store(store).backend.session_ids() if i.casefold() == "rs-1a2b"] == started[:1]
+
+
 def test_one_prediction_takes_a_bounded_number_of_answers_even_at_once(store) -> None:
     """A client replaying one prediction id (444 rows a second, 13 KB each, in a helper's try) stops at the limit;
     twelve requests at once past it leave exactly the limit, and a retry of a stored answer still gets its id."""
