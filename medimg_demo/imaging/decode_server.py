@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from . import syscall_filter
 from .sandbox import abi, confine, remember_roots
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,9 @@ def _answer(sock: socket.socket) -> None:
     frame = head.get("frame")
     memory_mb = float(head["memory_mb"])
     base = _limit(float(head["timeout_s"]), memory_mb)
-    if sandboxed():
-        confine(path)  # whether it could was found at the start (``sandbox_check``) and logged by the client
+    if sandboxed():  # whether each could was found at the start (``sandbox_check``) and logged by the client
+        confine(path)
+        syscall_filter.restrict()
     try:
         if head.get("op") == "clean":
             cleaned, ext = clean_in_process(data or b"")
@@ -169,18 +171,20 @@ def sandboxed() -> bool:
 
 
 def sandbox_check() -> str:
-    """Whether a child can be confined here: "confined" (with the Landlock ABI), "off", or why not; tried in a
-    throwaway child at the start, so that the client can say so once."""
+    """Whether a child can be confined here: "confined" (with the Landlock ABI and whether seccomp applies too), "off",
+    or why not; tried in a throwaway child at the start, so that the client can say so once."""
     if not sandboxed():
         return "off"
     version = abi()  # asked here, before any fork: the children inherit the answers
     remember_roots()
+    syscall_filter.prepare()
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        why = confine(None)
-        os.write(w, (why or f"confined (Landlock ABI {version})").encode()[:500])
+        why, filtered = confine(None), syscall_filter.restrict()
+        seccomp = "seccomp: no sockets, no programs" if filtered is None else f"no seccomp: {filtered}"
+        os.write(w, (f"{why}; {seccomp}" if why else f"confined (Landlock ABI {version}; {seccomp})").encode()[:500])
         os._exit(0)
     os.close(w)
     with os.fdopen(r, "rb") as fh:

@@ -10,7 +10,8 @@ a C codec) finds nothing to take: the decode server starts with the app's secret
   itself nor reach abstract Unix sockets (ABI 6 and later).
 
 Without Landlock (a kernel before 5.13, or one where it is off; macOS), or where it refuses, the child runs as
-before: :func:`confine` says why, and the client logs it once. Written on the kernel's interface (three system calls,
+before: :func:`confine` says why, and the client logs it once. UDP, pathname Unix sockets and starting programs are
+left to seccomp (``syscall_filter``), which the child applies after this. Written on the kernel's interface (three system calls,
 two structures): the ``landlock`` package (1.0.0.dev5, alpha) covers file rules only, not the network or scoping.
 """
 

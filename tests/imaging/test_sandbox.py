@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from medimg_demo.imaging import isolated, sandbox
+from medimg_demo.imaging import isolated, sandbox, syscall_filter
 from medimg_demo.paths import private_paths
 
 
@@ -21,7 +21,7 @@ def _in_confined_child(upload: Path, probes: dict) -> dict:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         os.close(r)
-        res: dict[str, str | None] = {"confine": sandbox.confine(str(upload))}
+        res: dict[str, str | None] = {"confine": sandbox.confine(str(upload)), "filter": syscall_filter.restrict()}
         for name, probe in probes.items():
             try:
                 probe()
@@ -47,7 +47,11 @@ def test_a_confined_child_reads_its_upload_and_the_libraries_and_nothing_else_of
     listener.listen(1)
     port = listener.getsockname()[1]
     app = os.getpid()
-    with listener:
+    local = socket.socket(socket.AF_UNIX)  # a pathname Unix socket, as the local PostgreSQL server's
+    local.bind(str(tmp_path / "pg.sock"))
+    local.listen(1)
+    syscall_filter.prepare()  # as the decode server does before it forks
+    with listener, local:
         got = _in_confined_child(upload, {
             "its upload": lambda: upload.read_bytes(),
             "a module not yet imported": lambda: __import__("xml.dom.minidom"),
@@ -59,14 +63,23 @@ def test_a_confined_child_reads_its_upload_and_the_libraries_and_nothing_else_of
             "the folder listed": lambda: os.listdir(tmp_path),
             "a TCP connection": lambda: socket.create_connection(("127.0.0.1", port), timeout=2).close(),
             "a signal to the app": lambda: os.kill(app, 0),
+            # Landlock's network rules are TCP only; seccomp (syscall_filter) denies every socket and program
+            "a UDP datagram out": lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("127.0.0.1", port)),
+            "a Unix socket": lambda: socket.socket(socket.AF_UNIX).connect(str(tmp_path / "pg.sock")),
+            "a socket pair": lambda: socket.socketpair(),
+            "a program started": lambda: os.execv("/bin/true", ["true"]),
         })
     assert got.pop("confine") is None
+    filtered = got.pop("filter") is None
     allowed = {"its upload", "a module not yet imported", "its own limits"}
     if sandbox.abi() < 4:  # TCP rules came with ABI 4, scoping (signals) with ABI 6
         allowed.add("a TCP connection")
     if sandbox.abi() < 6:
         allowed.add("a signal to the app")
+    if not filtered:  # no libseccomp here: what Landlock alone leaves
+        allowed |= {"a UDP datagram out", "a Unix socket", "a socket pair"}
     assert {k for k, v in got.items() if v == "allowed"} == allowed, got
+    assert filtered or syscall_filter._filter is None, "libseccomp is here, yet the filter was not loaded"
     assert upload.read_bytes() == b"the upload"
 
 
@@ -101,6 +114,8 @@ def test_the_decode_server_starts_without_the_apps_secrets(monkeypatch) -> None:
         assert not any(b"pw-" in e or b"secret" in e for e in environ)
         if sandbox.abi() >= 1:
             assert isolated._server["sandbox"].startswith("confined (Landlock ABI")
+        if syscall_filter.prepare() is None:  # libseccomp here: the server's children are filtered too
+            assert "seccomp: no sockets, no programs" in isolated._server["sandbox"]
     finally:
         proc.kill()
         proc.wait()
