@@ -5,7 +5,8 @@ A raw upload lies on disk, named as uploaded, until the request that uses it del
 (``MEDIMG_MAX_UPLOAD_MB``), but their number was not: one login sending 100 MB files as fast as the route took them
 filled the disk by gigabytes a minute (``benchmarks/upload_share.py``), and a full disk stops the feedback store and
 every other reader's upload. Here a reader may send at most :data:`MB_PER_READER` megabytes to the upload route
-within that life (by each request's declared length; a request that declares none counts as the largest allowed);
+within that life (by each request's declared length; a request that declares none, or sends its body in chunks
+(``Transfer-Encoding``, which the server follows over a declared length), counts as the largest allowed);
 past it the upload is refused with HTTP 429 and a message, before a byte of it is stored.
 
 A reader is a password login, else the Hugging Face account signed in; readers with neither (no logins, or signed
@@ -66,7 +67,9 @@ class UploadShare:
             await self.app(scope, receive, send)
             return
         length = _content_length(scope)
-        nbytes = int(length) if length is not None and length.isdigit() else MAX_UPLOAD_BODY_BYTES
+        chunked = any(k.lower() == b"transfer-encoding" for k, _ in scope.get("headers", []))
+        # with Transfer-Encoding the server reads the body by its chunks, whatever length is declared beside them
+        nbytes = int(length) if length is not None and length.isdigit() and not chunked else MAX_UPLOAD_BODY_BYTES
         sent = self.charge(login_of(scope), nbytes)
         if sent is not None:
             await _refuse(send, 429, TOO_MUCH.format(mb=sent / 1e6, s=self.window_s))

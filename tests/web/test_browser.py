@@ -107,7 +107,8 @@ ANALYSE_FREE = "() => { const b = document.querySelector('button.primary'); retu
 HELD = """() => ({analyse: document.querySelector('button.primary').disabled,
   model: !!document.querySelector('#analyse-model input[disabled]'),
   file_box: !document.querySelector('#scan input[type=file]') && !document.querySelector('#scan button[aria-label=Clear]'),
-  samples: getComputedStyle(document.querySelector('#samples')).pointerEvents === 'none'})"""
+  samples: getComputedStyle(document.querySelector('#samples')).pointerEvents === 'none'
+           && document.querySelector('#samples').inert})"""  # inert: no Enter or Space on a focused sample
 
 
 def _overlay_src(page) -> str:  # noqa: ANN001

@@ -67,3 +67,29 @@ def test_an_upload_that_declares_no_length_counts_as_the_largest_allowed() -> No
     assert _send(client, "bob", MB).status_code == 200  # a declared megabyte still fits
     assert chunked("alice").status_code == 200
     assert UploadShare(None, mb_per_reader=0).budget == 0  # 0: no limit (the middleware passes every upload on)
+
+
+def test_a_chunked_body_beside_a_small_declared_length_counts_as_the_largest_allowed() -> None:
+    """The server follows Transfer-Encoding over Content-Length (h11 takes both): a body sent in chunks beside
+    "Content-Length: 1" was charged one byte, and one login stored 590 MB past a 300 MB share in a live run."""
+    import asyncio
+
+    reached: list[str] = []
+
+    async def route(scope: dict, receive: object, send: object) -> None:
+        reached.append(scope["path"])
+
+    share = UploadShare(route, mb_per_reader=MAX_UPLOAD_BODY_BYTES * 1.5 / MB)
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    def upload(headers: list[tuple[bytes, bytes]]) -> None:
+        scope = {"type": "http", "method": "POST", "path": "/gradio_api/upload", "app": None,
+                 "headers": [(b"cookie", b"none"), *headers]}
+        asyncio.run(share(scope, None, send))
+
+    upload([(b"content-length", b"1"), (b"transfer-encoding", b"chunked")])
+    upload([(b"Transfer-Encoding", b"chunked"), (b"content-length", b"0")])
+    assert reached == ["/gradio_api/upload"] and sent[0]["status"] == 429  # the first one took the whole share

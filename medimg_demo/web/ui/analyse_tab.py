@@ -23,13 +23,15 @@ RESET_FRAME_JS = "() => [null, 'File default']"
 #: Work of the page's own (an upload being cleaned, an analysis, a report, a de-identified copy) holds the controls
 #: that would start more: the server takes one such job per reader (web/fair_share.py) and refuses a second, and
 #: Gradio then marked the outputs "Error" while the first one was still coming. Counted in the browser (no round trip,
-#: so a hold always comes before the work it guards); while held, the sample cases take no click either (CSS below).
-HELD = 6  # Analyse, the model, the frame box, the report, the copy, the file box (see analyse_tab: held)
+#: so a hold always comes before the work it guards); while held, the sample cases are inert (no click, no focus, so
+#: no Enter or Space either) and greyed (CSS below).
+HELD = 7  # Analyse, the model, the frame box, the report, the copy, the file box, the model switch (analyse_tab: held)
 _UPDATE = "{__type__: 'update', interactive: %s}"
+_SAMPLES = "document.getElementById('samples')"
 HOLD_JS = ("() => { window.medimgWork = (window.medimgWork || 0) + 1; document.body.classList.add('medimg-busy'); "
-           f"return Array({HELD}).fill({_UPDATE % 'false'}); }}")
+           f"{_SAMPLES}?.setAttribute('inert', ''); return Array({HELD}).fill({_UPDATE % 'false'}); }}")
 RELEASE_JS = ("() => { const n = window.medimgWork = Math.max(0, (window.medimgWork || 0) - 1); "
-              "if (n === 0) document.body.classList.remove('medimg-busy'); "
+              f"if (n === 0) {{ document.body.classList.remove('medimg-busy'); {_SAMPLES}?.removeAttribute('inert'); }} "
               f"return Array({HELD}).fill({_UPDATE % 'n === 0'}); }}")
 #: the sample cases while the page's work holds the controls (they would replace the file under a running analysis)
 CSS = "body.medimg-busy #samples { pointer-events: none; opacity: 0.55; }"
@@ -129,7 +131,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
 
     offer_switch = dict(fn=h.suggestion, inputs=raw, outputs=switch, queue=False, **private)  # none for a blank result
 
-    held = [run, model, frame, report_btn, deid_btn, upload]  # HOLD_JS / RELEASE_JS: the page's work holds them
+    held = [run, model, frame, report_btn, deid_btn, upload, switch]  # HOLD_JS / RELEASE_JS: the page's work holds them
     assert len(held) == HELD, "HOLD_JS and RELEASE_JS answer for HELD components"
     hold = dict(fn=None, inputs=None, outputs=held, js=HOLD_JS, **private)
     release = dict(fn=None, inputs=None, outputs=held, js=RELEASE_JS, **private)
