@@ -131,7 +131,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
 
     offer_switch = dict(fn=h.suggestion, inputs=raw, outputs=switch, queue=False, **private)  # none for a blank result
 
-    held = [run, model, frame, report_btn, deid_btn, upload, switch]  # HOLD_JS / RELEASE_JS: the page's work holds them
+    held = [run, model, frame, report_btn, deid_btn, upload, switch]  # what HOLD_JS holds and RELEASE_JS lets go
     assert len(held) == HELD, "HOLD_JS and RELEASE_JS answer for HELD components"
     hold = dict(fn=None, inputs=None, outputs=held, js=HOLD_JS, **private)
     release = dict(fn=None, inputs=None, outputs=held, js=RELEASE_JS, **private)
@@ -154,8 +154,8 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
 
     analyse(run.click(**hold), held_already=True, api=dict(api_name="predict"))
     analyse(switch.click(h.switch_model, raw, model, queue=False, **private))
-    # queued (not queue=False): the browser shows a queued event's error message, not just "Error"
     upload.upload(**hold)  # the file box holds the raw upload until it is cleaned: nothing may use it up
+    # queued (not queue=False): the browser shows a queued event's error message, not just "Error"
     cleaned = upload.upload(h.rename_upload, upload, upload, **private)
     # a refused file: the upload box is emptied, ready again, and nothing of the previous case stays on screen
     cleaned.failure(**release).then(None, None, upload, js="() => null").then(
