@@ -20,9 +20,9 @@ import json
 import logging
 import secrets
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, Protocol, Union
 
 import pandas as pd
