@@ -212,7 +212,7 @@ class PostgresBackend:
         cols = ", ".join(row)
         marks = ", ".join("%s" for _ in row)
         key = row.get("idempotency_key")
-        find = "SELECT id FROM feedback WHERE idempotency_key = %s"
+        find = f"SELECT id, {', '.join(schema.ANSWER_COLUMNS)} FROM feedback WHERE idempotency_key = %s"
         with self._session("storing the feedback") as con, con.transaction():
             # each statement sees what committed before it (whatever the server's default), and one answer to a
             # prediction at a time, whichever replica: the key lookup and the count both after the lock
@@ -220,6 +220,7 @@ class PostgresBackend:
             if row.get("prediction_id"):
                 con.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (row["prediction_id"],))
             if key is not None and (done := con.execute(find, (key,)).fetchone()) is not None:
+                schema.refuse_other_answer(done[1:], row)
                 return int(done[0])
             if row.get("prediction_id"):
                 n = con.execute("SELECT COUNT(*) FROM feedback WHERE prediction_id = %s", (row["prediction_id"],))
@@ -228,6 +229,7 @@ class PostgresBackend:
                               "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id", list(row.values())).fetchone()
             if got is None:  # a concurrent request with the same key committed first
                 got = con.execute(find, (key,)).fetchone()
+                schema.refuse_other_answer(got[1:], row)
             return int(got[0])
 
     def fetch_feedback(self, where: dict[str, str] | None = None) -> list[tuple[Any, ...]]:

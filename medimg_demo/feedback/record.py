@@ -50,11 +50,28 @@ def _text(name: str, value: str | None, limit: int) -> None:
 _LOOK_ALIKE = frozenset({"LATIN", "CYRILLIC", "GREEK"})
 
 
+#: Characters drawn as nothing that are no format characters: Unicode's other default-ignorable code points (the
+#: combining grapheme joiner, Hangul fillers, variation selectors...) and the blank braille pattern.
+_BLANK = re.compile("[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2800\u3164\ufe00-\ufe0f\uffa0"
+                    "\U000e0100-\U000e01ef]")
+
+
+def _invisible(value: str) -> bool:
+    """Format, unassigned, private-use or blank characters, or a combining mark on a plain (ASCII) character or on
+    nothing: NFKC has already composed the accented letters that exist, so what is left there is an underline or an
+    accent no letter of a name carries ("rv-shared" plus a combining mark reads as "rv-shared")."""
+    return bool(_BLANK.search(value)) or any(
+        unicodedata.category(ch) in ("Cf", "Cn", "Co", "Cs")
+        or (unicodedata.category(ch).startswith("M") and (i == 0 or value[i - 1].isascii()))
+        for i, ch in enumerate(value))
+
+
 def _plain(name: str, value: str) -> None:
     """Refuse a name that can pass for another one: invisible or direction-changing characters (Unicode format
-    characters: "study-B" plus a zero-width space, "ALL" reversed), characters a compatibility form replaces
-    (full-width "ＡＬＬ"), or letters of several alphabets (a Cyrillic "г" among Latin ones)."""
-    if any(unicodedata.category(ch) == "Cf" for ch in value) or unicodedata.normalize("NFKC", value) != value:
+    characters: "study-B" plus a zero-width space, "ALL" reversed; other blank ones, see :func:`_invisible`),
+    characters a compatibility form replaces (full-width "ＡＬＬ"), or letters of several alphabets (a Cyrillic "г"
+    among Latin ones)."""
+    if _invisible(value) or unicodedata.normalize("NFKC", value) != value:
         raise InputError(f"{name} contains invisible, reversed or full-width characters; type it with plain ones.")
     scripts = {unicodedata.name(ch, "?").split(" ")[0] for ch in value if ch.isalpha()} & _LOOK_ALIKE
     if len(scripts) > 1:  # "гs-75c98d" (a Cyrillic г) reads as the Latin "rs-75c98d" it is not

@@ -101,6 +101,22 @@ def refuse_past_limit(stored: int) -> None:
         raise InputError(f"This prediction already has {MAX_ROWS_PER_PREDICTION} answers, the most one shown result "
                          "takes. Run Analyse again to give feedback on a new result.")
 
+
+#: What the reader answered in a row (not the model's side, which a retry of an unaided read takes from a new run).
+ANSWER_COLUMNS = ("session_id", "case_id", "phase", "reader_type", "reader_stage", "type_agree", "stage_agree",
+                  "pathway_agree", "corrected_type", "corrected_stage", "heatmap_plausibility", "confidence", "comment")
+
+
+def refuse_other_answer(stored: Sequence[Any], row: dict[str, Any]) -> None:
+    """A known submission key comes back: a retry of the same answer passes (the stored row stands); a different
+    answer under it (the same case answered again from another tab or window) is refused, not dropped in silence.
+    ``stored``: the stored row's :data:`ANSWER_COLUMNS`."""
+    if any(a != row.get(k) for k, a in zip(ANSWER_COLUMNS, stored)):
+        raise InputError("This was already answered, differently, from another tab or window (or a retry changed "
+                         "the answers): the first answer is kept. In a reading session, press 'Start or resume "
+                         "session' to go on from where you are.")
+
+
 def select_feedback(mark: str, where: Iterable[str] = ()) -> str:
     """``SELECT`` of the feedback rows, oldest first, narrowed to rows whose ``where`` columns equal the bound values
     (in that order; ``mark`` is the backend's placeholder). Only :data:`FILTER_COLUMNS` may be named."""

@@ -146,8 +146,10 @@ class SqliteBackend:
             con.execute("BEGIN IMMEDIATE")
             try:
                 if key is not None:
-                    done = con.execute("SELECT id FROM feedback WHERE idempotency_key = ?", (key,)).fetchone()
+                    done = con.execute(f"SELECT id, {', '.join(schema.ANSWER_COLUMNS)} FROM feedback "
+                                       "WHERE idempotency_key = ?", (key,)).fetchone()
                     if done is not None:
+                        schema.refuse_other_answer(done[1:], row)
                         con.execute("COMMIT")
                         return int(done[0])
                 if row.get("prediction_id"):

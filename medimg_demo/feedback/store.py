@@ -133,6 +133,10 @@ class FeedbackStore:
                                  f"taken for one session. Type '{alike}' to join it, or give a new session a name of "
                                  "its own.")
 
+        if session_id not in self.backend.session_ids() and self.backend.fetch_feedback(
+                {"session_id": session_id, "phase": "free"}):  # its summary would count those answers as its own
+            raise InputError(f"'{session_id}' already names feedback given on the Analyse tab; give the reading "
+                             "session a name of its own.")
         row = self.backend.register_session({
             "session_id": session_id, "model_id": model_id, "n_cases": int(n_cases), "seed": int(seed),
             "started_by": started_by or "", "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")},
@@ -157,6 +161,11 @@ class FeedbackStore:
                                  "feedback on what is shown.")
             _from_prediction(fb, rec)
         fb.validate()
+        if fb.phase == "free" and (name := fb.session_id.strip()):  # a reading session's figures are its cases'
+            ids = self.backend.session_ids()
+            if (taken := name if name in ids else _named_alike(ids, name)) is not None:
+                raise InputError(f"'{taken}' is a reading session: its cases are answered on the Reading session tab. "
+                                 "Leave the session id empty, or give a name no reading session has.")
         row = schema.feedback_row(fb)
         if row.get("idempotency_key"):
             row["idempotency_key"] = scoped_key(str(row["idempotency_key"]), row["reader"])

@@ -198,15 +198,18 @@ def test_a_line_break_in_a_one_line_field_is_refused_and_a_comment_s_stays_in_it
 
 
 @pytest.mark.parametrize("name", ["ALL\u200b", "study-B\u200b", "\u202eB-yduts", "\uff21\uff2c\uff2c", "all sessions",
-                                  "\u0433s-75c98d"])
+                                  "\u0433s-75c98d", "rv-shared\u034f", "rv-shared\ufe00", "rv-shared\u2800",
+                                  "rv-shared\u0332", "rv-shared\u0301", "rv\u115f-1", "rv-1\U000e0101", "rv-1\ue000"])
 def test_a_session_name_that_passes_for_another_is_refused(name: str) -> None:
     """Zero-width, bidi and full-width characters made a second "ALL" and a fake "study-B" in the owner's tables; a
-    Cyrillic letter among Latin ones a session that reads as another's (a live run)."""
+    Cyrillic letter among Latin ones a session that reads as another's (a live run); a combining grapheme joiner, a
+    variation selector or a blank braille pattern after "rv-shared" drew as "rv-shared" and was taken as a session
+    of its own (hostile review, thirty-seventh session), as a mark under or over a plain letter reads as it."""
     with pytest.raises(InputError, match="invisible, reversed or full-width|kept for the summary|several alphabets"):
         Feedback(reader="reader01", image_sha256="0" * 64, session_id=name).validate()
 
 
 @pytest.mark.parametrize("name", ["étude-poumon", "исследование-1", "研究-肺", "lung-2026-11-24", "肺がん-2026",
-                                  "データ-1", "東京スタディ", "Hawaiʻi-study"])
+                                  "データ-1", "東京スタディ", "Hawaiʻi-study", "अध्ययन-1", "การศึกษา-1"])
 def test_a_session_name_in_one_alphabet_is_taken(name: str) -> None:
     Feedback(reader="reader01", image_sha256="0" * 64, session_id=name).validate()

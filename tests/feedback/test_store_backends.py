@@ -99,6 +99,39 @@ def test_concurrent_retries_of_one_submission_keep_one_row(store) -> None:
     assert len(read_all(store)) == 1
 
 
+def test_a_different_answer_under_a_known_key_is_refused_not_dropped(store) -> None:
+    """The same case answered again from another tab or window (the key is the session, reader, case and phase) with
+    another answer: refused, where it had been stored as nothing while the page said "recorded"; the same answer
+    again (a retry after a lost reply) still returns the stored row."""
+    from medimg_demo.errors import InputError
+
+    def answer(agree: bool, comment: str | None = None) -> Feedback:
+        return Feedback(reader="reader1", image_sha256=SHA, session_id="s1", case_id="c1", phase="aided",
+                        type_agree=agree, comment=comment, idempotency_key="rs-same-case-0001")
+
+    first = submit(store, answer(True))
+    assert submit(store, answer(True)) == first
+    for other in (answer(False), answer(True, "second thoughts")):
+        with pytest.raises(InputError, match="already answered, differently"):
+            submit(store, other)
+    assert len(read_all(store)) == 1 and read_all(store)["type_agree"].tolist() == [1]
+
+
+def test_feedback_from_analyse_cannot_pose_as_a_reading_sessions_reads(store) -> None:
+    """A reader's Analyse-tab feedback named after a reading session counted as its aided reads in the owner's
+    summary (10 posts took a session's type agreement from 0.5 to 0.08, hostile review): refused, in any case; and a
+    reading session cannot start under a name that Analyse-tab feedback already carries."""
+    from medimg_demo.errors import InputError
+
+    register_session(store, "RV-shared", "lung_ct.tiny_v0", 3, 0, "reader1")
+    for name in ("RV-shared", "rv-shared"):
+        with pytest.raises(InputError, match="'RV-shared' is a reading session"):
+            submit(store, Feedback(reader="reader2", image_sha256=SHA, session_id=name, type_agree=False))
+    submit(store, Feedback(reader="reader2", image_sha256=SHA, session_id="free-notes", type_agree=False))
+    with pytest.raises(InputError, match="already names feedback given on the Analyse tab"):
+        register_session(store, "free-notes", "lung_ct.tiny_v0", 3, 0, "reader1")
+    assert read_all(store)["session_id"].tolist() == ["free-notes"]
+
 
 def test_a_session_name_is_fixed_by_its_first_start_even_when_starts_race(store) -> None:
     """Six first starts of one session name at once, each with its own seed: one wins, and every start is told the
