@@ -67,8 +67,8 @@ def build_app() -> gr.Blocks:
             analyse_tab(choices)
         with gr.Tab("Performance") as perf:
             performance_tab(choices, perf)
-        with gr.Tab("Reading session"):
-            session_tab(choices)
+        with gr.Tab("Reading session") as reading:
+            session_tab(choices, reading)
         with gr.Tab("Feedback summary"):
             summary_tab()
     upload_folders.install(demo)  # each upload in a folder of its own: a request never deletes another's

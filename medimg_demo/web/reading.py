@@ -16,8 +16,8 @@ from ..feedback import export_csv, summarise
 from ..feedback.reader_study import CANNOT_ASSESS, for_reader
 from ..paths import feedback_db
 from .refusal import refusal
-from . import auth, files, session, session_view, shown, study_view
-from .catalog import answer_choices
+from . import answered, auth, files, session, session_view, shown, study_view
+from .catalog import answer_choices, stage_caption
 from .handlers import FEEDBACK_RESET, _user
 from .markdown_text import code_span
 
@@ -85,11 +85,29 @@ def session_unaided(s: session.ReadingSession | None, reader_type: str | None, r
         raise refusal(str(exc), exc) from None
     heat = session_view.render_case(session.session_pixels(s), s.display, s.heatmap)
     staged = shown.gave_stage(s.prediction)  # the aided form asks only about what the model showed (after the panel,
-    return (s, *_session_view(s), a.type_display, a.stage_display,  # so no API output index moved)
+    return (s, *_session_view(s), a.type_display,  # so no API output index moved)
+            gr.update(value=a.stage_display, label=stage_caption(s.model_id)),
             a.stage_text, a.pathway_markdown, files.png_file(heat),
             session_view.compare_markdown(s.own_read, s.prediction, s.model_id), _case_panel(s),
             gr.update(visible=staged), gr.update(visible=staged), gr.update(visible=shown.gave_pathway(s.prediction)),
             gr.update(visible=shown.gave_heatmap(s.prediction)))
+
+
+def session_resume(s: session.ReadingSession | None,
+                   request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+                   profile: gr.OAuthProfile | None = None):  # noqa: ANN201
+    """After a start or resume: where this reader's own read of the case in hand is stored already (the page was
+    reloaded, or another tab, after the model was shown), show the model beside it for the aided answer, as
+    :func:`session_unaided` does (nothing new is stored); else change nothing."""
+    own = None if s is None or s.done or s.revealed else answered.stored_own_read(s.session_id, s.reader,
+                                                                                 s.case.case_id)
+    if own is None:
+        return tuple(gr.skip() for _ in range(RESUME_OUTPUTS))
+    return session_unaided(s, own["type"], own["stage"], own["confidence"], request, profile)
+
+
+#: How many outputs :func:`session_unaided` (and so :func:`session_resume`) gives.
+RESUME_OUTPUTS = 16
 
 
 def session_aided(s: session.ReadingSession | None, type_agree: str | None, stage_agree: str | None,

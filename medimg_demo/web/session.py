@@ -23,7 +23,9 @@ from ..models.registry import get_model
 from ..paths import data_root, feedback_store
 from . import auth
 from .analysis import Analysis, analyse
+from .answered import check_not_answered_elsewhere
 from .catalog import model_choices
+from .session_view import DEFAULT_DISPLAY
 from .shown import gave_heatmap, gave_pathway, gave_stage
 
 
@@ -161,7 +163,8 @@ class ReadingSession:
     created_by: str = ""  # the logged-in reader (recorded with each prediction); "" without logins
     own_read: dict[str, Any] | None = None  # the reader's unaided answer on the current case (shown on reveal)
     heatmap: np.ndarray | None = None  # the model's heatmap on the current case, once revealed
-    display: dict[str, Any] | None = None  # the reader's display settings (window, zoom), kept from case to case
+    display: dict[str, Any] | None = None  # the reader's display settings: the window kept from case to case, the
+    # zoom not (a next case opening as the last one's 2x crop hid most of it during the own read)
 
     @property
     def done(self) -> bool:
@@ -238,26 +241,6 @@ def aided_problems(s: ReadingSession, type_agree: str | None, corrected_type: st
     return {}
 
 
-def _check_not_answered_elsewhere(s: ReadingSession, phase: str, answer: dict[str, Any], db: Path | None) -> None:
-    """Refuse an answer for a case this reader already answered differently in this phase (another tab or window
-    of the same session): the first answer is the one kept, and saying "recorded" would be untrue. The same answer
-    again (a retry after a lost reply) passes and stores nothing new."""
-    rows = feedback.read_matching(db or feedback_store(), session_id=s.session_id, reader=s.reader,
-                                  case_id=s.case.case_id, phase=phase)
-    if rows.empty:
-        return
-    first = rows.iloc[0]
-    if any(not _same(first[k], v) for k, v in answer.items()):
-        raise InputError("This case was already answered in this session from another tab or window, differently; "
-                         "the first answer is kept. Press 'Start or resume session' to continue where you are.")
-
-
-def _same(stored: Any, sent: Any) -> bool:
-    if stored is None or (isinstance(stored, float) and np.isnan(stored)):
-        return sent in (None, "")
-    return str(stored) == str(sent)
-
-
 def _refuse(problems: dict[str, str]) -> None:
     if problems:
         raise InputError(" ".join(problems.values()))
@@ -269,7 +252,8 @@ def session_record_unaided(s: ReadingSession, reader_type: str | None, reader_st
     if s.done:
         raise InputError("This session is complete; start a new one.")
     _refuse(unaided_problems(s, reader_type, reader_stage))
-    _check_not_answered_elsewhere(s, "unaided", {"reader_type": reader_type, "reader_stage": reader_stage or None}, db)
+    check_not_answered_elsewhere(s.session_id, s.reader, s.case.case_id, "unaided",
+                                 {"reader_type": reader_type, "reader_stage": reader_stage or None}, db)
     a = analyse(s.case.path, s.model_id)
     pred = a.prediction.to_json()
     pred["prediction_id"] = record_prediction(pred, s.created_by, db)
@@ -296,3 +280,5 @@ def session_record_aided(s: ReadingSession, db: Path | None = None, **form: Any)
     )
     s.index += 1
     s.revealed, s.prediction, s.heatmap, s.own_read = False, None, None, None
+    if s.display:
+        s.display = {**s.display, **{k: DEFAULT_DISPLAY[k] for k in ("zoom", "pan_x", "pan_y")}}

@@ -94,6 +94,36 @@ def test_answers_are_required_and_the_reveal_shows_both_calls(page) -> None:  # 
     submit.click()
     page.get_by_text("Case 2 of 3").wait_for(timeout=60_000)
     assert not page.locator("#session-own-confidence input:checked").count()  # the last case's rating is not kept
+    # case 2 opens whole: case 1's 2x zoom had opened it as a crop of its centre during the own read
+    assert page.locator("#session-zoom").get_by_label("1x", exact=True).is_checked()
+
+
+def test_a_reload_offers_the_last_session_and_resumes_beside_the_model(page) -> None:  # noqa: ANN001
+    """A page reloaded after the own read (the model seen) had come back at "session-1", 20 cases, seed 0, and,
+    once the session was typed again, at a blank own-read form that refused any read but the stored one: now the
+    form offers the last session and resuming shows the model beside the stored read."""
+    page.get_by_role("tab", name="Reading session").click()
+    page.get_by_label("Reader pseudonym").last.fill("browser02")
+    page.get_by_label("Session id").last.fill("browser-reload")
+    page.get_by_label("Cases").last.fill("3")
+    page.get_by_label("Seed").last.fill("5")
+    page.get_by_role("button", name="Start or resume session").click()
+    page.get_by_text("Case 1 of 3").wait_for(timeout=60_000)
+    page.get_by_label("Cannot assess", exact=True).check()
+    page.get_by_role("button", name="Record my read and show the model").click()
+    page.get_by_text("2. The model's output").wait_for(state="visible", timeout=90_000)
+
+    page.reload()
+    page.locator("button.primary", has_text="Analyse").wait_for(timeout=60_000)
+    page.get_by_role("tab", name="Reading session").click()
+    page.wait_for_function("() => [...document.querySelectorAll('input, textarea')].some(i => i.value === "
+                           "'browser-reload')", timeout=30_000)
+    assert page.get_by_label("Cases").last.input_value() == "3" and page.get_by_label("Seed").last.input_value() == "5"
+    page.get_by_label("Reader pseudonym").last.fill("browser02")  # without logins the reader names themself
+    page.get_by_role("button", name="Start or resume session").click()
+    page.get_by_text("2. The model's output").wait_for(state="visible", timeout=90_000)
+    assert "Your read: Cannot assess" in page.locator("#session-compare").inner_text()
+    assert not page.get_by_role("button", name="Record my read and show the model").is_visible()
 
 
 def test_feedback_summary_shows_the_reader_study(page) -> None:  # noqa: ANN001

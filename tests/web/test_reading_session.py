@@ -146,7 +146,9 @@ def test_display_window_and_zoom_are_drawn_on_the_server_and_kept(reading) -> No
     assert Image.open(image).size[0] == session_view.DISPLAY_PX and s.display["zoom"] == "2x"
     reading.session_unaided(s, "adenocarcinoma", "IIIa", 4)
     reading.session_aided(s, "Disagree", None, None, "normal", None, 3, 3, "")
-    assert s.display == {"level": 100.0, "width": 60.0, "zoom": "2x", "pan_x": 30.0, "pan_y": 70.0}  # next case too
+    # the next case keeps the window and opens whole: a 2x zoom on the right of case 1 had opened case 2 as a crop of
+    # its right side during the own read (UX review, thirty-seventh session)
+    assert s.display == {"level": 100.0, "width": 60.0, "zoom": "1x", "pan_x": 50.0, "pan_y": 50.0}
     assert session_view.display_settings("x", -5, "9x", 1e9, None)["zoom"] == "1x"  # bounded
 
 
@@ -183,6 +185,44 @@ def test_a_second_tab_s_different_read_is_refused_not_dropped(reading) -> None: 
     reading.session_unaided(second, "adenocarcinoma", "IIIa", 4)  # the same read again (a retry): fine
     rows = reading.session.visible_feedback("")
     assert (rows["phase"] == "unaided").sum() == 1 and rows["reader_type"].iloc[0] == "adenocarcinoma"
+
+
+def test_a_reload_after_the_model_was_shown_resumes_beside_it_not_at_a_blank_own_read(reading) -> None:  # noqa: ANN001
+    """A page reloaded after the own read was recorded (the model seen) had asked for the own read again, and any
+    answer but the stored one was refused as "another tab": it now resumes at the model's output beside the stored
+    read, stores no second own read, and the aided answer moves on; a page whose case has no own read yet, and a
+    finished case, change nothing."""
+    first, _ = _start(reading)
+    assert all(isinstance(x, dict) and x.get("__type__") == "update" and len(x) == 1
+               for x in reading.session_resume(first))  # nothing read yet: nothing changes
+    reading.session_unaided(first, "adenocarcinoma", "IIIa", 4)
+    again, _ = _start(reading)  # the reload
+    assert not again.revealed
+    out = reading.session_resume(again)
+    assert len(out) == reading.RESUME_OUTPUTS and out[0] is again and again.revealed
+    assert "adenocarcinoma" in str(out[10]).lower() or "Adenocarcinoma" in str(out[10])  # the own read, beside
+    assert again.own_read == {"type": "adenocarcinoma", "stage": "IIIa", "confidence": 4}
+    reading.session_aided(again, "Agree", "Agree", "Agree", "", "", 4, 3, "")
+    rows = reading.session.visible_feedback("")
+    assert rows["phase"].tolist() == ["unaided", "aided"] and again.index == 1 and not again.revealed
+    assert all(x.get("__type__") == "update" for x in reading.session_resume(again))  # case 2: no read yet
+
+
+def test_a_second_tab_s_different_aided_answer_is_refused_not_dropped(reading) -> None:  # noqa: ANN001
+    """Both tabs shown the model on the same case: the second tab's different aided answer had been dropped behind
+    the first one's key while that tab moved on as if it were recorded (hostile review); now it is refused and the
+    tab stays on the case, and the same answer again passes."""
+    first, _ = _start(reading)
+    second, _ = _start(reading)
+    for tab in (first, second):
+        reading.session_unaided(tab, "adenocarcinoma", "IIIa", 4)
+    reading.session_aided(first, "Agree", "Agree", "Agree", "", "", 4, 3, "")
+    with pytest.raises(reading.gr.Error, match="already answered, differently"):
+        reading.session_aided(second, "Disagree", "Agree", "Agree", "normal", "", 4, 3, "")
+    assert second.index == 0 and first.index == 1
+    reading.session_aided(second, "Agree", "Agree", "Agree", "", "", 4, 3, "")
+    rows = reading.session.visible_feedback("")
+    assert (rows["phase"] == "aided").sum() == 1 and rows["type_agree"].tolist()[-1] == 1 and second.index == 1
 
 
 def test_summary_view_gives_the_mrmc_verdict_for_three_readers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

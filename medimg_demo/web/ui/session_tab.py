@@ -30,7 +30,28 @@ def _display_controls() -> tuple[list[gr.components.Component], gr.Button]:
     return [level, width, zoom, pan_x, pan_y], reset
 
 
-def session_tab(choices: list[tuple[str, str]]) -> None:
+#: Where the browser keeps the last session it started or resumed (its name, model, size and seed: no answer, no
+#: image, nothing of a patient), so that a reload offers it again instead of "session-1".
+LAST_SESSION_KEY = "medimg-last-reading-session"
+_FIELDS = dict(session_id="session-1", n_cases=20, seed=0)
+
+
+def _remember_js() -> str:
+    return f"(...fields) => {{ try {{ localStorage.setItem('{LAST_SESSION_KEY}', JSON.stringify(fields)); }} catch (e) {{}} }}"
+
+
+def _offer_last_js(models: list[str]) -> str:
+    """The last session's fields, where the form still holds its defaults and the model is still served."""
+    default = [_FIELDS["session_id"], models[0] if models else None, _FIELDS["n_cases"], _FIELDS["seed"]]
+    return (f"(...now) => {{ const keep = Array(4).fill({{__type__: 'update'}}); let last = null; "
+            f"try {{ last = JSON.parse(localStorage.getItem('{LAST_SESSION_KEY}')); }} catch (e) {{ return keep; }} "
+            f"const untouched = JSON.stringify(now) === JSON.stringify({json.dumps(default)}); "
+            f"const fits = Array.isArray(last) && last.length === 4 && typeof last[0] === 'string' "
+            f"&& {json.dumps(models)}.includes(last[1]) && Number.isInteger(last[2]) && Number.isInteger(last[3]); "
+            f"return untouched && fits ? last : keep; }}")
+
+
+def session_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -> None:
     gr.Markdown(
         "Every reader of a session reads the same cases (drawn per class from the test split with the seed). "
         "For each case, record **your own call first**; the model's output and heatmap are shown after, beside your "
@@ -39,10 +60,10 @@ def session_tab(choices: list[tuple[str, str]]) -> None:
     state = gr.State()
     with gr.Row():
         reader = gr.Textbox(label="Reader pseudonym", placeholder="e.g. reader07", visible=not auth.logins_on())
-        session_id = gr.Textbox(label="Session id", value="session-1", max_length=200)
+        session_id = gr.Textbox(label="Session id", value=_FIELDS["session_id"], max_length=200)
         model = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, label="Model")
-        n_cases = gr.Number(label="Cases", value=20, precision=0, minimum=1, maximum=MAX_CASES)
-        seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, maximum=MAX_SEED)
+        n_cases = gr.Number(label="Cases", value=_FIELDS["n_cases"], precision=0, minimum=1, maximum=MAX_CASES)
+        seed = gr.Number(label="Seed", value=_FIELDS["seed"], precision=0, minimum=0, maximum=MAX_SEED)
     start = gr.Button("Start or resume session", variant="primary")
     progress = gr.Markdown(elem_id="session-progress")
     # the case, its heatmap and the display controls: shown while a case is being read (not before the session
@@ -85,23 +106,34 @@ def session_tab(choices: list[tuple[str, str]]) -> None:
         nxt = gr.Button("Submit my answer and go to the next case", variant="primary")
     fields = [type_agree, stage_agree, pathway_agree, corrected_type, corrected_stage, plaus, conf, comment]
     view_out = [state, progress, image, unaided, aided]
-    start.click(r.session_start, [reader, session_id, model, n_cases, seed],
-                [*view_out, r_type, r_stage, corrected_type, corrected_stage, stage_agree, case_panel],
-                api_name="session_start")
+    revealed = [*view_out, m_type, m_stage, m_stage_md, m_path, overlay_img, compare, case_panel,
+                stage_agree, corrected_stage, pathway_agree, plaus]  # and the questions about what the model showed
+    assert len(revealed) == r.RESUME_OUTPUTS
+    started = start.click(r.session_start, [reader, session_id, model, n_cases, seed],
+                          [*view_out, r_type, r_stage, corrected_type, corrected_stage, stage_agree, case_panel],
+                          api_name="session_start")
+    # the own read of the case in hand stored already (a reload after the model was shown): the model beside it
+    started.success(r.session_resume, state, revealed, api_visibility="private", show_progress_on=[progress])
+    # a reload had put the form back to "session-1": the browser offers the last session again
+    named = [session_id, model, n_cases, seed]
+    started.success(None, named, None, js=_remember_js(), api_visibility="private")
+    if tab is not None:
+        tab.select(None, named, named, js=_offer_last_js([value for _, value in choices]), api_visibility="private")
     # a missing answer: the validator marks the field (nothing runs); a later failure shows on the progress line
     # only, so that an error never covers the case image
-    record.click(r.session_unaided, [state, r_type, r_stage, r_conf],
-                 [*view_out, m_type, m_stage, m_stage_md, m_path, overlay_img, compare, case_panel,
-                  stage_agree, corrected_stage, pathway_agree, plaus],  # the questions about what the model showed
-                 api_name="session_read",
+    record.click(r.session_unaided, [state, r_type, r_stage, r_conf], revealed, api_name="session_read",
                  validator=r.validate_read, show_progress_on=[progress])
-    nxt.click(
+    nxt_done = nxt.click(
         r.session_aided,
         [state, *fields],
         [*view_out, m_type, m_stage, m_stage_md, m_path, overlay_img, compare, r_type, r_stage, r_conf, *fields,
          case_panel],
         api_name="session_feedback", validator=r.validate_aided, show_progress_on=[progress],
     )
+    # the next case opens whole (the server dropped the zoom; the window stays)
+    zoom_keys = ("zoom", "pan_x", "pan_y")
+    nxt_done.success(None, None, display[2:], js=f"() => {json.dumps([DEFAULT_DISPLAY[k] for k in zoom_keys])}",
+                     api_visibility="private")
     defaults = tuple(DEFAULT_DISPLAY[k] for k in ("level", "width", "zoom", "pan_x", "pan_y"))
     # the browser resets the controls itself (no server event), then the server draws the case again
     reset.click(None, None, display, js=f"() => {json.dumps(list(defaults))}").then(
