@@ -106,6 +106,8 @@ class TaskSpec:
     stage_rule: str = "none"
     #: Shown beside every stage this task outputs.
     stage_note: str | None = None
+    #: The title of the box of stage probabilities (a stage learned through the type says so where it is read).
+    stage_caption: str = "Stage (calibrated probability, shown from 1% to 99%)"
     #: For ``stage_rule="size"``: the guideline's size categories.
     size_rule: SizeRule | None = None
     #: Why a task without a learned stage shows none (for example: not staged by imaging).
@@ -162,6 +164,7 @@ TASKS: dict[str, TaskSpec] = {
         normal_label="normal",
         stage_rule="learned",
         stage_note=_LUNG_STAGE_NOTE,
+        stage_caption="Stage, learned through the type: not a staging of this scan (shown from 1% to 99%)",
         caveats=(
             "Kaggle 'Chest CT-Scan images' (CC0 per a mirror; verify before redistribution), converted to 8-bit PNG, "
             "near-duplicates grouped before a leak-free split. **The TNM stage comes from the source's folder names "

@@ -4,7 +4,8 @@ curves, the reliability diagram (equal-count bins with their counts) and one-lin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -77,16 +78,38 @@ def _value(key: str, value: float) -> str:
     return shown or (f"{value:.3f}" if np.isfinite(value) else "")
 
 
-def overall_table(metrics: pd.DataFrame) -> pd.DataFrame:
+def _verdict(target: Any, value: float) -> str:
+    """">= 0.85: missed by 0.076" (a target's threshold, at most for ECE, and whether the value meets it)."""
+    ok = value <= target.threshold if target.lower_is_better else value >= target.threshold
+    gap = "met" if ok else f"missed by {abs(value - target.threshold):.3f}"
+    return f"{'<=' if target.lower_is_better else '>='} {target.threshold:g}: {gap}" if np.isfinite(value) else ""
+
+
+def overall_table(metrics: pd.DataFrame, targets: Sequence[Any] = (), names: Mapping[str, str] | None = None
+                  ) -> pd.DataFrame:
     """Rows = metrics without a class, by readable name: value (three decimals) and its 95% interval (the ECE's
-    consistency rows right under the ECE)."""
-    m = metrics[metrics["class"].fillna("") == ""]
+    consistency rows right under the ECE). With the task's ``targets`` (``tasks.Target``), a class a target names
+    is a row too, right under the sensitivity for any tumor (breast: "Sensitivity: Malignant", which the benign
+    cases in "any tumor" hid), and a "Target" column says which are met."""
+    c = metrics["class"].fillna("")
+    m = metrics[c == ""]
     m = m.iloc[order_under_ece(m["metric"].tolist())]
-    return pd.DataFrame({
-        "Metric": [metric_name(k) for k in m["metric"]],
-        "Value": [_value(k, v) for k, v in zip(m["metric"], m["value"])],
-        "95% CI": [f"[{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else "" for lo, hi in zip(m["ci_low"], m["ci_high"])],
+    named = [(t.metric, t.cls) for t in targets if t.cls and not t.metric.startswith("explain_")]
+    picked = [metrics[(metrics["metric"] == k) & (c == cls)].head(1) for k, cls in named]
+    after = next((i + 1 for i, k in enumerate(m["metric"]) if k == "any_tumor_sensitivity"),
+                 next((i + 1 for i, k in enumerate(m["metric"]) if k == "accuracy"), 0))
+    rows = pd.concat([m.iloc[:after], *picked, m.iloc[after:]]) if picked else m
+    keys = list(zip(rows["metric"], rows["class"].fillna("")))
+    out = pd.DataFrame({
+        "Metric": [metric_name(k) + (f": {_name(names, cls)}" if cls else "") for k, cls in keys],
+        "Value": [_value(k, v) for k, v in zip(rows["metric"], rows["value"])],
+        "95% CI": [f"[{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else "" for lo, hi in zip(rows["ci_low"], rows["ci_high"])],
     })
+    if targets:
+        by_key = {(t.metric, t.cls): t for t in targets}
+        out["Target (test split)"] = [_verdict(by_key[key], v) if key in by_key else ""
+                                      for key, v in zip(keys, rows["value"])]
+    return out
 
 
 def explanation_verdicts(metrics: pd.DataFrame, task_title: str) -> list[str]:

@@ -76,3 +76,8 @@ def model_versions() -> list[str]:
     """One line per model for the start-up log: id, task, weights sha256, default flag."""
     default_id = default_model_id() if list_models() else None
     return [f"{m.id} task={m.task} weights_sha256={m.weights_sha256} default={m.id == default_id}" for m in list_models()]
+
+
+def stage_caption(model_id: str | None) -> str:
+    """The title of a model's stage box (lung: learned through the type, not a staging of the scan)."""
+    return get_task(get_model(model_id).task).stage_caption

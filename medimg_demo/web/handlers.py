@@ -13,7 +13,7 @@ import gradio as gr
 from ..errors import InputError, MedimgError, StoreError
 from .refusal import refusal
 from . import analysis, auth, fair_share, files, session, shown, uploads, view_store, viewer
-from .catalog import answer_choices, model_choices
+from .catalog import answer_choices, model_choices, stage_caption
 from .performance import performance_view
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def predict(
     image_file, overlay_file = files.png_file(a.pictures.image), files.png_file(a.pictures.overlay)
     return (
         a.type_display,  # readable class names on screen; the JSON (``shown``) keeps the raw labels
-        a.stage_display,
+        gr.update(value=a.stage_display, label=stage_caption(a.prediction.model_id)),
         a.stage_text,
         a.pathway_markdown,
         image_file,

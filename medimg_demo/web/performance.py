@@ -109,9 +109,9 @@ def performance_view(model_id: str | None) -> dict[str, Any]:
                 "stage": empty, "confusion": None, "roc": None, "reliability": None, "explain": "", "gallery": []}
     m = res.metrics
     explain_rows = m[m["metric"].str.startswith("explain_")]
-    overall = overall_table(m[~m["metric"].str.startswith("explain_")])
-    explain_md = ""
     spec = get_task(cfg.task)
+    overall = overall_table(m[~m["metric"].str.startswith("explain_")], spec.targets, spec.label_names)
+    explain_md = ""
     if len(explain_rows):
         lines = ["#### Explanation quality (Grad-CAM, test split)",
                  *(f"- {v}" for v in explanation_verdicts(explain_rows, spec.title)), "",

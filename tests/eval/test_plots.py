@@ -47,6 +47,25 @@ def test_the_ece_consistency_rows_sit_under_their_ece() -> None:
     assert metric_name("stage_f1") == "Stage F1 score" and metric_name("new_thing") == "New thing"
 
 
+def test_the_headline_table_names_the_targeted_class_and_says_which_targets_are_met() -> None:
+    """Breast's overall table gave only "Sensitivity for any tumor" (0.969: benign counts as tumor) while malignant
+    sensitivity, its target, was 0.77 in the per-class table (UX review): the targeted class is a row under it, and
+    each target reads met or missed by how much."""
+    from medimg_demo.tasks import get_task
+
+    spec = get_task("breast_us")
+    m = pd.DataFrame([_row("accuracy", "", 0.889, 0.82, 0.93), _row("ece", "", 0.075, 0.05, 0.14),
+                      _row("any_tumor_sensitivity", "", 0.969, 0.91, 0.99), _row("macro_auc", "", 0.961, 0.93, 0.99),
+                      _row("sensitivity", "benign", 0.97, 0.9, 0.99), _row("sensitivity", "malignant", 0.774, 0.6, 0.89)])
+    table = overall_table(m, spec.targets, spec.label_names)
+    assert list(table["Metric"]) == ["Accuracy", "Expected calibration error (ECE)",
+                                     "Sensitivity for any tumor (vs no tumor)", "Sensitivity: Malignant",
+                                     "Macro AUC (one vs rest)"]
+    assert list(table["Target (test split)"]) == [">= 0.88: met", "<= 0.04: missed by 0.035", "",
+                                                  ">= 0.85: missed by 0.076", ">= 0.95: met"]
+    assert "Target (test split)" not in overall_table(m).columns  # without targets, as before
+
+
 def test_reliability_bins_suit_small_sets_and_print_their_counts() -> None:
     assert reliability_bins(40) == 5 and reliability_bins(125) == 5 and reliability_bins(200) == 8
     assert reliability_bins(646) == 10

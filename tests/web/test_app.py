@@ -26,6 +26,9 @@ def test_app_predict_on_real_lung_ct() -> None:
     assert abs(sum(probs.values()) - 1) < 1e-4 and max(probs.values()) > 0.99  # so the cap applies to this scan
     assert sorted(type_scores.values()) == sorted(min(max(p, 0.01), 0.99) for p in probs.values())
     assert min(type_scores.values()) == 0.01  # the others share under 1%: none reads "0%", as if ruled out
+    # the stage box says where its number comes from (UX review: "Stage IB 99%" read as a staging of the scan)
+    assert stage_scores["label"].startswith("Stage, learned through the type: not a staging of this scan")
+    stage_scores = stage_scores["value"]
     # readable names on screen ("Stage IIIA", "Squamous cell carcinoma"); the JSON keeps the raw labels
     assert stage_scores and set(stage_scores) == {"Stage IB", "Stage IIIA", "No stage (no tumor)"}
     assert set(type_scores) == {"Adenocarcinoma", "Large cell carcinoma", "Squamous cell carcinoma", "Normal"}
