@@ -69,8 +69,8 @@ def build_app() -> gr.Blocks:
             performance_tab(choices, perf)
         with gr.Tab("Reading session") as reading:
             session_tab(choices, reading)
-        with gr.Tab("Feedback summary"):
-            summary_tab()
+        with gr.Tab("Feedback summary") as summary:
+            summary_tab(summary)
     upload_folders.install(demo)  # each upload in a folder of its own: a request never deletes another's
     quiet_component_refusals(demo)  # a forged choice: one line in the log, not a traceback with the value
     return demo

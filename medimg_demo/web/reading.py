@@ -29,8 +29,10 @@ def _session_view(s: session.ReadingSession | None):  # noqa: ANN202
     if s is None:
         return "", None, gr.update(visible=False), gr.update(visible=False)
     if s.done:
-        done = (f"**Session complete** - {len(s.cases)} of {len(s.cases)} cases read. Thank you. The session's "
-                "results, your own reads beside your aided answers, are in the **Feedback summary** tab.")
+        where = ("The session's results, your own reads beside your aided answers, are in the **Feedback summary** "
+                 "tab." if auth.sees_everyone(s.reader) else "Your agreement with the model is in the **Feedback "
+                 "summary** tab; accuracy against the truth is shown to the session's owners.")
+        done = f"**Session complete** - {len(s.cases)} of {len(s.cases)} cases read. Thank you. {where}"
         return done, None, gr.update(visible=False), gr.update(visible=False)
     text = (f"**Case {s.index + 1} of {len(s.cases)}** - session {code_span(s.session_id)}, reader {code_span(s.reader)}, "
             f"model `{s.model_id}`")
@@ -222,7 +224,10 @@ def summary_view(chosen: str | None = None,
         v = study_view.build(_visible_rows(request, profile), chosen, accuracy=owner)
     except MedimgError as exc:
         raise refusal(str(exc), exc) from None
-    return (v.table, v.legend, gr.update(choices=v.sessions, value=v.session), v.verdict, v.figure, v.outputs)
+    # a reader who is not an owner: no empty accuracy table and plot frame under the note that says why
+    return (gr.update(value=v.table, visible=owner), v.legend if owner else "",
+            gr.update(choices=v.sessions, value=v.session), v.verdict, gr.update(value=v.figure, visible=owner),
+            v.outputs, gr.update() if owner else gr.update(open=True))  # their agreement: what they may see
 
 
 def export_reader_study(request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio

@@ -235,9 +235,11 @@ def test_summary_view_gives_the_mrmc_verdict_for_three_readers(tmp_path: Path, m
     monkeypatch.delenv("MEDIMG_DB_URL", raising=False)
     seed_study(db, "study-1", readers=3, cases=20)
     seed_study(db, "pilot", readers=2, cases=20, seed=1)
-    table, legend, session, verdict, figure, outputs = reading.summary_view(None)
+    table, legend, session, verdict, figure, outputs, _ = reading.summary_view(None)
     assert session["value"] == "study-1" and set(session["choices"]) == {"study-1", "pilot"}
     assert "Obuchowski-Rockette" in verdict and "95% CI" in verdict and "3 readers x 20 cases" in verdict
+    assert table["visible"] and figure["visible"]
+    table, figure = table["value"], figure["value"]
     assert isinstance(figure, Figure)
     assert list(table.columns) == ["Statistic", "reader01", "reader02", "reader03", "All readers"]
     unaided = table.set_index("Statistic").loc["Accuracy unaided"]
@@ -292,7 +294,9 @@ def test_a_reader_takes_away_no_truth_and_no_case_names_an_owner_takes_everythin
     assert not plain & set(table["case_id"])  # keyed: guessing file names does not invert the ids
     assert not [c for c in reading.feedback_summary(reader).columns if c.endswith("accuracy")]
     view = reading.summary_view(None, reader)
-    assert view[0].empty and "session owners only" in view[3] and view[4] is None
+    assert view[0]["value"].empty and "session owners only" in view[3] and view[4]["value"] is None
+    # no empty accuracy table and plot frame under the note, which is said once; their agreement is opened
+    assert not view[0]["visible"] and not view[4]["visible"] and view[1] == "" and view[6]["open"]
     assert "model_accuracy" in reading.feedback_summary(owner).columns
     assert "Obuchowski-Rockette" in reading.summary_view(None, owner)[3] or "Not enough" in reading.summary_view(None, owner)[3]
     everything = pd.read_csv(reading.export_reader_study(owner))

@@ -10,7 +10,7 @@ from .. import reading as r
 from ..viewer import show_file
 
 
-def summary_tab() -> None:
+def summary_tab(tab: gr.Tab | None = None) -> None:
     gr.Markdown("Reading sessions as a reader study: each reader's accuracy **unaided** (own call first) and "
                 "**aided** (after seeing the model), agreement with the model and how often readers switched to "
                 "its call, per reader and for all readers; the multi-reader multi-case test of unaided vs aided "
@@ -25,7 +25,7 @@ def summary_tab() -> None:
                          wrap=True, elem_id="reader-study-table", column_widths=["300px"])
     legend = gr.Markdown()
     plot = gr.Plot(label="Accuracy unaided vs aided")
-    with gr.Accordion("Agreement per output and heatmap plausibility", open=False):
+    with gr.Accordion("Agreement per output and heatmap plausibility", open=False) as agreement:
         outputs = gr.Dataframe(interactive=False, wrap=True)
         gr.Markdown("<small>Agreement: share of 'Agree' among the answers given (count / answers). Heatmap: how "
                     "many answers rated its plausibility 1 (implausible) to 5 (convincing). **-** : no answer of "
@@ -36,9 +36,11 @@ def summary_tab() -> None:
     export_file = gr.File(label="Export (CSV)", interactive=False, height=80, visible=False)  # shown once it holds one
     # the API's table (machine-readable column names, one row per session): /feedback_summary
     api_table = gr.Dataframe(visible=False)
-    view = [table, legend, session, verdict, plot, outputs]
+    view = [table, legend, session, verdict, plot, outputs, agreement]
     refresh.click(r.feedback_summary, None, api_table, api_name="feedback_summary").then(
         r.summary_view, session, view, api_visibility="private")
+    if tab is not None:  # filled when opened (it had shown an empty "1 2 3" table until Refresh), as Performance is
+        tab.select(r.summary_view, session, view, api_visibility="private")
     session.input(r.summary_view, session, view, api_visibility="private")
     for button, handler, name in ((export_study, r.export_reader_study, "reader_study_export"),
                                   (export, r.export_feedback, "feedback_export")):
