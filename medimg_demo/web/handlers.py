@@ -249,4 +249,4 @@ def show_performance(model_id: str | None):  # noqa: ANN201
     stage = gr.update(value=out["stage"], visible=not out["stage"].empty)
     gallery = [(files.publish(path), caption) for path, caption in out["gallery"] or []]  # served from public/
     return (out["header"], out["overall"], out["per_class"], stage, out["confusion"], out["roc"],
-            out["reliability"], out["explain"], gallery)
+            out["reliability"], out["explain"], gr.update(value=gallery, label=out["gallery_label"]))

@@ -77,6 +77,15 @@ def explain_table(rows: pd.DataFrame, label_name: Callable[[str], str]) -> list[
 
 
 _GALLERY_LOCK = threading.Lock()
+GALLERY_LABEL = ("Error gallery: misclassified test cases, most confident first (image | Grad-CAM; in brackets the "
+                 "calibrated probability of the class predicted)")
+
+
+def gallery_label(shown: int, wrong: int) -> str:
+    """The gallery's title with how many it holds: a gallery scrolled inside its frame hid that more follow."""
+    if not shown:
+        return GALLERY_LABEL
+    return f"{GALLERY_LABEL} - {shown} of {wrong} shown" + (", scroll for all" if shown > 6 else "")
 
 
 def _with_gallery(cfg: ModelConfig, res: Results) -> Results:
@@ -106,7 +115,8 @@ def performance_view(model_id: str | None) -> dict[str, Any]:
     if res is None:
         cmd = f"python -m medimg_demo evaluate --model {cfg.id} --split test --explain"
         return {"header": f"No evaluation cached for `{cfg.id}` yet. Run `{cmd}`.", "overall": empty, "per_class": empty,
-                "stage": empty, "confusion": None, "roc": None, "reliability": None, "explain": "", "gallery": []}
+                "stage": empty, "confusion": None, "roc": None, "reliability": None, "explain": "", "gallery": [],
+                "gallery_label": GALLERY_LABEL}
     m = res.metrics
     explain_rows = m[m["metric"].str.startswith("explain_")]
     spec = get_task(cfg.task)
@@ -139,4 +149,6 @@ def performance_view(model_id: str | None) -> dict[str, Any]:
         "reliability": reliability_figure(res.cases, labels) if res.cases is not None else None,
         "explain": explain_md,
         "gallery": res.gallery,
+        "gallery_label": gallery_label(len(res.gallery or []), int((res.cases["pred"] != res.cases["label"]).sum())
+                                       if res.cases is not None else len(res.gallery or [])),
     }

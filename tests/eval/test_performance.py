@@ -154,6 +154,8 @@ def test_evaluate_is_cached_logged_and_shown(tmp_path, tiny_registry, monkeypatc
     assert "pointing game" in view["explain"]
     wrong = int((res.cases["pred"] != res.cases["label"]).sum())
     assert len(view["gallery"]) == min(wrong, 24)
+    # how many it holds, in its title: scrolled inside its frame, the gallery hid that more followed (UX review)
+    assert view["gallery_label"].endswith(f"{min(wrong, 24)} of {wrong} shown" + (", scroll for all" if wrong > 6 else ""))
     assert list(view["per_class"].columns) == ["Class", "Sensitivity", "Specificity", "PPV (precision)", "F1 score",
                                                 "AUC (one vs rest)"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import handlers as h
+from ..performance import GALLERY_LABEL
 
 #: The error gallery's pictures are image | Grad-CAM pairs, about twice as wide as high. Gradio's tiles are square
 #: and crop a picture to fill them, which cut off the outer half of each side: tiles of the pairs' shape, and the
@@ -31,7 +32,7 @@ def performance_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -
     # one table a row, with set column widths: five "0.95 [0.90, 0.99]" columns beside the class name fit without
     # scrolling at the right (side by side with the overall table they were cut off)
     overall = gr.Dataframe(label="Overall (value and 95% interval)", interactive=False, wrap=True,
-                           column_widths=["52%", "16%", "32%"], elem_id="perf-overall",
+                           column_widths=["40%", "12%", "22%", "26%"], elem_id="perf-overall",
                            max_height=1000)  # every row in view (lung: 16 rows; 500 px cut the last off)
     widths = ["25%", *["15%"] * 5]
     per_class = gr.Dataframe(label="Per class (type): value [95% CI]", interactive=False, wrap=True,
@@ -43,8 +44,7 @@ def performance_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -
         roc = gr.Plot(label="ROC curves", show_label=False)
         reliability = gr.Plot(label="Calibration", show_label=False)
     explain = gr.Markdown(elem_id="perf-explain")  # a measure a row, all cases and each class beside it
-    gallery = gr.Gallery(label="Error gallery: misclassified test cases, most confident first (image | Grad-CAM; "
-                               "in brackets the calibrated probability of the class predicted)", columns=3, height="auto",
+    gallery = gr.Gallery(label=GALLERY_LABEL, columns=3, height="auto",
                          object_fit="contain", buttons=["download", "fullscreen"], elem_id="perf-gallery")
     outs = [header, overall, per_class, stage, confusion, roc, reliability, explain, gallery]
     show.click(h.show_performance, model, outs, api_name="performance")
