@@ -45,6 +45,7 @@ from medimg_demo.web.request_limits import RequestSizeLimit  # noqa: E402
 from medimg_demo.web.upload_names import AnonymousUploadNames  # noqa: E402
 from medimg_demo.web.upload_progress import GuardUploadProgress  # noqa: E402
 from medimg_demo.web.upload_share import UploadShare  # noqa: E402
+from medimg_demo.web.export_owners import ExportsForTheirLogin  # noqa: E402
 from medimg_demo.web.refusal import quiet_component_refusals  # noqa: E402
 from medimg_demo.web.queue_share import QueueShare  # noqa: E402
 
@@ -98,6 +99,7 @@ def launch_options() -> dict[str, Any]:
         app_kwargs={"middleware": [Middleware(files.SecureFileHeaders), Middleware(AnonymousUploadNames),
                                    Middleware(RequestSizeLimit),  # no megabytes of JSON kept in a session
                                    Middleware(UploadShare),  # a reader's raw uploads: so many MB per 2 minutes
+                                   Middleware(ExportsForTheirLogin),  # a feedback export: its login's only
                                    Middleware(BindSessionsToLogins),  # a page's session hash: its login's only
                                    Middleware(GuardUploadProgress),  # upload ids: bounded, forgotten, bound
                                    Middleware(QueueShare)]},  # a reader's share of the queue, at join

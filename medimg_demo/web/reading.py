@@ -16,7 +16,7 @@ from ..feedback import export_csv, summarise
 from ..feedback.reader_study import CANNOT_ASSESS, for_reader
 from ..paths import feedback_db
 from .refusal import refusal
-from . import answered, auth, files, session, session_view, shown, study_view
+from . import answered, auth, export_owners, files, session, session_view, shown, study_view
 from .catalog import answer_choices, stage_caption
 from .handlers import FEEDBACK_RESET, _user
 from .markdown_text import code_span
@@ -89,10 +89,14 @@ def session_unaided(s: session.ReadingSession | None, reader_type: str | None, r
     staged = shown.gave_stage(s.prediction)  # the aided form asks only about what the model showed (after the panel,
     return (s, *_session_view(s), a.type_display,  # so no API output index moved)
             gr.update(value=a.stage_display, label=stage_caption(s.model_id)),
-            a.stage_text, a.pathway_markdown, files.png_file(heat),
+            a.stage_text, a.pathway_markdown, gr.update(value=files.png_file(heat), visible=True),
             session_view.compare_markdown(s.own_read, s.prediction, s.model_id), _case_panel(s),
             gr.update(visible=staged), gr.update(visible=staged), gr.update(visible=shown.gave_pathway(s.prediction)),
             gr.update(visible=shown.gave_heatmap(s.prediction)))
+
+
+#: How many outputs :func:`session_unaided` (and so :func:`session_resume`) gives.
+RESUME_OUTPUTS = 16
 
 
 def session_resume(s: session.ReadingSession | None,
@@ -100,16 +104,13 @@ def session_resume(s: session.ReadingSession | None,
                    profile: gr.OAuthProfile | None = None):  # noqa: ANN201
     """After a start or resume: where this reader's own read of the case in hand is stored already (the page was
     reloaded, or another tab, after the model was shown), show the model beside it for the aided answer, as
-    :func:`session_unaided` does (nothing new is stored); else change nothing."""
+    :func:`session_unaided` does (the model runs again and its prediction is recorded; the own read is not stored
+    twice); else change nothing."""
     own = None if s is None or s.done or s.revealed else answered.stored_own_read(s.session_id, s.reader,
                                                                                  s.case.case_id)
     if own is None:
         return tuple(gr.skip() for _ in range(RESUME_OUTPUTS))
     return session_unaided(s, own["type"], own["stage"], own["confidence"], request, profile)
-
-
-#: How many outputs :func:`session_unaided` (and so :func:`session_resume`) gives.
-RESUME_OUTPUTS = 16
 
 
 def session_aided(s: session.ReadingSession | None, type_agree: str | None, stage_agree: str | None,
@@ -129,7 +130,7 @@ def session_aided(s: session.ReadingSession | None, type_agree: str | None, stag
             )
     except MedimgError as exc:
         raise refusal(str(exc), exc) from None
-    return (s, *_session_view(s), None, None, "", "", None, "",  # model outputs hidden again
+    return (s, *_session_view(s), None, None, "", "", gr.update(value=None, visible=False), "",  # model's: hidden
             None, None, None, *FEEDBACK_RESET, _case_panel(s))  # own-read and feedback forms reset
 
 
@@ -239,6 +240,7 @@ def export_reader_study(request: gr.Request = None,  # type: ignore[assignment] 
         table = _to_take_away(study_view.case_rows(_visible_rows(request, profile)), request, profile)
         out = files.export_path("reader-study")
         export_csv(feedback_db(), out, table)  # the rows are given: formulas neutralised, the store not read again
+        export_owners.record(out, _caller(request, profile))  # served to this login only
         files.prune_exports()
         return str(out)
     except (MedimgError, OSError) as exc:
@@ -253,6 +255,7 @@ def export_feedback(request: gr.Request = None,  # type: ignore[assignment] - in
         rows = _to_take_away(_visible_rows(request, profile), request, profile)
         out = files.export_path("feedback")
         export_csv(feedback_db(), out, rows)
+        export_owners.record(out, _caller(request, profile))  # served to this login only
         files.prune_exports()
         return str(out)
     except (MedimgError, OSError) as exc:

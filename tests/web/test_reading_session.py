@@ -119,9 +119,10 @@ def test_the_case_panel_shows_only_while_a_case_is_read(reading) -> None:  # noq
     """The case, heatmap and display controls stood as empty frames once the session was complete."""
     s, out = _start(reading, 1)
     assert out[-1]["visible"] and out[2] is not None
-    reading.session_unaided(s, CANNOT_ASSESS, None, None)
+    revealed = reading.session_unaided(s, CANNOT_ASSESS, None, None)
+    assert revealed[9]["visible"] and revealed[9]["value"]  # the heatmap frame: shown with the model, not before
     out = reading.session_aided(s, "Agree", None, None, None, None, None, None, "")
-    assert s.done and "Session complete" in out[1] and out[2] is None
+    assert s.done and "Session complete" in out[1] and out[2] is None and not out[9]["visible"]
     assert not out[-1]["visible"] and not out[3]["visible"] and not out[4]["visible"]
     _, again = _start(reading, 1)  # resumed when complete: still nothing to show
     assert "Session complete" in again[1] and not again[-1]["visible"]

@@ -611,6 +611,11 @@ def test_logins_are_enforced_when_configured(auth_app: App) -> None:
           f"bob's row stored as {readers['bob-session']}; bob sees {sorted(seen_by_bob)}, "
           f"owner alice sees {sorted(seen_by_alice)}")
     assert "alice-session" not in seen_by_bob and {"alice-session", "bob-session"} <= seen_by_alice
+    # the owner's export (every reader's rows) is served to her login only: it had gone to any login with its link
+    url = alice.predict(api_name="/feedback_export")["url"]
+    got = {who: httpx.get(url, cookies=c.cookies, timeout=30) for who, c in (("alice", alice), ("bob", bob))}
+    assert got["alice"].status_code == 200 and "bob-session" in got["alice"].text
+    assert got["bob"].status_code == 403 and "bob-session" not in got["bob"].text, got["bob"].status_code
 
 
 def test_the_uploaded_name_never_reaches_disk(app: App, client: Any) -> None:

@@ -72,8 +72,10 @@ def session_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -> No
         with gr.Row(equal_height=True):
             image = gr.Image(label="Case", type="filepath", interactive=False, format="png", buttons=IMAGE_BUTTONS,
                              height=560, elem_id="session-case")
+            # shown once the own read is recorded: before, an empty frame took half the width from the case
             overlay_img = gr.Image(label="Model heatmap (after your read)", type="filepath", interactive=False,
-                                   format="png", buttons=IMAGE_BUTTONS, height=560, elem_id="session-heatmap")
+                                   format="png", buttons=IMAGE_BUTTONS, height=560, elem_id="session-heatmap",
+                                   visible=False)
         display, reset = _display_controls()
     with gr.Group(visible=False) as unaided:
         gr.Markdown("#### 1. Your own read (before seeing the model) - required")
@@ -114,6 +116,9 @@ def session_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -> No
                           api_name="session_start")
     # the own read of the case in hand stored already (a reload after the model was shown): the model beside it
     started.success(r.session_resume, state, revealed, api_visibility="private", show_progress_on=[progress])
+    # no heatmap of a case read before (another session, or this one's) beside a case not read yet
+    started.success(None, None, overlay_img, js="() => ({__type__: 'update', value: null, visible: false})",
+                    api_visibility="private")
     # a reload had put the form back to "session-1": the browser offers the last session again
     named = [session_id, model, n_cases, seed]
     started.success(None, named, None, js=_remember_js(), api_visibility="private")
@@ -138,7 +143,11 @@ def session_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -> No
     # the browser resets the controls itself (no server event), then the server draws the case again
     reset.click(None, None, display, js=f"() => {json.dumps(list(defaults))}").then(
         r.session_redraw, [state, *display], [image, overlay_img], api_visibility="private", show_progress="hidden")
-    for control in display:
-        event = control.release if isinstance(control, gr.Slider) else control.change
-        event(r.session_redraw, [state, *display], [image, overlay_img], api_visibility="private",
-              show_progress="hidden")
+    for control in display:  # a slider: dragged, or a value typed in its box (its release missed a typed one);
+        # the newest value is drawn, none queue up behind it
+        if isinstance(control, gr.Slider):
+            control.input(r.session_redraw, [state, *display], [image, overlay_img], api_visibility="private",
+                          show_progress="hidden", trigger_mode="always_last")
+        else:
+            control.change(r.session_redraw, [state, *display], [image, overlay_img], api_visibility="private",
+                           show_progress="hidden")
