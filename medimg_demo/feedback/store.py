@@ -30,6 +30,7 @@ import pandas as pd
 from ..errors import InputError, StoreError
 from ..paths import feedback_store
 from . import schema
+from .lookalike import named_alike
 from .postgres_store import PostgresBackend
 from .record import MAX_OUTPUTS_JSON, PREDICTION_ID_RE, SHA256_RE, Feedback
 from .schema import ADDED_COLUMNS, UNIQUE_KEY  # noqa: F401 - part of this module's interface
@@ -55,12 +56,6 @@ class Backend(Protocol):
     def session_ids(self) -> list[str]: ...  # every registered reading session's name
     def fetch_feedback(self, where: dict[str, str] | None = None) -> list[tuple[Any, ...]]: ...
     # schema.columns() order, oldest first; ``where``: column -> value, equality on schema.FILTER_COLUMNS only
-
-
-def _named_alike(ids: list[str], session_id: str) -> str | None:
-    if session_id in ids:
-        return None
-    return next((i for i in ids if i.casefold() == session_id.casefold()), None)
 
 
 def new_prediction_id() -> str:
@@ -128,25 +123,26 @@ class FeedbackStore:
         """Fix a reading session's model, size and seed at its first start; the parameters it was started with (the
         ones given, or an earlier start's)."""
         def no_name_alike(ids: list[str]) -> None:  # checked in the insert's transaction: two first starts of
-            if (alike := _named_alike(ids, session_id)) is not None:  # "RS-1" and "rs-1" at once, one is refused
-                raise InputError(f"A reading session named '{alike}' exists: names that differ only in case would be "
-                                 f"taken for one session. Type '{alike}' to join it, or give a new session a name of "
-                                 "its own.")
+            if (alike := named_alike(ids, session_id)) is not None:  # "RS-1" and "rs-1" at once, one is refused
+                raise InputError(f"A reading session named '{alike}' exists: names that read alike (other case, "
+                                 "look-alike characters) would be taken for one session. Type "
+                                 f"'{alike}' to join it, or give a new session a name of its own.")
 
-        if session_id not in self.backend.session_ids() and self.backend.fetch_feedback(
-                {"session_id": session_id, "phase": "free"}):  # its summary would count those answers as its own
-            raise InputError(f"'{session_id}' already names feedback given on the Analyse tab; give the reading "
-                             "session a name of its own.")
+        if session_id not in self.backend.session_ids():  # a new one: not a name Analyse-tab feedback carries
+            free = list(dict.fromkeys(schema.frame(self.backend.fetch_feedback({"phase": "free"}))["session_id"]))
+            if (taken := session_id if session_id in free else named_alike(free, session_id)) is not None:
+                raise InputError(f"'{taken}' already names feedback given on the Analyse tab (its summary would count "
+                                 "those answers as the session's); give the reading session a name of its own.")
         row = self.backend.register_session({
             "session_id": session_id, "model_id": model_id, "n_cases": int(n_cases), "seed": int(seed),
             "started_by": started_by or "", "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")},
             no_name_alike)
         return dict(zip(schema.READING_SESSION_COLUMNS, row))
 
-    def session_named_alike(self, session_id: str) -> str | None:
+    def sessionnamed_alike(self, session_id: str) -> str | None:
         """A registered session whose name differs from ``session_id`` only in case ("RS-75C98D" for "rs-75c98d"), if
         no session has this very name; else None."""
-        return _named_alike(self.backend.session_ids(), session_id)
+        return named_alike(self.backend.session_ids(), session_id)
 
     def submit(self, fb: Feedback) -> int:
         """Store one submission; returns its row id (the same id again for a retry with the same idempotency key).
@@ -163,7 +159,7 @@ class FeedbackStore:
         fb.validate()
         if fb.phase == "free" and (name := fb.session_id.strip()):  # a reading session's figures are its cases'
             ids = self.backend.session_ids()
-            if (taken := name if name in ids else _named_alike(ids, name)) is not None:
+            if (taken := name if name in ids else named_alike(ids, name)) is not None:
                 raise InputError(f"'{taken}' is a reading session: its cases are answered on the Reading session tab. "
                                  "Leave the session id empty, or give a name no reading session has.")
         row = schema.feedback_row(fb)

@@ -127,9 +127,12 @@ def test_feedback_from_analyse_cannot_pose_as_a_reading_sessions_reads(store) ->
     for name in ("RV-shared", "rv-shared"):
         with pytest.raises(InputError, match="'RV-shared' is a reading session"):
             submit(store, Feedback(reader="reader2", image_sha256=SHA, session_id=name, type_agree=False))
+    with pytest.raises(InputError, match="'RV-shared' is a reading session"):  # a figure dash for the hyphen
+        submit(store, Feedback(reader="reader2", image_sha256=SHA, session_id="RV\u2012shared", type_agree=False))
     submit(store, Feedback(reader="reader2", image_sha256=SHA, session_id="free-notes", type_agree=False))
-    with pytest.raises(InputError, match="already names feedback given on the Analyse tab"):
-        register_session(store, "free-notes", "lung_ct.tiny_v0", 3, 0, "reader1")
+    for name in ("free-notes", "FREE-NOTES", "free\u2010notes"):
+        with pytest.raises(InputError, match="'free-notes' already names feedback given on the Analyse tab"):
+            register_session(store, name, "lung_ct.tiny_v0", 3, 0, "reader1")
     assert read_all(store)["session_id"].tolist() == ["free-notes"]
 
 
@@ -164,9 +167,19 @@ def test_a_session_name_that_differs_only_in_case_is_refused_naming_the_one_that
     from medimg_demo.errors import InputError
 
     register_session(store, "RS-75C98D", "lung_ct.tiny_v0", 20, 0, "owner")
-    for typed in ("rs-75c98d", "Rs-75C98d"):
+    # other case, and look-alike characters a hostile review started as sessions of their own: a hyphen (U+2010), a
+    # minus sign, a modifier minus, a figure dash, a Latin small capital S; a Latin alpha, an Armenian "h" (U+0570)
+    # and a Cyrillic "e" in "rv-shared"
+    for typed in ("rs-75c98d", "Rs-75C98d", "RS\u201075C98D", "RS\u221275C98D", "RS\u02d775C98D", "RS\u201275C98D",
+                  "R\ua731-75C98D"):
         with pytest.raises(InputError, match="named 'RS-75C98D' exists"):
             register_session(store, typed, "lung_ct.tiny_v0", 20, 0, "reader")
+    register_session(store, "rv-shared", "lung_ct.tiny_v0", 20, 0, "owner")
+    for typed in ("rv-sh\u0251red", "rv-s\u0570ared", "rv-shar\u0435d"):
+        with pytest.raises(InputError, match="named 'rv-shared' exists"):
+            register_session(store, typed, "lung_ct.tiny_v0", 20, 0, "reader")
+    for distinct in ("rv-sharéd", "rv-shared-2", "RS-75C98E"):  # an accent, one more character: other names
+        register_session(store, distinct, "lung_ct.tiny_v0", 20, 0, "reader")
     assert register_session(store, "RS-75C98D", "lung_ct.tiny_v0", 20, 0, "reader")["started_by"] == "owner"
     assert register_session(store, "RS-75C98E", "lung_ct.tiny_v0", 20, 0, "reader")["started_by"] == "reader"
 
