@@ -25,6 +25,7 @@ from ..errors import InputError
 from .annex_e import Scrubber, new_file_meta
 from .dicom import _BURNED_IN_MODALITIES as BURNED_IN_MODALITIES  # pixels that often show burned-in details
 from .dicom import looks_like_dicom
+from .echoes import empty_echoes, identifiers
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +133,10 @@ def _deidentify(fp: Any, size: int) -> tuple[bytes, tuple[int, int] | None, bool
         first = [t for t in _PIXEL_TAGS if t in ds][-1]
         for tag in [t for t in ds.keys() if t >= first]:
             del ds[tag]
+    found = identifiers(ds)  # the patient's name parts and IDs, looked for again in what the profile keeps
     scrubber = Scrubber()
     scrubber.scrub(ds)
+    empty_echoes(ds, found)
     meta = getattr(ds, "file_meta", None)
     if meta is not None:  # written anew: no source AE title, private or sender data
         ds.file_meta = meta = new_file_meta(meta, ds, scrubber)

@@ -494,6 +494,39 @@ def test_free_text_under_another_vr_or_in_a_uid_is_not_written(kind: str, tmp_pa
         assert back.pixel_array.shape == ds.pixel_array.shape  # still an image
 
 
+@pytest.mark.parametrize("kind", ["small", "explicit"])
+def test_the_patients_name_and_ids_echoed_in_kept_attributes_are_not_written(kind: str, tmp_path) -> None:
+    """A radiologist's review downloaded the copy of a file whose kept attributes (Manufacturer, Model Name, Body Part,
+    Patient Position, one Image Type value) spelled the patient's name as codes ("SMITHJOHN"): written as they were,
+    under PatientIdentityRemoved YES. The name parts and IDs the file gives are now looked for in every kept text
+    value, at every level; other kept values stay."""
+    ds = dcmread(io.BytesIO(dicom_bytes((gradient() * 1000).astype(np.uint16)) if kind == "small"
+                            else _large_dicom(kind)))
+    ds.PatientName, ds.PatientID, ds.AccessionNumber = "SMITH^JOHN", "MRN12345", "ACC-998877"
+    ds.Modality, ds.Manufacturer, ds.ManufacturerModelName = "CT", "JOHNSMITH MFR", "SMITHJOHN"
+    ds.BodyPartExamined, ds.PatientPosition, ds.ImageType = "SMITHJOHN", "HFS", ["DERIVED", "SMITH"]
+    ds.DeviceSerialNumber = "X"  # the profile's own action stays
+    kept = Dataset()
+    kept.BodyPartExamined, kept.Laterality, kept.CodeMeaning = "CHEST", "R", "report 998877 reviewed"
+    ds.add(DataElement(Tag(0x0008, 0x2218), "SQ", Sequence([kept])))  # Anatomic Region Sequence: kept
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    src, dst = tmp_path / "in.dcm", tmp_path / "out.dcm"
+    src.write_bytes(buf.getvalue())
+    from medimg_demo.imaging.deid import deidentify_file
+
+    deidentify_file(src, dst)
+    for out in (deidentify(buf.getvalue()), dst.read_bytes()):
+        header = out[:out.find(b"\xe0\x7f\x10\x00")]  # before the pixel data, whose bytes are anything
+        for word in (b"SMITH", b"JOHN", b"MRN12345", b"998877"):
+            assert word not in header.upper(), word
+        back = dcmread(io.BytesIO(out))
+        assert back.Manufacturer == "" and back.ManufacturerModelName == "" and back.BodyPartExamined == ""
+        assert back.get("ImageType", "") == "" and back.PatientPosition == "HFS" and back.Modality == "CT"
+        region = back.AnatomicRegionSequence[0]
+        assert region.BodyPartExamined == "CHEST" and region.Laterality == "R" and region.CodeMeaning == ""
+
+
 def test_a_defined_modality_and_code_strings_are_kept() -> None:
     ds = dcmread(io.BytesIO(dicom_bytes((gradient() * 1000).astype(np.uint16))))
     ds.Modality, ds.BodyPartExamined, ds.ImageType = "mr", "ABDOMENPELVISLEGS", ["ORIGINAL", "PRIMARY", "M", "ND"]
