@@ -105,8 +105,8 @@ def predict(
         view_store.keep(dataclasses.replace(a.view, created_by=created_by)),  # a key; the view is bound to the login
         gr.update(value=a.frame_index + 1, visible=a.n_frames > 1, label=f"Frame (1-{a.n_frames}; Enter to show)"),
         notes,
-        gr.update(value=round(dw[0], 2)) if dw else gr.update(),
-        gr.update(value=round(dw[1], 2)) if dw else gr.update(),
+        gr.update(value=round(dw[0], 2) if dw else None),  # none: the last file's window does not stay in the boxes
+        gr.update(value=round(dw[1], 2) if dw else None),
         *viewer.after_analysis(a, image_file, overlay_file),
     )
 

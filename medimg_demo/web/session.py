@@ -108,6 +108,10 @@ def feedback_from_prediction(
     pid = prediction_id_of(prediction_id)
     if pid is None:
         raise InputError("Run a prediction first: feedback is stored against the prediction shown.")
+    answers = (type_agree, stage_agree, pathway_agree, corrected_type, corrected_stage, heatmap_plausibility, confidence)
+    if phase == "free" and all(a in (None, "") for a in answers) and not (isinstance(comment, str) and comment.strip()):
+        raise InputError("Give at least one answer (agree or disagree, your type, a rating or a comment) before "
+                         "submitting: an empty form is not stored.")
     rec = feedback.get_prediction(store, pid)
     if rec is None:
         raise InputError("This prediction is not known to this server: run the prediction again and give feedback "

@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pandas as pd
+import gradio as gr
 import pytest
 
 from conftest import LUNG, dicom_bytes, gradient
@@ -112,6 +113,9 @@ def test_database_holds_no_phi_from_a_dicom(tmp_path, store, tiny_registry, monk
     src.write_bytes(dicom_bytes((gradient(96, 96) * 3000).astype(np.uint16), slope=1, intercept=-1024, window=(40, 400)))
     outputs = app.predict(app.rename_upload(str(src)), None, 0.5)
     raw = outputs[7]
+    # an empty form (a reviewer pressed Submit with nothing chosen) was stored as a row of no answers
+    with pytest.raises(gr.Error, match="at least one answer"):
+        app.submit_feedback(raw, "reader07", "s1", None, None, None, "", "", None, None, "  ")
     msg = app.submit_feedback(raw, "reader07", "s1", "Disagree", "Disagree", "Agree", "normal", "none", 2, 4, "looks odd")
     assert "stored" in msg
     if isinstance(store, str):  # every stored cell of both tables, as the server holds them

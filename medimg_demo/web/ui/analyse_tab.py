@@ -73,13 +73,15 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
             run = gr.Button("Analyse", variant="primary")
             # a Number, not a Slider: a slider's API maximum is its initial one, so a fresh client could not ask
             # for frame 3 of a 16-frame file; the decoder checks the number against the file
-            frame = gr.Number(label="Frame (multi-frame DICOM; Enter to show)", value=None, precision=0, minimum=1,
+            # no minimum: Gradio refused a 0 (or a negative width below) with a second toast, and every later
+            # analysis with it (the boxes are its inputs) until corrected; the server says what to type instead
+            frame = gr.Number(label="Frame (multi-frame DICOM; Enter to show)", value=None, precision=0,
                               visible=False, elem_id="frame")
             with gr.Accordion("Display window (DICOM; the model's input does not change)", open=False):
                 window = gr.Dropdown(WINDOW_CHOICES, value="File default", label="Window")
                 with gr.Row():
                     center = gr.Number(label="Centre", value=None)
-                    width = gr.Number(label="Width", value=None, minimum=0)
+                    width = gr.Number(label="Width", value=None)
             report_btn = gr.Button("Download report (PDF)", size="sm", visible=False)
             report_file = gr.File(label="Case report (PDF)", interactive=False, height=80, visible=False,
                                   elem_id="report-file")
@@ -149,7 +151,9 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
         start = event if held_already else event.then(**hold)
         switched = let_go(let_go(start.then(h.clear_outputs, None, outputs, queue=False, **private)).then(
             **offer_switch))
-        ran = let_go(switched.then(h.predict, inputs=inputs, outputs=outputs, **(api or private)))
+        # a failure is a toast and one mark on the viewer, not "Error" on every output
+        ran = let_go(switched.then(h.predict, inputs=inputs, outputs=outputs, show_progress_on=[slider],
+                                   **(api or private)))
         ran.success(**release).then(**offer_switch)
 
     analyse(run.click(**hold), held_already=True, api=dict(api_name="predict"))
