@@ -15,6 +15,7 @@ too: the copy loses a descriptor, never an identifier.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 #: Person names whose parts are looked for (the patient's, under each name it is recorded by).
@@ -23,11 +24,19 @@ _NAMES = ("PatientName", "PatientBirthName", "OtherPatientNames", "PatientMother
 _IDS = ("PatientID", "OtherPatientIDs", "AccessionNumber", "PatientBirthDate", "MedicalRecordLocator")
 #: Text VRs whose values are searched (numbers, dates and UIDs are handled by the profile itself).
 _TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"})
-_NOT_ALNUM = re.compile(r"[^0-9A-Z]+")
 
 
 def _plain(value: Any) -> str:
-    return _NOT_ALNUM.sub("", str(value).upper())
+    """Letters and digits only, accents dropped, case folded ("Müller-Lüdenscheidt" -> "mullerludenscheidt"), in any
+    alphabet ("山田")."""
+    text = unicodedata.normalize("NFKD", str(value))
+    return "".join(c for c in text if c.isalnum() and not unicodedata.combining(c)).casefold()
+
+
+def _long_enough(token: str, ascii_min: int) -> bool:
+    """A token worth looking for: ``ascii_min`` characters in the Latin alphabet or digits, two in others (a
+    two-character kanji name part is a name; "LI" would empty real codes)."""
+    return len(token) >= (ascii_min if token.isascii() else 2)
 
 
 def _values(elem: Any) -> list[Any]:
@@ -36,18 +45,19 @@ def _values(elem: Any) -> list[Any]:
 
 
 def identifiers(ds: Any) -> frozenset[str]:
-    """What identifies the patient in ``ds`` (upper case, letters and digits only), read before the profile runs:
-    each name part of three letters or more, each ID of four characters or more and its longest run of five or more
-    digits."""
+    """What identifies the patient in ``ds`` (:func:`_plain`), read before the profile runs: each name part of three
+    letters or more (two in other alphabets than the Latin one), each ID of four characters or more and its longest
+    run of five or more digits."""
     found: set[str] = set()
     for item in _items(ds):
         for keyword in _NAMES:
             for value in _values(item.data_element(keyword)) if keyword in item else ():
-                found.update(p for p in (_plain(part) for part in re.split(r"[\^=,\s]+", str(value))) if len(p) >= 3)
+                found.update(p for p in (_plain(part) for part in re.split(r"[\^=,\s]+", str(value)))
+                             if _long_enough(p, 3))
         for keyword in _IDS:
             for value in _values(item.data_element(keyword)) if keyword in item else ():
                 whole = _plain(value)
-                if len(whole) >= 4:
+                if _long_enough(whole, 4):
                     found.add(whole)
                 digits = max(re.findall(r"\d+", whole), key=len, default="")
                 if len(digits) >= 5:

@@ -525,6 +525,18 @@ def test_the_patients_name_and_ids_echoed_in_kept_attributes_are_not_written(kin
         assert region.BodyPartExamined == "CHEST" and region.Laterality == "R" and region.CodeMeaning == ""
 
 
+def test_an_echoed_name_is_found_without_its_accents_and_in_other_alphabets(tmp_path) -> None:
+    """"Müller" kept as "MULLER MED" and a kanji name part kept in a model name: found too (letters compared without
+    accents, case folded; a name part of two characters in an alphabet other than the Latin one)."""
+    ds = dcmread(io.BytesIO(dicom_bytes((gradient() * 1000).astype(np.uint16))))
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "Müller^Jürgen=山田^太郎"
+    ds.Modality, ds.Manufacturer, ds.ManufacturerModelName, ds.BodyPartExamined = "CT", "MULLER MED", "山田 X1", "CHEST"
+    for out in _both_copies(ds, tmp_path):
+        back = dcmread(io.BytesIO(out))
+        assert back.Manufacturer == "" and back.ManufacturerModelName == "" and back.BodyPartExamined == "CHEST"
+
+
 def test_a_defined_modality_and_code_strings_are_kept() -> None:
     ds = dcmread(io.BytesIO(dicom_bytes((gradient() * 1000).astype(np.uint16))))
     ds.Modality, ds.BodyPartExamined, ds.ImageType = "mr", "ABDOMENPELVISLEGS", ["ORIGINAL", "PRIMARY", "M", "ND"]
