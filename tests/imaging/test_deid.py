@@ -537,6 +537,59 @@ def test_an_echoed_name_is_found_without_its_accents_and_in_other_alphabets(tmp_
         assert back.Manufacturer == "" and back.ManufacturerModelName == "" and back.BodyPartExamined == "CHEST"
 
 
+@pytest.mark.parametrize("name, ident, born, echoes", [
+    ("SMITH-JONES^MARYANNE", "", "", {"Manufacturer": "SMITH", "ManufacturerModelName": "JONES"}),  # a hyphen
+    ("SMITH_JOHN", "", "", {"Manufacturer": "SMITH", "SoftwareVersions": "JOHN"}),  # one word with a separator
+    ("Sørensen^Søren", "", "", {"Manufacturer": "SORENSEN SOREN"}),  # spelt in ASCII
+    ("Wałęsa^Łukasz", "", "", {"Manufacturer": "WALESA LUKASZ"}),
+    ("Müller^Jürgen", "", "", {"Manufacturer": "MUELLER JUERGEN"}),
+    ("WU^LI", "", "", {"Manufacturer": "WU LI", "ManufacturerModelName": "WULI"}),  # two-letter parts, run together
+    ("DOE^JANE^Q", "", "", {"BodyPartExamined": "DOEJANE"}),  # without the middle name
+    ("", "00123456", "", {"Manufacturer": "MRN 123456", "SeriesNumber": "123456"}),  # leading zeros; a number
+    ("", "", "19800317", {"Manufacturer": "DOB 17.03.1980", "ManufacturerModelName": "03/17/1980"}),
+])
+def test_echoes_split_spelt_or_reformatted_are_found_too(name: str, ident: str, born: str, echoes: dict,
+                                                         tmp_path) -> None:
+    """A hostile review of the first version: a hyphenated name, ASCII spellings of accented names, two-letter
+    names, an ID without its leading zeros or as a series number, and a birth date written another way survived."""
+    ds = dcmread(io.BytesIO(dicom_bytes((gradient() * 1000).astype(np.uint16))))
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.Modality = name, ident, born, "CT"
+    for keyword, value in echoes.items():
+        setattr(ds, keyword, value)
+    for out in _both_copies(ds, tmp_path):
+        back = dcmread(io.BytesIO(out))
+        assert all(back.get(k) in ("", None) for k in echoes), {k: back.get(k) for k in echoes}
+
+
+@pytest.mark.parametrize("name", ["Mary^Ina", "Rome^Ono", "Phil^Med", "Elvis^Che", "ISO^Ir"])
+def test_a_common_name_does_not_empty_real_codes(name: str, tmp_path) -> None:
+    """Matching names as whole words: the first version emptied Image Type for Mary ("PRIMARY"), the photometric
+    interpretation for Rome ("MONOCHROME2"), the manufacturer for Phil ("Philips") and the character set for ISO."""
+    ds = dcmread(io.BytesIO(dicom_bytes((gradient() * 1000).astype(np.uint16))))
+    ds.SpecificCharacterSet, ds.PatientName, ds.Modality = "ISO_IR 100", name, "CT"
+    ds.ImageType, ds.Manufacturer = ["ORIGINAL", "PRIMARY", "AXIAL"], "Philips Medical Systems"
+    ds.BodyPartExamined = "PELVIS" if "Elvis" in name else "CHEST"
+    for out in _both_copies(ds, tmp_path):
+        back = dcmread(io.BytesIO(out))
+        assert list(back.ImageType) == ["ORIGINAL", "PRIMARY", "AXIAL"] and back.Manufacturer == "Philips Medical Systems"
+        assert back.PhotometricInterpretation == "MONOCHROME2" and back.SpecificCharacterSet == "ISO_IR 100"
+        assert back.BodyPartExamined in ("PELVIS", "CHEST")
+
+
+def test_an_800_kb_name_is_looked_for_in_a_bounded_number_of_words(tmp_path) -> None:
+    """100,000 name parts had taken 7 s a copy (every part against every value): the words looked for are bounded,
+    and the first ones still found."""
+    from medimg_demo.imaging.echoes import MAX_IDS, MAX_WORDS, identifiers
+
+    ds = dcmread(io.BytesIO(dicom_bytes((gradient() * 1000).astype(np.uint16))))
+    ds.PatientName = "^".join(f"N{i:06d}" for i in range(100_000))
+    ds.Modality, ds.Manufacturer = "CT", "N000001"
+    words, runs = identifiers(ds)
+    assert len(words) <= MAX_WORDS * 4 and len(runs) <= MAX_IDS
+    assert all(dcmread(io.BytesIO(out)).Manufacturer == "" for out in _both_copies(ds, tmp_path))
+
+
 def test_a_defined_modality_and_code_strings_are_kept() -> None:
     ds = dcmread(io.BytesIO(dicom_bytes((gradient() * 1000).astype(np.uint16))))
     ds.Modality, ds.BodyPartExamined, ds.ImageType = "mr", "ABDOMENPELVISLEGS", ["ORIGINAL", "PRIMARY", "M", "ND"]
