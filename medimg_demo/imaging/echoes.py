@@ -99,7 +99,7 @@ def identifiers(ds: Any) -> tuple[frozenset[str], frozenset[str]]:
                                parts[0] + parts[1], parts[1] + parts[0]):
                     words.update(f for f in _forms(joined) if len(f) >= 4)
         for ident in _found_in(item, _IDS):
-            whole = "".join(sorted(_forms(_text(ident)), key=len)[:1])
+            whole = min(_forms(_text(ident)), key=len, default="")
             if len(whole) >= 4:
                 runs.add(whole)
             digits = max(re.findall(r"\d+", whole), key=len, default="")
