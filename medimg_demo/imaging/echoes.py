@@ -30,6 +30,8 @@ import re
 import unicodedata
 from typing import Any
 
+from .code_strings import is_multi
+
 #: Person names whose parts are looked for (the patient's, under each name it is recorded by).
 _NAMES = ("PatientName", "PatientBirthName", "OtherPatientNames", "PatientMotherBirthName")
 #: Identifiers looked for as runs of characters (their letters and digits), and for their longest run of digits.
@@ -65,8 +67,7 @@ def _words(value: Any) -> list[str]:
 
 
 def _values(elem: Any) -> list[Any]:
-    value = elem.value
-    return list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    return list(elem.value) if is_multi(elem.value) else [elem.value]
 
 
 def _items(ds: Any) -> list[Any]:

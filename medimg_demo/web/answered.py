@@ -18,10 +18,13 @@ def _rows(session_id: str, reader: str, case_id: str, phase: str, db: Path | Non
                                   phase=phase)
 
 
+def _missing(stored: Any) -> bool:
+    """No value in a stored cell (None, or NaN where pandas read a column with gaps)."""
+    return stored is None or (isinstance(stored, float) and np.isnan(stored))
+
+
 def _same(stored: Any, sent: Any) -> bool:
-    if stored is None or (isinstance(stored, float) and np.isnan(stored)):
-        return sent in (None, "")
-    return str(stored) == str(sent)
+    return sent in (None, "") if _missing(stored) else str(stored) == str(sent)
 
 
 def check_not_answered_elsewhere(session_id: str, reader: str, case_id: str, phase: str, answer: dict[str, Any],
@@ -46,7 +49,7 @@ def stored_own_read(session_id: str, reader: str, case_id: str, db: Path | None 
     if rows.empty:
         return None
     first = rows.iloc[0]
-    plain = lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else v  # noqa: E731
+    plain = lambda v: None if _missing(v) else v  # noqa: E731
     confidence = plain(first["confidence"])
     return {"type": plain(first["reader_type"]), "stage": plain(first["reader_stage"]),
             "confidence": int(confidence) if confidence is not None else None}
