@@ -187,13 +187,17 @@ class PostgresBackend:
             return con.execute(f"SELECT {', '.join(schema.PREDICTION_COLUMNS)} FROM predictions WHERE id = %s",
                                (prediction_id,)).fetchone()
 
-    def register_session(self, rec: dict[str, Any], check: Callable[[list[str]], None]) -> tuple[Any, ...]:
+    def register_session(self, rec: dict[str, Any], check: Callable[[list[str], list[str]], None]) -> tuple[Any, ...]:
         """Store a reading session's parameters unless its name is taken (by any replica), after ``check`` has seen
-        every name, one start at a time (an advisory lock held by the transaction); the stored parameters."""
+        every session's name and every name free feedback carries, one start (or named free insert) at a time: an
+        advisory lock held by the transaction, whose reads see what committed before the lock was granted (read
+        committed, whatever the server's default); the stored parameters."""
         cols = list(schema.READING_SESSION_COLUMNS)
         with self._session("starting the reading session") as con, con.transaction():
+            con.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
             con.execute("SELECT pg_advisory_xact_lock(%s)", (_SESSIONS_LOCK,))
-            check([r[0] for r in con.execute("SELECT session_id FROM reading_sessions").fetchall()])
+            check([r[0] for r in con.execute(schema.SESSION_NAMES).fetchall()],
+                  [r[0] for r in con.execute(schema.FREE_NAMES).fetchall()])
             con.execute(f"INSERT INTO reading_sessions ({', '.join(cols)}) VALUES ({', '.join('%s' for _ in cols)}) "
                         "ON CONFLICT (session_id) DO NOTHING", [rec[c] for c in cols])
             return con.execute(f"SELECT {', '.join(cols)} FROM reading_sessions WHERE session_id = %s",
@@ -203,8 +207,9 @@ class PostgresBackend:
         with self._session("reading the reading sessions") as con:
             return [r[0] for r in con.execute("SELECT session_id FROM reading_sessions").fetchall()]
 
-    def insert_feedback(self, row: dict[str, Any]) -> int:
+    def insert_feedback(self, row: dict[str, Any], check: Callable[[list[str]], None] | None = None) -> int:
         """Insert one row; a known idempotency key (stored before, or by a concurrent request) returns that row's id.
+        ``check``, if given, sees every session's name first, under the lock a session's start takes.
 
         The key is looked up first so that a plain retry does not use up an id; ``ON CONFLICT`` settles the race
         of two requests with the same key (the second waits for the first to commit, then inserts nothing).
@@ -219,6 +224,9 @@ class PostgresBackend:
             con.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
             if row.get("prediction_id"):
                 con.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (row["prediction_id"],))
+            if check is not None:  # after the prediction's lock, as every taker of both (a start takes this one only)
+                con.execute("SELECT pg_advisory_xact_lock(%s)", (_SESSIONS_LOCK,))
+                check([r[0] for r in con.execute(schema.SESSION_NAMES).fetchall()])
             if key is not None and (done := con.execute(find, (key,)).fetchone()) is not None:
                 schema.refuse_other_answer(done[1:], row)
                 return int(done[0])

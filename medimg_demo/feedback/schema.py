@@ -70,6 +70,10 @@ READING_SESSION_COLUMNS: dict[str, str] = {
     "created_utc": "TEXT NOT NULL",
 }
 SESSION_INDEX = "CREATE INDEX IF NOT EXISTS feedback_session ON feedback (session_id, reader, case_id)"
+#: The names Analyse-tab feedback carries (a reading session may not start under one; read in its start's transaction).
+FREE_NAMES = "SELECT DISTINCT session_id FROM feedback WHERE phase = 'free' AND session_id <> ''"
+#: Every reading session's name (free feedback may not carry one; read in its insert's transaction).
+SESSION_NAMES = "SELECT session_id FROM reading_sessions"
 #: The idempotency key is unique (NULLs allowed: rows written before keys existed, or by the CLI).
 UNIQUE_KEY = "CREATE UNIQUE INDEX IF NOT EXISTS feedback_idempotency ON feedback (idempotency_key)"
 #: Rows are counted per prediction before each insert (:data:`MAX_ROWS_PER_PREDICTION`).

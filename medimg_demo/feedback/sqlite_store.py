@@ -113,14 +113,15 @@ class SqliteBackend:
             return con.execute(f"SELECT {', '.join(schema.PREDICTION_COLUMNS)} FROM predictions WHERE id = ?",
                                (prediction_id,)).fetchone()
 
-    def register_session(self, rec: dict[str, Any], check: Callable[[list[str]], None]) -> tuple[Any, ...]:
-        """Store a reading session's parameters unless its name is taken, after ``check`` has seen every name, all
-        in one write transaction (another process's start waits); the stored parameters either way."""
+    def register_session(self, rec: dict[str, Any], check: Callable[[list[str], list[str]], None]) -> tuple[Any, ...]:
+        """Store a reading session's parameters unless its name is taken, after ``check`` has seen every session's
+        name and every name free feedback carries, all in one write transaction (another process's start, and any
+        feedback insert, waits); the stored parameters either way."""
         cols = list(schema.READING_SESSION_COLUMNS)
         with _connection(self.path) as con, _guard("starting the reading session"):
             con.execute("BEGIN IMMEDIATE")
             try:
-                check([r[0] for r in con.execute("SELECT session_id FROM reading_sessions")])
+                check([r[0] for r in con.execute(schema.SESSION_NAMES)], [r[0] for r in con.execute(schema.FREE_NAMES)])
                 con.execute(f"INSERT OR IGNORE INTO reading_sessions ({', '.join(cols)}) "
                             f"VALUES ({', '.join('?' for _ in cols)})", [rec[c] for c in cols])
                 row = con.execute(f"SELECT {', '.join(cols)} FROM reading_sessions WHERE session_id = ?",
@@ -137,14 +138,17 @@ class SqliteBackend:
         with _connection(self.path) as con, _guard("reading the reading sessions"):
             return [r[0] for r in con.execute("SELECT session_id FROM reading_sessions").fetchall()]
 
-    def insert_feedback(self, row: dict[str, Any]) -> int:
-        """Insert one row in an immediate transaction; a known idempotency key returns the stored row's id."""
+    def insert_feedback(self, row: dict[str, Any], check: Callable[[list[str]], None] | None = None) -> int:
+        """Insert one row in an immediate transaction (after ``check``, if given, has seen every session's name in
+        it: a session's start waits); a known idempotency key returns the stored row's id."""
         cols = ", ".join(row)
         marks = ", ".join("?" for _ in row)
         key = row.get("idempotency_key")
         with _connection(self.path) as con, _guard("storing the feedback"):
             con.execute("BEGIN IMMEDIATE")
             try:
+                if check is not None:
+                    check([r[0] for r in con.execute(schema.SESSION_NAMES)])
                 if key is not None:
                     done = con.execute(f"SELECT id, {', '.join(schema.ANSWER_COLUMNS)} FROM feedback "
                                        "WHERE idempotency_key = ?", (key,)).fetchone()

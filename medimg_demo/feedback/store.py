@@ -50,9 +50,12 @@ class Backend(Protocol):
     def exists(self) -> bool: ...  # False: nothing was ever written (reading gives an empty frame)
     def insert_prediction(self, rec: dict[str, Any]) -> None: ...
     def fetch_prediction(self, prediction_id: str) -> tuple[Any, ...] | None: ...
-    def insert_feedback(self, row: dict[str, Any]) -> int: ...  # same id again for a known idempotency key
-    def register_session(self, rec: dict[str, Any], check: Callable[[list[str]], None]) -> tuple[Any, ...]: ...
-    # the stored parameters; ``check`` sees every session name first, in the same transaction (it may refuse)
+    def insert_feedback(self, row: dict[str, Any], check: Callable[[list[str]], None] | None = None) -> int: ...
+    # same id again for a known idempotency key; ``check`` sees every session name first, in the same transaction
+    def register_session(self, rec: dict[str, Any],
+                         check: Callable[[list[str], list[str]], None]) -> tuple[Any, ...]: ...
+    # the stored parameters; ``check`` sees every session name and every name free feedback carries first, in the
+    # same transaction (it may refuse)
     def session_ids(self) -> list[str]: ...  # every registered reading session's name
     def fetch_feedback(self, where: dict[str, str] | None = None) -> list[tuple[Any, ...]]: ...
     # schema.columns() order, oldest first; ``where``: column -> value, equality on schema.FILTER_COLUMNS only
@@ -122,17 +125,16 @@ class FeedbackStore:
             str, Any]:
         """Fix a reading session's model, size and seed at its first start; the parameters it was started with (the
         ones given, or an earlier start's)."""
-        def no_name_alike(ids: list[str]) -> None:  # checked in the insert's transaction: two first starts of
-            if (alike := named_alike(ids, session_id)) is not None:  # "RS-1" and "rs-1" at once, one is refused
+        def no_name_alike(ids: list[str], free: list[str]) -> None:  # in the insert's transaction: two first
+            # starts of "RS-1" and "rs-1" at once, one is refused; a new one, not under a name free feedback carries
+            if session_id not in ids and (taken := session_id if session_id in free else named_alike(free, session_id)):
+                raise InputError(f"'{taken}' already names feedback given on the Analyse tab (its summary would count "
+                                 "those answers as the session's); give the reading session a name of its own.")
+            if (alike := named_alike(ids, session_id)) is not None:
                 raise InputError(f"A reading session named '{alike}' exists: names that read alike (other case, "
                                  "look-alike characters) would be taken for one session. Type "
                                  f"'{alike}' to join it, or give a new session a name of its own.")
 
-        if session_id not in self.backend.session_ids():  # a new one: not a name Analyse-tab feedback carries
-            free = list(dict.fromkeys(schema.frame(self.backend.fetch_feedback({"phase": "free"}))["session_id"]))
-            if (taken := session_id if session_id in free else named_alike(free, session_id)) is not None:
-                raise InputError(f"'{taken}' already names feedback given on the Analyse tab (its summary would count "
-                                 "those answers as the session's); give the reading session a name of its own.")
         row = self.backend.register_session({
             "session_id": session_id, "model_id": model_id, "n_cases": int(n_cases), "seed": int(seed),
             "started_by": started_by or "", "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")},
@@ -157,15 +159,16 @@ class FeedbackStore:
                                  "feedback on what is shown.")
             _from_prediction(fb, rec)
         fb.validate()
-        if fb.phase == "free" and (name := fb.session_id.strip()):  # a reading session's figures are its cases'
-            ids = self.backend.session_ids()
-            if (taken := name if name in ids else named_alike(ids, name)) is not None:
+        name = fb.session_id.strip() if fb.phase == "free" else ""
+
+        def not_a_session(ids: list[str]) -> None:  # a reading session's figures are its cases' (checked in the
+            if (taken := name if name in ids else named_alike(ids, name)) is not None:  # insert's transaction)
                 raise InputError(f"'{taken}' is a reading session: its cases are answered on the Reading session tab. "
                                  "Leave the session id empty, or give a name no reading session has.")
         row = schema.feedback_row(fb)
         if row.get("idempotency_key"):
             row["idempotency_key"] = scoped_key(str(row["idempotency_key"]), row["reader"])
-        return self.backend.insert_feedback(row)
+        return self.backend.insert_feedback(row, not_a_session if name else None)
 
     def read_all(self) -> pd.DataFrame:
         """Every stored row, oldest first, with the same columns and dtypes on every backend (an empty frame with

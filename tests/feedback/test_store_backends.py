@@ -136,6 +136,53 @@ def test_feedback_from_analyse_cannot_pose_as_a_reading_sessions_reads(store) ->
     assert read_all(store)["session_id"].tolist() == ["free-notes"]
 
 
+@pytest.mark.parametrize("first", ["start", "free"])
+def test_a_start_and_free_feedback_under_one_new_name_at_once_keep_one_of_them(store, monkeypatch, first) -> None:
+    """A reading session's start and an Analyse-tab submit naming the same new name at once: each checked the other
+    outside its own write, so both could pass (the session's summary then counted the free answer as its read).
+    Now each check runs in its write's transaction: the first one, held inside its check here, makes the other wait
+    and then refuses it."""
+    from medimg_demo.errors import InputError
+    from medimg_demo.feedback import store as store_module
+
+    checking, outcomes = threading.Event(), {}
+    slow_thread = {"start": "starter", "free": "submitter"}[first]
+    real = store_module.named_alike
+
+    def held(names, name):  # the first one pauses in its check: the other goes meanwhile
+        if threading.current_thread().name == slow_thread and not checking.is_set():
+            checking.set()
+            threading.Event().wait(0.5)
+        return real(names, name)
+
+    monkeypatch.setattr(store_module, "named_alike", held)
+
+    def run(kind: str) -> None:
+        try:
+            if kind == "start":
+                register_session(store, "rv-race", "lung_ct.tiny_v0", 3, 0, "reader1")
+            else:
+                submit(store, Feedback(reader="reader2", image_sha256=SHA, session_id="rv-race", type_agree=False))
+            outcomes[kind] = "stored"
+        except InputError as exc:
+            outcomes[kind] = str(exc)
+
+    submit(store, Feedback(reader="reader0", image_sha256=SHA, type_agree=True))  # the store exists, tables made
+    threads = {"start": threading.Thread(target=run, args=("start",), name="starter"),
+               "free": threading.Thread(target=run, args=("free",), name="submitter")}
+    threads[first].start()
+    assert checking.wait(10)
+    other = "free" if first == "start" else "start"
+    threads[other].start()
+    for t in threads.values():
+        t.join(30)
+    assert outcomes[first] == "stored", outcomes
+    assert outcomes[other] != "stored", outcomes
+    is_session = open_store(store).backend.session_ids() == ["rv-race"]
+    free_rows = (read_all(store)["session_id"] == "rv-race").sum()
+    assert (is_session, free_rows) == ((True, 0) if first == "start" else (False, 1))
+
+
 def test_a_session_name_is_fixed_by_its_first_start_even_when_starts_race(store) -> None:
     """Six first starts of one session name at once, each with its own seed: one wins, and every start is told the
     winner's parameters (never two sessions pooled under one name)."""
