@@ -12,9 +12,10 @@ accented names, two-letter names and reformatted IDs surviving, and common names
 
 - Names, by whole words: each name part (split at anything but letters and digits: "SMITH-JONES" gives SMITH and
   JONES) and the name run together in either order ("SMITHJOHN", "JOHNSMITH", "WULI"), with accents dropped
-  and the usual ASCII spellings ("Müller" is MULLER and MUELLER, "Sørensen" SORENSEN, "Łukasz" LUKASZ), equal to a
-  word of the value or to the whole value run together. So "Mary" does not empty PRIMARY, nor "Rome" MONOCHROME2,
-  nor "Phil" Philips. A part of one or two letters is looked for only as part of the whole name.
+  and the usual ASCII spellings ("Müller" is MULLER and MUELLER, "Sørensen" SORENSEN, "Łukasz" LUKASZ), and as
+  drawn (Unicode's confusable skeleton: "SMІTH" with a Cyrillic І is SMITH; a homoglyph in a name part had let it
+  through, hostile review, thirty-seventh session), equal to a word of the value or to the whole value run
+  together. So "Mary" does not empty PRIMARY, nor "Rome" MONOCHROME2, nor "Phil" Philips. A part of one or two letters is looked for only as part of the whole name.
 - IDs, accession number and birth date, as runs of characters anywhere in the value: the ID whole (four characters
   or more), its longest run of digits (five or more; leading zeros dropped too), the birth date as YYYYMMDD,
   DDMMYYYY and MMDDYYYY.
@@ -30,6 +31,7 @@ import re
 import unicodedata
 from typing import Any
 
+from ..confusable import drawn
 from .code_strings import is_multi
 
 #: Person names whose parts are looked for (the patient's, under each name it is recorded by).
@@ -52,7 +54,7 @@ def _text(value: Any) -> str:
     return value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else str(value)
 
 
-def _forms(word: str) -> set[str]:
+def _plain(word: str) -> set[str]:
     """A word's plain forms: case folded, accents dropped, in its own alphabet; with the German umlauts spelt out too."""
     word = word.casefold()
     out = set()
@@ -60,6 +62,16 @@ def _forms(word: str) -> set[str]:
         bare = unicodedata.normalize("NFKD", spelt.translate(_FOLD))
         out.add("".join(c for c in bare if c.isalnum() and not unicodedata.combining(c)))
     return {f for f in out if f}
+
+
+def _forms(word: str) -> set[str]:
+    """A name word's plain forms and each as it is drawn: its confusable skeleton, also in capitals, so that "SMІTH"
+    with a Cyrillic І (or "SMlTH" with a small L) is SMITH as a reader sees it. IDs are matched by their plain forms
+    only (the skeleton draws a 1 as an l and a 0 as an O)."""
+    plain = _plain(word)
+    seen = {"".join(c for c in drawn(g).casefold() if c.isalnum() and not unicodedata.combining(c))
+            for f in plain for g in (f, f.upper())}  # in capitals too: a small L passes for an I only there
+    return plain | {d for d in seen if d}
 
 
 def _words(value: Any) -> list[str]:
@@ -100,7 +112,7 @@ def identifiers(ds: Any) -> tuple[frozenset[str], frozenset[str]]:
                                parts[0] + parts[1], parts[1] + parts[0]):
                     words.update(f for f in _forms(joined) if len(f) >= 4)
         for ident in _found_in(item, _IDS):
-            whole = min(_forms(_text(ident)), key=len, default="")
+            whole = min(_plain(_text(ident)), key=len, default="")
             if len(whole) >= 4:
                 runs.add(whole)
             digits = max(re.findall(r"\d+", whole), key=len, default="")
@@ -115,8 +127,9 @@ def identifiers(ds: Any) -> tuple[frozenset[str], frozenset[str]]:
 def _holds(value: Any, words: frozenset[str], runs: frozenset[str]) -> bool:
     parts = _words(value)
     together = "".join(parts)
-    plain = {f for w in [*parts, together] for f in _forms(w)}
-    return bool(plain & words) or any(run in f for f in plain for run in runs)
+    plain = {f for w in [*parts, together] for f in _plain(w)}
+    return (bool(words) and bool({f for w in [*parts, together] for f in _forms(w)} & words)
+            or any(run in f for f in plain for run in runs))
 
 
 def empty_echoes(ds: Any, found: tuple[frozenset[str], frozenset[str]]) -> int:

@@ -60,10 +60,12 @@ def samples() -> list[bytes]:
 
 def warm() -> int:
     """Decode each sample once; how many decoded (a failure is logged, never raised: the server starts anyway)."""
+    from ..confusable import prototypes
     from .decode import read_bytes
 
     done = 0
     try:
+        prototypes()  # the confusables table the de-identification reads (0.3 s each child otherwise)
         for data in samples():
             read_bytes(data)
             done += 1

@@ -547,6 +547,9 @@ def test_an_echoed_name_is_found_without_its_accents_and_in_other_alphabets(tmp_
     ("DOE^JANE^Q", "", "", {"BodyPartExamined": "DOEJANE"}),  # without the middle name
     ("", "00123456", "", {"Manufacturer": "MRN 123456", "SeriesNumber": "123456"}),  # leading zeros; a number
     ("", "", "19800317", {"Manufacturer": "DOB 17.03.1980", "ManufacturerModelName": "03/17/1980"}),
+    ("SM\u0406TH^JOHN", "", "", {"Manufacturer": "SMITH MED"}),  # a Cyrillic I in the name, a Latin one kept
+    ("SMITH^JOHN", "", "", {"Manufacturer": "\u0405MITH MED", "ManufacturerModelName": "J\u041eHN"}),  # and back
+    ("SMITH^JOHN", "", "", {"Manufacturer": "SMlTH", "InstitutionalDepartmentName": "JOHN"}),  # a small L for the I
 ])
 def test_echoes_split_spelt_or_reformatted_are_found_too(name: str, ident: str, born: str, echoes: dict,
                                                          tmp_path) -> None:
