@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 #: The viewer outputs appended after /predict's first 13, in this order.
 VIEWER_OUTPUTS = ("viewer", "zoom", "centre", "point", "type_box", "stage_box", "deid_btn", "report_btn",
-                  "report_file", "deid_file", "outline")
+                  "report_file", "deid_file", "outline", "opacity")
 ZOOM_CHOICES = [f"{z}x" for z in ZOOMS]
 VIEWER_LABEL = "Image ◀ ▶ Grad-CAM overlay"
 VIEWER_HELP = ("<small>Drag the handle to compare the image with its heatmap; scroll on the picture to magnify it "
@@ -28,6 +28,8 @@ VIEWER_HELP = ("<small>Drag the handle to compare the image with its heatmap; sc
                "Click the overview to zoom there; the buttons at the top right show the picture full screen or "
                "download it.</small>")
 NO_HEATMAP_LABEL = "Image (no heatmap: the model gave no answer for this image)"
+OPACITY_LABEL = "Heatmap opacity"
+NO_OPACITY_LABEL = "Heatmap opacity (no heatmap for this image)"
 MODEL_CHANGED = "_Model changed: the results above were cleared. Press **Analyse** to read this scan with it._"
 
 
@@ -65,6 +67,9 @@ def after_analysis(a: analysis.Analysis, image_file: str, overlay_file: str) -> 
         gr.update(value=None, visible=False),
         gr.update(value=None, visible=False),
         gr.update(visible=a.view.lesion is not None),
+        # no heatmap (a refusal): the opacity has nothing to fade, and says so rather than moving for nothing
+        gr.update(interactive=a.view.heatmap is not None,
+                  label=OPACITY_LABEL if a.view.heatmap is not None else NO_OPACITY_LABEL),
     )
 
 
@@ -77,6 +82,7 @@ def cleared(note: str = "", frame: Any = None) -> tuple[Any, ...]:  # noqa: ANN4
         gr.update(value=None, label=VIEWER_LABEL), "1x", analysis.CENTRE_CHOICES[0], None,
         gr.update(visible=True), gr.update(visible=False), gr.update(visible=False), gr.update(visible=False),
         gr.update(value=None, visible=False), gr.update(value=None, visible=False), gr.update(visible=False),
+        gr.update(interactive=True, label=OPACITY_LABEL),  # it sets the next analysis's opacity
     )
 
 

@@ -102,6 +102,8 @@ def test_a_refused_image_shows_no_empty_type_or_stage_box_and_says_there_is_no_h
     extra = dict(zip(viewer.VIEWER_OUTPUTS, out[13:]))
     assert extra["type_box"]["visible"] is False and extra["stage_box"]["visible"] is False
     assert extra["viewer"]["label"] == viewer.NO_HEATMAP_LABEL and extra["deid_btn"]["visible"] is False
+    assert extra["opacity"]["interactive"] is False and "no heatmap" in extra["opacity"]["label"]
+    assert dict(zip(viewer.VIEWER_OUTPUTS, handlers.clear_outputs()[13:]))["opacity"]["interactive"] is True
 
 
 def test_a_window_that_cannot_be_applied_says_so(tmp_path) -> None:  # noqa: ANN001

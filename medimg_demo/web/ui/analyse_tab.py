@@ -14,7 +14,7 @@ from ..analysis import CENTRE_CHOICES, WINDOW_CHOICES
 from ...models.registry import get_model
 from ...tasks import get_task
 from ..catalog import sample_cases
-from ..viewer import VIEWER_HELP, VIEWER_LABEL, ZOOM_CHOICES
+from ..viewer import OPACITY_LABEL, VIEWER_HELP, VIEWER_LABEL, ZOOM_CHOICES
 from .common import IMAGE_BUTTONS, NEW_KEY_JS, feedback_fields
 
 #: A new file or sample: back to the file's middle frame and its own display window.
@@ -101,7 +101,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
                 with gr.Column(scale=2, min_width=220):
                     zoom = gr.Radio(ZOOM_CHOICES, value="1x", label="Zoom (rendered from the scan's own pixels)")
                     centre = gr.Radio(CENTRE_CHOICES, value=CENTRE_CHOICES[0], label="Zoom centre")
-                    opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Heatmap opacity", elem_id="opacity")
+                    opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label=OPACITY_LABEL, elem_id="opacity")
                     outline = gr.Checkbox(value=True, label="Lesion outline (the model's lesion head)", visible=False,
                                           elem_id="lesion-outline")
             # the plain image of /predict's output 4 (API clients read it); the viewer shows it on screen
@@ -128,7 +128,8 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
     inputs = [upload, model, opacity, frame, window, center, width]
     # /predict's 13 outputs (their order is the API's), then the viewer's (web/viewer.py: VIEWER_OUTPUTS)
     outputs = [type_out, stage_out, stage_md, pathway, original, heat, info, raw, view, frame, notes, center, width,
-               slider, zoom, centre, point, type_box, stage_box, deid_btn, report_btn, report_file, deid_file, outline]
+               slider, zoom, centre, point, type_box, stage_box, deid_btn, report_btn, report_file, deid_file, outline,
+               opacity]
     private = dict(api_visibility="private")
 
     offer_switch = dict(fn=h.suggestion, inputs=raw, outputs=switch, queue=False, **private)  # none for a blank result
