@@ -31,78 +31,6 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
-    """One JSON object per file (in input order), each model loaded once; an unreadable file is an error line."""
-    from PIL import Image
-
-    from .explain.overlay import overlay
-    from .imaging.decode import read_file
-    from .predict import predict_study
-
-    if args.heatmap_out is not None and len(args.paths) > 1:
-        log.error("--heatmap-out takes one input file; run predict once per overlay you want written")
-        return 2
-    failed = 0
-    for index, path in enumerate(args.paths):
-        try:
-            # one frame rule everywhere (app, CLI, batch, report): the middle frame of a multi-frame DICOM unless
-            # --frame asks for another; the JSON says which frame was read ("frame_index") and carries its warnings
-            # the JSON carries the heatmap's peak, so a JSON run explains too (one backward more per image)
-            pred = predict_study(read_file(path, args.frame), args.model,
-                                 explain=args.heatmap_out is not None or args.json)
-        except MedimgError as exc:
-            failed += 1
-            log.error("%s", exc)
-            if args.json:
-                print(json.dumps({"status": "error", "reason": str(exc), "index": index, "disclaimer": DISCLAIMER}))
-            continue
-        if args.heatmap_out is not None and pred.heatmap is not None:
-            Image.fromarray(overlay(pred.image, pred.heatmap, args.opacity)).save(args.heatmap_out)
-        elif args.heatmap_out is not None:
-            log.warning("No overlay written: the model gave no answer for this image (status %s)", pred.status)
-        out = {**pred.to_json(), "disclaimer": DISCLAIMER}
-        if args.lesion_masks is not None and out.get("lesion") is not None and pred.lesion_mask is not None:
-            # named by position, never after the input: a file name may carry a patient's name
-            args.lesion_masks.mkdir(parents=True, exist_ok=True)
-            name = f"lesion_mask_{index:05d}.png"
-            Image.fromarray(pred.lesion_mask.astype("uint8") * 255).save(args.lesion_masks / name)
-            out["lesion"]["mask_png"] = name
-        if args.json:
-            out["index"] = index  # position in the input list: file names may carry a patient's name, so none is echoed
-            print(json.dumps(out))
-        else:
-            _print_prediction(pred)
-    return 2 if failed else 0
-
-
-def _print_prediction(pred) -> None:  # noqa: ANN001 - predict.Prediction (imported lazily: no torch at start-up)
-    if pred.status == "refused":
-        print(f"refused: {pred.reason}")
-    elif pred.status == "indeterminate":
-        print(pred.reason)
-    else:
-        print(f"type:  {pred.type_label} ({pred.type_probs[pred.type_label]:.2f})")
-        if pred.stage_label is not None:
-            print(f"stage: {pred.stage_label} ({pred.stage_probs[pred.stage_label]:.2f})  [{pred.stage_note}]")
-        if pred.lesion is not None:
-            print(f"lesion: {pred.lesion.describe()}")
-        if pred.size_category is not None:
-            print(f"size category: {pred.size_category['label']} (imaging size estimate; {pred.size_category['rule']})")
-        print(f"pathway: {pred.treatment.summary}\nsource: {pred.treatment.source}")
-    print(DISCLAIMER)
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    from .report.pdf import report_file
-
-    pred = report_file(args.path, args.out, args.model, args.frame)  # InputError (exit 2) for an unreadable file
-    if args.json:
-        print(json.dumps({**pred.to_json(), "disclaimer": DISCLAIMER}))
-    else:
-        _print_prediction(pred)  # the report's path is the caller's own --out: not echoed
-    return 0
-
-
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The training configuration a ``train`` command line asks for (model cards print such a line)."""
     from .manifest import resolve_data_dir
@@ -173,9 +101,12 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
 
 def _cmd_deidentify(args: argparse.Namespace) -> int:
     """Write a PS3.15 Annex E de-identified copy; warnings are logged, attribute values and the input name never."""
+    from .cli_files import input_file, output_file
     from .imaging.deid import deidentify_file
 
-    result = deidentify_file(args.path, args.out)
+    output_file(args.out, [args.path], option="--out", what="the copy's file name",
+                example="deidentified.dcm", overwrite=args.overwrite)
+    result = deidentify_file(input_file(args.path), args.out)
     for warning in result.warnings:
         log.warning("%s", warning)
     log.info("De-identified copy written (Patient Identity Removed: %s)", "YES" if result.identity_removed else "NO")
@@ -214,26 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list the models in the registry")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=_cmd_models)
+    from .cli_predict import add_commands as add_predict_commands  # predict, report
 
-    pr = sub.add_parser("predict", help="predict type, stage and pathway for images (PNG, JPEG or DICOM), gated")
-    pr.add_argument("paths", type=Path, nargs="+", metavar="PATH")
-    pr.add_argument("--model", default=None, help="model id, or 'auto' to let the gates pick the task (default: the registry's default)")
-    pr.add_argument("--heatmap-out", type=Path, default=None, help="write the Grad-CAM overlay to this PNG")
-    pr.add_argument("--opacity", type=bounded(float, 0, 1), default=0.45, help="overlay opacity 0..1")
-    pr.add_argument("--frame", type=int, default=None,
-                    help="0-based frame of a multi-frame DICOM (default: the middle one, as the app, batch and report)")
-    pr.add_argument("--json", action="store_true", help="one JSON object per input file, one per line, in input order")
-    pr.add_argument("--lesion-masks", type=Path, default=None, metavar="DIR",
-                    help="write each outlined lesion as an 8-bit mask PNG (the image's size, 255 = lesion) into DIR, "
-                         "named lesion_mask_<index>.png; the JSON's lesion.mask_png names it")
-    pr.set_defaults(func=_cmd_predict)
-    rp = sub.add_parser("report", help="write the case report PDF of one image (PNG, JPEG or DICOM), gated")
-    rp.add_argument("path", type=Path, metavar="PATH")
-    rp.add_argument("--model", default=None, help="model id, or 'auto' to let the gates pick the task")
-    rp.add_argument("--frame", type=int, default=None, help="0-based frame of a multi-frame DICOM (default: the middle)")
-    rp.add_argument("--out", type=Path, required=True, help="the PDF to write")
-    rp.add_argument("--json", action="store_true", help="also print the prediction as one JSON object")
-    rp.set_defaults(func=_cmd_report)
+    add_predict_commands(sub)
 
     t = sub.add_parser("train", help="fine-tune a pretrained backbone on a data set folder and write models/<id>/")
     add_options(t, TrainConfig)
@@ -268,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     di = sub.add_parser("deidentify", help="write a de-identified copy of a DICOM file (PS3.15 Annex E basic profile)")
     di.add_argument("path", type=Path, metavar="IN", help="the DICOM file (never changed)")
-    di.add_argument("--out", type=Path, required=True, help="where to write the de-identified copy")
+    di.add_argument("--out", type=Path, required=True, help="where to write the de-identified copy (its folder must "
+                    "exist)")
+    di.add_argument("--overwrite", action="store_true", help="replace an existing --out file (never the input)")
     di.set_defaults(func=_cmd_deidentify)
 
     d = sub.add_parser("deploy", help="upload app, package, models, requirements, README to a HF Space")

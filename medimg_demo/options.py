@@ -67,7 +67,8 @@ def bounded(kind: type, low: float, high: float) -> Any:
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is outside {low:g} to {high:g}")
+            shown = (lambda v: f"{v:g}") if kind is float else str  # an int bound in full, not as 2.14748e+09
+            raise argparse.ArgumentTypeError(f"{text} is outside {shown(low)} to {shown(high)}")
         return value
 
     convert.__name__ = kind.__name__  # argparse names the type in its messages

@@ -49,6 +49,12 @@ def test_json_carries_peak_lesion_and_size_category(tiny_breast_registry, monkey
 
     mask = np.asarray(Image.open(masks / lesion["mask_png"]))
     assert mask.shape == (160, 160) and mask.dtype == np.uint8 and set(np.unique(mask)) == {255}
+    # a second run into the same folder: its mask is numbered on, the first run's file is not rewritten (its JSON
+    # would have named another image's mask)
+    first = (masks / lesion["mask_png"]).read_bytes()
+    assert main(["predict", str(path), "--json", "--lesion-masks", str(masks)]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["lesion"]["mask_png"] == "lesion_mask_00001.png" and (masks / lesion["mask_png"]).read_bytes() == first
 
 
 def test_without_spacing_the_size_is_not_measurable(tiny_breast_registry, monkeypatch, tmp_path) -> None:

@@ -6,15 +6,42 @@ import argparse
 import logging
 from pathlib import Path
 
+from ..options import bounded
+
 log = logging.getLogger("medimg_demo")
 
 
+def _check_table(out: Path) -> None:
+    """``--out`` before any work: a file name in a folder that exists; an existing file must be a batch table (the
+    run adds to it), never a folder or another file (before, a traceback after every file had been scored)."""
+    from ..cli_files import output_file, shown
+    from ..errors import InputError
+
+    output_file(out, [], option="--out", what="the table's file name",
+                example="results.parquet", overwrite=True)
+    if out.exists():
+        import pyarrow.parquet as pq
+
+        try:
+            names = set(pq.read_schema(out).names)
+        except Exception:  # noqa: BLE001 - pyarrow raises ArrowInvalid (an Exception) on anything but Parquet
+            names = set()
+        if "file_key" not in names:
+            raise InputError(f"--out {shown(out)} exists and is not a batch table: give another file name (the "
+                             "file is left as it is).")
+
+
 def _cmd_batch(args: argparse.Namespace) -> int:
+    from ..cli_files import output_folder
     from .pipeline import run_batch
 
+    _check_table(args.out)
+    if args.heatmaps is not None:
+        output_folder(args.heatmaps, option="--heatmaps")
     summary = run_batch(args.input, args.model, args.out, heatmaps=args.heatmaps, heatmap_glob=args.heatmap_glob,
                         ray_address=args.ray_address, use_ray=not args.no_ray, concurrency=args.concurrency,
-                        batch_size=args.batch_size, keep_paths=not args.no_paths, prefer_onnx=not args.torch)
+                        batch_size=args.batch_size, keep_paths=not args.no_paths, prefer_onnx=not args.torch,
+                        follow_links=args.follow_links)
     print(summary.line())
     return 0
 
@@ -45,9 +72,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     b.add_argument("--heatmap-glob", default=None, help="only for relative paths matching this pattern, e.g. 'a/*.dcm'")
     b.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: local Ray, in-process)")
     b.add_argument("--no-ray", action="store_true", help="score in this process, without Ray")
-    b.add_argument("--concurrency", type=int, default=None, help="Ray actors, each loading the model once and running "
-                   "ONNX Runtime on its share of the cores (default: one per core locally, 1 on a cluster)")
-    b.add_argument("--batch-size", type=int, default=32)
+    b.add_argument("--concurrency", type=bounded(int, 1, 1024), default=None, help="Ray actors, each loading the "
+                   "model once and running ONNX Runtime on its share of the cores (default: one per core locally, 1 "
+                   "on a cluster)")
+    b.add_argument("--batch-size", type=bounded(int, 1, 100_000), default=32)
+    b.add_argument("--follow-links", action="store_true", help="follow symbolic links to folders and out of INPUT "
+                   "(default: skipped and counted; a link to a file inside INPUT is always scored)")
     b.add_argument("--no-paths", action="store_true", help="leave the path column empty (file names may carry PHI)")
     b.add_argument("--torch", action="store_true", help="use the torch forward even where an ONNX forward is pinned")
     b.set_defaults(func=_cmd_batch)

@@ -10,7 +10,6 @@ again, and the newest row of a file wins.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import logging
 import os
 import time
@@ -24,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import InputError
+from .listing import _filesystem, list_files
 from .local_ray import start_local_ray
 from .score import COLUMNS, UNREADABLE, BatchScorer, scored_models, scorer_state
 
@@ -59,43 +59,6 @@ class BatchSummary:
 def parts_dir(out: Path) -> Path:
     """Per-batch part files of a run in progress, beside the table."""
     return out.with_name(out.name + ".parts")
-
-
-def _filesystem(root: str | Path) -> tuple[Any, str]:
-    """(pyarrow file system, path inside it) for a local folder or an object-store URI (s3://, gs://, file://)."""
-    from pyarrow import fs
-
-    text = str(root)
-    if "://" in text:
-        try:
-            return fs.FileSystem.from_uri(text)
-        except Exception as exc:  # pyarrow raises ArrowInvalid / OSError with a readable message
-            raise InputError(f"The batch input {text!r} cannot be opened ({exc}); check the URI and credentials.") from None
-    return fs.LocalFileSystem(), str(Path(text).resolve())
-
-
-def list_files(root: str | Path) -> list[tuple[str, str, int, str]]:
-    """Every non-hidden file under ``root`` (recursive; format sniffed later): (path, relative, size, key).
-
-    ``root``: a local folder or an object-store URI; ``path`` is a local path, or the URI of the file.
-    """
-    from pyarrow import fs
-
-    filesystem, base = _filesystem(root)
-    info = filesystem.get_file_info(base)
-    if info.type != fs.FileType.Directory:
-        raise InputError("The batch input must be a folder (or object-store prefix) of PNG, JPEG or DICOM files; "
-                         f"{root} is not one.")
-    uri = str(root) if "://" in str(root) else None
-    found = []
-    for f in filesystem.get_file_info(fs.FileSelector(base, recursive=True)):
-        rel = f.path[len(base):].lstrip("/")
-        if f.type != fs.FileType.File or any(part.startswith(".") for part in rel.split("/")):
-            continue
-        mtime = f.mtime_ns or 0
-        key = hashlib.sha256(f"{rel}\0{f.size}\0{mtime}".encode()).hexdigest()[:32]
-        found.append((f"{uri.rstrip('/')}/{rel}" if uri else f.path, rel, int(f.size or 0), key))
-    return sorted(found, key=lambda t: t[1])
 
 
 def read_blob(path: str, limit: int | None = None) -> bytes:
@@ -229,17 +192,19 @@ def _heatmap(folder: Path, row: dict[str, Any], study: Any, cfg: Any) -> None:
 def run_batch(input_dir: str | Path, model: str | None, out: Path, *, heatmaps: Path | None = None,
               heatmap_glob: str | None = None, ray_address: str | None = None, use_ray: bool = True,
               concurrency: int | None = None, batch_size: int = 32, keep_paths: bool = True,
-              registry: Path | None = None, prefer_onnx: bool = True) -> BatchSummary:
+              registry: Path | None = None, prefer_onnx: bool = True, follow_links: bool = False) -> BatchSummary:
     """Score every new file under ``input_dir`` (a folder or an object-store URI such as ``s3://bucket/prefix``)
-    into the Parquet table ``out``; see the module docstring."""
+    into the Parquet table ``out``; see the module docstring (and :mod:`.listing` for ``follow_links``)."""
     start = time.perf_counter()
     summary = BatchSummary()
     # a wrong id is a ModelError here, not a Ray actor that fails and retries without end
     state = scorer_state(scored_models(model, registry))
-    files = list_files(input_dir)
+    files = list_files(input_dir, exclude=(out, out.with_name(out.name + ".tmp"), parts_dir(out)),
+                       follow_links=follow_links)
     done, stale = _read_keys(out, state)
     todo = [f for f in files if f[3] not in done]
     summary.skipped = len(files) - len(todo)
+    log.info("%d files found, %d of them already in the table: scoring %d", len(files), summary.skipped, len(todo))
     summary.rescored = sum(f[3] in stale for f in todo)
     if summary.rescored:
         log.info("%d files of the table were scored by other weights, calibration or gate (or before rows recorded "

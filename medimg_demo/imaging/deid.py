@@ -87,6 +87,30 @@ def _pixel_span(ds: Any, fp: Any, size: int) -> tuple[int, int] | None:
     return start, _encapsulated_end(fp, int(raw.value_tell), size)
 
 
+def _refuse_short_pixels(ds: Any, span: tuple[int, int] | None, size: int) -> None:
+    """Refuse native pixel data shorter than its rows, columns, samples, bits and frames say, or running past the end
+    of the file: a truncated file had been copied with its length written anew as what was left (1,174 bytes of a
+    256x256 image), marked de-identified and reported written, while analysing it said it was damaged."""
+    from pydicom.pixels.utils import get_expected_length
+
+    if 0x7FE00010 not in ds:
+        return
+    raw = ds.get_item(0x7FE00010, keep_deferred=True)
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if getattr(raw, "length", 0) == 0xFFFFFFFF or (syntax is not None and syntax.is_compressed):
+        return  # encapsulated: its items are walked when copied (_encapsulated_end)
+    # copied from the source (deferred): what the file holds of its declared length; else what was read
+    have = min(int(raw.length), max(0, size - int(raw.value_tell))) if span is not None else len(ds.PixelData or b"")
+    try:
+        need = int(get_expected_length(ds, "bytes"))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return  # no size to hold it to (the profile writes what is there)
+    if have < need:
+        raise InputError("The DICOM file is damaged: its pixel data is truncated or shorter than its header says "
+                         f"({have} of {need} bytes); export the image again.")
+
+
 #: Fragments of encapsulated pixel data a file may hold (a frame is one or a few; a cine loop some thousands).
 MAX_FRAGMENTS = 100_000
 
@@ -129,6 +153,7 @@ def _deidentify(fp: Any, size: int) -> tuple[bytes, tuple[int, int] | None, bool
     if len(ds.keys()) == 0:
         raise InputError("The DICOM file holds no attributes; it may be damaged. Export it again.")
     span = _pixel_span(ds, fp, size)
+    _refuse_short_pixels(ds, span, size)
     if span is not None:  # the pixel element is copied from the source; nothing after it (padding, signatures) is
         first = [t for t in _PIXEL_TAGS if t in ds][-1]
         for tag in [t for t in ds.keys() if t >= first]:
@@ -181,7 +206,8 @@ def _result(data: bytes, identity_removed: bool) -> DeidResult:
 def deidentify_with_report(data: bytes) -> DeidResult:
     """Bytes of a DICOM file -> a de-identified copy (pixel data unchanged) and the warnings to show with it."""
     if not data or not looks_like_dicom(data):
-        raise InputError("Only a DICOM file can be de-identified (PNG and JPEG carry no DICOM attributes).")
+        raise InputError("Only a DICOM file can be de-identified, and this file is not one (it has no DICOM "
+                             "header; PNG and JPEG carry no DICOM attributes).")
     header, span, identity_removed = _guarded(lambda: _deidentify(_io.BytesIO(data), len(data)))
     if span is None:
         return _result(header, identity_removed)
@@ -203,7 +229,8 @@ def deidentify_file(src: str | os.PathLike[str], out: str | os.PathLike[str]) ->
             raise InputError(f"The file is over the limit of {MAX_BYTES / 1e6:.0f} MB (MEDIMG_MAX_UPLOAD_MB).")
         with open(src_p, "rb") as fp, open(tmp, "wb") as dst:
             if not looks_like_dicom(fp.read(132)):
-                raise InputError("Only a DICOM file can be de-identified (PNG and JPEG carry no DICOM attributes).")
+                raise InputError("Only a DICOM file can be de-identified, and this file is not one (it has no DICOM "
+                             "header; PNG and JPEG carry no DICOM attributes).")
             fp.seek(0)
             header, span, identity_removed = _guarded(lambda: _deidentify(fp, size))
             dst.write(header)

@@ -580,6 +580,25 @@ def test_a_common_name_does_not_empty_real_codes(name: str, tmp_path) -> None:
         assert back.BodyPartExamined in ("PELVIS", "CHEST")
 
 
+@pytest.mark.parametrize("side", [64, 1024])  # read whole, and copied from the file (over 1 MB: deferred)
+def test_a_truncated_file_is_refused_not_copied_short_and_called_de_identified(side: int, tmp_path) -> None:
+    """A truncated CT had been copied with its pixel data's length written anew as what was left (1,174 of 65,536
+    bytes), marked de-identified and reported written (exit 0), where predict called it damaged."""
+    from medimg_demo.cli import main
+    from medimg_demo.imaging.deid import deidentify, deidentify_file
+
+    data = dicom_bytes((gradient(side, side) * 1000).astype(np.uint16))
+    src = tmp_path / "trunc.dcm"
+    src.write_bytes(data[:-3000])
+    with pytest.raises(InputError, match="damaged: its pixel data is truncated"):
+        deidentify(src.read_bytes())
+    with pytest.raises(InputError, match="export the image again"):
+        deidentify_file(src, tmp_path / "copy.dcm")
+    assert main(["deidentify", str(src), "--out", str(tmp_path / "copy.dcm")]) == 2
+    assert not (tmp_path / "copy.dcm").exists() and list(tmp_path.iterdir()) == [src]
+    assert len(deidentify(data)) > 0  # whole, it is copied
+
+
 def test_an_800_kb_name_is_looked_for_in_a_bounded_number_of_words(tmp_path) -> None:
     """100,000 name parts had taken 7 s a copy (every part against every value): the words looked for are bounded,
     and the first ones still found."""
