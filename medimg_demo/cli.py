@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .cli_files import OneLineFormatter
 from .errors import MedimgError
 from .learn.config import TrainConfig
 from .notice import DISCLAIMER
@@ -203,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     try:
         return int(args.func(args))
     except MedimgError as exc:

@@ -10,6 +10,7 @@ first run's files, and a path with a newline or an ANSI escape printed raw.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable
@@ -23,6 +24,20 @@ from .errors import InputError
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``): printed, it cannot start a line or drive the
+    terminal."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class OneLineFormatter(logging.Formatter):
+    """The command line's log format, each message on one line whatever it quotes (a path with a newline and an
+    ANSI escape given to ``--data`` had printed a forged log line); a traceback, where one is logged, follows."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return one_line(super().formatMessage(record))
+
+
 def shown(path: object) -> str:
     """A path or URI as it may be printed: control characters escaped (``\\n``, ``\\x1b``), and of a URI only its
     scheme, host and path (a user name, password or query may hold credentials)."""
@@ -34,7 +49,7 @@ def shown(path: object) -> str:
             text = urlunsplit((parts.scheme, host, parts.path, "", ""))
         except ValueError:  # a port that is no number, say: the scheme alone
             text = text.split("://", 1)[0] + "://..."
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return one_line(text)
 
 
 def input_file(path: Path) -> Path:
@@ -57,15 +72,19 @@ def _same(a: Path, b: Path) -> bool:
 def output_file(out: Path, inputs: Iterable[Path], *, option: str, what: str, example: str,
                 suffixes: tuple[str, ...] = (), overwrite: bool = False) -> Path:
     """Check an output file before any work: not a folder, none of the ``inputs`` (refused even with
-    ``overwrite``), a suffix of ``suffixes`` (where the format follows it), in a folder that exists and may be
-    written, and not an existing file unless ``overwrite``. ``what``: what to give instead ("the report's file
-    name"); ``example``: a file name to offer in a folder given instead of a file."""
+    ``overwrite``), not a symbolic link (the file it points to would be written, a dangling one's too), a suffix of
+    ``suffixes`` (where the format follows it), in a folder that exists and may be written, and not an existing file
+    unless ``overwrite``. ``what``: what to give instead ("the report's file name"); ``example``: a file name to
+    offer in a folder given instead of a file."""
     example_path = out / example
     if out.is_dir():
         raise InputError(f"{option} {shown(out)} is a folder: give {what}, e.g. {shown(example_path)}.")
     if any(_same(out, Path(src)) for src in inputs):
         raise InputError(f"{option} {shown(out)} is the input: writing it would destroy the scan; give {what} of "
                          "its own.")
+    if out.is_symlink():  # even dangling: the write would land wherever it points
+        raise InputError(f"{option} {shown(out)} is a symbolic link (the file it points to would be written): "
+                         f"give {what} that is not a link.")
     if suffixes and out.suffix.lower() not in suffixes:
         raise InputError(f"{option} {shown(out)}: give {what} ending in {' or '.join(suffixes)}.")
     folder = out.parent

@@ -49,6 +49,27 @@ def test_an_output_is_never_an_input_and_replaces_a_file_only_when_asked(tmp_pat
     assert output_folder(tmp_path / "a" / "b", option="--lesion-masks").is_dir()
 
 
+def test_log_lines_quote_paths_on_one_line() -> None:
+    """``evaluate --data`` with a newline and an escape had printed a forged log line (re-test of the fixes)."""
+    import logging
+
+    from medimg_demo.cli_files import OneLineFormatter
+
+    record = logging.LogRecord("medimg_demo", logging.ERROR, __file__, 1, "No manifest.csv in %s", ("/x\nINFO y\x1b[31m",),
+                               None)
+    line = OneLineFormatter("%(levelname)s %(name)s: %(message)s").format(record)
+    assert line == "ERROR medimg_demo: No manifest.csv in /x\\nINFO y\\x1b[31m" and "\n" not in line
+
+
+def test_an_output_that_is_a_link_is_refused_even_dangling(tmp_path: Path) -> None:
+    """A dangling --heatmap-out link passed the "exists" check and the overlay was written where it pointed."""
+    (tmp_path / "o.png").symlink_to(tmp_path / "elsewhere.png")
+    with pytest.raises(InputError, match="is a symbolic link"):
+        output_file(tmp_path / "o.png", [], option="--heatmap-out", what="a PNG file name", example="overlay.png",
+                    overwrite=True)
+    assert not (tmp_path / "elsewhere.png").exists()
+
+
 def test_new_files_are_numbered_on_never_rewriting_or_reusing_a_name(tmp_path: Path) -> None:
     names = [new_file(tmp_path, "lesion_mask", ".png").name for _ in range(3)]
     assert names == ["lesion_mask_00000.png", "lesion_mask_00001.png", "lesion_mask_00002.png"]
@@ -68,6 +89,7 @@ def test_new_files_are_numbered_on_never_rewriting_or_reusing_a_name(tmp_path: P
     (["deidentify", "{dir}/nothing.dcm", "--out", "{dir}/x.dcm"], "No such file"),  # was "upload it again"
     (["batch", "{dir}", "--out", "{dir}"], "is a folder: give the table's file name"),  # traceback after scoring
     (["batch", "{dir}", "--out", "{old}"], "is not a batch table"),  # ArrowInvalid traceback
+    (["batch", "{dir}", "--out", "{keys}"], "is not a batch table"),  # another Parquet file: KeyError traceback
     (["batch", "{dir}", "--out", "{dir}/t.parquet", "--heatmaps", "{old}"], "is a file: give a folder"),
 ])
 def test_outputs_that_do_not_fit_are_refused_before_any_model_runs(argv: list[str], says: str, tmp_path: Path,
@@ -78,7 +100,11 @@ def test_outputs_that_do_not_fit_are_refused_before_any_model_runs(argv: list[st
     scan, old = tmp_path / "scan.png", tmp_path / "old.pdf"
     scan.write_bytes(png_bytes((gradient() * 255).astype("uint8")))
     old.write_bytes(b"kept")
-    argv = [a.format(scan=scan, old=old, dir=tmp_path, missing=tmp_path / "missing") for a in argv]
+    import pandas as pd
+
+    pd.DataFrame({"file_key": ["k"], "other": [1]}).to_parquet(tmp_path / "keys.parquet")
+    argv = [a.format(scan=scan, old=old, dir=tmp_path, missing=tmp_path / "missing", keys=tmp_path / "keys.parquet")
+            for a in argv]
     assert main(argv) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and says in errors[0], errors

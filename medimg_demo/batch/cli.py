@@ -26,7 +26,7 @@ def _check_table(out: Path) -> None:
             names = set(pq.read_schema(out).names)
         except Exception:  # noqa: BLE001 - pyarrow raises ArrowInvalid (an Exception) on anything but Parquet
             names = set()
-        if "file_key" not in names:
+        if not {"file_key", "status", "path"} <= names:  # a Parquet file of another kind is not added to
             raise InputError(f"--out {shown(out)} exists and is not a batch table: give another file name (the "
                              "file is left as it is).")
 

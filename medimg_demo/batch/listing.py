@@ -6,8 +6,9 @@ A local folder is walked without following symbolic links out of it or into fold
 and scoring an outside folder's images under a path inside the input. Now a link to a file inside the input is
 listed; a link to a folder, or leading outside the input, is skipped and counted (``follow_links``: followed, each
 folder once whatever the links, so no loop). The run's own table, its parts and its temporary file are never listed
-(a table written inside its input had been scored as an error row on every rerun). FIFOs, devices and sockets are
-skipped. Object-store inputs (``s3://``, ``gs://``, ``file://``) are listed by pyarrow's file systems.
+(a table written inside its input had been scored as an error row on every rerun), nor is the folder its heatmaps go
+to. FIFOs, devices and sockets are skipped. A listed file is opened by its real path without following a link
+(``pipeline.read_blob``): a link swapped in after the listing is refused, not followed out of the input. Object-store inputs (``s3://``, ``gs://``, ``file://``) are listed by pyarrow's file systems.
 """
 
 from __future__ import annotations
@@ -83,9 +84,12 @@ def _walk(base: Path, exclude: set[Path], follow_links: bool) -> tuple[list[List
             path = Path(entry.path)
             if entry.name.startswith(".") or path in exclude:
                 continue
+            read = path  # what is opened: a link's target, read without following links (pipeline.read_blob)
             try:
                 if entry.is_symlink():
-                    target = path.resolve(strict=True)  # a loop or a dangling link: OSError / RuntimeError
+                    read = target = path.resolve(strict=True)  # a loop or a dangling link: OSError / RuntimeError
+                    if target in exclude:  # the run's own table under another name
+                        continue
                     if not follow_links and (target.is_dir() or not _inside(target, base)):
                         skipped["symbolic links to folders or out of the input"] += 1
                         continue
@@ -102,7 +106,7 @@ def _walk(base: Path, exclude: set[Path], follow_links: bool) -> tuple[list[List
             if not stat.S_ISREG(st.st_mode):  # FIFOs, devices, sockets: never opened
                 continue
             rel = path.relative_to(base).as_posix()
-            found.append((str(path), rel, int(st.st_size), _key(rel, int(st.st_size), int(st.st_mtime_ns))))
+            found.append((str(read), rel, int(st.st_size), _key(rel, int(st.st_size), int(st.st_mtime_ns))))
     return found, skipped
 
 

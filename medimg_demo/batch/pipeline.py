@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import stat
 import time
 import uuid
 from collections import Counter
@@ -65,8 +66,11 @@ def read_blob(path: str, limit: int | None = None) -> bytes:
     """The bytes of one listed file (local path or object-store URI); with ``limit``, at most ``limit`` + 1 of them
     (enough to tell a file over the limit, whatever its listed size said)."""
     n = None if limit is None else limit + 1
-    if "://" not in path:
-        with open(path, "rb") as f:
+    if "://" not in path:  # the listed real path: a link put in its place since is refused (ELOOP), a FIFO unblocked
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise OSError(f"not a regular file ({stat.filemode(os.fstat(f.fileno()).st_mode)[0]})")
             return f.read(-1 if n is None else n)
     filesystem, inner = _filesystem(path)
     with filesystem.open_input_stream(inner) as f:
@@ -199,8 +203,8 @@ def run_batch(input_dir: str | Path, model: str | None, out: Path, *, heatmaps: 
     summary = BatchSummary()
     # a wrong id is a ModelError here, not a Ray actor that fails and retries without end
     state = scorer_state(scored_models(model, registry))
-    files = list_files(input_dir, exclude=(out, out.with_name(out.name + ".tmp"), parts_dir(out)),
-                       follow_links=follow_links)
+    own = (out, out.with_name(out.name + ".tmp"), parts_dir(out), *([heatmaps] if heatmaps is not None else []))
+    files = list_files(input_dir, exclude=own, follow_links=follow_links)
     done, stale = _read_keys(out, state)
     todo = [f for f in files if f[3] not in done]
     summary.skipped = len(files) - len(todo)

@@ -65,7 +65,9 @@ def read_file(path: str | os.PathLike[str], frame: int | None = None) -> Study:
         size = p.stat().st_size
         fp = open(p, "rb")  # noqa: SIM115 - closed below, after the decoder is done with it
     except OSError as exc:
-        raise InputError("The file could not be opened; upload it again.") from exc
+        why = {2: "it does not exist", 13: "permission denied", 21: "it is a folder"}.get(exc.errno or 0, "")
+        raise InputError(f"The file could not be opened{f' ({why})' if why else ''}; check it and give or upload it "
+                         "again.") from exc
     with fp:
         if size > MAX_BYTES:
             raise too_large(size)

@@ -87,21 +87,39 @@ def _pixel_span(ds: Any, fp: Any, size: int) -> tuple[int, int] | None:
     return start, _encapsulated_end(fp, int(raw.value_tell), size)
 
 
-def _refuse_short_pixels(ds: Any, span: tuple[int, int] | None, size: int) -> None:
-    """Refuse native pixel data shorter than its rows, columns, samples, bits and frames say, or running past the end
-    of the file: a truncated file had been copied with its length written anew as what was left (1,174 bytes of a
-    256x256 image), marked de-identified and reported written, while analysing it said it was damaged."""
+def _refuse_cut_short(ds: Any, fp: Any, span: tuple[int, int] | None, size: int) -> None:
+    """Refuse a file cut short: its last value running past the end of the file, native pixel data (integer or float)
+    shorter than its rows, columns, samples, bits and frames say, encapsulated fragments without their end, or an
+    image size with no pixel data at all (a file cut inside or before the pixel element). A truncated file had been copied with
+    its length written anew as what was left (1,174 bytes of a 256x256 image), or with no pixels, marked
+    de-identified and reported written, while analysing it said it was damaged."""
     from pydicom.pixels.utils import get_expected_length
 
-    if 0x7FE00010 not in ds:
-        return
-    raw = ds.get_item(0x7FE00010, keep_deferred=True)
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
-    if getattr(raw, "length", 0) == 0xFFFFFFFF or (syntax is not None and syntax.is_compressed):
-        return  # encapsulated: its items are walked when copied (_encapsulated_end)
+    keys = list(ds.keys())
+    last = ds.get_item(keys[-1], keep_deferred=True) if keys else None
+    tell, length = getattr(last, "value_tell", None), getattr(last, "length", None)
+    if (tell is not None and length is not None and length != 0xFFFFFFFF and tell + length > size
+            and not (syntax and syntax.is_deflated)):  # pydicom keeps what was left of the last value
+        raise InputError("The DICOM file is damaged: it ends inside an attribute (it was cut short); export the image "
+                         "again.")
+    tags = [t for t in _PIXEL_TAGS if t in ds]
+    if not tags:
+        if ds.get("Rows") and ds.get("Columns") and "BitsAllocated" in ds:
+            raise InputError("The DICOM file is damaged: it gives an image size but holds no pixel data (it may have "
+                             "been cut short); export the image again.")
+        return
+    raw = ds.get_item(tags[-1], keep_deferred=True)
+    if getattr(raw, "length", 0) == 0xFFFFFFFF:  # encapsulated: its items up to their delimiter (refused without)
+        if span is None and getattr(raw, "value_tell", None) is not None and not (syntax and syntax.is_deflated):
+            _encapsulated_end(fp, int(raw.value_tell), size)
+        return
+    if syntax is not None and syntax.is_compressed:
+        return
     # copied from the source (deferred): what the file holds of its declared length; else what was read
-    have = min(int(raw.length), max(0, size - int(raw.value_tell))) if span is not None else len(ds.PixelData or b"")
+    value = None if span is not None else ds[tags[-1]].value
+    have = min(int(raw.length), max(0, size - int(raw.value_tell))) if span is not None else len(value or b"")
     try:
         need = int(get_expected_length(ds, "bytes"))
     except (AttributeError, KeyError, TypeError, ValueError):
@@ -153,7 +171,7 @@ def _deidentify(fp: Any, size: int) -> tuple[bytes, tuple[int, int] | None, bool
     if len(ds.keys()) == 0:
         raise InputError("The DICOM file holds no attributes; it may be damaged. Export it again.")
     span = _pixel_span(ds, fp, size)
-    _refuse_short_pixels(ds, span, size)
+    _refuse_cut_short(ds, fp, span, size)
     if span is not None:  # the pixel element is copied from the source; nothing after it (padding, signatures) is
         first = [t for t in _PIXEL_TAGS if t in ds][-1]
         for tag in [t for t in ds.keys() if t >= first]:
@@ -183,6 +201,7 @@ def _guarded(run: Any) -> Any:
     """Run a de-identification step; any parser failure becomes an InputError naming no value (and carrying no
     cause: a traceback printed later would quote it)."""
     import struct
+    import zlib
 
     from pydicom.errors import BytesLengthException, InvalidDicomError
 
@@ -193,7 +212,7 @@ def _guarded(run: Any) -> Any:
     except InputError:
         raise
     except (InvalidDicomError, BytesLengthException, ValueError, TypeError, KeyError, IndexError, AttributeError,
-            EOFError, OSError, OverflowError, NotImplementedError, RuntimeError, struct.error) as exc:
+            EOFError, OSError, OverflowError, NotImplementedError, RuntimeError, struct.error, zlib.error) as exc:
         # BytesLengthException (an Exception, not a ValueError) quotes up to 256 bytes of the element's value
         log.info("De-identification failed (%s)", type(exc).__name__)  # the type only: messages may quote values
         raise InputError("This DICOM file's header is damaged and it cannot be de-identified; export it again.") from None

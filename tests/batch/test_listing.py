@@ -47,9 +47,11 @@ def test_the_runs_own_table_its_parts_and_temporary_file_are_not_listed(tmp_path
     for p in (out, tmp_path / "results.parquet.tmp", tmp_path / "results.parquet.parts" / "part-1.parquet"):
         p.parent.mkdir(exist_ok=True)
         p.write_bytes(b"PAR1")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "t.parquet").symlink_to(out)  # the table under another name (re-test of the fixes)
     exclude = (out, tmp_path / "results.parquet.tmp", tmp_path / "results.parquet.parts")
     assert _rels(tmp_path, exclude=exclude) == ["a.png"]
-    assert len(_rels(tmp_path)) == 4  # another run's table is a file like any other
+    assert len(_rels(tmp_path)) == 5  # another run's table is a file like any other
 
 
 def test_an_object_store_that_cannot_be_reached_is_a_message_without_its_credentials() -> None:
@@ -67,7 +69,30 @@ def test_a_table_inside_its_input_is_not_scored_on_the_rerun(tiny_registry: Path
 
     for i in range(3):
         (tmp_path / f"img{i}.png").write_bytes(png_bytes((gradient() * (80 + 40 * i)).astype("uint8")))
-    out = tmp_path / "results.parquet"
-    first = run_batch(tmp_path, "lung_ct.tiny_v0", out, registry=tiny_registry, use_ray=False, prefer_onnx=False)
-    again = run_batch(tmp_path, "lung_ct.tiny_v0", out, registry=tiny_registry, use_ray=False, prefer_onnx=False)
+    out, heat = tmp_path / "results.parquet", tmp_path / "heat"  # its heatmaps inside the input too
+    run = dict(registry=tiny_registry, use_ray=False, prefer_onnx=False, heatmaps=heat)
+    first = run_batch(tmp_path, "lung_ct.tiny_v0", out, **run)
+    again = run_batch(tmp_path, "lung_ct.tiny_v0", out, **run)
     assert first.done == 3 and again.done == 0 and again.skipped == 3 and "nothing new" in again.line()
+
+
+def test_a_link_swapped_in_after_the_listing_is_not_followed(tmp_path: Path) -> None:
+    """Each file was opened by name, links followed: a PNG swapped for a link to an outside DICOM between listing
+    and reading was scored under the inside name (re-test of the fixes, a race in one run of six)."""
+    from medimg_demo.batch.pipeline import read_blob
+
+    src, outside = tmp_path / "in", tmp_path / "outside.dcm"
+    src.mkdir()
+    (src / "z.png").write_bytes(b"png")
+    outside.write_bytes(b"theirs")
+    (src / "alias.png").symlink_to(src / "z.png")
+    listed = {rel: path for path, rel, _, _ in list_files(src)}
+    assert read_blob(listed["alias.png"]) == b"png"  # a listed link is read through its real path
+    (src / "z.png").unlink()
+    (src / "z.png").symlink_to(outside)
+    with pytest.raises(OSError):
+        read_blob(listed["z.png"])
+    (src / "z.png").unlink()
+    os.mkfifo(src / "z.png")  # a FIFO swapped in: refused at once, not waited on
+    with pytest.raises(OSError, match="not a regular file"):
+        read_blob(listed["z.png"])
