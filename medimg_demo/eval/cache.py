@@ -179,6 +179,22 @@ def find_results(cfg: ModelConfig, runs: Path) -> Results | None:
     return None
 
 
+def _within(run: Path, bundled: Path, tol: float = 1e-6) -> bool:
+    """Whether every figure of a cached run (plain: no explanation rows) is in the bundled metrics with the same value:
+    a plain ``evaluate --split test`` of unchanged weights and calibration had replaced the bundled figures on the
+    Performance tab and dropped their explanation rows (numbers review, thirty-eighth session)."""
+    def figures(folder: Path) -> pd.Series:
+        m = pd.read_csv(folder / "metrics.csv", keep_default_na=False, na_values=[""])
+        m = m[~m["metric"].str.startswith("explain_")]
+        return pd.Series(m["value"].to_numpy(dtype=float), index=pd.MultiIndex.from_frame(m[["metric", "class"]]
+                                                                                        .astype(str)))
+    ran, kept = figures(run), figures(bundled)
+    if len(ran) == 0 or not ran.index.isin(kept.index).all():
+        return False
+    diff = (ran - kept.loc[ran.index]).abs()
+    return bool(((diff <= tol) | (ran.isna() & kept.loc[ran.index].isna())).all())
+
+
 def _find_results(cfg: ModelConfig, runs: Path) -> Results | None:
     base = runs / "cache" / cfg.id
     prefix = model_tag(cfg)
@@ -188,9 +204,12 @@ def _find_results(cfg: ModelConfig, runs: Path) -> Results | None:
     found = [p for pattern in patterns for p in base.glob(pattern)] if base.is_dir() else []
     candidates = sorted(found, key=lambda p: (p.name.endswith("-explain"), p.stat().st_mtime))
     bundled = cfg.folder / "metrics" if cfg.folder else None
-    folder = candidates[-1] if candidates else (bundled if bundled and (bundled / "metrics.csv").is_file() else None)
+    bundled = bundled if bundled and (bundled / "metrics.csv").is_file() else None
+    folder = candidates[-1] if candidates else bundled
     if folder is None:
         return None
+    if bundled is not None and not folder.name.endswith("-explain") and _within(folder, bundled):
+        folder = bundled  # a plain run of the same figures: the bundled ones hold its rows and the explanation rows
 
     def read(name: str) -> pd.DataFrame | None:
         p = folder / name

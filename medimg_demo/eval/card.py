@@ -141,11 +141,12 @@ def render(cfg: ModelConfig, metrics: pd.DataFrame, split: str, n_images: int, e
                 f"{vals.get('precision', '')} | {vals.get('f1', '')} | {vals.get('auc', '')} |"
             )
     side = int(cfg.input.size[0])
+    cells = -(-side // 32)  # stride 32 with TF "same" padding rounds up: 8x8 at 240 px (a 7x7 had been printed)
     lines += [
         "",
         "## Known limitations and failure modes",
         "- Small test sets: intervals are wide; per-class figures for small classes are unstable.",
-        f"- Heatmaps are Grad-CAM at the last feature map (coarse, {side // 32}x{side // 32} at {side} px); they show "
+        f"- Heatmaps are Grad-CAM at the last feature map (coarse, {cells}x{cells} at {side} px); they show "
         "where evidence for the shown class was found, not a lesion segmentation.",
     ]
     for note in raw.get("failure_modes", []):

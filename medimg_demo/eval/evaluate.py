@@ -17,7 +17,7 @@ from ..models.calibrate import calibrated_softmax
 from ..models.config import ModelConfig
 from ..models.network import load_model
 from ..tasks import get_task
-from .consistency import consistency_rows
+from .consistency import consistency_rows, small_p
 from .metrics import ece, with_bootstrap
 
 log = logging.getLogger(__name__)
@@ -94,5 +94,6 @@ def format_table(metrics: pd.DataFrame) -> str:
     m = metrics.copy()
     m["class"] = m["class"].fillna("")
     m["95% CI"] = [f"[{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else "" for lo, hi in zip(m["ci_low"], m["ci_high"])]
-    m["value"] = m["value"].map(lambda v: f"{v:.3f}")
+    m["value"] = [small_p(v) or f"{v:.3f}" if k.endswith("consistency_p") else f"{v:.3f}"
+                  for k, v in zip(m["metric"], m["value"])]  # "< 0.001", as the cards print it, not 0.000
     return m[["metric", "class", "value", "95% CI"]].to_string(index=False)

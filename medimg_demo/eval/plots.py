@@ -78,7 +78,7 @@ def _value(key: str, value: float) -> str:
     return shown or (f"{value:.3f}" if np.isfinite(value) else "")
 
 
-def _verdict(target: Any, value: float) -> str:
+def verdict(target: Any, value: float) -> str:
     """">= 0.85: missed by 0.076" (a target's threshold, at most for ECE, and whether the value meets it)."""
     ok = value <= target.threshold if target.lower_is_better else value >= target.threshold
     gap = "met" if ok else f"missed by {abs(value - target.threshold):.3f}"
@@ -107,7 +107,7 @@ def overall_table(metrics: pd.DataFrame, targets: Sequence[Any] = (), names: Map
     })
     if targets:
         by_key = {(t.metric, t.cls): t for t in targets}
-        out["Target (test split)"] = [_verdict(by_key[key], v) if key in by_key else ""
+        out["Target (test split)"] = [verdict(by_key[key], v) if key in by_key else ""
                                       for key, v in zip(keys, rows["value"])]
     return out
 
@@ -142,7 +142,8 @@ def explanation_verdicts(metrics: pd.DataFrame, task_title: str) -> list[str]:
                    f"{rho:.2f}): it may show image structure rather than what the model learned")
     p = rows.get("explain_pointing_hit")
     if p is not None:
-        out.append(f"pointing game: the heatmap's peak lies inside the lesion in {p['value']:.0%} of test images")
+        out.append(f"pointing game: the heatmap's peak lies inside the lesion in {p['value']:.0%} of the test images "
+                   "with an annotated lesion")
     p15, strict = rows.get("explain_pointing_15px"), rows.get("explain_pointing_strict")
     if p15 is not None:
         out.append(f"pointing game on the scan's own pixels (correct tumor calls): the heatmap's peak lies within "

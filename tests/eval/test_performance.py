@@ -257,3 +257,53 @@ def test_two_first_requests_draw_the_gallery_once(tmp_path, monkeypatch) -> None
     for t in threads:
         t.join()
     assert len(views) == 2 and drawn == [1]
+
+
+def test_a_plain_run_of_the_same_figures_does_not_hide_the_bundled_explanations(tiny_registry, tmp_path,
+                                                                                 monkeypatch) -> None:
+    """A plain ``evaluate --split test`` (no --explain) of unchanged weights and calibration had taken the
+    Performance tab's place of the bundled metrics and dropped all their explanation rows (numbers review). Its
+    figures are the bundled ones: the bundled metrics are shown. Figures that differ (a recalibration) are shown
+    from the run."""
+    import shutil
+
+    from medimg_demo.eval import cache
+
+    models = shutil.copytree(tiny_registry, tmp_path / "models")  # the session's registry holds no bundled metrics
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(models))
+    cfg = get_model()
+    assert cfg.folder is not None and models in cfg.folder.parents
+    rows = pd.DataFrame({"metric": ["accuracy", "sensitivity", "explain_pointing_hit"], "class": ["", "tumor", ""],
+                         "value": [0.9, 0.8, 0.7], "ci_low": [0.8, 0.7, 0.6], "ci_high": [0.95, 0.9, 0.8]})
+    bundled = cfg.folder / "metrics"
+    bundled.mkdir(exist_ok=True)
+    rows.to_csv(bundled / "metrics.csv", index=False)
+    run = (tmp_path / "runs" / "cache" / cfg.id /
+           f"{cache.model_tag(cfg)}-abc-test-{cache.layer_tag(cfg)}-{cache.METRICS_TAG}")
+    run.mkdir(parents=True)
+    rows[~rows["metric"].str.startswith("explain_")].to_csv(run / "metrics.csv", index=False)
+    assert find_results(cfg, tmp_path / "runs").folder == bundled
+    changed = rows[~rows["metric"].str.startswith("explain_")].assign(value=[0.85, 0.8])
+    changed.to_csv(run / "metrics.csv", index=False)
+    assert find_results(cfg, tmp_path / "runs").folder == run
+
+
+def test_the_explanation_table_says_which_lesion_targets_are_missed() -> None:
+    """The overall table's target column left the lesion targets out: breast's erasure target (0.165 against 0.70)
+    was never called missed on the Performance tab (numbers review)."""
+    from medimg_demo.tasks import get_task
+    from medimg_demo.web.performance import explain_table
+
+    spec = get_task("breast_us")
+    rows = pd.DataFrame({"metric": ["explain_erase_lesion_call_lost", "explain_erase_lesion_call_lost",
+                                    "explain_pointing_15px", "explain_pointing_15px", "explain_iou"],
+                         "class": ["", "malignant", "", "benign", ""], "value": [0.165, 0.25, 0.965, 0.70, 0.38],
+                         "ci_low": [0.1] * 5, "ci_high": [0.9] * 5})
+    lines = explain_table(rows, spec.label_name, spec.targets)
+    assert lines[0].endswith("| target (test split) |")
+    erase = next(line for line in lines if "tumor calls lost" in line)
+    assert erase.endswith("| >= 0.7: missed by 0.535 |")
+    pointing = next(line for line in lines if "within 15 px" in line)
+    assert ">= 0.9: met; Benign >= 0.8: missed by 0.100" in pointing
+    assert next(line for line in lines if "IoU of the heatmap" in line).endswith("|  |")  # no target: left empty
+    assert not explain_table(rows, spec.label_name)[0].endswith("target (test split) |")
