@@ -110,6 +110,9 @@ def _cmd_deidentify(args: argparse.Namespace) -> int:
     result = deidentify_file(input_file(args.path), args.out)
     for warning in result.warnings:
         log.warning("%s", warning)
+    if not result.has_pixels:
+        log.warning("The copy holds no pixel data: the file had none (a header-only export, a JPIP-referenced file, "
+                    "or a file cut short before its pixels).")
     log.info("De-identified copy written (Patient Identity Removed: %s)", "YES" if result.identity_removed else "NO")
     return 0
 

@@ -38,17 +38,26 @@ class OneLineFormatter(logging.Formatter):
         return one_line(super().formatMessage(record))
 
 
+def userinfo(uri: str) -> str:
+    """What lies between a URI's ``://`` and its last ``@`` (user, password: an S3 secret key may hold a "/", which
+    a URI parser takes for the start of the path); "" without one."""
+    rest = uri.split("://", 1)[1] if "://" in uri else ""
+    return rest[:rest.rindex("@")] if "@" in rest else ""
+
+
 def shown(path: object) -> str:
     """A path or URI as it may be printed: control characters escaped (``\\n``, ``\\x1b``), and of a URI only its
     scheme, host and path (a user name, password or query may hold credentials)."""
     text = str(path)
     if "://" in text:
+        scheme, rest = text.split("://", 1)
+        rest = rest[len(userinfo(text)) + 1:] if userinfo(text) else rest
         try:
-            parts = urlsplit(text)
+            parts = urlsplit(f"{scheme}://{rest}")
             host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
             text = urlunsplit((parts.scheme, host, parts.path, "", ""))
         except ValueError:  # a port that is no number, say: the scheme alone
-            text = text.split("://", 1)[0] + "://..."
+            text = scheme + "://..."
     return one_line(text)
 
 

@@ -21,6 +21,8 @@ def test_printed_paths_cannot_forge_a_log_line_or_show_a_secret() -> None:
     assert shown("a\u202eb") == "a\\u202eb"  # a bidirectional override would reorder what is shown
     assert shown("s3://AKIAKEY:wJalrSECRET@bucket/prefix?region=x&secret_key=y") == "s3://bucket/prefix"
     assert shown("hdfs://alice:S3cretPW@namenode:8020/archive") == "hdfs://namenode:8020/archive"
+    assert shown("s3://AKIAKEY:wJalr/XUtnFEMI@bucket/prefix") == "s3://bucket/prefix"  # a "/" in the secret key
+    assert shown("s3://12345/secret@bucket/p") == "s3://bucket/p"
     assert shown("Müller/scan 1.dcm") == "Müller/scan 1.dcm"  # letters of any alphabet stay as they are
 
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..cli_files import shown
+from ..cli_files import shown, userinfo
 from ..errors import InputError
 
 log = logging.getLogger(__name__)
@@ -36,12 +36,12 @@ def _redacted(message: str, uri: str) -> str:
     from urllib.parse import urlsplit
 
     first = (message.strip().splitlines() or [""])[0]
+    secrets = [userinfo(uri)]
     try:
-        parts = urlsplit(uri)
-        secrets = [s for s in (parts.password, parts.username, parts.query, parts.netloc) if s]
+        secrets.append(urlsplit(uri).query)
     except ValueError:
-        secrets = [uri]
-    for secret in secrets:
+        secrets.append(uri)
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
         first = first.replace(secret, "...")
     return shown(first)
 
@@ -88,11 +88,13 @@ def _walk(base: Path, exclude: set[Path], follow_links: bool) -> tuple[list[List
             try:
                 if entry.is_symlink():
                     read = target = path.resolve(strict=True)  # a loop or a dangling link: OSError / RuntimeError
-                    if target in exclude:  # the run's own table under another name
+                    if any(_inside(target, e) for e in exclude):  # the run's own files under another name
                         continue
                     if not follow_links and (target.is_dir() or not _inside(target, base)):
                         skipped["symbolic links to folders or out of the input"] += 1
                         continue
+                elif follow_links:  # under a followed folder: the real path is what is opened
+                    read = path.resolve(strict=True)
                 if entry.is_dir():  # a real folder, or (follow_links) a linked one
                     real = path.resolve()
                     if real not in seen and real not in exclude:

@@ -71,6 +71,9 @@ def read_blob(path: str, limit: int | None = None) -> bytes:
         with os.fdopen(fd, "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 raise OSError(f"not a regular file ({stat.filemode(os.fstat(f.fileno()).st_mode)[0]})")
+            opened = Path(f"/proc/self/fd/{f.fileno()}")
+            if opened.exists() and os.readlink(opened) != path:  # a folder above it swapped for a link since
+                raise OSError("the file moved since it was listed")
             return f.read(-1 if n is None else n)
     filesystem, inner = _filesystem(path)
     with filesystem.open_input_stream(inner) as f:

@@ -48,6 +48,7 @@ class DeidResult:
     data: bytes
     identity_removed: bool  # what PatientIdentityRemoved says: False where burned-in text may remain
     warnings: tuple[str, ...] = ()
+    has_pixels: bool = True  # False: the file held no pixel data (a header-only export, a JPIP reference)
 
 
 def _burned_in(ds: Any) -> bool:
@@ -76,7 +77,7 @@ def _pixel_span(ds: Any, fp: Any, size: int) -> tuple[int, int] | None:
     if not isinstance(raw, RawDataElement) or raw.value is not None or raw.value_tell is None:
         return None
     syntax = ds.file_meta.get("TransferSyntaxUID") if getattr(ds, "file_meta", None) is not None else None
-    if syntax is None or UID(syntax).is_deflated or ds.original_encoding != (UID(syntax).is_implicit_VR,
+    if syntax is None or not UID(syntax).is_transfer_syntax or UID(syntax).is_deflated or ds.original_encoding != (UID(syntax).is_implicit_VR,
                                                                                UID(syntax).is_little_endian):
         return None
     start = _header_start(raw)
@@ -89,30 +90,29 @@ def _pixel_span(ds: Any, fp: Any, size: int) -> tuple[int, int] | None:
 
 def _refuse_cut_short(ds: Any, fp: Any, span: tuple[int, int] | None, size: int) -> None:
     """Refuse a file cut short: its last value running past the end of the file, native pixel data (integer or float)
-    shorter than its rows, columns, samples, bits and frames say, encapsulated fragments without their end, or an
-    image size with no pixel data at all (a file cut inside or before the pixel element). A truncated file had been copied with
-    its length written anew as what was left (1,174 bytes of a 256x256 image), or with no pixels, marked
-    de-identified and reported written, while analysing it said it was damaged."""
+    shorter than its rows, columns, samples, bits and frames say, or encapsulated fragments without their end. A
+    truncated file had been copied with its length written anew as what was left (1,174 bytes of a 256x256 image),
+    marked de-identified and reported written, while analysing it said it was damaged. A file with no pixel data
+    at all passes (JPIP-referenced files and header-only exports have none; the command line says so). Under a
+    transfer syntax pydicom does not know (a vendor's private one) only the file's end is checked."""
     from pydicom.pixels.utils import get_expected_length
 
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    known = syntax is None or syntax.is_transfer_syntax  # pydicom raises on the properties of an unknown one
+    deflated = syntax is not None and known and syntax.is_deflated  # positions are in the inflated stream
     keys = list(ds.keys())
     last = ds.get_item(keys[-1], keep_deferred=True) if keys else None
     tell, length = getattr(last, "value_tell", None), getattr(last, "length", None)
-    if (tell is not None and length is not None and length != 0xFFFFFFFF and tell + length > size
-            and not (syntax and syntax.is_deflated)):  # pydicom keeps what was left of the last value
+    if tell is not None and length is not None and length != 0xFFFFFFFF and tell + length > size and not deflated:
         raise InputError("The DICOM file is damaged: it ends inside an attribute (it was cut short); export the image "
-                         "again.")
+                         "again.")  # pydicom keeps what was left of the last value
     tags = [t for t in _PIXEL_TAGS if t in ds]
-    if not tags:
-        if ds.get("Rows") and ds.get("Columns") and "BitsAllocated" in ds:
-            raise InputError("The DICOM file is damaged: it gives an image size but holds no pixel data (it may have "
-                             "been cut short); export the image again.")
+    if not tags or not known:
         return
     raw = ds.get_item(tags[-1], keep_deferred=True)
     if getattr(raw, "length", 0) == 0xFFFFFFFF:  # encapsulated: its items up to their delimiter (refused without)
-        if span is None and getattr(raw, "value_tell", None) is not None and not (syntax and syntax.is_deflated):
+        if span is None and getattr(raw, "value_tell", None) is not None and not deflated:
             _encapsulated_end(fp, int(raw.value_tell), size)
         return
     if syntax is not None and syntax.is_compressed:
@@ -159,8 +159,9 @@ def _encapsulated_end(fp: Any, offset: int, size: int) -> int:
                      "end where they should), so it cannot be de-identified safely; export it again.")
 
 
-def _deidentify(fp: Any, size: int) -> tuple[bytes, tuple[int, int] | None, bool]:
-    """(de-identified header or whole file, the pixel element's source span still to copy, identity removed)."""
+def _deidentify(fp: Any, size: int) -> tuple[bytes, tuple[int, int] | None, bool, bool]:
+    """(de-identified header or whole file, the pixel element's source span still to copy, identity removed, whether
+    it holds pixel data)."""
     import pydicom
     from pydicom.dataset import Dataset
 
@@ -172,6 +173,7 @@ def _deidentify(fp: Any, size: int) -> tuple[bytes, tuple[int, int] | None, bool
         raise InputError("The DICOM file holds no attributes; it may be damaged. Export it again.")
     span = _pixel_span(ds, fp, size)
     _refuse_cut_short(ds, fp, span, size)
+    has_pixels = any(t in ds for t in _PIXEL_TAGS)
     if span is not None:  # the pixel element is copied from the source; nothing after it (padding, signatures) is
         first = [t for t in _PIXEL_TAGS if t in ds][-1]
         for tag in [t for t in ds.keys() if t >= first]:
@@ -194,7 +196,7 @@ def _deidentify(fp: Any, size: int) -> tuple[bytes, tuple[int, int] | None, bool
         ds.preamble = b"\x00" * 128  # (a name, or another format's header: DICOM/TIFF polyglots)
     out = _io.BytesIO()
     ds.save_as(out, enforce_file_format=meta is not None and "TransferSyntaxUID" in meta)
-    return out.getvalue(), span, identity_removed
+    return out.getvalue(), span, identity_removed, has_pixels
 
 
 def _guarded(run: Any) -> Any:
@@ -218,8 +220,8 @@ def _guarded(run: Any) -> Any:
         raise InputError("This DICOM file's header is damaged and it cannot be de-identified; export it again.") from None
 
 
-def _result(data: bytes, identity_removed: bool) -> DeidResult:
-    return DeidResult(data, identity_removed, () if identity_removed else (BURNED_IN_DEID_WARNING,))
+def _result(data: bytes, identity_removed: bool, has_pixels: bool = True) -> DeidResult:
+    return DeidResult(data, identity_removed, () if identity_removed else (BURNED_IN_DEID_WARNING,), has_pixels)
 
 
 def deidentify_with_report(data: bytes) -> DeidResult:
@@ -227,10 +229,10 @@ def deidentify_with_report(data: bytes) -> DeidResult:
     if not data or not looks_like_dicom(data):
         raise InputError("Only a DICOM file can be de-identified, and this file is not one (it has no DICOM "
                              "header; PNG and JPEG carry no DICOM attributes).")
-    header, span, identity_removed = _guarded(lambda: _deidentify(_io.BytesIO(data), len(data)))
+    header, span, identity_removed, has_pixels = _guarded(lambda: _deidentify(_io.BytesIO(data), len(data)))
     if span is None:
-        return _result(header, identity_removed)
-    return _result(b"".join((header, memoryview(data)[span[0]:span[1]])), identity_removed)  # one copy
+        return _result(header, identity_removed, has_pixels)
+    return _result(b"".join((header, memoryview(data)[span[0]:span[1]])), identity_removed, has_pixels)  # one copy
 
 
 def deidentify_file(src: str | os.PathLike[str], out: str | os.PathLike[str]) -> DeidResult:
@@ -251,7 +253,7 @@ def deidentify_file(src: str | os.PathLike[str], out: str | os.PathLike[str]) ->
                 raise InputError("Only a DICOM file can be de-identified, and this file is not one (it has no DICOM "
                              "header; PNG and JPEG carry no DICOM attributes).")
             fp.seek(0)
-            header, span, identity_removed = _guarded(lambda: _deidentify(fp, size))
+            header, span, identity_removed, has_pixels = _guarded(lambda: _deidentify(fp, size))
             dst.write(header)
             if span is not None:
                 fp.seek(span[0])
@@ -264,7 +266,7 @@ def deidentify_file(src: str | os.PathLike[str], out: str | os.PathLike[str]) ->
         raise InputError("The file could not be read, or the copy written; check both paths.") from exc
     finally:
         tmp.unlink(missing_ok=True)
-    return _result(header, identity_removed)
+    return _result(header, identity_removed, has_pixels)
 
 
 def deidentify(data: bytes) -> bytes:

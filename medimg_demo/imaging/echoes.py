@@ -64,14 +64,19 @@ def _plain(word: str) -> set[str]:
     return {f for f in out if f}
 
 
-def _forms(word: str) -> set[str]:
-    """A name word's plain forms and each as it is drawn: its confusable skeleton, also in capitals, so that "SMІTH"
-    with a Cyrillic І (or "SMlTH" with a small L) is SMITH as a reader sees it. IDs are matched by their plain forms
-    only (the skeleton draws a 1 as an l and a 0 as an O)."""
-    plain = _plain(word)
+def _drawn(plain: set[str]) -> set[str]:
+    """Plain forms as they are drawn: their confusable skeletons, also in capitals, so that "SMІTH" with a Cyrillic І
+    (or "SMlTH" with a small L) is SMITH as a reader sees it."""
     seen = {"".join(c for c in drawn(g).casefold() if c.isalnum() and not unicodedata.combining(c))
             for f in plain for g in (f, f.upper())}  # in capitals too: a small L passes for an I only there
-    return plain | {d for d in seen if d}
+    return {d for d in seen if d}
+
+
+def _forms(word: str) -> set[str]:
+    """A name word's plain forms and as drawn (:func:`_drawn`). IDs are matched by their plain forms only (the
+    skeleton draws a 1 as an l and a 0 as an O)."""
+    plain = _plain(word)
+    return plain | _drawn(plain)
 
 
 def _words(value: Any) -> list[str]:
@@ -124,12 +129,18 @@ def identifiers(ds: Any) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(sorted(words, key=len, reverse=True)[:MAX_WORDS * 4]), frozenset(sorted(runs)[:MAX_IDS])
 
 
-def _holds(value: Any, words: frozenset[str], runs: frozenset[str]) -> bool:
+def _holds(value: Any, words: frozenset[str], runs: frozenset[str], number: bool = False) -> bool:
+    """Whether a value holds a name word (as written, or as drawn where the value's word has a letter: drawn, 100 is
+    "loo" and 101 "lol", and a patient named Loo had emptied kVp 100 and series 100) or an ID run. ``number``: an IS
+    or DS value, compared plainly only."""
     parts = _words(value)
     together = "".join(parts)
-    plain = {f for w in [*parts, together] for f in _plain(w)}
-    return (bool(words) and bool({f for w in [*parts, together] for f in _forms(w)} & words)
-            or any(run in f for f in plain for run in runs))
+    plain_of = {w: _plain(w) for w in [*parts, together]}
+    plain = set().union(*plain_of.values())
+    if words and (plain & words or (not number and any(
+            _drawn(forms) & words for w, forms in plain_of.items() if any(c.isalpha() for c in w)))):
+        return True
+    return any(run in f for f in plain for run in runs)
 
 
 def empty_echoes(ds: Any, found: tuple[frozenset[str], frozenset[str]]) -> int:
@@ -141,7 +152,7 @@ def empty_echoes(ds: Any, found: tuple[frozenset[str], frozenset[str]]) -> int:
     for item in _items(ds):
         for elem in item:
             if (elem.VR in _SEARCHED_VRS and elem.keyword not in _STRUCTURAL and elem.value not in (None, "")
-                    and any(_holds(v, words, runs) for v in _values(elem))):
+                    and any(_holds(v, words, runs, elem.VR in ("IS", "DS")) for v in _values(elem))):
                 elem.value = "" if elem.VR not in ("IS", "DS") else None
                 emptied += 1
     return emptied

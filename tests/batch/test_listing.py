@@ -49,9 +49,10 @@ def test_the_runs_own_table_its_parts_and_temporary_file_are_not_listed(tmp_path
         p.write_bytes(b"PAR1")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "t.parquet").symlink_to(out)  # the table under another name (re-test of the fixes)
+    (tmp_path / "sub" / "p.parquet").symlink_to(tmp_path / "results.parquet.parts" / "part-1.parquet")  # a part
     exclude = (out, tmp_path / "results.parquet.tmp", tmp_path / "results.parquet.parts")
     assert _rels(tmp_path, exclude=exclude) == ["a.png"]
-    assert len(_rels(tmp_path)) == 5  # another run's table is a file like any other
+    assert len(_rels(tmp_path)) == 6  # another run's table is a file like any other
 
 
 def test_an_object_store_that_cannot_be_reached_is_a_message_without_its_credentials() -> None:
@@ -96,3 +97,13 @@ def test_a_link_swapped_in_after_the_listing_is_not_followed(tmp_path: Path) -> 
     os.mkfifo(src / "z.png")  # a FIFO swapped in: refused at once, not waited on
     with pytest.raises(OSError, match="not a regular file"):
         read_blob(listed["z.png"])
+    (src / "deep").mkdir()  # a folder above the file swapped for a link (second read of the change)
+    (src / "deep" / "y.png").write_bytes(b"png")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "y.png").write_bytes(b"theirs")
+    listed = {rel: path for path, rel, _, _ in list_files(src)}
+    (src / "deep").rename(tmp_path / "deep_moved")
+    (src / "deep").symlink_to(tmp_path / "elsewhere")
+    if Path("/proc/self/fd").is_dir():
+        with pytest.raises(OSError, match="moved since it was listed"):
+            read_blob(listed["deep/y.png"])

@@ -609,8 +609,8 @@ def test_a_truncated_file_is_refused_not_copied_short_and_called_de_identified(s
 
 
 def test_files_cut_elsewhere_are_refused_too(tmp_path) -> None:
-    """The re-test of that fix: cut inside the pixel element's header (copied without pixels), inside compressed
-    fragments, a short float pixel element, and a Deflated file cut in half (zlib's traceback)."""
+    """The re-test of that fix: cut early in the pixel value, inside compressed fragments, a short float pixel
+    element, and a Deflated file cut in half (zlib's traceback)."""
     import zlib
 
     import pydicom
@@ -630,12 +630,50 @@ def test_files_cut_elsewhere_are_refused_too(tmp_path) -> None:
     ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     deflated = io.BytesIO()
     ds.save_as(deflated, enforce_file_format=True)
-    cut = {"pixel header": ct[:ct.rfind(b"\xe0\x7f\x10\x00") + 6], "fragments": j2k[:-2000],
+    cut = {"pixel value": ct[:ct.rfind(b"\xe0\x7f\x10\x00") + 200], "fragments": j2k[:-2000],
            "float pixels": floats.getvalue(), "deflated": deflated.getvalue()[:len(deflated.getvalue()) // 2]}
     for what, data in cut.items():
         with pytest.raises(InputError, match="damaged"):
             deidentify(data)
     assert len(deidentify(deflated.getvalue())) > 0 and len(deidentify(j2k)) > 0 and zlib  # whole, they are copied
+
+
+def test_numbers_are_not_taken_for_a_name_drawn_alike(tmp_path) -> None:
+    """Drawn, 100 is "loo" and 101 "lol": with the look-alike matching, a patient named Loo had emptied kVp 100, the
+    series number 100 and "CHEST 100 KV" (second read of the change). Numbers are compared as written."""
+    ds = dcmread(io.BytesIO(dicom_bytes((gradient() * 1000).astype(np.uint16))))
+    ds.PatientName, ds.Modality, ds.ManufacturerModelName = "LOO^WEI MING", "CT", "CT 100 KV"
+    ds.KVP, ds.SeriesNumber, ds.InstanceNumber = "100", "100", "101"
+    for out in _both_copies(ds, tmp_path):
+        back = dcmread(io.BytesIO(out))
+        assert (back.KVP, back.SeriesNumber, back.InstanceNumber) == (100, 100, 101)
+        assert back.ManufacturerModelName == "CT 100 KV"
+
+
+def test_files_without_pixels_or_with_a_private_syntax_are_still_copied(tmp_path, caplog) -> None:
+    """The cut-short checks had refused a header-only file (JPIP-referenced files have no pixel data by the
+    standard) and any file under a transfer syntax pydicom does not know (an old GE private one): copied as before;
+    the command line says when a copy holds no pixels."""
+    from medimg_demo.cli import main
+    from medimg_demo.imaging.deid import deidentify_with_report
+
+    ds = dcmread(io.BytesIO(dicom_bytes((gradient(64, 64) * 1000).astype(np.uint16))))
+    ds.PatientName = "DOE^JANE"
+    del ds.PixelData
+    header_only = io.BytesIO()
+    ds.save_as(header_only, enforce_file_format=True)
+    result = deidentify_with_report(header_only.getvalue())
+    assert not result.has_pixels and b"DOE" not in result.data
+    src = tmp_path / "header.dcm"
+    src.write_bytes(header_only.getvalue())
+    with caplog.at_level("WARNING"):
+        assert main(["deidentify", str(src), "--out", str(tmp_path / "copy.dcm")]) == 0
+    assert "holds no pixel data" in caplog.text
+    ds = dcmread(io.BytesIO(dicom_bytes((gradient(64, 64) * 1000).astype(np.uint16))))
+    ds.file_meta.TransferSyntaxUID = "1.2.840.113619.5.2"  # GE's private implicit big-endian-pixels syntax, in name
+    private = io.BytesIO()
+    ds.save_as(private, enforce_file_format=True)
+    assert deidentify_with_report(private.getvalue()).has_pixels
 
 
 def test_an_800_kb_name_is_looked_for_in_a_bounded_number_of_words(tmp_path) -> None:
