@@ -61,7 +61,16 @@ def _filesystem(root: str | Path) -> tuple[Any, str]:
 
 
 def _key(rel: str, size: int, mtime_ns: int) -> str:
+    """A file's key: the same as pyarrow's listing gave, so that reruns skip it."""
     return hashlib.sha256(f"{rel}\0{size}\0{mtime_ns}".encode()).hexdigest()[:32]
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+        return True
+    except UnicodeEncodeError:  # a name's bytes that are not UTF-8, kept by surrogate escapes
+        return False
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -108,6 +117,9 @@ def _walk(base: Path, exclude: set[Path], follow_links: bool) -> tuple[list[List
             if not stat.S_ISREG(st.st_mode):  # FIFOs, devices, sockets: never opened
                 continue
             rel = path.relative_to(base).as_posix()
+            if not (_utf8(rel) and _utf8(str(read))):  # the table, Ray and Arrow take UTF-8 text only
+                skipped["files whose names are not UTF-8 (rename them to score them)"] += 1
+                continue
             found.append((str(read), rel, int(st.st_size), _key(rel, int(st.st_size), int(st.st_mtime_ns))))
     return found, skipped
 

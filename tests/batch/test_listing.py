@@ -31,11 +31,13 @@ def test_links_neither_loop_nor_lead_out_of_the_input(tmp_path: Path, caplog) ->
     (src / "alias.png").symlink_to(src / "sub" / "b.png")  # a link to a file inside: listed
     (src / "dangling.png").symlink_to(tmp_path / "gone.png")
     os.mkfifo(src / "pipe.png")  # a FIFO would block the reader: never listed
+    with open(os.fsencode(src) + b"/bad\xff.png", "wb") as f:  # not UTF-8: had stopped the run with a traceback
+        f.write(b"x")
     with caplog.at_level(logging.WARNING):
         assert _rels(src) == ["a.png", "alias.png", "sub/b.png"]
     warned = " ".join(r.getMessage() for r in caplog.records)
     assert "4 symbolic links to folders or out of the input were skipped (--follow-links" in warned
-    assert "1 entries that could not be read" in warned
+    assert "1 entries that could not be read" in warned and "1 files whose names are not UTF-8" in warned
     # asked to follow: each folder once whatever the links (no loop), the outside ones too
     assert _rels(src, follow_links=True) == ["a.png", "alias.png", "elsewhere/theirs.png", "passwd.dcm", "sub/b.png"]
 
