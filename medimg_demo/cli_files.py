@@ -51,7 +51,8 @@ def shown(path: object) -> str:
     text = str(path)
     if "://" in text:
         scheme, rest = text.split("://", 1)
-        rest = rest[len(userinfo(text)) + 1:] if userinfo(text) else rest
+        secret = userinfo(text)
+        rest = rest[len(secret) + 1:] if secret else rest
         try:
             parts = urlsplit(f"{scheme}://{rest}")
             host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")

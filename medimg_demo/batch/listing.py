@@ -73,10 +73,6 @@ def _utf8(text: str) -> bool:
         return False
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def _walk(base: Path, exclude: set[Path], follow_links: bool) -> tuple[list[Listed], Counter[str]]:
     """The files under ``base`` (resolved) and what was skipped, by reason."""
     found: list[Listed] = []
@@ -97,9 +93,9 @@ def _walk(base: Path, exclude: set[Path], follow_links: bool) -> tuple[list[List
             try:
                 if entry.is_symlink():
                     read = target = path.resolve(strict=True)  # a loop or a dangling link: OSError / RuntimeError
-                    if any(_inside(target, e) for e in exclude):  # the run's own files under another name
+                    if any(target.is_relative_to(e) for e in exclude):  # the run's own files under another name
                         continue
-                    if not follow_links and (target.is_dir() or not _inside(target, base)):
+                    if not follow_links and (target.is_dir() or not target.is_relative_to(base)):
                         skipped["symbolic links to folders or out of the input"] += 1
                         continue
                 elif follow_links:  # under a followed folder: the real path is what is opened
