@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 from .cli_files import input_file, new_file, output_file, output_folder
-from .errors import MedimgError
+from .errors import MedimgError, on_the_command_line
 from .notice import DISCLAIMER
 from .options import bounded
 
@@ -45,7 +45,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             failed += 1
             log.error("%s", exc)
             if args.json:
-                print(json.dumps({"status": "error", "reason": str(exc), "index": index, "disclaimer": DISCLAIMER}))
+                print(json.dumps({"status": "error", "reason": on_the_command_line(str(exc)), "index": index,
+                                  "disclaimer": DISCLAIMER}))
             continue
         out = {**pred.to_json(), "disclaimer": DISCLAIMER}
         try:

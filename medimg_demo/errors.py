@@ -37,3 +37,29 @@ class AccessError(MedimgError):
 
 class ReportError(MedimgError):
     """A case report could not be written (output folder missing or read-only); the message says what to change."""
+
+
+#: The web app's words in a message, and what the command line says instead: a decoder's refusal reads "upload it
+#: again" and "this server" in the app, where they are true, and was printed so by ``predict``, ``batch`` and
+#: ``deidentify`` too (thirty-eighth session's review).
+_ON_THE_COMMAND_LINE = (
+    ("and upload it again", "and run the command on the new file"),
+    ("and upload again", "and run the command on the new file"),
+    ("and upload it.", "and run the command on the new file."),
+    ("give or upload it again", "give it again"),
+    ("before uploading", "first"),
+    ("Upload ", "Give "),
+    ("upload a ", "give a "),
+    ("for one upload on this server", "for one file"),
+    ("to exhaust the server", "to exhaust the machine"),
+    ("this server's", "this tool's"),
+    ("this server", "this tool"),
+)
+
+
+def on_the_command_line(message: str) -> str:
+    """``message`` in the command line's words (see :data:`_ON_THE_COMMAND_LINE`); unchanged where it has none of
+    the app's."""
+    for web, cli in _ON_THE_COMMAND_LINE:
+        message = message.replace(web, cli)
+    return message

@@ -4,6 +4,7 @@ run's JSON names, and paths are printed without control characters or credential
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -121,3 +122,36 @@ def test_counts_below_one_and_negative_frames_are_usage_errors(argv: list[str], 
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2 and "is outside" in capsys.readouterr().err
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels, with an empty data chunk: enough for the size check."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+
+
+def test_a_refusal_on_the_command_line_speaks_of_files_not_uploads(tmp_path: Path, capsys) -> None:
+    """The decoders' refusals say "upload it again" and "this server" in the app; the command line had printed them
+    so in its log, the JSON's reason and the batch table (thirty-eighth session's note)."""
+    import logging
+
+    from medimg_demo.cli_files import OneLineFormatter
+
+    big = tmp_path / "big.png"
+    big.write_bytes(_png_header(9_000, 9_000))
+    assert main(["predict", str(big), "--json"]) == 2
+    reason = json.loads(capsys.readouterr().out)["reason"]
+    assert "9000x9000" in reason and "MEDIMG_MAX_PIXELS" in reason, reason
+    assert "upload" not in reason.lower() and "server" not in reason, reason
+    record = logging.LogRecord("medimg_demo.cli", logging.ERROR, "", 0, "%s", (InputError(
+        "The DICOM pixel data uses a compression this server cannot decode. Export it uncompressed (Explicit VR Little "
+        "Endian) and upload it again."),), None)
+    line = OneLineFormatter("%(message)s").format(record)
+    assert line.endswith("this tool cannot decode. Export it uncompressed (Explicit VR Little Endian) and run the "
+                         "command on the new file."), line

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MedimgError
+from ..errors import MedimgError, on_the_command_line
 from ..imaging.decode import read_bytes
 from ..imaging.known_spacing import spacing_origin
 from ..imaging.study import Study
@@ -140,7 +140,7 @@ class BatchScorer:
                 data = blob() if callable(blob) else blob
             except MedimgError as exc:
                 studies.append(None)
-                rows.append(row | {"status": "error", "reason": str(exc)})
+                rows.append(row | {"status": "error", "reason": on_the_command_line(str(exc))})
                 continue
             if data is None:
                 studies.append(None)
@@ -151,7 +151,7 @@ class BatchScorer:
                 study: Study | None = read_bytes(data)
             except MedimgError as exc:
                 study = None
-                row.update(status="error", reason=str(exc))
+                row.update(status="error", reason=on_the_command_line(str(exc)))
             del data  # the raw bytes go before the next file is read
             studies.append(study)
             rows.append(row)

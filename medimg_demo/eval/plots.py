@@ -56,13 +56,14 @@ def _name(names: Mapping[str, str] | None, label: str) -> str:
 # ----------------------------------------------------------------------------------------------
 def per_class_table(metrics: pd.DataFrame, prefix: str = "", names: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Rows = classes (readable ``names`` where given), columns = sensitivity/specificity/precision/f1/auc as
-    'value [lo, hi]' with two decimals, so that the five columns fit beside the class name. Per-class heatmap
-    checks (``explain_*``) are left out: the explanation table shows them with their meaning."""
+    'value [lo, hi]' with three decimals, as the cards print them (two had shown a sensitivity of 0.849 as 0.85, a
+    target met that is not). Per-class heatmap checks (``explain_*``) are left out: the explanation table shows
+    them with their meaning."""
     m = metrics[(metrics["class"].fillna("") != "") & metrics["metric"].str.startswith(prefix)]
     if prefix == "":
         m = m[~m["metric"].str.startswith(("stage_", "explain_"))]
     m = m.assign(metric=m["metric"].str.removeprefix(prefix),
-                 cell=[f"{v:.2f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in zip(m["value"], m["ci_low"], m["ci_high"])])
+                 cell=[f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in zip(m["value"], m["ci_low"], m["ci_high"])])
     order = list(dict.fromkeys(m["class"]))  # the model's label order, not alphabetical
     table = m.pivot(index="class", columns="metric", values="cell").reindex(order)
     columns = [c for c in PER_CLASS_ORDER if c in table.columns] + [c for c in table.columns if c not in PER_CLASS_ORDER]

@@ -175,6 +175,7 @@ class PostgresBackend:
                     con.execute(f"ALTER TABLE feedback ADD COLUMN {column} {_pg_type(kind)}")
             con.execute(schema.UNIQUE_KEY)
             con.execute(schema.PREDICTION_INDEX)
+            con.execute(schema.FREE_NAMES_INDEX)
 
     def insert_prediction(self, rec: dict[str, Any]) -> None:
         cols = list(schema.PREDICTION_COLUMNS)

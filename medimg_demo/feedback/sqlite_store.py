@@ -71,6 +71,7 @@ def connect(db: Path) -> sqlite3.Connection:
                                 con.execute(f"ALTER TABLE feedback ADD COLUMN {column} {kind}")
                         con.execute(schema.UNIQUE_KEY)
                         con.execute(schema.PREDICTION_INDEX)
+                        con.execute(schema.FREE_NAMES_INDEX)
                         _initialised.add(key)
         except BaseException:
             con.close()

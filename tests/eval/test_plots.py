@@ -28,7 +28,9 @@ def test_tables_use_readable_metric_and_class_names() -> None:
     table = per_class_table(m, names={"squamous_cell_carcinoma": "Squamous cell carcinoma"})
     assert list(table.columns) == ["Class", "sensitivity", "specificity", "precision", "f1", "auc"]
     assert list(table["Class"]) == ["normal", "Squamous cell carcinoma"]  # model order; unnamed labels kept
-    assert table.iloc[0]["sensitivity"] == "0.50 [0.40, 0.60]"
+    assert table.iloc[0]["sensitivity"] == "0.500 [0.400, 0.600]"
+    near = pd.DataFrame([_row("sensitivity", "malignant", 0.8487, 0.7, 0.93)])
+    assert per_class_table(near).iloc[0]["sensitivity"] == "0.849 [0.700, 0.930]"  # not 0.85: a target of 0.85 missed
 
 
 def test_the_ece_consistency_rows_sit_under_their_ece() -> None:

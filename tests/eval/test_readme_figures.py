@@ -1,6 +1,6 @@
 """The figures the README quotes for the committed models are the ones their bundled test metrics hold: the models
-table (accuracy with its interval, macro AUC) and the calibration table (ECE, what a calibrated model would score,
-p). A model re-evaluated without its README row updated fails here."""
+table (accuracy and macro AUC with their intervals) and the calibration table (ECE with its interval, what a
+calibrated model would score, p). A model re-evaluated without its README row updated fails here."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def test_models_table_matches_bundled_metrics() -> None:
         m = _metrics(model_id)
         value, low, high = m["accuracy"]
         assert row[3] == f"{value:.3f} [{low:.3f}, {high:.3f}]", model_id
-        assert row[4] == f"{m['macro_auc'][0]:.3f}", model_id
+        value, low, high = m["macro_auc"]
+        assert row[4] == f"{value:.3f} [{low:.3f}, {high:.3f}]", model_id
 
 
 @pytest.mark.parametrize("name, model_id", [
@@ -47,7 +48,8 @@ def test_calibration_table_matches_bundled_metrics(name: str, model_id: str) -> 
     rows = _table_rows(re.escape(name) + r"\s*\|")
     assert len(rows) == 1, f"one README calibration row for {name}"
     row, m = rows[0], _metrics(model_id)
-    assert row[1] == f"{m['ece'][0]:.3f}", name
+    value, low, high = m["ece"]
+    assert row[1] == f"{value:.3f} [{low:.3f}, {high:.3f}]", name
     value, low, high = m["ece_if_calibrated"]
     assert row[2] == f"{value:.3f} [{low:.3f}, {high:.3f}]", name
     p = m["ece_consistency_p"][0]

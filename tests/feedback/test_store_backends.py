@@ -136,6 +136,25 @@ def test_feedback_from_analyse_cannot_pose_as_a_reading_sessions_reads(store) ->
     assert read_all(store)["session_id"].tolist() == ["free-notes"]
 
 
+def test_a_sessions_start_reads_the_free_names_from_their_index_not_every_answer(store) -> None:
+    """A session's start reads the names free feedback carries while it holds the sessions lock; it had scanned every
+    answer in the store (thirty-eighth session's note). The partial index answers that query."""
+    submit(store, Feedback(reader="reader2", image_sha256=SHA, session_id="free-notes", type_agree=False))
+    if isinstance(store, Path):
+        import sqlite3
+
+        with sqlite3.connect(store) as con:
+            plan = " ".join(str(r[-1]) for r in con.execute(f"EXPLAIN QUERY PLAN {schema.FREE_NAMES}"))
+    else:
+        import psycopg
+
+        with psycopg.connect(store, autocommit=True) as con:
+            con.execute("SET enable_seqscan = off")  # a table of one row is scanned whatever the indexes
+            plan = " ".join(r[0] for r in con.execute(f"EXPLAIN {schema.FREE_NAMES}"))
+            assert con.execute(schema.FREE_NAMES).fetchall() == [("free-notes",)]
+    assert "feedback_free_names" in plan, plan
+
+
 @pytest.mark.parametrize("first", ["start", "free"])
 def test_a_start_and_free_feedback_under_one_new_name_at_once_keep_one_of_them(store, monkeypatch, first) -> None:
     """A reading session's start and an Analyse-tab submit naming the same new name at once: each checked the other
