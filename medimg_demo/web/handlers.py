@@ -103,7 +103,7 @@ def predict(
         a.info_markdown,
         shown,
         view_store.keep(dataclasses.replace(a.view, created_by=created_by)),  # a key; the view is bound to the login
-        gr.update(value=a.frame_index + 1, visible=a.n_frames > 1, label=f"Frame (1-{a.n_frames}; Enter to show)"),
+        gr.update(value=a.frame_index + 1, visible=a.n_frames > 1, label=f"Frame (1-{a.n_frames}; Enter or Tab to show)"),
         notes,
         gr.update(value=round(dw[0], 2) if dw else None),  # none: the last file's window does not stay in the boxes
         gr.update(value=round(dw[1], 2) if dw else None),

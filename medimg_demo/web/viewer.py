@@ -177,6 +177,19 @@ def check_frame(view: analysis.View | None, frame: float | None,
                        f"(frame {view.frame_index + 1} is shown).")
 
 
+def left_frame(view: analysis.View | None, frame: float | None,
+               request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+               profile: gr.OAuthProfile | None = None) -> None:
+    """The frame box left (Tab, a click elsewhere) with another frame typed: checked as on Enter, so that the frame
+    is shown. A box that names the frame shown, or is empty, or a page with no result on screen (an analysis under
+    way) stops here without a message; the caller puts the box back with :func:`shown_frame`. A typed number had
+    stayed in the box, unapplied, beside another frame's image."""
+    shown = own_view(view, request, profile)
+    if shown is None or frame is None or frame == "" or analysis.finite(frame) == shown.frame_index + 1:
+        raise gr.Error("Nothing to show.", visible=False, print_exception=False)
+    check_frame(view, frame, request, profile)
+
+
 def shown_frame(view: analysis.View | None,
                 request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
                 profile: gr.OAuthProfile | None = None):  # noqa: ANN201 - Gradio outputs

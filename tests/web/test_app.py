@@ -362,6 +362,17 @@ def test_a_frame_beyond_the_file_keeps_the_case_and_names_the_range() -> None:
             viewer.check_frame(view, bad)
     assert viewer.shown_frame(view)["value"] == 3
     assert viewer.check_frame(None, 99) is None  # no result kept: the analysis itself checks the number
+    # leaving the box (Tab, a click elsewhere; Enter leaves it too): another frame is checked as above and shown
+    assert viewer.left_frame(view, 5) is None
+    with pytest.raises(gr.Error, match="has 5 frames"):
+        viewer.left_frame(view, 9)
+    for same in (3, 3.0, None, ""):  # the frame shown, or an empty box: nothing to show, no message (the box goes back)
+        with pytest.raises(gr.Error) as stopped:
+            viewer.left_frame(view, same)
+        assert not stopped.value.visible
+    with pytest.raises(gr.Error) as stopped:  # no result on screen: the next Analyse reads the box
+        viewer.left_frame(None, 4)
+    assert not stopped.value.visible
     assert viewer.shown_frame(None) == gr.skip()
     key = view_store.keep(dataclasses.replace(view, frame_index=0))
     with pytest.raises(gr.Error, match="frame 1 is shown"):

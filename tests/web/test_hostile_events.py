@@ -635,7 +635,7 @@ def test_a_borrowed_page_shows_nothing_to_another_login(auth_app: App, readers: 
         "redraw": (_fn(bob, "redraw"), [None, "File default", None, None, 0.45, "4x", "Heatmap peak", None, True]),
         "report": (_fn(bob, "report"), [work, None]),
         "session_redraw": (_fn(bob, "session_redraw"), [None, 100, 200, "2x", 40, 40]),
-        "check_frame": (_fn(bob, "check_frame"), [None, 99]),
+        "left_frame": (_fn(bob, "left_frame"), [None, 99]),
     }
     got = {name: _queue_fn(bob, fn, data, page) for name, (fn, data) in attempts.items()}
     click = {"index": [10, 10], "value": None}
@@ -645,13 +645,13 @@ def test_a_borrowed_page_shows_nothing_to_another_login(auth_app: App, readers: 
     stream = bob.get("/gradio_api/queue/data", params={"session_hash": page})
     beat = bob.get(f"/gradio_api/heartbeat/{page}")
     refused = [name for name, (ok, out) in got.items() if not ok and str(out).startswith("HTTP 403")]
-    mine = {name: _queue_fn(alice, fn, data, page)[0] for name, (fn, data) in attempts.items() if name != "check_frame"}
+    mine = {name: _queue_fn(alice, fn, data, page)[0] for name, (fn, data) in attempts.items() if name != "left_frame"}
     print(f"\nalice's page under bob's login: {len(refused)} of {len(attempts)} queued events and "
           f"{sum(st == 403 for st, _ in direct['bob'])} of 3 direct ones refused, her stream {stream.status_code}, "
           f"heartbeat {beat.status_code}; under her own login: {sum(mine.values())} of {len(mine)} answered")
     assert refused == list(attempts) and [st for st, _ in direct["bob"]] == [403] * 3
     assert stream.status_code == 403 and beat.status_code == 403
-    assert all(mine.values()) and not _queue_fn(alice, _fn(alice, "check_frame"), [None, 99], page)[0]  # told the range
+    assert all(mine.values()) and not _queue_fn(alice, _fn(alice, "left_frame"), [None, 99], page)[0]  # told the range
     assert [st for st, _ in direct["alice"]] == [200] * 3
     assert direct["alice"][1][1]["data"] == [40.0, 400.0] and "Chosen point" in direct["alice"][2][1]["data"]
 

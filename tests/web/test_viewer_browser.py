@@ -154,6 +154,10 @@ def test_multiframe_dicom_opens_on_its_middle_frame(page, tmp_path) -> None:  # 
     body = page.inner_text("body")
     assert not any(s in body for s in PHI) and "DOE_JANE" not in body
     _shot(page, "analyse_multiframe_dicom.png")
+    page.locator("#frame input").fill("2")  # leaving the box shows the frame typed (it had stayed, unapplied)
+    page.locator("#frame input").press("Tab")
+    page.locator("#analysis-info").get_by_text("frame 2 of 5 shown", exact=False).wait_for(timeout=RESULT_TIMEOUT)
+    page.wait_for_function("() => window.medimgWork === 0", timeout=RESULT_TIMEOUT)
     page.locator("#frame input").fill("1")  # asked for: frame 1, and the same box says so
     page.locator("#frame input").press("Enter")
     page.locator("#analysis-info").get_by_text("frame 1 of 5 shown", exact=False).wait_for(timeout=RESULT_TIMEOUT)

@@ -75,7 +75,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
             # for frame 3 of a 16-frame file; the decoder checks the number against the file
             # no minimum: Gradio refused a 0 (or a negative width below) with a second toast, and every later
             # analysis with it (the boxes are its inputs) until corrected; the server says what to type instead
-            frame = gr.Number(label="Frame (multi-frame DICOM; Enter to show)", value=None, precision=0,
+            frame = gr.Number(label="Frame (multi-frame DICOM; Enter or Tab to show)", value=None, precision=0,
                               visible=False, elem_id="frame")
             with gr.Accordion("Display window (DICOM; the model's input does not change)", open=False):
                 window = gr.Dropdown(WINDOW_CHOICES, value="File default", label="Window")
@@ -171,7 +171,10 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
     if examples is not None:  # a sample case analyses on click, as an upload does
         analyse(examples.load_input_event.then(None, None, [frame, window], js=RESET_FRAME_JS))
     # a frame number beyond the file: the case stays on screen, the box shows its frame again, the range is named
-    typed_frame = frame.submit(viewer.check_frame, [view, frame], None, **private)  # queued: its message shows
+    # Enter leaves the box, and leaving it with another frame typed shows that frame: a typed number had stayed
+    # beside another frame's image; one path, as Enter then a click elsewhere had asked twice (the second refused)
+    frame.submit(None, None, None, js="() => { document.activeElement?.blur(); return []; }", **private)
+    typed_frame = frame.blur(viewer.left_frame, [view, frame], None, **private)  # queued: its message shows
     analyse(typed_frame.success(None, None, None, js="() => null"))
     typed_frame.failure(viewer.shown_frame, view, frame, queue=False, **private)
     redraw_args = dict(inputs=[view, window, center, width, opacity, zoom, centre, point, outline],
