@@ -6,6 +6,11 @@ Definitions (one read = one reader on one case with both phases stored and a kno
 * unaided call: the reader's own type before seeing the model; ``cannot_assess`` counts as not correct.
 * aided call: the model's type when the reader agreed with it, else the corrected type the reader chose; where the
   model named no type (refused or indeterminate), the reader's own call unless they chose another.
+* model seen before: the reader had answered on the same image (its hash) with the model's call on screen (an aided
+  read in any session, or Analyse-tab feedback) before this unaided read was stored: a throwaway session with the
+  same seed showed the model's calls on the cases of the session to be read. Such a read is not unaided; it is
+  counted, and left out of every rate and of the multi-reader analysis (a lower bound: a call seen without an answer
+  stored leaves no trace here).
 * automation bias: among reads where the unaided call differed from the model's and the model was wrong, the share
   where the reader switched to the model's call; beneficial switch: the same where the model was right; left a
   correct call: among reads whose unaided call was correct, the share whose aided call was wrong.
@@ -40,7 +45,8 @@ POOLED = "All readers"
 #: The CSV columns of the per-case table, in order.
 CASE_COLUMNS = ["session_id", "reader", "case_id", "model_id", "truth", "unaided_call", "unaided_stage",
                 "unaided_confidence", "model_call", "model_probability", "aided_call", "aided_confidence",
-                "unaided_correct", "model_correct", "aided_correct", "unaided_matches_model", "aided_matches_model"]
+                "unaided_correct", "model_correct", "aided_correct", "unaided_matches_model", "aided_matches_model",
+                "model_seen_before"]
 
 #: statistic -> (numerator column, denominator mask column or None for every read)
 RATES: dict[str, tuple[str, str | None]] = {
@@ -104,7 +110,22 @@ def case_table(rows: pd.DataFrame) -> pd.DataFrame:
     out["aided_correct"] = (out["aided_call"] == out["truth"]).astype(int)
     out["unaided_matches_model"] = (out["unaided_call"] == out["model_call"]).astype(int)
     out["aided_matches_model"] = (out["aided_call"] == out["model_call"]).astype(int)
+    out["model_seen_before"] = _seen_before(rows, both)[out.index]
     return out[CASE_COLUMNS].sort_values(["session_id", "reader", "case_id"]).reset_index(drop=True)
+
+
+def _seen_before(rows: pd.DataFrame, reads: pd.DataFrame) -> np.ndarray:
+    """1 where the reader had stored an answer on the read's image with the model's call on screen (an aided row in
+    any session, or Analyse-tab feedback) before the unaided row was stored, else 0 (see the module's doc)."""
+    if not {"image_sha256_u", "created_utc_u"} <= set(reads.columns):
+        return np.zeros(len(reads), int)
+    shown = rows[rows["phase"].isin(["aided", "free"]) & (rows["image_sha256"].fillna("") != "")]
+    first = shown.assign(when=pd.to_datetime(shown["created_utc"], utc=True, format="ISO8601", errors="coerce")) \
+        .groupby(["reader", "image_sha256"])["when"].min()
+    keys = list(zip(reads.index.get_level_values("reader"), reads["image_sha256_u"]))
+    seen = pd.to_datetime(pd.Series([first.get(k) for k in keys], dtype=object), utc=True, errors="coerce")
+    unaided = pd.to_datetime(pd.Series(reads["created_utc_u"].to_numpy()), utc=True, format="ISO8601", errors="coerce")
+    return (seen.notna() & unaided.notna() & (seen < unaided)).astype(int).to_numpy()
 
 
 def _top_prob(probs: Any, label: Any) -> float:
@@ -117,6 +138,11 @@ def _top_prob(probs: Any, label: Any) -> float:
         return float(json.loads(probs).get(label, math.nan))
     except (ValueError, AttributeError):
         return math.nan
+
+
+def _seen(t: pd.DataFrame) -> pd.Series:
+    """Reads whose unaided call came after the model's call on that image had been seen (left out of the rates)."""
+    return t["model_seen_before"].fillna(0).astype(bool) if "model_seen_before" in t else pd.Series(False, t.index)
 
 
 def _with_masks(t: pd.DataFrame) -> pd.DataFrame:
@@ -162,12 +188,14 @@ def reader_summary(table: pd.DataFrame) -> pd.DataFrame:
     denominator ``_n``, rate and 95% interval ``_lo`` / ``_hi`` (Wilson per reader; pooled, Wilson on the
     effective number of reads, see :func:`design_effect_wilson`)."""
     rows: list[dict[str, Any]] = []
-    for session, s in table.groupby("session_id", sort=True):
-        s = _with_masks(s)
-        groups = [(str(r), g) for r, g in s.groupby("reader", sort=True)] + [(POOLED, s)]
+    for session, everything in table.groupby("session_id", sort=True):
+        seen = _seen(everything)
+        s = _with_masks(everything[~seen])
+        groups = [(str(r), s[s["reader"] == r]) for r in sorted(everything["reader"].unique())] + [(POOLED, s)]
         for reader, g in groups:
+            left_out = int(seen[everything["reader"] == reader].sum()) if reader != POOLED else int(seen.sum())
             row: dict[str, Any] = {"session_id": session, "reader": reader, "readers": int(g["reader"].nunique()),
-                                   "cases": int(g["case_id"].nunique()), "reads": len(g),
+                                   "cases": int(g["case_id"].nunique()), "reads": len(g), "model_seen_before": left_out,
                                    "differed_from_model": int((g["unaided_matches_model"] == 0).sum())}
             for name, (num, den) in RATES.items():
                 k, n = _counts(g, num, den)
@@ -186,13 +214,17 @@ HEADERS = {
     "beneficial_switch": "Took the model's right call (beneficial switch)",
     "left_correct": "Left a correct own call",
 }
+#: The summary's row of reads left out because the model's call on that image had been seen before the unaided read.
+SEEN_BEFORE = "Left out: model's call on the image seen before the unaided read (reads)"
 LEGEND = ("Each cell: rate [95% interval] (count / reads). Intervals: Wilson per reader; for *All readers*, Wilson "
           "on the effective number of reads (reads of one case by several readers are not independent: design "
           "effect over cases). The two \"Took the model's ... call\" rows count reads where "
           "the reader's own call differed from the model's and the aided call became the model's, when the model was "
           "wrong (automation bias) or right; \"Left a correct own call\": own call right, aided call wrong. \"Cannot "
-          "assess\" counts as not correct. **-** : no read in that denominator (e.g. the model was never wrong on "
-          "those reads).")
+          "assess\" counts as not correct. \"Left out\": the reader had already answered on that image with the "
+          "model's call on screen (another session's aided read, say, or the Analyse tab) before this unaided read: "
+          "no longer unaided, so it is in no rate and not in the multi-reader analysis. **-** : no read in that "
+          "denominator (e.g. the model was never wrong on those reads).")
 
 
 def _cell(rate: float, lo: float, hi: float, k: int, n: int) -> str:
@@ -209,10 +241,11 @@ def display_summary(summary: pd.DataFrame, session_id: str | None = None) -> pd.
         return pd.DataFrame({"Statistic": []})
     session_id = session_id if session_id in set(summary["session_id"]) else summary["session_id"].iloc[0]
     s = summary[summary["session_id"] == session_id]
-    out: dict[str, list[str]] = {"Statistic": ["Cases read", "Own call differed from the model (reads)",
+    out: dict[str, list[str]] = {"Statistic": ["Cases read", SEEN_BEFORE, "Own call differed from the model (reads)",
                                                *HEADERS.values()]}
     for _, r in s.iterrows():
-        out[str(r["reader"])] = [str(int(r["cases"])), str(int(r["differed_from_model"]))] + [
+        out[str(r["reader"])] = [str(int(r["cases"])), str(int(r.get("model_seen_before", 0) or 0)),
+                                 str(int(r["differed_from_model"]))] + [
             _cell(r[name], r[f"{name}_lo"], r[f"{name}_hi"], r[f"{name}_k"], r[f"{name}_n"]) for name in HEADERS]
     return pd.DataFrame(out)
 
@@ -221,6 +254,7 @@ def session_mrmc(table: pd.DataFrame, session_id: str, min_readers: int = MIN_RE
                  min_cases: int = MIN_CASES) -> MRMCResult:
     """OR analysis of unaided vs aided accuracy of one session, on the cases every reader read in both phases."""
     s = table[table["session_id"] == session_id]
+    s = s[~_seen(s)]
     readers = sorted(s["reader"].unique())
     if readers:
         common = set.intersection(*(set(s.loc[s["reader"] == r, "case_id"]) for r in readers))
@@ -244,8 +278,8 @@ _TRUTH_COLUMNS = ("truth", "truth_type", "truth_stage", "unaided_correct", "mode
 
 def for_reader(rows: pd.DataFrame, key: bytes) -> pd.DataFrame:
     """``rows`` (feedback rows or the per-case table) as a reader who is not a session owner may take them away:
-    without the truth or correctness per case or the image's hash, and with case ids made opaque per session. The unaided row stores the
-    truth, and a case list is seeded, so the same seed in a throwaway session gives the same cases: their truth, or
+    without the truth or correctness per case or the image's hash, and with case ids made opaque per session. The
+    unaided row stores the truth, and a case list is seeded, so the same seed in a throwaway session gives the same cases: their truth, or
     a data set file name that names the class (brain MRI's "mr2_" images are all gliomas), would tell a reader, or a
     colleague they pass it to, the answers of a session still to be read. ``key``: the server's secret, so the ids
     cannot be inverted by hashing guessed file names. Owners export everything."""

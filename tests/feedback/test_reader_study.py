@@ -153,6 +153,42 @@ def test_case_table_and_summary_match_a_hand_count() -> None:
     assert s.loc[POOLED, "reads"] == 5 and s.loc[POOLED, "readers"] == 1
 
 
+def test_an_unaided_read_after_the_model_was_seen_on_that_image_is_left_out() -> None:
+    """A throwaway session with the same seed showed a reader the model's calls on the cases of the session still to
+    be read (thirty-eighth session's note): such reads are no longer unaided. Left out of the rates and of the
+    multi-reader analysis, and counted; so is a read after Analyse-tab feedback on the same image. Reads before any
+    such answer, or by another reader, stay."""
+    def at(minute: int) -> str:
+        return f"2026-11-29T10:{minute:02d}:00.000+00:00"
+
+    base = _study_rows().assign(image_sha256=lambda d: d["case_id"] + "-hash",
+                                created_utc=[at(2 * i + 1) for i in range(len(_study_rows()))])
+    throwaway = base.assign(session_id="T")  # the same cases, read first (minutes 1-11)
+    real = base.assign(session_id="S", created_utc=[at(30 + i) for i in range(len(base))])
+    free = pd.DataFrame([dict(session_id="", reader="r1", case_id="", phase="free", image_sha256="c1-hash",
+                              created_utc=at(0), type_agree=1)])  # the model's call on c1 seen on the Analyse tab
+    table = case_table(pd.concat([throwaway, real, free], ignore_index=True))
+    flags = table.set_index(["session_id", "reader", "case_id"])["model_seen_before"]
+    assert flags.loc[("T", "r1")].tolist() == [1, 0, 0, 0, 0] and flags.loc[("S", "r1")].tolist() == [1, 1, 1, 1, 1]
+    summary = reader_summary(table).set_index(["session_id", "reader"])
+    assert summary.loc[("S", "r1"), "model_seen_before"] == 5 and summary.loc[("S", "r1"), "reads"] == 0
+    assert summary.loc[("T", "r1"), "model_seen_before"] == 1 and summary.loc[("T", "r1"), "unaided_accuracy_n"] == 4
+    shown = display_summary(reader_summary(table), "S").set_index("Statistic")
+    assert shown.loc["Left out: model's call on the image seen before the unaided read (reads)", "r1"] == "5"
+    assert shown.loc["Accuracy unaided", "r1"] == "-"
+    # a read left out takes its case out of the multi-reader analysis (it pairs every reader's reads of a case)
+    rng = np.random.default_rng(5)
+    x = simulate(rng, 3, 20, effect=1.0)
+    rows = pd.DataFrame([dict(session_id="M", reader=f"r{j}", case_id=f"c{k:02d}", unaided_correct=int(x[0, j, k]),
+                              aided_correct=int(x[1, j, k]), model_seen_before=int(j == 2 and k == 0))
+                         for j in range(3) for k in range(20)])
+    assert session_mrmc(rows, "M", min_cases=19).n_cases == 19 and session_mrmc(rows.assign(model_seen_before=0),
+                                                                                  "M").n_cases == 20
+    later = free.assign(created_utc=at(59))  # Analyse-tab feedback after the reads, or another reader's: none
+    assert case_table(pd.concat([real, later], ignore_index=True))["model_seen_before"].sum() == 0
+    assert case_table(pd.concat([real, free.assign(reader="r2")], ignore_index=True))["model_seen_before"].sum() == 0
+
+
 def test_agreeing_with_a_model_that_named_no_type_keeps_the_own_call() -> None:
     rows = pd.DataFrame([
         _row("r1", "c1", "unaided", "a", reader_type="a"), _row("r1", "c1", "aided", "a", pred_type=None, type_agree=1),

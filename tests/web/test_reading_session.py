@@ -391,3 +391,19 @@ def test_the_per_output_table_gives_the_busiest_sessions_rows_and_counts_every_a
     assert out["Session"].tolist()[:3] == ["All sessions", "busy", "(no session)"]
     assert out.iloc[0]["Answers"] == len(names) and out.iloc[1]["Answers"] == 5
     assert out["Session"].iloc[-1].startswith("12 more sessions")
+
+
+def test_a_session_read_after_a_throwaway_one_with_the_same_seed_leaves_its_reads_out(reading) -> None:  # noqa: ANN001
+    """A throwaway session with the same seed showed the model's calls on the cases of the session read next
+    (thirty-eighth session's note): those reads are counted as seen before, not as unaided."""
+    for name in ("pilot-same-seed", "study-same-seed"):
+        s = reading.session_start("reader01", name, None, 2, 0)[0]
+        for _ in range(2):
+            reading.session_unaided(s, "adenocarcinoma", "IIIa", 3)
+            reading.session_aided(s, "Disagree", None, None, "normal", None, 3, 3, "")
+    table = reading.summary_view("study-same-seed")[0]["value"].set_index("Statistic")
+    assert table.loc["Left out: model's call on the image seen before the unaided read (reads)", "reader01"] == "2"
+    assert table.loc["Accuracy unaided", "reader01"] == "-"
+    pilot = reading.summary_view("pilot-same-seed")[0]["value"].set_index("Statistic")
+    left_out = pilot.loc["Left out: model's call on the image seen before the unaided read (reads)", "reader01"]
+    assert left_out == "0" and pilot.loc["Accuracy unaided", "reader01"].endswith("/2)")
