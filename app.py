@@ -16,6 +16,10 @@ from typing import Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline-friendly: no telemetry calls
 STARTED = time.time()
 
+from medimg_demo import settings  # noqa: E402 - no Gradio, no torch
+
+settings.one_line_start_errors()  # a bad setting stops the start with its message, not a traceback
+
 
 def _default_upload_dir() -> str:
     """Gradio's upload cache, when the deployer sets none: a folder of this app's own under the system temp (one
@@ -34,6 +38,7 @@ from starlette.middleware import Middleware  # noqa: E402
 from medimg_demo.web.catalog import model_choices, model_versions  # noqa: E402
 from medimg_demo.web import auth  # noqa: E402
 from medimg_demo.imaging import isolated  # noqa: E402
+from medimg_demo.imaging.decode import MAX_BYTES  # noqa: E402
 from medimg_demo.web import expiry, files, lifecycle, upload_folders  # noqa: E402
 from medimg_demo.web.ui.analyse_tab import CSS as ANALYSE_CSS, analyse_tab  # noqa: E402
 from medimg_demo.web.ui.common import BANNER  # noqa: E402
@@ -92,7 +97,7 @@ def launch_options() -> dict[str, Any]:
         auth_message="medimg_demo - research use only. Log in with the account the session owner gave you.",
         css=PERFORMANCE_CSS + "\n" + ANALYSE_CSS,
         run_history=False,  # the browser would keep file paths and comments for the next user of the workstation
-        max_file_size=os.environ.get("MEDIMG_MAX_UPLOAD_MB", "100") + "mb",
+        max_file_size=MAX_BYTES,  # MEDIMG_MAX_UPLOAD_MB, as the decoder reads it (a fraction of a megabyte too)
         # Gradio keeps about 340 KB per page (session hash), and any client can open pages: 1,000 pages at most
         # (the least recently used go first; a reading session resumes from the store), not Gradio's 10,000
         state_session_capacity=1000,
@@ -121,8 +126,8 @@ if __name__ == "__main__":
     # api_open=False: a queued event cannot be run through the REST route (POST /gradio_api/run/predict), which
     # would skip the concurrency limit that bounds memory (Gradio leaves that route open outside Spaces)
     # api_open=False: queued events only through the queue; max_size: one client cannot queue without limit
-    demo.queue(default_concurrency_limit=int(os.environ.get("MEDIMG_CONCURRENCY", "2")), api_open=False,
-               max_size=int(os.environ.get("MEDIMG_QUEUE_MAX", "64")))
+    demo.queue(default_concurrency_limit=settings.whole("MEDIMG_CONCURRENCY", 2, "calls of one event at once", low=1),
+               api_open=False, max_size=settings.whole("MEDIMG_QUEUE_MAX", 64, "places in the queue", low=1))
     lifecycle.stop_like_ctrl_c()  # SIGTERM closes the server as Ctrl-C does, then the sweep below runs
     try:
         demo.launch(**options)

@@ -179,8 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("feedback", help="export or summarise the clinician feedback store")
     f.add_argument("action", choices=["export", "summary"])
     f.add_argument("--db", default=None, metavar="PATH_OR_URL",
-                   help="SQLite file or postgresql:// URL (default: $MEDIMG_DB_URL, else $MEDIMG_FEEDBACK_DB, "
-                        "else var/feedback.sqlite)")
+                   help="SQLite file or postgresql:// URL (default: the app's store: $MEDIMG_DB_URL, else "
+                        "$MEDIMG_FEEDBACK_DB, else feedback.sqlite in $MEDIMG_STATE_DIR, else on a Space's "
+                        "/data volume, else var/feedback.sqlite)")
     f.add_argument("--out", default=None, help="CSV to write (required for export)")
     f.set_defaults(func=_cmd_feedback)
 

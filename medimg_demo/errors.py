@@ -27,6 +27,10 @@ class ConfigError(ModelError):
     """A model's config.json breaks its schema; the message names the field and what it must be."""
 
 
+class SettingError(MedimgError):
+    """An environment variable the deployer set is not what it must be; the message names it and what to set."""
+
+
 class StoreError(MedimgError):
     """The feedback store cannot be read or written (read-only or full folder, locked or damaged file)."""
 

@@ -52,8 +52,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
                 kw["required"] = True
             else:
                 kw["default"] = default
-                if kw["help"]:
-                    kw["help"] += f" (default: {default})"
+                if kw["help"] and default not in ("", None) and "(default:" not in kw["help"]:
+                    kw["help"] += f" (default: {default})"  # an empty default had printed "(default: )"
         parser.add_argument(flag(f), **kw)
 
 

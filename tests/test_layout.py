@@ -12,7 +12,7 @@ PKG = Path(medimg_demo.__file__).resolve().parent
 
 #: Lower number = lower layer; a module may import only its own layer or lower ones.
 LAYERS = {
-    "errors": 0, "notice": 0, "confusable": 0, "cli_files": 0, "paths": 0, "tasks": 0, "options": 0, "manifest": 1, "treatment": 1,
+    "errors": 0, "notice": 0, "confusable": 0, "cli_files": 0, "settings": 0, "paths": 0, "tasks": 0, "options": 0, "manifest": 1, "treatment": 1,
     "imaging": 2, "models": 3, "explain": 4, "learn": 5, "predict": 5, "feedback": 6, "eval": 6, "batch": 6, "report": 6, "web": 7, "deploy": 7,
     "cli": 8, "cli_predict": 8, "__main__": 9, "__init__": 9,
 }

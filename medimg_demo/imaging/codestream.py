@@ -22,12 +22,12 @@ Messages say what is wrong and what to do; none quotes a value read from the fil
 from __future__ import annotations
 
 import logging
-import os
 import re
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from .. import settings
 from ..errors import InputError
 from .frame_errors import damaged as _damaged
 from .frame_errors import unsupported as _unsupported
@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Largest decoded frame in bytes (Rows x Columns x Samples per Pixel x bytes a sample, before any reduction).
 #: Default: MAX_PIXELS pixels of 3 samples at 2 bytes (384 MB with the default pixel limit).
-MAX_DECODED_BYTES = int(os.environ.get("MEDIMG_MAX_DECODED_BYTES", str(MAX_PIXELS * 3 * 2)))
+MAX_DECODED_BYTES = settings.whole("MEDIMG_MAX_DECODED_BYTES", MAX_PIXELS * 3 * 2, "bytes one decoded frame may take",
+                                  low=1)
 #: OpenJPEG allocates about 10 KB of coding state a tile while it reads the main header (29,000 tiles of a 512x512
 #: image: 275 MB); real encoders use one tile or tiles of 128 px and more.
 MAX_J2K_TILES = 4096

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
+from .. import settings
 from ..errors import InputError
 from .dicom import looks_like_dicom, read_dicom
 from .known_spacing import with_known_spacing
@@ -16,7 +17,7 @@ from .study import ACCEPTED, Study
 #: Largest upload in bytes (the deployer may lower it with MEDIMG_MAX_UPLOAD_MB).
 #: 100 MB by default: de-identifying a DICOM upload holds it twice in memory, and an upload may cost at most
 #: 300 MB (two at once: 1 GB).
-MAX_BYTES = int(float(os.environ.get("MEDIMG_MAX_UPLOAD_MB", "100")) * 1024 * 1024)
+MAX_BYTES = int(settings.number("MEDIMG_MAX_UPLOAD_MB", 100, "megabytes an upload may have", low=0.01) * 1024 * 1024)
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"

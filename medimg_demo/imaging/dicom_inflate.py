@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import zlib
 from typing import BinaryIO
 
+from .. import settings
 from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
 #: Largest size a Deflated Explicit VR Little Endian body may inflate to (MEDIMG_MAX_INFLATED_MB, default 64).
-MAX_INFLATED_BYTES = int(float(os.environ.get("MEDIMG_MAX_INFLATED_MB", "64")) * 1024 * 1024)
+MAX_INFLATED_BYTES = int(settings.number("MEDIMG_MAX_INFLATED_MB", 64, "megabytes a Deflated DICOM may inflate to",
+                                         low=1) * 1024 * 1024)
 _CHUNK = 1 << 20
 
 

@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import settings
 from ..errors import InputError
 from . import decode_server as wire
 from .child_answer import study_from_answer
@@ -53,9 +54,9 @@ from .study import MAX_SIDE, Study
 
 log = logging.getLogger(__name__)
 
-TIMEOUT_S = float(os.environ.get("MEDIMG_DECODE_TIMEOUT_S", "30"))
-MEMORY_MB = float(os.environ.get("MEDIMG_DECODE_MEMORY_MB", "2048"))
-WORKERS = max(1, int(os.environ.get("MEDIMG_DECODE_WORKERS", "2")))
+TIMEOUT_S = settings.number("MEDIMG_DECODE_TIMEOUT_S", 30, "seconds one decode may take", low=1)
+MEMORY_MB = settings.number("MEDIMG_DECODE_MEMORY_MB", 2048, "megabytes one decode may use", low=64)
+WORKERS = settings.whole("MEDIMG_DECODE_WORKERS", 2, "decodes at once", low=1)
 #: How long the decode server may take to start (importing and warming the decoders: about 1 s here).
 START_TIMEOUT_S = 120.0
 _SLOTS = threading.BoundedSemaphore(WORKERS)

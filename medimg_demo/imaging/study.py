@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import settings
 from ..errors import InputError
 from .windowing import apply_window
 
@@ -22,7 +22,7 @@ ACCEPTED = "PNG or JPEG images (8- or 16-bit; grayscale, RGB or RGBA) and DICOM 
 
 #: Largest image (one frame), in pixels, decoded before refusing (default 8000x8000): bounds the full-size decode
 #: buffer (at most 4 bytes a pixel: 256 MB) and guards against decompression bombs. Deployers may lower it.
-MAX_PIXELS = int(os.environ.get("MEDIMG_MAX_PIXELS", "64000000"))
+MAX_PIXELS = settings.whole("MEDIMG_MAX_PIXELS", 64_000_000, "pixels an image may have", low=1)
 #: Longest side of what is shown and analysed: a larger image is reduced while it is decoded (JPEG: DCT scaling;
 #: PNG and DICOM: block averages, strip by strip), so memory stays bounded; its pixel spacing scales with it.
 MAX_SIDE = 2048

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import settings
 from ..errors import ModelError
 from .config import ModelConfig
 from .config_file import install_pinned, temporary_beside
@@ -111,7 +112,8 @@ class OnnxForward:
                                  f"config.json; rerun `python -m medimg_demo export-onnx --model {cfg.id}`.")
         opts = ort.SessionOptions()
         # every core unless told: inside a Ray actor the default would follow the actor's 1-CPU reservation
-        opts.intra_op_num_threads = threads or int(os.environ.get("MEDIMG_ORT_THREADS", "0")) or os.cpu_count() or 1
+        opts.intra_op_num_threads = (threads or settings.whole("MEDIMG_ORT_THREADS", 0, "ONNX Runtime threads; 0: one per core")
+                                     or os.cpu_count() or 1)
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.names = [o.name for o in self.session.get_outputs()]

@@ -12,16 +12,16 @@ Several logins together can still fill the slots; without logins any client can 
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .. import settings
 from ..errors import InputError
 
 #: Uploads, analyses, reports and de-identified copies one reader may have in the works at once.
-JOBS_PER_READER = max(1, int(os.environ.get("MEDIMG_JOBS_PER_READER", "1")))
+JOBS_PER_READER = settings.whole("MEDIMG_JOBS_PER_READER", 1, "jobs one reader may have in the works", low=1)
 BUSY = ("Your previous upload or analysis is still being worked on (on another tab too): wait until it has "
         "finished, then try again.")
 

@@ -28,6 +28,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from .. import settings
 from ..errors import ConfigError, InputError
 from ..imaging.isolated import deidentify_isolated
 from ..imaging.dicom import looks_like_dicom
@@ -37,7 +38,7 @@ from .uploads import WORK_BUDGET_BYTES, spellings
 log = logging.getLogger(__name__)
 
 #: How long generated and uploaded files are kept (web.expiry's reaper, delete_cache, the public folder's pruning).
-MAX_AGE_S = float(os.environ.get("MEDIMG_FILE_MAX_AGE_S", "3600"))
+MAX_AGE_S = settings.number("MEDIMG_FILE_MAX_AGE_S", 3600, "seconds a served file lives", low=1)
 #: Raster types a browser may show inline; everything else served from /file= is a download.
 INLINE_TYPES = {b"image/png", b"image/jpeg", b"image/webp", b"image/gif"}
 
@@ -238,7 +239,7 @@ def content_name(data: bytes) -> str:
 
 def public_images_budget() -> int:
     """Bytes the served pictures may take (``MEDIMG_PUBLIC_IMAGES_MB``, default 1024)."""
-    return int(float(os.environ.get("MEDIMG_PUBLIC_IMAGES_MB", "1024")) * 1e6)
+    return int(settings.number("MEDIMG_PUBLIC_IMAGES_MB", 1024, "megabytes of served images") * 1e6)
 
 
 def png_file(rgb: np.ndarray, max_age_s: float = MAX_AGE_S) -> str:

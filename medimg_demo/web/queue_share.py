@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any
 
+from .. import settings
 from . import fair_share
 from .session_binding import _MAX_BODY, _read_body, login_of
 
 log = logging.getLogger(__name__)
 
 #: Events one reader may have waiting in the queue at once (a page's own chain of events waits for one or two).
-PER_READER = max(1, int(os.environ.get("MEDIMG_QUEUE_PER_READER", "8")))
+PER_READER = settings.whole("MEDIMG_QUEUE_PER_READER", 8, "places one reader may hold in the queue", low=1)
 TOO_MANY = ("Too many of your requests are waiting ({n}); wait until they have finished, then try again.")
 
 

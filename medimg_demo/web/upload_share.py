@@ -15,18 +15,19 @@ out) share one allowance: without logins any client is anyone.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
 from typing import Any
 
+from .. import settings
 from .request_limits import MAX_UPLOAD_BODY_BYTES, _content_length, _refuse, is_upload
 from .session_binding import login_of
 from .uploads import RAW_UPLOAD_TTL_S
 
 #: Megabytes one reader may upload within a raw upload's life (MEDIMG_RAW_UPLOAD_TTL_S); 0: no limit.
-MB_PER_READER = float(os.environ.get("MEDIMG_UPLOAD_MB_PER_READER", "2048"))
+MB_PER_READER = settings.number("MEDIMG_UPLOAD_MB_PER_READER", 2048,
+                                "megabytes a reader may upload in two minutes; 0: no limit")
 TOO_MUCH = ("You have uploaded {mb:.0f} MB in the last {s:.0f} s, your share for now: wait a minute, then upload "
             "again (each upload is analysed as it arrives, so one scan at a time is enough).")
 

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .. import settings
 from ..errors import AccessError, InputError
 from ..imaging.clean import ACCEPTED, strip_jpeg, strip_png  # noqa: F401 - re-exported
 from ..imaging.isolated import clean_isolated
@@ -129,7 +130,7 @@ def _forget_upload(path: Path, uploaded: set[str] | None = None) -> None:
 
 #: An upload no event has used after this many seconds is deleted (the browser uses it within a second; an API
 #: client calls /predict right after uploading).
-RAW_UPLOAD_TTL_S = float(os.environ.get("MEDIMG_RAW_UPLOAD_TTL_S", "120"))
+RAW_UPLOAD_TTL_S = settings.number("MEDIMG_RAW_UPLOAD_TTL_S", 120, "seconds a raw upload may wait", low=1)
 
 
 def expire_raw_uploads(uploaded: set[str], ttl_s: float = RAW_UPLOAD_TTL_S) -> int:

@@ -12,7 +12,6 @@ view was dropped is asked to analyse again.
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 import time
@@ -20,11 +19,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from .. import settings
 from .analysis import View
 from .files import MAX_AGE_S
 
 #: Memory all pages' views may hold together; the least recently used are dropped beyond it (the newest is kept).
-BUDGET_BYTES = int(float(os.environ.get("MEDIMG_VIEW_BUDGET_MB", "512")) * 1e6)
+BUDGET_BYTES = int(settings.number("MEDIMG_VIEW_BUDGET_MB", 512, "megabytes of kept views") * 1e6)
 DROPPED = (f"This result is no longer kept on the server (results go after {MAX_AGE_S / 60:.0f} minutes unused, or "
            "sooner when many scans are analysed): press Analyse again.")
 

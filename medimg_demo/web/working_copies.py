@@ -11,6 +11,7 @@ import shutil
 import threading
 from pathlib import Path
 
+from .. import settings
 from ..paths import upload_dir
 
 #: Working-copy folders: this prefix and 32 hex digits (:data:`WORKING_DIR` matches them).
@@ -88,7 +89,7 @@ def mark_used(path: str | Path) -> None:
 
 #: Disk the cleaned working copies may take together (``MEDIMG_WORK_BUDGET_MB``): each lives an hour, so without a
 #: bound a client uploading 100 MB files kept an hour of its upload bandwidth on disk.
-WORK_BUDGET_BYTES = int(float(os.environ.get("MEDIMG_WORK_BUDGET_MB", "2048")) * 2**20)
+WORK_BUDGET_BYTES = int(settings.number("MEDIMG_WORK_BUDGET_MB", 2048, "megabytes of working copies") * 2**20)
 
 
 def _size_and_age(folder: Path) -> tuple[int, float]:

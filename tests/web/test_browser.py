@@ -305,7 +305,8 @@ def test_reading_session_and_feedback_through_the_api(app_url: str) -> None:
         assert rec["api-session"][header.index("aided_reads")] == 20
     result = client.predict(handle_file(str(lung_test_image())), None, api_name="/predict")
     prediction = result[7]
-    msg = client.predict(prediction, "api01", "api-free", "Agree", "Agree", "Agree", "", "", 5, 5, "fine",
+    # the ratings as the API listing gives them (Literal['1', ..., '5']): as text, refused before
+    msg = client.predict(prediction, "api01", "api-free", "Agree", "Agree", "Agree", "", "", "5", "4", "fine",
                          api_name="/feedback")
     assert "stored" in msg
 

@@ -30,6 +30,26 @@ def label_dropdown(label: str, **kwargs: Any) -> gr.Dropdown:
     return dropdown
 
 
+def _numbers_as_text(preprocess: Any) -> Any:  # noqa: ANN401 - Gradio's method
+    """``gr.Radio.preprocess`` taking a number choice as its text too: Gradio's API listing (``view_api``) quotes every
+    choice (the ratings read ``Literal['1', ..., '5']``), and a client sending ``'4'`` as listed was refused ("not in
+    the list of choices"). On the class: Gradio builds a new instance of it when a page's component changes."""
+    def preprocess_text_too(self: gr.Radio, payload: Any) -> Any:  # noqa: ANN401
+        if isinstance(payload, str):
+            values = [v for _, v in self.choices]
+            if payload not in values:
+                payload = next((v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
+                                and str(v) == payload.strip()), payload)
+        return preprocess(self, payload)
+
+    preprocess_text_too._medimg_numbers = True  # type: ignore[attr-defined]
+    return preprocess_text_too
+
+
+if not getattr(gr.Radio.preprocess, "_medimg_numbers", False):
+    gr.Radio.preprocess = _numbers_as_text(gr.Radio.preprocess)  # type: ignore[method-assign]
+
+
 def rating(label: str, **kwargs: Any) -> gr.Radio:
     """A 1-5 rating the reader sets or leaves unset (stored as no answer). A slider always holds a value: its
     starting 3 was stored as every untouched rating, as if readers had chosen it."""
