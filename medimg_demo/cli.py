@@ -96,7 +96,8 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
     summary = feedback.summarise(feedback.read_all(db))
     if args.out:
         feedback.write_csv(summary, Path(args.out))  # session names are typed by readers: formulas neutralised
-    print(summary.round(3).set_index("session_id").T.to_string() if len(summary) else "no feedback yet")
+    # as objects: a transposed table of counts and rates had printed every count as a float (1.0)
+    print(summary.round(3).astype(object).set_index("session_id").T.to_string() if len(summary) else "no feedback yet")
     return 0
 
 

@@ -28,7 +28,7 @@ CONNECT_TIMEOUT_S = 10
 #: pg_advisory_xact_lock key that serialises schema creation across replicas ("medimg" in ASCII).
 _SCHEMA_LOCK = 0x6D6564696D67
 _SESSIONS_LOCK = _SCHEMA_LOCK + 1  # reading sessions start one at a time (names alike in case)
-_URL = "the database URL (MEDIMG_DB_URL)"
+_URL = "the database URL (MEDIMG_DB_URL, or --db on the command line)"
 _INVALID = f"{_URL} is not a valid PostgreSQL URL; write it as postgresql://USER:PASSWORD@HOST:PORT/DATABASE."
 
 

@@ -82,6 +82,7 @@ def case_table(rows: pd.DataFrame) -> pd.DataFrame:
     used = ["model_id", "pred_type", "pred_type_probs", "reader_type", "reader_stage", "type_agree",
             "corrected_type", "confidence"]
     rows = rows.reindex(columns=list(rows.columns) + [c for c in used if c not in rows.columns])
+    rows = rows.assign(_seen=unaided_seen_before(rows))
     df = rows[(rows["session_id"].fillna("") != "") & (rows["case_id"].fillna("") != "")
               & rows["truth_type"].notna() & (rows["truth_type"].fillna("") != "")]
     key = ["session_id", "reader", "case_id"]
@@ -101,7 +102,7 @@ def case_table(rows: pd.DataFrame) -> pd.DataFrame:
         "unaided_stage": both["reader_stage_u"], "unaided_confidence": both["confidence_u"],
         "model_call": model_call, "model_probability": [_top_prob(v, m) for v, m in
                                                         zip(both["pred_type_probs_a"], model_call)],
-        "aided_call": aided, "aided_confidence": both["confidence_a"],
+        "aided_call": aided, "aided_confidence": both["confidence_a"], "model_seen_before": both["_seen_u"].astype(int),
     }, index=both.index).reset_index()
     # no aided call: a row stored before answers were required
     out = out[out["aided_call"].notna() & (out["aided_call"].astype(str) != "")]
@@ -110,22 +111,20 @@ def case_table(rows: pd.DataFrame) -> pd.DataFrame:
     out["aided_correct"] = (out["aided_call"] == out["truth"]).astype(int)
     out["unaided_matches_model"] = (out["unaided_call"] == out["model_call"]).astype(int)
     out["aided_matches_model"] = (out["aided_call"] == out["model_call"]).astype(int)
-    out["model_seen_before"] = _seen_before(rows, both)[out.index]
     return out[CASE_COLUMNS].sort_values(["session_id", "reader", "case_id"]).reset_index(drop=True)
 
 
-def _seen_before(rows: pd.DataFrame, reads: pd.DataFrame) -> np.ndarray:
-    """1 where the reader had stored an answer on the read's image with the model's call on screen (an aided row in
-    any session, or Analyse-tab feedback) before the unaided row was stored, else 0 (see the module's doc)."""
-    if not {"image_sha256_u", "created_utc_u"} <= set(reads.columns):
-        return np.zeros(len(reads), int)
-    shown = rows[rows["phase"].isin(["aided", "free"]) & (rows["image_sha256"].fillna("") != "")]
-    first = shown.assign(when=pd.to_datetime(shown["created_utc"], utc=True, format="ISO8601", errors="coerce")) \
-        .groupby(["reader", "image_sha256"])["when"].min()
-    keys = list(zip(reads.index.get_level_values("reader"), reads["image_sha256_u"]))
-    seen = pd.to_datetime(pd.Series([first.get(k) for k in keys], dtype=object), utc=True, errors="coerce")
-    unaided = pd.to_datetime(pd.Series(reads["created_utc_u"].to_numpy()), utc=True, format="ISO8601", errors="coerce")
-    return (seen.notna() & unaided.notna() & (seen < unaided)).astype(int).to_numpy()
+def unaided_seen_before(rows: pd.DataFrame) -> pd.Series:
+    """For each row: True for an unaided read stored after its reader had answered on the same image (its hash)
+    with the model's call on screen (an aided row in any session, or Analyse-tab feedback); see the module's doc."""
+    if not {"image_sha256", "created_utc", "reader", "phase"} <= set(rows.columns) or not len(rows):
+        return pd.Series(False, index=rows.index)
+    when = pd.to_datetime(rows["created_utc"], utc=True, format="ISO8601", errors="coerce")
+    image = rows["image_sha256"].fillna("")
+    shown = rows["phase"].isin(["aided", "free"]) & (image != "")
+    first = when[shown].groupby([rows.loc[shown, "reader"], image[shown]]).min()
+    seen = pd.Series(list(zip(rows["reader"], image)), index=rows.index).map(first)
+    return (rows["phase"] == "unaided") & seen.notna() & when.notna() & (pd.to_datetime(seen, utc=True) < when)
 
 
 def _top_prob(probs: Any, label: Any) -> float:
@@ -279,9 +278,9 @@ _TRUTH_COLUMNS = ("truth", "truth_type", "truth_stage", "unaided_correct", "mode
 def for_reader(rows: pd.DataFrame, key: bytes) -> pd.DataFrame:
     """``rows`` (feedback rows or the per-case table) as a reader who is not a session owner may take them away:
     without the truth or correctness per case or the image's hash, and with case ids made opaque per session. The
-    unaided row stores the truth, and a case list is seeded, so the same seed in a throwaway session gives the same cases: their truth, or
-    a data set file name that names the class (brain MRI's "mr2_" images are all gliomas), would tell a reader, or a
-    colleague they pass it to, the answers of a session still to be read. ``key``: the server's secret, so the ids
+    unaided row stores the truth, and a case list is seeded, so the same seed in a throwaway session gives the same
+    cases: their truth, or a data set file name that names the class (brain MRI's "mr2_" images are all gliomas),
+    would tell a reader, or a colleague they pass it to, the answers of a session still to be read. ``key``: the server's secret, so the ids
     cannot be inverted by hashing guessed file names. Owners export everything."""
     out = rows.drop(columns=[c for c in _TRUTH_COLUMNS if c in rows.columns])
     if {"session_id", "case_id"} <= set(out.columns) and len(out):

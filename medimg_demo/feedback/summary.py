@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from .reader_study import unaided_seen_before
+
 
 def _rate(s: pd.Series) -> float:
     s = s.dropna()
@@ -14,19 +16,25 @@ def _rate(s: pd.Series) -> float:
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """Per session (and 'ALL'): agreement rates with the model per output, reader (unaided and aided) vs model
-    accuracy against ground truth where the case has a label, and the heatmap plausibility distribution."""
+    """Per session (and 'ALL'; Analyse-tab feedback without a session under "(no session)"): agreement rates with
+    the model per output, reader (unaided and aided) vs model accuracy against ground truth where the case has a
+    label, and the heatmap plausibility distribution. An unaided read given after the reader had answered on the same
+    image with the model's call on screen is not counted as unaided (``reader_study.unaided_seen_before``)."""
     rows: list[dict[str, Any]] = []
-    groups = [("ALL", df)] + [(str(k), g) for k, g in df.groupby("session_id", sort=True)] if len(df) else []
+    seen = unaided_seen_before(df)  # not unaided: the reader had answered on the image with the model's call shown
+    groups = [("ALL", df)] + [(str(k) or "(no session)", g) for k, g in df.groupby("session_id", sort=True)] \
+        if len(df) else []
     for name, g in groups:
         aided = g[g["phase"].isin(["aided", "free"])]
         unaided = g[g["phase"] == "unaided"]
+        after_model = seen.reindex(unaided.index, fill_value=False)
         r: dict[str, Any] = {
             "session_id": name,
             "readers": int(g["reader"].nunique()),
             "submissions": int(len(g)),
             "aided_reads": int(len(aided)),
             "unaided_reads": int(len(unaided)),
+            "unaided_after_model_seen": int(after_model.sum()),  # left out of reader_unaided_accuracy
             "type_agreement": _rate(aided["type_agree"]),
             "stage_agreement": _rate(aided["stage_agree"]),
             "pathway_agreement": _rate(aided["pathway_agree"]),
@@ -40,7 +48,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
             r["reader_aided_accuracy"] = float((final == labelled["truth_type"]).mean())
         else:
             r["model_accuracy"] = r["reader_aided_accuracy"] = float("nan")
-        lab_u = unaided[unaided["truth_type"].notna() & (unaided["truth_type"] != "")]
+        lab_u = unaided[~after_model & unaided["truth_type"].notna() & (unaided["truth_type"] != "")]
         r["reader_unaided_accuracy"] = float((lab_u["reader_type"] == lab_u["truth_type"]).mean()) if len(lab_u) else float("nan")
         plaus = aided["heatmap_plausibility"].dropna().astype(int)
         for k in range(1, 6):

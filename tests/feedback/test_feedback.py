@@ -57,11 +57,15 @@ def test_summary_matches_a_hand_count(store) -> None:
         # session B: 1 aided read, no truth
         dict(session_id="B", reader="r3", phase="aided", pred_type="z", type_agree=True, heatmap_plausibility=4),
     ]
-    for r in rows:
-        submit(db, Feedback(image_sha256=SHA, **r))
+    for i, r in enumerate(rows):  # each read on an image of its own
+        submit(db, Feedback(image_sha256=f"{i + 1:064x}", **r))
+    # r1 again, unaided, on the image of its first aided read: the model's call was seen, not an unaided read
+    submit(db, Feedback(image_sha256=f"{1:064x}", session_id="A", reader="r1", phase="unaided", reader_type="y",
+                        truth_type="x"))
     s = summarise(read_all(db)).set_index("session_id")
     a = s.loc["A"]
-    assert a["readers"] == 2 and a["aided_reads"] == 3 and a["unaided_reads"] == 2
+    assert a["readers"] == 2 and a["aided_reads"] == 3 and a["unaided_reads"] == 3
+    assert a["unaided_after_model_seen"] == 1
     assert a["type_agreement"] == pytest.approx(1 / 3)
     assert a["stage_agreement"] == pytest.approx(1 / 2)  # one missing answer is not counted
     assert a["pathway_agreement"] == pytest.approx(2 / 3)
@@ -72,7 +76,7 @@ def test_summary_matches_a_hand_count(store) -> None:
     b = s.loc["B"]
     assert b["type_agreement"] == 1.0 and np.isnan(b["model_accuracy"])
     total = s.loc["ALL"]
-    assert total["submissions"] == 6 and total["readers"] == 3 and total["heatmap_4"] == 1
+    assert total["submissions"] == 7 and total["readers"] == 3 and total["heatmap_4"] == 1
 
 
 def test_validation_errors_tell_what_to_do(store) -> None:
