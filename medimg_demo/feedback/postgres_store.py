@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ..confusable import skeleton
 from ..errors import StoreError
 from . import schema
 
@@ -27,9 +28,17 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10
 #: pg_advisory_xact_lock key that serialises schema creation across replicas ("medimg" in ASCII).
 _SCHEMA_LOCK = 0x6D6564696D67
-_SESSIONS_LOCK = _SCHEMA_LOCK + 1  # reading sessions start one at a time (names alike in case)
+#: pg_advisory_xact_lock(int4, int4) class of the session-name locks: a session's start and a named free submit lock
+#: (this class, hashtext of the name's confusable skeleton), so that operations on names that read alike (the checks'
+#: own criterion) run one at a time, and others (every named free submit had waited on one lock) at once.
+_NAME_LOCK_CLASS = 0x6D65  # "me"
 _URL = "the database URL (MEDIMG_DB_URL, or --db on the command line)"
 _INVALID = f"{_URL} is not a valid PostgreSQL URL; write it as postgresql://USER:PASSWORD@HOST:PORT/DATABASE."
+
+
+def _lock_name(con: Any, name: str) -> None:  # noqa: ANN401 - a psycopg connection
+    """Hold, until the transaction ends, the lock of every session name that reads as ``name``."""
+    con.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_NAME_LOCK_CLASS, skeleton(name)))
 
 
 def _driver() -> Any:
@@ -196,7 +205,7 @@ class PostgresBackend:
         cols = list(schema.READING_SESSION_COLUMNS)
         with self._session("starting the reading session") as con, con.transaction():
             con.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            con.execute("SELECT pg_advisory_xact_lock(%s)", (_SESSIONS_LOCK,))
+            _lock_name(con, rec["session_id"])
             check([r[0] for r in con.execute(schema.SESSION_NAMES).fetchall()],
                   [r[0] for r in con.execute(schema.FREE_NAMES).fetchall()])
             con.execute(f"INSERT INTO reading_sessions ({', '.join(cols)}) VALUES ({', '.join('%s' for _ in cols)}) "
@@ -226,7 +235,7 @@ class PostgresBackend:
             if row.get("prediction_id"):
                 con.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (row["prediction_id"],))
             if check is not None:  # after the prediction's lock, as every taker of both (a start takes this one only)
-                con.execute("SELECT pg_advisory_xact_lock(%s)", (_SESSIONS_LOCK,))
+                _lock_name(con, str(row.get("session_id") or ""))
                 check([r[0] for r in con.execute(schema.SESSION_NAMES).fetchall()])
             if key is not None and (done := con.execute(find, (key,)).fetchone()) is not None:
                 schema.refuse_other_answer(done[1:], row)

@@ -73,7 +73,7 @@ SESSION_INDEX = "CREATE INDEX IF NOT EXISTS feedback_session ON feedback (sessio
 #: The names Analyse-tab feedback carries (a reading session may not start under one; read in its start's transaction).
 FREE_NAMES = "SELECT DISTINCT session_id FROM feedback WHERE phase = 'free' AND session_id <> ''"
 #: :data:`FREE_NAMES` read from a partial index of the named free rows, not by a scan of every answer (a session's
-#: start holds the sessions lock while it reads them). Its WHERE must stay the query's, word for word.
+#: start holds its name's lock while it reads them). Its WHERE must stay the query's, word for word.
 FREE_NAMES_INDEX = ("CREATE INDEX IF NOT EXISTS feedback_free_names ON feedback (session_id) "
                     "WHERE phase = 'free' AND session_id <> ''")
 #: Every reading session's name (free feedback may not carry one; read in its insert's transaction).

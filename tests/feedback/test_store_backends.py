@@ -137,7 +137,7 @@ def test_feedback_from_analyse_cannot_pose_as_a_reading_sessions_reads(store) ->
 
 
 def test_a_sessions_start_reads_the_free_names_from_their_index_not_every_answer(store) -> None:
-    """A session's start reads the names free feedback carries while it holds the sessions lock; it had scanned every
+    """A session's start reads the names free feedback carries while it holds its name's lock; it had scanned every
     answer in the store (thirty-eighth session's note). The partial index answers that query."""
     submit(store, Feedback(reader="reader2", image_sha256=SHA, session_id="free-notes", type_agree=False))
     if isinstance(store, Path):
@@ -200,6 +200,48 @@ def test_a_start_and_free_feedback_under_one_new_name_at_once_keep_one_of_them(s
     is_session = open_store(store).backend.session_ids() == ["rv-race"]
     free_rows = (read_all(store)["session_id"] == "rv-race").sum()
     assert (is_session, free_rows) == ((True, 0) if first == "start" else (False, 1))
+
+
+def test_on_postgres_a_start_holds_up_only_names_that_read_alike(postgres_url, monkeypatch) -> None:
+    """A session's start and a named free submit took one lock for every name: each named Analyse-tab submit waited
+    for any start (thirty-eighth session's note). Now they lock the name's skeleton: a submit under another name goes
+    while a start is held inside its check; one under a name that reads alike waits, and is refused."""
+    from medimg_demo.errors import InputError
+    from medimg_demo.feedback import store as store_module
+
+    checking, release, done = threading.Event(), threading.Event(), {}
+    real = store_module.named_alike
+
+    def held(names, name):  # the start pauses in its check, its name's lock held, until released
+        if threading.current_thread().name == "starter":
+            checking.set()
+            release.wait(30)
+        return real(names, name)
+
+    monkeypatch.setattr(store_module, "named_alike", held)
+    submit(postgres_url, Feedback(reader="reader0", image_sha256=SHA, type_agree=True))
+    starter = threading.Thread(target=register_session, args=(postgres_url, "rv-held", "lung_ct.tiny_v0", 3, 0,
+                                                             "reader1"), name="starter")
+    starter.start()
+    assert checking.wait(10)
+
+    def free(name: str) -> None:
+        try:
+            submit(postgres_url, Feedback(reader="reader2", image_sha256=SHA, session_id=name, type_agree=False))
+            done[name] = "stored"
+        except InputError as exc:
+            done[name] = str(exc)
+
+    other, alike = threading.Thread(target=free, args=("notes-b",)), threading.Thread(target=free, args=("RV-held",))
+    other.start()
+    alike.start()
+    other.join(10)
+    alike.join(2)
+    assert done == {"notes-b": "stored"}, done  # the other name went through; the name alike waits for the start
+    release.set()
+    starter.join(30)
+    alike.join(30)
+    assert "is a reading session" in done["RV-held"], done
 
 
 def test_a_session_name_is_fixed_by_its_first_start_even_when_starts_race(store) -> None:
