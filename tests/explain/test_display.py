@@ -74,3 +74,20 @@ def test_a_large_scan_is_never_shrunk_and_no_heatmap_means_no_colour_bar() -> No
     assert display_scale((2048, 1500)) == 1.0 and display_scale((64, 32)) == DISPLAY_SIDE / 64
     p = pictures(np.zeros((64, 32), np.float32), None, None)
     assert p.image.shape == (DISPLAY_SIDE, DISPLAY_SIDE // 2, 3) and p.overlay is p.image
+
+
+def test_a_zoom_inside_a_large_lesion_draws_no_outline_along_its_edges() -> None:
+    """At 4x the crop lay inside a large lesion: its mask reached the crop's edges, and the outline ran along them, a
+    boundary that is not there (clinician walkthrough, thirty-ninth session). The lesion's own border is still drawn."""
+    gray = np.zeros((200, 200), np.float32)
+    lesion = np.zeros((200, 200), bool)
+    lesion[20:190, 20:190] = True  # larger than a 4x crop (50 x 50) around its centre
+    p = pictures(gray, None, None, zoom=4, centre=(100.0, 100.0), lesion=lesion)
+    green = (p.zoom_image == np.array([60, 255, 120], np.uint8)).all(axis=2)
+    assert not green.any()  # the crop is all lesion: no border of it is in view
+    edge = pictures(gray, None, None, zoom=4, centre=(30.0, 100.0), lesion=lesion)
+    green = (edge.zoom_image == np.array([60, 255, 120], np.uint8)).all(axis=2)
+    rows = np.nonzero(green.any(axis=1))[0]
+    assert green.any() and rows.max() < green.shape[0] // 2  # only the lesion's top border, in the crop's top half
+    whole = (p.image == np.array([60, 255, 120], np.uint8)).all(axis=2)
+    assert whole.any()  # the whole scan shows the lesion's border
