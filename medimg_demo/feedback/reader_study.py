@@ -198,7 +198,9 @@ def reader_summary(table: pd.DataFrame) -> pd.DataFrame:
                                    "differed_from_model": int((g["unaided_matches_model"] == 0).sum())}
             for name, (num, den) in RATES.items():
                 k, n = _counts(g, num, den)
-                lo, hi = wilson(k, n) if reader != POOLED else design_effect_wilson(g, num, den)
+                # one reader: "All readers" is that reader, with the same interval (had differed: 0.16 vs 0.21)
+                pooled = reader == POOLED and g["reader"].nunique() > 1
+                lo, hi = design_effect_wilson(g, num, den) if pooled else wilson(k, n)
                 row.update({f"{name}_k": k, f"{name}_n": n, name: k / n if n else math.nan,
                             f"{name}_lo": lo, f"{name}_hi": hi})
             rows.append(row)

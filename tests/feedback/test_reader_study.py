@@ -150,6 +150,8 @@ def test_case_table_and_summary_match_a_hand_count() -> None:
     assert (r1["beneficial_switch_k"], r1["beneficial_switch_n"]) == (2, 2)  # c2, c3
     assert (r1["left_correct_k"], r1["left_correct_n"]) == (1, 2)  # c4
     assert (r1["unaided_accuracy_lo"], r1["unaided_accuracy_hi"]) == pytest.approx(wilson(2, 5))
+    for name in ("unaided_accuracy", "aided_accuracy", "automation_bias"):  # one reader: the same interval pooled
+        assert s.loc[POOLED, [f"{name}_lo", f"{name}_hi"]].tolist() == pytest.approx(r1[[f"{name}_lo", f"{name}_hi"]])
     assert s.loc[POOLED, "reads"] == 5 and s.loc[POOLED, "readers"] == 1
 
 
