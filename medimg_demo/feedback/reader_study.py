@@ -282,8 +282,8 @@ def for_reader(rows: pd.DataFrame, key: bytes) -> pd.DataFrame:
     without the truth or correctness per case or the image's hash, and with case ids made opaque per session. The
     unaided row stores the truth, and a case list is seeded, so the same seed in a throwaway session gives the same
     cases: their truth, or a data set file name that names the class (brain MRI's "mr2_" images are all gliomas),
-    would tell a reader, or a colleague they pass it to, the answers of a session still to be read. ``key``: the server's secret, so the ids
-    cannot be inverted by hashing guessed file names. Owners export everything."""
+    would tell a reader, or a colleague they pass it to, the answers of a session still to be read. ``key``: the
+    server's secret, so the ids cannot be inverted by hashing guessed file names. Owners export everything."""
     out = rows.drop(columns=[c for c in _TRUTH_COLUMNS if c in rows.columns])
     if {"session_id", "case_id"} <= set(out.columns) and len(out):
         keys = out["session_id"].astype(str) + "\x1f" + out["case_id"].astype(str)
