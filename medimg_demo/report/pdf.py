@@ -25,6 +25,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from ..errors import ReportError
+from ..eval.call_record import call_record, record_text
 from ..imaging.decode import read_file
 from ..imaging.study import Study
 from ..models.config import ModelConfig
@@ -129,6 +130,10 @@ def _answer(pred: Prediction) -> list[object]:
     if pred.status == "ok" and pred.type_label and pred.type_probs:
         out.append(Paragraph(f"Status: <b>answer given</b> - {escape(spec.label_name(pred.type_label))} "
                              f"({percent(pred.type_probs[pred.type_label])})", STYLES["body"]))
+        record = record_text(call_record(get_model(pred.model_id), pred.type_label),
+                             lambda label: escape(spec.label_name(label)), strong=("<b>", "</b>"), em=("<i>", "</i>"))
+        if record:
+            out.append(Paragraph(record, STYLES["caption"]))
     else:
         out.append(Paragraph(f"Status: <b>{escape(pred.status)}</b> - {escape(pred.reason or '')}", STYLES["warn"]))
     if pred.type_probs:

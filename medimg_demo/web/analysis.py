@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..eval.call_record import call_record, record_markdown
 from ..explain.display import Pictures, pictures
 from ..explain.overlay import add_scale_bar, gray_to_rgb, overlay
 from ..imaging.isolated import read_isolated
@@ -78,6 +79,7 @@ class View:
     created_by: str = ""  # the login the result was shown to ("" without logins): see auth.is_owner_of
     lesion: np.ndarray | None = None  # the model's lesion (bool mask, scan pixels), drawn as an outline
     image_sha256: str = ""  # the shown scan's pixel hash: the report checks it describes this scan
+    heatmap_of_no_tumor: bool = False  # the map explains a no-tumor call: where the model looked, not a lesion
 
     def window_for(self, choice: str | None, center: float | None, width: float | None) -> tuple[float, float] | None:
         """(centre, width) for a window choice, or None for the file's default view."""
@@ -147,6 +149,7 @@ class Analysis:
     type_display: dict[str, float] | None = None
     stage_display: dict[str, float] | None = None
     is_dicom: bool = False
+    record_markdown: str = ""  # what this call was on the test split (eval.call_record)
 
 
 def status_markdown(pred: Prediction) -> str:
@@ -257,6 +260,7 @@ def analyse(
         n_frames=study.n_frames,
         lesion=pred.lesion_mask,
         image_sha256=pred.image_sha256,
+        heatmap_of_no_tumor=pred.heatmap is not None and pred.heatmap_class == get_task(pred.task).normal_label,
     )
     original, over = view.render(window, center, width, opacity)
     shown = view.display(window, center, width, opacity)
@@ -283,6 +287,7 @@ def analyse(
         type_display=readable(type_scores, spec.label_name),
         stage_display=readable(pred.stage_probs, stage_name),
         is_dicom=study.source_format.lower() == "dicom",
+        record_markdown=record_markdown(call_record(cfg, pred.type_label), spec.label_name) if type_scores else "",
     )
 
 

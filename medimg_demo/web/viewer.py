@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 #: The viewer outputs appended after /predict's first 13, in this order.
 VIEWER_OUTPUTS = ("viewer", "zoom", "centre", "point", "type_box", "stage_box", "deid_btn", "report_btn",
-                  "report_file", "deid_file", "outline", "opacity")
+                  "report_file", "deid_file", "outline", "opacity", "record")
 ZOOM_CHOICES = [f"{z}x" for z in ZOOMS]
 VIEWER_LABEL = "Image ◀ ▶ Grad-CAM overlay"
 VIEWER_HELP = ("<small>Drag the handle to compare the image with its heatmap; scroll on the picture to magnify it "
@@ -28,6 +28,15 @@ VIEWER_HELP = ("<small>Drag the handle to compare the image with its heatmap; sc
                "Click the overview to zoom there; the buttons at the top right show the picture full screen or "
                "download it.</small>")
 NO_HEATMAP_LABEL = "Image (no heatmap: the model gave no answer for this image)"
+#: A no-tumor call's map (Grad-CAM of "normal" glowed red on a hilum, read as a lesion: clinician walkthrough)
+NO_TUMOR_HEATMAP_LABEL = "Image ◀ ▶ Grad-CAM of the no-tumor call: where the model looked, not a lesion"
+
+
+def viewer_label(view: analysis.View) -> str:
+    """The compare slider's label: what its right-hand picture shows."""
+    if view.heatmap is None:
+        return NO_HEATMAP_LABEL
+    return NO_TUMOR_HEATMAP_LABEL if view.heatmap_of_no_tumor else VIEWER_LABEL
 OPACITY_LABEL = "Heatmap opacity"
 NO_OPACITY_LABEL = "Heatmap opacity (no heatmap for this image)"
 MODEL_CHANGED = "_Model changed: the results above were cleared. Press **Analyse** to read this scan with it._"
@@ -47,16 +56,14 @@ def _viewer(view: analysis.View | None, pictures: Any | None, zoomed: bool) -> A
     if view is None or pictures is None:
         return gr.update(value=None, label=VIEWER_LABEL)
     pair = (pictures.zoom_image, pictures.zoom_overlay) if zoomed else (pictures.image, pictures.overlay)
-    label = VIEWER_LABEL if view.heatmap is not None else NO_HEATMAP_LABEL
-    return gr.update(value=(files.png_file(pair[0]), files.png_file(pair[1])), label=label)
+    return gr.update(value=(files.png_file(pair[0]), files.png_file(pair[1])), label=viewer_label(view))
 
 
 def after_analysis(a: analysis.Analysis, image_file: str, overlay_file: str) -> tuple[Any, ...]:
     """The viewer outputs of a new result: the whole scan in the slider, zoom back to 1x on the heatmap peak,
     boxes shown only where they hold something (stage for a stage head, the DICOM copy for a DICOM)."""
-    label = VIEWER_LABEL if a.view.heatmap is not None else NO_HEATMAP_LABEL
     return (
-        gr.update(value=(image_file, overlay_file), label=label),
+        gr.update(value=(image_file, overlay_file), label=viewer_label(a.view)),
         "1x",
         analysis.CENTRE_CHOICES[0],
         None,
@@ -70,6 +77,7 @@ def after_analysis(a: analysis.Analysis, image_file: str, overlay_file: str) -> 
         # no heatmap (a refusal): the opacity has nothing to fade, and says so rather than moving for nothing
         gr.update(interactive=a.view.heatmap is not None,
                   label=OPACITY_LABEL if a.view.heatmap is not None else NO_OPACITY_LABEL),
+        a.record_markdown,
     )
 
 
@@ -83,6 +91,7 @@ def cleared(note: str = "", frame: Any = None) -> tuple[Any, ...]:  # noqa: ANN4
         gr.update(visible=True), gr.update(visible=False), gr.update(visible=False), gr.update(visible=False),
         gr.update(value=None, visible=False), gr.update(value=None, visible=False), gr.update(visible=False),
         gr.update(interactive=True, label=OPACITY_LABEL),  # it sets the next analysis's opacity
+        "",
     )
 
 

@@ -302,8 +302,8 @@ def test_the_explanation_table_says_which_lesion_targets_are_missed() -> None:
     lines = explain_table(rows, spec.label_name, spec.targets)
     assert lines[0].endswith("| target (test split) |")
     erase = next(line for line in lines if "tumor calls lost" in line)
-    assert erase.endswith("| >= 0.7: missed by 0.535 |")
+    assert erase.endswith("| >= 0.7: ✗ missed by 0.535 |")
     pointing = next(line for line in lines if "within 15 px" in line)
-    assert ">= 0.9: met; Benign >= 0.8: missed by 0.100" in pointing
+    assert ">= 0.9: ✓ met; Benign >= 0.8: ✗ missed by 0.100" in pointing
     assert next(line for line in lines if "IoU of the heatmap" in line).endswith("|  |")  # no target: left empty
     assert not explain_table(rows, spec.label_name)[0].endswith("target (test split) |")

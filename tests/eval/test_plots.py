@@ -63,9 +63,14 @@ def test_the_headline_table_names_the_targeted_class_and_says_which_targets_are_
     assert list(table["Metric"]) == ["Accuracy", "Expected calibration error (ECE)",
                                      "Sensitivity for any tumor (vs no tumor)", "Sensitivity: Malignant",
                                      "Macro AUC (one vs rest)"]
-    assert list(table["Target (test split)"]) == [">= 0.88: met", "<= 0.04: missed by 0.035", "",
-                                                  ">= 0.85: missed by 0.076", ">= 0.95: met"]
+    assert list(table["Target (test split)"]) == [">= 0.88: ✓ met", "<= 0.04: ✗ missed by 0.035", "",
+                                                  ">= 0.85: ✗ missed by 0.076", ">= 0.95: ✓ met"]
     assert "Target (test split)" not in overall_table(m).columns  # without targets, as before
+    # and one line names every target missed (read past in grey text among met ones: clinician walkthrough)
+    from medimg_demo.eval.plots import missed_targets
+
+    assert missed_targets(m, spec.targets, spec.label_names) == [
+        "Sensitivity: Malignant 0.774 (target >= 0.85)", "Expected calibration error (ECE) 0.075 (target <= 0.04)"]
 
 
 def test_reliability_bins_suit_small_sets_and_print_their_counts() -> None:

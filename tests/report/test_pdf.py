@@ -63,6 +63,10 @@ def test_lung_report_has_notice_answer_pathway_pins_and_metrics(lung_report) -> 
     assert pred.status == "ok" and pred.type_label == "adenocarcinoma"
     shown = {k: "> 99.9%" if p >= 0.9995 else "< 0.1%" if p < 0.001 else f"{p:.1%}" for k, p in pred.type_probs.items()}
     assert f"Status: answer given - Adenocarcinoma ({shown['adenocarcinoma']})" in text
+    from medimg_demo.eval.call_record import call_record
+
+    rec = call_record(cfg, "adenocarcinoma")  # what this call was on the test split, under it
+    assert f"this model called {rec.called} images Adenocarcinoma: they were {rec.truth[0][1]} Adenocarcinoma" in text
     for label in pred.type_probs:  # every calibrated probability, by its readable name
         assert f"{get_task('lung_ct').label_name(label)} {shown[label]}" in text
     assert "100.0%" not in text and " 0.0%" not in text

@@ -104,6 +104,32 @@ def test_a_refused_image_shows_no_empty_type_or_stage_box_and_says_there_is_no_h
     assert extra["viewer"]["label"] == viewer.NO_HEATMAP_LABEL and extra["deid_btn"]["visible"] is False
     assert extra["opacity"]["interactive"] is False and "no heatmap" in extra["opacity"]["label"]
     assert dict(zip(viewer.VIEWER_OUTPUTS, handlers.clear_outputs()[13:]))["opacity"]["interactive"] is True
+    assert extra["record"] == ""  # no call, no test record
+
+
+def test_a_call_shows_its_test_record_and_a_no_tumor_map_says_it_is_no_lesion() -> None:
+    """A call came with no word of what it had been on the test split (2 of lung's 9 "Normal" test calls were
+    cancers), and the red map of a "Normal" call read as a lesion (clinician walkthrough, thirty-ninth session)."""
+    import csv
+
+    import pytest
+
+    from conftest import DATA_ROOT
+
+    manifest = DATA_ROOT / "lung_ct" / "manifest.csv"
+    if not manifest.is_file():
+        pytest.skip("lung data not found")
+    with open(manifest, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "test"]
+    for label, heading in (("normal", viewer.NO_TUMOR_HEATMAP_LABEL), ("adenocarcinoma", viewer.VIEWER_LABEL)):
+        row = next(r for r in rows if r["label"] == label)
+        out = handlers.predict(str(manifest.parent / row["image"]), "lung_ct.tf_efficientnet_lite0_v2", 0.45)
+        assert out[7]["status"] == "ok" and out[7]["type"]["label"] == label, out[7]
+        extra = dict(zip(viewer.VIEWER_OUTPUTS, out[13:]))
+        assert extra["viewer"]["label"] == heading
+        name = "Normal" if label == "normal" else "Adenocarcinoma"
+        assert "this model called" in extra["record"] and f"*{name}*: they were" in extra["record"]
+        assert "not a diagnosis" in extra["record"]
 
 
 def test_a_window_that_cannot_be_applied_says_so(tmp_path) -> None:  # noqa: ANN001

@@ -114,6 +114,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
             with gr.Column() as type_box:
                 type_out = gr.Label(label="Tumor type (calibrated probability, shown from 1% to 99%)", num_top_classes=4,
                                     elem_id="type-out")
+                record = gr.Markdown(elem_id="call-record")  # what this call was on the test split
             with gr.Column(visible=False) as stage_box:  # only for a model with a stage head
                 stage_out = gr.Label(label="Stage (calibrated probability, shown from 1% to 99%)", num_top_classes=3,
                                      elem_id="stage-out")
@@ -129,7 +130,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
     # /predict's 13 outputs (their order is the API's), then the viewer's (web/viewer.py: VIEWER_OUTPUTS)
     outputs = [type_out, stage_out, stage_md, pathway, original, heat, info, raw, view, frame, notes, center, width,
                slider, zoom, centre, point, type_box, stage_box, deid_btn, report_btn, report_file, deid_file, outline,
-               opacity]
+               opacity, record]
     private = dict(api_visibility="private")
 
     offer_switch = dict(fn=h.suggestion, inputs=raw, outputs=switch, queue=False, **private)  # none for a blank result
