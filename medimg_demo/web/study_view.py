@@ -39,6 +39,11 @@ OWNERS_ONLY = ("Accuracy against the truth (reader and model, unaided and aided,
                "below.")
 
 
+#: What a reader with no answer stored sees first (an empty session list and a table of one header had said nothing).
+NOTHING_YET = ("**No feedback of yours yet.** Read a session in the Reading session tab, or give feedback on a result "
+               "in the Analyse tab; your answers are summarised here.")
+
+
 @dataclass(frozen=True)
 class StudyView:
     table: pd.DataFrame
@@ -100,8 +105,9 @@ def build(rows: pd.DataFrame, chosen: str | None = None, accuracy: bool = True) 
     session = _pick(summary, chosen)
     sessions = list(dict.fromkeys(summary["session_id"])) if len(summary) else []
     if not accuracy:
+        note = OWNERS_ONLY if rows is not None and len(rows) else f"{NOTHING_YET}\n\n{OWNERS_ONLY}"
         return StudyView(table=pd.DataFrame({"Statistic": []}), legend=OWNERS_ONLY, sessions=sessions,
-                         session=session, verdict=OWNERS_ONLY, figure=None, outputs=outputs_table(rows))
+                         session=session, verdict=note, figure=None, outputs=outputs_table(rows))
     if session is None:
         verdict = ("No reading session with both reads stored yet: start one in the Reading session tab (every "
                    "reader with the same session id, model, cases and seed).")

@@ -296,6 +296,12 @@ def test_a_reader_takes_away_no_truth_and_no_case_names_an_owner_takes_everythin
     assert not [c for c in reading.feedback_summary(reader).columns if c.endswith("accuracy")]
     view = reading.summary_view(None, reader)
     assert view[0]["value"].empty and "session owners only" in view[3] and view[4]["value"] is None
+    assert "No feedback of yours yet" not in view[3]
+    from types import SimpleNamespace as Login
+
+    monkeypatch.setenv("MEDIMG_AUTH", "reader01:pw1,owner01:pw2,newcomer:pw3")
+    fresh = reading.summary_view(None, Login(username="newcomer"))  # nothing stored: said, not an empty table
+    assert fresh[3].startswith("**No feedback of yours yet.**") and "session owners only" in fresh[3]
     # no empty accuracy table and plot frame under the note, which is said once; their agreement is opened
     assert not view[0]["visible"] and not view[4]["visible"] and view[1] == "" and view[6]["open"]
     assert "model_accuracy" in reading.feedback_summary(owner).columns
