@@ -65,6 +65,10 @@ def test_answers_are_required_and_the_reveal_shows_both_calls(page) -> None:  # 
     record.click()  # a type but no stage
     _error_shown(page, "Choose the stage")
     assert page.get_by_text("Case 1 of 3").is_visible() and not model_panel.is_visible()
+    # the message sits above the stage choices, not over them (Gradio's layer had hidden them)
+    message = page.get_by_text("Choose the stage").first.bounding_box()
+    choice = page.get_by_label("Stage IIIA", exact=True).locator("xpath=..").bounding_box()
+    assert message["y"] + message["height"] <= choice["y"], (message, choice)
 
     page.get_by_label("Stage IIIA", exact=True).check()
     own_confidence = page.locator("#session-own-confidence")

@@ -50,6 +50,16 @@ if not getattr(gr.Radio.preprocess, "_medimg_numbers", False):
     gr.Radio.preprocess = _numbers_as_text(gr.Radio.preprocess)  # type: ignore[method-assign]
 
 
+#: A field's validation message (an answer missing) above the field, not over its choices: Gradio draws it on a
+#: layer covering the whole field, and the stage options it asked for were hidden under it (clinician walkthrough).
+VALIDATION_CSS = """
+.block:has(> .wrap > .validation-error) { overflow: visible !important; margin-top: 3.2em; }
+.wrap:has(> .validation-error) { top: -3.2em !important; bottom: auto !important; height: auto !important;
+  min-height: 0 !important; background: none !important; }
+.wrap > .validation-error { position: static !important; }
+"""
+
+
 def rating(label: str, **kwargs: Any) -> gr.Radio:
     """A 1-5 rating the reader sets or leaves unset (stored as no answer). A slider always holds a value: its
     starting 3 was stored as every untouched rating, as if readers had chosen it."""
