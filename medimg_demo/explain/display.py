@@ -138,10 +138,19 @@ def _draw_outline(rgb: np.ndarray, lesion: np.ndarray | None, box: Box, size: tu
         return rgb
     mask = _resize(crop, size, Image.Resampling.NEAREST) > 0.5
     width = max(1, round(max(size) / 320))
+    # a zoomed crop's sides inside the image continue the mask as it is at the crop's edge (the lesion goes on beyond
+    # what is shown: a line there was a boundary that is not, clinician walkthrough); the image's own edges end it
+    pad = width + 2
+    mask = np.pad(mask, pad, mode="edge")
+    height, breadth = lesion.shape
+    for ends_image, side in ((box.y0 == 0, np.s_[:pad, :]), (box.y0 + box.h >= height, np.s_[-pad:, :]),
+                             (box.x0 == 0, np.s_[:, :pad]), (box.x0 + box.w >= breadth, np.s_[:, -pad:])):
+        if ends_image:
+            mask[side] = False
+    inside = np.s_[pad:-pad, pad:-pad]
     out = rgb.copy()
-    edge = outline(mask, width + 1)
-    out[edge] = (0, 0, 0)
-    out[outline(mask, width)] = OUTLINE_RGB
+    out[outline(mask, width + 1)[inside]] = (0, 0, 0)
+    out[outline(mask, width)[inside]] = OUTLINE_RGB
     return out
 
 

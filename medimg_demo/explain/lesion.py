@@ -140,11 +140,8 @@ def measure(mask: np.ndarray, spacing_mm: tuple[float, float] | None) -> LesionM
 
 
 def outline(mask: np.ndarray, width: int = 1) -> np.ndarray:
-    """The boolean border of a mask, ``width`` pixels thick, inside the mask. Where the mask reaches the edge of the
-    array (a zoomed crop's, or the image's) no border is drawn: the lesion goes on beyond what is shown, and a line
-    along a 4x zoom's edges had shown a boundary that was not there."""
-    inner = ndimage.binary_erosion(mask, structure=np.ones((3, 3), dtype=bool), iterations=max(1, width),
-                                   border_value=1)
+    """The boolean border of a mask, ``width`` pixels thick, inside the mask."""
+    inner = ndimage.binary_erosion(mask, structure=np.ones((3, 3), dtype=bool), iterations=max(1, width))
     return mask & ~inner
 
 

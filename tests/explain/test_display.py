@@ -91,3 +91,7 @@ def test_a_zoom_inside_a_large_lesion_draws_no_outline_along_its_edges() -> None
     assert green.any() and rows.max() < green.shape[0] // 2  # only the lesion's top border, in the crop's top half
     whole = (p.image == np.array([60, 255, 120], np.uint8)).all(axis=2)
     assert whole.any()  # the whole scan shows the lesion's border
+    everywhere = np.ones((200, 200), bool)  # a lesion to the image's edges: those edges end it, the crop's do not
+    full = pictures(gray, None, None, zoom=4, centre=(100.0, 100.0), lesion=everywhere)
+    assert (full.image == np.array([60, 255, 120], np.uint8)).all(axis=2).any()
+    assert not (full.zoom_image == np.array([60, 255, 120], np.uint8)).all(axis=2).any()
