@@ -20,7 +20,7 @@ from ..imaging.study import Study
 from ..imaging.windowing import CT_PRESETS, apply_window
 from ..models.config import ModelConfig
 from ..models.registry import get_model
-from ..predict import Prediction, predict_study
+from ..predict import AUTO, Prediction, predict_study
 from ..probability_text import capped
 from ..tasks import get_task, stage_name  # noqa: F401 - stage_name: used here and by callers
 from ..treatment import PATHWAY_NOTICE
@@ -207,9 +207,12 @@ def stage_text(pred: Prediction) -> str:
     return "\n\n".join(x for x in (f"Stage group **{group}**. _{pred.stage_note or ''}_", lesion) if x)
 
 
-def info_markdown(study: Study, cfg: ModelConfig, pred: Prediction, seconds: float) -> str:
-    """Safe facts about the input and the model; never a DICOM identifier or a file name."""
-    parts = [f"Model `{cfg.id}` (weights sha256 `{(cfg.weights_sha256 or 'unpinned')[:12]}`)"]
+def info_markdown(study: Study, cfg: ModelConfig, pred: Prediction, seconds: float, auto: bool = False) -> str:
+    """Safe facts about the input and the model; never a DICOM identifier or a file name. ``auto``: the model was
+    picked from the image (a refusal there names no model: none fits)."""
+    model = f"Model `{cfg.id}` (weights sha256 `{(cfg.weights_sha256 or 'unpinned')[:12]}`)"
+    parts = ["Auto: no bundled model fits this image" if auto and pred.status == "refused"
+             else model + (", picked by Auto" if auto else "")]
     parts.append(f"{study.source_format.upper()} {study.width}x{study.height} px")
     if study.modality:
         parts.append(f"modality {study.modality}")
@@ -276,7 +279,7 @@ def analyse(
         pathway_markdown=pathway_markdown(pred),
         original_rgb=original,
         overlay_rgb=over,
-        info_markdown=info_markdown(study, cfg, pred, seconds),
+        info_markdown=info_markdown(study, cfg, pred, seconds, auto=model_id == AUTO),
         seconds=seconds,
         view=view,
         warnings=study.warnings,

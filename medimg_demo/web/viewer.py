@@ -175,7 +175,7 @@ def check_frame(view: analysis.View | None, frame: float | None,
                 request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
                 profile: gr.OAuthProfile | None = None) -> None:
     """A typed frame number, checked against the shown file before its result is cleared: a number beyond the file
-    keeps the case on screen (the caller puts the box back with :func:`shown_frame`) and says the range."""
+    keeps the case on screen (the caller puts the box back with :func:`back_if_beyond`) and says the range."""
     view = own_view(view, request, profile)
     if view is None or frame is None or frame == "":  # no result to keep, or the middle frame asked for
         return
@@ -191,7 +191,7 @@ def left_frame(view: analysis.View | None, frame: float | None,
                profile: gr.OAuthProfile | None = None) -> None:
     """The frame box left (Tab, a click elsewhere) with another frame typed: checked as on Enter, so that the frame
     is shown. A box that names the frame shown, or is empty, or a page with no result on screen (an analysis under
-    way) stops here without a message; the caller puts the box back with :func:`shown_frame`. A typed number had
+    way) stops here without a message; :func:`back_if_beyond` leaves such a box as it is. A typed number had
     stayed in the box, unapplied, beside another frame's image."""
     shown = own_view(view, request, profile)
     if shown is None or frame is None or frame == "" or analysis.finite(frame) == shown.frame_index + 1:
@@ -199,12 +199,17 @@ def left_frame(view: analysis.View | None, frame: float | None,
     check_frame(view, frame, request, profile)
 
 
-def shown_frame(view: analysis.View | None,
-                request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
-                profile: gr.OAuthProfile | None = None):  # noqa: ANN201 - Gradio outputs
-    """The frame box back at the frame shown (after a number beyond the file)."""
-    view = own_view(view, request, profile)
-    return gr.update(value=view.frame_index + 1) if view is not None else gr.skip()
+def back_if_beyond(view: analysis.View | None, frame: float | None,
+                   request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
+                   profile: gr.OAuthProfile | None = None):  # noqa: ANN201 - Gradio outputs
+    """The frame box back at the frame shown when it holds a number the file does not have (the message said the
+    range); a frame of the file, or an empty box, stays as typed (the Analyse button may be reading it)."""
+    shown = own_view(view, request, profile)
+    number = analysis.finite(frame) if frame not in (None, "") else None
+    if shown is None or frame in (None, "") or (number is not None and number.is_integer()
+                                                and 1 <= number <= shown.n_frames):
+        return gr.skip()
+    return gr.update(value=shown.frame_index + 1)
 
 
 def show_file(path: Any):  # noqa: ANN201, ANN401 - a file component's value

@@ -360,7 +360,10 @@ def test_a_frame_beyond_the_file_keeps_the_case_and_names_the_range() -> None:
     for bad in (0, 6, 2.5, float("nan"), "3", 10**400, True):
         with pytest.raises(gr.Error, match="has 5 frames: enter a whole number from 1 to 5 .frame 3 is shown"):
             viewer.check_frame(view, bad)
-    assert viewer.shown_frame(view)["value"] == 3
+    for beyond in (9, 0, 2.5):  # a number the file does not have: the box goes back to the frame shown
+        assert viewer.back_if_beyond(view, beyond)["value"] == 3
+    for kept in (4, None, ""):  # a frame of the file, or an empty box: as typed (the Analyse button may read it)
+        assert viewer.back_if_beyond(view, kept) == gr.skip()
     assert viewer.check_frame(None, 99) is None  # no result kept: the analysis itself checks the number
     # leaving the box (Tab, a click elsewhere; Enter leaves it too): another frame is checked as above and shown
     assert viewer.left_frame(view, 5) is None
@@ -373,7 +376,7 @@ def test_a_frame_beyond_the_file_keeps_the_case_and_names_the_range() -> None:
     with pytest.raises(gr.Error) as stopped:  # no result on screen: the next Analyse reads the box
         viewer.left_frame(None, 4)
     assert not stopped.value.visible
-    assert viewer.shown_frame(None) == gr.skip()
+    assert viewer.back_if_beyond(None, 9) == gr.skip()
     key = view_store.keep(dataclasses.replace(view, frame_index=0))
     with pytest.raises(gr.Error, match="frame 1 is shown"):
         viewer.check_frame(key, 7)

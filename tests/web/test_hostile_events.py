@@ -639,7 +639,7 @@ def test_a_borrowed_page_shows_nothing_to_another_login(auth_app: App, readers: 
     }
     got = {name: _queue_fn(bob, fn, data, page) for name, (fn, data) in attempts.items()}
     click = {"index": [10, 10], "value": None}
-    direct = {who: [_direct(c, _fn(c, "shown_frame"), [None], page),
+    direct = {who: [_direct(c, _fn(c, "back_if_beyond"), [None, 99], page),
                     _direct(c, _fn(c, "preset_values"), [None, "File default"], page),
                     _direct(c, _fn(c, "pick_point"), [None, "1x"], page, click)] for who, c in (("bob", bob), ("alice", alice))}
     stream = bob.get("/gradio_api/queue/data", params={"session_hash": page})

@@ -152,3 +152,17 @@ def test_a_window_that_cannot_be_applied_says_so(tmp_path) -> None:  # noqa: ANN
     ct_view = handlers.predict(str(dcm), None, 0.45)[8]
     assert any("width above 0" in n for n in notes(ct_view, "Manual", 40, 0))
     assert not notes(ct_view, "Manual", 40, 400) and not notes(ct_view, "Bone", None, None)
+
+
+def test_auto_names_the_model_it_picked_and_none_when_no_model_fits(tmp_path) -> None:  # noqa: ANN001
+    """With Auto, a photo refused by every model was shown as "Model lung_ct..." in the info line, while the notes said
+    that none fits (clinician walkthrough, thirty-ninth session)."""
+    import numpy as np
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(photo)
+    out = handlers.predict(str(photo), "auto", 0.45)
+    assert out[7]["status"] == "refused" and out[6].startswith("Auto: no bundled model fits this image"), out[6]
+    assert "lung_ct" not in out[6]

@@ -158,6 +158,12 @@ def test_multiframe_dicom_opens_on_its_middle_frame(page, tmp_path) -> None:  # 
     page.locator("#frame input").press("Tab")
     page.locator("#analysis-info").get_by_text("frame 2 of 5 shown", exact=False).wait_for(timeout=RESULT_TIMEOUT)
     page.wait_for_function("() => window.medimgWork === 0", timeout=RESULT_TIMEOUT)
+    page.locator("#frame input").fill("3")  # typed, then Analyse: that click shows it, once (the box's leaving had
+    page.locator("#analyse-run").click()     # started a second analysis, refused as "still being worked on")
+    page.locator("#analysis-info").get_by_text("frame 3 of 5 shown", exact=False).wait_for(timeout=RESULT_TIMEOUT)
+    page.wait_for_function("() => window.medimgWork === 0", timeout=RESULT_TIMEOUT)
+    busy = "() => [...document.querySelectorAll('.toast-body')].map(e => e.innerText).join(' | ')"
+    assert "still being worked on" not in page.evaluate(busy)
     page.locator("#frame input").fill("1")  # asked for: frame 1, and the same box says so
     page.locator("#frame input").press("Enter")
     page.locator("#analysis-info").get_by_text("frame 1 of 5 shown", exact=False).wait_for(timeout=RESULT_TIMEOUT)

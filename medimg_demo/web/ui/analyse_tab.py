@@ -33,6 +33,9 @@ HOLD_JS = ("() => { window.medimgWork = (window.medimgWork || 0) + 1; document.b
 RELEASE_JS = ("() => { const n = window.medimgWork = Math.max(0, (window.medimgWork || 0) - 1); "
               f"if (n === 0) {{ document.body.classList.remove('medimg-busy'); {_SAMPLES}?.removeAttribute('inert'); }} "
               f"return Array({HELD}).fill({_UPDATE % 'n === 0'}); }}")
+#: the frame box left: its number, or none when the Analyse button took the focus (that click reads the box itself)
+LEFT_FRAME_JS = ("async (view, frame) => { await new Promise(r => setTimeout(r, 0)); "
+                 "return [view, document.activeElement?.closest?.('#analyse-run') ? null : frame]; }")
 #: the sample cases while the page's work holds the controls (they would replace the file under a running analysis)
 CSS = "body.medimg-busy #samples { pointer-events: none; opacity: 0.55; }"
 
@@ -70,7 +73,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
             gr.Markdown(f"<small>{h.ACCEPTED_HELP}</small>")
             model = gr.Dropdown(choices=[*choices, ("Auto: pick the model from the image", "auto")],
                                 value=choices[0][1] if choices else None, label="Model", elem_id="analyse-model")
-            run = gr.Button("Analyse", variant="primary")
+            run = gr.Button("Analyse", variant="primary", elem_id="analyse-run")
             # a Number, not a Slider: a slider's API maximum is its initial one, so a fresh client could not ask
             # for frame 3 of a 16-frame file; the decoder checks the number against the file
             # no minimum: Gradio refused a 0 (or a negative width below) with a second toast, and every later
@@ -173,11 +176,12 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
         analyse(examples.load_input_event.then(None, None, [frame, window], js=RESET_FRAME_JS))
     # a frame number beyond the file: the case stays on screen, the box shows its frame again, the range is named
     # Enter leaves the box, and leaving it with another frame typed shows that frame: a typed number had stayed
-    # beside another frame's image; one path, as Enter then a click elsewhere had asked twice (the second refused)
+    # beside another frame's image; one path, as Enter then a click elsewhere had asked twice (the second refused).
+    # Left for the Analyse button, the box is left as typed: that click analyses the frame (once).
     frame.submit(None, None, None, js="() => { document.activeElement?.blur(); return []; }", **private)
-    typed_frame = frame.blur(viewer.left_frame, [view, frame], None, **private)  # queued: its message shows
+    typed_frame = frame.blur(viewer.left_frame, [view, frame], None, js=LEFT_FRAME_JS, **private)  # queued: it says
     analyse(typed_frame.success(None, None, None, js="() => null"))
-    typed_frame.failure(viewer.shown_frame, view, frame, queue=False, **private)
+    typed_frame.failure(viewer.back_if_beyond, [view, frame], frame, queue=False, **private)
     redraw_args = dict(inputs=[view, window, center, width, opacity, zoom, centre, point, outline],
                        outputs=[heat, slider], **private)
     # a drag or a typed value (the slider's box has no release): the newest value is drawn, none queue up behind it
