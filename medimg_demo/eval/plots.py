@@ -4,7 +4,7 @@ curves, the reliability diagram (equal-count bins with their counts) and one-lin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
@@ -79,39 +79,14 @@ def _value(key: str, value: float) -> str:
     return shown or (f"{value:.3f}" if np.isfinite(value) else "")
 
 
-def meets(target: Any, value: float) -> bool:
-    """Whether ``value`` meets the target (at most its threshold for ECE, else at least)."""
-    return value <= target.threshold if target.lower_is_better else value >= target.threshold
-
-
-def verdict(target: Any, value: float) -> str:
-    """">= 0.85: ✗ missed by 0.076" or ">= 0.88: ✓ met" (a target's threshold and whether the value meets it; the
-    marks, because a missed target in the same grey text as a met one was read past: clinician walkthrough)."""
-    gap = "✓ met" if meets(target, value) else f"✗ missed by {abs(value - target.threshold):.3f}"
-    return f"{'<=' if target.lower_is_better else '>='} {target.threshold:g}: {gap}" if np.isfinite(value) else ""
-
-
-def missed_targets(metrics: pd.DataFrame, targets: Sequence[Any], names: Mapping[str, str] | None = None,
-                   label: Callable[[str], str] = metric_name) -> list[str]:
-    """"Sensitivity: Malignant 0.774 (target >= 0.85)" for each of ``targets`` the test metrics miss, in order
-    (``label``: a metric's readable name)."""
-    cls = metrics["class"].fillna("").astype(str)
-    out = []
-    for t in targets:
-        hit = metrics[(metrics["metric"] == t.metric) & (cls == t.cls)]
-        value = float(hit["value"].iloc[0]) if len(hit) else float("nan")
-        if np.isfinite(value) and not meets(t, value):
-            what = label(t.metric) + (f": {_name(names, t.cls)}" if t.cls else "")
-            out.append(f"{what} {value:.3f} (target {'<=' if t.lower_is_better else '>='} {t.threshold:g})")
-    return out
-
-
 def overall_table(metrics: pd.DataFrame, targets: Sequence[Any] = (), names: Mapping[str, str] | None = None
                   ) -> pd.DataFrame:
     """Rows = metrics without a class, by readable name: value (three decimals) and its 95% interval (the ECE's
     consistency rows right under the ECE). With the task's ``targets`` (``tasks.Target``), a class a target names
     is a row too, right under the sensitivity for any tumor (breast: "Sensitivity: Malignant", which the benign
     cases in "any tumor" hid), and a "Target" column says which are met."""
+    from .targets import verdict  # (targets reads this module's metric names)
+
     c = metrics["class"].fillna("")
     m = metrics[c == ""]
     m = m.iloc[order_under_ece(m["metric"].tolist())]

@@ -122,9 +122,12 @@ def unaided_seen_before(rows: pd.DataFrame) -> pd.Series:
     when = pd.to_datetime(rows["created_utc"], utc=True, format="ISO8601", errors="coerce")
     image = rows["image_sha256"].fillna("")
     shown = rows["phase"].isin(["aided", "free"]) & (image != "")
+    if not shown.any():  # nothing shown yet (a fresh store, a reader before the reveal): an empty map cannot be cast
+        return pd.Series(False, index=rows.index)
     first = when[shown].groupby([rows.loc[shown, "reader"], image[shown]]).min()
-    seen = pd.Series(list(zip(rows["reader"], image)), index=rows.index).map(first)
-    return (rows["phase"] == "unaided") & seen.notna() & when.notna() & (pd.to_datetime(seen, utc=True) < when)
+    keys = pd.MultiIndex.from_arrays([rows["reader"], image])
+    seen = pd.Series(first.reindex(keys).to_numpy(), index=rows.index)
+    return (rows["phase"] == "unaided") & seen.notna() & when.notna() & (seen < when)
 
 
 def _top_prob(probs: Any, label: Any) -> float:

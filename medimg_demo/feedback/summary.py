@@ -22,6 +22,9 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     image with the model's call on screen is not counted as unaided (``reader_study.unaided_seen_before``)."""
     rows: list[dict[str, Any]] = []
     seen = unaided_seen_before(df)  # not unaided: the reader had answered on the image with the model's call shown
+    # the aided answers of those reads go with them: both accuracies over the same reads (as in the reader study)
+    left_out = set(zip(df.loc[seen, "session_id"], df.loc[seen, "reader"], df.loc[seen, "case_id"])) \
+        if len(df) else set()
     groups = [("ALL", df)] + [(str(k) or "(no session)", g) for k, g in df.groupby("session_id", sort=True)] \
         if len(df) else []
     for name, g in groups:
@@ -39,7 +42,9 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
             "stage_agreement": _rate(aided["stage_agree"]),
             "pathway_agreement": _rate(aided["pathway_agree"]),
         }
-        labelled = aided[aided["truth_type"].notna() & (aided["truth_type"] != "")]
+        paired_out = pd.Series([k in left_out for k in zip(aided["session_id"], aided["reader"], aided["case_id"])],
+                               index=aided.index, dtype=bool)
+        labelled = aided[~paired_out & aided["truth_type"].notna() & (aided["truth_type"] != "")]
         if len(labelled):
             final = labelled.apply(
                 lambda x: x["pred_type"] if x["type_agree"] == 1 else (x["corrected_type"] or x["pred_type"]), axis=1

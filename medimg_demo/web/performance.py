@@ -15,8 +15,9 @@ import pandas as pd
 from ..eval.cache import Results, find_results, gallery_captions, layer_tag, model_tag
 from ..eval.consistency import from_metrics
 from ..eval.gallery import write_gallery
-from ..eval.plots import (confusion_figure, explanation_verdicts, missed_targets, overall_table, per_class_table,
-                          metric_name, reliability_figure, roc_figure, verdict)
+from ..eval.plots import (confusion_figure, explanation_verdicts, metric_name, overall_table, per_class_table,
+                          reliability_figure, roc_figure)
+from ..eval.targets import missed_targets, unmeasured_targets, verdict
 from ..models.config import ModelConfig
 from ..models.registry import get_model
 from ..paths import data_root, runs_dir
@@ -146,9 +147,14 @@ def performance_view(model_id: str | None) -> dict[str, Any]:
     note = spec.performance_note
     if note:
         header += " " + note
-    missed = missed_targets(m, spec.targets, spec.label_names, lambda k: EXPLAIN_HELP.get(k, metric_name(k)))
-    header += ("\n\n**✗ Targets missed on the test split:** " + "; ".join(missed) + "." if missed
-               else "\n\n**✓ Every target of this task is met on the test split.**" if spec.targets else "")
+    named = (m, spec.targets, spec.label_names, lambda k: EXPLAIN_HELP.get(k, metric_name(k)))
+    missed, unmeasured = missed_targets(*named), unmeasured_targets(*named)
+    if missed:
+        header += "\n\n**✗ Targets missed on the test split:** " + "; ".join(missed) + "."
+    if unmeasured:
+        header += "\n\n**? Targets not measured in this evaluation:** " + "; ".join(unmeasured) + "."
+    if spec.targets and not missed and not unmeasured:
+        header += "\n\n**✓ Every target of this task is met on the test split.**"
     consistency = from_metrics(m, n) if n else None
     if consistency is not None:
         header += f"\n\n**Calibration:** {consistency.sentence()}"

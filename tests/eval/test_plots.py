@@ -67,10 +67,12 @@ def test_the_headline_table_names_the_targeted_class_and_says_which_targets_are_
                                                   ">= 0.85: ✗ missed by 0.076", ">= 0.95: ✓ met"]
     assert "Target (test split)" not in overall_table(m).columns  # without targets, as before
     # and one line names every target missed (read past in grey text among met ones: clinician walkthrough)
-    from medimg_demo.eval.plots import missed_targets
+    from medimg_demo.eval.targets import missed_targets, unmeasured_targets
 
     assert missed_targets(m, spec.targets, spec.label_names) == [
-        "Sensitivity: Malignant 0.774 (target >= 0.85)", "Expected calibration error (ECE) 0.075 (target <= 0.04)"]
+        "Sensitivity: Malignant 0.774 (target >= 0.85)", "Expected calibration error (ECE): 0.075 (target <= 0.04)"]
+    # the explanation targets: not in these metrics, so not measured (never "every target met")
+    assert unmeasured_targets(m, spec.targets, spec.label_names)[0].startswith("Explain pointing 15px")
 
 
 def test_reliability_bins_suit_small_sets_and_print_their_counts() -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from medimg_demo.feedback.mrmc import ORComponents, jackknife_covariance, or_analysis, or_test
 from medimg_demo.feedback.reader_study import (CANNOT_ASSESS, LEGEND, POOLED, case_table, design_effect_wilson,
-                                               display_summary, reader_summary, session_mrmc, wilson, wilson_p)
+                                               display_summary, reader_summary, session_mrmc, unaided_seen_before,
+                                               wilson, wilson_p)
 
 
 def simulate(rng: np.random.Generator, readers: int, cases: int, effect: float = 0.0) -> np.ndarray:
@@ -186,6 +187,8 @@ def test_an_unaided_read_after_the_model_was_seen_on_that_image_is_left_out() ->
                          for j in range(3) for k in range(20)])
     assert session_mrmc(rows, "M", min_cases=19).n_cases == 19 and session_mrmc(rows.assign(model_seen_before=0),
                                                                                   "M").n_cases == 20
+    first_reads = real[real["phase"] == "unaided"]  # nothing shown yet (a fresh store): nothing left out, no error
+    assert not case_table(first_reads).shape[0] and not unaided_seen_before(first_reads).any()
     later = free.assign(created_utc=at(59))  # Analyse-tab feedback after the reads, or another reader's: none
     assert case_table(pd.concat([real, later], ignore_index=True))["model_seen_before"].sum() == 0
     assert case_table(pd.concat([real, free.assign(reader="r2")], ignore_index=True))["model_seen_before"].sum() == 0
