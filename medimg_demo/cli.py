@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .cli_files import OneLineFormatter
-from .errors import MedimgError
+from .errors import MedimgError, on_the_command_line
 from .learn.config import TrainConfig
 from .notice import DISCLAIMER
 from .options import add_options, bounded, from_args
@@ -215,5 +215,5 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except MedimgError as exc:
-        log.error("%s", exc)
+        log.error("%s", on_the_command_line(str(exc)))  # the decoders' refusals are worded for the app
         return 2

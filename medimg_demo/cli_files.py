@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import InputError, on_the_command_line
+from .errors import InputError
 
 #: Characters that would break a log line or drive the terminal: C0/C1 controls (newline, ESC), line and paragraph
 #: separators, and the bidirectional overrides that reorder what is shown.
@@ -32,11 +32,10 @@ def one_line(text: str) -> str:
 
 class OneLineFormatter(logging.Formatter):
     """The command line's log format, each message on one line whatever it quotes (a path with a newline and an
-    ANSI escape given to ``--data`` had printed a forged log line) and in the command line's words (no "upload it
-    again"); a traceback, where one is logged, follows."""
+    ANSI escape given to ``--data`` had printed a forged log line); a traceback, where one is logged, follows."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
-        return one_line(on_the_command_line(super().formatMessage(record)))
+        return one_line(super().formatMessage(record))
 
 
 def userinfo(uri: str) -> str:

@@ -43,7 +43,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                                  explain=args.heatmap_out is not None or args.json)
         except MedimgError as exc:
             failed += 1
-            log.error("%s", exc)
+            log.error("%s", on_the_command_line(str(exc)))
             if args.json:
                 print(json.dumps({"status": "error", "reason": on_the_command_line(str(exc)), "index": index,
                                   "disclaimer": DISCLAIMER}))

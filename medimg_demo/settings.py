@@ -28,8 +28,9 @@ def number(name: str, default: float, what: str, *, low: float = 0.0, integer: b
         value = math.nan
     if not math.isfinite(value) or value < low or (integer and not value.is_integer()):
         kind = "a whole number" if integer else "a number"
+        shown = f"{default:,.0f}" if float(default).is_integer() else f"{default:g}"
         raise SettingError(f"{name} must be {kind} of at least {low:g} ({what}); it is {raw[:40]!r}. Set it so, or "
-                           f"unset it for the default, {default:g}.")
+                           f"unset it for the default, {shown}.")
     return int(value) if integer else value
 
 
@@ -39,13 +40,14 @@ def whole(name: str, default: int, what: str, *, low: int = 0) -> int:
 
 
 def one_line_start_errors() -> None:
-    """An error this package raises on purpose (a setting, a model's config, a served folder that must not be) ends
-    the process with its message in one line on stderr, not a traceback: the message says what to change."""
+    """An error this package raises on purpose that ends the process (a setting, a model's config, a served folder
+    that must not be, at start) is printed in one line on stderr, not as a traceback: the message says what to
+    change."""
     previous = sys.excepthook
 
     def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         if issubclass(kind, MedimgError):
-            sys.stderr.write(f"medimg_demo cannot start: {exc}\n")
+            sys.stderr.write(f"medimg_demo stopped: {exc}\n")
             return
         previous(kind, exc, tb)
 

@@ -57,6 +57,7 @@ def test_log_lines_quote_paths_on_one_line() -> None:
     import logging
 
     from medimg_demo.cli_files import OneLineFormatter
+    from medimg_demo.errors import on_the_command_line
 
     record = logging.LogRecord("medimg_demo", logging.ERROR, __file__, 1, "No manifest.csv in %s", ("/x\nINFO y\x1b[31m",),
                                None)
@@ -142,6 +143,7 @@ def test_a_refusal_on_the_command_line_speaks_of_files_not_uploads(tmp_path: Pat
     import logging
 
     from medimg_demo.cli_files import OneLineFormatter
+    from medimg_demo.errors import on_the_command_line
 
     big = tmp_path / "big.png"
     big.write_bytes(_png_header(9_000, 9_000))
@@ -149,9 +151,10 @@ def test_a_refusal_on_the_command_line_speaks_of_files_not_uploads(tmp_path: Pat
     reason = json.loads(capsys.readouterr().out)["reason"]
     assert "9000x9000" in reason and "MEDIMG_MAX_PIXELS" in reason, reason
     assert "upload" not in reason.lower() and "server" not in reason, reason
-    record = logging.LogRecord("medimg_demo.cli", logging.ERROR, "", 0, "%s", (InputError(
+    assert on_the_command_line(
         "The DICOM pixel data uses a compression this server cannot decode. Export it uncompressed (Explicit VR Little "
-        "Endian) and upload it again."),), None)
-    line = OneLineFormatter("%(message)s").format(record)
-    assert line.endswith("this tool cannot decode. Export it uncompressed (Explicit VR Little Endian) and run the "
-                         "command on the new file."), line
+        "Endian) and upload it again.").endswith("this tool cannot decode. Export it uncompressed (Explicit VR Little "
+                                                "Endian) and run the command on the new file.")
+    # a log line's own words are its own: a path is not reworded (the formatter had printed "Give 2024")
+    record = logging.LogRecord("medimg_demo.cli", logging.INFO, "", 0, "wrote %s", ("/data/Upload 2024/x.pdf",), None)
+    assert OneLineFormatter("%(message)s").format(record) == "wrote /data/Upload 2024/x.pdf"

@@ -21,8 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 def test_a_setting_that_is_no_sensible_number_is_refused_naming_it(raw: str, monkeypatch) -> None:
     monkeypatch.setenv("MEDIMG_TEST_WORKERS", raw)
     with pytest.raises(SettingError, match=r"MEDIMG_TEST_WORKERS must be a whole number of at least 1 \(decodes at "
-                                           r"once\); it is .*unset it for the default, 2"):
+                                           r"once\); it is .*unset it for the default, 2\.$"):
         settings.whole("MEDIMG_TEST_WORKERS", 2, "decodes at once", low=1)
+    with pytest.raises(SettingError, match=r"for the default, 384,000,000\.$"):  # not 3.84e+08
+        settings.whole("MEDIMG_TEST_WORKERS", 384_000_000, "bytes", low=1)
 
 
 def test_a_setting_unset_or_empty_is_its_default_and_a_number_is_taken(monkeypatch) -> None:
@@ -43,6 +45,6 @@ def test_the_app_does_not_start_with_a_bad_setting_and_says_which_in_one_line(tm
     done = subprocess.run([sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1] == (
-        "medimg_demo cannot start: MEDIMG_MAX_UPLOAD_MB must be a number of at least 0.01 (megabytes an upload may "
+        "medimg_demo stopped: MEDIMG_MAX_UPLOAD_MB must be a number of at least 0.01 (megabytes an upload may "
         "have); it is 'abc'. Set it so, or unset it for the default, 100.")
     assert "Traceback" not in done.stderr, done.stderr

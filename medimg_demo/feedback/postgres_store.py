@@ -38,7 +38,7 @@ _INVALID = f"{_URL} is not a valid PostgreSQL URL; write it as postgresql://USER
 
 def _lock_name(con: Any, name: str) -> None:  # noqa: ANN401 - a psycopg connection
     """Hold, until the transaction ends, the lock of every session name that reads as ``name``."""
-    con.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_NAME_LOCK_CLASS, skeleton(name)))
+    con.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_NAME_LOCK_CLASS, skeleton(name.strip())))
 
 
 def _driver() -> Any:

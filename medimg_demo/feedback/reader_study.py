@@ -121,11 +121,13 @@ def unaided_seen_before(rows: pd.DataFrame) -> pd.Series:
         return pd.Series(False, index=rows.index)
     when = pd.to_datetime(rows["created_utc"], utc=True, format="ISO8601", errors="coerce")
     image = rows["image_sha256"].fillna("")
-    shown = rows["phase"].isin(["aided", "free"]) & (image != "")
+    reader = rows["reader"].fillna("").astype(str).str.casefold()  # "Reader07" on Analyse is "reader07" in a session
+    refused = rows["pred_status"].fillna("") == "refused" if "pred_status" in rows else False  # no call was shown
+    shown = rows["phase"].isin(["aided", "free"]) & (image != "") & ~refused
     if not shown.any():  # nothing shown yet (a fresh store, a reader before the reveal): an empty map cannot be cast
         return pd.Series(False, index=rows.index)
-    first = when[shown].groupby([rows.loc[shown, "reader"], image[shown]]).min()
-    keys = pd.MultiIndex.from_arrays([rows["reader"], image])
+    first = when[shown].groupby([reader[shown], image[shown]]).min()
+    keys = pd.MultiIndex.from_arrays([reader, image])
     seen = pd.Series(first.reindex(keys).to_numpy(), index=rows.index)
     return (rows["phase"] == "unaided") & seen.notna() & when.notna() & (seen < when)
 
@@ -245,8 +247,8 @@ def display_summary(summary: pd.DataFrame, session_id: str | None = None) -> pd.
         return pd.DataFrame({"Statistic": []})
     session_id = session_id if session_id in set(summary["session_id"]) else summary["session_id"].iloc[0]
     s = summary[summary["session_id"] == session_id]
-    out: dict[str, list[str]] = {"Statistic": ["Cases read", SEEN_BEFORE, "Own call differed from the model (reads)",
-                                               *HEADERS.values()]}
+    out: dict[str, list[str]] = {"Statistic": ["Cases read (in the rates below)", SEEN_BEFORE,
+                                               "Own call differed from the model (reads)", *HEADERS.values()]}
     for _, r in s.iterrows():
         out[str(r["reader"])] = [str(int(r["cases"])), str(int(r.get("model_seen_before", 0) or 0)),
                                  str(int(r["differed_from_model"]))] + [

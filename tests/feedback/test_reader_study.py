@@ -192,6 +192,10 @@ def test_an_unaided_read_after_the_model_was_seen_on_that_image_is_left_out() ->
     later = free.assign(created_utc=at(59))  # Analyse-tab feedback after the reads, or another reader's: none
     assert case_table(pd.concat([real, later], ignore_index=True))["model_seen_before"].sum() == 0
     assert case_table(pd.concat([real, free.assign(reader="r2")], ignore_index=True))["model_seen_before"].sum() == 0
+    # the same pseudonym in other capitals is the same reader; an answer on a refused image showed no call
+    assert case_table(pd.concat([free.assign(reader="R1"), real], ignore_index=True))["model_seen_before"].sum() == 1
+    refused = free.assign(pred_status="refused")
+    assert case_table(pd.concat([refused, real], ignore_index=True))["model_seen_before"].sum() == 0
 
 
 def test_agreeing_with_a_model_that_named_no_type_keeps_the_own_call() -> None:
@@ -237,7 +241,7 @@ def test_display_summary_is_readable_with_counts_and_a_legend() -> None:
     assert not any("_" in c for c in rows.index)
     unaided = rows.loc["Accuracy unaided", "r1"]
     assert unaided.startswith("0.40 [") and unaided.endswith("(2/5)")
-    assert rows.loc["Cases read", "r1"] == "5"
+    assert rows.loc["Cases read (in the rates below)", "r1"] == "5"
     assert "automation bias" in LEGEND and "design effect" in LEGEND and "Wilson" in LEGEND
     empty = display_summary(reader_summary(case_table(_study_rows()[lambda d: d["case_id"].isin(["c1", "c2"])])))
     assert empty.set_index("Statistic").loc["Took the model's wrong call (automation bias)", "r1"] == "-"
