@@ -41,7 +41,7 @@ from medimg_demo.imaging import isolated  # noqa: E402
 from medimg_demo.imaging.decode import MAX_BYTES  # noqa: E402
 from medimg_demo.web import expiry, files, lifecycle, upload_folders  # noqa: E402
 from medimg_demo.web.ui.analyse_tab import CSS as ANALYSE_CSS, analyse_tab  # noqa: E402
-from medimg_demo.web.ui.common import BANNER, VALIDATION_CSS  # noqa: E402
+from medimg_demo.web.ui.common import BANNER, VALIDATION_CSS, take_numbers_as_text  # noqa: E402
 from medimg_demo.web.ui.performance_tab import CSS as PERFORMANCE_CSS, performance_tab  # noqa: E402
 from medimg_demo.web.ui.session_tab import session_tab  # noqa: E402
 from medimg_demo.web.ui.summary_tab import summary_tab  # noqa: E402
@@ -78,6 +78,7 @@ def build_app() -> gr.Blocks:
         with gr.Tab("Feedback summary") as summary:
             summary_tab(summary)
     upload_folders.install(demo)  # each upload in a folder of its own: a request never deletes another's
+    take_numbers_as_text()  # a rating sent as "4", as the API listing gives it, is 4
     quiet_component_refusals(demo)  # a forged choice: one line in the log, not a traceback with the value
     return demo
 

@@ -123,14 +123,14 @@ def _pictures(pred: Prediction, outline: np.ndarray | None) -> Table:
     return t
 
 
-def _answer(pred: Prediction) -> list[object]:
+def _answer(pred: Prediction, cfg: ModelConfig) -> list[object]:
     """Status, calibrated probabilities, stage and pathway (no pathway unless the status is ok)."""
     spec = get_task(pred.task)
     out: list[object] = [_p("Result", "h2")]
     if pred.status == "ok" and pred.type_label and pred.type_probs:
         out.append(Paragraph(f"Status: <b>answer given</b> - {escape(spec.label_name(pred.type_label))} "
                              f"({percent(pred.type_probs[pred.type_label])})", STYLES["body"]))
-        record = record_text(call_record(get_model(pred.model_id), pred.type_label),
+        record = record_text(call_record(cfg, pred.type_label),
                              lambda label: escape(spec.label_name(label)), strong=("<b>", "</b>"), em=("<i>", "</i>"))
         if record:
             out.append(Paragraph(record, STYLES["caption"]))
@@ -241,7 +241,7 @@ def render_report(pred: Prediction, info: StudyInfo, cfg: ModelConfig | None = N
     title = f"Case report - {get_task(pred.task).title}"
     outline = outline if outline is not None else pred.lesion_mask  # the model's lesion, where it outlined one
     story: list[object] = [_p(title, "h1"), _notice(), Spacer(1, 4 * mm), _pictures(pred, outline),
-                           *_answer(pred), KeepTogether(_facts(pred, info, cfg, when)), KeepTogether(_metrics(cfg))]
+                           *_answer(pred, cfg), KeepTogether(_facts(pred, info, cfg, when)), KeepTogether(_metrics(cfg))]
     buf = io.BytesIO()
     doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
                             bottomMargin=16 * mm, **METADATA)

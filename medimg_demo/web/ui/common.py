@@ -46,8 +46,10 @@ def _numbers_as_text(preprocess: Any) -> Any:  # noqa: ANN401 - Gradio's method
     return preprocess_text_too
 
 
-if not getattr(gr.Radio.preprocess, "_medimg_numbers", False):
-    gr.Radio.preprocess = _numbers_as_text(gr.Radio.preprocess)  # type: ignore[method-assign]
+def take_numbers_as_text() -> None:
+    """Let every Radio of numbers take them as text too (see :func:`_numbers_as_text`); once per process."""
+    if not getattr(gr.Radio.preprocess, "_medimg_numbers", False):
+        gr.Radio.preprocess = _numbers_as_text(gr.Radio.preprocess)  # type: ignore[method-assign]
 
 
 #: A field's validation message (an answer missing) above the field, not over its choices: Gradio draws it on a
