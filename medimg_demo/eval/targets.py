@@ -9,11 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .plots import metric_name
-
-
-def _name(names: Mapping[str, str] | None, label: str) -> str:
-    return names.get(label, label) if names else label
+from .plots import _name, metric_name  # a class's readable name, as the tables give it
 
 
 def meets(target: Any, value: float) -> bool:  # noqa: ANN401 - a tasks.Target

@@ -171,6 +171,12 @@ def own_view(view: Any, request: gr.Request | None, profile: gr.OAuthProfile | N
     return view if view is not None and auth.is_owner_of(request, profile, view.created_by) else None
 
 
+def _in_file(view: analysis.View, frame: float | None) -> bool:
+    """Whether ``frame`` is a frame number of the file shown (a whole number from 1 to its frame count)."""
+    number = analysis.finite(frame)
+    return number is not None and number.is_integer() and 1 <= number <= view.n_frames
+
+
 def check_frame(view: analysis.View | None, frame: float | None,
                 request: gr.Request = None,  # type: ignore[assignment] - injected by Gradio
                 profile: gr.OAuthProfile | None = None) -> None:
@@ -179,8 +185,7 @@ def check_frame(view: analysis.View | None, frame: float | None,
     view = own_view(view, request, profile)
     if view is None or frame is None or frame == "":  # no result to keep, or the middle frame asked for
         return
-    number = analysis.finite(frame)
-    if number is None or not number.is_integer() or not 1 <= number <= view.n_frames:
+    if not _in_file(view, frame):
         count = f"{view.n_frames} frames" if view.n_frames > 1 else "1 frame"
         raise refusal(f"This file has {count}: enter a whole number from 1 to {view.n_frames} "
                        f"(frame {view.frame_index + 1} is shown).")
@@ -205,9 +210,7 @@ def back_if_beyond(view: analysis.View | None, frame: float | None,
     """The frame box back at the frame shown when it holds a number the file does not have (the message said the
     range); a frame of the file, or an empty box, stays as typed (the Analyse button may be reading it)."""
     shown = own_view(view, request, profile)
-    number = analysis.finite(frame) if frame not in (None, "") else None
-    if shown is None or frame in (None, "") or (number is not None and number.is_integer()
-                                                and 1 <= number <= shown.n_frames):
+    if shown is None or frame in (None, "") or _in_file(shown, frame):
         return gr.skip()
     return gr.update(value=shown.frame_index + 1)
 
