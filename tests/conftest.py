@@ -24,6 +24,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 if "MEDIMG_STATE_DIR" not in os.environ:
     os.environ["MEDIMG_STATE_DIR"] = tempfile.mkdtemp(prefix="medimg-test-state-")
     atexit.register(shutil.rmtree, os.environ["MEDIMG_STATE_DIR"], ignore_errors=True)
+# Gradio's upload cache too: importing app.py would otherwise point it at <system temp>/medimg_demo-uploads-<key>,
+# where in-process upload tests left their files behind after every run.
+if "GRADIO_TEMP_DIR" not in os.environ:
+    os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="medimg-test-uploads-")
+    atexit.register(shutil.rmtree, os.environ["GRADIO_TEMP_DIR"], ignore_errors=True)
 # ... and out of a developer's own feedback database server (tests that want PostgreSQL use the `store` fixture).
 os.environ.pop("MEDIMG_DB_URL", None)
 

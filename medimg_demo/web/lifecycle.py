@@ -75,10 +75,11 @@ def sweep_at_exit() -> int:
     remove_stale_tmp_files(ttl_s=0.0)  # uploads cut off halfway (and any empty gr.File leftover)
     folder = upload_dir()
     if folder.name.startswith(DEFAULT_UPLOAD_PREFIX):  # the folder app.py made for itself: not left empty behind
-        try:
-            folder.rmdir()  # only when empty
-        except OSError:
-            pass
+        for empty in (folder / "vibe_edit_history", folder):  # the first: Gradio makes it at every start
+            try:
+                empty.rmdir()  # only when empty
+            except OSError:
+                pass
     if made or cached or public:
         log.info("Removed the %d working copies, %d cached folders and %d public files this run made",
                  made, cached, public)

@@ -24,6 +24,7 @@ from conftest import REPO, lung_test_image
 CHROMIUM = os.environ.get("MEDIMG_CHROMIUM", "/usr/bin/chromium")
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,  # each starts the app and Chromium (about 30 s in all); .ci/run runs them
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed"),
 ]
 ARTIFACTS = REPO / "artifacts"
@@ -263,7 +264,6 @@ def test_the_pages_own_work_holds_the_controls_that_would_start_more(page) -> No
     assert page.evaluate(HELD)["analyse"] is False and page.evaluate(HELD)["samples"] is False
 
 
-@pytest.mark.slow
 def test_reading_session_of_20_cases_in_the_browser(page, tmp_path) -> None:  # noqa: ANN001
     """A reader walks through 20 cases: own call first, then the model's output, then feedback."""
     page.get_by_role("tab", name="Reading session").click()
@@ -286,7 +286,7 @@ def test_reading_session_of_20_cases_in_the_browser(page, tmp_path) -> None:  # 
     page.screenshot(path=str(ARTIFACTS / "browser_session_done.png"), full_page=True)
 
 
-@pytest.mark.slow  # 20 cases through the API, about 12 s; .ci/run runs it
+# 20 cases through the API, about 12 s
 def test_reading_session_and_feedback_through_the_api(app_url: str) -> None:
     """The same flow through gradio_client (state is kept per client session), plus /predict and /feedback."""
     from gradio_client import Client, handle_file

@@ -198,11 +198,17 @@ def test_the_stop_removes_the_apps_own_upload_folder_once_empty(tmp_path: Path, 
     monkeypatch.setenv("MEDIMG_STATE_DIR", str(tmp_path / "state"))
     own = tmp_path / f"{DEFAULT_UPLOAD_PREFIX}0123456789ab"
     _file(own / ("a" * 64) / "report.pdf")
+    (own / "vibe_edit_history").mkdir()  # Gradio makes it, empty, at every start: it had kept the folder behind
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(own))
     lifecycle.sweep_at_exit()
     assert not own.exists()  # app.py's default folder: nothing left behind in the system temp
     theirs = tmp_path / "deployer-chosen"
     _file(theirs / ("b" * 64) / "report.pdf")
+    (own / "vibe_edit_history" / "edit.py").parent.mkdir(parents=True)
+    (own / "vibe_edit_history" / "edit.py").write_text("x")  # Gradio's history with something in it: kept
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(own))
+    lifecycle.sweep_at_exit()
+    assert (own / "vibe_edit_history" / "edit.py").is_file()
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(theirs))
     lifecycle.sweep_at_exit()
     assert theirs.is_dir() and not (theirs / ("b" * 64)).exists()  # a folder the deployer set stays
