@@ -39,7 +39,7 @@ from medimg_demo.web.catalog import model_choices, model_versions  # noqa: E402
 from medimg_demo.web import auth  # noqa: E402
 from medimg_demo.imaging import isolated  # noqa: E402
 from medimg_demo.imaging.decode import MAX_BYTES  # noqa: E402
-from medimg_demo.web import expiry, files, lifecycle, upload_folders  # noqa: E402
+from medimg_demo.web import expiry, files, lifecycle, outputs, upload_folders  # noqa: E402
 from medimg_demo.web.ui.analyse_tab import CSS as ANALYSE_CSS, analyse_tab  # noqa: E402
 from medimg_demo.web.ui.common import BANNER, VALIDATION_CSS, take_numbers_as_text  # noqa: E402
 from medimg_demo.web.ui.performance_tab import CSS as PERFORMANCE_CSS, performance_tab  # noqa: E402
@@ -61,7 +61,7 @@ def build_app() -> gr.Blocks:
     choices = model_choices()
     # delete_cache: Gradio removes the files of its cache it tracks after MAX_AGE_S; web.expiry's reaper and the stop
     # remove the rest (outputs of components shown with new properties, which Gradio does not track)
-    age = int(files.MAX_AGE_S)
+    age = int(outputs.MAX_AGE_S)
     # fill_width: the viewer and the tables use a wide screen (the reading room's) instead of a 1200 px column
     with gr.Blocks(title="medimg_demo - research use only", delete_cache=(max(60, age // 6), age),
                    fill_width=True) as demo:

@@ -13,7 +13,7 @@ import gradio as gr
 
 from ..errors import MedimgError
 from .refusal import refusal
-from . import analysis, auth, fair_share, files, uploads, view_store
+from . import analysis, auth, fair_share, outputs, uploads, view_store
 from .handlers import _file_path
 from .report import report_for_analysis
 
@@ -44,9 +44,9 @@ def _report(upload: Any, shown: Any, request: gr.Request, profile: gr.OAuthProfi
         if shown.image_sha256 and a.prediction.image_sha256 != shown.image_sha256:
             raise refusal("The file in the upload box is not the scan on screen: press Analyse, then ask for the "
                            "report again.")
-        pdf = report_for_analysis(a)
+        pdf, name = report_for_analysis(a)
         try:
-            return files.publish(pdf)
+            return outputs.publish(pdf, name)
         finally:
             pdf.unlink(missing_ok=True)  # the scratch copy: only the published one is served
     except MedimgError as exc:
@@ -86,11 +86,11 @@ def deidentify(upload: Any,
         made = None if raw else _COPIES.get(key)
     if not raw:
         uploads.mark_used(path)
-    if made is None or not Path(path).is_file() or not _fresh(made[0], files.MAX_AGE_S / 2):
+    if made is None or not Path(path).is_file() or not _fresh(made[0], outputs.MAX_AGE_S / 2):
         try:
             data = uploads.read_upload(path, consume=raw)
             with fair_share.one_job(request, profile):
-                made = files.deidentified_copy(data)
+                made = outputs.deidentified_copy(data)
         except MedimgError as exc:
             raise refusal(str(exc), exc) from None
         if not raw:

@@ -12,7 +12,7 @@ and after it. So the app expires the cache itself, by age, as Gradio does for th
 * the cleaned working copies this process made (``uploads.MADE``);
 * the public folder's files (pictures, reports, de-identified copies, exports), which were pruned only when the
   next file of their kind was written or at the next start (a picture handed out again while the reaper prunes
-  stays: ``files._HAND_OUT``);
+  stays: ``outputs._HAND_OUT``);
 * the analysed views kept in memory for redraws (``view_store``: a scan's pixels), unused for that long;
 * raw uploads no request used, and uploads a client abandoned halfway (Gradio's ``tmp*`` files), after
   ``MEDIMG_RAW_UPLOAD_TTL_S``; feedback exports after ten minutes, as when the next export is written.
@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..paths import public_dir, upload_dir
-from .files import EXPORT_NAME, EXPORTS_MAX_AGE_S, MAX_AGE_S, _prune
+from .outputs import EXPORT_NAME, EXPORTS_MAX_AGE_S, MAX_AGE_S, _prune
 from .uploads import (
     GRADIO_DIR,
     MADE,

@@ -1,7 +1,7 @@
 """Feedback exports answer over HTTP only the login that asked for them.
 
 An export (``feedback-<16 hex>.csv``, ``reader-study-<16 hex>.csv``) lies in the public folder for ten minutes
-(``files.prune_exports``) and was served to anyone logged in who had its address: an owner's export, truth and every
+(``outputs.prune_exports``) and was served to anyone logged in who had its address: an owner's export, truth and every
 reader's answers included, went to any other login its link reached (a shared screen, a pasted link, the browser's
 history on a shared workstation; hostile review, thirty-seventh session). With logins on, each export is recorded
 with the login that asked for it, and a request naming it under another login (or none) gets HTTP 403. Without

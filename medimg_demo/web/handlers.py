@@ -12,7 +12,7 @@ import gradio as gr
 
 from ..errors import InputError, MedimgError, StoreError
 from .refusal import refusal
-from . import analysis, auth, fair_share, files, session, shown, uploads, view_store, viewer
+from . import analysis, auth, fair_share, outputs, session, shown, uploads, view_store, viewer
 from .catalog import answer_choices, model_choices, stage_caption
 from .performance import performance_view
 
@@ -92,7 +92,7 @@ def predict(
     except StoreError as exc:
         shown["prediction_id"] = None
         notes = "\n\n".join(n for n in (notes, f"⚠ Feedback cannot be given on this result: {exc}") if n)
-    image_file, overlay_file = files.png_file(a.pictures.image), files.png_file(a.pictures.overlay)
+    image_file, overlay_file = outputs.png_file(a.pictures.image), outputs.png_file(a.pictures.overlay)
     return (
         a.type_display,  # readable class names on screen; the JSON (``shown``) keeps the raw labels
         gr.update(value=a.stage_display, label=stage_caption(a.prediction.model_id)),
@@ -247,6 +247,6 @@ def show_performance(model_id: str | None):  # noqa: ANN201
     except MedimgError as exc:
         raise refusal(str(exc), exc) from None
     stage = gr.update(value=out["stage"], visible=not out["stage"].empty)
-    gallery = [(files.publish(path), caption) for path, caption in out["gallery"] or []]  # served from public/
+    gallery = [(outputs.publish(path), caption) for path, caption in out["gallery"] or []]  # served from public/
     return (out["header"], out["overall"], out["per_class"], stage, out["confusion"], out["roc"],
             out["reliability"], out["explain"], gr.update(value=gallery, label=out["gallery_label"]))

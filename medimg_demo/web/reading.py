@@ -16,7 +16,7 @@ from ..feedback import export_csv, summarise
 from ..feedback.reader_study import CANNOT_ASSESS, for_reader
 from ..paths import feedback_db
 from .refusal import refusal
-from . import answered, auth, export_owners, files, session, session_view, shown, study_view
+from . import answered, auth, export_owners, outputs, session, session_view, shown, study_view
 from .catalog import answer_choices, stage_caption
 from .handlers import FEEDBACK_RESET, _user
 from .markdown_text import code_span
@@ -37,7 +37,7 @@ def _session_view(s: session.ReadingSession | None):  # noqa: ANN202
     text = (f"**Case {s.index + 1} of {len(s.cases)}** - session {code_span(s.session_id)}, reader {code_span(s.reader)}, "
             f"model `{s.model_id}`")
     image = session_view.render_case(session.session_pixels(s), s.display)
-    return text, files.png_file(image), gr.update(visible=not s.revealed), gr.update(visible=s.revealed)
+    return text, outputs.png_file(image), gr.update(visible=not s.revealed), gr.update(visible=s.revealed)
 
 
 def _case_panel(s: session.ReadingSession | None):  # noqa: ANN202
@@ -89,7 +89,7 @@ def session_unaided(s: session.ReadingSession | None, reader_type: str | None, r
     staged = shown.gave_stage(s.prediction)  # the aided form asks only about what the model showed (after the panel,
     return (s, *_session_view(s), a.type_display,  # so no API output index moved)
             gr.update(value=a.stage_display, label=stage_caption(s.model_id)),
-            a.stage_text, a.pathway_markdown, gr.update(value=files.png_file(heat), visible=True),
+            a.stage_text, a.pathway_markdown, gr.update(value=outputs.png_file(heat), visible=True),
             session_view.compare_markdown(s.own_read, s.prediction, s.model_id), _case_panel(s),
             gr.update(visible=staged), gr.update(visible=staged), gr.update(visible=shown.gave_pathway(s.prediction)),
             gr.update(visible=shown.gave_heatmap(s.prediction)))
@@ -174,8 +174,8 @@ def session_redraw(s: session.ReadingSession | None, level: float, width: float,
         auth.check_reader(request, profile, s.reader)  # the page's state, not another login's
         shown = (s.index, s.revealed)
         s.display = session_view.display_settings(level, width, zoom, pan_x, pan_y)
-        image = files.png_file(session_view.render_case(session.session_pixels(s), s.display))
-        heat = (files.png_file(session_view.render_case(session.session_pixels(s), s.display, s.heatmap))
+        image = outputs.png_file(session_view.render_case(session.session_pixels(s), s.display))
+        heat = (outputs.png_file(session_view.render_case(session.session_pixels(s), s.display, s.heatmap))
                 if s.revealed else gr.skip())
     except MedimgError as exc:
         raise refusal(str(exc), exc) from None
@@ -238,10 +238,10 @@ def export_reader_study(request: gr.Request = None,  # type: ignore[assignment] 
     who is not a session owner gets their own rows without the truth (``for_reader``)."""
     try:
         table = _to_take_away(study_view.case_rows(_visible_rows(request, profile)), request, profile)
-        out = files.export_path("reader-study")
+        out = outputs.export_path("reader-study")
         export_csv(feedback_db(), out, table)  # the rows are given: formulas neutralised, the store not read again
         export_owners.record(out, _caller(request, profile))  # served to this login only
-        files.prune_exports()
+        outputs.prune_exports()
         return str(out)
     except (MedimgError, OSError) as exc:
         msg = str(exc) if isinstance(exc, MedimgError) else "The export could not be written; try again."
@@ -253,10 +253,10 @@ def export_feedback(request: gr.Request = None,  # type: ignore[assignment] - in
     """The feedback rows this caller may see as a CSV safe to open in a spreadsheet (API: /feedback_export)."""
     try:
         rows = _to_take_away(_visible_rows(request, profile), request, profile)
-        out = files.export_path("feedback")
+        out = outputs.export_path("feedback")
         export_csv(feedback_db(), out, rows)
         export_owners.record(out, _caller(request, profile))  # served to this login only
-        files.prune_exports()
+        outputs.prune_exports()
         return str(out)
     except (MedimgError, OSError) as exc:
         msg = str(exc) if isinstance(exc, MedimgError) else "The export could not be written; try again."

@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import settings
 from .analysis import View
-from .files import MAX_AGE_S
+from .outputs import MAX_AGE_S
 
 #: Memory all pages' views may hold together; the least recently used are dropped beyond it (the newest is kept).
 BUDGET_BYTES = int(settings.number("MEDIMG_VIEW_BUDGET_MB", 512, "megabytes of kept views") * 1e6)

@@ -14,7 +14,7 @@ import gradio as gr
 
 from ..explain.display import ZOOMS, display_scale
 from .refusal import refusal
-from . import analysis, auth, files, view_store
+from . import analysis, auth, outputs, view_store
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def _viewer(view: analysis.View | None, pictures: Any | None, zoomed: bool) -> A
     if view is None or pictures is None:
         return gr.update(value=None, label=VIEWER_LABEL)
     pair = (pictures.zoom_image, pictures.zoom_overlay) if zoomed else (pictures.image, pictures.overlay)
-    return gr.update(value=(files.png_file(pair[0]), files.png_file(pair[1])), label=viewer_label(view))
+    return gr.update(value=(outputs.png_file(pair[0]), outputs.png_file(pair[1])), label=viewer_label(view))
 
 
 def after_analysis(a: analysis.Analysis, image_file: str, overlay_file: str) -> tuple[Any, ...]:
@@ -126,7 +126,7 @@ def redraw(view: analysis.View | None, window: str | None = "File default", cent
     _window_note(view, window, center, width)
     z = zoom_factor(zoom)
     p = view.display(window, center, width, analysis.opacity_value(opacity), z, centre, _point(point), outline is True)
-    return files.png_file(p.overview), _viewer(view, p, zoomed=z > 1)
+    return outputs.png_file(p.overview), _viewer(view, p, zoomed=z > 1)
 
 
 def _window_note(view: analysis.View, window: str | None, center: float | None, width: float | None) -> None:

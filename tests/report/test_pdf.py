@@ -180,12 +180,19 @@ def test_cli_report_writes_pdf_and_json_and_exits_2_on_a_bad_file(tmp_path, caps
 
 
 def test_report_for_analysis_writes_a_random_name_in_the_scratch_folder(tmp_path, monkeypatch) -> None:
+    """The scratch copy has a random name; the download name says the task and the report's own time, and nothing
+    of the upload's."""
+    import re
+
     from medimg_demo.web.analysis import analyse
     from medimg_demo.web.report import report_for_analysis
 
     monkeypatch.setenv("MEDIMG_STATE_DIR", str(tmp_path / "state"))
-    path = report_for_analysis(analyse(lung_test_image(), LUNG_MODEL))
+    path, name = report_for_analysis(analyse(lung_test_image(), LUNG_MODEL))
     assert path.parent == tmp_path / "state" / "work" / "reports" and path.suffix == ".pdf"
     assert len(path.stem) == 32 and lung_test_image().stem not in path.name
+    when = re.fullmatch(r"medimg-report_lung_ct_(\d{4}-\d\d-\d\d)_(\d\d)-(\d\d)-\d\d_UTC\.pdf", name)
+    assert when and lung_test_image().stem not in name, name
     text, _, _, _ = _read(path)
+    assert f"{when[1]} {when[2]}:{when[3]}" in text  # the report's date line, to the minute
     assert LUNG_MODEL in text and _flat(DISCLAIMER) in text

@@ -95,7 +95,7 @@ def test_output_images_are_written_once_and_atomically(tmp_path, monkeypatch) ->
 
     from PIL import Image
 
-    from medimg_demo.web import files as service
+    from medimg_demo.web import outputs as service
 
     monkeypatch.setenv("MEDIMG_STATE_DIR", str(tmp_path))
     rgb = (np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8)
@@ -114,7 +114,7 @@ def test_pruning_never_deletes_an_image_just_handed_out(tmp_path, monkeypatch) -
     import os
     import time
 
-    from medimg_demo.web import files as service
+    from medimg_demo.web import outputs as service
 
     monkeypatch.setenv("MEDIMG_STATE_DIR", str(tmp_path))
     rgb = np.zeros((40, 40, 3), np.uint8)
@@ -135,7 +135,7 @@ def test_an_image_handed_out_while_the_reaper_prunes_is_not_deleted(tmp_path, mo
     import threading
     import time
 
-    from medimg_demo.web import files as service
+    from medimg_demo.web import outputs as service
     from medimg_demo.web.expiry import expire_public
 
     monkeypatch.setenv("MEDIMG_STATE_DIR", str(tmp_path))
@@ -208,7 +208,8 @@ def test_report_button_publishes_a_pdf_of_the_case_on_screen(tmp_path, monkeypat
 
     shown = analyse(str(img), "lung_ct.tf_efficientnet_lite0_v2").view
     pdf = Path(downloads.report(str(img), shown))
-    assert pdf.is_file() and pdf.read_bytes().startswith(b"%PDF") and pdf.parent.parent == public_dir()
+    assert pdf.is_file() and pdf.read_bytes().startswith(b"%PDF") and pdf.parent.parent.parent == public_dir()
+    assert pdf.name.startswith("medimg-report_lung_ct_") and len(pdf.parent.name) == 32  # its name, a keyed folder
     assert img.stem not in pdf.name and not list((tmp_path / "work").rglob("*.pdf"))  # scratch copy removed
     from PIL import Image
 
@@ -224,7 +225,7 @@ def test_served_pictures_are_capped_in_size_oldest_first(tmp_path) -> None:
     import os
     import time
 
-    from medimg_demo.web.files import _prune
+    from medimg_demo.web.outputs import _prune
 
     now = time.time()
     for i in range(5):  # handed out 10, 9, ... 6 minutes ago

@@ -16,7 +16,7 @@ from PIL import Image, PngImagePlugin
 
 from conftest import dicom_bytes, gradient
 from medimg_demo.errors import AccessError, ConfigError, InputError
-from medimg_demo.web import auth, files, lifecycle, request_limits, uploads
+from medimg_demo.web import auth, files, lifecycle, outputs, request_limits, uploads
 
 PHI = b"PID998877"
 
@@ -243,6 +243,6 @@ def test_public_names_are_keyed_not_plain_content_hashes() -> None:
     import hashlib
 
     data = b"\x89PNG the same picture"
-    assert files.content_name(data) == files.content_name(data) != files.content_name(data + b"!")
-    assert files.content_name(data) != hashlib.sha256(data).hexdigest()[:32]
-    assert len(files.content_name(data)) == 32
+    assert outputs.content_name(data) == outputs.content_name(data) != outputs.content_name(data + b"!")
+    assert outputs.content_name(data) != hashlib.sha256(data).hexdigest()[:32]
+    assert len(outputs.content_name(data)) == 32

@@ -11,6 +11,7 @@ analyse_brain_mri.png, analyse_multiframe_dicom.png, performance.png, performanc
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -236,6 +237,8 @@ def test_report_download_and_its_pages(page, tmp_path) -> None:  # noqa: ANN001
     link.wait_for(timeout=90_000)
     with page.expect_download(timeout=30_000) as dl:
         link.click()
+    # saved under a name that tells reports apart (the task and the time), not a hash
+    assert re.fullmatch(r"medimg-report_lung_ct_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_UTC\.pdf", dl.value.suggested_filename)
     pdf = tmp_path / "report.pdf"
     shutil.copy(dl.value.path(), pdf)
     assert pdf.read_bytes().startswith(b"%PDF")
