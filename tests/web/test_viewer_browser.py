@@ -81,6 +81,11 @@ def _lung_cine(n: int = 5) -> tuple[bytes, int]:
 
 
 def test_sample_click_analyses_with_compare_slider_zoom_and_colour_bar(page) -> None:  # noqa: ANN001
+    size = page.viewport_size
+    page.set_viewport_size({"width": 1440, "height": 900})  # a laptop's screen: the samples are in sight, unscrolled
+    first = page.get_by_role("button", name="Brain MRI: Glioma", exact=True).bounding_box()
+    assert first is not None and first["y"] + first["height"] <= 900, first
+    page.set_viewport_size(size)
     _sample(page, "Lung CT: Adenocarcinoma")
     page.get_by_text("Stage group").wait_for(timeout=RESULT_TIMEOUT)  # analysed on click, no Analyse press
     srcs = _wait_viewer(page)

@@ -69,7 +69,7 @@ def _samples(upload: gr.File, model: gr.Dropdown) -> gr.Examples | None:
 def analyse_tab(choices: list[tuple[str, str]]) -> None:
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=260):
-            upload = gr.File(label="Scan", file_count="single", type="filepath", elem_id="scan")
+            upload = gr.File(label="Scan", file_count="single", type="filepath", height=150, elem_id="scan")
             gr.Markdown(f"<small>{h.ACCEPTED_HELP}</small>")
             model = gr.Dropdown(choices=[*choices, ("Auto: pick the model from the image", "auto")],
                                 value=choices[0][1] if choices else None, label="Model", elem_id="analyse-model")
@@ -80,18 +80,18 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
             # analysis with it (the boxes are its inputs) until corrected; the server says what to type instead
             frame = gr.Number(label="Frame (multi-frame DICOM; Enter or Tab to show)", value=None, precision=0,
                               visible=False, elem_id="frame")
-            with gr.Accordion("Display window (DICOM; the model's input does not change)", open=False):
-                window = gr.Dropdown(WINDOW_CHOICES, value="File default", label="Window")
-                with gr.Row():
-                    center = gr.Number(label="Centre", value=None)
-                    width = gr.Number(label="Width", value=None)
             report_btn = gr.Button("Download report (PDF)", size="sm", visible=False)
             report_file = gr.File(label="Case report (PDF)", interactive=False, height=80, visible=False,
                                   elem_id="report-file")
             deid_btn = gr.Button("De-identified DICOM copy", size="sm", visible=False)
             deid_file = gr.File(label="De-identified copy", interactive=False, height=80, visible=False,
                                 elem_id="deid-file")
-            examples = _samples(upload, model)
+            examples = _samples(upload, model)  # above the display window: on a laptop's screen, not below it
+            with gr.Accordion("Display window (DICOM; the model's input does not change)", open=False):
+                window = gr.Dropdown(WINDOW_CHOICES, value="File default", label="Window")
+                with gr.Row():
+                    center = gr.Number(label="Centre", value=None)
+                    width = gr.Number(label="Width", value=None)
         with gr.Column(scale=6, min_width=420):
             slider = gr.ImageSlider(label=VIEWER_LABEL, type="filepath", format="png", interactive=False,
                                     buttons=IMAGE_BUTTONS, max_height=760, elem_id="viewer")
