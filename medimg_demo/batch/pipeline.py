@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..errors import InputError
 from .listing import _filesystem, list_files
-from .local_ray import start_local_ray
+from .local_ray import start_local_ray, stop_local_ray
 from .score import COLUMNS, UNREADABLE, BatchScorer, scored_models, scorer_state
 
 log = logging.getLogger(__name__)
@@ -248,11 +248,11 @@ def _run_ray(listing: pd.DataFrame, kwargs: dict[str, Any], out: Path, summary: 
              address: str | None, concurrency: int, batch_size: int) -> None:
     import ray
 
-    started = not ray.is_initialized()
+    started, scratch = not ray.is_initialized(), None
     if started and address:
         ray.init(address=address, log_to_driver=False)
     elif started:  # local, in-process: nothing to install or start by hand, nothing listening beyond this host
-        start_local_ray(os.cpu_count() or 1)
+        scratch = start_local_ray(os.cpu_count() or 1)
     try:
         # the listing (paths, not bytes) is the dataset; each actor reads its batch's files itself
         # (from_items: about 1.5 s less start-up here than from_pandas, whose blocks are converted on the driver)
@@ -266,5 +266,7 @@ def _run_ray(listing: pd.DataFrame, kwargs: dict[str, Any], out: Path, summary: 
             _write_part(out, frame)
             summary.counts.update(frame["status"])
     finally:
-        if started:
+        if scratch is not None:
+            stop_local_ray(scratch)
+        elif started:
             ray.shutdown()

@@ -3,6 +3,7 @@ network (an unauthenticated Ray cluster runs any code sent to it, and holds the 
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def test_local_ray_listens_on_loopback_only(monkeypatch) -> None:
     ray = pytest.importorskip("ray")
     from ray._private import ray_constants
 
-    from medimg_demo.batch.local_ray import LOOPBACK_SWITCH, start_local_ray
+    from medimg_demo.batch.local_ray import LOOPBACK_SWITCH, start_local_ray, stop_local_ray
 
     monkeypatch.setenv(LOOPBACK_SWITCH, "1")  # restored after: the switch and the constant stay set in the process
     monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", ray_constants.ENABLE_RAY_CLUSTER)
@@ -36,11 +37,16 @@ def test_local_ray_listens_on_loopback_only(monkeypatch) -> None:
     if ray.is_initialized():
         ray.shutdown()
     before = _listening()
-    start_local_ray(1)
+    shared = Path(tempfile.gettempdir()) / "ray"
+    sessions = set(shared.glob("session_*")) if shared.is_dir() else set()
+    scratch = start_local_ray(1)
     try:
         assert ray.get(ray.remote(lambda: 1).remote()) == 1  # a worker ran: its servers are listening too
         opened = _listening() - before
+        assert list(scratch.glob("session_*/logs")), list(scratch.iterdir())  # Ray's session folder is the run's own
     finally:
-        ray.shutdown()
+        stop_local_ray(scratch)
     assert len(opened) >= 3, opened  # GCS, raylet, workers
     assert {address for address, _ in opened} <= _LOOPBACK, opened
+    assert not scratch.exists()  # removed at the stop, worker logs and all
+    assert (set(shared.glob("session_*")) if shared.is_dir() else set()) == sessions  # nothing new in /tmp/ray
