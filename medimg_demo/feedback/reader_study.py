@@ -184,7 +184,9 @@ def wilson_p(p: float, n: float, z: float = 1.959964) -> tuple[float, float]:
     """Wilson score interval of a proportion ``p`` on a (possibly fractional, effective) sample size ``n``."""
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # the interval holds p; in floating point 4 of 4 gave an upper end of 0.9999999999999999, below the rate, and
+    # the reader-study plot (a negative error bar) was not drawn at all
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def reader_summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -31,7 +31,8 @@ def accuracy_figure(summary: pd.DataFrame, session_id: str) -> Figure:
     ):
         x = s[col].to_numpy(float)
         err = np.vstack([x - s[f"{col}_lo"].to_numpy(float), s[f"{col}_hi"].to_numpy(float) - x])
-        ax.errorbar(x, y + offset, xerr=np.nan_to_num(err), fmt=marker, color=color, mfc=face, mec=color,
+        err = np.clip(np.nan_to_num(err), 0.0, None)  # an interval never ends inside its own dot
+        ax.errorbar(x, y + offset, xerr=err, fmt=marker, color=color, mfc=face, mec=color,
                     ms=7, capsize=3, lw=1.4, label=f"{label}, 95% interval")
     for yy, a, b in zip(y, s["unaided_accuracy"], s["aided_accuracy"]):
         if np.isfinite(a) and np.isfinite(b) and abs(b - a) > 0.005:

@@ -277,3 +277,29 @@ def test_a_session_named_as_mathtext_draws_as_text_and_many_readers_are_capped()
     assert len(labels) == study_plots.MAX_READERS_DRAWN + 1 and labels[-1].startswith("All readers (60)")
     assert "20 more readers in the table" in fig.axes[0].get_title()
     assert fig.get_size_inches()[1] < 25
+
+
+def test_a_wilson_interval_holds_its_rate_and_an_all_correct_reader_is_drawn() -> None:
+    """4 of 4 had an upper end of 0.9999999999999999, below the rate 1.0: the plot's error bar was negative and the
+    Feedback summary showed an empty plot for every session with such a reader (clinician walkthrough)."""
+    from medimg_demo.feedback import study_plots
+    from medimg_demo.feedback.reader_study import wilson, wilson_p
+
+    for n in range(1, 301):
+        for k in (0, 1, n // 2, n - 1, n):
+            lo, hi = wilson(k, n)
+            assert 0.0 <= lo <= k / n <= hi <= 1.0, (k, n, lo, hi)
+    for p, n in ((1.0, 3.7), (0.0, 2.2), (1.0, 4.0)):
+        lo, hi = wilson_p(p, n)
+        assert lo <= p <= hi
+    perfect = []  # 4 of 4 right, unaided and aided, as the helper's reader was
+    for case, truth in (("c1", "a"), ("c2", "a"), ("c3", "a"), ("c4", "b")):
+        perfect.append(_row("perfect", case, "unaided", truth, reader_type=truth, confidence=3, pred_type=truth))
+        perfect.append(_row("perfect", case, "aided", truth, pred_type=truth, type_agree=1,
+                            pred_type_probs='{"%s": 0.9}' % truth, confidence=4))
+    summary = reader_summary(case_table(pd.concat([_study_rows(), pd.DataFrame(perfect)])))
+    assert summary.set_index("reader").loc["perfect", "aided_accuracy"] == 1.0
+    session = str(summary["session_id"].iloc[0])
+    fig = study_plots.accuracy_figure(summary, session)
+    fig.canvas.draw()
+    assert any(t.get_text().startswith("perfect") for t in fig.axes[0].get_yticklabels())
