@@ -22,6 +22,11 @@ def two_decimals(p: float) -> str:
     return f"{capped(p):.2f}"
 
 
+def whole_percent(p: float) -> str:
+    """``p`` as the screens' charts show it, for a line beside them: "1%" to "99%"."""
+    return f"{round(capped(p) * 100)}%"
+
+
 def percent(p: float) -> str:
     """``p`` as a report prints it: never "100.0%" or "0.0%"."""
     return "> 99.9%" if p >= 0.9995 else "< 0.1%" if p < 0.001 else f"{p:.1%}"

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..feedback.reader_study import label_name
-from ..probability_text import two_decimals
+from ..probability_text import whole_percent
 from ..tasks import stage_name
 
 ZOOMS = ("1x", "2x", "4x")
@@ -85,7 +85,7 @@ def render_case(gray: np.ndarray, settings: dict[str, Any] | None = None, heatma
 
 def compare_markdown(own: dict[str, Any] | None, prediction: dict[str, Any] | None, model_id: str) -> str:
     """The reader's own call beside the model's: "Your read: Adenocarcinoma, stage IIIa (confidence 4/5) · Model:
-    Squamous cell carcinoma 0.81, stage IIIa 0.77 - different type"."""
+    Squamous cell carcinoma 81%, stage IIIa 77% - different type", in percent as the charts beside it."""
     if not own or not prediction:
         return ""
     yours = label_name(model_id, own.get("type"))
@@ -98,13 +98,15 @@ def compare_markdown(own: dict[str, Any] | None, prediction: dict[str, Any] | No
     if typ.get("label"):
         label = typ["label"]
         p = (typ.get("probabilities") or {}).get(label)
-        model = f"{label_name(model_id, label)}" + (f" {two_decimals(p)}" if isinstance(p, (int, float)) else "")
+        model = f"{label_name(model_id, label)}" + (f" {whole_percent(p)}" if isinstance(p, (int, float)) else "")
         if stage.get("label"):
             sp = (stage.get("probabilities") or {}).get(stage["label"])
-            model += f", {stage_name(stage['label'])}" + (f" {two_decimals(sp)}" if isinstance(sp, (int, float)) else "")
+            model += f", {stage_name(stage['label'])}" + (f" {whole_percent(sp)}" if isinstance(sp, (int, float))
+                                                           else "")
         same = "same type" if own.get("type") == label else "**different type**"
     elif status == "indeterminate" and prediction.get("top2"):
-        top = ", ".join(f"{label_name(model_id, t['label'])} {two_decimals(t['probability'])}" for t in prediction["top2"])
+        top = ", ".join(f"{label_name(model_id, t['label'])} {whole_percent(t['probability'])}"
+                        for t in prediction["top2"])
         model, same = f"indeterminate (top two: {top})", "no single type: 'Agree' keeps your own call"
     else:
         model, same = f"no answer ({status})", "'Agree' keeps your own call"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -91,6 +92,7 @@ def test_cannot_assess_then_the_calls_side_by_side(reading) -> None:  # noqa: AN
     assert len(out) == 16 and asked[3] == (s.heatmap is not None)
     assert compare.startswith("#### Your read: Cannot assess (confidence 2/5)") and " Model: " in compare
     assert "_" not in compare.split(" Model: ")[1].split("-")[0]  # readable class names
+    assert re.search(r" Model: [A-Za-z ]+ \d{1,2}%", compare), compare  # in percent, as the charts beside it
     scores = out[5]
     assert scores is None or all("_" not in k for k in scores)
 
