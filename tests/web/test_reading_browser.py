@@ -141,7 +141,10 @@ def test_feedback_summary_shows_the_reader_study(page) -> None:  # noqa: ANN001
     table = page.locator("#reader-study-table")
     expect(table).to_contain_text("All readers", timeout=30_000)
     expect(table).to_contain_text("Accuracy unaided")
-    page.locator(".js-plotly-plot, img, canvas").last.wait_for(timeout=30_000)
+    page.locator("#reader-study-plot img").wait_for(timeout=30_000)  # drawn (an empty frame when it failed)
+    scrolled = page.eval_on_selector("#reader-study-table", """t => [t, ...t.querySelectorAll('*')].filter(e =>
+        ['auto', 'scroll'].includes(getComputedStyle(e).overflowY) && e.scrollHeight > e.clientHeight + 2).length""")
+    assert scrolled == 0  # every row in view: the last one had been hidden in a scroll box of 500 px
     assert not page.get_by_text("Export (CSV)", exact=True).first.is_visible()  # no empty file box
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser_feedback_summary.png"), full_page=True)

@@ -22,9 +22,10 @@ def summary_tab(tab: gr.Tab | None = None) -> None:
         session = gr.Dropdown([], label="Session", value=None, scale=2)
     verdict = gr.Markdown(elem_id="mrmc-verdict")
     table = gr.Dataframe(label="Reader study of the session: rate [95% interval] (count / reads)", interactive=False,
-                         wrap=True, elem_id="reader-study-table", column_widths=["300px"])
+                         wrap=True, elem_id="reader-study-table", column_widths=["300px"],
+                         max_height=1400)  # every row in view: 500 px hid the last one in a scroll box
     legend = gr.Markdown()
-    plot = gr.Plot(label="Accuracy unaided vs aided")
+    plot = gr.Plot(label="Accuracy unaided vs aided", elem_id="reader-study-plot")
     with gr.Accordion("Agreement per output and heatmap plausibility", open=False) as agreement:
         outputs = gr.Dataframe(interactive=False, wrap=True)
         gr.Markdown("<small>Agreement: share of 'Agree' among the answers given (count / answers). Heatmap: how "
