@@ -213,9 +213,9 @@ class PostgresBackend:
             return con.execute(f"SELECT {', '.join(cols)} FROM reading_sessions WHERE session_id = %s",
                                (rec["session_id"],)).fetchone()
 
-    def session_ids(self) -> list[str]:
+    def session_sizes(self) -> dict[str, int]:
         with self._session("reading the reading sessions") as con:
-            return [r[0] for r in con.execute("SELECT session_id FROM reading_sessions").fetchall()]
+            return dict(con.execute(schema.SESSION_SIZES).fetchall())
 
     def insert_feedback(self, row: dict[str, Any], check: Callable[[list[str]], None] | None = None) -> int:
         """Insert one row; a known idempotency key (stored before, or by a concurrent request) returns that row's id.

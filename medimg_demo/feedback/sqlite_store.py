@@ -133,11 +133,11 @@ class SqliteBackend:
             con.execute("COMMIT")
             return row
 
-    def session_ids(self) -> list[str]:
+    def session_sizes(self) -> dict[str, int]:
         if not self.exists():
-            return []
+            return {}
         with _connection(self.path) as con, _guard("reading the reading sessions"):
-            return [r[0] for r in con.execute("SELECT session_id FROM reading_sessions").fetchall()]
+            return dict(con.execute(schema.SESSION_SIZES).fetchall())
 
     def insert_feedback(self, row: dict[str, Any], check: Callable[[list[str]], None] | None = None) -> int:
         """Insert one row in an immediate transaction (after ``check``, if given, has seen every session's name in

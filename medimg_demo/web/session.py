@@ -154,6 +154,11 @@ def visible_feedback(user: str, db: Path | None = None) -> pd.DataFrame:
     return feedback.read_all(store) if auth.sees_everyone(user) else feedback.read_matching(store, reader=user)
 
 
+def session_sizes(db: Path | None = None) -> dict[str, int]:
+    """Every reading session's number of cases, by its name (nothing where no store was ever written)."""
+    return feedback.open_store(db or feedback_store()).session_sizes()
+
+
 @dataclass
 class ReadingSession:
     """One reader's progress through a session's fixed case list (kept in the browser session)."""

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from ..feedback.reader_study import (
     LEGEND,
+    POOLED,
     case_table,
     display_summary,
     reader_summary,
@@ -97,9 +98,27 @@ def outputs_table(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out).fillna("")
 
 
-def build(rows: pd.DataFrame, chosen: str | None = None, accuracy: bool = True) -> StudyView:
+def mark_unfinished(shown: pd.DataFrame, planned: int | None) -> pd.DataFrame:
+    """The reader-study table with a reader who read fewer of the session's ``planned`` cases (counting the reads
+    left out) marked in the first row, "2 (unfinished: 2 of 4 cases)": a reader who stopped early had read as a
+    smaller number beside the others' with nothing to say why."""
+    if not planned or shown.empty:
+        return shown
+    shown = shown.copy()
+    for reader in shown.columns[1:]:
+        if reader == POOLED:
+            continue
+        kept, left_out = (int(shown.at[i, reader]) for i in (0, 1))
+        if kept + left_out < planned:
+            shown.at[0, reader] = f"{kept} (unfinished: {kept + left_out} of {planned} cases)"
+    return shown
+
+
+def build(rows: pd.DataFrame, chosen: str | None = None, accuracy: bool = True,
+          sizes: dict[str, int] | None = None) -> StudyView:
     """Everything the tab shows for the rows the caller may see; without ``accuracy`` (a reader who is not a
-    session owner), :data:`OWNERS_ONLY` in place of the accuracy table, verdict and plot, which are not computed."""
+    session owner), :data:`OWNERS_ONLY` in place of the accuracy table, verdict and plot, which are not computed.
+    ``sizes``: each session's number of cases (readers who stopped early are marked)."""
     table = case_table(rows)
     summary = reader_summary(table) if len(table) else pd.DataFrame()
     session = _pick(summary, chosen)
@@ -120,5 +139,6 @@ def build(rows: pd.DataFrame, chosen: str | None = None, accuracy: bool = True) 
         except (ValueError, RuntimeError) as exc:  # the plot is extra: the table and the verdict still show
             log.warning("Reader-study plot not drawn (%s)", type(exc).__name__)
             figure = None
-    return StudyView(table=display_summary(summary, session), legend=f"<small>{LEGEND}</small>", sessions=sessions,
+    shown = mark_unfinished(display_summary(summary, session), (sizes or {}).get(session or ""))
+    return StudyView(table=shown, legend=f"<small>{LEGEND}</small>", sessions=sessions,
                      session=session, verdict=verdict, figure=figure, outputs=outputs_table(rows))

@@ -265,6 +265,24 @@ def test_readers_see_their_own_rows_and_owners_everyone(tmp_path: Path, monkeypa
     assert {"reader01", "reader02", "reader03"} <= set(everyone.table.columns) and "F(1," in everyone.verdict
 
 
+def test_a_reader_who_stopped_early_is_marked_unfinished(tmp_path: Path) -> None:
+    """The session's own number of cases is kept where it started: a reader with fewer reads than it (the reads left
+    out as seen before counted as read) is marked in the first row; the others and the pooled column are not."""
+    from medimg_demo.feedback import register_session
+    from medimg_demo.web import session, study_view
+
+    db = tmp_path / "fb.sqlite"
+    assert session.session_sizes(db) == {}  # no store yet: nothing to mark
+    register_session(db, "study-1", "lung_ct.tf_efficientnet_lite0_v2", 20, 0, "reader01")
+    seed_study(db, "study-1", readers=2, cases=20)
+    seed_study(db, "study-1", readers=3, cases=12)  # reader03 stopped after 12 (readers 1-2 answered these again)
+    assert session.session_sizes(db) == {"study-1": 20}
+    first = study_view.build(read_all(db), "study-1", sizes=session.session_sizes(db)).table.iloc[0]
+    assert (first["reader01"], first["reader02"]) == ("20", "20")
+    assert first["reader03"] == "12 (unfinished: 12 of 20 cases)" and first["All readers"] == "20"
+    assert study_view.mark_unfinished(pd.DataFrame({"Statistic": ["a", "b"], "r": ["3", "1"]}), 4).at[0, "r"] == "3"
+
+
 def test_a_reader_takes_away_no_truth_and_no_case_names_an_owner_takes_everything(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The unaided row stores the truth and a seeded case list repeats across sessions: a reader's export of a
