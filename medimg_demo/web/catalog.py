@@ -25,6 +25,11 @@ def model_choices() -> list[tuple[str, str]]:
             for label, title, m in zip(labels, titles, models)]
 
 
+def model_name(model_id: str) -> str:
+    """The model as the model lists name it ("Lung CT v2 (default)"), or its id where they do not hold it."""
+    return next((label for label, mid in model_choices() if mid == model_id), model_id)
+
+
 def _version(model_id: str) -> int:
     """3 for an id ending in "_v3"; -1 for an id without a version."""
     tail = model_id.rsplit("_", 1)[-1]

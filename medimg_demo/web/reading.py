@@ -17,7 +17,7 @@ from ..feedback.reader_study import CANNOT_ASSESS, for_reader
 from ..paths import feedback_db
 from .refusal import refusal
 from . import answered, auth, export_owners, outputs, session, session_view, shown, study_view
-from .catalog import answer_choices, stage_caption
+from .catalog import answer_choices, model_name, stage_caption
 from .handlers import FEEDBACK_RESET, _user
 from .markdown_text import code_span
 
@@ -35,7 +35,7 @@ def _session_view(s: session.ReadingSession | None):  # noqa: ANN202
         done = f"**Session complete** - {len(s.cases)} of {len(s.cases)} cases read. Thank you. {where}"
         return done, None, gr.update(visible=False), gr.update(visible=False)
     text = (f"**Case {s.index + 1} of {len(s.cases)}** - session {code_span(s.session_id)}, reader {code_span(s.reader)}, "
-            f"model `{s.model_id}`")
+            f"model {model_name(s.model_id)}")
     image = session_view.render_case(session.session_pixels(s), s.display)
     return text, outputs.png_file(image), gr.update(visible=not s.revealed), gr.update(visible=s.revealed)
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..explain.display import colour_bar_panel
 from ..feedback.reader_study import label_name
 from ..probability_text import whole_percent
 from ..tasks import stage_name
@@ -68,8 +69,8 @@ def _jet() -> np.ndarray:
 
 def render_case(gray: np.ndarray, settings: dict[str, Any] | None = None, heatmap: np.ndarray | None = None,
                 opacity: float = 0.45) -> np.ndarray:
-    """The case (or, with ``heatmap``, the heatmap blended over it) under the display settings, as RGB uint8 with
-    its longer side :data:`DISPLAY_PX` (bilinear)."""
+    """The case (or, with ``heatmap``, the heatmap blended over it, with its colour scale on the right as on the
+    Analyse tab) under the display settings, as RGB uint8 with its longer side :data:`DISPLAY_PX` (bilinear)."""
     d = display_settings(**(settings or {}))
     g = window(gray, d["level"], d["width"])
     base = np.repeat(g[..., None] * 255.0, 3, axis=2)
@@ -80,7 +81,10 @@ def render_case(gray: np.ndarray, settings: dict[str, Any] | None = None, heatma
     h, w = rgb.shape[:2]
     scale = DISPLAY_PX / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
+    shown = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
+    if heatmap is None or heatmap.shape != gray.shape:
+        return shown
+    return np.concatenate([shown, colour_bar_panel(shown.shape[0], max(shown.shape[:2]))], axis=1)
 
 
 def compare_markdown(own: dict[str, Any] | None, prediction: dict[str, Any] | None, model_id: str) -> str:

@@ -59,6 +59,9 @@ def test_answers_are_required_and_the_reveal_shows_both_calls(page) -> None:  # 
     record = page.get_by_role("button", name="Record my read and show the model")
     model_panel = page.get_by_text("2. The model's output")
 
+    # the own read beside the case, not under it (on a 1440x900 screen it had been below the fold)
+    case, form = page.locator("#session-case").bounding_box(), page.locator("#session-own-read").bounding_box()
+    assert form["x"] >= case["x"] + case["width"] and form["y"] < case["y"] + case["height"], (case, form)
     record.click()  # no answer at all
     _error_shown(page, "Choose the tumor type")
     page.get_by_label("Adenocarcinoma", exact=True).check()

@@ -142,6 +142,11 @@ def test_display_window_and_zoom_are_drawn_on_the_server_and_kept(reading) -> No
     assert (narrow[..., 0] == 0).mean() > 0.4 and (narrow[..., 0] == 255).mean() > 0.4  # more contrast
     right = session_view.render_case(gray, {"zoom": "4x", "pan_x": 100, "pan_y": 50})
     assert right[..., 0].min() > 180  # the right quarter only: bright
+    heat = session_view.render_case(gray, None, np.tile(np.linspace(0, 1, 80)[:, None], (1, 100)))
+    assert heat.shape[0] == full.shape[0] and heat.shape[1] > full.shape[1]  # with its colour scale on the right
+    panel = heat[:, full.shape[1]:]
+    top, bottom = panel[heat.shape[0] // 4], panel[3 * heat.shape[0] // 4]
+    assert (top[:, 0] > 150).any() and (bottom[:, 2] > 150).any()  # high: red, at the top; low: blue, below
     left = session_view.crop(gray, "2x", 0, 0)
     assert left.shape == (40, 50) and left.max() < 0.5
     s, _ = _start(reading)

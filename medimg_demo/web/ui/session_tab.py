@@ -68,22 +68,26 @@ def session_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -> No
     progress = gr.Markdown(elem_id="session-progress")
     # the case, its heatmap and the display controls: shown while a case is being read (not before the session
     # starts, nor once it is complete, where they stood as empty frames)
-    with gr.Column(visible=False, elem_id="session-case-panel") as case_panel:
-        with gr.Row(equal_height=True):
-            image = gr.Image(label="Case", type="filepath", interactive=False, format="png", buttons=IMAGE_BUTTONS,
-                             height=560, elem_id="session-case")
-            # shown once the own read is recorded: before, an empty frame took half the width from the case
-            overlay_img = gr.Image(label="Model heatmap (after your read)", type="filepath", interactive=False,
-                                   format="png", buttons=IMAGE_BUTTONS, height=560, elem_id="session-heatmap",
-                                   visible=False)
-        display, reset = _display_controls()
-    with gr.Group(visible=False) as unaided:
-        gr.Markdown("#### 1. Your own read (before seeing the model) - required")
-        with gr.Row():
-            r_type = gr.Radio([], label="Tumor type (or 'Cannot assess')")
-            r_stage = gr.Radio([], label="Stage", visible=False)
-            r_conf = rating("Your confidence (1 = guess, 5 = certain; optional)", elem_id="session-own-confidence")
-        record = gr.Button("Record my read and show the model", variant="primary")
+    # the own read beside the case, so that its questions are on a laptop's screen with the case (below it, they
+    # were under the fold at 1440x900); once recorded it goes, and the case and its heatmap take the whole width
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, visible=False, elem_id="session-case-panel") as case_panel:
+            with gr.Row(equal_height=True):
+                image = gr.Image(label="Case", type="filepath", interactive=False, format="png",
+                                 buttons=IMAGE_BUTTONS, height=560, elem_id="session-case")
+                # shown once the own read is recorded: before, an empty frame took half the width from the case
+                overlay_img = gr.Image(label="Model heatmap (after your read)", type="filepath", interactive=False,
+                                       format="png", buttons=IMAGE_BUTTONS, height=560, elem_id="session-heatmap",
+                                       visible=False)
+            display, reset = _display_controls()
+        with gr.Column(scale=2, min_width=320, visible=False, elem_id="session-own-read") as unaided:
+            with gr.Group():
+                gr.Markdown("#### 1. Your own read (before seeing the model) - required")
+                r_type = gr.Radio([], label="Tumor type (or 'Cannot assess')")
+                r_stage = gr.Radio([], label="Stage", visible=False)
+                r_conf = rating("Your confidence (1 = guess, 5 = certain; optional)",
+                                elem_id="session-own-confidence")
+                record = gr.Button("Record my read and show the model", variant="primary")
     with gr.Group(visible=False) as aided:
         gr.Markdown("#### 2. The model's output - your aided answer")
         compare = gr.Markdown(elem_id="session-compare")
