@@ -32,14 +32,16 @@ def start_local_ray(num_cpus: int) -> Path:
     from ray._private import ray_constants
 
     ray_constants.ENABLE_RAY_CLUSTER = False  # ``ray`` may have been imported before the switch was set
-    scratch = Path(tempfile.mkdtemp(prefix="medimg-ray-"))  # short: Ray's socket paths must fit in 107 bytes
+    # where Ray itself would put its folder (RAY_TMPDIR, else /tmp on Linux and macOS, whose per-user temporary
+    # folder is too long a path for Ray's sockets, 107 bytes at most)
+    scratch = Path(tempfile.mkdtemp(prefix="medimg-ray-", dir=_ray_system_temp_dir()))
     try:
         # address "local": a new cluster, never one RAY_ADDRESS or a running `ray start` names (it may listen
         # anywhere)
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                  _temp_dir=str(scratch))
     except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
+        stop_local_ray(scratch)  # whatever it had started, and its folder
         raise
     log.info("Ray started on this machine (loopback only, %d CPUs)", num_cpus)
     return scratch
@@ -53,3 +55,15 @@ def stop_local_ray(scratch: Path) -> None:
         ray.shutdown()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if scratch.exists():  # a worker still exiting wrote into it: say where it is
+            log.warning("Ray's session folder %s could not be removed entirely; remove it by hand", scratch)
+
+
+def _ray_system_temp_dir() -> str | None:
+    """The folder Ray puts its own session folders under (None: Python's temporary folder)."""
+    try:
+        from ray._common.utils import get_default_system_temp_dir
+
+        return str(get_default_system_temp_dir())
+    except (ImportError, AttributeError):  # another Ray version: Python's choice
+        return None

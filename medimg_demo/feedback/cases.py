@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, MedimgError
 from ..manifest import read_manifest, split_frame
+from ..models.registry import get_model
 
 #: Bounds of a session's size and seed (the page offers 1-200 cases; a seed is stored as a 32-bit integer).
 MAX_CASES = 200
@@ -44,6 +46,21 @@ def case_list(data_dir: Path, task: str, n_cases: int = 20, seed: int = 0, split
         stage = str(row["stage"]) if "stage" in by_image.columns and row["stage"] else None
         cases.append(Case(case_id=f"{task}/{split}/{image}", path=data_dir / image, label=str(row["label"]), stage=stage))
     return cases
+
+
+def session_size(data_root: Path, model_id: str, n_cases: int) -> int:
+    """How many cases a session of ``n_cases`` with this model has: as many as asked for, or as the test split of the
+    model's task holds where that is fewer (a 200-case lung session has 125). Where the model or its data are gone,
+    the number asked for."""
+    try:
+        return min(n_cases, _test_split_size(Path(data_root) / get_model(model_id).task))
+    except (MedimgError, OSError):
+        return n_cases
+
+
+@functools.lru_cache(maxsize=8)
+def _test_split_size(folder: Path) -> int:
+    return len(split_frame(read_manifest(folder), "test"))
 
 
 def check_parameters(n_cases: int, seed: int) -> None:

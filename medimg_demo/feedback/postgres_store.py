@@ -213,9 +213,9 @@ class PostgresBackend:
             return con.execute(f"SELECT {', '.join(cols)} FROM reading_sessions WHERE session_id = %s",
                                (rec["session_id"],)).fetchone()
 
-    def session_sizes(self) -> dict[str, int]:
+    def session_plans(self) -> dict[str, tuple[str, int]]:
         with self._session("reading the reading sessions") as con:
-            return dict(con.execute(schema.SESSION_SIZES).fetchall())
+            return {r[0]: (r[1], int(r[2])) for r in con.execute(schema.SESSION_PLANS).fetchall()}
 
     def insert_feedback(self, row: dict[str, Any], check: Callable[[list[str]], None] | None = None) -> int:
         """Insert one row; a known idempotency key (stored before, or by a concurrent request) returns that row's id.

@@ -78,8 +78,8 @@ FREE_NAMES_INDEX = ("CREATE INDEX IF NOT EXISTS feedback_free_names ON feedback 
                     "WHERE phase = 'free' AND session_id <> ''")
 #: Every reading session's name (free feedback may not carry one; read in its insert's transaction).
 SESSION_NAMES = "SELECT session_id FROM reading_sessions"
-#: Every reading session's name and number of cases.
-SESSION_SIZES = "SELECT session_id, n_cases FROM reading_sessions"
+#: Every reading session's name, model and number of cases asked for.
+SESSION_PLANS = "SELECT session_id, model_id, n_cases FROM reading_sessions"
 #: The idempotency key is unique (NULLs allowed: rows written before keys existed, or by the CLI).
 UNIQUE_KEY = "CREATE UNIQUE INDEX IF NOT EXISTS feedback_idempotency ON feedback (idempotency_key)"
 #: Rows are counted per prediction before each insert (:data:`MAX_ROWS_PER_PREDICTION`).

@@ -133,11 +133,11 @@ class SqliteBackend:
             con.execute("COMMIT")
             return row
 
-    def session_sizes(self) -> dict[str, int]:
+    def session_plans(self) -> dict[str, tuple[str, int]]:
         if not self.exists():
             return {}
         with _connection(self.path) as con, _guard("reading the reading sessions"):
-            return dict(con.execute(schema.SESSION_SIZES).fetchall())
+            return {r[0]: (r[1], int(r[2])) for r in con.execute(schema.SESSION_PLANS).fetchall()}
 
     def insert_feedback(self, row: dict[str, Any], check: Callable[[list[str]], None] | None = None) -> int:
         """Insert one row in an immediate transaction (after ``check``, if given, has seen every session's name in

@@ -56,7 +56,7 @@ class Backend(Protocol):
                          check: Callable[[list[str], list[str]], None]) -> tuple[Any, ...]: ...
     # the stored parameters; ``check`` sees every session name and every name free feedback carries first, in the
     # same transaction (it may refuse)
-    def session_sizes(self) -> dict[str, int]: ...  # every registered reading session's name: its number of cases
+    def session_plans(self) -> dict[str, tuple[str, int]]: ...  # each reading session: (model, cases asked for)
     def fetch_feedback(self, where: dict[str, str] | None = None) -> list[tuple[Any, ...]]: ...
     # schema.columns() order, oldest first; ``where``: column -> value, equality on schema.FILTER_COLUMNS only
 
@@ -141,14 +141,14 @@ class FeedbackStore:
             no_name_alike)
         return dict(zip(schema.READING_SESSION_COLUMNS, row))
 
-    def session_sizes(self) -> dict[str, int]:
-        """Every registered reading session's name and number of cases."""
-        return self.backend.session_sizes()
+    def session_plans(self) -> dict[str, tuple[str, int]]:
+        """Every registered reading session's model and number of cases asked for, by its name."""
+        return self.backend.session_plans()
 
     def sessionnamed_alike(self, session_id: str) -> str | None:
         """A registered session whose name differs from ``session_id`` only in case ("RS-75C98D" for "rs-75c98d"), if
         no session has this very name; else None."""
-        return named_alike(list(self.backend.session_sizes()), session_id)
+        return named_alike(list(self.backend.session_plans()), session_id)
 
     def submit(self, fb: Feedback) -> int:
         """Store one submission; returns its row id (the same id again for a retry with the same idempotency key).

@@ -5,6 +5,7 @@ fresh, and pruned by age and size (:mod:`.files` says what may be served).
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import hmac
 import io
@@ -65,7 +66,7 @@ _HAND_OUT = threading.Lock()
 
 
 #: The folder :func:`publish` makes for a file handed out under a name of its own: the content's keyed hash.
-HAND_OUT_DIR = re.compile(r"^[0-9a-f]{32}$")
+HAND_OUT_DIR = re.compile(r"[0-9a-f]{32}")  # matched whole
 
 
 def _unlink_unless_touched(path: Path, not_after: float) -> bool:
@@ -79,12 +80,22 @@ def _unlink_unless_touched(path: Path, not_after: float) -> bool:
         except OSError:
             log.debug("An output file was already removed")
             return False
-        if HAND_OUT_DIR.match(path.parent.name):  # a named hand-out's own folder (:func:`publish`), once empty
-            try:
-                path.parent.rmdir()
-            except OSError:
-                log.debug("A hand-out folder still holds another file")
+        if HAND_OUT_DIR.fullmatch(path.parent.name):  # a named hand-out's own folder (:func:`publish`), once empty
+            _remove_if_empty(path.parent)
         return True
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        log.debug("A hand-out folder still holds another file")
+
+
+def _listed(folder: Path, pattern: str) -> list[Path]:
+    """The files under ``folder`` whose names match ``pattern``, listed before any goes: a hand-out folder another
+    pass (the reaper, the stop's sweep) removes meanwhile is skipped, where ``rglob`` raised and stopped the pass."""
+    return sorted(Path(root) / name for root, _, names in os.walk(folder) for name in fnmatch.filter(names, pattern))
 
 
 def _prune(folder: Path, pattern: str, max_age_s: float, max_bytes: int | None = None) -> int:
@@ -93,9 +104,7 @@ def _prune(folder: Path, pattern: str, max_age_s: float, max_bytes: int | None =
     redraws cannot fill the disk. Returns how many files were deleted."""
     now, removed = time.time(), 0
     kept: list[tuple[float, int, Path]] = []
-    for old in sorted(folder.rglob(pattern)):  # listed first: a hand-out folder may go on the way
-        if not old.is_file():
-            continue
+    for old in _listed(folder, pattern):
         if _unlink_unless_touched(old, now - max_age_s):
             removed += 1
             continue
@@ -172,7 +181,7 @@ def prune_exports(max_age_s: float = EXPORTS_MAX_AGE_S) -> None:
 
 
 #: A name :func:`publish` may give a file it hands out: letters, digits, ".", "_" and "-", as the app makes them.
-PUBLIC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
+PUBLIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}")  # matched whole (fullmatch: no trailing newline)
 
 
 def publish(path: str | Path, name: str | None = None) -> str:
@@ -182,8 +191,8 @@ def publish(path: str | Path, name: str | None = None) -> str:
     src = Path(path)
     data = src.read_bytes()
     ext = src.suffix.lower() if src.suffix.lower() in (".png", ".jpg", ".jpeg", ".pdf") else ".bin"
-    if name is not None and (not PUBLIC_NAME.match(name) or name in (".", "..")):
-        raise ValueError(f"not a name to publish a file under: {name!r}")
+    if name is not None and not PUBLIC_NAME.fullmatch(name):
+        raise ValueError(f"not a name to publish a file under: {name!r}")  # the app's own names: a bug, not input
     folder = public_dir() / "published"
     out = folder / content_name(data) / name if name else folder / f"{content_name(data)}{ext}"
     with _HAND_OUT:  # the pruning removes a hand-out's emptied folder under this lock too
@@ -191,5 +200,10 @@ def publish(path: str | Path, name: str | None = None) -> str:
         try:
             os.utime(out)
         except FileNotFoundError:
-            _write_atomic(out, data)
+            try:
+                _write_atomic(out, data)
+            except OSError:
+                if name:  # not an empty hand-out folder left behind, which no pruning would find
+                    _remove_if_empty(out.parent)
+                raise
     return str(out)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .. import feedback
 from ..errors import InputError
-from ..feedback.cases import case_list, check_parameters, mismatch
+from ..feedback.cases import case_list, check_parameters, mismatch, session_size
 from ..feedback.reader_study import CANNOT_ASSESS, label_name
 from ..imaging.decode import read_file
 from ..models.registry import get_model
@@ -155,8 +155,9 @@ def visible_feedback(user: str, db: Path | None = None) -> pd.DataFrame:
 
 
 def session_sizes(db: Path | None = None) -> dict[str, int]:
-    """Every reading session's number of cases, by its name (nothing where no store was ever written)."""
-    return feedback.open_store(db or feedback_store()).session_sizes()
+    """Every reading session's number of cases, by its name (see :func:`feedback.cases.session_size`)."""
+    plans = feedback.open_store(db or feedback_store()).session_plans()
+    return {name: session_size(data_root(), model_id, n) for name, (model_id, n) in plans.items()}
 
 
 @dataclass

@@ -197,7 +197,7 @@ def test_a_start_and_free_feedback_under_one_new_name_at_once_keep_one_of_them(s
         t.join(30)
     assert outcomes[first] == "stored", outcomes
     assert outcomes[other] != "stored", outcomes
-    is_session = list(open_store(store).backend.session_sizes()) == ["rv-race"]
+    is_session = list(open_store(store).backend.session_plans()) == ["rv-race"]
     free_rows = (read_all(store)["session_id"] == "rv-race").sum()
     assert (is_session, free_rows) == ((True, 0) if first == "start" else (False, 1))
 
@@ -267,7 +267,8 @@ def test_a_session_name_is_fixed_by_its_first_start_even_when_starts_race(store)
     assert len({(g["seed"], g["started_by"]) for g in got}) == 1 and got[0]["started_by"] == f"reader{got[0]['seed']}"
     other = register_session(store, "study-B", "brain_mri.tiny_v0", 5, 9)
     assert (other["model_id"], other["n_cases"], other["seed"]) == ("brain_mri.tiny_v0", 5, 9)
-    assert open_store(store).session_sizes() == {"study-A": 20, "study-B": 5}
+    plans = open_store(store).session_plans()
+    assert plans == {"study-A": ("lung_ct.tiny_v0", 20), "study-B": ("brain_mri.tiny_v0", 5)}
 
 
 def test_a_session_name_that_differs_only_in_case_is_refused_naming_the_one_that_exists(store) -> None:
@@ -318,7 +319,7 @@ def test_first_starts_of_names_alike_in_case_at_once_begin_one_session(store) ->
         t.join()
     assert len(set(started)) == 1 and len(started) + len(refused) == len(spellings), (started, refused)
     assert all(f"named '{started[0]}' exists" in text for text in refused)
-    assert [i for i in open_store(store).backend.session_sizes() if i.casefold() == "rs-1a2b"] == started[:1]
+    assert [i for i in open_store(store).backend.session_plans() if i.casefold() == "rs-1a2b"] == started[:1]
 
 
 def test_one_prediction_takes_a_bounded_number_of_answers_even_at_once(store) -> None:

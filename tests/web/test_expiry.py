@@ -97,33 +97,6 @@ def test_public_files_expire_while_running_and_the_stop_clears_the_cache(tmp_pat
     assert stranger.exists()
 
 
-def test_a_report_handed_out_under_its_own_name_goes_with_its_folder(tmp_path: Path, monkeypatch) -> None:
-    """A case report is published under a readable name, in a folder named by its keyed content hash (so that its
-    address still cannot be guessed); the pruning removes the file, then the emptied folder, and nothing else."""
-    from medimg_demo.web import outputs
-
-    monkeypatch.setenv("MEDIMG_STATE_DIR", str(tmp_path / "state"))
-    scratch = _file(tmp_path / "scratch" / "0123.pdf")
-    name = "medimg-report_lung_ct_2026-11-29_21-15-03_UTC.pdf"
-    out = Path(outputs.publish(scratch, name))
-    assert out.name == name and outputs.HAND_OUT_DIR.match(out.parent.name)
-    assert out.parent.parent == tmp_path / "state" / "public" / "published" and out.read_bytes() == b"x"
-    assert Path(outputs.publish(scratch, name)) == out  # the same report again: the same hand-out
-    twin = Path(outputs.publish(scratch, "medimg-report_lung_ct_2026-11-29_21-15-04_UTC.pdf"))
-    assert twin.parent == out.parent  # the same bytes under another name: one folder, two files
-    gallery = Path(outputs.publish(_file(tmp_path / "scratch" / "g.png")))  # no name: flat, as before
-    for bad in ("../x.pdf", "a/b.pdf", "", ".hidden.pdf", "x" * 121, "..", "r\u00e9port.pdf"):
-        with pytest.raises(ValueError):
-            outputs.publish(scratch, bad)
-    then = time.time() - 7200
-    os.utime(out, (then, then))
-    assert expiry.expire_public(3600) == 1 and not out.exists() and twin.exists() and out.parent.is_dir()
-    os.utime(twin, (then, then))
-    os.utime(gallery, (then, then))
-    assert expiry.expire_public(3600) == 2 and not out.parent.exists() and not gallery.exists()
-    assert sorted(p.name for p in (tmp_path / "state" / "public").rglob("*")) == ["published"]
-
-
 def test_an_abandoned_upload_goes_after_the_raw_upload_ttl(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
     abandoned = _file(tmp_path / "tmpq1w2e3r4", age_s=300)

@@ -52,8 +52,6 @@ def take_numbers_as_text() -> None:
         gr.Radio.preprocess = _numbers_as_text(gr.Radio.preprocess)  # type: ignore[method-assign]
 
 
-#: A field's validation message (an answer missing) above the field, not over its choices: Gradio draws it on a
-#: layer covering the whole field, and the stage options it asked for were hidden under it (clinician walkthrough).
 #: The theme's fonts, Gradio's own, with their Bold files for bold text: the SemiBold files Gradio ships (weight 600,
 #: which its default theme uses for bold) hold 55 glyphs (Source Sans Pro: "A", "B" and Cyrillic) and 75 (IBM Plex
 #: Mono), so every bold line mixed their A and B with another font's other letters ("Stage IIIA" read "Stage III" and
@@ -67,6 +65,8 @@ def theme() -> gr.themes.Base:
     return gr.themes.Default(font=FONTS, font_mono=MONO_FONTS)
 
 
+#: A field's validation message (an answer missing) above the field, not over its choices: Gradio draws it on a
+#: layer covering the whole field, and the stage options it asked for were hidden under it (clinician walkthrough).
 VALIDATION_CSS = """
 .block:has(> .wrap > .validation-error) { overflow: visible !important; margin-top: 3.2em; }
 .wrap:has(> .validation-error) { top: -3.2em !important; bottom: auto !important; height: auto !important;
