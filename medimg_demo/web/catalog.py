@@ -25,9 +25,9 @@ def model_choices() -> list[tuple[str, str]]:
             for label, title, m in zip(labels, titles, models)]
 
 
-def model_name(model_id: str) -> str:
-    """The model as the model lists name it ("Lung CT v2 (default)"), or its id where they do not hold it."""
-    return next((label for label, mid in model_choices() if mid == model_id), model_id)
+def model_name(model_id: str) -> str | None:
+    """The model as the model lists name it ("Lung CT v2 (default)"), or None where they do not hold it."""
+    return next((label for label, mid in model_choices() if mid == model_id), None)
 
 
 def _version(model_id: str) -> int:

@@ -35,7 +35,7 @@ def _session_view(s: session.ReadingSession | None):  # noqa: ANN202
         done = f"**Session complete** - {len(s.cases)} of {len(s.cases)} cases read. Thank you. {where}"
         return done, None, gr.update(visible=False), gr.update(visible=False)
     text = (f"**Case {s.index + 1} of {len(s.cases)}** - session {code_span(s.session_id)}, reader {code_span(s.reader)}, "
-            f"model {model_name(s.model_id)}")
+            f"model {model_name(s.model_id) or code_span(s.model_id)}")
     image = session_view.render_case(session.session_pixels(s), s.display)
     return text, outputs.png_file(image), gr.update(visible=not s.revealed), gr.update(visible=s.revealed)
 

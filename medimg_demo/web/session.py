@@ -24,7 +24,7 @@ from ..paths import data_root, feedback_store
 from . import auth
 from .analysis import Analysis, analyse
 from .answered import check_not_answered_elsewhere
-from .catalog import model_choices
+from .catalog import model_name
 from .session_view import DEFAULT_DISPLAY
 from .shown import gave_heatmap, gave_pathway, gave_stage
 
@@ -198,8 +198,7 @@ def start_session(reader: str, session_id: str, model_id: str | None, n_cases: i
         raise InputError(f"No test cases found for {cfg.task} under {data_root()}; set MEDIMG_DATA_DIR.")
     check_parameters(n_cases, seed)
     started = feedback.register_session(db or feedback_store(), session_id.strip(), cfg.id, n_cases, seed, reader.strip())
-    listed = lambda m: next((name for name, i in model_choices() if i == m), None)  # noqa: E731 - read on refusal only
-    if (refused := mismatch(started, cfg.id, n_cases, seed, listed)) is not None:
+    if (refused := mismatch(started, cfg.id, n_cases, seed, model_name)) is not None:
         raise refused
     cases = case_list(folder, cfg.task, n_cases=n_cases, seed=seed)
     done = feedback.read_matching(db or feedback_store(), session_id=session_id.strip(), reader=reader.strip(),
