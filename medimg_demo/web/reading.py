@@ -90,7 +90,9 @@ def session_unaided(s: session.ReadingSession | None, reader_type: str | None, r
     return (s, *_session_view(s), a.type_display,  # so no API output index moved)
             gr.update(value=a.stage_display, label=stage_caption(s.model_id)),
             a.stage_text, a.pathway_markdown, gr.update(value=outputs.png_file(heat), visible=True),
-            session_view.compare_markdown(s.own_read, s.prediction, s.model_id), _case_panel(s),
+            session_view.compare_markdown(s.own_read, s.prediction, s.model_id,
+                                          f"Case {s.index + 1} of {len(s.cases)}"),
+            _case_panel(s),
             gr.update(visible=staged), gr.update(visible=staged), gr.update(visible=shown.gave_pathway(s.prediction)),
             gr.update(visible=shown.gave_heatmap(s.prediction)))
 

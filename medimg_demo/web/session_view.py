@@ -87,9 +87,11 @@ def render_case(gray: np.ndarray, settings: dict[str, Any] | None = None, heatma
     return np.concatenate([shown, colour_bar_panel(shown.shape[0], max(shown.shape[:2]))], axis=1)
 
 
-def compare_markdown(own: dict[str, Any] | None, prediction: dict[str, Any] | None, model_id: str) -> str:
+def compare_markdown(own: dict[str, Any] | None, prediction: dict[str, Any] | None, model_id: str,
+                     case: str = "") -> str:
     """The reader's own call beside the model's: "Your read: Adenocarcinoma, stage IIIa (confidence 4/5) · Model:
-    Squamous cell carcinoma 81%, stage IIIa 77% - different type", in percent as the charts beside it."""
+    Squamous cell carcinoma 81%, stage IIIa 77% - different type", in percent as the charts beside it; ``case``
+    ("Case 3 of 20") first, as the progress line above the pictures is out of view by then."""
     if not own or not prediction:
         return ""
     yours = label_name(model_id, own.get("type"))
@@ -114,4 +116,5 @@ def compare_markdown(own: dict[str, Any] | None, prediction: dict[str, Any] | No
         model, same = f"indeterminate (top two: {top})", "no single type: 'Agree' keeps your own call"
     else:
         model, same = f"no answer ({status})", "'Agree' keeps your own call"
-    return f"#### Your read: {yours} &nbsp;·&nbsp; Model: {model} &nbsp;-&nbsp; {same}"
+    first = f"{case} &nbsp;·&nbsp; " if case else ""
+    return f"#### {first}Your read: {yours} &nbsp;·&nbsp; Model: {model} &nbsp;-&nbsp; {same}"

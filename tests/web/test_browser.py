@@ -272,7 +272,7 @@ def test_reading_session_of_20_cases_in_the_browser(page, tmp_path) -> None:  # 
     assert not page.locator("#session-case").is_visible()  # no empty case frames before the session starts
     page.get_by_role("button", name="Start or resume session").click()
     for i in range(20):
-        page.get_by_text(f"Case {i + 1} of 20").wait_for(timeout=60_000)
+        page.locator("#session-progress").get_by_text(f"Case {i + 1} of 20").wait_for(timeout=60_000)
         page.get_by_label("Adenocarcinoma", exact=True).check()
         page.get_by_label("Stage IIIA", exact=True).check()
         page.get_by_role("button", name="Record my read and show the model").click()

@@ -55,7 +55,7 @@ def test_answers_are_required_and_the_reveal_shows_both_calls(page) -> None:  # 
     page.get_by_label("Session id").last.fill("browser-required")
     page.get_by_label("Cases").last.fill("3")
     page.get_by_role("button", name="Start or resume session").click()
-    page.get_by_text("Case 1 of 3").wait_for(timeout=60_000)
+    page.locator("#session-progress").get_by_text("Case 1 of 3").wait_for(timeout=60_000)
     record = page.get_by_role("button", name="Record my read and show the model")
     model_panel = page.get_by_text("2. The model's output")
 
@@ -67,7 +67,7 @@ def test_answers_are_required_and_the_reveal_shows_both_calls(page) -> None:  # 
     page.get_by_label("Adenocarcinoma", exact=True).check()
     record.click()  # a type but no stage
     _error_shown(page, "Choose the stage")
-    assert page.get_by_text("Case 1 of 3").is_visible() and not model_panel.is_visible()
+    assert page.locator("#session-progress").get_by_text("Case 1 of 3").is_visible() and not model_panel.is_visible()
     # the message sits above the stage choices, not over them (Gradio's layer had hidden them)
     message = page.get_by_text("Choose the stage").first.bounding_box()
     choice = page.get_by_label("Stage IIIA", exact=True).locator("xpath=..").bounding_box()
@@ -96,10 +96,10 @@ def test_answers_are_required_and_the_reveal_shows_both_calls(page) -> None:  # 
     page.locator("#session-type-agree").get_by_label("Disagree", exact=True).check()
     submit.click()  # disagreeing without a type
     _error_shown(page, "choose the type")
-    assert page.get_by_text("Case 1 of 3").is_visible()
+    assert page.locator("#session-progress").get_by_text("Case 1 of 3").is_visible()
     _choose(page, "Your type, if you disagree (required then)", "Normal")
     submit.click()
-    page.get_by_text("Case 2 of 3").wait_for(timeout=60_000)
+    page.locator("#session-progress").get_by_text("Case 2 of 3").wait_for(timeout=60_000)
     assert not page.locator("#session-own-confidence input:checked").count()  # the last case's rating is not kept
     # case 2 opens whole: case 1's 2x zoom had opened it as a crop of its centre during the own read
     assert page.locator("#session-zoom").get_by_label("1x", exact=True).is_checked()
@@ -115,7 +115,7 @@ def test_a_reload_offers_the_last_session_and_resumes_beside_the_model(page) -> 
     page.get_by_label("Cases").last.fill("3")
     page.get_by_label("Seed").last.fill("5")
     page.get_by_role("button", name="Start or resume session").click()
-    page.get_by_text("Case 1 of 3").wait_for(timeout=60_000)
+    page.locator("#session-progress").get_by_text("Case 1 of 3").wait_for(timeout=60_000)
     page.get_by_label("Cannot assess", exact=True).check()
     page.get_by_role("button", name="Record my read and show the model").click()
     page.get_by_text("2. The model's output").wait_for(state="visible", timeout=90_000)

@@ -90,7 +90,8 @@ def test_cannot_assess_then_the_calls_side_by_side(reading) -> None:  # noqa: AN
     asked = [u["visible"] for u in out[12:16]]
     assert asked == [shown.gave_stage(s.prediction)] * 2 + [shown.gave_pathway(s.prediction), shown.gave_heatmap(s.prediction)]
     assert len(out) == 16 and asked[3] == (s.heatmap is not None)
-    assert compare.startswith("#### Your read: Cannot assess (confidence 2/5)") and " Model: " in compare
+    assert compare.startswith("#### Case 1 of ") and "Your read: Cannot assess (confidence 2/5)" in compare
+    assert " Model: " in compare
     assert "_" not in compare.split(" Model: ")[1].split("-")[0]  # readable class names
     assert re.search(r" Model: [A-Za-z ]+ \d{1,2}%", compare), compare  # in percent, as the charts beside it
     scores = out[5]
