@@ -517,19 +517,18 @@ def test_feedback_cannot_be_forged_duplicated_or_unbounded(app: App, client: Any
 
 
 @pytest.mark.skipif(not (LUNG / "manifest.csv").is_file(), reason="shared lung data not found")
-def test_long_session_ids_resume(app: App) -> None:
-    from gradio_client import Client
-
+def test_long_session_ids_resume(app: App, client: Any) -> None:
+    """Through the HTTP API, as two pages (gradio_client's heartbeats are connections the server's stop waited 5 s
+    for: this module's teardown took 7 s)."""
     long_id = "reader-study-" + "x" * 150
-    first = Client(app.url, verbose=False, download_files=False)
-    start = first.predict("api02", long_id, None, 2, 0, api_name="/session_start")
-    assert "Case 1 of 2" in start[0]
-    first.predict("adenocarcinoma", "IIIa", 4, api_name="/session_read")
-    first.predict("Agree", "Agree", "Agree", "", "", 4, 3, "", api_name="/session_feedback")
-    second = Client(app.url, verbose=False, download_files=False)
-    resumed = second.predict("api02", long_id, None, 2, 0, api_name="/session_start")
-    print(f"\nsession id of {len(long_id)} characters resumed at: {resumed[0].split(' - ')[0]}")
-    assert "Case 2 of 2" in resumed[0]
+    first, second = secrets.token_hex(8), secrets.token_hex(8)
+    ok, start = _call(client, "session_start", ["api02", long_id, None, 2, 0], first)
+    assert ok and "Case 1 of 2" in start[1], start
+    assert _call(client, "session_read", ["adenocarcinoma", "IIIa", 4], first)[0]
+    assert _call(client, "session_feedback", ["Agree", "Agree", "Agree", "", "", 4, 3, ""], first)[0]
+    ok, resumed = _call(client, "session_start", ["api02", long_id, None, 2, 0], second)
+    print(f"\nsession id of {len(long_id)} characters resumed at: {resumed[1].split(' - ')[0]}")
+    assert ok and "Case 2 of 2" in resumed[1], resumed
 
 
 def test_the_same_file_uploaded_twice_serves_both_requests(app: App, client: Any) -> None:
