@@ -33,10 +33,14 @@ def test_committed_models_outputs_are_covered() -> None:
             pathway(cfg.task, t, s)
 
 
-def test_normal_rows_say_no_treatment() -> None:
-    assert "no oncological treatment" in pathway("lung_ct", "normal", "none").summary.lower()
-    assert "no oncological treatment" in pathway("breast_us", "normal").summary.lower()
-    assert "no oncological treatment" in pathway("brain_mri", "no_tumor").summary.lower()
+def test_a_no_tumor_row_does_not_rule_a_tumor_out() -> None:
+    """A no-tumor call of a model that misses cancers (breast v3: 7 of 31 malignant test images) had read "no
+    oncological treatment is indicated ... routine screening": reassurance from one image (clinician walkthrough).
+    The row now says the call does not rule a tumor out and hands the decision to the read of the whole examination."""
+    for row in (pathway("lung_ct", "normal", "none"), pathway("breast_us", "normal"), pathway("brain_mri", "no_tumor")):
+        text = (row.summary + " " + " ".join(row.options)).lower()
+        assert "does not rule one out" in row.summary and "whole examination" in row.summary, row
+        assert "no oncological treatment" not in text and "indicated" not in text, row
 
 
 def test_rows_are_options_not_orders() -> None:

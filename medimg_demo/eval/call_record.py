@@ -33,6 +33,7 @@ class CallRecord:
     truth: tuple[tuple[str, int], ...]
     n_test: int
     indeterminate: int  # test images below the abstention threshold: no call
+    missed: tuple[str, ...] = ()  # the task's classification targets this model misses on that split
 
     @property
     def wrong(self) -> int:
@@ -65,7 +66,30 @@ def call_record(cfg: ModelConfig, label: str) -> CallRecord | None:
     truth = calls.get(label, {})
     ordered = sorted(truth.items(), key=lambda kv: (kv[0] != label, -kv[1], kv[0]))
     return CallRecord(label=label, called=sum(truth.values()), truth=tuple(ordered), n_test=n_test,
-                      indeterminate=indeterminate)
+                      indeterminate=indeterminate, missed=_missed(cfg))
+
+
+def _missed(cfg: ModelConfig) -> tuple[str, ...]:
+    """The classification targets (accuracy, AUC, sensitivities, calibration) the model's bundled test metrics miss,
+    as the Performance tab names them; () where there are none to read."""
+    path = cfg.folder / "metrics" / "metrics.csv" if cfg.folder else None
+    if path is None or not path.is_file():
+        return ()
+    try:
+        return _missed_in(path, path.stat().st_mtime, cfg.task)
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("Test metrics of %s not read (%s)", cfg.id, type(exc).__name__)
+        return ()
+
+
+@functools.lru_cache(maxsize=32)
+def _missed_in(path: Path, mtime: float, task: str) -> tuple[str, ...]:
+    from ..tasks import get_task
+    from .targets import missed_targets  # with the plots' names (matplotlib): only once a record is asked for
+
+    spec = get_task(task)
+    targets = [t for t in spec.targets if not t.metric.startswith("explain_")]  # the call's, not the heatmap's
+    return tuple(missed_targets(pd.read_csv(path), targets, spec.label_names))
 
 
 def record_text(rec: CallRecord | None, name: Callable[[str], str], *, strong: tuple[str, str] = ("**", "**"),
@@ -82,8 +106,10 @@ def record_text(rec: CallRecord | None, name: Callable[[str], str], *, strong: t
     parts = ", ".join(f"{n} {name(t)}" for t, n in rec.truth)
     wrong = (f" {strong[0]}{rec.wrong} of the {rec.called} ({rec.wrong / rec.called:.0%}) were another class."
              f"{strong[1]}" if rec.wrong else "")
-    return (f"{split} this model called {rec.called} images {called}: they were {parts}.{wrong} Research use: a call "
-            "is not a diagnosis.")
+    missed = (f" {strong[0]}Targets it misses there:{strong[1]} {'; '.join(rec.missed)} (Performance tab)."
+              if rec.missed else "")
+    return (f"{split} this model called {rec.called} images {called}: they were {parts}.{wrong}{missed} Research "
+            "use: a call is not a diagnosis.")
 
 
 def record_markdown(rec: CallRecord | None, name: Callable[[str], str]) -> str:

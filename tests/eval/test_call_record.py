@@ -46,3 +46,27 @@ def test_the_served_lung_model_says_how_many_of_its_normal_calls_were_cancers() 
     rec = call_record(cfg, "normal")
     assert rec.called == len(normal) and rec.wrong == int((normal["label"] != "normal").sum()) >= 1
     assert rec.n_test == len(cases) and rec.indeterminate == int((top < cfg.gate.abstain_below).sum())
+
+
+def test_a_call_names_the_targets_its_model_misses_on_the_test_split(tmp_path: Path) -> None:
+    """A "Normal" call of the default breast model read as reassurance, with nothing under it saying that the model
+    misses its malignant-sensitivity target (clinician walkthrough): the classification targets it misses follow
+    the record, heatmap targets left to the Performance tab."""
+    cfg = _model(tmp_path, [("benign", "benign", 0.9), ("malignant", "malignant", 0.9)])
+    cfg.task = "breast_us"
+    metrics = pd.DataFrame([("sensitivity", "malignant", 0.70), ("ece", "", 0.03), ("accuracy", "", 0.95),
+                            ("explain_pointing_15px", "", 0.10)], columns=["metric", "class", "value"])
+    metrics.to_csv(tmp_path / "metrics" / "metrics.csv", index=False)
+    rec = call_record(cfg, "benign")
+    assert rec.missed == ("Sensitivity: Malignant 0.700 (target >= 0.85)",), rec.missed
+    text = record_markdown(rec, get_task("breast_us").label_name)
+    assert "**Targets it misses there:** Sensitivity: Malignant 0.700 (target >= 0.85) (Performance tab)." in text
+    for model_id in ("lung_ct.tf_efficientnet_lite0_v2", "brain_mri.tf_efficientnet_lite1_v5"):
+        served = get_model(model_id)
+        m = pd.read_csv(served.folder / "metrics" / "metrics.csv")
+        m["class"] = m["class"].fillna("")
+        below = [t for t in get_task(served.task).targets if not t.metric.startswith("explain_")
+                 for v in m[(m["metric"] == t.metric) & (m["class"] == t.cls)]["value"]
+                 if (v > t.threshold if t.lower_is_better else v < t.threshold)]
+        assert len(call_record(served, served.type_labels[0]).missed) == len({t.metric for t in below})
+        assert bool(below) == (model_id.startswith("lung_ct"))  # lung misses ECE and any-tumor sensitivity, brain none
