@@ -149,6 +149,8 @@ def _answer(pred: Prediction, cfg: ModelConfig) -> list[object]:
             c = pred.size_category
             out.append(Paragraph(f"Size category <b>{escape(str(c['label']))}</b> (imaging size estimate; "
                                  f"{escape(str(c['rule']))}). {escape(str(c['note']))}", STYLES["body"]))
+        elif pred.type_label == spec.normal_label:  # not the size rule or the grading note of a tumor not called
+            out.append(_p(f"No lesion staged: the model's call is {spec.label_name(pred.type_label)}."))
         else:
             out.append(_p(spec.staging_note or STAGE_NOT_STAGED))
     else:

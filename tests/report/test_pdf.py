@@ -136,6 +136,27 @@ def test_indeterminate_case_prints_its_reason_and_probabilities_but_no_pathway(l
     assert _flat(PATHWAY_NOTICE) not in text and "Not assessed: the model gave no answer" in text
 
 
+def test_a_no_tumor_call_is_not_staged_and_its_pathway_rules_nothing_out(lung_report, tmp_path) -> None:
+    """A brain no-tumor report had explained WHO grading and a breast normal one the AJCC size rule (clinician
+    walkthrough): a call of no tumor has nothing to stage, and its pathway does not rule a tumor out."""
+    from dataclasses import replace
+
+    from medimg_demo.report.pdf import StudyInfo
+    from medimg_demo.treatment import pathway
+
+    _, pred = lung_report
+    brain = get_model("brain_mri.tf_efficientnet_lite1_v5")
+    none = replace(pred, task="brain_mri", model_id=brain.id, type_label="no_tumor", stage_label=None,
+                   stage_probs=None, stage_note=None, size_category=None, lesion=None, lesion_mask=None,
+                   type_probs={"no_tumor": 0.97, "glioma": 0.01, "meningioma": 0.01, "pituitary": 0.01},
+                   treatment=pathway("brain_mri", "no_tumor"))
+    out = write_report(none, StudyInfo(width=pred.image.shape[1], height=pred.image.shape[0]), tmp_path / "n.pdf",
+                       brain)
+    text, _, _, _ = _read(out)
+    assert "No lesion staged: the model's call is No tumor." in text
+    assert _flat(get_task("brain_mri").staging_note) not in text and "does not rule one out" in text
+
+
 def test_unwritable_output_is_a_report_error(lung_report, tmp_path) -> None:
     from medimg_demo.report.pdf import StudyInfo
 

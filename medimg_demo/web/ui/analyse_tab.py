@@ -71,7 +71,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
         with gr.Column(scale=2, min_width=260):
             upload = gr.File(label="Scan", file_count="single", type="filepath", height=150, elem_id="scan")
             gr.Markdown(f"<small>{h.ACCEPTED_HELP}</small>")
-            model = gr.Dropdown(choices=[*choices, ("Auto: pick the model from the image", "auto")],
+            model = gr.Dropdown(choices=[*choices, ("Auto (model from the image)", "auto")],
                                 value=choices[0][1] if choices else None, label="Model", elem_id="analyse-model")
             run = gr.Button("Analyse", variant="primary", elem_id="analyse-run")
             # a Number, not a Slider: a slider's API maximum is its initial one, so a fresh client could not ask
@@ -98,7 +98,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
             gr.Markdown(VIEWER_HELP)
             with gr.Row(equal_height=False):
                 # the whole overlay, the zoomed region outlined: a click centres the zoom there
-                heat = gr.Image(label="Overview: click a point to zoom there", type="numpy", interactive=False,
+                heat = gr.Image(label="Overview: click to zoom there", type="numpy", interactive=False,
                                 format="png", buttons=IMAGE_BUTTONS, height=190, scale=1, min_width=150,
                                 elem_id="overview")
                 with gr.Column(scale=2, min_width=220):
