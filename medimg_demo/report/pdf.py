@@ -172,7 +172,8 @@ def _answer(pred: Prediction, cfg: ModelConfig) -> list[object]:
 
 def _facts(pred: Prediction, info: StudyInfo, cfg: ModelConfig, when: datetime) -> list[object]:
     """Model pins, report date, input facts (never identifiers), gate score and warnings."""
-    frame = f"{info.frame_index + 1} of {info.n_frames} (0-based index {info.frame_index})"
+    frame = (f"{info.frame_index + 1} of {info.n_frames} (0-based index {info.frame_index}, as --frame takes it)"
+             if info.n_frames > 1 else "1 of 1 (a single image)")
     spacing = info.pixel_spacing_mm
     rows = [["Model", pred.model_id], ["Weights sha256 (first 12)", (cfg.weights_sha256 or "unpinned")[:12]],
             ["Report date (UTC)", when.strftime("%Y-%m-%d %H:%M")],

@@ -74,7 +74,7 @@ def test_lung_report_has_notice_answer_pathway_pins_and_metrics(lung_report) -> 
     assert f"Stage group {stage_name(pred.stage_label)}" in text and "learned through the type" in text
     assert _flat(pred.treatment.summary) in text and _flat(pred.treatment.source) in text
     assert LUNG_MODEL in text and cfg.weights_sha256[:12] in text and "Report date (UTC)" in text
-    assert "1 of 1 (0-based index 0)" in text and "Warnings none" in text
+    assert "1 of 1 (a single image)" in text and "0-based" not in text and "Warnings none" in text
     m = pd.read_csv(cfg.folder / "metrics" / "metrics.csv", keep_default_na=False, na_values=[""])
     row = m[(m.metric == "macro_auc")].iloc[0]
     assert f"Macro AUC (one vs rest) {row.value:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]" in text
