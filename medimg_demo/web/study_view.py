@@ -98,19 +98,19 @@ def outputs_table(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out).fillna("")
 
 
-def mark_unfinished(shown: pd.DataFrame, planned: int | None) -> pd.DataFrame:
-    """The reader-study table with a reader who read fewer of the session's ``planned`` cases (counting the reads
-    left out) marked in the first row, "2 (unfinished: 2 of 4 cases)": a reader who stopped early had read as a
-    smaller number beside the others' with nothing to say why."""
+def mark_unfinished(shown: pd.DataFrame, summary: pd.DataFrame, session: str | None,
+                    planned: int | None) -> pd.DataFrame:
+    """The reader-study table ``shown`` (of ``session``, from ``summary``) with a reader who read fewer of the
+    session's ``planned`` cases (counting the reads left out) marked in the first row, "2 (unfinished: 2 of 4
+    cases)": a reader who stopped early had read as a smaller number beside the others' with nothing to say why."""
     if not planned or shown.empty:
         return shown
     shown = shown.copy()
-    for reader in shown.columns[1:]:
-        if reader == POOLED:
-            continue
-        kept, left_out = (int(shown.at[i, reader]) for i in (0, 1))
-        if kept + left_out < planned:
-            shown.at[0, reader] = f"{kept} (unfinished: {kept + left_out} of {planned} cases)"
+    counts = summary[(summary["session_id"] == session) & (summary["reader"] != POOLED)].set_index("reader")
+    for reader, r in counts.iterrows():
+        kept, read = int(r["cases"]), int(r["cases"]) + int(r.get("model_seen_before", 0) or 0)
+        if read < planned and reader in shown.columns:
+            shown.at[0, reader] = f"{kept} (unfinished: {read} of {planned} cases)"
     return shown
 
 
@@ -139,6 +139,6 @@ def build(rows: pd.DataFrame, chosen: str | None = None, accuracy: bool = True,
         except (ValueError, RuntimeError) as exc:  # the plot is extra: the table and the verdict still show
             log.warning("Reader-study plot not drawn (%s)", type(exc).__name__)
             figure = None
-    shown = mark_unfinished(display_summary(summary, session), (sizes or {}).get(session or ""))
+    shown = mark_unfinished(display_summary(summary, session), summary, session, (sizes or {}).get(session or ""))
     return StudyView(table=shown, legend=f"<small>{LEGEND}</small>", sessions=sessions,
                      session=session, verdict=verdict, figure=figure, outputs=outputs_table(rows))

@@ -293,7 +293,9 @@ def test_a_reader_who_stopped_early_is_marked_unfinished(tmp_path: Path) -> None
     first = study_view.build(read_all(db), "study-1", sizes=session.session_sizes(db)).table.iloc[0]
     assert (first["reader01"], first["reader02"]) == ("20", "20")
     assert first["reader03"] == "12 (unfinished: 12 of 20 cases)" and first["All readers"] == "20"
-    assert study_view.mark_unfinished(pd.DataFrame({"Statistic": ["a", "b"], "r": ["3", "1"]}), 4).at[0, "r"] == "3"
+    one = pd.DataFrame([{"session_id": "s", "reader": "r", "cases": 3, "model_seen_before": 1}])  # 1 read left out
+    assert study_view.mark_unfinished(pd.DataFrame({"Statistic": ["a", "b"], "r": ["3", "1"]}), one, "s", 4).at[
+        0, "r"] == "3"
 
 
 def test_a_reader_takes_away_no_truth_and_no_case_names_an_owner_takes_everything(
