@@ -84,6 +84,9 @@ def explain_table(rows: pd.DataFrame, label_name: Callable[[str], str], targets:
                         for t in aimed if t.metric == metric]
             cols.append("; ".join(verdicts))
         lines.append(f"| {EXPLAIN_HELP.get(metric, metric)} | " + " | ".join(cols) + " |")
+    if any(c not in by_class for by_class in cells.values() for c in classes):  # a "-" cell: say what it means
+        lines += ["", "<small>**-** : not measured for that class (a measure of all cases only, or a class with no "
+                  "lesion).</small>"]
     return lines
 
 

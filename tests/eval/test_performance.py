@@ -307,3 +307,6 @@ def test_the_explanation_table_says_which_lesion_targets_are_missed() -> None:
     assert ">= 0.9: ✓ met; Benign >= 0.8: ✗ missed by 0.100" in pointing
     assert next(line for line in lines if "IoU of the heatmap" in line).endswith("|  |")  # no target: left empty
     assert not explain_table(rows, spec.label_name)[0].endswith("target (test split) |")
+    assert "not measured for that class" in lines[-1]  # the IoU row has "-" under each class: said what it means
+    full = rows[rows["metric"] == "explain_pointing_15px"].assign(**{"class": ["benign", "malignant"]})
+    assert "not measured" not in "\n".join(explain_table(full, spec.label_name))

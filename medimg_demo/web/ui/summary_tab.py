@@ -16,7 +16,7 @@ def summary_tab(tab: gr.Tab | None = None) -> None:
                 "its call, per reader and for all readers; the multi-reader multi-case test of unaided vs aided "
                 "accuracy once a session has at least 3 readers x 20 cases.")
     if auth.logins_on():
-        gr.Markdown("<small>Session owners see every reader's work; other readers see their own.</small>")
+        gr.Markdown("Session owners see every reader's work; other readers see their own.")  # not small print
     with gr.Row():
         refresh = gr.Button("Refresh", variant="primary")
         session = gr.Dropdown([], label="Session", value=None, scale=2)
