@@ -85,7 +85,7 @@ def _missed(cfg: ModelConfig) -> tuple[str, ...]:
 @functools.lru_cache(maxsize=32)
 def _missed_in(path: Path, mtime: float, task: str) -> tuple[str, ...]:
     from ..tasks import get_task
-    from .targets import missed_targets  # with the plots' names (matplotlib): only once a record is asked for
+    from .targets import missed_targets  # with the tables' names (matplotlib, torch): once a record is asked for
 
     spec = get_task(task)
     targets = [t for t in spec.targets if not t.metric.startswith("explain_")]  # the call's, not the heatmap's

@@ -144,13 +144,13 @@ def _answer(pred: Prediction, cfg: ModelConfig) -> list[object]:
     out.append(_p("Stage", "h2"))
     if pred.status != "ok":
         out.append(_p(STAGE_NO_ANSWER))
+    elif pred.type_label == spec.normal_label:  # no size rule, grading note or "No stage (no tumor) 97%" for it
+        out.append(_p(f"No lesion staged: the model's call is {spec.label_name(pred.type_label)}."))
     elif pred.stage_label is None or pred.stage_probs is None:
         if pred.size_category is not None:
             c = pred.size_category
             out.append(Paragraph(f"Size category <b>{escape(str(c['label']))}</b> (imaging size estimate; "
                                  f"{escape(str(c['rule']))}). {escape(str(c['note']))}", STYLES["body"]))
-        elif pred.type_label == spec.normal_label:  # not the size rule or the grading note of a tumor not called
-            out.append(_p(f"No lesion staged: the model's call is {spec.label_name(pred.type_label)}."))
         else:
             out.append(_p(spec.staging_note or STAGE_NOT_STAGED))
     else:
@@ -172,7 +172,7 @@ def _answer(pred: Prediction, cfg: ModelConfig) -> list[object]:
 
 def _facts(pred: Prediction, info: StudyInfo, cfg: ModelConfig, when: datetime) -> list[object]:
     """Model pins, report date, input facts (never identifiers), gate score and warnings."""
-    frame = (f"{info.frame_index + 1} of {info.n_frames} (0-based index {info.frame_index}, as --frame takes it)"
+    frame = (f"{info.frame_index + 1} of {info.n_frames} (0-based index {info.frame_index} in the command-line tool)"
              if info.n_frames > 1 else "1 of 1 (a single image)")
     spacing = info.pixel_spacing_mm
     rows = [["Model", pred.model_id], ["Weights sha256 (first 12)", (cfg.weights_sha256 or "unpinned")[:12]],

@@ -34,10 +34,15 @@ def _session_view(s: session.ReadingSession | None):  # noqa: ANN202
                  "summary** tab; accuracy against the truth is shown to the session's owners.")
         done = f"**Session complete** - {len(s.cases)} of {len(s.cases)} cases read. Thank you. {where}"
         return done, None, gr.update(visible=False), gr.update(visible=False)
-    text = (f"**Case {s.index + 1} of {len(s.cases)}** - session {code_span(s.session_id)}, reader {code_span(s.reader)}, "
+    text = (f"**{_case_of(s)}** - session {code_span(s.session_id)}, reader {code_span(s.reader)}, "
             f"model {model_name(s.model_id) or code_span(s.model_id)}")
     image = session_view.render_case(session.session_pixels(s), s.display)
     return text, outputs.png_file(image), gr.update(visible=not s.revealed), gr.update(visible=s.revealed)
+
+
+def _case_of(s: session.ReadingSession) -> str:
+    """"Case 3 of 20": the case in hand."""
+    return f"Case {s.index + 1} of {len(s.cases)}"
 
 
 def _case_panel(s: session.ReadingSession | None):  # noqa: ANN202
@@ -90,8 +95,7 @@ def session_unaided(s: session.ReadingSession | None, reader_type: str | None, r
     return (s, *_session_view(s), a.type_display,  # so no API output index moved)
             gr.update(value=a.stage_display, label=stage_caption(s.model_id)),
             a.stage_text, a.pathway_markdown, gr.update(value=outputs.png_file(heat), visible=True),
-            session_view.compare_markdown(s.own_read, s.prediction, s.model_id,
-                                          f"Case {s.index + 1} of {len(s.cases)}"),
+            session_view.compare_markdown(s.own_read, s.prediction, s.model_id, _case_of(s)),
             _case_panel(s),
             gr.update(visible=staged), gr.update(visible=staged), gr.update(visible=shown.gave_pathway(s.prediction)),
             gr.update(visible=shown.gave_heatmap(s.prediction)))

@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 VIEWER_OUTPUTS = ("viewer", "zoom", "centre", "point", "type_box", "stage_box", "deid_btn", "report_btn",
                   "report_file", "deid_file", "outline", "opacity", "record")
 ZOOM_CHOICES = [f"{z}x" for z in ZOOMS]
-#: A tumor call's map: where the evidence for the call lay, which is not the lesion's outline (lung's maps are no
-#: better than a random map at the deletion test; clinician walkthrough)
-VIEWER_LABEL = "Image ◀ ▶ Grad-CAM: where the model found evidence for its call, not a lesion outline"
+#: A tumor class's map: roughly what raised that class's score, which is not the lesion's outline (lung's maps do no
+#: better than a random map at the deletion test; clinician walkthrough); an indeterminate result's top class too
+VIEWER_LABEL = "Image ◀ ▶ Grad-CAM: regions that raised the top class's score (approximate), not a lesion outline"
 VIEWER_HELP = ("<small>Drag the handle to compare the image with its heatmap; scroll on the picture to magnify it "
                "(drag to pan, ↺ to reset), or pick a zoom below: it is rendered again from the scan's own pixels. "
                "Click the overview to zoom there; the buttons at the top right show the picture full screen or "

@@ -70,3 +70,6 @@ def test_a_call_names_the_targets_its_model_misses_on_the_test_split(tmp_path: P
                  if (v > t.threshold if t.lower_is_better else v < t.threshold)]
         assert len(call_record(served, served.type_labels[0]).missed) == len({t.metric for t in below})
         assert bool(below) == (model_id.startswith("lung_ct"))  # lung misses ECE and any-tumor sensitivity, brain none
+    lung = get_model("lung_ct.tf_efficientnet_lite0_v2")
+    assert call_record(lung, "normal").missed == ("Sensitivity for any tumor (vs no tumor): 0.966 (target >= 0.97)",
+                                                 "Expected calibration error (ECE): 0.052 (target <= 0.04)")
