@@ -157,7 +157,8 @@ def test_a_no_tumor_call_is_not_staged_and_its_pathway_rules_nothing_out(lung_re
     assert _flat(get_task("brain_mri").staging_note) not in text and "does not rule one out" in text
     lung_probs = {"normal": 0.97, "adenocarcinoma": 0.01, "large_cell_carcinoma": 0.01, "squamous_cell_carcinoma": 0.01}
     normal = replace(pred, type_label="normal", stage_label="none", type_probs=lung_probs,
-                     stage_probs={"none": 0.97, "Ib": 0.02, "IIIa": 0.01}, treatment=pathway("lung_ct", "normal", "none"))
+                     stage_probs={"none": 0.97, "Ib": 0.02, "IIIa": 0.01},
+                     treatment=pathway("lung_ct", "normal", "none"))
     text, _, _, _ = _read(write_report(normal, StudyInfo(width=pred.image.shape[1], height=pred.image.shape[0]),
                                        tmp_path / "l.pdf"))
     assert "No lesion staged: the model's call is Normal." in text and "Stage group" not in text  # not "No stage 97%"
