@@ -94,6 +94,9 @@ def test_sample_click_analyses_with_compare_slider_zoom_and_colour_bar(page) -> 
     label = _type_text(page)
     assert "Adenocarcinoma" in label and "Large cell carcinoma" in label and "_" not in label  # readable names
     assert "Stage I" in page.locator("#stage-out").inner_text()
+    # the stage caption wraps to two lines ("learned through the type: ...") and had lain over the call's heading
+    caption, heading = (page.locator(f"#stage-out {e}").first.bounding_box() for e in ("label", "h2"))
+    assert caption["y"] + caption["height"] <= heading["y"] + 1, (caption, heading)
     assert page.get_by_role("button", name="Download report (PDF)").is_visible()
     assert not page.get_by_role("button", name="De-identified DICOM copy").is_visible()  # a PNG: no DICOM copy
     _shot(page, "analyse_lung_ct.png")

@@ -37,7 +37,9 @@ RELEASE_JS = ("() => { const n = window.medimgWork = Math.max(0, (window.medimgW
 LEFT_FRAME_JS = ("async (view, frame) => { await new Promise(r => setTimeout(r, 0)); "
                  "return [view, document.activeElement?.closest?.('#analyse-run') ? null : frame]; }")
 #: the sample cases while the page's work holds the controls (they would replace the file under a running analysis)
-CSS = "body.medimg-busy #samples { pointer-events: none; opacity: 0.55; }"
+CSS = ("body.medimg-busy #samples { pointer-events: none; opacity: 0.55; }\n"
+       # a caption of two lines ("Stage, learned through the type: ...") lay over the call's heading: in the flow
+       "#type-out label.float, #stage-out label.float { position: static; }")
 
 
 def _sample_label(model_id: str, label: str) -> str:
