@@ -229,7 +229,7 @@ def summary_view(chosen: str | None = None,
     try:  # without accuracy for a reader who is not an owner (study_view.OWNERS_ONLY says why)
         owner = auth.sees_everyone(_caller(request, profile))
         v = study_view.build(_visible_rows(request, profile), chosen, accuracy=owner,
-                             sizes=session.session_sizes() if owner else None)
+                             planned=session.session_size_of if owner else None)
     except MedimgError as exc:
         raise refusal(str(exc), exc) from None
     # a reader who is not an owner: no empty accuracy table and plot frame under the note that says why

@@ -4,6 +4,7 @@ multi-reader multi-case verdict and accuracy plot of one session, and agreement 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,10 +116,10 @@ def mark_unfinished(shown: pd.DataFrame, summary: pd.DataFrame, session: str | N
 
 
 def build(rows: pd.DataFrame, chosen: str | None = None, accuracy: bool = True,
-          sizes: dict[str, int] | None = None) -> StudyView:
+          planned: Callable[[str], int | None] | None = None) -> StudyView:
     """Everything the tab shows for the rows the caller may see; without ``accuracy`` (a reader who is not a
     session owner), :data:`OWNERS_ONLY` in place of the accuracy table, verdict and plot, which are not computed.
-    ``sizes``: each session's number of cases (readers who stopped early are marked)."""
+    ``planned``: a session's number of cases by its name (readers who stopped early are marked)."""
     table = case_table(rows)
     summary = reader_summary(table) if len(table) else pd.DataFrame()
     session = _pick(summary, chosen)
@@ -139,6 +140,7 @@ def build(rows: pd.DataFrame, chosen: str | None = None, accuracy: bool = True,
         except (ValueError, RuntimeError) as exc:  # the plot is extra: the table and the verdict still show
             log.warning("Reader-study plot not drawn (%s)", type(exc).__name__)
             figure = None
-    shown = mark_unfinished(display_summary(summary, session), summary, session, (sizes or {}).get(session or ""))
+    size = planned(session) if planned and session else None
+    shown = mark_unfinished(display_summary(summary, session), summary, session, size)
     return StudyView(table=shown, legend=f"<small>{LEGEND}</small>", sessions=sessions,
                      session=session, verdict=verdict, figure=figure, outputs=outputs_table(rows))

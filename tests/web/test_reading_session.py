@@ -278,19 +278,20 @@ def test_a_reader_who_stopped_early_is_marked_unfinished(tmp_path: Path) -> None
     from medimg_demo.web import session, study_view
 
     db = tmp_path / "fb.sqlite"
-    assert session.session_sizes(db) == {}  # no store yet: nothing to mark
+    assert session.session_size_of("study-1", db) is None  # no store yet: nothing to mark
     register_session(db, "study-1", "lung_ct.tf_efficientnet_lite0_v2", 20, 0, "reader01")
     seed_study(db, "study-1", readers=2, cases=20)
     seed_study(db, "study-1", readers=3, cases=12)  # reader03 stopped after 12 (readers 1-2 answered these again)
-    assert session.session_sizes(db) == {"study-1": 20}
+    assert session.session_size_of("study-1", db) == 20 and session.session_size_of("other", db) is None
     # a session asked for more cases than the test split holds has the split's: its readers finish there
     from medimg_demo.manifest import read_manifest, split_frame
 
     register_session(db, "big", "lung_ct.tf_efficientnet_lite0_v2", 200, 0, "reader01")
     register_session(db, "gone", "lung_ct.no_such_model_v9", 7, 0, "reader01")
-    assert session.session_sizes(db) == {"study-1": 20, "big": len(split_frame(read_manifest(LUNG), "test")),
-                                         "gone": 7}
-    first = study_view.build(read_all(db), "study-1", sizes=session.session_sizes(db)).table.iloc[0]
+    assert [session.session_size_of(name, db) for name in ("study-1", "big", "gone")] == [
+        20, len(split_frame(read_manifest(LUNG), "test")), 7]
+    planned = lambda name: session.session_size_of(name, db)  # noqa: E731 - the store of this test
+    first = study_view.build(read_all(db), "study-1", planned=planned).table.iloc[0]
     assert (first["reader01"], first["reader02"]) == ("20", "20")
     assert first["reader03"] == "12 (unfinished: 12 of 20 cases)" and first["All readers"] == "20"
     one = pd.DataFrame([{"session_id": "s", "reader": "r", "cases": 3, "model_seen_before": 1}])  # 1 read left out
