@@ -143,7 +143,7 @@ def expire_all(blocks: Any, baseline: Iterable[Path], raw_ttl_s: float = RAW_UPL
     others (a failure is logged), so one folder changing under it cannot keep the rest for another pass."""
     from . import view_store  # the analysed views (pixels kept in memory for redraws)
 
-    tasks: dict[str, Callable[[], int]] = {
+    tasks: dict[str, Callable[[], int | None]] = {
         "raw uploads": lambda: expire_raw_uploads(getattr(blocks, "upload_file_set", set()), raw_ttl_s),
         "analysed views": lambda: view_store.expire(max_age_s),
         "cached outputs": lambda: expire_cached(max_age_s, baseline),
@@ -151,12 +151,18 @@ def expire_all(blocks: Any, baseline: Iterable[Path], raw_ttl_s: float = RAW_UPL
         "public files": lambda: expire_public(max_age_s),
         "stale tmp files": lambda: remove_stale_tmp_files(raw_ttl_s),
     }
+    return each_alone(tasks, "trying again at the next pass")
+
+
+def each_alone(tasks: dict[str, Callable[[], int | None]], then: str) -> dict[str, int]:
+    """Run each clean-up task whatever happens to the others; how many entries each removed (0 where it failed,
+    logged with ``then``: what happens to what it left)."""
     done: dict[str, int] = {}
     for kind, task in tasks.items():
         try:
-            done[kind] = task()
-        except Exception:  # noqa: BLE001 - a reaper that stops would keep files: log and go on
-            log.exception("Expiring %s failed; trying again at the next pass", kind)
+            done[kind] = int(task() or 0)
+        except Exception:  # noqa: BLE001 - a clean-up that stops would keep files: log and go on
+            log.exception("Removing %s failed; %s", kind, then)
             done[kind] = 0
     return done
 

@@ -14,12 +14,12 @@ import logging
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
 
 from ..paths import DEFAULT_UPLOAD_PREFIX, upload_dir, work_dir
-from .expiry import expire_cached, expire_public, expire_working_copies, newest_mtime
+from .expiry import each_alone, expire_cached, expire_public, expire_working_copies, newest_mtime
 from .uploads import GRADIO_DIR, WORKING_DIR, remove_stale_tmp_files
 
 log = logging.getLogger(__name__)
@@ -63,26 +63,18 @@ def sweep(max_age_s: float = 60.0, folders: Iterable[Path] | None = None) -> int
     return removed
 
 
-def _each_alone(kind: str, step: Callable[[], int | None]) -> int:
-    """One step of the stop's sweep, whatever happens to the others (the reaper thread may be removing the same
-    files): a failure is logged, and the next start's sweep removes what it left."""
-    try:
-        return int(step() or 0)
-    except Exception:  # noqa: BLE001 - the other steps must still run: raw uploads would outlive the run
-        log.exception("Removing this run's %s at the stop failed; the next start removes them", kind)
-        return 0
-
-
 def sweep_at_exit() -> int:
     """At stop, once the server is closed: the working copies this process made, Gradio's hash-named cache folders,
     its ``tmp*`` files and the public folder's files (pictures, reports, de-identified copies, exports), whatever
     their age: no page is left to need them (the sample cases are served where they lie, not from the cache). The
     folders are this app's own (README); working copies it did not make and other entries stay. Returns how many
     folders and public files were removed."""
-    made = _each_alone("working copies", lambda: expire_working_copies(0.0))
-    cached = _each_alone("cached files", lambda: expire_cached(0.0, baseline=()))
-    public = _each_alone("public files", lambda: expire_public(0.0))
-    _each_alone("unfinished uploads", lambda: remove_stale_tmp_files(ttl_s=0.0))  # cut off halfway (or empty)
+    done = each_alone({"working copies": lambda: expire_working_copies(0.0),
+                       "cached files": lambda: expire_cached(0.0, baseline=()),
+                       "public files": lambda: expire_public(0.0),  # the reaper may be removing them too
+                       "unfinished uploads": lambda: remove_stale_tmp_files(ttl_s=0.0)},  # cut off halfway (or empty)
+                      "the next start removes them")
+    made, cached, public = done["working copies"], done["cached files"], done["public files"]
     folder = upload_dir()
     if folder.name.startswith(DEFAULT_UPLOAD_PREFIX):  # the folder app.py made for itself: not left empty behind
         for empty in (folder / "vibe_edit_history", folder):  # the first: Gradio makes it at every start
