@@ -25,10 +25,16 @@ ZOOM_CHOICES = [f"{z}x" for z in ZOOMS]
 #: A tumor class's map: roughly what raised that class's score, which is not the lesion's outline (lung's maps do no
 #: better than a random map at the deletion test; clinician walkthrough); an indeterminate result's top class too
 VIEWER_LABEL = "Image ◀ ▶ Grad-CAM: regions that raised the top class's score (approximate), not a lesion outline"
-VIEWER_HELP = ("<small>Drag the handle to compare the image with its heatmap; scroll on the picture to magnify it "
-               "(drag to pan, ↺ to reset), or pick a zoom below: it is rendered again from the scan's own pixels. "
-               "Click the overview to zoom there; the buttons at the top right show the picture full screen or "
-               "download it.</small>")
+VIEWER_HELP = ("<small><span class='compare-help'>Drag the handle to compare the image with its heatmap. </span>"
+               "Scroll on the picture to magnify it (drag to pan, ↺ to reset), or pick a zoom below: it is rendered "
+               "again from the scan's own pixels. Click the overview to zoom there; the buttons at the top right show "
+               "the picture full screen or download it.</small>")
+#: The viewer's class when there is no heatmap (a refusal): its compare handle, which compared the image with itself,
+#: the second picture's edge (a faint line down the middle) and the help's sentence about them are hidden (:data:`CSS`).
+NO_HEATMAP_CLASS = "no-heatmap"
+_SECOND = "[data-testid='imageslider-image'] ~ [data-testid='imageslider-image']"
+CSS = (f"#viewer.{NO_HEATMAP_CLASS} [data-testid='slider'], #viewer.{NO_HEATMAP_CLASS} {_SECOND} {{ display: none; }}\n"
+       f"body:has(#viewer.{NO_HEATMAP_CLASS}) #viewer-help .compare-help {{ display: none; }}")
 NO_HEATMAP_LABEL = "Image (no heatmap: the model gave no answer for this image)"
 #: A no-tumor call's map (Grad-CAM of "normal" glowed red on a hilum, read as a lesion: clinician walkthrough)
 NO_TUMOR_HEATMAP_LABEL = "Image ◀ ▶ Grad-CAM of the no-tumor call: where the model looked, not a lesion"
@@ -61,13 +67,21 @@ def _viewer(view: analysis.View | None, pictures: Any | None, zoomed: bool) -> A
     return gr.update(value=(outputs.png_file(pair[0]), outputs.png_file(pair[1])), label=viewer_label(view))
 
 
+def _centres(view: analysis.View) -> Any:  # noqa: ANN401 - gr.update
+    """The zoom centres offered: no "Heatmap peak" where there is no heatmap (it meant the image centre there)."""
+    if view.heatmap is None:
+        return gr.update(choices=analysis.CENTRE_CHOICES[1:], value=analysis.CENTRE_CHOICES[1])
+    return gr.update(choices=analysis.CENTRE_CHOICES, value=analysis.CENTRE_CHOICES[0])
+
+
 def after_analysis(a: analysis.Analysis, image_file: str, overlay_file: str) -> tuple[Any, ...]:
     """The viewer outputs of a new result: the whole scan in the slider, zoom back to 1x on the heatmap peak,
     boxes shown only where they hold something (stage for a stage head, the DICOM copy for a DICOM)."""
     return (
-        gr.update(value=(image_file, overlay_file), label=viewer_label(a.view)),
+        gr.update(value=(image_file, overlay_file), label=viewer_label(a.view),
+                  elem_classes=[NO_HEATMAP_CLASS] if a.view.heatmap is None else []),
         "1x",
-        analysis.CENTRE_CHOICES[0],
+        _centres(a.view),
         None,
         gr.update(visible=a.type_display is not None),
         gr.update(visible=a.stage_display is not None),
@@ -89,7 +103,8 @@ def cleared(note: str = "", frame: Any = None) -> tuple[Any, ...]:  # noqa: ANN4
     it is (an analysis about to run reads the frame asked for) unless ``frame`` says otherwise."""
     return (
         None, None, "", "", None, None, "", None, None, frame or gr.update(), note, gr.update(), gr.update(),
-        gr.update(value=None, label=VIEWER_LABEL), "1x", analysis.CENTRE_CHOICES[0], None,
+        gr.update(value=None, label=VIEWER_LABEL, elem_classes=[]), "1x",
+        gr.update(choices=analysis.CENTRE_CHOICES, value=analysis.CENTRE_CHOICES[0]), None,
         gr.update(visible=True), gr.update(visible=False), gr.update(visible=False), gr.update(visible=False),
         gr.update(value=None, visible=False), gr.update(value=None, visible=False), gr.update(visible=False),
         gr.update(interactive=True, label=OPACITY_LABEL),  # it sets the next analysis's opacity

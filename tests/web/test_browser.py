@@ -228,6 +228,11 @@ def test_an_image_of_another_task_is_refused_and_switched(page) -> None:  # noqa
     page.locator("#fb-type-agree").get_by_text("The model named no tumor type").wait_for(timeout=10_000)
     assert not page.locator("#fb-pathway-agree").is_visible()
     assert not page.get_by_text("Heatmap plausibility").first.is_visible()
+    # no heatmap: no compare handle (it compared the image with itself), no word of it, no "Heatmap peak" to zoom on
+    assert not page.locator("#viewer [data-testid='slider']").is_visible()
+    assert page.locator("#viewer [data-testid='imageslider-image']").first.is_visible()
+    assert "Drag the handle" not in page.locator("#viewer-help").inner_text()
+    assert not page.get_by_text("Heatmap peak", exact=True).is_visible()
     page.wait_for_function("() => window.medimgWork === 0", timeout=30_000)
     # named as the model list names it; a double click analyses once (a second analysis of the reader's would be
     # refused at join, and Gradio marked the outputs "Error" while the first one was still coming)
@@ -240,6 +245,10 @@ def test_an_image_of_another_task_is_refused_and_switched(page) -> None:  # noqa
     assert page.locator("#fb-type-agree").is_visible() and page.locator("#fb-pathway-agree").is_visible()
     assert page.locator("#fb-type-agree").get_by_text("Tumor type", exact=True).is_visible()
     assert page.get_by_text("Heatmap plausibility").first.is_visible()
+    # a heatmap again: the handle, its help and the peak as the zoom centre are back
+    assert page.locator("#viewer [data-testid='slider']").is_visible()
+    assert "Drag the handle" in page.locator("#viewer-help").inner_text()
+    assert page.get_by_text("Heatmap peak", exact=True).is_visible()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser_refused_then_switched.png"), full_page=True)
 

@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import lung_test_image
 
 import app
-from medimg_demo.web import handlers, viewer
+from medimg_demo.web import analysis, handlers, viewer
 from medimg_demo.web.analysis import View, stage_name
 
 
@@ -105,6 +105,11 @@ def test_a_refused_image_shows_no_empty_type_or_stage_box_and_says_there_is_no_h
     assert extra["opacity"]["interactive"] is False and "no heatmap" in extra["opacity"]["label"]
     assert dict(zip(viewer.VIEWER_OUTPUTS, handlers.clear_outputs()[13:]))["opacity"]["interactive"] is True
     assert extra["record"] == ""  # no call, no test record
+    # no compare handle (it compared the image with itself) and no "Heatmap peak" to centre a zoom on
+    assert extra["viewer"]["elem_classes"] == [viewer.NO_HEATMAP_CLASS]
+    assert extra["centre"]["choices"] == analysis.CENTRE_CHOICES[1:] and extra["centre"]["value"] == "Image centre"
+    cleared = dict(zip(viewer.VIEWER_OUTPUTS, handlers.clear_outputs()[13:]))
+    assert cleared["viewer"]["elem_classes"] == [] and cleared["centre"]["choices"] == analysis.CENTRE_CHOICES
 
 
 def test_a_call_shows_its_test_record_and_a_no_tumor_map_says_it_is_no_lesion() -> None:
@@ -126,7 +131,8 @@ def test_a_call_shows_its_test_record_and_a_no_tumor_map_says_it_is_no_lesion() 
         out = handlers.predict(str(manifest.parent / row["image"]), "lung_ct.tf_efficientnet_lite0_v2", 0.45)
         assert out[7]["status"] == "ok" and out[7]["type"]["label"] == label, out[7]
         extra = dict(zip(viewer.VIEWER_OUTPUTS, out[13:]))
-        assert extra["viewer"]["label"] == heading
+        assert extra["viewer"]["label"] == heading and extra["viewer"]["elem_classes"] == []
+        assert extra["centre"]["value"] == "Heatmap peak" and extra["centre"]["choices"] == analysis.CENTRE_CHOICES
         name = "Normal" if label == "normal" else "Adenocarcinoma"
         assert "this model called" in extra["record"] and f"*{name}*: they were" in extra["record"]
         assert "not a diagnosis" in extra["record"]

@@ -14,7 +14,7 @@ from ..analysis import CENTRE_CHOICES, WINDOW_CHOICES
 from ...models.registry import get_model
 from ...tasks import get_task
 from ..catalog import sample_cases
-from ..viewer import OPACITY_LABEL, VIEWER_HELP, VIEWER_LABEL, ZOOM_CHOICES
+from ..viewer import CSS as VIEWER_CSS, OPACITY_LABEL, VIEWER_HELP, VIEWER_LABEL, ZOOM_CHOICES
 from .common import IMAGE_BUTTONS, NEW_KEY_JS, feedback_fields
 
 #: A new file or sample: back to the file's middle frame and its own display window.
@@ -39,7 +39,7 @@ LEFT_FRAME_JS = ("async (view, frame) => { await new Promise(r => setTimeout(r, 
 #: the sample cases while the page's work holds the controls (they would replace the file under a running analysis)
 CSS = ("body.medimg-busy #samples { pointer-events: none; opacity: 0.55; }\n"
        # a caption of two lines ("Stage, learned through the type: ...") lay over the call's heading: in the flow
-       "#type-out label.float, #stage-out label.float { position: static; }")
+       "#type-out label.float, #stage-out label.float { position: static; }\n" + VIEWER_CSS)
 
 
 def _sample_label(model_id: str, label: str) -> str:
@@ -97,7 +97,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
         with gr.Column(scale=6, min_width=420):
             slider = gr.ImageSlider(label=VIEWER_LABEL, type="filepath", format="png", interactive=False,
                                     buttons=IMAGE_BUTTONS, max_height=760, elem_id="viewer")
-            gr.Markdown(VIEWER_HELP)
+            gr.Markdown(VIEWER_HELP, elem_id="viewer-help")
             with gr.Row(equal_height=False):
                 # the whole overlay, the zoomed region outlined: a click centres the zoom there
                 heat = gr.Image(label="Overview: click to zoom there", type="numpy", interactive=False,
