@@ -52,3 +52,17 @@ def test_rows_are_options_not_orders() -> None:
 def test_missing_row_raises() -> None:
     with pytest.raises(KeyError):
         pathway("lung_ct", "unknown", "Ib")
+
+
+def test_each_option_is_whole_and_each_row_cites_a_source_for_what_it_says() -> None:
+    """Options are split at ";": one inside brackets would cut an option in two. The sources were reviewed against
+    what the rows say (forty-first session): lung rows naming osimertinib cited only the 2017 ESMO guideline, from
+    before its adjuvant use (the 2021 update, Remon et al.); the brain no-tumor row cited the glioma guideline, and
+    the prolactinoma option a guideline on incidentalomas only."""
+    for key, row in table().items():
+        for option in row.options:
+            assert option.count("(") == option.count(")"), (key, option)
+        if any("osimertinib" in option for option in row.options):
+            assert "Remon et al." in row.source and "(2021)" in row.source, key
+    assert "glioma" not in pathway("brain_mri", "no_tumor").source.lower()
+    assert "Hyperprolactinemia" in pathway("brain_mri", "pituitary").source
