@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medimg_demo.probability_text import capped, percent, two_decimals, whole_percent
+from medimg_demo.probability_text import capped, two_decimals, whole_percent
 
 
 @pytest.mark.parametrize(("p", "shown"), [(0.0, 0.01), (0.004, 0.01), (0.01, 0.01), (0.37, 0.37), (0.995, 0.99),
@@ -17,4 +17,4 @@ def test_screens_show_one_to_ninety_nine_percent(p: float, shown: float) -> None
 def test_text_and_reports_never_read_certain() -> None:
     assert two_decimals(0.999) == "0.99" and two_decimals(0.001) == "0.01" and two_decimals(0.5) == "0.50"
     assert whole_percent(0.999) == "99%" and whole_percent(0.001) == "1%" and whole_percent(0.5) == "50%"
-    assert percent(0.9999) == "> 99.9%" and percent(0.0001) == "< 0.1%" and percent(0.25) == "25.0%"
+    assert whole_percent(0.9999) == "99%" and whole_percent(0.0001) == "1%" and whole_percent(0.254) == "25%"

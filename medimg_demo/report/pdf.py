@@ -31,7 +31,7 @@ from ..imaging.study import Study
 from ..models.config import ModelConfig
 from ..models.registry import get_model
 from ..notice import DISCLAIMER
-from ..probability_text import percent
+from ..probability_text import whole_percent
 from ..predict import Prediction, predict_study
 from ..tasks import get_task, stage_name
 from ..treatment import PATHWAY_NOTICE
@@ -129,7 +129,7 @@ def _answer(pred: Prediction, cfg: ModelConfig) -> list[object]:
     out: list[object] = [_p("Result", "h2")]
     if pred.status == "ok" and pred.type_label and pred.type_probs:
         out.append(Paragraph(f"Status: <b>answer given</b> - {escape(spec.label_name(pred.type_label))} "
-                             f"({percent(pred.type_probs[pred.type_label])})", STYLES["body"]))
+                             f"({whole_percent(pred.type_probs[pred.type_label])})", STYLES["body"]))
         record = record_text(call_record(cfg, pred.type_label),
                              lambda label: escape(spec.label_name(label)), strong=("<b>", "</b>"), em=("<i>", "</i>"))
         if record:
@@ -138,9 +138,11 @@ def _answer(pred: Prediction, cfg: ModelConfig) -> list[object]:
         out.append(Paragraph(f"Status: <b>{escape(pred.status)}</b> - {escape(pred.reason or '')}", STYLES["warn"]))
     if pred.type_probs:
         rows: list[list[object]] = [["Class", "Calibrated probability"]]
-        rows += [[spec.label_name(k), percent(v)] for k, v in sorted(pred.type_probs.items(), key=lambda kv: -kv[1])]
+        ranked = sorted(pred.type_probs.items(), key=lambda kv: -kv[1])
+        rows += [[spec.label_name(k), whole_percent(v)] for k, v in ranked]
         out += [Spacer(1, 2 * mm), _table(rows, [70 * mm, 40 * mm]),
-                _p("Calibrated probabilities (how the calibration was fitted: see the model card).", "caption")]
+                _p("Calibrated probabilities, in whole percent from 1% to 99% as the screens show them (the calibration's "
+                   "own error on the test split is a few points: see the figures below and the model card).", "caption")]
     out.append(_p("Stage", "h2"))
     if pred.status != "ok":
         out.append(_p(STAGE_NO_ANSWER))
@@ -155,7 +157,7 @@ def _answer(pred: Prediction, cfg: ModelConfig) -> list[object]:
             out.append(_p(spec.staging_note or STAGE_NOT_STAGED))
     else:
         out.append(Paragraph(f"Stage group <b>{escape(stage_name(pred.stage_label))}</b> "
-                             f"({percent(pred.stage_probs[pred.stage_label])}). "
+                             f"({whole_percent(pred.stage_probs[pred.stage_label])}). "
                              f"Basis: {escape(pred.stage_note or 'learned stage head')}", STYLES["body"]))
     if pred.status == "ok" and pred.lesion is not None:
         out.append(_p(f"Lesion outlined by the model: {pred.lesion.describe()}."))
