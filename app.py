@@ -41,7 +41,7 @@ from medimg_demo.imaging import isolated  # noqa: E402
 from medimg_demo.imaging.decode import MAX_BYTES  # noqa: E402
 from medimg_demo.web import expiry, files, lifecycle, outputs, upload_folders  # noqa: E402
 from medimg_demo.web.ui.analyse_tab import CSS as ANALYSE_CSS, analyse_tab  # noqa: E402
-from medimg_demo.web.ui.common import BANNER, VALIDATION_CSS, take_numbers_as_text, theme  # noqa: E402
+from medimg_demo.web.ui.common import BANNER, CONTRAST_CSS, VALIDATION_CSS, take_numbers_as_text, theme  # noqa: E402
 from medimg_demo.web.ui.performance_tab import CSS as PERFORMANCE_CSS, performance_tab  # noqa: E402
 from medimg_demo.web.ui.session_tab import session_tab  # noqa: E402
 from medimg_demo.web.ui.summary_tab import summary_tab  # noqa: E402
@@ -96,7 +96,7 @@ def launch_options() -> dict[str, Any]:
         blocked_paths=files.blocked_paths(),
         auth=auth.gradio_auth(),
         auth_message="medimg_demo - research use only. Log in with the account the session owner gave you.",
-        css="\n".join((PERFORMANCE_CSS, ANALYSE_CSS, VALIDATION_CSS)),
+        css="\n".join((PERFORMANCE_CSS, ANALYSE_CSS, VALIDATION_CSS, CONTRAST_CSS)),
         theme=theme(),  # Gradio's, with font files that hold every letter of bold text
         run_history=False,  # the browser would keep file paths and comments for the next user of the workstation
         max_file_size=MAX_BYTES,  # MEDIMG_MAX_UPLOAD_MB, as the decoder reads it (a fraction of a megabyte too)

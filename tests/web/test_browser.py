@@ -72,13 +72,14 @@ def running_app(state: Path, log_dir: Path, drop_env: tuple[str, ...] = ()) -> I
 
 
 @contextlib.contextmanager
-def browser_page(url: str, height: int) -> Iterator[Any]:
-    """A Chromium page (Debian's binary) on the app, once its upload box is there."""
+def browser_page(url: str, height: int, color_scheme: str = "light") -> Iterator[Any]:
+    """A Chromium page (Debian's binary) on the app, once its upload box is there; ``color_scheme``: the system's
+    light or dark mode, which Gradio follows."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
-            pg = browser.new_page(viewport={"width": 1400, "height": height})
+            pg = browser.new_page(viewport={"width": 1400, "height": height}, color_scheme=color_scheme)
             pg.goto(url)
             pg.wait_for_selector("input[type=file]", state="attached", timeout=60_000)
             yield pg
