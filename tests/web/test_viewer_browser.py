@@ -344,7 +344,8 @@ def test_performance_tab_tables_fit_and_read_plainly(page) -> None:  # noqa: ANN
 #: slider's handle arrows, decorative, aside): [text, contrast, colour].
 LOW_CONTRAST_JS = r"""() => {
   const rgb = s => { const m = s.match(/rgba?\(([^)]+)\)/); if (!m) return null;
-                     const v = m[1].split(',').map(parseFloat); return {c: v.slice(0, 3), a: v.length > 3 ? v[3] : 1}; };
+                     const v = m[1].split(',').map(parseFloat);
+                     return {c: v.slice(0, 3), a: v.length > 3 ? v[3] : 1}; };
   const lum = c => c.map(x => { x /= 255; return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; })
                     .reduce((s, x, i) => s + x * [0.2126, 0.7152, 0.0722][i], 0);
   const under = el => { for (; el; el = el.parentElement) { const b = rgb(getComputedStyle(el).backgroundColor);
