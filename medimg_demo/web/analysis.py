@@ -224,7 +224,7 @@ def info_markdown(study: Study, cfg: ModelConfig, pred: Prediction, seconds: flo
     if study.n_frames > 1:
         parts.append(f"frame {study.frame_index + 1} of {study.n_frames} shown")
     if pred.heatmap_class:
-        parts.append(f"heatmap: Grad-CAM for '{pred.heatmap_class}'")
+        parts.append(f"heatmap: Grad-CAM for '{get_task(pred.task).label_name(pred.heatmap_class)}'")
     if pred.ood:
         parts.append(f"out-of-distribution score {pred.ood['score']:.3g} (refused above {pred.ood['threshold']:.3g}, "
                      f"{pred.ood['method']})")

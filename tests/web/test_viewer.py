@@ -134,6 +134,7 @@ def test_a_call_shows_its_test_record_and_a_no_tumor_map_says_it_is_no_lesion() 
         assert extra["viewer"]["label"] == heading and extra["viewer"]["elem_classes"] == []
         assert extra["centre"]["value"] == "Heatmap peak" and extra["centre"]["choices"] == analysis.CENTRE_CHOICES
         name = "Normal" if label == "normal" else "Adenocarcinoma"
+        assert f"Grad-CAM for '{name}'" in out[6], out[6]  # the class by the name the call shows, not its label
         assert "this model called" in extra["record"] and f"*{name}*: they were" in extra["record"]
         assert "not a diagnosis" in extra["record"]
 
