@@ -49,6 +49,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_outputs(args: argparse.Namespace, data: Path) -> dict[str, Path]:
+    """``--out`` and ``--cases-out`` checked as every command's output files are (``cli_files.output_file``): a CSV
+    in a folder that exists, not a link, not one of the data set's own tables (``--out manifest.csv`` had replaced
+    the manifest), not each other, and not an existing file without ``--overwrite``."""
+    from .cli_files import output_file
+
+    tables = list(data.rglob("*.csv")) if data.is_dir() else []
+    outs: dict[str, Path] = {}
+    for key, option, example in (("out", "--out", "metrics.csv"), ("cases_out", "--cases-out", "cases.csv")):
+        if getattr(args, key):
+            outs[key] = output_file(Path(getattr(args, key)), [*tables, *outs.values()], option=option,
+                                    what="a CSV file name", example=example, suffixes=(".csv",),
+                                    overwrite=args.overwrite)
+    return outs
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import shutil
 
@@ -62,16 +78,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     cfg = get_model(args.model)
     data = resolve_data_dir(args.data, cfg.task)
+    outs = _evaluate_outputs(args, data)  # checked before the evaluation (minutes), as predict and report do
     runs = Path(args.runs) if args.runs else runs_dir()
     folder, source = evaluate_cached(cfg, data, args.split, runs, explain=args.explain, n_boot=args.bootstrap,
                                      seed=args.seed, force=args.force)
     metrics = pd.read_csv(folder / "metrics.csv", keep_default_na=False, na_values=[""])
     n_cases = len(pd.read_csv(folder / "cases.csv"))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        metrics.to_csv(args.out, index=False)
-    if args.cases_out:
-        shutil.copy(folder / "cases.csv", args.cases_out)
+    if "out" in outs:
+        metrics.to_csv(outs["out"], index=False)
+    if "cases_out" in outs:
+        shutil.copyfile(folder / "cases.csv", outs["cases_out"])
     print(f"{cfg.id} on {data.name}/{args.split} ({n_cases} images; {source}: {folder})")
     print(format_table(metrics))
     if args.card:
@@ -159,13 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("evaluate", help="metrics with 95%% intervals on a manifest split")
-    e.add_argument("--model", default=None)
+    e.add_argument("--model", default=None, help="model id, as `models` lists them (default: the registry's default)")
     e.add_argument("--data", default=None, help="data set folder (default: the model's task folder under the data root)")
-    e.add_argument("--split", default="test")
-    e.add_argument("--out", default=None, help="metrics CSV (metric, class, value, ci_low, ci_high)")
-    e.add_argument("--cases-out", default=None, help="per-image predictions CSV")
-    e.add_argument("--bootstrap", type=bounded(int, 10, 100_000), default=1000)
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--split", default="test", help="the manifest's split to measure: train, val or test (default)")
+    e.add_argument("--out", default=None, help="metrics CSV (metric, class, value, ci_low, ci_high); its folder must "
+                   "exist")
+    e.add_argument("--cases-out", default=None, help="per-image predictions CSV; its folder must exist")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --out or --cases-out file")
+    e.add_argument("--bootstrap", type=bounded(int, 10, 100_000), default=1000,
+                   help="bootstrap resamples for the intervals of AUC, F1 and ECE (default 1000)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     e.add_argument("--card", action="store_true", help="also copy the results to models/<id>/metrics/ and write MODEL_CARD.md")
     e.add_argument("--explain", action="store_true", help="also measure heatmap quality (localisation, deletion/insertion, sanity)")
     e.add_argument("--runs", default=None, help="runs folder for the cache and metrics log (default: $MEDIMG_RUNS_DIR or var/runs)")

@@ -97,6 +97,25 @@ def test_evaluate_writes_tidy_csv(tmp_path, tiny_registry, monkeypatch) -> None:
     assert {"accuracy", "macro_auc", "ece", "sensitivity", "specificity", "precision", "f1", "stage_accuracy"} <= set(m["metric"])
     acc = m[(m.metric == "accuracy")].iloc[0]
     assert 0 <= float(acc.ci_low) <= float(acc.value) <= float(acc.ci_high) <= 1
+    # --out and --cases-out are checked as every command's outputs, before the evaluation: `--out manifest.csv` had
+    # replaced the data set's manifest, an existing file or a link's target was overwritten, a folder was a traceback
+    manifest = (data / "manifest.csv").read_bytes()
+    (tmp_path / "link.csv").symlink_to(out)
+    refused = {"--out": [data / "manifest.csv", out, tmp_path, tmp_path / "link.csv", tmp_path / "no" / "m.csv",
+                         tmp_path / "m.txt"],
+               "--cases-out": [tmp_path / "same.csv", data / "manifest.csv"]}  # with --out same.csv --overwrite
+    for option, paths in refused.items():
+        for path in paths:
+            args = ["evaluate", "--data", str(data), "--split", "holdout", option, str(path), "--bootstrap", "50",
+                    "--runs", str(tmp_path / "refused_runs")]
+            if option == "--cases-out":
+                args += ["--out", str(tmp_path / "same.csv"), "--overwrite"]
+            assert main(args) == 2, (option, path)
+    assert (data / "manifest.csv").read_bytes() == manifest and pd.read_csv(out, keep_default_na=False).equals(m)
+    assert not (tmp_path / "refused_runs").exists() and not (tmp_path / "same.csv").exists()  # before any work
+    assert main(["evaluate", "--data", str(data), "--split", "holdout", "--out", str(out), "--overwrite",
+                 "--cases-out", str(tmp_path / "cases.csv"), "--bootstrap", "50", "--runs", str(tmp_path / "runs")]) == 0
+    assert len(pd.read_csv(tmp_path / "cases.csv")) == 16
     # --card (on a copy of the model): the card and the bundled figures the Performance tab reads, in the folder
     import shutil
 
