@@ -113,8 +113,8 @@ def test_evaluate_writes_tidy_csv(tmp_path, tiny_registry, monkeypatch) -> None:
             assert main(args) == 2, (option, path)
     assert (data / "manifest.csv").read_bytes() == manifest and pd.read_csv(out, keep_default_na=False).equals(m)
     assert not (tmp_path / "refused_runs").exists() and not (tmp_path / "same.csv").exists()  # before any work
-    assert main(["evaluate", "--data", str(data), "--split", "holdout", "--out", str(out), "--overwrite",
-                 "--cases-out", str(tmp_path / "cases.csv"), "--bootstrap", "50", "--runs", str(tmp_path / "runs")]) == 0
+    assert main(["evaluate", "--data", str(data), "--split", "holdout", "--out", str(out), "--overwrite", "--cases-out",
+                 str(tmp_path / "cases.csv"), "--bootstrap", "50", "--runs", str(tmp_path / "runs")]) == 0
     assert len(pd.read_csv(tmp_path / "cases.csv")) == 16
     # --card (on a copy of the model): the card and the bundled figures the Performance tab reads, in the folder
     import shutil
