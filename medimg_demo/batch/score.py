@@ -166,7 +166,8 @@ class BatchScorer:
             results.append((r, refused, {i: j for j, i in enumerate(keep)}, out, score))
         for i in ok:
             study, row = studies[i], rows[i]
-            row.update(image_sha256=study.sha256, modality=study.modality, frame_index=study.frame_index)
+            row.update(image_sha256=study.sha256, modality=study.modality, frame_index=study.frame_index,
+                       pixel_spacing_source=spacing_origin(study.pixel_spacing_mm, study.spacing_source))  # as predict
             pick = self._choose(results, i)
             if pick is None:
                 row.update(status="refused", model_id=None if self.auto else self.runners[0].cfg.id,
@@ -189,8 +190,7 @@ class BatchScorer:
         if m is None:
             return
         row.update(lesion_longest_diameter_px=round(m.longest_diameter_px, 1), lesion_area_px=m.area_px,
-                   lesion_longest_diameter_mm=None if m.longest_diameter_mm is None else round(m.longest_diameter_mm, 1),
-                   pixel_spacing_source=spacing_origin(study.pixel_spacing_mm, study.spacing_source))
+                   lesion_longest_diameter_mm=None if m.longest_diameter_mm is None else round(m.longest_diameter_mm, 1))
         if spec.size_rule is not None and m.longest_diameter_mm is not None:
             row["size_category"] = spec.size_rule.category(m.longest_diameter_mm)
 
@@ -227,11 +227,14 @@ class BatchScorer:
         p = cfg.calibration("type").probs(out["type"][j:j + 1])[0]
         probs = dict(zip(cfg.type_labels, p.tolist()))
         label = max(probs, key=probs.__getitem__)
-        row.update(type_label=label, type_probs=_json(probs), status="ok")
+        row.update(type_probs=_json(probs), status="ok")
         if cfg.gate is not None and probs[label] < cfg.gate.abstain_below:
+            # no type named, as predict's JSON names none ("type": null): a filter on type_label counted it as a call
             row.update(status="indeterminate", reason=f"Top probability {probs[label]:.0%} below the "
                        f"{cfg.gate.abstain_below:.0%} this model needs to give an answer.")
-        elif cfg.stage_labels and "stage" in out:
+            return
+        row["type_label"] = label
+        if cfg.stage_labels and "stage" in out:
             sp = cfg.calibration("stage").probs(out["stage"][j:j + 1])[0]
             stage = dict(zip(cfg.stage_labels, sp.tolist()))
             row.update(stage_label=max(stage, key=stage.__getitem__), stage_probs=_json(stage))

@@ -114,6 +114,24 @@ def test_noise_is_refused_without_type_or_pathway(gated_registry: Path, monkeypa
     assert ind.top2[0][1] >= ind.top2[1][1] and "Indeterminate" in ind.reason
 
 
+def test_a_batch_row_that_abstains_names_no_type_as_predict_does(gated_registry: Path) -> None:
+    """An indeterminate batch row carried the top class in ``type_label`` (predict's JSON says ``"type": null``), so a
+    filter on the column counted undecided cases as calls; and the spacing's source was filled only beside a lesion."""
+    from medimg_demo.batch.score import BatchScorer
+
+    cfg = json.loads((gated_registry / "lung_ct.tiny_v0" / "config.json").read_text())
+    cfg["gate"]["abstain_below"] = 0.99
+    (gated_registry / "lung_ct.tiny_v0" / "config.json").write_text(json.dumps(cfg))
+    scorer = BatchScorer("lung_ct.tiny_v0", prefer_onnx=False, registry=gated_registry)
+    png = png_bytes((gradient(64, 64) * 255).astype(np.uint8))
+    dcm = dicom_bytes((gradient(64, 64) * 1000).astype(np.uint16), spacing=(0.7, 0.7))
+    rows, _ = scorer.score([png, dcm], [{"path": "a.png"}, {"path": "b.dcm"}])
+    assert [r["status"] for r in rows] == ["indeterminate"] * 2, rows
+    assert all(r["type_label"] is None and r["stage_label"] is None for r in rows), rows
+    assert all(abs(sum(json.loads(r["type_probs"]).values()) - 1) < 1e-4 for r in rows)  # the probabilities stay
+    assert [r["pixel_spacing_source"] for r in rows] == [None, "file"]
+
+
 def _image(task: str, label: str | None = None) -> bytes:
     import csv
 
