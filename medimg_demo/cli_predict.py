@@ -35,6 +35,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         output_folder(args.lesion_masks, option="--lesion-masks")
     failed = 0
     for index, path in enumerate(args.paths):
+        which = f"input {index + 1} of {len(args.paths)}"  # never its name, which may carry a patient's
+        if not args.json and len(args.paths) > 1:
+            print(f"== {which} ==")
         try:
             # one frame rule everywhere (app, CLI, batch, report): the middle frame of a multi-frame DICOM unless
             # --frame asks for another; the JSON says which frame was read ("frame_index") and carries its warnings
@@ -43,7 +46,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                                  explain=args.heatmap_out is not None or args.json)
         except MedimgError as exc:
             failed += 1
-            log.error("%s", on_the_command_line(str(exc)))
+            log.error("%s%s", f"{which}: " if len(args.paths) > 1 else "", on_the_command_line(str(exc)))
             if args.json:
                 print(json.dumps({"status": "error", "reason": on_the_command_line(str(exc)), "index": index,
                                   "disclaimer": DISCLAIMER}))
@@ -51,10 +54,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         out = {**pred.to_json(), "disclaimer": DISCLAIMER}
         try:
             _write_files(args, pred, out)
-        except OSError as exc:  # the disk filled, say: the prediction is still printed, without the file
+        except NotWritten as exc:  # the disk filled, say: the prediction is still printed, without the file
             failed += 1
-            log.error("A file of input %d could not be written (%s); its prediction follows without it.", index,
-                      exc.strerror or type(exc).__name__)
+            log.error("%s could not be written for %s (%s); its prediction follows without it.", exc.what, which,
+                      exc.why)
         if args.json:
             out["index"] = index  # position in the input list: file names may carry a patient's name, so none is echoed
             print(json.dumps(out))
@@ -63,37 +66,61 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
+class NotWritten(Exception):
+    """An output file that could not be written: ``what`` names its option and path, ``why`` the system's reason."""
+
+    def __init__(self, what: str, exc: OSError) -> None:
+        super().__init__(what)
+        self.what, self.why = what, exc.strerror or type(exc).__name__
+
+
 def _write_files(args: argparse.Namespace, pred, out: dict) -> None:  # noqa: ANN001 - predict.Prediction
     """The overlay (``--heatmap-out``) and the lesion mask (``--lesion-masks``: numbered on in the folder, never named
-    after the input, whose name may carry a patient's; never a file an earlier run's JSON names)."""
+    after the input, whose name may carry a patient's; never a file an earlier run's JSON names). A failed write is
+    a :class:`NotWritten` naming the option and the path."""
     from PIL import Image
 
+    from .cli_files import shown
     from .explain.overlay import overlay
 
     if args.heatmap_out is not None and pred.heatmap is not None:
-        Image.fromarray(overlay(pred.image, pred.heatmap, args.opacity)).save(args.heatmap_out, format="PNG")
+        try:
+            Image.fromarray(overlay(pred.image, pred.heatmap, args.opacity)).save(args.heatmap_out, format="PNG")
+        except OSError as exc:
+            raise NotWritten(f"--heatmap-out {shown(args.heatmap_out)}", exc) from exc
     elif args.heatmap_out is not None:
         log.warning("No overlay written: the model gave no answer for this image (status %s)", pred.status)
     if args.lesion_masks is not None and out.get("lesion") is not None and pred.lesion_mask is not None:
         out["lesion"]["mask_png"] = None
-        path = new_file(args.lesion_masks, "lesion_mask", ".png")
+        try:
+            path = new_file(args.lesion_masks, "lesion_mask", ".png")
+        except OSError as exc:
+            raise NotWritten(f"The lesion mask in --lesion-masks {shown(args.lesion_masks)}", exc) from exc
         try:
             Image.fromarray(pred.lesion_mask.astype("uint8") * 255).save(path, format="PNG")
-        except BaseException:
+        except BaseException as exc:
             path.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise NotWritten(f"The lesion mask {shown(path)}", exc) from exc
             raise
         out["lesion"]["mask_png"] = path.name
 
 
 def _print_prediction(pred) -> None:  # noqa: ANN001 - predict.Prediction (imported lazily: no torch at start-up)
+    """The answer as the screens show it: readable names, probabilities in whole percent from 1% to 99%."""
+    from .probability_text import whole_percent
+    from .tasks import get_task, stage_name
+
     if pred.status == "refused":
         print(f"refused: {pred.reason}")
     elif pred.status == "indeterminate":
         print(pred.reason)
     else:
-        print(f"type:  {pred.type_label} ({pred.type_probs[pred.type_label]:.2f})")
+        label = get_task(pred.task).label_name(pred.type_label)
+        print(f"type:  {label} ({whole_percent(pred.type_probs[pred.type_label])})")
         if pred.stage_label is not None:
-            print(f"stage: {pred.stage_label} ({pred.stage_probs[pred.stage_label]:.2f})  [{pred.stage_note}]")
+            print(f"stage: {stage_name(pred.stage_label)} ({whole_percent(pred.stage_probs[pred.stage_label])})  "
+                  f"[{pred.stage_note}]")
         if pred.lesion is not None:
             print(f"lesion: {pred.lesion.describe()}")
         if pred.size_category is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -190,3 +191,36 @@ def test_numbers_out_of_range_are_usage_errors(argv: list[str], names: str, caps
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2 and names in capsys.readouterr().err
+
+
+def test_predict_text_names_each_input_by_position_and_reads_as_the_screens(tmp_path, capsys, caplog) -> None:
+    """Several inputs printed result blocks and errors that named no input; probabilities read "(1.00)" and labels
+    "adenocarcinoma", where every screen shows "Adenocarcinoma (99%)". A file's name may carry a patient's: the
+    position names it."""
+    good = tmp_path / "DOE_JANE.png"
+    good.write_bytes(lung_test_image().read_bytes())
+    bad = tmp_path / "SMITH_JOHN.png"
+    bad.write_text("not an image")
+    assert main(["predict", str(good), str(bad)]) == 2
+    out, logged = capsys.readouterr().out, caplog.text
+    assert "== input 1 of 2 ==" in out and "== input 2 of 2 ==" in out
+    assert "input 2 of 2: " in logged and "input 1 of 2" not in logged
+    assert re.search(r"^type:  [A-Z][a-z]+.* \((\d|[1-9]\d)%\)$", out, re.M), out
+    assert not re.search(r"\(\d\.\d\d\)", out) and "%" in out
+    assert "DOE" not in out + logged and "SMITH" not in out + logged
+
+
+def test_predict_names_the_output_it_could_not_write(tmp_path, capsys, caplog, monkeypatch) -> None:
+    """A failed write (a full disk) read "A file of input 0 could not be written": no option, no path."""
+    import errno
+
+    import PIL.Image
+
+    def full(self, fp, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        raise OSError(errno.ENOSPC, "No space left on device", str(fp))
+
+    monkeypatch.setattr(PIL.Image.Image, "save", full)
+    overlay = tmp_path / "overlay.png"
+    assert main(["predict", str(lung_test_image()), "--heatmap-out", str(overlay), "--json"]) == 2
+    assert f"--heatmap-out {overlay} could not be written for input 1 of 1 (No space left on device)" in caplog.text
+    assert json.loads(capsys.readouterr().out)["type"]["label"]  # the prediction is still printed
