@@ -92,7 +92,8 @@ def test_new_files_are_numbered_on_never_rewriting_or_reusing_a_name(tmp_path: P
     (["deidentify", "{scan}", "--out", "{old}"], "exists: give another file name"),
     (["deidentify", "{dir}/nothing.dcm", "--out", "{dir}/x.dcm"], "No such file"),  # was "upload it again"
     (["batch", "{dir}", "--out", "{dir}"], "is a folder: give the table's file name"),  # traceback after scoring
-    (["batch", "{dir}", "--out", "{old}"], "is not a batch table"),  # ArrowInvalid traceback
+    (["batch", "{dir}", "--out", "{fake}"], "is not a batch table"),  # ArrowInvalid traceback
+    (["batch", "{dir}", "--out", "{dir}/b1.csv"], "ending in .parquet"),  # had written Parquet into a .csv
     (["batch", "{dir}", "--out", "{keys}"], "is not a batch table"),  # another Parquet file: KeyError traceback
     (["batch", "{dir}", "--out", "{dir}/t.parquet", "--heatmaps", "{old}"], "is a file: give a folder"),
 ])
@@ -107,12 +108,14 @@ def test_outputs_that_do_not_fit_are_refused_before_any_model_runs(argv: list[st
     import pandas as pd
 
     pd.DataFrame({"file_key": ["k"], "other": [1]}).to_parquet(tmp_path / "keys.parquet")
-    argv = [a.format(scan=scan, old=old, dir=tmp_path, missing=tmp_path / "missing", keys=tmp_path / "keys.parquet")
-            for a in argv]
+    (tmp_path / "fake.parquet").write_bytes(b"kept")
+    argv = [a.format(scan=scan, old=old, dir=tmp_path, missing=tmp_path / "missing", keys=tmp_path / "keys.parquet",
+                     fake=tmp_path / "fake.parquet") for a in argv]
     assert main(argv) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and says in errors[0], errors
     assert old.read_bytes() == b"kept" and scan.read_bytes()[:4] == b"\x89PNG" and not (tmp_path / "missing").exists()
+    assert (tmp_path / "fake.parquet").read_bytes() == b"kept" and not (tmp_path / "b1.csv").exists()
 
 
 @pytest.mark.parametrize("argv", [["batch", "in", "--out", "t.parquet", "--batch-size", "0"],

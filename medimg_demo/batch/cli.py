@@ -17,8 +17,8 @@ def _check_table(out: Path) -> None:
     from ..cli_files import output_file, shown
     from ..errors import InputError
 
-    output_file(out, [], option="--out", what="the table's file name",
-                example="results.parquet", overwrite=True)
+    output_file(out, [], option="--out", what="the table's file name",  # a .csv name had been given Parquet bytes
+                example="results.parquet", suffixes=(".parquet",), overwrite=True)
     if out.exists():
         import pyarrow.parquet as pq
 
