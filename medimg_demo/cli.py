@@ -61,7 +61,7 @@ def _evaluate_outputs(args: argparse.Namespace, data: Path) -> dict[str, Path]:
         if getattr(args, key):
             outs[key] = output_file(Path(getattr(args, key)), [*tables, *outs.values()], option=option,
                                     what="a CSV file name", example=example, suffixes=(".csv",),
-                                    overwrite=args.overwrite)
+                                    overwrite=args.overwrite, inputs_are="that table")
     return outs
 
 
@@ -98,20 +98,42 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feedback_files(args: argparse.Namespace) -> tuple[object, Path | None]:
+    """The store named by ``--db`` (a SQLite file that exists and is one, or a URL) and ``--out`` checked as every
+    command's output files are: ``export --db store.sqlite --out store.sqlite`` had replaced the whole feedback
+    database with its CSV, and any existing file was overwritten without a word."""
+    from . import feedback
+    from .cli_files import output_file, shown
+    from .errors import InputError
+
+    db = feedback.existing_location(args.db or None)  # SQLite file or postgresql:// URL; None: env, else default
+    local = None if db is None or feedback.is_url(db) else Path(db)
+    if local is not None and local.stat().st_size:
+        with open(local, "rb") as fh:
+            if fh.read(16) != b"SQLite format 3\x00":
+                raise InputError(f"--db {shown(local)} is not a feedback store (a SQLite file): give the app's "
+                                 "feedback.sqlite, or a postgresql:// URL.")
+    stores = [] if local is None else [local, *(local.with_name(local.name + x) for x in ("-wal", "-shm", "-journal"))]
+    out = None if not args.out else output_file(Path(args.out), stores, option="--out", what="a CSV file name",
+                                                example="feedback.csv", suffixes=(".csv",), overwrite=args.overwrite,
+                                                inputs_are="the feedback store")
+    return db, out
+
+
 def _cmd_feedback(args: argparse.Namespace) -> int:
     from . import feedback
 
-    db = feedback.existing_location(args.db or None)  # SQLite file or postgresql:// URL; None: env, else default
+    db, out = _feedback_files(args)
     if args.action == "export":
-        if not args.out:
+        if out is None:
             log.error("feedback export needs --out FILE.csv")
             return 2
-        n = feedback.export_csv(db, Path(args.out))
-        log.info("Exported %d rows to %s", n, args.out)
+        n = feedback.export_csv(db, out)
+        log.info("Exported %d rows to %s", n, out)
         return 0
     summary = feedback.summarise(feedback.read_all(db))
-    if args.out:
-        feedback.write_csv(summary, Path(args.out))  # session names are typed by readers: formulas neutralised
+    if out is not None:
+        feedback.write_csv(summary, out)  # session names are typed by readers: formulas neutralised
     # as objects: a transposed table of counts and rates had printed every count as a float (1.0)
     print(summary.round(3).astype(object).set_index("session_id").T.to_string() if len(summary) else "no feedback yet")
     return 0
@@ -202,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SQLite file or postgresql:// URL (default: the app's store: $MEDIMG_DB_URL, else "
                         "$MEDIMG_FEEDBACK_DB, else feedback.sqlite in $MEDIMG_STATE_DIR, else on a Space's "
                         "/data volume, else var/feedback.sqlite)")
-    f.add_argument("--out", default=None, help="CSV to write (required for export)")
+    f.add_argument("--out", default=None, help="CSV to write (required for export; its folder must exist)")
+    f.add_argument("--overwrite", action="store_true", help="replace an existing --out file (never the store)")
     f.set_defaults(func=_cmd_feedback)
 
     di = sub.add_parser("deidentify", help="write a de-identified copy of a DICOM file (PS3.15 Annex E basic profile)")

@@ -80,18 +80,18 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def output_file(out: Path, inputs: Iterable[Path], *, option: str, what: str, example: str,
-                suffixes: tuple[str, ...] = (), overwrite: bool = False) -> Path:
+                suffixes: tuple[str, ...] = (), overwrite: bool = False, inputs_are: str = "the scan") -> Path:
     """Check an output file before any work: not a folder, none of the ``inputs`` (refused even with
     ``overwrite``), not a symbolic link (the file it points to would be written, a dangling one's too), a suffix of
     ``suffixes`` (where the format follows it), in a folder that exists and may be written, and not an existing file
     unless ``overwrite``. ``what``: what to give instead ("the report's file name"); ``example``: a file name to
-    offer in a folder given instead of a file."""
+    offer in a folder given instead of a file; ``inputs_are``: what writing over an input would destroy."""
     example_path = out / example
     if out.is_dir():
         raise InputError(f"{option} {shown(out)} is a folder: give {what}, e.g. {shown(example_path)}.")
     if any(_same(out, Path(src)) for src in inputs):
-        raise InputError(f"{option} {shown(out)} is the input: writing it would destroy the scan; give {what} of "
-                         "its own.")
+        raise InputError(f"{option} {shown(out)} is the input: writing it would destroy {inputs_are}; give {what} "
+                         "of its own.")
     if out.is_symlink():  # even dangling: the write would land wherever it points
         raise InputError(f"{option} {shown(out)} is a symbolic link (the file it points to would be written): "
                          f"give {what} that is not a link.")

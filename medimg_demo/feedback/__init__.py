@@ -4,10 +4,11 @@ row per submission), its per-session summary, and the seeded case lists of readi
 from __future__ import annotations
 
 from .record import Feedback
-from .store import (FeedbackStore, connect, existing_location, export_csv, get_prediction, open_store, read_all,
-                    read_matching, record_prediction, register_session, submit, write_csv)
+from .store import (FeedbackStore, connect, existing_location, export_csv, get_prediction, is_url, open_store,
+                    read_all, read_matching, record_prediction, register_session, submit, write_csv)
 from .summary import summarise
 
-__all__ = ["Feedback", "FeedbackStore", "connect", "existing_location", "export_csv", "get_prediction", "open_store",
+__all__ = ["Feedback", "FeedbackStore", "connect", "existing_location", "export_csv", "get_prediction", "is_url",
+           "open_store",
            "read_all", "read_matching", "record_prediction", "register_session", "submit", "summarise",
            "write_csv"]

@@ -177,7 +177,7 @@ def test_reading_session_of_20_cases_end_to_end(tmp_path, monkeypatch) -> None:
     assert s["reader_unaided_accuracy"] == pytest.approx((truth == "adenocarcinoma").mean())
 
 
-def test_feedback_cli_export_and_summary(tmp_path, store, capsys) -> None:
+def test_feedback_cli_export_and_summary(tmp_path, store, capsys, caplog) -> None:
     from medimg_demo.cli import main
 
     db = store  # --db takes a SQLite file or a postgresql:// URL
@@ -188,6 +188,22 @@ def test_feedback_cli_export_and_summary(tmp_path, store, capsys) -> None:
     assert main(["feedback", "summary", "--db", str(db)]) == 0
     text = capsys.readouterr().out
     assert "type_agreement" in text and "ALL" in text
+    # --out is checked as every command's outputs: `export --db store.sqlite --out store.sqlite` had replaced the
+    # whole store with its CSV, and an existing file was overwritten without a word
+    assert main(["feedback", "export", "--db", str(db), "--out", str(out)]) == 2
+    assert main(["feedback", "export", "--db", str(db), "--out", str(out), "--overwrite"]) == 0
+    if not str(db).startswith("postgresql://"):
+        import shutil
+
+        named_csv = tmp_path / "store.csv"  # a store under a CSV name: only the input rule stops the write
+        shutil.copyfile(db, named_csv)
+        caplog.clear()
+        assert main(["feedback", "export", "--db", str(named_csv), "--out", str(named_csv), "--overwrite"]) == 2
+        assert "is the input: writing it would destroy the feedback store" in caplog.text
+        assert len(read_all(named_csv)) == 1
+        report = tmp_path / "report.pdf"
+        report.write_bytes(b"%PDF-1.4 not a database")
+        assert main(["feedback", "summary", "--db", str(report)]) == 2  # was "Ask the deployer to check the state"
 
 
 def test_a_line_break_in_a_one_line_field_is_refused_and_a_comment_s_stays_in_its_cell(tmp_path) -> None:  # noqa: ANN001
