@@ -136,21 +136,27 @@ def _write_part(out: Path, frame: pd.DataFrame) -> None:
     os.replace(tmp, final)  # a part is whole or absent
 
 
-def merge(out: Path) -> int:
-    """Fold the part files into the table (the newest row per file key wins); returns the table's row count."""
+def merge(out: Path, drop_paths: bool = False) -> int:
+    """Fold the part files into the table (the newest row per file key wins); returns the table's row count.
+    ``drop_paths`` (``--no-paths``): no row keeps a file name, an earlier run's neither (they had stayed)."""
     parts = sorted(parts_dir(out).glob("*.parquet"))
-    if not parts:
+    named_before = drop_paths and out.is_file() and pd.read_parquet(out, columns=["path"])["path"].notna().any()
+    if not parts and not named_before:
         return len(pd.read_parquet(out, columns=["file_key"])) if out.is_file() else 0
     frames = ([pd.read_parquet(out)] if out.is_file() else []) + [pd.read_parquet(p) for p in parts]
     table = pd.concat(frames, ignore_index=True).drop_duplicates("file_key", keep="last")
     named = table["path"].notna()  # a file changed since its row was written: only its newest row stays
     table = pd.concat([table[named].drop_duplicates("path", keep="last"), table[~named]], ignore_index=True)
+    if drop_paths and table["path"].notna().any():
+        log.info("--no-paths: %d file names an earlier run wrote removed from the table", table["path"].notna().sum())
+        table["path"] = None
     tmp = out.with_name(out.name + ".tmp")
     table.to_parquet(tmp, index=False)
     os.replace(tmp, out)
     for p in parts:
         p.unlink()
-    parts_dir(out).rmdir()
+    if parts:
+        parts_dir(out).rmdir()
     return len(table)
 
 
@@ -239,7 +245,7 @@ def run_batch(input_dir: str | Path, model: str | None, out: Path, *, heatmaps: 
                 _write_part(out, frame)
                 summary.counts.update(frame["status"])
                 bar.update(len(frame))
-    merge(out)
+    merge(out, drop_paths=not keep_paths)
     summary.seconds = time.perf_counter() - start
     return summary
 

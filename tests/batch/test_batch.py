@@ -122,6 +122,25 @@ def test_killed_run_resumes_from_parts_and_changed_file_is_rescored(tiny_registr
     assert third.done == 1 and len(final) == 16 and not parts_dir(out).exists()
 
 
+def test_no_paths_leaves_no_file_name_in_the_table_an_earlier_run_wrote_either(tiny_registry: Path,
+                                                                               tmp_path: Path) -> None:
+    """A rerun with --no-paths into a table that held file names (which may carry a patient's) kept them without a
+    word; now no row of the table keeps one, and nothing is scored again for it."""
+    from medimg_demo.batch.pipeline import run_batch
+
+    (tmp_path / "in").mkdir()
+    src = _folder(tmp_path / "in")
+    (src / "DOE_JANE_1960.png").write_bytes((src / "img00.png").read_bytes())
+    out = tmp_path / "t.parquet"
+    run_batch(src, "lung_ct.tiny_v0", out, registry=tiny_registry, use_ray=False, prefer_onnx=False)
+    assert "DOE_JANE_1960.png" in set(pd.read_parquet(out)["path"])
+    again = run_batch(src, "lung_ct.tiny_v0", out, registry=tiny_registry, use_ray=False, prefer_onnx=False,
+                      keep_paths=False)
+    table = pd.read_parquet(out)
+    assert again.done == 0 and len(table) == 17 and table["path"].isna().all()
+    assert b"DOE_JANE" not in out.read_bytes()
+
+
 @pytest.mark.slow
 def test_every_bundled_onnx_forward_matches_torch_on_its_test_split() -> None:
     from medimg_demo.errors import DataError
