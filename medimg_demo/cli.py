@@ -26,9 +26,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
              for m in models]
     if args.json:
         print(json.dumps(rows, indent=2))
-    else:
+    else:  # which model each task serves (the app's and auto's choice), and the labels each head names
+        print(f"{'id':40s} {'task':10s} {'served':22s} labels")
         for r in rows:
-            print(f"{r['id']:45s} {r['task']:10s} {'(default)' if r['default'] else ''}")
+            served = ("yes, default --model" if r["default"] else "yes") if r["default_for_task"] else ""
+            labels = "; ".join(f"{head}: {', '.join(names)}" for head, names in r["labels"].items())
+            print(f"{r['id']:40s} {r['task']:10s} {served:22s} {labels}")
     return 0
 
 

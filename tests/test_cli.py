@@ -160,6 +160,9 @@ def test_default_lung_model_is_accurate_on_test_cases() -> None:
     (["feedback", "summary", "--db", "no/such/feedback.sqlite"], "No feedback store at"),  # was "no feedback yet"
     (["report", "no-such-scan.png", "--out", "."], "is a folder: give the report's file name"),
     (["batch", "no/such/folder", "--out", "x.parquet", "--model", "no_such_model"], "Unknown model 'no_such_model'"),
+    (["batch", "no/such/folder", "--out", "x.parquet"], "does not exist: give a folder"),  # was "is not one"
+    (["batch", "no/such/folder", "--out", "x.parquet", "--model", "lung_ct"],
+     "is a task, not a model: its served model is lung_ct.tf_efficientnet_lite0_v2"),  # listed all nine ids
 ])
 def test_options_that_do_not_fit_exit_2_with_what_to_change(argv: list[str], names: str, caplog) -> None:
     """Refused before any image is decoded: a logged message naming the option, exit code 2, no traceback."""

@@ -132,9 +132,12 @@ def list_files(root: str | Path, exclude: Iterable[Path] = (), follow_links: boo
     except OSError as exc:
         raise InputError(f"The batch input {shown(root)} cannot be listed ({_redacted(str(exc), str(root))}); "
                          "check the URI, the network and the credentials.") from None
+    if info.type == fs.FileType.NotFound:
+        raise InputError(f"The batch input {shown(root)} does not exist: give a folder (or object-store prefix) of "
+                         "PNG, JPEG or DICOM files.")
     if info.type != fs.FileType.Directory:
         raise InputError("The batch input must be a folder (or object-store prefix) of PNG, JPEG or DICOM files; "
-                         f"{shown(root)} is not one.")
+                         f"{shown(root)} is a file (predict or report reads one file).")
     if "://" not in str(root):
         found, skipped = _walk(Path(base), {Path(p).resolve() for p in exclude}, follow_links)
         for reason, n in sorted(skipped.items()):

@@ -91,6 +91,10 @@ def get_model(model_id: str | None = None, root: Path | None = None) -> ModelCon
     for m in models:
         if m.id == model_id:
             return m
+    served = [m.id for m in models if m.task == model_id and m.default]
+    if served:  # a task's name: say which model it serves rather than list every id
+        raise ModelError(f"{model_id!r} is a task, not a model: its served model is {served[0]} (`models` lists "
+                         "every model).")
     raise ModelError(f"Unknown model {model_id!r}. Available: {', '.join(m.id for m in models)}.")
 
 
