@@ -44,7 +44,9 @@ def table() -> dict[tuple[str, str, str], Pathway]:
             key = (r["task"], r["type"], r["stage"])
             if key in rows:
                 raise ValueError(f"Duplicate treatment row {key} in {TABLE_PATH.name}")
-            source = f"{r['guideline']} - {r['guideline_version']} ({r['guideline_year']}); {r['status']}"
+            version, year = r["guideline_version"], r["guideline_year"]  # "2024 (2024)" read twice: the year once
+            dated = version if year in version else f"{version} ({year})"
+            source = f"{r['guideline']} - {dated}; {r['status']}"
             rows[key] = Pathway(
                 task=r["task"],
                 type=r["type"],

@@ -63,6 +63,7 @@ def test_each_option_is_whole_and_each_row_cites_a_source_for_what_it_says() -> 
         for option in row.options:
             assert option.count("(") == option.count(")"), (key, option)
         if any("osimertinib" in option for option in row.options):
-            assert "Remon et al." in row.source and "(2021)" in row.source, key
+            assert "Remon et al." in row.source and "updated 2021" in row.source, key
     assert "glioma" not in pathway("brain_mri", "no_tumor").source.lower()
+    assert not re.search(r"\b(\d{4}) \(\1\)", " ".join(p.source for p in table().values()))  # "2024 (2024)"
     assert "Hyperprolactinemia" in pathway("brain_mri", "pituitary").source
