@@ -262,8 +262,12 @@ def deidentify_file(src: str | os.PathLike[str], out: str | os.PathLike[str]) ->
                     dst.write(chunk)
                     left -= len(chunk)
         os.replace(tmp, out_p)
-    except OSError as exc:
-        raise InputError("The file could not be read, or the copy written; check both paths.") from exc
+    except OSError as exc:  # which side failed: the system names its file (the scan's or the copy's scratch file)
+        reason = exc.strerror or type(exc).__name__
+        if exc.filename is not None and Path(exc.filename) == src_p:
+            raise InputError(f"The file could not be read ({reason}).") from exc
+        raise InputError(f"The copy could not be written in {out_p.parent} ({reason}); check the folder "
+                         "(and the space on its disk).") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return _result(header, identity_removed, has_pixels)

@@ -771,3 +771,33 @@ def test_compressed_pixel_data_whose_fragments_do_not_end_at_their_delimiter_are
         with pytest.raises(InputError) as err:
             deidentify(broken)
         assert "DOE" not in str(err.value)
+
+
+def test_a_failed_copy_says_which_side_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both failures read "The file could not be read, or the copy written; check both paths"."""
+    import errno
+    import os
+
+    from medimg_demo.imaging import deid
+
+    src = tmp_path / "in.dcm"
+    src.write_bytes(dicom_bytes((gradient() * 1000).astype(np.uint16)))
+    with pytest.raises(InputError, match=r"^The file could not be read \(Permission denied\)"):
+        real_open = open
+
+        def unreadable(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+            if Path(path) == src:
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr("builtins.open", unreadable)
+        deid.deidentify_file(src, tmp_path / "out.dcm")
+    monkeypatch.undo()
+
+    def full(a, b):  # noqa: ANN001
+        raise OSError(errno.ENOSPC, "No space left on device", str(a))
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(InputError, match=rf"^The copy could not be written in {tmp_path} \(No space left on device\)"):
+        deid.deidentify_file(src, tmp_path / "out.dcm")
+    assert not list(tmp_path.glob(".out.dcm.*"))  # no scratch file left
