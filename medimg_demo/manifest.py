@@ -19,9 +19,11 @@ def resolve_data_dir(data: str | Path | None, task: str | None) -> Path:
         return base
     if task and (base / task / "manifest.csv").is_file():
         return base / task
+    sets = sorted(p.parent.name for p in base.glob("*/manifest.csv")) if base.is_dir() else []
     raise DataError(
         f"No manifest.csv in {base}" + (f" or {base / task}" if task else "")
-        + "; pass --data with a data set folder or set MEDIMG_DATA_DIR."
+        + "; pass --data with a data set folder or set MEDIMG_DATA_DIR"
+        + (f" (the data sets there: {', '.join(sets)})." if sets else ".")
     )
 
 

@@ -161,3 +161,16 @@ def test_a_refusal_on_the_command_line_speaks_of_files_not_uploads(tmp_path: Pat
     # a log line's own words are its own: a path is not reworded (the formatter had printed "Give 2024")
     record = logging.LogRecord("medimg_demo.cli", logging.INFO, "", 0, "wrote %s", ("/data/Upload 2024/x.pdf",), None)
     assert OneLineFormatter("%(message)s").format(record) == "wrote /data/Upload 2024/x.pdf"
+
+
+def test_a_data_set_not_found_names_the_ones_there(tmp_path: Path) -> None:
+    """`train --task nosuch` said only "No manifest.csv in ..."; the data sets under the root are named."""
+    from medimg_demo.errors import DataError
+    from medimg_demo.manifest import resolve_data_dir
+
+    for name in ("lung_ct", "brain_mri"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.csv").write_text("image,label,split\n")
+    with pytest.raises(DataError, match=r"\(the data sets there: brain_mri, lung_ct\)\.$"):
+        resolve_data_dir(tmp_path, "nosuch")
+    assert resolve_data_dir(tmp_path, "lung_ct") == tmp_path / "lung_ct"
