@@ -18,10 +18,11 @@ log = logging.getLogger("medimg_demo")
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .models.registry import get_model, list_models
+    from .models.registry import get_model, list_models, task_models
 
     models = list_models()
     default_id = get_model().id if models else None
+    served = {m.id for m in task_models()}  # what the app and auto serve per task (its default, else its first)
     rows = [{"id": m.id, "task": m.task, "labels": m.heads, "default": m.id == default_id, "default_for_task": m.default}
              for m in models]
     if args.json:
@@ -29,9 +30,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
     else:  # which model each task serves (the app's and auto's choice), and the labels each head names
         print(f"{'id':40s} {'task':10s} {'served':22s} labels")
         for r in rows:
-            served = ("yes, default --model" if r["default"] else "yes") if r["default_for_task"] else ""
+            serves = "yes" if r["id"] in served else ""
+            serves = f"{serves}, default --model".lstrip(", ") if r["default"] else serves
             labels = "; ".join(f"{head}: {', '.join(names)}" for head, names in r["labels"].items())
-            print(f"{r['id']:40s} {r['task']:10s} {served:22s} {labels}")
+            print(f"{r['id']:40s} {r['task']:10s} {serves:22s} {labels}")
     return 0
 
 
@@ -58,7 +60,7 @@ def _evaluate_outputs(args: argparse.Namespace, data: Path) -> dict[str, Path]:
     the manifest), not each other, and not an existing file without ``--overwrite``."""
     from .cli_files import output_file
 
-    tables = list(data.rglob("*.csv")) if data.is_dir() else []
+    tables = list(data.rglob("*.csv")) if data.is_dir() and (args.out or args.cases_out) else []
     outs: dict[str, Path] = {}
     for key, option, example in (("out", "--out", "metrics.csv"), ("cases_out", "--cases-out", "cases.csv")):
         if getattr(args, key):
@@ -90,7 +92,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if "out" in outs:
         metrics.to_csv(outs["out"], index=False)
     if "cases_out" in outs:
-        shutil.copyfile(folder / "cases.csv", outs["cases_out"])
+        try:
+            shutil.copyfile(folder / "cases.csv", outs["cases_out"])
+        except shutil.SameFileError:  # --cases-out named the cached table itself: it already holds the cases
+            pass
     print(f"{cfg.id} on {data.name}/{args.split} ({n_cases} images; {source}: {folder})")
     print(format_table(metrics))
     if args.card:
@@ -109,13 +114,20 @@ def _feedback_files(args: argparse.Namespace) -> tuple[object, Path | None]:
     from .cli_files import output_file, shown
     from .errors import InputError
 
+    from .paths import feedback_store
+
     db = feedback.existing_location(args.db or None)  # SQLite file or postgresql:// URL; None: env, else default
-    local = None if db is None or feedback.is_url(db) else Path(db)
-    if local is not None and local.stat().st_size:
-        with open(local, "rb") as fh:
-            if fh.read(16) != b"SQLite format 3\x00":
-                raise InputError(f"--db {shown(local)} is not a feedback store (a SQLite file): give the app's "
-                                 "feedback.sqlite, or a postgresql:// URL.")
+    where = feedback_store() if db is None else db  # the default store is protected from --out as well
+    local = None if feedback.is_url(where) else Path(where)
+    if args.db and local is not None:
+        try:
+            with open(local, "rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            raise InputError(f"--db {shown(local)} cannot be read ({exc.strerror or type(exc).__name__}).") from None
+        if head and head != b"SQLite format 3\x00":
+            raise InputError(f"--db {shown(local)} is not a feedback store (a SQLite file): give the app's "
+                             "feedback.sqlite, or a postgresql:// URL.")
     stores = [] if local is None else [local, *(local.with_name(local.name + x) for x in ("-wal", "-shm", "-journal"))]
     out = None if not args.out else output_file(Path(args.out), stores, option="--out", what="a CSV file name",
                                                 example="feedback.csv", suffixes=(".csv",), overwrite=args.overwrite,

@@ -62,12 +62,14 @@ def shown(path: object) -> str:
     return one_line(text)
 
 
-def input_file(path: Path) -> Path:
-    """``path`` if it names a file; else an :class:`InputError` saying what it names."""
+def input_file(path: Path, name: str | None = None) -> Path:
+    """``path`` if it names a file; else an :class:`InputError` saying what it names, calling it ``name`` where
+    given ("input 2 of 3": ``predict``'s output names no file, whose name may carry a patient's)."""
+    called = name or shown(path)
     if path.is_dir():
-        raise InputError(f"{shown(path)} is a folder: give a file (batch scores a folder).")
+        raise InputError(f"{called[:1].upper()}{called[1:]} is a folder: give a file (batch scores a folder).")
     if not path.exists():
-        raise InputError(f"No such file: {shown(path)}.")
+        raise InputError(f"No such file: {called}.")
     return path
 
 

@@ -42,11 +42,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             # one frame rule everywhere (app, CLI, batch, report): the middle frame of a multi-frame DICOM unless
             # --frame asks for another; the JSON says which frame was read ("frame_index") and carries its warnings
             # the JSON carries the heatmap's peak, so a JSON run explains too (one backward more per image)
-            pred = predict_study(read_file(input_file(path), args.frame), args.model,
+            pred = predict_study(read_file(input_file(path, which), args.frame), args.model,
                                  explain=args.heatmap_out is not None or args.json)
         except MedimgError as exc:
             failed += 1
-            log.error("%s%s", f"{which}: " if len(args.paths) > 1 else "", on_the_command_line(str(exc)))
+            log.error("%s%s", f"{which}: " if len(args.paths) > 1 and which not in str(exc) else "",
+                      on_the_command_line(str(exc)))
             if args.json:
                 print(json.dumps({"status": "error", "reason": on_the_command_line(str(exc)), "index": index,
                                   "disclaimer": DISCLAIMER}))

@@ -9,6 +9,8 @@ do not have. The JSON, the feedback store and batch tables keep the calibrated v
 
 from __future__ import annotations
 
+import math
+
 #: Lowest and highest probability a screen shows.
 SHOWN_MIN, SHOWN_MAX = 0.01, 0.99
 
@@ -25,5 +27,5 @@ def two_decimals(p: float) -> str:
 
 def whole_percent(p: float) -> str:
     """``p`` as the screens' charts show it, for a line beside them and in a report: "1%" to "99%"."""
-    return f"{round(capped(p) * 100)}%"
+    return f"{math.floor(capped(p) * 100 + 0.5)}%"  # halves up, as the browser's Math.round (Python's round: to even)
 

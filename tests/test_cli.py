@@ -211,6 +211,13 @@ def test_predict_text_names_each_input_by_position_and_reads_as_the_screens(tmp_
     assert re.search(r"^type:  [A-Z][a-z]+.* \((\d|[1-9]\d)%\)$", out, re.M), out
     assert not re.search(r"\(\d\.\d\d\)", out) and "%" in out
     assert "DOE" not in out + logged and "SMITH" not in out + logged
+    folder = tmp_path / "DOE_JANE_1960"  # a folder or a missing file: named by position in the JSON too
+    folder.mkdir()
+    assert main(["predict", str(folder), str(tmp_path / "SMITH_JOHN.dcm"), "--json"]) == 2
+    out, logged = capsys.readouterr().out, caplog.text
+    reasons = [json.loads(line)["reason"] for line in out.splitlines()]
+    assert reasons == ["Input 1 of 2 is a folder: give a file (batch scores a folder).", "No such file: input 2 of 2."]
+    assert "DOE" not in out + logged and "SMITH" not in out + logged
 
 
 def test_predict_names_the_output_it_could_not_write(tmp_path, capsys, caplog, monkeypatch) -> None:

@@ -18,3 +18,4 @@ def test_text_and_reports_never_read_certain() -> None:
     assert two_decimals(0.999) == "0.99" and two_decimals(0.001) == "0.01" and two_decimals(0.5) == "0.50"
     assert whole_percent(0.999) == "99%" and whole_percent(0.001) == "1%" and whole_percent(0.5) == "50%"
     assert whole_percent(0.9999) == "99%" and whole_percent(0.0001) == "1%" and whole_percent(0.254) == "25%"
+    assert whole_percent(0.125) == "13%"  # halves up, as Gradio's Label (Math.round); Python's round gave "12%"

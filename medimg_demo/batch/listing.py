@@ -136,8 +136,9 @@ def list_files(root: str | Path, exclude: Iterable[Path] = (), follow_links: boo
         raise InputError(f"The batch input {shown(root)} does not exist: give a folder (or object-store prefix) of "
                          "PNG, JPEG or DICOM files.")
     if info.type != fs.FileType.Directory:
+        what = "a file (predict or report reads one file)" if info.type == fs.FileType.File else "not a folder"
         raise InputError("The batch input must be a folder (or object-store prefix) of PNG, JPEG or DICOM files; "
-                         f"{shown(root)} is a file (predict or report reads one file).")
+                         f"{shown(root)} is {what}.")
     if "://" not in str(root):
         found, skipped = _walk(Path(base), {Path(p).resolve() for p in exclude}, follow_links)
         for reason, n in sorted(skipped.items()):

@@ -242,6 +242,7 @@ def deidentify_file(src: str | os.PathLike[str], out: str | os.PathLike[str]) ->
 
     src_p, out_p = Path(src), Path(out)
     tmp = out_p.with_name(f".{out_p.name}.{secrets.token_hex(4)}.partial")
+    reading = True  # the side a failure without a file name is on (a read's EIO, a write's full disk)
     try:
         if out_p.resolve() == src_p.resolve():
             raise InputError("The copy must go to a new file: the original is never overwritten.")
@@ -254,17 +255,23 @@ def deidentify_file(src: str | os.PathLike[str], out: str | os.PathLike[str]) ->
                              "header; PNG and JPEG carry no DICOM attributes).")
             fp.seek(0)
             header, span, identity_removed, has_pixels = _guarded(lambda: _deidentify(fp, size))
+            reading = False
             dst.write(header)
             if span is not None:
                 fp.seek(span[0])
                 left = span[1] - span[0]
-                while left > 0 and (chunk := fp.read(min(left, 1 << 20))):
+                while left > 0:
+                    reading = True
+                    chunk = fp.read(min(left, 1 << 20))
+                    reading = False
+                    if not chunk:
+                        break
                     dst.write(chunk)
                     left -= len(chunk)
         os.replace(tmp, out_p)
-    except OSError as exc:  # which side failed: the system names its file (the scan's or the copy's scratch file)
+    except OSError as exc:  # which side failed: the file the system names, else the step that was running
         reason = exc.strerror or type(exc).__name__
-        if exc.filename is not None and Path(exc.filename) == src_p:
+        if Path(exc.filename) == src_p if exc.filename is not None else reading:
             raise InputError(f"The file could not be read ({reason}).") from exc
         raise InputError(f"The copy could not be written in {out_p.parent} ({reason}); check the folder "
                          "(and the space on its disk).") from exc

@@ -67,21 +67,22 @@ def _viewer(view: analysis.View | None, pictures: Any | None, zoomed: bool) -> A
     return gr.update(value=(outputs.png_file(pair[0]), outputs.png_file(pair[1])), label=viewer_label(view))
 
 
-def _centres(view: analysis.View) -> Any:  # noqa: ANN401 - gr.update
+def _centres(heatmap: bool) -> Any:  # noqa: ANN401 - gr.update
     """The zoom centres offered: no "Heatmap peak" where there is no heatmap (it meant the image centre there)."""
-    if view.heatmap is None:
+    if not heatmap:
         return gr.update(choices=analysis.CENTRE_CHOICES[1:], value=analysis.CENTRE_CHOICES[1])
     return gr.update(choices=analysis.CENTRE_CHOICES, value=analysis.CENTRE_CHOICES[0])
 
 
 def after_analysis(a: analysis.Analysis, image_file: str, overlay_file: str) -> tuple[Any, ...]:
-    """The viewer outputs of a new result: the whole scan in the slider, zoom back to 1x on the heatmap peak,
-    boxes shown only where they hold something (stage for a stage head, the DICOM copy for a DICOM)."""
+    """The viewer outputs of a new result: the whole scan in the slider, zoom back to 1x on the heatmap peak (the
+    image centre without a heatmap), boxes shown only where they hold something (stage for a stage head, the DICOM
+    copy for a DICOM)."""
     return (
         gr.update(value=(image_file, overlay_file), label=viewer_label(a.view),
                   elem_classes=[NO_HEATMAP_CLASS] if a.view.heatmap is None else []),
         "1x",
-        _centres(a.view),
+        _centres(a.view.heatmap is not None),
         None,
         gr.update(visible=a.type_display is not None),
         gr.update(visible=a.stage_display is not None),
@@ -103,8 +104,7 @@ def cleared(note: str = "", frame: Any = None) -> tuple[Any, ...]:  # noqa: ANN4
     it is (an analysis about to run reads the frame asked for) unless ``frame`` says otherwise."""
     return (
         None, None, "", "", None, None, "", None, None, frame or gr.update(), note, gr.update(), gr.update(),
-        gr.update(value=None, label=VIEWER_LABEL, elem_classes=[]), "1x",
-        gr.update(choices=analysis.CENTRE_CHOICES, value=analysis.CENTRE_CHOICES[0]), None,
+        gr.update(value=None, label=VIEWER_LABEL, elem_classes=[]), "1x", _centres(True), None,
         gr.update(visible=True), gr.update(visible=False), gr.update(visible=False), gr.update(visible=False),
         gr.update(value=None, visible=False), gr.update(value=None, visible=False), gr.update(visible=False),
         gr.update(interactive=True, label=OPACITY_LABEL),  # it sets the next analysis's opacity

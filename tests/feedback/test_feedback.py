@@ -177,7 +177,7 @@ def test_reading_session_of_20_cases_end_to_end(tmp_path, monkeypatch) -> None:
     assert s["reader_unaided_accuracy"] == pytest.approx((truth == "adenocarcinoma").mean())
 
 
-def test_feedback_cli_export_and_summary(tmp_path, store, capsys, caplog) -> None:
+def test_feedback_cli_export_and_summary(tmp_path, store, capsys, caplog, monkeypatch) -> None:
     from medimg_demo.cli import main
 
     db = store  # --db takes a SQLite file or a postgresql:// URL
@@ -200,6 +200,9 @@ def test_feedback_cli_export_and_summary(tmp_path, store, capsys, caplog) -> Non
         caplog.clear()
         assert main(["feedback", "export", "--db", str(named_csv), "--out", str(named_csv), "--overwrite"]) == 2
         assert "is the input: writing it would destroy the feedback store" in caplog.text
+        monkeypatch.setenv("MEDIMG_FEEDBACK_DB", str(named_csv))  # the default store, no --db: protected as well
+        monkeypatch.delenv("MEDIMG_DB_URL", raising=False)
+        assert main(["feedback", "export", "--out", str(named_csv), "--overwrite"]) == 2
         assert len(read_all(named_csv)) == 1
         report = tmp_path / "report.pdf"
         report.write_bytes(b"%PDF-1.4 not a database")

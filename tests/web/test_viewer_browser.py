@@ -360,6 +360,12 @@ LOW_CONTRAST_JS = r"""() => {
     const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
     if (ratio < 4.5) low.push([text.slice(0, 60), Math.round(ratio * 100) / 100, style.color]);
   }
+  for (const el of document.querySelectorAll('input[placeholder], textarea[placeholder]')) {  // "e.g. reader07"
+    if (!el.placeholder || el.value || !el.offsetParent) continue;
+    const color = getComputedStyle(el, '::placeholder').color, a = lum(rgb(color).c), b = lum(under(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) low.push([el.placeholder.slice(0, 60), Math.round(ratio * 100) / 100, color]);
+  }
   return low; }"""
 
 
@@ -367,8 +373,8 @@ LOW_CONTRAST_JS = r"""() => {
 def test_every_text_reads_in_light_and_dark_mode(app_url: str, scheme: str) -> None:  # noqa: F811
     """In dark mode (the system's, which Gradio follows; reading rooms are dark) the banner's "Research use only -
     not a medical device" was white on its pale yellow: contrast 1.01, unreadable. White on the orange buttons read at
-    2.8, the open tab's name at 2.8 and hints at 1.9 (WCAG asks 4.5). Every visible text of every tab, with a case
-    analysed, is checked against what lies under it."""
+    2.8, the open tab's name at 2.8, hints and placeholders at 1.9 (WCAG asks 4.5). Every visible text and empty
+    field's placeholder of every tab, with a case analysed, is checked against what lies under it."""
     with browser_page(app_url, 1000, scheme) as page:
         _sample(page, "Lung CT: Adenocarcinoma")
         _wait_viewer(page)

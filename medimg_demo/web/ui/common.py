@@ -64,11 +64,13 @@ MONO_FONTS = [gr.themes.LocalFont("IBM Plex Mono", weights=(400, 700)), "ui-mono
 def theme() -> gr.themes.Base:
     """Gradio's default theme with :data:`FONTS` and :data:`MONO_FONTS`, its primary buttons two shades darker:
     their white text read at a contrast of 2.8 (3.6 in dark mode), where WCAG asks 4.5 for text; 5.2 now. The open
-    tab's name likewise (:data:`CONTRAST_CSS`). Subdued text (a slider's ends, hints) on white read at 1.9, 4.8 now."""
+    tab's name likewise (:data:`CONTRAST_CSS`). Subdued text (a slider's ends, hints) and the placeholders in empty
+    fields ("e.g. reader07") on white read at 1.9, 4.8 now; dark mode's placeholders at 3.1, lighter now."""
     return gr.themes.Default(font=FONTS, font_mono=MONO_FONTS).set(
         button_primary_background_fill="*primary_700", button_primary_background_fill_hover="*primary_800",
         button_primary_background_fill_dark="*primary_700", button_primary_background_fill_hover_dark="*primary_800",
-        body_text_color_subdued="*neutral_500")
+        body_text_color_subdued="*neutral_500", input_placeholder_color="*neutral_500",
+        input_placeholder_color_dark="*neutral_400")
 
 
 #: The open tab's name in orange text: Gradio's accent (orange 500) on white read at 2.8; orange 700 reads at 5.2.
