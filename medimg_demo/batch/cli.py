@@ -42,7 +42,10 @@ def _cmd_batch(args: argparse.Namespace) -> int:
                         ray_address=args.ray_address, use_ray=not args.no_ray, concurrency=args.concurrency,
                         batch_size=args.batch_size, keep_paths=not args.no_paths, prefer_onnx=not args.torch,
                         follow_links=args.follow_links)
+    from ..notice import DISCLAIMER
+
     print(summary.line())
+    print(DISCLAIMER)  # also in the table's Parquet metadata (pipeline.NOTICE_KEY)
     return 0
 
 

@@ -136,12 +136,28 @@ def _write_part(out: Path, frame: pd.DataFrame) -> None:
     os.replace(tmp, final)  # a part is whole or absent
 
 
+#: The key of the research-use notice in the table's Parquet metadata: a table passed on carries it.
+NOTICE_KEY = b"medimg_demo.notice"
+
+
+def _write_table(table: pd.DataFrame, path: Path) -> None:
+    """``table`` as Parquet, with the research-use notice in its file metadata (beside pandas' own)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..notice import DISCLAIMER
+
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    pq.write_table(arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), NOTICE_KEY: DISCLAIMER.encode()}),
+                   path)
+
+
 def merge(out: Path, drop_paths: bool = False) -> int:
     """Fold the part files into the table (the newest row per file key wins); returns the table's row count.
     ``drop_paths`` (``--no-paths``): no row keeps a file name, an earlier run's neither (they had stayed)."""
     parts = sorted(parts_dir(out).glob("*.parquet"))
     named_before = drop_paths and out.is_file() and pd.read_parquet(out, columns=["path"])["path"].notna().any()
-    if not parts and not named_before:
+    if not parts and not named_before:  # nothing to add (a table of an earlier version gains its notice next time)
         return len(pd.read_parquet(out, columns=["file_key"])) if out.is_file() else 0
     frames = ([pd.read_parquet(out)] if out.is_file() else []) + [pd.read_parquet(p) for p in parts]
     table = pd.concat(frames, ignore_index=True).drop_duplicates("file_key", keep="last")
@@ -151,7 +167,7 @@ def merge(out: Path, drop_paths: bool = False) -> int:
         log.info("--no-paths: %d file names an earlier run wrote removed from the table", table["path"].notna().sum())
         table["path"] = None
     tmp = out.with_name(out.name + ".tmp")
-    table.to_parquet(tmp, index=False)
+    _write_table(table, tmp)
     os.replace(tmp, out)
     for p in parts:
         p.unlink()

@@ -139,6 +139,13 @@ def test_no_paths_leaves_no_file_name_in_the_table_an_earlier_run_wrote_either(t
     table = pd.read_parquet(out)
     assert again.done == 0 and len(table) == 17 and table["path"].isna().all()
     assert b"DOE_JANE" not in out.read_bytes()
+    # a table passed on says what it is: the research-use notice in its Parquet metadata
+    import pyarrow.parquet as pq
+
+    from medimg_demo.batch.pipeline import NOTICE_KEY
+    from medimg_demo.notice import DISCLAIMER
+
+    assert pq.read_schema(out).metadata[NOTICE_KEY].decode() == DISCLAIMER
 
 
 @pytest.mark.slow
