@@ -17,7 +17,7 @@ from .imaging.study import Study
 from .models.calibrate import calibrated_softmax
 from .models.calibration import Calibration
 from .models.config import ModelConfig
-from .models.gate import GateStats, header_refusal, load_gate
+from .models.gate import GateStats, header_refusal, load_gate, ood_refusal
 from .models.network import TumorNet, load_model
 from .models.precision import bf16_supported, default_precision  # noqa: F401 - bf16_supported: public here too
 from .models.preprocess import model_pixels, to_tensor
@@ -182,9 +182,7 @@ class Predictor:
         ood = self.ood(pooled, logits["type"]) if pooled is not None else None
         if gate and ood is not None and ood["score"] > ood["threshold"]:
             spec = get_task(cfg.task)
-            return self._refused(study, f"This image is not similar enough to the {spec.title} images this model "
-                                        f"was trained on (out-of-distribution score {ood['score']:.3g} above "
-                                        f"{ood['threshold']:.3g}). No answer is given.", ood)
+            return self._refused(study, ood_refusal(spec.title, ood["score"], ood["threshold"]), ood)
         type_probs = _probs(logits["type"], cfg.type_labels, cfg.calibration("type"))
         type_label = max(type_probs, key=type_probs.__getitem__)
         status, reason, top2 = "ok", None, None

@@ -23,7 +23,7 @@ from ..imaging.known_spacing import spacing_origin
 from ..imaging.study import Study
 from ..models.config import ModelConfig
 from ..models.export import OnnxForward, torch_forward
-from ..models.gate import GateStats, header_refusal, load_gate, score_temperature
+from ..models.gate import GateStats, header_refusal, load_gate, ood_refusal, score_temperature
 from ..models.preprocess import model_pixels, to_batch
 from ..models.registry import AUTO, get_model, task_models
 from ..explain.lesion import mask_from_probs, measure
@@ -220,9 +220,8 @@ class BatchScorer:
         if score is not None and cfg.gate is not None:
             row.update(ood_score=float(score[j]), ood_threshold=cfg.gate.threshold, ood_method=cfg.gate.method)
             if not score[j] <= cfg.gate.threshold:
-                row.update(status="refused", reason=f"Not similar enough to the {get_task(cfg.task).title} images "
-                           f"this model was trained on (out-of-distribution score {float(score[j]):.3g} above "
-                           f"{cfg.gate.threshold:.3g}). No answer is given.")
+                row.update(status="refused", reason=ood_refusal(get_task(cfg.task).title, float(score[j]),
+                                                                cfg.gate.threshold))
                 return
         p = cfg.calibration("type").probs(out["type"][j:j + 1])[0]
         probs = dict(zip(cfg.type_labels, p.tolist()))

@@ -229,6 +229,20 @@ def known_body_parts() -> set[str]:
     return {part for spec in TASKS.values() for part in spec.body_parts}
 
 
+def ood_refusal(title: str, score: float, threshold: float) -> str:
+    """Why an image the gate refuses gets no answer, for the page, the report, the JSON and batch rows alike: how far
+    its score lies past the most the model accepts, as a ratio where both are positive (Mahalanobis, kNN), which
+    a reader takes in more easily than "2.84e+04 above 5.62e+03"."""
+    if score > 0 and threshold > 0:
+        ratio = score / threshold
+        past = "just above" if ratio < 1.05 else f"{ratio:.1f} times"
+        how = f" is {past} the most the model accepts ({score:.3g}; refused above {threshold:.3g})"
+    else:
+        how = f", {score:.3g}, is above the most the model accepts, {threshold:.3g}"
+    return (f"This image is not similar enough to the {title} images this model was trained on: its "
+            f"out-of-distribution score{how}. No answer is given.")
+
+
 def header_refusal(modality: str | None, body_part: str | None, task: str) -> str | None:
     """Why a DICOM header rules the image out for ``task`` ("Modality NM; this model reads CT"), or None."""
     from ..tasks import get_task

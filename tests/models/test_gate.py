@@ -132,6 +132,27 @@ def test_a_batch_row_that_abstains_names_no_type_as_predict_does(gated_registry:
     assert [r["pixel_spacing_source"] for r in rows] == [None, "file"]
 
 
+def test_a_refusal_says_how_far_past_the_gate_the_image_lies_and_batch_says_the_same(gated_registry: Path,
+                                                                                      monkeypatch) -> None:
+    """"out-of-distribution score 2.84e+04 above 5.62e+03" left a clinician to divide; batch rows worded it apart."""
+    from medimg_demo.batch.score import BatchScorer
+    from medimg_demo.models.gate import ood_refusal
+    from medimg_demo.predict import predict_study
+
+    assert "is 5.1 times the most the model accepts (2.84e+04; refused above 5.62e+03)" in ood_refusal("CT", 28400,
+                                                                                                        5615)
+    assert "is just above the most" in ood_refusal("CT", 5700, 5558)
+    assert "score, -3, is above the most the model accepts, -5." in ood_refusal("CT", -3, -5)  # energy: no ratio
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(gated_registry))
+    noise = png_bytes(np.random.default_rng(1).integers(0, 256, (64, 64), dtype=np.uint8))
+    pred = predict_study(read_bytes(noise))
+    rows, _ = BatchScorer("lung_ct.tiny_v0", prefer_onnx=False, registry=gated_registry).score([noise], [{"path": "n"}])
+    assert pred.status == rows[0]["status"] == "refused" and "times the most the model accepts" in pred.reason
+    score, threshold = pred.ood["score"], pred.ood["threshold"]
+    assert pred.reason == ood_refusal("Lung CT", score, threshold)
+    assert rows[0]["reason"] == ood_refusal("Lung CT", rows[0]["ood_score"], threshold)
+
+
 def _image(task: str, label: str | None = None) -> bytes:
     import csv
 
