@@ -30,8 +30,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     else:  # which model each task serves (the app's and auto's choice), and the labels each head names
         print(f"{'id':40s} {'task':10s} {'served':22s} labels")
         for r in rows:
-            serves = "yes" if r["id"] in served else ""
-            serves = f"{serves}, default --model".lstrip(", ") if r["default"] else serves
+            serves = ", ".join(w for w, on in (("yes", r["id"] in served), ("default --model", r["default"])) if on)
             labels = "; ".join(f"{head}: {', '.join(names)}" for head, names in r["labels"].items())
             print(f"{r['id']:40s} {r['task']:10s} {serves:22s} {labels}")
     return 0
@@ -113,7 +112,6 @@ def _feedback_files(args: argparse.Namespace) -> tuple[object, Path | None]:
     from . import feedback
     from .cli_files import output_file, shown
     from .errors import InputError
-
     from .paths import feedback_store
 
     db = feedback.existing_location(args.db or None)  # SQLite file or postgresql:// URL; None: env, else default
@@ -214,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="metrics with 95%% intervals on a manifest split")
     e.add_argument("--model", default=None, help="model id, as `models` lists them (default: the registry's default)")
     e.add_argument("--data", default=None, help="data set folder (default: the model's task folder under the data root)")
-    e.add_argument("--split", default="test", help="the manifest's split to measure: train, val or test (default)")
+    e.add_argument("--split", default="test", help="the manifest's split to measure (default test; val, train or "
+                   "another the manifest names)")
     e.add_argument("--out", default=None, help="metrics CSV (metric, class, value, ci_low, ci_high); its folder must "
                    "exist")
     e.add_argument("--cases-out", default=None, help="per-image predictions CSV; its folder must exist")

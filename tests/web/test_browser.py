@@ -274,6 +274,32 @@ def test_the_pages_own_work_holds_the_controls_that_would_start_more(page) -> No
     assert page.evaluate(HELD)["analyse"] is False and page.evaluate(HELD)["samples"] is False
 
 
+def test_a_keyboard_reader_keeps_the_focus_and_sees_it(page) -> None:  # noqa: ANN001
+    """A held control lost the focus (a disabled button, the inert sample cases) to the top of the page, where a
+    screen reader read on; radios and sliders showed no focus ring (keyboard walkthrough)."""
+    active = "() => document.activeElement && document.activeElement.innerText"
+    sample = page.get_by_role("button", name="Lung CT: Adenocarcinoma", exact=True)
+    sample.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.activeElement === document.body", timeout=10_000)  # held
+    page.locator("#type-out").get_by_text("Adenocarcinoma").first.wait_for(timeout=90_000)
+    page.wait_for_function("() => window.medimgWork === 0", timeout=30_000)
+    page.wait_for_function(f"() => ({active})() === 'Lung CT: Adenocarcinoma'", timeout=5_000)  # given back
+    page.locator("#analyse-run").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => window.medimgWork === 0 && document.activeElement?.id === 'analyse-run'",
+                           timeout=90_000)
+    page.keyboard.press("Tab")
+    assert page.evaluate(active) == "Download report (PDF)"  # on from where it was, not from the page's top
+    for selector in ("#opacity input[type=range]", "input[type=radio][value='2x']"):
+        page.locator(selector).focus()
+        page.keyboard.press("Shift+Tab")
+        page.keyboard.press("Tab")  # back by keyboard: :focus-visible
+        ring = page.evaluate("() => [getComputedStyle(document.activeElement).outlineStyle, "
+                             "parseFloat(getComputedStyle(document.activeElement).outlineWidth)]")
+        assert ring[0] != "none" and ring[1] >= 2, (selector, ring)
+
+
 def test_reading_session_of_20_cases_in_the_browser(page, tmp_path) -> None:  # noqa: ANN001
     """A reader walks through 20 cases: own call first, then the model's output, then feedback."""
     page.get_by_role("tab", name="Reading session").click()

@@ -28,16 +28,29 @@ RESET_FRAME_JS = "() => [null, 'File default']"
 HELD = 7  # Analyse, the model, the frame box, the report, the copy, the file box, the model switch (analyse_tab: held)
 _UPDATE = "{__type__: 'update', interactive: %s}"
 _SAMPLES = "document.getElementById('samples')"
-HOLD_JS = ("() => { window.medimgWork = (window.medimgWork || 0) + 1; document.body.classList.add('medimg-busy'); "
-           f"{_SAMPLES}?.setAttribute('inert', ''); return Array({HELD}).fill({_UPDATE % 'false'}); }}")
+#: A held control loses the keyboard focus (a disabled button, an inert sample case): the page fell back to its top,
+#: where a screen reader then read on. The control that had it gets it back once everything is let go, unless the
+#: reader has moved on meanwhile (tried for a few frames, while Gradio turns the controls back on).
+_KEEP_FOCUS = "if (!window.medimgWork) window.medimgFocus = document.activeElement; "
+_GIVE_FOCUS_BACK = ("const f = window.medimgFocus; window.medimgFocus = null; let tries = 0; const back = () => { "
+                    "if (!f || f === document.body || (document.activeElement && document.activeElement !== "
+                    "document.body)) return; if (f.isConnected && !f.disabled && f.offsetParent) { "
+                    "f.focus({preventScroll: true}); return; } if (++tries < 30) requestAnimationFrame(back); }; "
+                    "requestAnimationFrame(back); ")
+HOLD_JS = (f"() => {{ {_KEEP_FOCUS}window.medimgWork = (window.medimgWork || 0) + 1; "
+           f"document.body.classList.add('medimg-busy'); {_SAMPLES}?.setAttribute('inert', ''); "
+           f"return Array({HELD}).fill({_UPDATE % 'false'}); }}")
 RELEASE_JS = ("() => { const n = window.medimgWork = Math.max(0, (window.medimgWork || 0) - 1); "
-              f"if (n === 0) {{ document.body.classList.remove('medimg-busy'); {_SAMPLES}?.removeAttribute('inert'); }} "
-              f"return Array({HELD}).fill({_UPDATE % 'n === 0'}); }}")
+              f"if (n === 0) {{ document.body.classList.remove('medimg-busy'); {_SAMPLES}?.removeAttribute('inert'); "
+              f"{_GIVE_FOCUS_BACK}}} return Array({HELD}).fill({_UPDATE % 'n === 0'}); }}")
 #: the frame box left: its number, or none when the Analyse button took the focus (that click reads the box itself)
 LEFT_FRAME_JS = ("async (view, frame) => { await new Promise(r => setTimeout(r, 0)); "
                  "return [view, document.activeElement?.closest?.('#analyse-run') ? null : frame]; }")
 #: the sample cases while the page's work holds the controls (they would replace the file under a running analysis)
 CSS = ("body.medimg-busy #samples { pointer-events: none; opacity: 0.55; }\n"
+       # Gradio's radios and sliders showed no focus ring: a keyboard reader could not see where it was
+       "input[type=radio]:focus-visible, input[type=range]:focus-visible, input[type=checkbox]:focus-visible "
+       "{ outline: 2px solid var(--primary-700); outline-offset: 2px; }\n"
        # a caption of two lines ("Stage, learned through the type: ...") lay over the call's heading: in the flow
        "#type-out label.float, #stage-out label.float { position: static; }\n" + VIEWER_CSS)
 
