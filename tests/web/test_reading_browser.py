@@ -83,6 +83,8 @@ def test_answers_are_required_and_the_reveal_shows_both_calls(page) -> None:  # 
     compare.get_by_text("Your read:").wait_for(timeout=30_000)
     text = compare.inner_text()
     assert "Adenocarcinoma, Stage IIIA (confidence 4/5)" in text and "Model:" in text and "_" not in text
+    # the focus goes to the comparison (the Record button it was on had gone: it fell to the page's top)
+    page.wait_for_function("() => document.activeElement?.closest?.('#session-compare')", timeout=5_000)
     before = page.locator("#session-case img").get_attribute("src")
     page.locator("#session-zoom").get_by_label("2x", exact=True).check()  # zoom, drawn on the server
     page.wait_for_function("([b]) => { const i = document.querySelector('#session-case img'); "
@@ -101,6 +103,9 @@ def test_answers_are_required_and_the_reveal_shows_both_calls(page) -> None:  # 
     submit.click()
     page.locator("#session-progress").get_by_text("Case 2 of 3").wait_for(timeout=60_000)
     assert not page.locator("#session-own-confidence input:checked").count()  # the last case's rating is not kept
+    # and then to the next own read's first answer (36 Tabs away from the page's top)
+    page.wait_for_function("() => document.activeElement?.matches?.('#session-own-read input[type=radio]')",
+                           timeout=5_000)
     # case 2 opens whole: case 1's 2x zoom had opened it as a crop of its centre during the own read
     assert page.locator("#session-zoom").get_by_label("1x", exact=True).is_checked()
 

@@ -15,6 +15,15 @@ from ..session_view import DEFAULT_DISPLAY, ZOOMS
 from .common import IMAGE_BUTTONS, label_dropdown, rating
 
 
+def _focus_js(selector: str) -> str:
+    """Browser code that moves the keyboard focus to the first visible match of ``selector`` (made focusable if it is
+    text), tried for a few frames while Gradio shows it."""
+    return ("() => { let tries = 0; const go = () => { const el = [...document.querySelectorAll(%s)]"
+            ".find(e => e.offsetParent); if (el) { if (!el.matches('input, button, textarea, select, a')) "
+            "el.tabIndex = -1; el.focus(); return; } if (++tries < 30) requestAnimationFrame(go); }; "
+            "requestAnimationFrame(go); return []; }" % json.dumps(selector))
+
+
 def _display_controls() -> tuple[list[gr.components.Component], gr.Button]:
     """Level/width on the 8-bit display values, zoom and its centre (percent of width and height)."""
     d = DEFAULT_DISPLAY
@@ -130,8 +139,11 @@ def session_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -> No
         tab.select(None, named, named, js=_offer_last_js([value for _, value in choices]), api_visibility="private")
     # a missing answer: the validator marks the field (nothing runs); a later failure shows on the progress line
     # only, so that an error never covers the case image
-    record.click(r.session_unaided, [state, r_type, r_stage, r_conf], revealed, api_name="session_read",
-                 validator=r.validate_read, show_progress_on=[progress])
+    read = record.click(r.session_unaided, [state, r_type, r_stage, r_conf], revealed, api_name="session_read",
+                        validator=r.validate_read, show_progress_on=[progress])
+    # the focus goes where the reader goes on: its button had gone with the own read (keyboard walkthrough), so a
+    # screen reader fell back to the page's top; now to the comparison of both calls, then to the next own read
+    read.success(None, None, None, js=_focus_js("#session-compare"), api_visibility="private")
     nxt_done = nxt.click(
         r.session_aided,
         [state, *fields],
@@ -143,6 +155,7 @@ def session_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -> No
     zoom_keys = ("zoom", "pan_x", "pan_y")
     nxt_done.success(None, None, display[2:], js=f"() => {json.dumps([DEFAULT_DISPLAY[k] for k in zoom_keys])}",
                      api_visibility="private")
+    nxt_done.success(None, None, None, js=_focus_js("#session-own-read input[type=radio]"), api_visibility="private")
     defaults = tuple(DEFAULT_DISPLAY[k] for k in ("level", "width", "zoom", "pan_x", "pan_y"))
     # the browser resets the controls itself (no server event), then the server draws the case again
     reset.click(None, None, display, js=f"() => {json.dumps(list(defaults))}").then(
