@@ -40,6 +40,7 @@ from medimg_demo.web import auth  # noqa: E402
 from medimg_demo.imaging import isolated  # noqa: E402
 from medimg_demo.imaging.decode import MAX_BYTES  # noqa: E402
 from medimg_demo.web import expiry, files, lifecycle, outputs, upload_folders  # noqa: E402
+from medimg_demo.web.ui.a11y import PAGE_JS  # noqa: E402
 from medimg_demo.web.ui.analyse_tab import CSS as ANALYSE_CSS, analyse_tab  # noqa: E402
 from medimg_demo.web.ui.common import BANNER, CONTRAST_CSS, VALIDATION_CSS, take_numbers_as_text, theme  # noqa: E402
 from medimg_demo.web.ui.performance_tab import CSS as PERFORMANCE_CSS, performance_tab  # noqa: E402
@@ -98,6 +99,7 @@ def launch_options() -> dict[str, Any]:
         auth_message="medimg_demo - research use only. Log in with the account the session owner gave you.",
         css="\n".join((PERFORMANCE_CSS, ANALYSE_CSS, VALIDATION_CSS, CONTRAST_CSS)),
         theme=theme(),  # Gradio's, with font files that hold every letter of bold text
+        js=PAGE_JS,  # text alternatives of the pictures, announced validation messages (web/ui/a11y.py)
         run_history=False,  # the browser would keep file paths and comments for the next user of the workstation
         max_file_size=MAX_BYTES,  # MEDIMG_MAX_UPLOAD_MB, as the decoder reads it (a fraction of a megabyte too)
         # Gradio keeps about 340 KB per page (session hash), and any client can open pages: 1,000 pages at most

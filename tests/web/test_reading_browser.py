@@ -40,8 +40,10 @@ def page(app_url: str):  # noqa: ANN201
 
 
 def _error_shown(page, text: str) -> None:  # noqa: ANN001
-    """The message that an answer is missing, shown on the page (beside its field)."""
+    """The message that an answer is missing, shown on the page (beside its field) and announced (role alert: a
+    screen reader had heard nothing)."""
     page.get_by_text(text).first.wait_for(state="visible", timeout=30_000)
+    page.get_by_role("alert").filter(has_text=text).first.wait_for(state="visible", timeout=5_000)
 
 
 def _choose(page, dropdown_label: str, option: str) -> None:  # noqa: ANN001
@@ -85,6 +87,8 @@ def test_answers_are_required_and_the_reveal_shows_both_calls(page) -> None:  # 
     assert "Adenocarcinoma, Stage IIIA (confidence 4/5)" in text and "Model:" in text and "_" not in text
     # the focus goes to the comparison (the Record button it was on had gone: it fell to the page's top)
     page.wait_for_function("() => document.activeElement?.closest?.('#session-compare')", timeout=5_000)
+    page.wait_for_function("() => document.querySelector('#session-case img')?.alt === 'The case to read' && "
+                           "document.querySelector('#session-heatmap img')?.alt.includes('Grad-CAM')", timeout=5_000)
     before = page.locator("#session-case img").get_attribute("src")
     page.locator("#session-zoom").get_by_label("2x", exact=True).check()  # zoom, drawn on the server
     page.wait_for_function("([b]) => { const i = document.querySelector('#session-case img'); "

@@ -385,3 +385,23 @@ def test_every_text_reads_in_light_and_dark_mode(app_url: str, scheme: str) -> N
             page.wait_for_timeout(1500)  # the tab's figures drawn
             assert page.evaluate(LOW_CONTRAST_JS) == [], (scheme, tab)
         _shot(page, f"contrast_{scheme}.png")
+
+
+def test_pictures_and_figures_carry_text_for_a_screen_reader(page) -> None:  # noqa: ANN001
+    """The scan, its heatmap and the overview had an empty text alternative, and every figure read "undefined plot
+    visualising provided data" (keyboard and screen-reader walkthrough)."""
+    from medimg_demo.web.ui.a11y import PICTURE_TEXT
+
+    _sample(page, "Lung CT: Adenocarcinoma")
+    _wait_viewer(page)
+    alts = lambda box: page.eval_on_selector_all(f"{box} img", "els => els.map(e => e.alt)")  # noqa: E731
+    page.wait_for_function("() => [...document.querySelectorAll('#viewer img')].every(i => i.alt)", timeout=10_000)
+    assert alts("#viewer") == PICTURE_TEXT["#viewer"] and "red" in alts("#viewer")[1]
+    assert alts("#overview") == PICTURE_TEXT["#overview"]
+    page.get_by_role("tab", name="Performance").click()
+    page.locator("#perf-confusion img").wait_for(timeout=RESULT_TIMEOUT)
+    for box in ("#perf-confusion", "#perf-roc", "#perf-reliability"):
+        page.wait_for_function("(b) => document.querySelector(b + ' img')?.alt && "
+                               "!document.querySelector(b + ' img').alt.includes('undefined')", arg=box,
+                               timeout=10_000)
+        assert alts(box) == PICTURE_TEXT[box]

@@ -40,9 +40,10 @@ def performance_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -
     stage = gr.Dataframe(label="Per class (stage head): value [95% CI]", interactive=False, wrap=True, visible=False,
                          column_widths=widths, elem_id="perf-stage")
     with gr.Row():
-        confusion = gr.Plot(label="Confusion matrix", show_label=False)  # the figures carry their own titles
-        roc = gr.Plot(label="ROC curves", show_label=False)
-        reliability = gr.Plot(label="Calibration", show_label=False)
+        # the figures carry their own titles; their text alternatives: ui/a11y.py, by these ids
+        confusion = gr.Plot(label="Confusion matrix", show_label=False, elem_id="perf-confusion")
+        roc = gr.Plot(label="ROC curves", show_label=False, elem_id="perf-roc")
+        reliability = gr.Plot(label="Calibration", show_label=False, elem_id="perf-reliability")
     explain = gr.Markdown(elem_id="perf-explain")  # a measure a row, all cases and each class beside it
     gallery = gr.Gallery(label=GALLERY_LABEL, columns=3, height="auto",
                          object_fit="contain", buttons=["download", "fullscreen"], elem_id="perf-gallery")

@@ -1,0 +1,39 @@
+"""What a screen reader is told that Gradio's widgets leave out (keyboard and screen-reader walkthrough): its
+pictures carried an empty text alternative (the scan, the heatmap, the overview that is clicked to zoom, a reading
+session's case) or "undefined plot visualising provided data" (every figure), and a missing answer's message appeared
+without being announced. :data:`PAGE_JS` runs once in the browser when the page loads and keeps them filled in as
+Gradio redraws the pictures; it changes nothing the page shows."""
+
+from __future__ import annotations
+
+import json
+
+#: Pictures by the box that holds them: the text alternative of its first, second, ... picture (the last one for any
+#: beyond). The heatmap's colours are named, as the colour bar drawn into the picture says them to the eye.
+HEATMAP = "red: regions that raised the class's score most, blue: least"
+PICTURE_TEXT: dict[str, list[str]] = {
+    "#viewer": ["The scan", f"The scan under the model's Grad-CAM heatmap ({HEATMAP})"],
+    "#overview": [f"Overview of the scan and its heatmap ({HEATMAP}), the zoomed region outlined: click to zoom there"],
+    "#session-case": ["The case to read"],
+    "#session-heatmap": [f"The model's Grad-CAM heatmap over the case ({HEATMAP})"],
+    "#perf-confusion": ["Confusion matrix on the test split: true class by row, predicted class by column"],
+    "#perf-roc": ["ROC curves per class on the test split, one against the rest"],
+    "#perf-reliability": ["Reliability diagram: accuracy against confidence, before and after calibration"],
+    "#reader-study-plot": ["Each reader's accuracy unaided and aided by the model, with 95% intervals"],
+}
+
+PAGE_JS = """() => {
+  const texts = %s;
+  const fill = () => {
+    for (const e of document.querySelectorAll('.validation-error:not([role])')) e.setAttribute('role', 'alert');
+    for (const [box, alts] of Object.entries(texts)) {
+      document.querySelectorAll(box + ' img').forEach((img, i) => {
+        const text = alts[Math.min(i, alts.length - 1)];
+        if (img.getAttribute('alt') !== text) img.setAttribute('alt', text);
+      });
+    }
+  };
+  new MutationObserver(fill).observe(document.body, {subtree: true, childList: true, attributes: true,
+                                                     attributeFilter: ['src']});
+  fill();
+}""" % json.dumps(PICTURE_TEXT)
