@@ -291,6 +291,12 @@ def test_a_keyboard_reader_keeps_the_focus_and_sees_it(page) -> None:  # noqa: A
                            timeout=90_000)
     page.keyboard.press("Tab")
     assert page.evaluate(active) == "Download report (PDF)"  # on from where it was, not from the page's top
+    # the model list, left by Tab, closes: it had stayed open over Analyse and the report button
+    listed = "() => [...document.querySelectorAll('[role=listbox]')].filter(e => e.offsetParent).length"
+    page.locator("#analyse-model input").focus()
+    page.keyboard.press("Tab")
+    page.wait_for_function(f"() => ({listed})() === 0", timeout=5_000)
+    assert page.evaluate("() => document.activeElement.id") == "analyse-run"
     for selector in ("#opacity input[type=range]", "input[type=radio][value='2x']"):
         page.locator(selector).focus()
         page.keyboard.press("Shift+Tab")

@@ -58,6 +58,8 @@ def test_answers_are_required_and_the_reveal_shows_both_calls(page) -> None:  # 
     page.get_by_label("Cases").last.fill("3")
     page.get_by_role("button", name="Start or resume session").click()
     page.locator("#session-progress").get_by_text("Case 1 of 3").wait_for(timeout=60_000)
+    own_first = "() => document.activeElement?.matches?.('#session-own-read input[type=radio]')"
+    page.wait_for_function(own_first, timeout=5_000)  # the first answer to give has the focus
     record = page.get_by_role("button", name="Record my read and show the model")
     model_panel = page.get_by_text("2. The model's output")
 
@@ -108,8 +110,7 @@ def test_answers_are_required_and_the_reveal_shows_both_calls(page) -> None:  # 
     page.locator("#session-progress").get_by_text("Case 2 of 3").wait_for(timeout=60_000)
     assert not page.locator("#session-own-confidence input:checked").count()  # the last case's rating is not kept
     # and then to the next own read's first answer (36 Tabs away from the page's top)
-    page.wait_for_function("() => document.activeElement?.matches?.('#session-own-read input[type=radio]')",
-                           timeout=5_000)
+    page.wait_for_function(own_first, timeout=5_000)
     # case 2 opens whole: case 1's 2x zoom had opened it as a crop of its centre during the own read
     assert page.locator("#session-zoom").get_by_label("1x", exact=True).is_checked()
 

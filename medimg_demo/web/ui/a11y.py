@@ -1,8 +1,9 @@
 """What a screen reader is told that Gradio's widgets leave out (keyboard and screen-reader walkthrough): its
 pictures carried an empty text alternative (the scan, the heatmap, the overview that is clicked to zoom, a reading
 session's case) or "undefined plot visualising provided data" (every figure), and a missing answer's message appeared
-without being announced. :data:`PAGE_JS` runs once in the browser when the page loads and keeps them filled in as
-Gradio redraws the pictures; it changes nothing the page shows."""
+without being announced. And a drop-down list left by the Tab key stayed open over the controls below it (the
+model list over Analyse and the report button). :data:`PAGE_JS` runs once in the browser when the page loads: it
+keeps the texts filled in as Gradio redraws the pictures, and closes a list whose field the focus has left."""
 
 from __future__ import annotations
 
@@ -36,4 +37,12 @@ PAGE_JS = """() => {
   new MutationObserver(fill).observe(document.body, {subtree: true, childList: true, attributes: true,
                                                      attributeFilter: ['src']});
   fill();
+  document.addEventListener('focusin', () => setTimeout(() => {
+    for (const list of document.querySelectorAll('[role=listbox]')) {
+      const box = list.closest('.block'), field = box && box.querySelector('input');
+      if (list.offsetParent && field && !box.contains(document.activeElement)) {
+        field.dispatchEvent(new FocusEvent('blur'));
+      }
+    }
+  }, 0));
 }""" % json.dumps(PICTURE_TEXT)

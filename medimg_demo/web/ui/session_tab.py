@@ -135,6 +135,7 @@ def session_tab(choices: list[tuple[str, str]], tab: gr.Tab | None = None) -> No
     # a reload had put the form back to "session-1": the browser offers the last session again
     named = [session_id, model, n_cases, seed]
     started.success(None, named, None, js=_remember_js(), api_visibility="private")
+    started.success(None, None, None, js=_focus_js("#session-own-read input[type=radio]"), api_visibility="private")
     if tab is not None:
         tab.select(None, named, named, js=_offer_last_js([value for _, value in choices]), api_visibility="private")
     # a missing answer: the validator marks the field (nothing runs); a later failure shows on the progress line
