@@ -243,6 +243,9 @@ def test_report_download_and_its_pages(page, tmp_path) -> None:  # noqa: ANN001
     page.get_by_role("button", name="Download report (PDF)").click()
     link = page.locator("#report-file a[href*='.pdf']").first
     link.wait_for(timeout=90_000)
+    # named for a screen reader by what it is (Gradio's name was its size, "268.7 KB")
+    page.wait_for_function("() => document.querySelector(\"#report-file a[href*='.pdf']\")?.getAttribute("
+                           "'aria-label') === 'Download the case report (PDF)'", timeout=5_000)
     with page.expect_download(timeout=30_000) as dl:
         link.click()
     # saved under a name that tells reports apart (the task and the time), not a hash

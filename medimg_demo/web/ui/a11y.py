@@ -1,9 +1,10 @@
 """What a screen reader is told that Gradio's widgets leave out (keyboard and screen-reader walkthrough): its
 pictures carried an empty text alternative (the scan, the heatmap, the overview that is clicked to zoom, a reading
-session's case) or "undefined plot visualising provided data" (every figure), and a missing answer's message appeared
-without being announced. And a drop-down list left by the Tab key stayed open over the controls below it (the
-model list over Analyse and the report button). :data:`PAGE_JS` runs once in the browser when the page loads: it
-keeps the texts filled in as Gradio redraws the pictures, and closes a list whose field the focus has left."""
+session's case) or "undefined plot visualising provided data" (every figure), a missing answer's message appeared
+without being announced, and download links were named by size or not at all. And a drop-down list left by the Tab
+key stayed open over the controls below it (the model list over Analyse and the report button). :data:`PAGE_JS`
+runs once in the browser when the page loads: it keeps the texts filled in as Gradio redraws the page, and closes a
+list whose field the focus has left."""
 
 from __future__ import annotations
 
@@ -23,10 +24,24 @@ PICTURE_TEXT: dict[str, list[str]] = {
     "#reader-study-plot": ["Each reader's accuracy unaided and aided by the model, with 95% intervals"],
 }
 
+#: Download links by where they are: their names (Gradio named a file's by its size, "268.7 KB", and a picture's by
+#: nothing).
+LINK_TEXT: dict[str, str] = {
+    "#report-file a": "Download the case report (PDF)",
+    "#deid-file a": "Download the de-identified DICOM copy",
+    "#viewer a[data-testid=download-link]": "Download the picture shown",
+    "#overview a[data-testid=download-link]": "Download the overview picture",
+}
+
 PAGE_JS = """() => {
-  const texts = %s;
+  const texts = %s, links = %s;
   const fill = () => {
     for (const e of document.querySelectorAll('.validation-error:not([role])')) e.setAttribute('role', 'alert');
+    for (const [where, name] of Object.entries(links)) {
+      document.querySelectorAll(where).forEach(a => {
+        if (a.getAttribute('aria-label') !== name) a.setAttribute('aria-label', name);
+      });
+    }
     for (const [box, alts] of Object.entries(texts)) {
       document.querySelectorAll(box + ' img').forEach((img, i) => {
         const text = alts[Math.min(i, alts.length - 1)];
@@ -45,4 +60,4 @@ PAGE_JS = """() => {
       }
     }
   }, 0));
-}""" % json.dumps(PICTURE_TEXT)
+}""" % (json.dumps(PICTURE_TEXT), json.dumps(LINK_TEXT))
