@@ -127,6 +127,20 @@ def clear_for_model():  # noqa: ANN201 - Gradio output tuple
     return cleared(MODEL_CHANGED)
 
 
+def remember_model(model: str | None) -> str | None:
+    """The model an analysis about to run is asked of (kept in the page's session for :func:`model_picked`)."""
+    return model
+
+
+def model_picked(model: str | None, asked: str | None):  # noqa: ANN201 - Gradio output tuple
+    """The model list's ``input`` (a choice, and also leaving the list: Gradio sends it on blur): the results are
+    blanked only if ``model`` is not the one they were asked of (``asked``), then ``model`` is remembered. Tabbing
+    through the list had wiped the case on screen."""
+    if model == asked:
+        return (*[gr.skip()] * len(cleared()), asked)
+    return (*clear_for_model(), model)
+
+
 def redraw(view: analysis.View | None, window: str | None = "File default", center: float | None = None,
            width: float | None = None, opacity: float = 0.45, zoom: str | None = "1x",
            centre: str | None = None, point: Any = None,  # noqa: ANN401 - whatever the State holds

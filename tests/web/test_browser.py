@@ -287,16 +287,21 @@ def test_a_keyboard_reader_keeps_the_focus_and_sees_it(page) -> None:  # noqa: A
     page.wait_for_function(f"() => ({active})() === 'Lung CT: Adenocarcinoma'", timeout=5_000)  # given back
     page.locator("#analyse-run").focus()
     page.keyboard.press("Enter")
+    page.wait_for_function("() => document.activeElement === document.body", timeout=10_000)  # held
     page.wait_for_function("() => window.medimgWork === 0 && document.activeElement?.id === 'analyse-run'",
                            timeout=90_000)
     page.keyboard.press("Tab")
     assert page.evaluate(active) == "Download report (PDF)"  # on from where it was, not from the page's top
-    # the model list, left by Tab, closes: it had stayed open over Analyse and the report button
+    # the model list, left by Tab, closes: it had stayed open over Analyse and the report button; and tabbing
+    # through it leaves the case on screen (Gradio sends the list's value on leaving it: the case had been wiped)
     listed = "() => [...document.querySelectorAll('[role=listbox]')].filter(e => e.offsetParent).length"
     page.locator("#analyse-model input").focus()
     page.keyboard.press("Tab")
     page.wait_for_function(f"() => ({listed})() === 0", timeout=5_000)
     assert page.evaluate("() => document.activeElement.id") == "analyse-run"
+    page.wait_for_timeout(1_500)  # what the list's leaving sent has been answered
+    assert page.locator("#type-out").get_by_text("Adenocarcinoma").first.is_visible()
+    assert "Model changed" not in page.locator("#analysis-notes").inner_text()
     for selector in ("#opacity input[type=range]", "input[type=radio][value='2x']"):
         page.locator(selector).focus()
         page.keyboard.press("Shift+Tab")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import gradio as gr
 import numpy as np
 
 from medimg_demo.explain.display import DISPLAY_SIDE
@@ -48,11 +49,16 @@ def test_clearing_blanks_every_output_of_an_analysis() -> None:
     viewer_id = next(i for i, e in by_id.items() if e == "viewer")
     assert cleared[viewer_id]["value"] is None
     assert "Analyse" in viewer.clear_for_model()[10]  # a changed model says what to do next
+    # leaving the model list sends its value again (Gradio's blur): the same model leaves the case on screen
+    same, other = viewer.model_picked("lung", "lung"), viewer.model_picked("brain", "lung")
+    assert len(same) == len(other) == n + 1 and same[-1] == "lung" and other[-1] == "brain"
+    assert all(o == gr.skip() for o in same[:-1]) and "Analyse" in other[10]
     assert handlers.clear_outputs()[9] == {"__type__": "update"}  # before an analysis: the frame asked for stays
     assert viewer.clear_for_file()[9]["visible"] is False  # a removed or refused file: its frame box goes
     # the events that change the file or the model all blank the outputs
     model_id = next(i for i, c in comps.items() if c["props"].get("elem_id") == "analyse-model")
-    triggers = {tuple(t) for d in app.demo.config["dependencies"] if d["outputs"] == outputs for t in d["targets"]}
+    triggers = {tuple(t) for d in app.demo.config["dependencies"] if d["outputs"][:len(outputs)] == outputs
+                for t in d["targets"]}  # the model list's event also remembers the model (viewer.model_picked)
     assert (model_id, "input") in triggers
     upload_id = next(i for i, c in comps.items() if c["props"].get("label") == "Scan")
     assert (upload_id, "clear") in triggers

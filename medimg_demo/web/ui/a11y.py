@@ -36,7 +36,9 @@ LINK_TEXT: dict[str, str] = {
 PAGE_JS = """() => {
   const texts = %s, links = %s;
   const fill = () => {
-    for (const e of document.querySelectorAll('.validation-error:not([role])')) e.setAttribute('role', 'alert');
+    for (const e of document.querySelectorAll('.validation-error:not([role]):not(input):not(textarea)')) {
+      e.setAttribute('role', 'alert');  // the message; Gradio marks a text field itself with the class too
+    }
     for (const [where, name] of Object.entries(links)) {
       document.querySelectorAll(where).forEach(a => {
         if (a.getAttribute('aria-label') !== name) a.setAttribute('aria-label', name);
@@ -55,8 +57,8 @@ PAGE_JS = """() => {
   document.addEventListener('focusin', () => setTimeout(() => {
     for (const list of document.querySelectorAll('[role=listbox]')) {
       const box = list.closest('.block'), field = box && box.querySelector('input');
-      if (list.offsetParent && field && !box.contains(document.activeElement)) {
-        field.dispatchEvent(new FocusEvent('blur'));
+      if (list.offsetParent && field && !box.contains(document.activeElement)) {  // Escape: closed, nothing sent
+        field.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape', bubbles: true}));
       }
     }
   }, 0));

@@ -51,6 +51,8 @@ CSS = ("body.medimg-busy #samples { pointer-events: none; opacity: 0.55; }\n"
        # Gradio's radios and sliders showed no focus ring: a keyboard reader could not see where it was
        "input[type=radio]:focus-visible, input[type=range]:focus-visible, input[type=checkbox]:focus-visible "
        "{ outline: 2px solid var(--primary-700); outline-offset: 2px; }\n"
+       ".dark input[type=radio]:focus-visible, .dark input[type=range]:focus-visible, "
+       ".dark input[type=checkbox]:focus-visible { outline-color: var(--primary-500); }\n"
        # a caption of two lines ("Stage, learned through the type: ...") lay over the call's heading: in the flow
        "#type-out label.float, #stage-out label.float { position: static; }\n" + VIEWER_CSS)
 
@@ -150,6 +152,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
                slider, zoom, centre, point, type_box, stage_box, deid_btn, report_btn, report_file, deid_file, outline,
                opacity, record]
     private = dict(api_visibility="private")
+    asked = gr.State(None)  # the model the results on screen were asked of (viewer.model_picked)
 
     offer_switch = dict(fn=h.suggestion, inputs=raw, outputs=switch, queue=False, **private)  # none for a blank result
 
@@ -169,6 +172,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
         """Hold the controls, blank the outputs, run the model, let go; offer the switch where a refused image fits
         another model. ``api``: the public name of the model step (the Analyse button's), else private."""
         start = event if held_already else event.then(**hold)
+        start.then(viewer.remember_model, model, asked, queue=False, **private)  # what the results will belong to
         switched = let_go(let_go(start.then(h.clear_outputs, None, outputs, queue=False, **private)).then(
             **offer_switch))
         # a failure is a toast and one mark on the viewer, not "Error" on every output
@@ -186,7 +190,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
         viewer.clear_for_file, None, outputs, queue=False, **private).then(**offer_switch)
     analyse(cleaned.success(None, None, [frame, window], js=RESET_FRAME_JS), held_already=True)
     upload.clear(viewer.clear_for_file, None, outputs, queue=False, **private).then(**offer_switch)
-    model.input(viewer.clear_for_model, None, outputs, queue=False, **private).then(**offer_switch)
+    model.input(viewer.model_picked, [model, asked], [*outputs, asked], queue=False, **private).then(**offer_switch)
     if examples is not None:  # a sample case analyses on click, as an upload does
         analyse(examples.load_input_event.then(None, None, [frame, window], js=RESET_FRAME_JS))
     # a frame number beyond the file: the case stays on screen, the box shows its frame again, the range is named

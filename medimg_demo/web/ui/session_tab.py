@@ -17,8 +17,9 @@ from .common import IMAGE_BUTTONS, label_dropdown, rating
 
 def _focus_js(selector: str) -> str:
     """Browser code that moves the keyboard focus to the first visible match of ``selector`` (made focusable if it is
-    text), tried for a few frames while Gradio shows it."""
-    return ("() => { let tries = 0; const go = () => { const el = [...document.querySelectorAll(%s)]"
+    text), tried for a few frames while Gradio shows it; not while the reader is typing in a field."""
+    return ("() => { let tries = 0; const go = () => { if (document.activeElement?.matches?.('input[type=text], "
+            "input:not([type]), textarea')) return; const el = [...document.querySelectorAll(%s)]"
             ".find(e => e.offsetParent); if (el) { if (!el.matches('input, button, textarea, select, a')) "
             "el.tabIndex = -1; el.focus(); return; } if (++tries < 30) requestAnimationFrame(go); }; "
             "requestAnimationFrame(go); return []; }" % json.dumps(selector))
