@@ -17,7 +17,7 @@ from .imaging.study import Study
 from .models.calibrate import calibrated_softmax
 from .models.calibration import Calibration
 from .models.config import ModelConfig
-from .models.gate import GateStats, header_refusal, load_gate, ood_refusal
+from .models.gate import GateStats, auto_refusal, header_refusal, load_gate, ood_refusal
 from .models.network import TumorNet, load_model
 from .models.precision import bf16_supported, default_precision  # noqa: F401 - bf16_supported: public here too
 from .models.preprocess import model_pixels, to_tensor
@@ -137,17 +137,15 @@ class Predictor:
         return {"score": round(score, 6), "threshold": round(self.cfg.gate.threshold, 6), "method": self.cfg.gate.method}
 
     @torch.no_grad()
-    def assess(self, study: Study) -> float | None:
-        """How far ``study`` lies from this model's training data, as score / threshold (above 1: refused);
-        None where the header rules it out or no gate is fitted. One forward, no explanation."""
+    def assess(self, study: Study) -> dict[str, Any] | None:
+        """The gate's score of ``study`` (:meth:`ood`; refused above its threshold); None where the header rules it
+        out or no gate is fitted. One forward, no explanation."""
         if header_refusal(study.modality, study.body_part, self.cfg.task) is not None or self.cfg.gate is None:
             return None
         x = to_tensor(model_pixels(study, self.cfg.input), self.cfg.input)
         with self._lock:
             pooled = self.model.pooled(self.model.forward_features(x))
-            ood = self.ood(pooled, self.model.head_logits(pooled)["type"])
-        assert ood is not None
-        return ood["score"] / ood["threshold"] if ood["threshold"] > 0 else float("inf")
+            return self.ood(pooled, self.model.head_logits(pooled)["type"])
 
     def run(self, study: Study, explain: bool = True, target: str | None = None, gate: bool = True) -> Prediction:
         """Gate, predict type (and stage), look up the pathway, and explain the shown type class with Grad-CAM.
@@ -259,29 +257,32 @@ def get_predictor(model: str | ModelConfig | None = None) -> Predictor:
         return pred
 
 
+def nearest(study: Study, exclude: str | None = None) -> tuple[ModelConfig, dict[str, Any]] | None:
+    """The bundled model (other than ``exclude``) whose gate finds ``study`` nearest its training data (lowest
+    score / threshold), with that score; None where every header check rules it out or no gate is fitted."""
+    scored = [(cfg, get_predictor(cfg).assess(study)) for cfg in task_models() if cfg.id != exclude]
+    ratio = lambda o: o["score"] / o["threshold"] if o["threshold"] > 0 else float("inf")  # noqa: E731
+    return min(((c, o) for c, o in scored if o is not None), key=lambda t: ratio(t[1]), default=None)
+
+
 def route(study: Study, exclude: str | None = None) -> ModelConfig | None:
     """The bundled model whose gate accepts ``study`` with the most room (lowest score / threshold), or None."""
-    best: tuple[float, ModelConfig] | None = None
-    for cfg in task_models():
-        if cfg.id == exclude:
-            continue
-        ratio = get_predictor(cfg).assess(study)
-        if ratio is not None and ratio <= 1.0 and (best is None or ratio < best[0]):
-            best = (ratio, cfg)
-    return None if best is None else best[1]
+    best = nearest(study, exclude)
+    return best[0] if best is not None and best[1]["score"] <= best[1]["threshold"] else None
 
 
 def predict_study(study: Study, model: str | ModelConfig | None = None, explain: bool = True) -> Prediction:
     """The one prediction path that the app, the CLI, batch runs and reports share: the chosen model (or
     ``"auto"``: the model whose gate fits the image best), gated; a refused image names the model it fits, if any."""
     if model == AUTO:
-        cfg = route(study)
-        if cfg is None:
-            default = get_model(None)
-            return get_predictor(default)._refused(  # noqa: SLF001 - same module
-                study, "None of the bundled models was trained on images like this one (lung CT, breast "
-                       "ultrasound, brain MRI); no answer is given.")
-        return get_predictor(cfg).run(study, explain=explain)
+        best = nearest(study)
+        if best is not None and best[1]["score"] <= best[1]["threshold"]:
+            return get_predictor(best[0]).run(study, explain=explain)
+        if best is None:  # no gate looked at it (the headers rule every model out): the default model answers why
+            return get_predictor(get_model(None))._refused(study, auto_refusal())  # noqa: SLF001 - same module
+        (cfg, ood), title = best, get_task(best[0].task).title
+        why = auto_refusal(title, ood["score"], ood["threshold"])
+        return get_predictor(cfg)._refused(study, why, ood)  # noqa: SLF001 - same module
     pred = get_predictor(model).run(study, explain=explain)
     if pred.status != "refused":
         return pred

@@ -25,7 +25,8 @@ import pandas as pd
 
 from ..errors import InputError
 from .listing import _filesystem, list_files
-from .local_ray import start_local_ray, stop_local_ray
+from .quarantine import DecodeMarks, clear, marks_dir
+from .ray_run import run_on_ray
 from .score import COLUMNS, UNREADABLE, BatchScorer, scored_models, scorer_state
 
 log = logging.getLogger(__name__)
@@ -183,9 +184,10 @@ class PredictorActor:
 
     def __init__(self, model: str | None, registry: str | None = None, heatmaps: str | None = None,
                  heatmap_glob: str | None = None, prefer_onnx: bool = True, keep_paths: bool = True,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, marks: str | None = None) -> None:
         self.scorer = BatchScorer(model, prefer_onnx=prefer_onnx, registry=Path(registry) if registry else None,
                                   threads=threads)
+        self.marks = DecodeMarks(marks) if marks else None  # None on a cluster: the folder is the driver's
         self.keep_paths = keep_paths
         self.heatmaps, self.glob = (Path(heatmaps) if heatmaps else None), heatmap_glob
 
@@ -194,7 +196,7 @@ class PredictorActor:
                 for rel, key, size in zip(batch["rel"], batch["key"], batch["size"])]
         # read one by one as they are decoded: an 'unreadable' row lets the run go on (the next run retries it)
         blobs = [bounded_reader(str(path), int(size)) for path, size in zip(batch["path"], batch["size"])]
-        rows, studies = self.scorer.score(blobs, base)
+        rows, studies = self.scorer.score(blobs, base, self.marks)
         if self.heatmaps is not None:
             for row, study in zip(rows, studies):
                 if row["status"] == "ok" and (self.glob is None or fnmatch.fnmatch(row["path"], self.glob)):
@@ -228,7 +230,8 @@ def run_batch(input_dir: str | Path, model: str | None, out: Path, *, heatmaps: 
     summary = BatchSummary()
     # a wrong id is a ModelError here, not a Ray actor that fails and retries without end
     state = scorer_state(scored_models(model, registry))
-    own = (out, out.with_name(out.name + ".tmp"), parts_dir(out), *([heatmaps] if heatmaps is not None else []))
+    own = (out, out.with_name(out.name + ".tmp"), parts_dir(out), marks_dir(out),
+           *([heatmaps] if heatmaps is not None else []))
     files = list_files(input_dir, exclude=own, follow_links=follow_links)
     done, stale = _read_keys(out, state)
     todo = [f for f in files if f[3] not in done]
@@ -241,7 +244,7 @@ def run_batch(input_dir: str | Path, model: str | None, out: Path, *, heatmaps: 
                  summary.rescored)
     kwargs = dict(model=model, registry=str(registry) if registry else None,
                   heatmaps=str(heatmaps) if heatmaps else None, heatmap_glob=heatmap_glob, prefer_onnx=prefer_onnx,
-                  keep_paths=keep_paths)
+                  keep_paths=keep_paths, marks=None if ray_address and use_ray else str(marks_dir(out)))
     listing = pd.DataFrame(todo, columns=["path", "rel", "size", "key"])
     if todo and use_ray:
         # locally: one actor per core, each running ONNX Runtime on one thread, so that one actor decodes while the
@@ -249,7 +252,12 @@ def run_batch(input_dir: str | Path, model: str | None, out: Path, *, heatmaps: 
         cores = os.cpu_count() or 1
         concurrency = concurrency or (1 if ray_address else min(cores, MAX_LOCAL_ACTORS))
         kwargs["threads"] = None if ray_address else max(1, cores // concurrency)
-        _run_ray(listing, kwargs, out, summary, ray_address, concurrency, batch_size)
+
+        def arrived(frame: pd.DataFrame) -> None:
+            _write_part(out, frame)
+            summary.counts.update(frame["status"])
+
+        run_on_ray(listing, PredictorActor, kwargs, arrived, ray_address, concurrency, batch_size)
     elif todo:
         actor = PredictorActor(**kwargs)  # type: ignore[arg-type]
         summary.forwards = actor.scorer.forwards
@@ -262,33 +270,7 @@ def run_batch(input_dir: str | Path, model: str | None, out: Path, *, heatmaps: 
                 summary.counts.update(frame["status"])
                 bar.update(len(frame))
     merge(out, drop_paths=not keep_paths)
+    clear(out)  # every listed file has its row: no decode mark is needed any more
     summary.seconds = time.perf_counter() - start
     return summary
 
-
-def _run_ray(listing: pd.DataFrame, kwargs: dict[str, Any], out: Path, summary: BatchSummary,
-             address: str | None, concurrency: int, batch_size: int) -> None:
-    import ray
-
-    started, scratch = not ray.is_initialized(), None
-    if started and address:
-        ray.init(address=address, log_to_driver=False)
-    elif started:  # local, in-process: nothing to install or start by hand, nothing listening beyond this host
-        scratch = start_local_ray(os.cpu_count() or 1)
-    try:
-        # the listing (paths, not bytes) is the dataset; each actor reads its batch's files itself
-        # (from_items: about 1.5 s less start-up here than from_pandas, whose blocks are converted on the driver)
-        blocks = max(1, -(-len(listing) // batch_size))
-        concurrency = min(concurrency, blocks)  # no idle actor for a small folder
-        ds = ray.data.from_items(listing.to_dict("records"), override_num_blocks=blocks)
-        ds = ds.map_batches(PredictorActor, fn_constructor_kwargs=kwargs,
-                            compute=ray.data.ActorPoolStrategy(size=concurrency),
-                            batch_size=batch_size, batch_format="pandas", num_cpus=1)
-        for frame in ds.iter_batches(batch_size=None, batch_format="pandas"):
-            _write_part(out, frame)
-            summary.counts.update(frame["status"])
-    finally:
-        if scratch is not None:
-            stop_local_ray(scratch)
-        elif started:
-            ray.shutdown()

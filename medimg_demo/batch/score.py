@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,12 @@ from ..imaging.known_spacing import spacing_origin
 from ..imaging.study import Study
 from ..models.config import ModelConfig
 from ..models.export import OnnxForward, torch_forward
-from ..models.gate import GateStats, header_refusal, load_gate, ood_refusal, score_temperature
+from ..models.gate import GateStats, auto_refusal, header_refusal, load_gate, ood_refusal, score_temperature
 from ..models.preprocess import model_pixels, to_batch
 from ..models.registry import AUTO, get_model, task_models
 from ..explain.lesion import mask_from_probs, measure
 from ..tasks import get_task
+from .quarantine import DecodeMarks
 
 log = logging.getLogger(__name__)
 
@@ -125,34 +127,25 @@ class BatchScorer:
         """Model id -> "onnx" or "torch": which forward each model runs."""
         return {r.cfg.id: r.kind for r in self.runners}
 
-    def score(self, blobs: Sequence[bytes | None | Callable[[], bytes | None]],
-              base: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Study | None]]:
+    def score(self, blobs: Sequence[bytes | None | Callable[[], bytes | None]], base: list[dict[str, Any]],
+              marks: DecodeMarks | None = None) -> tuple[list[dict[str, Any]], list[Study | None]]:
         """One row per blob (``base`` holds its path, key and size), and the decoded studies (None on error).
 
         A blob is the file's bytes, or a function that reads them when their turn comes (one raw file in memory at a
         time; a refusal it raises, such as a file over the size limit, is an 'error' row). None is a file that could
-        not be read: an 'unreadable' row."""
+        not be read: an 'unreadable' row. With ``marks``, each file is read and decoded under its mark, and a file
+        that stopped the process too often is an 'error' row, not decoded again (:mod:`.quarantine`)."""
         studies: list[Study | None] = []
         rows: list[dict[str, Any]] = []
         for blob, b in zip(blobs, base):
             row = {c: None for c in COLUMNS} | b | {"scored_with": self.state}
-            try:
-                data = blob() if callable(blob) else blob
-            except MedimgError as exc:
+            stopped = marks.stopped(b["file_key"]) if marks is not None else None
+            if stopped is not None:
                 studies.append(None)
-                rows.append(row | {"status": "error", "reason": on_the_command_line(str(exc))})
+                rows.append(row | {"status": "error", "reason": stopped})
                 continue
-            if data is None:
-                studies.append(None)
-                rows.append(row | {"status": UNREADABLE, "reason": "The file could not be read (permissions or a "
-                                   "storage error); make it readable and run again: the next run retries it."})
-                continue
-            try:
-                study: Study | None = read_bytes(data)
-            except MedimgError as exc:
-                study = None
-                row.update(status="error", reason=on_the_command_line(str(exc)))
-            del data  # the raw bytes go before the next file is read
+            with marks.decoding(b["file_key"]) if marks is not None else nullcontext():
+                study = self._read(blob, row)
             studies.append(study)
             rows.append(row)
         ok = [i for i, s in enumerate(studies) if s is not None]
@@ -169,14 +162,29 @@ class BatchScorer:
             row.update(image_sha256=study.sha256, modality=study.modality, frame_index=study.frame_index,
                        pixel_spacing_source=spacing_origin(study.pixel_spacing_mm, study.spacing_source))  # as predict
             pick = self._choose(results, i)
-            if pick is None:
-                row.update(status="refused", model_id=None if self.auto else self.runners[0].cfg.id,
-                           reason="None of the bundled models was trained on images like this one (lung CT, breast "
-                                  "ultrasound, brain MRI); no answer is given.")
+            if pick is None:  # auto: every header check ruled it out
+                row.update(status="refused", model_id=None, reason=auto_refusal())
                 continue
             self._decide(row, *pick, i)
+            if self.auto and row["status"] == "refused":  # as predict: the nearest model and its score
+                title = get_task(pick[0].cfg.task).title
+                row["reason"] = auto_refusal(title, row["ood_score"], row["ood_threshold"])
             self._lesion(row, pick, i, study)
         return rows, studies
+
+    @staticmethod
+    def _read(blob: bytes | None | Callable[[], bytes | None], row: dict[str, Any]) -> Study | None:
+        """The file's decoded image, or None with the row's status and reason set (the raw bytes are not kept)."""
+        try:
+            data = blob() if callable(blob) else blob
+            if data is None:
+                row.update(status=UNREADABLE, reason="The file could not be read (permissions or a storage error); "
+                           "make it readable and run again: the next run retries it.")
+                return None
+            return read_bytes(data)
+        except MedimgError as exc:
+            row.update(status="error", reason=on_the_command_line(str(exc)))
+            return None
 
     @staticmethod
     def _lesion(row: dict[str, Any], pick: tuple[Any, ...], i: int, study: Study) -> None:
@@ -204,7 +212,7 @@ class BatchScorer:
                 continue
             thr = r.cfg.gate.threshold
             ratio = float(score[where[i]]) / thr if thr > 0 else float("inf")
-            if ratio <= 1.0 and (best is None or ratio < best[0]):
+            if best is None or ratio < best[0]:  # the nearest: with auto, a refusal names it and its score
                 best = (ratio, res)
         return None if best is None else best[1]
 

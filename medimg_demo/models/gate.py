@@ -229,6 +229,11 @@ def known_body_parts() -> set[str]:
     return {part for spec in TASKS.values() for part in spec.body_parts}
 
 
+def _mid_sentence(title: str) -> str:
+    """A task's title inside a sentence: "Breast ultrasound" reads "breast ultrasound", "MRI" stays "MRI"."""
+    return title if title[1:2].isupper() else title[:1].lower() + title[1:]
+
+
 def ood_refusal(title: str, score: float, threshold: float) -> str:
     """Why an image the gate refuses gets no answer, for the page, the report, the JSON and batch rows alike: how far
     its score lies past the most the model accepts, as a ratio where both are positive (Mahalanobis, kNN), which
@@ -239,8 +244,20 @@ def ood_refusal(title: str, score: float, threshold: float) -> str:
         how = f" is {past} the most the model accepts ({score:.3g}; refused above {threshold:.3g})"
     else:
         how = f", {score:.3g}, is above the most the model accepts, {threshold:.3g}"
-    return (f"This image is not similar enough to the {title} images this model was trained on: its "
+    return (f"This image is not similar enough to the {_mid_sentence(title)} images this model was trained on: its "
             f"out-of-distribution score{how}. No answer is given.")
+
+
+def auto_refusal(title: str | None = None, score: float | None = None, threshold: float | None = None) -> str:
+    """Why ``auto`` gives no answer: no bundled model's gate accepts the image. With the nearest model's ``title``
+    and its gate's ``score`` and ``threshold``: how far the image lies from that model's training data."""
+    none = ("None of the bundled models was trained on images like this one (lung CT, breast ultrasound, brain MRI); "
+            "no answer is given.")
+    if title is None or score is None or threshold is None:
+        return none
+    how = (f"{score / threshold:.1f} times the most that model accepts" if score > 0 and threshold > 0
+           else f"{score:.3g}, above the most that model accepts, {threshold:.3g}")
+    return f"{none} The nearest is the {_mid_sentence(title)} model: its out-of-distribution score is {how}."
 
 
 def header_refusal(modality: str | None, body_part: str | None, task: str) -> str | None:

@@ -153,6 +153,32 @@ def test_a_refusal_says_how_far_past_the_gate_the_image_lies_and_batch_says_the_
     assert rows[0]["reason"] == ood_refusal("Lung CT", rows[0]["ood_score"], threshold)
 
 
+def test_auto_with_no_model_accepting_names_the_nearest_and_its_score(gated_registry: Path, monkeypatch) -> None:
+    """With auto and every gate refusing, predict's JSON named the default model with "ood": null, and batch rows no
+    score at all: nothing said how far the image lay from any training data."""
+    from medimg_demo.batch.score import BatchScorer
+    from medimg_demo.models.gate import auto_refusal
+    from medimg_demo.predict import AUTO, predict_study
+
+    monkeypatch.setenv("MEDIMG_MODELS_DIR", str(gated_registry))
+    noise = png_bytes(np.random.default_rng(1).integers(0, 256, (64, 64), dtype=np.uint8))
+    nm = dicom_bytes((gradient(64, 64) * 1000).astype(np.uint16), modality="NM")  # no model reads NM
+    pred, ruled_out = predict_study(read_bytes(noise), AUTO), predict_study(read_bytes(nm), AUTO)
+    rows, _ = BatchScorer(AUTO, prefer_onnx=False, registry=gated_registry).score([noise, nm], [{"path": "n"},
+                                                                                                {"path": "m"}])
+    js = pred.to_json()
+    assert js["status"] == "refused" and js["model"] == "lung_ct.tiny_v0"
+    assert js["ood"]["score"] > js["ood"]["threshold"]
+    ratio = js["ood"]["score"] / js["ood"]["threshold"]
+    assert js["reason"] == auto_refusal("Lung CT", js["ood"]["score"], js["ood"]["threshold"])
+    assert js["reason"].startswith("None of the bundled models") and f"the lung CT model: its out-of-distribution " \
+        f"score is {ratio:.1f} times the most that model accepts." in js["reason"]
+    assert rows[0]["status"] == "refused" and rows[0]["model_id"] == "lung_ct.tiny_v0"
+    assert rows[0]["reason"] == auto_refusal("Lung CT", rows[0]["ood_score"], rows[0]["ood_threshold"])
+    assert ruled_out.status == "refused" and ruled_out.ood is None and ruled_out.reason == auto_refusal()
+    assert rows[1]["status"] == "refused" and rows[1]["model_id"] is None and rows[1]["reason"] == auto_refusal()
+
+
 def _image(task: str, label: str | None = None) -> bytes:
     import csv
 

@@ -1,0 +1,116 @@
+"""A file that crashes its decoder: set aside as an error row after two attempts, not retried without end by Ray
+(it had been: a run that never finished) nor fatal to every rerun without Ray."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, PngImagePlugin
+
+from conftest import gradient, png_bytes
+
+TOKEN = "medimg-test-crash-this-decoder"
+CRASH_SITE = Path(__file__).parent / "crash_site"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _folder(root: Path) -> Path:
+    """Four PNGs, one of which (c.png) crashes the test's decoder."""
+    root.mkdir()
+    for name in ("a.png", "b.png", "d.png"):
+        (root / name).write_bytes(png_bytes((gradient() * 255).astype(np.uint8)))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", TOKEN)
+    buf = io.BytesIO()
+    Image.fromarray((gradient() * 200).astype(np.uint8)).save(buf, format="PNG", pnginfo=info)
+    (root / "c.png").write_bytes(buf.getvalue())
+    return root
+
+
+def _crashing_env(log: Path, monkeypatch: pytest.MonkeyPatch | None = None) -> dict[str, str]:
+    env = {"PYTHONPATH": os.pathsep.join([str(CRASH_SITE), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
+           "MEDIMG_TEST_CRASH_TOKEN": TOKEN, "MEDIMG_TEST_CRASH_LOG": str(log)}
+    if monkeypatch is not None:
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+    return {**os.environ, **env}
+
+
+def _key(src: Path, name: str) -> str:
+    from medimg_demo.batch.listing import list_files
+
+    return next(f[3] for f in list_files(src) if f[1] == name)
+
+
+def test_only_a_process_that_dies_while_decoding_leaves_its_mark(tmp_path: Path) -> None:
+    from medimg_demo.batch.quarantine import STOPS, DecodeMarks
+
+    marks, key = DecodeMarks(tmp_path / "m"), "0" * 32
+    with pytest.raises(ZeroDivisionError), marks.decoding(key):  # a Python error (Ctrl-C too) removes the mark
+        _ = 1 / 0
+    assert marks.stops(key) == 0 and marks.stopped(key) is None
+    die = (f"from medimg_demo.batch.quarantine import DecodeMarks; import os\n"
+           f"with DecodeMarks({str(tmp_path / 'm')!r}).decoding({key!r}): os._exit(3)")
+    for n in range(1, STOPS + 1):
+        assert subprocess.run([sys.executable, "-c", die], cwd=REPO).returncode == 3
+        assert marks.stops(key) == n
+    assert f"{STOPS} times" in (marks.stopped(key) or "")
+    with pytest.raises(ValueError, match="not a file key"):  # a mark is never named by anything but a key
+        marks.stops("../../etc/passwd")
+
+
+def test_a_file_marked_twice_is_an_error_row_once_is_tried_again(tiny_registry: Path, tmp_path: Path) -> None:
+    from medimg_demo.batch.pipeline import run_batch
+    from medimg_demo.batch.quarantine import DecodeMarks, marks_dir
+
+    src, out = _folder(tmp_path / "in"), tmp_path / "t.parquet"
+    marks = marks_dir(out)
+    marks.mkdir()
+    (marks / _key(src, "a.png")).write_text("2")  # stopped its process twice
+    (marks / _key(src, "b.png")).write_text("1")  # once: a run killed by hand while it decoded
+    summary = run_batch(src, "lung_ct.tiny_v0", out, registry=tiny_registry, use_ray=False, prefer_onnx=False)
+    table = pd.read_parquet(out).set_index("path")
+    assert table.loc["a.png", "status"] == "error" and "stopped the process decoding it 2 times" in table.loc[
+        "a.png", "reason"]
+    assert pd.isna(table.loc["a.png", "image_sha256"])  # not decoded again
+    assert (table.drop(index="a.png")["status"] != "error").all() and summary.done == 4
+    assert not marks.exists() and DecodeMarks(marks).stops(_key(src, "b.png")) == 0  # a finished run clears them
+
+
+@pytest.mark.slow  # Ray's start and four actor starts: about 40 s; .ci/run runs it
+def test_a_file_that_crashes_its_decoder_on_ray_ends_as_an_error_row(tiny_registry: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray restarted the actor and retried the batch without end (23 crashes in two minutes, the run never ended)."""
+    from medimg_demo.batch.pipeline import run_batch
+    from medimg_demo.batch.quarantine import STOPS, marks_dir
+
+    src, out, log = _folder(tmp_path / "in"), tmp_path / "t.parquet", tmp_path / "crashes"
+    _crashing_env(log, monkeypatch)  # Ray's workers inherit it
+    summary = run_batch(src, "lung_ct.tiny_v0", out, registry=tiny_registry, prefer_onnx=False, batch_size=2)
+    table = pd.read_parquet(out).set_index("path")
+    assert log.read_text().count("crash") == STOPS
+    assert table.loc["c.png", "status"] == "error" and "decoder crashed" in table.loc["c.png", "reason"]
+    assert (table.drop(index="c.png")["status"] != "error").all() and summary.done == 4
+    assert not marks_dir(out).exists()
+
+
+@pytest.mark.slow  # three command runs: about 30 s; .ci/run runs it
+def test_without_ray_a_crashing_file_stops_two_runs_and_the_third_goes_past_it(tiny_registry: Path,
+                                                                               tmp_path: Path) -> None:
+    src, out, log = _folder(tmp_path / "in"), tmp_path / "t.parquet", tmp_path / "crashes"
+    env = _crashing_env(log) | {"MEDIMG_MODELS_DIR": str(tiny_registry)}
+    cmd = [sys.executable, "-m", "medimg_demo", "batch", str(src), "--model", "lung_ct.tiny_v0", "--out", str(out),
+           "--no-ray", "--torch", "--batch-size", "1"]
+    runs = [subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300) for _ in range(3)]
+    assert [r.returncode != 0 for r in runs] == [True, True, False], runs[-1].stderr[-2000:]
+    assert log.read_text().count("crash") == 2
+    table = pd.read_parquet(out).set_index("path")
+    assert table.loc["c.png", "status"] == "error" and (table.drop(index="c.png")["status"] != "error").all()
+    assert "2 files scored (error 1, ok 1); 2 skipped" in runs[2].stdout  # a and b were written before the crash
