@@ -152,10 +152,10 @@ class Analysis:
     record_markdown: str = ""  # what this call was on the test split (eval.call_record)
 
 
-def status_markdown(pred: Prediction) -> str:
+def status_markdown(pred: Prediction, auto: bool = False) -> str:
     """The card shown instead of an answer for a refused or indeterminate case ("" for an answer)."""
     if pred.status == "refused":
-        return f"### ⚠ Not an image for this model: no answer\n{pred.reason}"
+        return f"### ⚠ Not an image for {'any bundled' if auto else 'this'} model: no answer\n{pred.reason}"
     if pred.status == "indeterminate":
         return f"### ⚠ Indeterminate\n{pred.reason}"
     return ""
@@ -283,7 +283,7 @@ def analyse(
         seconds=seconds,
         view=view,
         warnings=study.warnings,
-        status_markdown=status_markdown(pred),
+        status_markdown=status_markdown(pred, auto=model_id == AUTO),
         n_frames=study.n_frames,
         frame_index=study.frame_index,
         pictures=shown,

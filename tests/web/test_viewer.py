@@ -179,3 +179,5 @@ def test_auto_names_the_model_it_picked_and_none_when_no_model_fits(tmp_path) ->
     out = handlers.predict(str(photo), "auto", 0.45)
     assert out[7]["status"] == "refused" and out[6].startswith("Auto: no bundled model fits this image"), out[6]
     assert "lung_ct" not in out[6]
+    # the card does not speak of "this model" when none was chosen, and the notes name the nearest and how far
+    assert "Not an image for any bundled model" in out[10] and "The nearest is the " in out[10]
