@@ -98,6 +98,14 @@ def test_sample_click_analyses_with_compare_slider_zoom_and_colour_bar(page) -> 
     caption, heading = (page.locator(f"#stage-out {e}").first.bounding_box() for e in ("label", "h2"))
     assert caption["y"] + caption["height"] <= heading["y"] + 1, (caption, heading)
     assert page.get_by_role("button", name="Download report (PDF)").is_visible()
+    # a 1024 px window (a tablet, half a wide screen): the call stays beside the image (it had wrapped below it)
+    size = page.viewport_size
+    page.set_viewport_size({"width": 1024, "height": 768})
+    try:
+        viewer, call = (page.locator(s).bounding_box() for s in ("#viewer", "#type-out"))
+        assert call["x"] >= viewer["x"] + viewer["width"] and abs(call["y"] - viewer["y"]) < 100, (viewer, call)
+    finally:
+        page.set_viewport_size(size)
     assert not page.get_by_role("button", name="De-identified DICOM copy").is_visible()  # a PNG: no DICOM copy
     _shot(page, "analyse_lung_ct.png")
 

@@ -85,7 +85,7 @@ def _samples(upload: gr.File, model: gr.Dropdown) -> gr.Examples | None:
 
 def analyse_tab(choices: list[tuple[str, str]]) -> None:
     with gr.Row(equal_height=False):
-        with gr.Column(scale=2, min_width=260):
+        with gr.Column(scale=2, min_width=210):
             upload = gr.File(label="Scan", file_count="single", type="filepath", height=150, elem_id="scan")
             gr.Markdown(f"<small>{h.ACCEPTED_HELP}</small>")
             model = gr.Dropdown(choices=[*choices, ("Auto (model from the image)", "auto")],
@@ -109,7 +109,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
                 with gr.Row():
                     center = gr.Number(label="Centre", value=None)
                     width = gr.Number(label="Width", value=None)
-        with gr.Column(scale=6, min_width=420):
+        with gr.Column(scale=6, min_width=400):
             slider = gr.ImageSlider(label=VIEWER_LABEL, type="filepath", format="png", interactive=False,
                                     buttons=IMAGE_BUTTONS, max_height=760, elem_id="viewer")
             gr.Markdown(VIEWER_HELP, elem_id="viewer-help")
@@ -128,7 +128,7 @@ def analyse_tab(choices: list[tuple[str, str]]) -> None:
             original = gr.Image(label="Image", type="numpy", interactive=False, format="png", buttons=IMAGE_BUTTONS,
                                 visible=False)
             info = gr.Markdown(elem_id="analysis-info")
-        with gr.Column(scale=3, min_width=280):
+        with gr.Column(scale=3, min_width=260):
             notes = gr.Markdown(elem_id="analysis-notes")
             switch = gr.Button("Switch model", visible=False, size="sm")
             with gr.Column() as type_box:
