@@ -17,7 +17,7 @@ from .imaging.study import Study
 from .models.calibrate import calibrated_softmax
 from .models.calibration import Calibration
 from .models.config import ModelConfig
-from .models.gate import GateStats, auto_refusal, header_refusal, load_gate, ood_refusal
+from .models.gate import GateStats, auto_refusal, gate_rank, header_refusal, load_gate, ood_refusal
 from .models.network import TumorNet, load_model
 from .models.precision import bf16_supported, default_precision  # noqa: F401 - bf16_supported: public here too
 from .models.preprocess import model_pixels, to_tensor
@@ -261,8 +261,8 @@ def nearest(study: Study, exclude: str | None = None) -> tuple[ModelConfig, dict
     """The bundled model (other than ``exclude``) whose gate finds ``study`` nearest its training data (lowest
     score / threshold), with that score; None where every header check rules it out or no gate is fitted."""
     scored = [(cfg, get_predictor(cfg).assess(study)) for cfg in task_models() if cfg.id != exclude]
-    ratio = lambda o: o["score"] / o["threshold"] if o["threshold"] > 0 else float("inf")  # noqa: E731
-    return min(((c, o) for c, o in scored if o is not None), key=lambda t: ratio(t[1]), default=None)
+    return min(((c, o) for c, o in scored if o is not None), key=lambda t: gate_rank(t[1]["score"],
+               t[1]["threshold"]), default=None)
 
 
 def route(study: Study, exclude: str | None = None) -> ModelConfig | None:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..errors import InputError
 from .listing import _filesystem, list_files
-from .quarantine import DecodeMarks, clear, marks_dir
+from .quarantine import DecodeMarks, clear, forget_since, marks_dir
 from .ray_run import run_on_ray
 from .score import COLUMNS, UNREADABLE, BatchScorer, scored_models, scorer_state
 
@@ -226,7 +226,7 @@ def run_batch(input_dir: str | Path, model: str | None, out: Path, *, heatmaps: 
               registry: Path | None = None, prefer_onnx: bool = True, follow_links: bool = False) -> BatchSummary:
     """Score every new file under ``input_dir`` (a folder or an object-store URI such as ``s3://bucket/prefix``)
     into the Parquet table ``out``; see the module docstring (and :mod:`.listing` for ``follow_links``)."""
-    start = time.perf_counter()
+    start, started = time.perf_counter(), time.time()
     summary = BatchSummary()
     # a wrong id is a ModelError here, not a Ray actor that fails and retries without end
     state = scorer_state(scored_models(model, registry))
@@ -246,7 +246,21 @@ def run_batch(input_dir: str | Path, model: str | None, out: Path, *, heatmaps: 
                   heatmaps=str(heatmaps) if heatmaps else None, heatmap_glob=heatmap_glob, prefer_onnx=prefer_onnx,
                   keep_paths=keep_paths, marks=None if ray_address and use_ray else str(marks_dir(out)))
     listing = pd.DataFrame(todo, columns=["path", "rel", "size", "key"])
-    if todo and use_ray:
+    try:
+        _score(listing, kwargs, out, summary, ray_address, use_ray, concurrency, batch_size)
+    except KeyboardInterrupt:
+        forget_since(out, started)  # the files Ray's actors were decoding when stopped crashed nothing
+        raise
+    merge(out, drop_paths=not keep_paths)
+    clear(out)  # every listed file has its row: no decode mark is needed any more
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _score(listing: pd.DataFrame, kwargs: dict[str, Any], out: Path, summary: BatchSummary, ray_address: str | None,
+           use_ray: bool, concurrency: int | None, batch_size: int) -> None:
+    """Score the listed files on Ray (or in this process), each batch written as a part as it arrives."""
+    if len(listing) and use_ray:
         # locally: one actor per core, each running ONNX Runtime on one thread, so that one actor decodes while the
         # other runs its forward (measured: benchmarks/batch_throughput.py --actors 1,2); on a cluster Ray places them
         cores = os.cpu_count() or 1
@@ -258,7 +272,7 @@ def run_batch(input_dir: str | Path, model: str | None, out: Path, *, heatmaps: 
             summary.counts.update(frame["status"])
 
         run_on_ray(listing, PredictorActor, kwargs, arrived, ray_address, concurrency, batch_size)
-    elif todo:
+    elif len(listing):
         actor = PredictorActor(**kwargs)  # type: ignore[arg-type]
         summary.forwards = actor.scorer.forwards
         from tqdm import tqdm
@@ -269,8 +283,4 @@ def run_batch(input_dir: str | Path, model: str | None, out: Path, *, heatmaps: 
                 _write_part(out, frame)
                 summary.counts.update(frame["status"])
                 bar.update(len(frame))
-    merge(out, drop_paths=not keep_paths)
-    clear(out)  # every listed file has its row: no decode mark is needed any more
-    summary.seconds = time.perf_counter() - start
-    return summary
 

@@ -7,8 +7,12 @@ without Ray died, and its rerun died on the same file, with nothing to say which
 
 So each file is marked before its decode and unmarked after, however the decode ends in Python. A file whose mark
 is found :data:`STOPS` times stopped the process that many times: it is not decoded again but written as an 'error'
-row (never retried, as a file that does not decode), and the run goes on. Two, not one: a run killed by hand
-(Ctrl-C, a closed terminal) while a file decoded leaves one mark, and that file deserves another try.
+row (never retried, as a file that does not decode), and the run goes on. Two, not one: a process killed from
+outside while a file decoded (a closed terminal; Ray's actors when the run is stopped) leaves one mark, and that file
+deserves another try. Ctrl-C removes the marks the run wrote (:func:`forget_since`). A file with a mark is decoded
+first in its batch, before the others' images are held, so that a process that ran out of memory for the batch as a
+whole does not blame the same file twice. Only reading and decoding are marked: a process that dies in the batched
+forward is retried by Ray a bounded number of times (``ray_run``), then the run ends with a message.
 
 A mark is a file named by the file key (a hash, never the file's name) in a folder beside the table, holding the
 number of attempts; a run that ends without error removes the folder. On a Ray cluster (``--ray-address``) actors
@@ -29,7 +33,9 @@ STOPS = 2
 
 STOPPED = ("The file stopped the process decoding it {n} times (the decoder crashed, or the machine's memory ran out), "
            "so it was not decoded again. It may be damaged or built to crash decoders: export it again (uncompressed "
-           "DICOM, PNG or JPEG) and run the command on the new file.")
+           "DICOM, PNG or JPEG) and run the command on the new file. If memory ran out, a smaller --batch-size and "
+           "fewer --concurrency actors leave more for it: a file changed since (a new copy, or touched) is scored "
+           "again.")
 
 _KEY = re.compile(r"[0-9a-f]{32}")
 
@@ -42,6 +48,17 @@ def marks_dir(out: Path) -> Path:
 def clear(out: Path) -> None:
     """Remove the marks of the table ``out`` (a run that ended without error scored every file it listed)."""
     shutil.rmtree(marks_dir(out), ignore_errors=True)
+
+
+def forget_since(out: Path, since: float) -> None:
+    """Remove the marks of the table ``out`` written since ``since`` (a :func:`time.time`): a run stopped by hand
+    (Ctrl-C) had Ray's actors killed mid-decode, and their files crashed nothing."""
+    for mark in marks_dir(out).glob("*"):
+        try:
+            if mark.stat().st_mtime >= since:
+                mark.unlink()
+        except OSError:  # gone already
+            continue
 
 
 class DecodeMarks:

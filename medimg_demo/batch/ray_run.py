@@ -1,10 +1,11 @@
 """A listing scored on Ray Data: one actor pool, each batch handed back as it arrives, and bounded retries.
 
-Ray Data restarts an actor that dies and retries its batch without end by default. Locally, the decode marks
-(:mod:`.quarantine`) take a file that crashes its decoder out after :data:`~.quarantine.STOPS` attempts, so a batch
-is retried at most that many times per file in it (and twice more, for a death of another cause); on a cluster,
-where the marks are not shared, :data:`CLUSTER_RETRIES` times. A batch that still fails ends the run with a
-message: the batches already written are kept, and the next run resumes after them.
+Ray Data restarts an actor that dies and retries its task without end by default. Locally, the decode marks
+(:mod:`.quarantine`) take a file that crashes its decoder out after :data:`~.quarantine.STOPS` attempts, so a task
+is retried at most that many times per file in it (a task holds up to two batches: Ray Data joins blocks until it
+has a batch's worth), and twice more for a death of another cause; on a cluster, where the marks are not shared,
+:data:`CLUSTER_RETRIES` times. A task that still fails ends the run with a message: the batches already written
+are kept, and the next run resumes after them.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ class RunStopped(MedimgError):
 
 
 def retries(batch_size: int, local: bool) -> int:
-    """How often a batch is retried after its actor died."""
-    return STOPS * batch_size + 2 if local else CLUSTER_RETRIES
+    """How often a task (up to two batches) is retried after its actor died."""
+    return STOPS * 2 * batch_size + 2 if local else CLUSTER_RETRIES
 
 
 def run_on_ray(listing: pd.DataFrame, actor: type, kwargs: dict[str, Any], on_frame: Callable[[pd.DataFrame], None],

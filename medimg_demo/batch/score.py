@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,8 @@ from ..imaging.known_spacing import spacing_origin
 from ..imaging.study import Study
 from ..models.config import ModelConfig
 from ..models.export import OnnxForward, torch_forward
-from ..models.gate import GateStats, auto_refusal, header_refusal, load_gate, ood_refusal, score_temperature
+from ..models.gate import (GateStats, auto_refusal, gate_rank, header_refusal, load_gate, ood_refusal,
+                           score_temperature)
 from ..models.preprocess import model_pixels, to_batch
 from ..models.registry import AUTO, get_model, task_models
 from ..explain.lesion import mask_from_probs, measure
@@ -135,19 +135,19 @@ class BatchScorer:
         time; a refusal it raises, such as a file over the size limit, is an 'error' row). None is a file that could
         not be read: an 'unreadable' row. With ``marks``, each file is read and decoded under its mark, and a file
         that stopped the process too often is an 'error' row, not decoded again (:mod:`.quarantine`)."""
-        studies: list[Study | None] = []
-        rows: list[dict[str, Any]] = []
-        for blob, b in zip(blobs, base):
-            row = {c: None for c in COLUMNS} | b | {"scored_with": self.state}
-            stopped = marks.stopped(b["file_key"]) if marks is not None else None
-            if stopped is not None:
-                studies.append(None)
-                rows.append(row | {"status": "error", "reason": stopped})
-                continue
-            with marks.decoding(b["file_key"]) if marks is not None else nullcontext():
-                study = self._read(blob, row)
-            studies.append(study)
-            rows.append(row)
+        studies: list[Study | None] = [None] * len(base)
+        rows = [{c: None for c in COLUMNS} | b | {"scored_with": self.state} for b in base]
+        tries = [0 if marks is None else marks.stops(b["file_key"]) for b in base]
+        # files that stopped a process before go first, while no other image of the batch is held: a process that ran
+        # out of memory for the whole batch is not blamed again on the file it happened to be decoding
+        for i in sorted(range(len(base)), key=lambda i: tries[i] == 0):
+            if marks is None:
+                studies[i] = self._read(blobs[i], rows[i])
+            elif (stopped := marks.stopped(rows[i]["file_key"])) is not None:
+                rows[i].update(status="error", reason=stopped)
+            else:
+                with marks.decoding(rows[i]["file_key"]):
+                    studies[i] = self._read(blobs[i], rows[i])
         ok = [i for i, s in enumerate(studies) if s is not None]
         # per model: (index -> header refusal) and the forward outputs of the images its header check lets through
         results = []
@@ -210,10 +210,9 @@ class BatchScorer:
             r, refused, where, _, score = res
             if refused[i] is not None or score is None or r.cfg.gate is None:
                 continue
-            thr = r.cfg.gate.threshold
-            ratio = float(score[where[i]]) / thr if thr > 0 else float("inf")
-            if best is None or ratio < best[0]:  # the nearest: with auto, a refusal names it and its score
-                best = (ratio, res)
+            rank = gate_rank(float(score[where[i]]), r.cfg.gate.threshold)
+            if best is None or rank < best[0]:  # the nearest: with auto, a refusal names it and its score
+                best = (rank, res)
         return None if best is None else best[1]
 
     @staticmethod

@@ -17,6 +17,7 @@ that temperature, and a model recalibrated since (``calibrate --write``) says it
 
 from __future__ import annotations
 
+import math
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -248,6 +249,14 @@ def ood_refusal(title: str, score: float, threshold: float) -> str:
             f"out-of-distribution score{how}. No answer is given.")
 
 
+def gate_rank(score: float, threshold: float) -> tuple[bool, float]:
+    """How well a gate takes an image, for ``auto`` to pick the best (lowest) of several models: an accepting gate
+    before a refusing one, then the lower score / threshold; a score that is not a number, or a threshold at or
+    below 0 (energy scores), gives no ratio and ranks last within its group."""
+    ratio = score / threshold if threshold > 0 else math.inf
+    return (not score <= threshold, ratio if math.isfinite(ratio) else math.inf)
+
+
 def auto_refusal(title: str | None = None, score: float | None = None, threshold: float | None = None) -> str:
     """Why ``auto`` gives no answer: no bundled model's gate accepts the image. With the nearest model's ``title``
     and its gate's ``score`` and ``threshold``: how far the image lies from that model's training data."""
@@ -255,8 +264,11 @@ def auto_refusal(title: str | None = None, score: float | None = None, threshold
             "no answer is given.")
     if title is None or score is None or threshold is None:
         return none
-    how = (f"{score / threshold:.1f} times the most that model accepts" if score > 0 and threshold > 0
-           else f"{score:.3g}, above the most that model accepts, {threshold:.3g}")
+    if score > 0 and threshold > 0:
+        past = "just above" if score / threshold < 1.05 else f"{score / threshold:.1f} times"
+        how = f"{past} the most that model accepts"
+    else:
+        how = f"{score:.3g}, above the most that model accepts, {threshold:.3g}"
     return f"{none} The nearest is the {_mid_sentence(title)} model: its out-of-distribution score is {how}."
 
 

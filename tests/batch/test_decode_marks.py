@@ -66,11 +66,55 @@ def test_only_a_process_that_dies_while_decoding_leaves_its_mark(tmp_path: Path)
         marks.stops("../../etc/passwd")
 
 
+def test_a_file_is_read_and_decoded_under_its_mark_and_marked_files_go_first(tiny_registry: Path,
+                                                                              tmp_path: Path) -> None:
+    """A file that stopped a process before is decoded before the batch's other images are held: a batch that ran
+    out of memory as a whole had blamed the file it happened to be decoding, twice, and made it an error row."""
+    from medimg_demo.batch.quarantine import DecodeMarks
+    from medimg_demo.batch.score import BatchScorer
+
+    marks, seen = DecodeMarks(tmp_path / "m"), []
+    keys = [f"{i:032x}" for i in range(3)]
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / keys[2]).write_text("1")  # the third file stopped a process once
+
+    def reader(i: int):  # noqa: ANN202
+        def read() -> bytes:
+            seen.append((i, marks.stops(keys[i])))  # its mark, one attempt more, is there while it is read
+            return png_bytes((gradient() * 255).astype(np.uint8))
+        return read
+
+    base = [{"path": f"{i}.png", "file_key": k} for i, k in enumerate(keys)]
+    rows, studies = BatchScorer("lung_ct.tiny_v0", prefer_onnx=False, registry=tiny_registry).score(
+        [reader(i) for i in range(3)], base, marks)
+    assert seen == [(2, 2), (0, 1), (1, 1)]
+    assert [r["path"] for r in rows] == ["0.png", "1.png", "2.png"] and all(s is not None for s in studies)
+    assert not list((tmp_path / "m").iterdir())  # every decode came back: no mark is left
+
+
+def test_ctrl_c_forgets_the_marks_of_its_own_run_only(tmp_path: Path) -> None:
+    """Ray's actors are killed when a run is stopped by hand: the files they were decoding crashed nothing."""
+    import time
+
+    from medimg_demo.batch.quarantine import forget_since, marks_dir
+
+    out = tmp_path / "t.parquet"
+    marks_dir(out).mkdir()
+    old, new = marks_dir(out) / ("a" * 32), marks_dir(out) / ("b" * 32)
+    old.write_text("1")
+    os.utime(old, (time.time() - 600, time.time() - 600))  # an earlier run's: a process died on it
+    started = time.time()
+    new.write_text("1")
+    forget_since(out, started)
+    assert old.exists() and not new.exists()
+
+
 def test_a_file_marked_twice_is_an_error_row_once_is_tried_again(tiny_registry: Path, tmp_path: Path) -> None:
     from medimg_demo.batch.pipeline import run_batch
     from medimg_demo.batch.quarantine import DecodeMarks, marks_dir
 
-    src, out = _folder(tmp_path / "in"), tmp_path / "t.parquet"
+    src = _folder(tmp_path / "in")
+    out = src / "t.parquet"  # the table and its marks inside the input: neither is listed
     marks = marks_dir(out)
     marks.mkdir()
     (marks / _key(src, "a.png")).write_text("2")  # stopped its process twice
@@ -99,6 +143,24 @@ def test_a_file_that_crashes_its_decoder_on_ray_ends_as_an_error_row(tiny_regist
     assert table.loc["c.png", "status"] == "error" and "decoder crashed" in table.loc["c.png", "reason"]
     assert (table.drop(index="c.png")["status"] != "error").all() and summary.done == 4
     assert not marks_dir(out).exists()
+
+
+@pytest.mark.slow  # Ray's start and one actor: about 25 s; .ci/run runs it
+def test_a_batch_that_keeps_stopping_its_process_ends_the_run_with_a_message(tiny_registry: Path, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's retries run out (here none are allowed): the run ends with what to do, not Ray's traceback alone."""
+    from medimg_demo.batch import ray_run
+    from medimg_demo.batch.pipeline import run_batch
+    from medimg_demo.batch.quarantine import marks_dir
+
+    src, out, log = _folder(tmp_path / "in"), tmp_path / "t.parquet", tmp_path / "crashes"
+    _crashing_env(log, monkeypatch)
+    monkeypatch.setattr(ray_run, "retries", lambda batch_size, local: 0)
+    with pytest.raises(ray_run.RunStopped, match="run the command again to resume"):
+        run_batch(src, "lung_ct.tiny_v0", out, registry=tiny_registry, prefer_onnx=False, batch_size=4,
+                  concurrency=1)
+    assert log.read_text().count("crash") == 1
+    assert [m.read_text() for m in marks_dir(out).iterdir()] == ["1"]  # kept for the next run
 
 
 @pytest.mark.slow  # three command runs: about 30 s; .ci/run runs it

@@ -177,6 +177,16 @@ def test_auto_with_no_model_accepting_names_the_nearest_and_its_score(gated_regi
     assert rows[0]["reason"] == auto_refusal("Lung CT", rows[0]["ood_score"], rows[0]["ood_threshold"])
     assert ruled_out.status == "refused" and ruled_out.ood is None and ruled_out.reason == auto_refusal()
     assert rows[1]["status"] == "refused" and rows[1]["model_id"] is None and rows[1]["reason"] == auto_refusal()
+    assert "is just above the most that model accepts" in auto_refusal("Lung CT", 5700, 5558)
+
+
+def test_auto_ranks_accepting_gates_first_and_a_score_that_is_not_a_number_last() -> None:
+    """A NaN ratio had stayed "best" (no ratio is below NaN), so the image was refused though another model took it."""
+    from medimg_demo.models.gate import gate_rank
+
+    ranks = {"nan": gate_rank(float("nan"), 10.0), "takes": gate_rank(9.0, 10.0), "near": gate_rank(12.0, 10.0),
+             "far": gate_rank(50.0, 10.0), "energy takes": gate_rank(-6.0, -5.0)}
+    assert sorted(ranks, key=ranks.__getitem__) == ["takes", "energy takes", "near", "far", "nan"]
 
 
 def _image(task: str, label: str | None = None) -> bytes:
