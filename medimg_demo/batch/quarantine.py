@@ -53,9 +53,12 @@ def clear(out: Path) -> None:
 def forget_since(out: Path, since: float) -> None:
     """Remove the marks of the table ``out`` written since ``since`` (a :func:`time.time`): a run stopped by hand
     (Ctrl-C) had Ray's actors killed mid-decode, and their files crashed nothing."""
-    for mark in marks_dir(out).glob("*"):
+    folder = marks_dir(out)
+    if folder.is_symlink():  # never ours: nothing in it is removed
+        return
+    for mark in folder.glob("*"):
         try:
-            if mark.stat().st_mtime >= since:
+            if _KEY.fullmatch(mark.name) and mark.lstat().st_mtime >= since:
                 mark.unlink()
         except OSError:  # gone already
             continue

@@ -309,6 +309,16 @@ def test_a_keyboard_reader_keeps_the_focus_and_sees_it(page) -> None:  # noqa: A
         ring = page.evaluate("() => [getComputedStyle(document.activeElement).outlineStyle, "
                              "parseFloat(getComputedStyle(document.activeElement).outlineWidth)]")
         assert ring[0] != "none" and ring[1] >= 2, (selector, ring)
+    # a file chosen from the upload box: Gradio replaces the box's button with the file, and the focus had fallen to
+    # the page; it comes back to the box (its file's link)
+    if page.locator("input[type=file]").count() == 0:
+        page.get_by_role("button", name="Clear").first.click()
+        page.wait_for_selector("input[type=file]", state="attached", timeout=10_000)
+    page.get_by_role("button", name="Click to upload or drop files").focus()
+    page.set_input_files("input[type=file]", str(lung_test_image()))
+    page.wait_for_function("() => window.medimgWork > 0", timeout=10_000)
+    page.wait_for_function("() => window.medimgWork === 0 && !!document.activeElement.closest('#scan')",
+                           timeout=90_000)
 
 
 def test_reading_session_of_20_cases_in_the_browser(page, tmp_path) -> None:  # noqa: ANN001

@@ -4,7 +4,8 @@ session's case) or "undefined plot visualising provided data" (every figure), a 
 without being announced, and download links were named by size or not at all. And a drop-down list left by the Tab
 key stayed open over the controls below it (the model list over Analyse and the report button). :data:`PAGE_JS`
 runs once in the browser when the page loads: it keeps the texts filled in as Gradio redraws the page, and closes a
-list whose field the focus has left."""
+list whose field the focus has left; it also keeps the last focused control, for the focus to come back to its box
+when Gradio has removed it (``analyse_tab.HOLD_JS``)."""
 
 from __future__ import annotations
 
@@ -54,12 +55,17 @@ PAGE_JS = """() => {
   new MutationObserver(fill).observe(document.body, {subtree: true, childList: true, attributes: true,
                                                      attributeFilter: ['src']});
   fill();
-  document.addEventListener('focusin', () => setTimeout(() => {
-    for (const list of document.querySelectorAll('[role=listbox]')) {
-      const box = list.closest('.block'), field = box && box.querySelector('input');
-      if (list.offsetParent && field && !box.contains(document.activeElement)) {  // Escape: closed, nothing sent
-        field.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape', bubbles: true}));
+  document.addEventListener('focusin', (event) => {
+    // the last control focused and its box: a control Gradio then removes (the upload box's button, once a file is
+    // chosen) hands the focus to its box when the page's work lets go (analyse_tab.HOLD_JS)
+    window.medimgLastFocus = {el: event.target, box: event.target.closest?.('.block[id]') || null};
+    setTimeout(() => {
+      for (const list of document.querySelectorAll('[role=listbox]')) {
+        const box = list.closest('.block'), field = box && box.querySelector('input');
+        if (list.offsetParent && field && !box.contains(document.activeElement)) {  // Escape: closed, nothing sent
+          field.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape', bubbles: true}));
+        }
       }
-    }
-  }, 0));
+    }, 0);
+  });
 }""" % (json.dumps(PICTURE_TEXT), json.dumps(LINK_TEXT))

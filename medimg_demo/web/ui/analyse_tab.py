@@ -30,13 +30,21 @@ _UPDATE = "{__type__: 'update', interactive: %s}"
 _SAMPLES = "document.getElementById('samples')"
 #: A held control loses the keyboard focus (a disabled button, an inert sample case): the page fell back to its top,
 #: where a screen reader then read on. The control that had it gets it back once everything is let go, unless the
-#: reader has moved on meanwhile (tried for a few frames, while Gradio turns the controls back on).
-_KEEP_FOCUS = "if (!window.medimgWork) window.medimgFocus = document.activeElement; "
-_GIVE_FOCUS_BACK = ("const f = window.medimgFocus; window.medimgFocus = null; let tries = 0; const back = () => { "
-                    "if (!f || f === document.body || (document.activeElement && document.activeElement !== "
-                    "document.body)) return; if (f.isConnected && !f.disabled && f.offsetParent) { "
-                    "f.focus({preventScroll: true}); return; } if (++tries < 30) requestAnimationFrame(back); }; "
-                    "requestAnimationFrame(back); ")
+#: reader has moved on meanwhile (tried for a few frames, while Gradio turns the controls back on). A control Gradio
+#: removed meanwhile (the upload box's button, replaced by the file once it is chosen: a11y.PAGE_JS keeps the last
+#: focused control and its box) leaves the focus to its box: the box's link (the file), else its first control.
+_KEEP_FOCUS = ("if (!window.medimgWork) { const a = document.activeElement, l = window.medimgLastFocus; "
+               "window.medimgFocus = a && a !== document.body ? {el: a, box: a.closest('.block[id]')} "
+               ": (l && !l.el.isConnected ? l : null); } ")
+_GIVE_FOCUS_BACK = ("const f = window.medimgFocus; window.medimgFocus = null; let tries = 0, given = null; "
+                    "const back = () => { const a = document.activeElement; "
+                    "if (!f || (a && a !== document.body && a !== given)) return; "  # none, or the reader moved on
+                    "if (!a || a === document.body) { const t = f.el.isConnected ? f.el : f.box && "
+                    "(f.box.querySelector('a[href]') || f.box.querySelector('button:not([disabled]), "
+                    "input:not([disabled])')); if (t && t.isConnected && !t.disabled && t.offsetParent) { "
+                    "t.focus({preventScroll: true}); given = t; } } "
+                    # on for a second: Gradio redraws a box as its controls come back, and the focus fell to the page
+                    "if (++tries < 60) requestAnimationFrame(back); }; requestAnimationFrame(back); ")
 HOLD_JS = (f"() => {{ {_KEEP_FOCUS}window.medimgWork = (window.medimgWork || 0) + 1; "
            f"document.body.classList.add('medimg-busy'); {_SAMPLES}?.setAttribute('inert', ''); "
            f"return Array({HELD}).fill({_UPDATE % 'false'}); }}")
