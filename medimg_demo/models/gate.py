@@ -17,8 +17,8 @@ that temperature, and a model recalibrated since (``calibrate --write``) says it
 
 from __future__ import annotations
 
-import math
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
