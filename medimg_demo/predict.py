@@ -61,6 +61,8 @@ class Prediction:
     lesion_mask: np.ndarray | None = None
     #: For tasks staged by size (breast): the guideline's category from the lesion's longest diameter in mm.
     size_category: dict[str, Any] | None = None
+    #: The model was picked by "auto": the best-fitting gate's, or for a refusal, the nearest (none accepts the image).
+    by_auto: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape of ``predict --json`` and the API: no pixels, no identifiers."""
@@ -276,13 +278,14 @@ def predict_study(study: Study, model: str | ModelConfig | None = None, explain:
     ``"auto"``: the model whose gate fits the image best), gated; a refused image names the model it fits, if any."""
     if model == AUTO:
         best = nearest(study)
-        if best is not None and best[1]["score"] <= best[1]["threshold"]:
-            return get_predictor(best[0]).run(study, explain=explain)
         if best is None:  # no gate looked at it (the headers rule every model out): the default model answers why
-            return get_predictor(get_model(None))._refused(study, auto_refusal())  # noqa: SLF001 - same module
-        (cfg, ood), title = best, get_task(best[0].task).title
-        why = auto_refusal(title, ood["score"], ood["threshold"])
-        return get_predictor(cfg)._refused(study, why, ood)  # noqa: SLF001 - same module
+            pred = get_predictor(get_model(None))._refused(study, auto_refusal())  # noqa: SLF001 - same module
+        elif best[1]["score"] <= best[1]["threshold"]:
+            pred = get_predictor(best[0]).run(study, explain=explain)
+        else:
+            why = auto_refusal(get_task(best[0].task).title, best[1]["score"], best[1]["threshold"])
+            pred = get_predictor(best[0])._refused(study, why, best[1])  # noqa: SLF001 - same module
+        return replace(pred, by_auto=True)
     pred = get_predictor(model).run(study, explain=explain)
     if pred.status != "refused":
         return pred

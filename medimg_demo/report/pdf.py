@@ -177,7 +177,10 @@ def _facts(pred: Prediction, info: StudyInfo, cfg: ModelConfig, when: datetime) 
     frame = (f"{info.frame_index + 1} of {info.n_frames} (0-based index {info.frame_index} in the command-line tool)"
              if info.n_frames > 1 else "1 of 1 (a single image)")
     spacing = info.pixel_spacing_mm
-    rows = [["Model", pred.model_id], ["Weights sha256 (first 12)", (cfg.weights_sha256 or "unpinned")[:12]],
+    auto = "" if not pred.by_auto else " (Auto: no bundled model accepts the image)" if pred.status == "refused" \
+        else " (picked by Auto)"
+    rows = [["Model", pred.model_id + auto],
+            ["Weights sha256 (first 12)", (cfg.weights_sha256 or "unpinned")[:12]],
             ["Report date (UTC)", when.strftime("%Y-%m-%d %H:%M")],
             ["Input", " ".join(x for x in ((info.source_format or "").upper(), f"{info.width} x {info.height} px",
                                           f"modality {info.modality}" if info.modality else "") if x)],
@@ -243,7 +246,8 @@ def render_report(pred: Prediction, info: StudyInfo, cfg: ModelConfig | None = N
     register_fonts()
     cfg = cfg or get_model(pred.model_id)
     when = when or datetime.now(timezone.utc)
-    title = f"Case report - {get_task(pred.task).title}"
+    nearest = pred.by_auto and pred.status == "refused"  # no bundled model fits: the nearest refused it
+    title = "Case report - no bundled model fits this image" if nearest else f"Case report - {get_task(pred.task).title}"
     outline = outline if outline is not None else pred.lesion_mask  # the model's lesion, where it outlined one
     story: list[object] = [_p(title, "h1"), _notice(), Spacer(1, 4 * mm), _pictures(pred, outline),
                            *_answer(pred, cfg), KeepTogether(_facts(pred, info, cfg, when)), KeepTogether(_metrics(cfg))]

@@ -122,6 +122,13 @@ def test_refused_image_prints_its_reason_and_no_pathway(tmp_path) -> None:
     assert _flat(PATHWAY_NOTICE) not in text and "Source:" not in text and "Stage group" not in text
     assert "Calibrated probability" not in text and "No heatmap" in text
     assert _flat(DISCLAIMER) in text and "Macro AUC" in text  # notice and measured metrics still there
+    assert "Case report - Lung CT" in text and "(Auto:" not in text
+    # with Auto and no model accepting it, the report was titled by the default model's task as if it were one
+    auto = report_file(noise, tmp_path / "a.pdf", "auto")
+    text, _, _, _ = _read(tmp_path / "a.pdf")
+    assert auto.status == "refused" and auto.by_auto and "The nearest is the" in auto.reason
+    assert "Case report - no bundled model fits this image" in text
+    assert f"{auto.model_id} (Auto: no bundled model accepts the image)" in text
 
 
 def test_indeterminate_case_prints_its_reason_and_probabilities_but_no_pathway(lung_report, tmp_path) -> None:
