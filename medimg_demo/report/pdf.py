@@ -246,8 +246,8 @@ def render_report(pred: Prediction, info: StudyInfo, cfg: ModelConfig | None = N
     register_fonts()
     cfg = cfg or get_model(pred.model_id)
     when = when or datetime.now(timezone.utc)
-    nearest = pred.by_auto and pred.status == "refused"  # no bundled model fits: the nearest refused it
-    title = "Case report - no bundled model fits this image" if nearest else f"Case report - {get_task(pred.task).title}"
+    none_fits = pred.by_auto and pred.status == "refused"  # Auto: the nearest model (or the default) refused it
+    title = "Case report - " + ("no bundled model fits this image" if none_fits else get_task(pred.task).title)
     outline = outline if outline is not None else pred.lesion_mask  # the model's lesion, where it outlined one
     story: list[object] = [_p(title, "h1"), _notice(), Spacer(1, 4 * mm), _pictures(pred, outline),
                            *_answer(pred, cfg), KeepTogether(_facts(pred, info, cfg, when)), KeepTogether(_metrics(cfg))]
