@@ -38,10 +38,14 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     _check_table(args.out)
     if args.heatmaps is not None:
         output_folder(args.heatmaps, option="--heatmaps")
-    summary = run_batch(args.input, args.model, args.out, heatmaps=args.heatmaps, heatmap_glob=args.heatmap_glob,
-                        ray_address=args.ray_address, use_ray=not args.no_ray, concurrency=args.concurrency,
-                        batch_size=args.batch_size, keep_paths=not args.no_paths, prefer_onnx=not args.torch,
-                        follow_links=args.follow_links)
+    try:
+        summary = run_batch(args.input, args.model, args.out, heatmaps=args.heatmaps, heatmap_glob=args.heatmap_glob,
+                            ray_address=args.ray_address, use_ray=not args.no_ray, concurrency=args.concurrency,
+                            batch_size=args.batch_size, keep_paths=not args.no_paths, prefer_onnx=not args.torch,
+                            follow_links=args.follow_links)
+    except KeyboardInterrupt:  # Ctrl-C: Ray's traceback from a queue's wait had been all it said
+        log.warning("Stopped by hand. The batches scored so far are kept: run the same command again to resume.")
+        return 130
     from ..notice import DISCLAIMER
 
     print(summary.line())

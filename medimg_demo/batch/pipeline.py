@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..errors import InputError
 from .listing import _filesystem, list_files
-from .quarantine import DecodeMarks, clear, forget_since, marks_dir
+from .quarantine import DecodeMarks, check_folder, clear, marks_dir
 from .ray_run import run_on_ray
 from .score import COLUMNS, UNREADABLE, BatchScorer, scored_models, scorer_state
 
@@ -226,7 +226,8 @@ def run_batch(input_dir: str | Path, model: str | None, out: Path, *, heatmaps: 
               registry: Path | None = None, prefer_onnx: bool = True, follow_links: bool = False) -> BatchSummary:
     """Score every new file under ``input_dir`` (a folder or an object-store URI such as ``s3://bucket/prefix``)
     into the Parquet table ``out``; see the module docstring (and :mod:`.listing` for ``follow_links``)."""
-    start, started = time.perf_counter(), time.time()
+    start = time.perf_counter()
+    check_folder(out)  # a link or a file in the marks folder's place is refused before any work
     summary = BatchSummary()
     # a wrong id is a ModelError here, not a Ray actor that fails and retries without end
     state = scorer_state(scored_models(model, registry))
@@ -246,11 +247,7 @@ def run_batch(input_dir: str | Path, model: str | None, out: Path, *, heatmaps: 
                   heatmaps=str(heatmaps) if heatmaps else None, heatmap_glob=heatmap_glob, prefer_onnx=prefer_onnx,
                   keep_paths=keep_paths, marks=None if ray_address and use_ray else str(marks_dir(out)))
     listing = pd.DataFrame(todo, columns=["path", "rel", "size", "key"])
-    try:
-        _score(listing, kwargs, out, summary, ray_address, use_ray, concurrency, batch_size)
-    except KeyboardInterrupt:
-        forget_since(out, started)  # the files Ray's actors were decoding when stopped crashed nothing
-        raise
+    _score(listing, kwargs, out, summary, ray_address, use_ray, concurrency, batch_size)
     merge(out, drop_paths=not keep_paths)
     clear(out)  # every listed file has its row: no decode mark is needed any more
     summary.seconds = time.perf_counter() - start

@@ -2,10 +2,11 @@
 
 Ray Data restarts an actor that dies and retries its task without end by default. Locally, the decode marks
 (:mod:`.quarantine`) take a file that crashes its decoder out after :data:`~.quarantine.STOPS` attempts, so a task
-is retried at most that many times per file in it (a task holds up to two batches: Ray Data joins blocks until it
-has a batch's worth), and twice more for a death of another cause; on a cluster, where the marks are not shared,
+is retried that many times per file in it (a task holds up to two batches: Ray Data joins blocks until it has a
+batch's worth) and twice more, at most :data:`LOCAL_RETRIES` times; on a cluster, where the marks are not shared,
 :data:`CLUSTER_RETRIES` times. A task that still fails ends the run with a message: the batches already written
-are kept, and the next run resumes after them.
+are kept, and the next run resumes after them (and the marks with them). Ctrl-C puts back the counts of the files
+the actors were decoding before they are stopped.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ import pandas as pd
 
 from ..errors import MedimgError
 from .local_ray import start_local_ray, stop_local_ray
-from .quarantine import STOPS
+from .quarantine import STOPS, forget_interrupted
 
 log = logging.getLogger(__name__)
 
 #: Retries of a batch whose actor died, on a cluster (a node lost, a file that crashes its decoder).
 CLUSTER_RETRIES = 3
+#: Most retries of a task locally, whatever the batch size.
+LOCAL_RETRIES = 20
 
 
 class RunStopped(MedimgError):
@@ -33,8 +36,10 @@ class RunStopped(MedimgError):
 
 
 def retries(batch_size: int, local: bool) -> int:
-    """How often a task (up to two batches) is retried after its actor died."""
-    return STOPS * 2 * batch_size + 2 if local else CLUSTER_RETRIES
+    """How often a task (up to two batches) is retried after its actor died: locally enough for every file of it
+    to stop its process :data:`~.quarantine.STOPS` times, at most :data:`LOCAL_RETRIES` (each retry loads the
+    model again; the marks outlive the run, so the next run goes on from there)."""
+    return min(STOPS * 2 * batch_size + 2, LOCAL_RETRIES) if local else CLUSTER_RETRIES
 
 
 def run_on_ray(listing: pd.DataFrame, actor: type, kwargs: dict[str, Any], on_frame: Callable[[pd.DataFrame], None],
@@ -68,6 +73,10 @@ def run_on_ray(listing: pd.DataFrame, actor: type, kwargs: dict[str, Any], on_fr
                 "A batch of files kept stopping the process scoring it (a crash, or the machine's memory ran out), "
                 "so the run was ended. The batches written before are kept: run the command again to resume; if it "
                 "stops again, try --no-ray or a smaller --batch-size.") from exc
+        except KeyboardInterrupt:  # before the actors are stopped: the files they are decoding crashed nothing
+            if kwargs.get("marks"):
+                forget_interrupted(kwargs["marks"])
+            raise
     finally:
         if scratch is not None:
             stop_local_ray(scratch)

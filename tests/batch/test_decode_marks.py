@@ -53,7 +53,7 @@ def test_only_a_process_that_dies_while_decoding_leaves_its_mark(tmp_path: Path)
     from medimg_demo.batch.quarantine import STOPS, DecodeMarks
 
     marks, key = DecodeMarks(tmp_path / "m"), "0" * 32
-    with pytest.raises(ZeroDivisionError), marks.decoding(key):  # a Python error (Ctrl-C too) removes the mark
+    with pytest.raises(ZeroDivisionError), marks.decoding(key):  # a decode that came back with an error: no stop
         _ = 1 / 0
     assert marks.stops(key) == 0 and marks.stopped(key) is None
     die = (f"from medimg_demo.batch.quarantine import DecodeMarks; import os\n"
@@ -92,21 +92,48 @@ def test_a_file_is_read_and_decoded_under_its_mark_and_marked_files_go_first(tin
     assert not list((tmp_path / "m").iterdir())  # every decode came back: no mark is left
 
 
-def test_ctrl_c_forgets_the_marks_of_its_own_run_only(tmp_path: Path) -> None:
-    """Ray's actors are killed when a run is stopped by hand: the files they were decoding crashed nothing."""
-    import time
+def test_ctrl_c_puts_back_the_counts_of_decodes_it_cut_short_and_keeps_real_stops(tmp_path: Path) -> None:
+    """Ctrl-C had removed every mark the run wrote, the stops of a file that really crashed (twice) too; and a
+    Ctrl-C during a decode removed the file's earlier count."""
+    from medimg_demo.batch.quarantine import DecodeMarks, forget_interrupted
 
-    from medimg_demo.batch.quarantine import forget_since, marks_dir
+    marks = DecodeMarks(tmp_path / "m")
+    marks.write("a" * 32, 1)
+    with pytest.raises(KeyboardInterrupt), marks.decoding("a" * 32):  # stopped by hand mid-decode
+        assert marks.stops("a" * 32) == 2
+        raise KeyboardInterrupt
+    assert marks.stops("a" * 32) == 1  # the earlier stop stands, the cut-short attempt is not one
+    # Ray's actors, about to be stopped with the run: a live one's decode is put back, a dead one's stop kept
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    try:
+        (tmp_path / "m" / ("b" * 32)).write_text(f"2 {live.pid}")
+        (tmp_path / "m" / ("c" * 32)).write_text(f"1 {live.pid}")
+        (tmp_path / "m" / ("d" * 32)).write_text(f"2 {int(dead.stdout)}")
+        forget_interrupted(tmp_path / "m")
+    finally:
+        live.kill()
+    assert [marks.stops(k * 32) for k in "abcd"] == [1, 1, 0, 2]
+    assert not (tmp_path / "m" / ("c" * 32)).exists()
 
-    out = tmp_path / "t.parquet"
-    marks_dir(out).mkdir()
-    old, new = marks_dir(out) / ("a" * 32), marks_dir(out) / ("b" * 32)
-    old.write_text("1")
-    os.utime(old, (time.time() - 600, time.time() - 600))  # an earlier run's: a process died on it
-    started = time.time()
-    new.write_text("1")
-    forget_since(out, started)
-    assert old.exists() and not new.exists()
+
+def test_a_link_or_a_file_in_the_marks_folders_place_is_refused_before_any_work(tiny_registry: Path,
+                                                                              tmp_path: Path) -> None:
+    """A link had marks written into the folder it named (and kept there), a file stopped the run with a traceback."""
+    from medimg_demo.batch.pipeline import run_batch
+    from medimg_demo.batch.quarantine import marks_dir
+    from medimg_demo.errors import InputError
+
+    src, out, elsewhere = _folder(tmp_path / "in"), tmp_path / "t.parquet", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    marks_dir(out).symlink_to(elsewhere)
+    with pytest.raises(InputError, match="is not the run's own folder of decode marks"):
+        run_batch(src, "lung_ct.tiny_v0", out, registry=tiny_registry, use_ray=False, prefer_onnx=False)
+    marks_dir(out).unlink()
+    marks_dir(out).write_text("hello")
+    with pytest.raises(InputError, match="move it away, or give another --out"):
+        run_batch(src, "lung_ct.tiny_v0", out, registry=tiny_registry, use_ray=False, prefer_onnx=False)
+    assert not list(elsewhere.iterdir()) and marks_dir(out).read_text() == "hello" and not out.exists()
 
 
 def test_a_file_marked_twice_is_an_error_row_once_is_tried_again(tiny_registry: Path, tmp_path: Path) -> None:
@@ -160,7 +187,7 @@ def test_a_batch_that_keeps_stopping_its_process_ends_the_run_with_a_message(tin
         run_batch(src, "lung_ct.tiny_v0", out, registry=tiny_registry, prefer_onnx=False, batch_size=4,
                   concurrency=1)
     assert log.read_text().count("crash") == 1
-    assert [m.read_text() for m in marks_dir(out).iterdir()] == ["1"]  # kept for the next run
+    assert [m.read_text().split()[0] for m in marks_dir(out).iterdir()] == ["1"]  # kept for the next run
 
 
 @pytest.mark.slow  # three command runs: about 30 s; .ci/run runs it
@@ -176,3 +203,17 @@ def test_without_ray_a_crashing_file_stops_two_runs_and_the_third_goes_past_it(t
     table = pd.read_parquet(out).set_index("path")
     assert table.loc["c.png", "status"] == "error" and (table.drop(index="c.png")["status"] != "error").all()
     assert "2 files scored (error 1, ok 1); 2 skipped" in runs[2].stdout  # a and b were written before the crash
+
+
+def test_ctrl_c_ends_a_batch_with_what_to_do_not_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    from medimg_demo.batch import pipeline
+    from medimg_demo.cli import main
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run_batch", interrupted)
+    (tmp_path / "in").mkdir()
+    assert main(["batch", str(tmp_path / "in"), "--out", str(tmp_path / "t.parquet")]) == 130
+    assert "run the same command again to resume" in caplog.text
