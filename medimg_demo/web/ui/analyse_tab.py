@@ -38,7 +38,8 @@ _KEEP_FOCUS = ("if (!window.medimgWork) { const a = document.activeElement, l = 
                ": (l && !l.el.isConnected ? l : null); } ")
 _GIVE_FOCUS_BACK = ("const f = window.medimgFocus; window.medimgFocus = null; let tries = 0, given = null; "
                     "const back = () => { const a = document.activeElement; "
-                    "if (!f || (a && a !== document.body && a !== given)) return; "  # none, or the reader moved on
+                    # none, new work holding the controls again, or the reader moved on
+                    "if (!f || window.medimgWork || (a && a !== document.body && a !== given)) return; "
                     "if (!a || a === document.body) { const t = f.el.isConnected ? f.el : f.box && "
                     "(f.box.querySelector('a[href]') || f.box.querySelector('button:not([disabled]), "
                     "input:not([disabled])')); if (t && t.isConnected && !t.disabled && t.offsetParent) { "
